@@ -1,0 +1,100 @@
+//! The one place that names a burn backend.
+//!
+//! `cpu` is burn's pure-Rust `flex` backend (native and wasm); `wgpu` is burn's WebGPU backend
+//! (Vulkan, Metal or DX12 natively, WebGPU in the browser). The wgpu runtime can be initialised
+//! once per process, so the device is kept after the first successful start.
+
+use std::sync::OnceLock;
+
+use burn::tensor::Device;
+use thiserror::Error;
+
+/// Which backend runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's `flex` CPU backend.
+    Cpu,
+    /// burn's wgpu backend.
+    Wgpu,
+}
+
+impl BackendKind {
+    /// The name the CLI and the page use.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = BackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(BackendKind::Cpu),
+            "wgpu" | "webgpu" | "gpu" => Ok(BackendKind::Wgpu),
+            other => Err(BackendError::Unknown(other.to_owned())),
+        }
+    }
+}
+
+/// What can go wrong starting a backend.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    /// No GPU adapter, or the runtime refused to start.
+    #[error("no usable GPU through wgpu ({0}); use the cpu backend, or install a Vulkan driver (Debian: mesa-vulkan-drivers)")]
+    Wgpu(String),
+    /// This build has no wgpu backend.
+    #[error("this build of Unmask has no wgpu backend (built without the `wgpu` feature); use the cpu backend")]
+    NotBuilt,
+    /// A name that is no backend.
+    #[error("unknown backend `{0}`: use cpu or wgpu")]
+    Unknown(String),
+}
+
+#[cfg(feature = "wgpu")]
+static WGPU: OnceLock<Device> = OnceLock::new();
+
+/// Starts `kind`, asynchronously (the only way in a browser).
+pub async fn init_async(kind: BackendKind) -> Result<Device, BackendError> {
+    match kind {
+        BackendKind::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            if let Some(device) = WGPU.get() {
+                return Ok(device.clone());
+            }
+            let device = Device::wgpu_options().init_async().await.map_err(|e| BackendError::Wgpu(e.to_string()))?;
+            Ok(WGPU.get_or_init(|| device).clone())
+        }
+        #[cfg(not(feature = "wgpu"))]
+        BackendKind::Wgpu => Err(BackendError::NotBuilt),
+    }
+}
+
+/// Starts `kind`, blocking (native only).
+#[cfg(not(target_family = "wasm"))]
+pub fn init(kind: BackendKind) -> Result<Device, BackendError> {
+    pollster::block_on(init_async(kind))
+}
+
+/// A short human description of a device, for messages.
+pub fn describe(device: &Device) -> String {
+    format!("{device:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_round_trip_and_unknown_is_an_error() {
+        for kind in [BackendKind::Cpu, BackendKind::Wgpu] {
+            assert_eq!(kind.name().parse::<BackendKind>().unwrap(), kind);
+        }
+        let err = "tpu".parse::<BackendKind>().unwrap_err();
+        assert!(err.to_string().contains("cpu or wgpu"));
+    }
+}

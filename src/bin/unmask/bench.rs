@@ -1,0 +1,167 @@
+//! `unmask bench`: forward latency by sequence length and backend, sampler throughput, and the
+//! BD3 KV-cache speedup. Prints a Markdown table for BENCHMARKS.md. A benchmark, not a test:
+//! nothing here asserts a time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use unmask::backend::{self, BackendKind};
+use unmask::bundle::Bundle;
+use unmask::config::{Attention, ModelConfig};
+use unmask::engine::Generation;
+use unmask::model::{DitDenoiser, load_dit, parameter_count, random_checkpoint};
+use unmask::rng::Rng;
+use unmask::sampler::{Denoiser, ModelSpec, SamplerKind, Settings};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model folder; without it a random-weight DiT (hidden 256, 4 blocks, vocab 4096, block 4).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Backends to measure.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,wgpu")]
+    backends: Vec<BackendKind>,
+    /// Sequence lengths for the forward latency.
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    lengths: Vec<usize>,
+    /// Timed repetitions per measurement (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Tokens generated per sampler run.
+    #[arg(long, default_value_t = 64)]
+    gen_length: usize,
+}
+
+/// The synthetic model measured when no folder is given.
+fn synthetic_config() -> ModelConfig {
+    ModelConfig {
+        model_type: Some("bd3lm".into()),
+        vocab_size: 4096,
+        model_length: 1024,
+        hidden_dim: 256,
+        cond_dim: 128,
+        n_blocks: 4,
+        n_heads: 4,
+        block_size: Some(4),
+        cross_attn: Some(true),
+        adaln: true,
+        causal: false,
+        time_conditioning: false,
+        dropout: 0.0,
+        mask_token_id: Some(4095),
+    }
+}
+
+fn load(args: &BenchArgs, kind: BackendKind) -> Result<(DitDenoiser, ModelConfig), String> {
+    let device = backend::init(kind).map_err(|e| e.to_string())?;
+    match &args.model {
+        Some(dir) => {
+            let b = Bundle::from_dir(dir, &device).map_err(|e| e.to_string())?;
+            Ok((b.model, b.config))
+        }
+        None => {
+            let config = synthetic_config();
+            let dit = load_dit(&config, &random_checkpoint(&config, 1), &device).map_err(|e| e.to_string())?;
+            let spec = ModelSpec {
+                vocab_size: config.vocab_size,
+                model_length: config.model_length,
+                mask_id: config.mask_token_id.unwrap_or(0),
+                eos_id: None,
+                attention: config.attention(),
+                time_conditioning: false,
+            };
+            Ok((DitDenoiser::new(dit, device, spec), config))
+        }
+    }
+}
+
+fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<f64, String> {
+    f()?; // warm-up: kernels compiled, memory pools filled
+    let start = Instant::now();
+    for _ in 0..repeats {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / repeats.max(1) as f64)
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    println!("| backend | measure | value |");
+    println!("|---|---|---|");
+    for &kind in &args.backends {
+        let (mut model, config) = match load(&args, kind) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("| {} | unavailable | {e} |", kind.name());
+                continue;
+            }
+        };
+        if kind == args.backends[0] {
+            eprintln!(
+                "model: {} params, hidden {}, {} blocks, vocab {}",
+                parameter_count(&config),
+                config.hidden_dim,
+                config.n_blocks,
+                config.vocab_size
+            );
+        }
+        let native = model.spec().attention;
+        let mut rng = Rng::new(7);
+        let mask = model.spec().mask_id;
+        let vocab = config.vocab_size;
+        for &l in &args.lengths {
+            if l > config.model_length {
+                continue;
+            }
+            let tokens: Vec<u32> = (0..l).map(|_| rng.below(vocab) as u32).map(|t| if t == mask { 0 } else { t }).collect();
+            let secs = time(args.repeats, || {
+                pollster::block_on(model.predict(&[&tokens], l - 1..l, 0.0)).map_err(|e| e.to_string())
+            })?;
+            println!("| {} | forward L={l} | {:.1} ms |", kind.name(), secs * 1e3);
+        }
+        let prompt: Vec<u32> = (0..8).map(|i| (i * 7 % vocab) as u32).map(|t| if t == mask { 0 } else { t }).collect();
+        let runs: [(SamplerKind, Attention, bool, &str); 5] = [
+            (SamplerKind::Llada, Attention::Bidirectional, false, "llada"),
+            (SamplerKind::Mdlm, Attention::Bidirectional, true, "mdlm"),
+            (SamplerKind::Bd3, native, true, "bd3 (KV cache)"),
+            (SamplerKind::Bd3, native, false, "bd3 (no cache)"),
+            (SamplerKind::Ar, Attention::Causal, true, "ar (KV cache)"),
+        ];
+        let mut bd3_times = Vec::new();
+        for (sampler, attention, cache, label) in runs {
+            if sampler == SamplerKind::Bd3 && !native.is_cacheable() {
+                continue;
+            }
+            model.set_attention(attention);
+            let settings = Settings {
+                steps: args.gen_length,
+                gen_length: args.gen_length,
+                use_cache: cache,
+                stop_at_eos: false,
+                ..Settings::defaults(sampler)
+            };
+            let spec = model.spec().clone();
+            let mut generation = Generation::from_ids(settings, &prompt, &spec).map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            pollster::block_on(generation.run(&mut model, |_| {})).map_err(|e| e.to_string())?;
+            let secs = start.elapsed().as_secs_f64();
+            let progress = generation.sampler().progress();
+            let tokens: usize = generation.steps().iter().map(|s| s.commits.len()).sum();
+            if sampler == SamplerKind::Bd3 {
+                bd3_times.push(secs);
+            }
+            println!(
+                "| {} | {label}: {} tokens | {:.1} tokens/s, {:.2} calls/token |",
+                kind.name(),
+                tokens,
+                tokens as f64 / secs,
+                progress.model_calls as f64 / tokens.max(1) as f64
+            );
+        }
+        if let [cached, uncached] = bd3_times[..] {
+            println!("| {} | bd3 KV-cache speedup | {:.2}× |", kind.name(), uncached / cached);
+        }
+        model.set_attention(native);
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! `unmask`: the command line of the Unmask core — generate with any sampler (live in the terminal),
+//! dump logits for parity checks, inspect a model folder, benchmark.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use unmask::backend::{self, BackendKind};
+use unmask::bundle::{Bundle, model_spec};
+use unmask::config::Attention;
+use unmask::engine::Generation;
+use unmask::model::parameter_count;
+use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "unmask", version, about = "See and use diffusion language models (MDLM, LLaDA, BD3-LM)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text, showing every step as masks resolve.
+    Generate(GenerateArgs),
+    /// Write the model's logits for a sequence to a safetensors file (parity checks).
+    Forward(ForwardArgs),
+    /// Describe a model folder: architecture, parameters, dtypes, tokenizer.
+    Inspect {
+        /// Model folder (config.json, model.safetensors, tokenizer.json).
+        #[arg(long)]
+        model: PathBuf,
+    },
+    /// Measure forward latency and sampler throughput.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SamplerArg {
+    Llada,
+    Mdlm,
+    Bd3,
+    Ar,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RemaskingArg {
+    LowConfidence,
+    Random,
+    Margin,
+    Entropy,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttentionArg {
+    Bidirectional,
+    BlockCausal,
+    Causal,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Prompt; write [MASK] anywhere to have it filled in place.
+    #[arg(long)]
+    prompt: String,
+    /// Sampler.
+    #[arg(long, value_enum, default_value = "llada")]
+    sampler: SamplerArg,
+    /// Denoising steps over the whole generation.
+    #[arg(long, default_value_t = 64)]
+    steps: usize,
+    /// Tokens to generate after the prompt.
+    #[arg(long, default_value_t = 64)]
+    gen_length: usize,
+    /// Semi-autoregressive block (llada); must match the model's for bd3.
+    #[arg(long)]
+    block_length: Option<usize>,
+    /// Which masked positions to commit first.
+    #[arg(long, value_enum, default_value = "low-confidence")]
+    remasking: RemaskingArg,
+    /// Sampling temperature (0 = greedy); default 0 for llada, 1 otherwise.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Keep only the k most likely tokens.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling p (default 0.9 for bd3).
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Classifier-free guidance scale.
+    #[arg(long, default_value_t = 0.0)]
+    cfg: f64,
+    /// Fast-dLLM confidence threshold: commit every position at least this sure.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// BD3-LM first-hitting: one random masked position per step.
+    #[arg(long)]
+    first_hitting: bool,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Backend.
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+    /// Disable the KV cache (bd3, ar) and MDLM's call-skipping cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Keep going past EOS (bd3, ar).
+    #[arg(long)]
+    no_stop_at_eos: bool,
+    /// Write the whole trajectory as JSON.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// Override the model's attention (e.g. run a block-diffusion model bidirectionally for llada).
+    #[arg(long, value_enum)]
+    attention: Option<AttentionArg>,
+    /// No live view; print only the result.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ForwardArgs {
+    /// Model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Text to tokenize (BOS is prepended when the tokenizer has one).
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    text: Option<String>,
+    /// Comma-separated token ids, used as they are.
+    #[arg(long, value_delimiter = ',')]
+    ids: Option<Vec<u32>>,
+    /// Attention (default: the model's own).
+    #[arg(long, value_enum)]
+    attention: Option<AttentionArg>,
+    /// Output file; holds one f32 tensor `logits` of shape [L, V].
+    #[arg(long)]
+    out: PathBuf,
+    /// Backend.
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+type CliResult<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Forward(args) => forward(args),
+        Command::Inspect { model } => inspect(&model),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(dir: &Path, backend: BackendKind) -> CliResult<Bundle> {
+    let device = backend::init(backend).map_err(|e| e.to_string())?;
+    Bundle::from_dir(dir, &device).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+fn attention_of(arg: AttentionArg, config: &unmask::ModelConfig) -> CliResult<Attention> {
+    Ok(match arg {
+        AttentionArg::Bidirectional => Attention::Bidirectional,
+        AttentionArg::Causal => Attention::Causal,
+        AttentionArg::BlockCausal => Attention::BlockCausal {
+            block_size: config
+                .block_size
+                .ok_or("block-causal attention needs block_size in config.json")?,
+        },
+    })
+}
+
+fn settings_of(args: &GenerateArgs) -> Settings {
+    let sampler = match args.sampler {
+        SamplerArg::Llada => SamplerKind::Llada,
+        SamplerArg::Mdlm => SamplerKind::Mdlm,
+        SamplerArg::Bd3 => SamplerKind::Bd3,
+        SamplerArg::Ar => SamplerKind::Ar,
+    };
+    let defaults = Settings::defaults(sampler);
+    Settings {
+        steps: args.steps,
+        gen_length: args.gen_length,
+        block_length: args.block_length,
+        remasking: match args.remasking {
+            RemaskingArg::LowConfidence => Remasking::LowConfidence,
+            RemaskingArg::Random => Remasking::Random,
+            RemaskingArg::Margin => Remasking::Margin,
+            RemaskingArg::Entropy => Remasking::Entropy,
+        },
+        temperature: args.temperature.unwrap_or(defaults.temperature),
+        top_k: args.top_k,
+        top_p: args.top_p.or(defaults.top_p),
+        cfg_scale: args.cfg,
+        threshold: args.threshold,
+        first_hitting: args.first_hitting,
+        seed: args.seed,
+        use_cache: !args.no_cache,
+        stop_at_eos: !args.no_stop_at_eos,
+        ..defaults
+    }
+}
+
+fn generate(args: GenerateArgs) -> CliResult<()> {
+    let mut bundle = open(&args.model, args.backend)?;
+    if let Some(a) = args.attention {
+        bundle.model.set_attention(attention_of(a, &bundle.config)?);
+    }
+    let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
+    let settings = settings_of(&args);
+    let mut generation = Generation::new(settings, &args.prompt, &bundle.codec, &spec).map_err(|e| e.to_string())?;
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let codec = bundle.codec.clone();
+    let prompt_len = generation.prompt_ids().len();
+    pollster::block_on(generation.run(&mut bundle.model, |step| {
+        if live {
+            draw(step, prompt_len, &codec);
+        }
+    }))
+    .map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let name = args.model.display().to_string();
+    let trajectory = generation.trajectory(&name, &bundle.codec, &spec);
+    if let Some(path) = &args.trace {
+        std::fs::write(path, trajectory.to_json()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    println!("{}", trajectory.text);
+    if !args.quiet {
+        let s = &trajectory.stats;
+        eprintln!(
+            "{} steps, {} model calls ({} skipped by cache), {} tokens in {:.2}s: {:.1} tokens/s on {}",
+            s.steps,
+            s.model_calls,
+            s.skipped_calls,
+            s.generated_tokens,
+            elapsed,
+            s.generated_tokens as f64 / elapsed.max(1e-9),
+            args.backend.name()
+        );
+    }
+    Ok(())
+}
+
+/// Redraws the canvas: prompt dimmed, masks as placeholders, this step's commits highlighted by
+/// confidence (LLaDA's app colours: red < 0.3, yellow < 0.7, green), the current block underlined.
+fn draw(step: &Step, prompt_len: usize, codec: &unmask::text::TextCodec) {
+    let mut out = String::from("\x1b[H\x1b[2J");
+    out.push_str(&format!(
+        "step {}  model calls {}  masked {}\n\n",
+        step.index + 1,
+        step.model_calls,
+        step.masked.iter().filter(|&&m| m).count()
+    ));
+    for (i, (&token, &masked)) in step.canvas.iter().zip(&step.masked).enumerate() {
+        let in_block = (step.block[0]..step.block[1]).contains(&i);
+        let fresh = step.commits.iter().find(|c| c.position == i);
+        let text = if masked { "░░".to_owned() } else { codec.token_text(token) };
+        let style = match (masked, fresh, i < prompt_len) {
+            (true, _, _) => "\x1b[90m".to_owned(),
+            (_, Some(c), _) if c.confidence < 0.3 => "\x1b[1;31m".to_owned(),
+            (_, Some(c), _) if c.confidence < 0.7 => "\x1b[1;33m".to_owned(),
+            (_, Some(_), _) => "\x1b[1;32m".to_owned(),
+            (_, None, true) => "\x1b[2m".to_owned(),
+            _ => String::new(),
+        };
+        let underline = if in_block { "\x1b[4m" } else { "" };
+        out.push_str(&format!("{style}{underline}{text}\x1b[0m "));
+    }
+    out.push('\n');
+    let mut err = std::io::stderr();
+    let _ = err.write_all(out.as_bytes());
+    let _ = err.flush();
+}
+
+fn forward(args: ForwardArgs) -> CliResult<()> {
+    let mut bundle = open(&args.model, args.backend)?;
+    if let Some(a) = args.attention {
+        bundle.model.set_attention(attention_of(a, &bundle.config)?);
+    }
+    let ids = match (&args.ids, &args.text) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(text)) => bundle.codec.encode_prompt(text).map_err(|e| e.to_string())?,
+        (None, None) => return Err("give --text or --ids".into()),
+    };
+    if ids.is_empty() {
+        return Err("the sequence is empty".into());
+    }
+    if let Some(&bad) = ids.iter().find(|&&t| t as usize >= bundle.config.vocab_size) {
+        return Err(format!("token id {bad} is outside the vocabulary ({})", bundle.config.vocab_size));
+    }
+    let logits = pollster::block_on(bundle.model.logits(&[&ids], 0.0)).map_err(|e| e.to_string())?;
+    let bytes: Vec<u8> = logits.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![logits.rows(), logits.vocab()], &bytes)
+        .map_err(|e| e.to_string())?;
+    let file = safetensors::serialize([("logits", view)], None).map_err(|e| e.to_string())?;
+    std::fs::write(&args.out, file).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    eprintln!("wrote logits [{}, {}] to {}", logits.rows(), logits.vocab(), args.out.display());
+    Ok(())
+}
+
+fn inspect(dir: &Path) -> CliResult<()> {
+    let weights = std::fs::read(dir.join(unmask::bundle::WEIGHTS_FILE))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join(unmask::bundle::WEIGHTS_FILE).display()))?;
+    let bundle = open(dir, BackendKind::Cpu)?;
+    let c = &bundle.config;
+    let spec = model_spec(c, &bundle.codec);
+    println!("model       {}", dir.display());
+    println!("type        {}", c.model_type.as_deref().unwrap_or("(unspecified)"));
+    println!("attention   {}{}", spec.attention.name(), c.block_size.map(|b| format!(" (block_size {b})")).unwrap_or_default());
+    println!("layers      {} blocks, hidden {}, {} heads of {}, cond {}, mlp {}", c.n_blocks, c.hidden_dim, c.n_heads, c.head_dim(), c.cond_dim, c.mlp_dim());
+    println!("context     {} positions", c.model_length);
+    println!("time cond.  {}", c.time_conditioning);
+    println!("parameters  {} ({:.2}M)", parameter_count(c), parameter_count(c) as f64 / 1e6);
+    let file = safetensors::SafeTensors::deserialize(&weights).map_err(|e| e.to_string())?;
+    let mut dtypes = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for (_, t) in file.tensors() {
+        let e = dtypes.entry(format!("{:?}", t.dtype())).or_default();
+        e.0 += 1;
+        e.1 += t.data().len();
+    }
+    for (dtype, (n, bytes)) in dtypes {
+        println!("dtype       {dtype}: {n} tensors, {:.1} MB", bytes as f64 / 1e6);
+    }
+    let codec = &bundle.codec;
+    println!("vocabulary  {} tokens (model {})", codec.vocab_size(), c.vocab_size);
+    println!("mask        {} {:?}", codec.mask_id(), codec.token_text(codec.mask_id()));
+    let show = |id: Option<u32>| id.map(|i| format!("{i} {:?}", codec.token_text(i))).unwrap_or_else(|| "none".into());
+    println!("bos         {}", show(codec.bos_id()));
+    println!("eos         {}", show(codec.eos_id()));
+    Ok(())
+}

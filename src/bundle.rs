@@ -1,0 +1,94 @@
+//! A model folder in the Hugging Face layout — `config.json`, `model.safetensors`, `tokenizer.json` —
+//! read from bytes (the browser fetches them) or from a directory (the CLI).
+
+use burn::tensor::Device;
+use thiserror::Error;
+
+use crate::config::{ConfigError, ModelConfig};
+use crate::model::{DitDenoiser, LoadError, load_dit};
+use crate::sampler::ModelSpec;
+use crate::text::{TextCodec, TextError};
+
+/// The three files of a model folder.
+pub const CONFIG_FILE: &str = "config.json";
+/// Weights file name.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Tokenizer file name.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The bytes of a model folder.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFiles<'a> {
+    /// `config.json`.
+    pub config: &'a [u8],
+    /// `model.safetensors`.
+    pub weights: &'a [u8],
+    /// `tokenizer.json`.
+    pub tokenizer: &'a [u8],
+}
+
+/// What can go wrong opening a model folder.
+#[derive(Debug, Error)]
+pub enum BundleError {
+    /// `config.json`.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `model.safetensors`.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// `tokenizer.json`.
+    #[error(transparent)]
+    Text(#[from] TextError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}; a model folder holds config.json, model.safetensors and tokenizer.json")]
+    Io {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A ready model: its config, its tokenizer and the network on a device.
+pub struct Bundle {
+    /// `config.json`.
+    pub config: ModelConfig,
+    /// The tokenizer, special tokens resolved.
+    pub codec: TextCodec,
+    /// The network, ready for the samplers.
+    pub model: DitDenoiser,
+}
+
+/// The facts samplers need, from a config and its tokenizer.
+pub fn model_spec(config: &ModelConfig, codec: &TextCodec) -> ModelSpec {
+    ModelSpec {
+        vocab_size: config.vocab_size,
+        model_length: config.model_length,
+        mask_id: codec.mask_id(),
+        eos_id: codec.eos_id(),
+        attention: config.attention(),
+        time_conditioning: config.time_conditioning,
+    }
+}
+
+impl Bundle {
+    /// Parses and checks all three files, then uploads the weights to `device`.
+    pub fn from_files(files: ModelFiles<'_>, device: &Device) -> Result<Self, BundleError> {
+        let config = ModelConfig::from_json(files.config)?;
+        let codec = TextCodec::from_bytes(files.tokenizer, &config)?;
+        let dit = load_dit(&config, files.weights, device)?;
+        let spec = model_spec(&config, &codec);
+        Ok(Self { model: DitDenoiser::new(dit, device.clone(), spec), config, codec })
+    }
+
+    /// Reads a model folder from disk.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| BundleError::Io { path: path.display().to_string(), source })
+        };
+        let (config, weights, tokenizer) = (read(CONFIG_FILE)?, read(WEIGHTS_FILE)?, read(TOKENIZER_FILE)?);
+        Self::from_files(ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer }, device)
+    }
+}

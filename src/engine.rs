@@ -1,0 +1,137 @@
+//! Runs a sampler on a model and keeps its steps: the loop the CLI, the page and the tests share.
+//!
+//! A [`Generation`] is created from settings and a prompt, stepped with [`Generation::next`] (one
+//! model call at most, so a caller can paint, yield or cancel between steps), and turned into a
+//! [`Trajectory`] at the end.
+
+use std::collections::BTreeMap;
+
+use crate::sampler::{AnySampler, Denoiser, ModelSpec, SampleError, Settings, Step};
+use crate::text::TextCodec;
+use crate::trajectory::{ModelInfo, Stats, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, Trajectory};
+
+/// One run in progress.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    settings: Settings,
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    sampler: AnySampler,
+    steps: Vec<Step>,
+    finished: bool,
+}
+
+impl Generation {
+    /// Tokenizes `prompt` and prepares the sampler `settings` asks for.
+    pub fn new(settings: Settings, prompt: &str, codec: &TextCodec, spec: &ModelSpec) -> Result<Self, SampleError> {
+        let prompt_ids = codec.encode_prompt(prompt).map_err(|e| SampleError::Settings(e.to_string()))?;
+        let mut g = Self::from_ids(settings, &prompt_ids, spec)?;
+        g.prompt = prompt.to_owned();
+        Ok(g)
+    }
+
+    /// Prepares a run from token ids.
+    pub fn from_ids(settings: Settings, prompt_ids: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+        // A prompt of BOS alone is as empty as no prompt.
+        let sampler = AnySampler::new(&settings, prompt_ids, spec)?;
+        Ok(Self {
+            settings,
+            prompt: String::new(),
+            prompt_ids: prompt_ids.to_vec(),
+            sampler,
+            steps: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// Runs the next step; `None` once the canvas is finished.
+    pub async fn next<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<&Step>, SampleError> {
+        if self.finished {
+            return Ok(None);
+        }
+        match self.sampler.step(model).await? {
+            Some(step) => {
+                self.steps.push(step);
+                Ok(self.steps.last())
+            }
+            None => {
+                self.finished = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs to the end, calling `on_step` after every step.
+    pub async fn run<D: Denoiser>(&mut self, model: &mut D, mut on_step: impl FnMut(&Step)) -> Result<(), SampleError> {
+        while let Some(step) = self.next(model).await? {
+            on_step(step);
+        }
+        Ok(())
+    }
+
+    /// Steps so far.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The prompt's ids.
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.prompt_ids
+    }
+
+    /// The sampler (canvas and counters).
+    pub fn sampler(&self) -> &AnySampler {
+        &self.sampler
+    }
+
+    /// Whether the sampler has finished.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The run as a trajectory.
+    pub fn trajectory(&self, model_name: &str, codec: &TextCodec, spec: &ModelSpec) -> Trajectory {
+        let canvas = self.sampler.canvas();
+        let final_ids = canvas.tokens().to_vec();
+        let mut vocab = BTreeMap::new();
+        for &id in self.prompt_ids.iter().chain(&final_ids) {
+            vocab.entry(id).or_insert_with(|| codec.token_text(id));
+        }
+        for c in self.steps.iter().flat_map(|s| &s.candidates).flat_map(|c| &c.top) {
+            vocab.entry(c.token).or_insert_with(|| codec.token_text(c.token));
+        }
+        let progress = self.sampler.progress();
+        let prompt_len = canvas.prompt_len().min(final_ids.len());
+        let generated = self.steps.iter().map(|s| s.commits.len()).sum();
+        Trajectory {
+            format: TRAJECTORY_FORMAT.into(),
+            version: TRAJECTORY_VERSION,
+            model: ModelInfo {
+                name: model_name.to_owned(),
+                vocab_size: spec.vocab_size,
+                mask_id: spec.mask_id,
+                attention: spec.attention,
+                model_length: spec.model_length,
+            },
+            settings: self.settings.clone(),
+            prompt: self.prompt.clone(),
+            prompt_ids: self.prompt_ids.clone(),
+            vocab,
+            steps: self.steps.clone(),
+            text: codec.decode(&final_ids),
+            completion: codec.decode(&final_ids[prompt_len..]),
+            final_ids,
+            stats: Stats {
+                steps: progress.steps,
+                model_calls: progress.model_calls,
+                skipped_calls: progress.skipped_calls,
+                generated_tokens: generated,
+            },
+        }
+    }
+}

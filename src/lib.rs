@@ -1,0 +1,31 @@
+//! # Unmask
+//!
+//! See and use diffusion language models. One core for the web page (wasm32, WebGPU) and the
+//! `unmask` command line:
+//!
+//! - [`model`]: the DiT of MDLM and BD3-LM, with the checkpoints' key names, three attention modes
+//!   and an exact KV cache;
+//! - [`sampler`]: LLaDA, MDLM, BD3-LM and autoregressive samplers that emit every [`sampler::Step`];
+//! - [`bundle`] and [`text`]: model folders (config.json, model.safetensors, tokenizer.json) from bytes;
+//! - [`engine`] and [`trajectory`]: a run, step by step, and its JSON record;
+//! - [`backend`]: the one file that names burn's CPU and wgpu backends.
+//!
+//! What it does not do (yet): training (the `train` issue), batching several prompts, quantised
+//! weights.
+
+pub mod backend;
+pub mod bundle;
+pub mod config;
+pub mod engine;
+pub mod model;
+pub mod rng;
+pub mod sampler;
+pub mod text;
+pub mod trajectory;
+
+pub use backend::BackendKind;
+pub use bundle::{Bundle, ModelFiles};
+pub use config::{Attention, ModelConfig};
+pub use engine::Generation;
+pub use sampler::{Settings, Step};
+pub use trajectory::Trajectory;

@@ -1,0 +1,277 @@
+//! The diffusion transformer (DiT) of MDLM and BD3-LM.
+//!
+//! Follows `kuleshov-group/bd3lms` `models/hf/modeling_bd3lm.py` (`DITBackbone`, `DDiTBlock`,
+//! `DDitFinalLayer`): token embedding, constant or σ-dependent adaLN conditioning, `n_blocks`
+//! pre-norm blocks with rotary multi-head attention and a GELU(tanh) MLP, each branch gated by
+//! adaLN, then a modulated LayerNorm and a linear head to raw logits. SUBS (the mask logit at −∞)
+//! is the samplers' business, as in the reference, where the diffusion code applies it.
+//!
+//! One forward pass serves the three attention modes of [`Attention`] and the KV cache: rows fed
+//! at absolute positions `start..start + L` attend to the cached rows `0..start` and to each
+//! other under the mode's rule, and the first `store` of them join the cache.
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::layers::{LayerNorm, TimestepEmbedder, apply_rotary, chunks, modulate, rotary_tables};
+use crate::config::Attention;
+
+/// Score given to a key a query may not see; finite so that no backend meets `-inf - -inf`.
+const MASKED_SCORE: f32 = -1.0e30;
+
+/// One transformer block (`backbone.blocks.{i}`).
+#[derive(Module, Debug)]
+pub struct DitBlock {
+    /// `norm1`, before attention.
+    pub norm1: LayerNorm,
+    /// `attn_qkv`: `[d] → [3d]`, no bias, packed `(three, heads, head_dim)`.
+    pub attn_qkv: Linear,
+    /// `attn_out`: `[d] → [d]`, no bias.
+    pub attn_out: Linear,
+    /// `norm2`, before the MLP.
+    pub norm2: LayerNorm,
+    /// `mlp.0`: `[d] → [4d]`.
+    pub mlp0: Linear,
+    /// `mlp.2`: `[4d] → [d]`.
+    pub mlp2: Linear,
+    /// `adaLN_modulation`: `[cond] → [6d]` (shift, scale, gate for attention, then for the MLP).
+    pub adaln_modulation: Option<Linear>,
+    /// Attention heads.
+    pub n_heads: usize,
+}
+
+/// Keys and values one block has cached: `[B, H, Lc, Dh]`, rotary already applied to the keys.
+#[derive(Clone, Debug, Default)]
+pub struct LayerCache {
+    keys: Option<Tensor<4>>,
+    values: Option<Tensor<4>>,
+}
+
+/// The KV cache of a whole model: one [`LayerCache`] per block, all of the same length.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Adds `extra` rows after `cached` along the sequence axis.
+fn append(cached: Option<&Tensor<4>>, extra: Tensor<4>) -> Tensor<4> {
+    match cached {
+        Some(c) => Tensor::cat(vec![c.clone(), extra], 2),
+        None => extra,
+    }
+}
+
+impl DitBlock {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cond: &Tensor<2>,
+        rope: &(Tensor<4>, Tensor<4>),
+        bias: Option<&Tensor<4>>,
+        cache: Option<&mut LayerCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        let h = self.n_heads;
+        let dh = d / h;
+        let modulation = self.adaln_modulation.as_ref().map(|m| chunks(m.forward(cond.clone()), 6));
+
+        // Attention branch.
+        let x_skip = x.clone();
+        let mut y = self.norm1.forward(x);
+        if let Some(m) = &modulation {
+            y = modulate(y, m[0].clone(), m[1].clone());
+        }
+        let qkv = self.attn_qkv.forward(y).reshape([b, l, 3, h, dh]);
+        let split = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, Dh]
+        let (cos, sin) = rope;
+        let q = apply_rotary(split(0), cos, sin);
+        let k = apply_rotary(split(1), cos, sin);
+        let v = split(2);
+        let (k_all, v_all) = match cache {
+            Some(c) => {
+                let k_all = append(c.keys.as_ref(), k.clone());
+                let v_all = append(c.values.as_ref(), v.clone());
+                if store > 0 {
+                    c.keys = Some(append(c.keys.as_ref(), k.narrow(2, 0, store)));
+                    c.values = Some(append(c.values.as_ref(), v.narrow(2, 0, store)));
+                }
+                (k_all, v_all)
+            }
+            None => (k, v),
+        };
+        let mut scores = q.matmul(k_all.swap_dims(2, 3)) / (dh as f64).sqrt(); // [B, H, L, Lk]
+        if let Some(bias) = bias {
+            scores = scores + bias.clone();
+        }
+        let attended = softmax(scores, 3).matmul(v_all); // [B, H, L, Dh]
+        let attended = attended.swap_dims(1, 2).reshape([b, l, d]);
+        let attn = self.attn_out.forward(attended);
+        let x = match &modulation {
+            Some(m) => x_skip + attn * m[2].clone(),
+            None => x_skip + attn,
+        };
+
+        // MLP branch.
+        let mut y = self.norm2.forward(x.clone());
+        if let Some(m) = &modulation {
+            y = modulate(y, m[3].clone(), m[4].clone());
+        }
+        let y = self.mlp2.forward(gelu_approximate(self.mlp0.forward(y)));
+        match &modulation {
+            Some(m) => x + y * m[5].clone(),
+            None => x + y,
+        }
+    }
+}
+
+/// The output head (`backbone.output_layer`).
+#[derive(Module, Debug)]
+pub struct FinalLayer {
+    /// `norm_final`.
+    pub norm_final: LayerNorm,
+    /// `adaLN_modulation`: `[cond] → [2d]` (shift, scale).
+    pub adaln_modulation: Option<Linear>,
+    /// `linear`: `[d] → [V]`, with bias.
+    pub linear: Linear,
+}
+
+impl FinalLayer {
+    fn forward(&self, x: Tensor<3>, cond: &Tensor<2>) -> Tensor<3> {
+        let mut y = self.norm_final.forward(x);
+        if let Some(m) = &self.adaln_modulation {
+            let m = chunks(m.forward(cond.clone()), 2);
+            y = modulate(y, m[0].clone(), m[1].clone());
+        }
+        self.linear.forward(y)
+    }
+}
+
+/// The whole DiT backbone.
+#[derive(Module, Debug)]
+pub struct Dit {
+    /// `vocab_embed.embedding`: `[V, d]`.
+    pub vocab_embed: Param<Tensor<2>>,
+    /// `sigma_map`, present when the model uses adaLN.
+    pub sigma_map: Option<TimestepEmbedder>,
+    /// `blocks.{i}`.
+    pub blocks: Vec<DitBlock>,
+    /// `output_layer`.
+    pub output_layer: FinalLayer,
+    /// Whether σ changes the conditioning; when false it is computed once, at σ = 0.
+    pub time_conditioning: bool,
+    /// `silu(sigma_map(0))`, `[1, cond_dim]`, precomputed for models without time conditioning.
+    #[module(skip)]
+    pub constant_cond: Option<Tensor<2>>,
+}
+
+impl Dit {
+    /// Precomputes the constant conditioning of a model without time conditioning.
+    pub fn freeze_conditioning(mut self) -> Self {
+        if !self.time_conditioning {
+            let device = self.vocab_embed.val().device();
+            self.constant_cond = self.sigma_map.as_ref().map(|s| s.forward(&[0.0], &device));
+        }
+        self
+    }
+
+    /// Width of the residual stream.
+    pub fn hidden_dim(&self) -> usize {
+        self.vocab_embed.val().dims()[1]
+    }
+
+    /// Rows of the embedding.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_embed.val().dims()[0]
+    }
+
+    fn conditioning(&self, sigma: &[f32], device: &Device) -> Tensor<2> {
+        let b = sigma.len();
+        match (&self.constant_cond, &self.sigma_map) {
+            (Some(c), _) => c.clone().repeat_dim(0, b),
+            (None, Some(map)) if self.time_conditioning => map.forward(sigma, device),
+            (None, Some(map)) => map.forward(&vec![0.0; b], device),
+            // Without adaLN nothing reads the conditioning.
+            (None, None) => Tensor::zeros([b, 1], device),
+        }
+    }
+
+    /// Raw logits `[B, L, V]` for `tokens` `[B, L]` placed at absolute positions `start..start+L`.
+    ///
+    /// With a cache, `start` must equal its length: the rows attend to the cached positions and to
+    /// each other under `attention`, and the first `store` rows are appended to the cache. Without a
+    /// cache, `start` only shifts the rotary positions. `sigma` holds one noise level per sequence.
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        sigma: &[f32],
+        attention: Attention,
+        start: usize,
+        mut cache: Option<&mut KvCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        let device = tokens.device();
+        let [b, l] = tokens.dims();
+        let d = self.hidden_dim();
+        let head_dim = d / self.blocks.first().map_or(1, |blk| blk.n_heads);
+        let x = self.vocab_embed.val().select(0, tokens.reshape([b * l])).reshape([b, l, d]);
+        let cond = self.conditioning(sigma, &device);
+        let rope = rotary_tables(start, l, head_dim, &device);
+        let key_start = if cache.is_some() { 0 } else { start };
+        let bias = attention_bias(attention, start, l, key_start, &device);
+        if let Some(c) = cache.as_deref_mut() {
+            if c.layers.len() != self.blocks.len() {
+                c.layers = vec![LayerCache::default(); self.blocks.len()];
+            }
+        }
+        let mut x = x;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, &cond, &rope, bias.as_ref(), layer, store);
+        }
+        if let Some(c) = cache {
+            c.len += store;
+        }
+        self.output_layer.forward(x, &cond)
+    }
+}
+
+/// Additive attention bias `[1, 1, L, Lk]` (0 where allowed, [`MASKED_SCORE`] where not) for
+/// queries at `start..start+len` and keys at `key_start..start+len`; `None` when nothing is masked.
+fn attention_bias(
+    attention: Attention,
+    start: usize,
+    len: usize,
+    key_start: usize,
+    device: &Device,
+) -> Option<Tensor<4>> {
+    let keys = start + len - key_start;
+    let mut any = false;
+    let mut bias = Vec::with_capacity(len * keys);
+    for q in start..start + len {
+        for k in key_start..start + len {
+            if attention.allows(q, k) {
+                bias.push(0.0f32);
+            } else {
+                any = true;
+                bias.push(MASKED_SCORE);
+            }
+        }
+    }
+    any.then(|| Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device))
+}

@@ -1,0 +1,281 @@
+//! Reads a DiT from `model.safetensors` bytes (disk or `fetch`, it makes no difference).
+//!
+//! Checkpoint keys, as written by `kuleshov-group/bd3lms` and `mdlm` (PyTorch `nn.Linear` weights are
+//! `[out, in]` and are transposed to burn's `[in, out]`):
+//!
+//! | key (after the `backbone.` prefix)            | shape          | field                                 |
+//! |-----------------------------------------------|----------------|---------------------------------------|
+//! | `vocab_embed.embedding`                        | `[V, d]`       | [`Dit::vocab_embed`]                  |
+//! | `sigma_map.mlp.0.{weight,bias}`                | `[c, 256]`,`[c]` | [`TimestepEmbedder::mlp0`]         |
+//! | `sigma_map.mlp.2.{weight,bias}`                | `[c, c]`,`[c]` | [`TimestepEmbedder::mlp2`]            |
+//! | `blocks.{i}.norm1.weight`, `norm2.weight`      | `[d]`          | [`DitBlock::norm1`], `norm2`          |
+//! | `blocks.{i}.attn_qkv.weight`                   | `[3d, d]`      | [`DitBlock::attn_qkv`]                |
+//! | `blocks.{i}.attn_out.weight`                   | `[d, d]`       | [`DitBlock::attn_out`]                |
+//! | `blocks.{i}.mlp.0.{weight,bias}`               | `[4d, d]`,`[4d]` | [`DitBlock::mlp0`]                  |
+//! | `blocks.{i}.mlp.2.{weight,bias}`               | `[d, 4d]`,`[d]` | [`DitBlock::mlp2`]                   |
+//! | `blocks.{i}.adaLN_modulation.{weight,bias}`    | `[6d, c]`,`[6d]` | [`DitBlock::adaln_modulation`]      |
+//! | `output_layer.norm_final.weight`               | `[d]`          | [`FinalLayer::norm_final`]            |
+//! | `output_layer.adaLN_modulation.{weight,bias}`  | `[2d, c]`,`[2d]` | [`FinalLayer::adaln_modulation`]    |
+//! | `output_layer.linear.{weight,bias}`            | `[V, d]`,`[V]` | [`FinalLayer::linear`] (tied to the embedding when absent) |
+//!
+//! Tensors may be stored as f32, f16 or bf16; they are widened to f32.
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use thiserror::Error;
+
+use super::dit::{Dit, DitBlock, FinalLayer};
+use super::layers::{FREQUENCY_EMBEDDING_SIZE, LayerNorm, TimestepEmbedder};
+use crate::config::ModelConfig;
+
+/// What can go wrong reading weights.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The bytes are not a safetensors file (truncated, bad header, …).
+    #[error("model.safetensors is not a valid safetensors file ({0}); re-download it or re-export the checkpoint")]
+    Format(#[from] safetensors::SafeTensorError),
+    /// A tensor the architecture needs is absent.
+    #[error("model.safetensors has no tensor `{key}`; is this an MDLM/BD3-LM DiT checkpoint matching config.json?")]
+    MissingKey {
+        /// The full key looked for.
+        key: String,
+    },
+    /// A tensor's shape disagrees with config.json.
+    #[error("tensor `{key}` has shape {found:?} but config.json implies {expected:?}; config.json and model.safetensors do not belong together")]
+    Shape {
+        /// The key.
+        key: String,
+        /// Shape from the config.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// A dtype we do not read.
+    #[error("tensor `{key}` is stored as {dtype}; Unmask reads f32, f16 and bf16")]
+    Dtype {
+        /// The key.
+        key: String,
+        /// Its dtype.
+        dtype: String,
+    },
+}
+
+/// Finds tensors by their reference name, under whatever prefix the file uses.
+struct Weights<'a> {
+    file: SafeTensors<'a>,
+    prefix: String,
+    device: &'a Device,
+}
+
+impl<'a> Weights<'a> {
+    fn new(bytes: &'a [u8], device: &'a Device) -> Result<Self, LoadError> {
+        let file = SafeTensors::deserialize(bytes)?;
+        const ANCHOR: &str = "vocab_embed.embedding";
+        let prefix = file
+            .names()
+            .into_iter()
+            .filter_map(|n| n.strip_suffix(ANCHOR))
+            .min_by_key(|p| p.len())
+            .map(str::to_owned)
+            .ok_or_else(|| LoadError::MissingKey { key: format!("backbone.{ANCHOR}") })?;
+        Ok(Self { file, prefix, device })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.file.tensor(&format!("{}{name}", self.prefix)).is_ok()
+    }
+
+    /// The tensor `name` as f32 values, checked against `expected`.
+    fn read(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
+        let key = format!("{}{name}", self.prefix);
+        let view = self.file.tensor(&key).map_err(|_| LoadError::MissingKey { key: key.clone() })?;
+        if view.shape() != expected {
+            return Err(LoadError::Shape { key, expected: expected.to_vec(), found: view.shape().to_vec() });
+        }
+        let bytes = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => return Err(LoadError::Dtype { key, dtype: format!("{other:?}") }),
+        };
+        Ok(values)
+    }
+
+    fn tensor1(&self, name: &str, n: usize) -> Result<Tensor<1>, LoadError> {
+        Ok(Tensor::from_data(TensorData::new(self.read(name, &[n])?, [n]), self.device))
+    }
+
+    fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>, LoadError> {
+        Ok(Tensor::from_data(TensorData::new(self.read(name, &[rows, cols])?, [rows, cols]), self.device))
+    }
+
+    /// A PyTorch `nn.Linear(d_in, d_out)` stored as `{name}.weight` `[d_out, d_in]` (+ `{name}.bias`).
+    fn linear(&self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, LoadError> {
+        let weight = self.read(&format!("{name}.weight"), &[d_out, d_in])?;
+        self.linear_from(weight, name, d_in, d_out, bias)
+    }
+
+    fn linear_from(
+        &self,
+        weight: Vec<f32>,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, LoadError> {
+        let mut transposed = vec![0.0f32; weight.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                transposed[i * d_out + o] = weight[o * d_in + i];
+            }
+        }
+        let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), self.device);
+        let bias = if bias { Some(Param::from_tensor(self.tensor1(&format!("{name}.bias"), d_out)?)) } else { None };
+        Ok(Linear { weight: Param::from_tensor(weight), bias })
+    }
+
+    fn norm(&self, name: &str, d: usize) -> Result<LayerNorm, LoadError> {
+        Ok(LayerNorm { weight: Param::from_tensor(self.tensor1(&format!("{name}.weight"), d)?) })
+    }
+}
+
+/// Builds the DiT described by `config` from safetensors bytes, on `device`.
+pub fn load_dit(config: &ModelConfig, bytes: &[u8], device: &Device) -> Result<Dit, LoadError> {
+    let w = Weights::new(bytes, device)?;
+    let d = config.hidden_dim;
+    let c = config.cond_dim;
+    let v = config.vocab_size;
+    let vocab_embed = w.tensor2("vocab_embed.embedding", v, d)?;
+    let sigma_map = if config.adaln {
+        Some(TimestepEmbedder {
+            mlp0: w.linear("sigma_map.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true)?,
+            mlp2: w.linear("sigma_map.mlp.2", c, c, true)?,
+        })
+    } else {
+        None
+    };
+    let mut blocks = Vec::with_capacity(config.n_blocks);
+    for i in 0..config.n_blocks {
+        let p = format!("blocks.{i}");
+        blocks.push(DitBlock {
+            norm1: w.norm(&format!("{p}.norm1"), d)?,
+            attn_qkv: w.linear(&format!("{p}.attn_qkv"), d, 3 * d, false)?,
+            attn_out: w.linear(&format!("{p}.attn_out"), d, d, false)?,
+            norm2: w.norm(&format!("{p}.norm2"), d)?,
+            mlp0: w.linear(&format!("{p}.mlp.0"), d, config.mlp_dim(), true)?,
+            mlp2: w.linear(&format!("{p}.mlp.2"), config.mlp_dim(), d, true)?,
+            adaln_modulation: if config.adaln {
+                Some(w.linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true)?)
+            } else {
+                None
+            },
+            n_heads: config.n_heads,
+        });
+    }
+    let head = "output_layer.linear";
+    let linear = if w.has(&format!("{head}.weight")) {
+        w.linear(head, d, v, true)?
+    } else {
+        // Tied output head: the embedding is already `[V, d]`, PyTorch's layout for `Linear(d, V)`.
+        w.linear_from(w.read("vocab_embed.embedding", &[v, d])?, head, d, v, true)?
+    };
+    let output_layer = FinalLayer {
+        norm_final: w.norm("output_layer.norm_final", d)?,
+        adaln_modulation: if config.adaln {
+            Some(w.linear("output_layer.adaLN_modulation", c, 2 * d, true)?)
+        } else {
+            None
+        },
+        linear,
+    };
+    let dit = Dit {
+        vocab_embed: Param::from_tensor(vocab_embed),
+        sigma_map,
+        blocks,
+        output_layer,
+        time_conditioning: config.time_conditioning,
+        constant_cond: None,
+    };
+    Ok(dit.freeze_conditioning())
+}
+
+/// Counts the parameters a config implies (the checkpoint's tensors, biases included).
+pub fn parameter_count(config: &ModelConfig) -> usize {
+    let (d, c, v, m) = (config.hidden_dim, config.cond_dim, config.vocab_size, config.mlp_dim());
+    let adaln = config.adaln as usize;
+    let sigma = adaln * (FREQUENCY_EMBEDDING_SIZE * c + c + c * c + c);
+    let block = 2 * d + 3 * d * d + d * d + (d * m + m) + (m * d + d) + adaln * (c * 6 * d + 6 * d);
+    let out = d + adaln * (c * 2 * d + 2 * d) + (d * v + v);
+    v * d + sigma + config.n_blocks * block + out
+}
+
+/// A checkpoint with the reference's key names and random weights for `config`, as safetensors
+/// bytes (benchmarks, tests and a fresh training run start from it). Deterministic in `seed`.
+pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
+    let mut rng = crate::rng::Rng::new(seed);
+    let (d, c, v, m) = (config.hidden_dim, config.cond_dim, config.vocab_size, config.mlp_dim());
+    let mut tensors: Vec<(String, Vec<usize>)> = vec![("vocab_embed.embedding".into(), vec![v, d])];
+    let linear = |name: &str, d_in: usize, d_out: usize, bias: bool, out: &mut Vec<(String, Vec<usize>)>| {
+        out.push((format!("{name}.weight"), vec![d_out, d_in]));
+        if bias {
+            out.push((format!("{name}.bias"), vec![d_out]));
+        }
+    };
+    if config.adaln {
+        linear("sigma_map.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true, &mut tensors);
+        linear("sigma_map.mlp.2", c, c, true, &mut tensors);
+    }
+    for i in 0..config.n_blocks {
+        let p = format!("blocks.{i}");
+        tensors.push((format!("{p}.norm1.weight"), vec![d]));
+        tensors.push((format!("{p}.norm2.weight"), vec![d]));
+        linear(&format!("{p}.attn_qkv"), d, 3 * d, false, &mut tensors);
+        linear(&format!("{p}.attn_out"), d, d, false, &mut tensors);
+        linear(&format!("{p}.mlp.0"), d, m, true, &mut tensors);
+        linear(&format!("{p}.mlp.2"), m, d, true, &mut tensors);
+        if config.adaln {
+            linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true, &mut tensors);
+        }
+    }
+    tensors.push(("output_layer.norm_final.weight".into(), vec![d]));
+    if config.adaln {
+        linear("output_layer.adaLN_modulation", c, 2 * d, true, &mut tensors);
+    }
+    linear("output_layer.linear", d, v, true, &mut tensors);
+
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let fan_in = if shape.len() == 2 { shape[1] } else { 1 };
+            let is_norm = name.contains("norm");
+            let scale = if shape.len() == 2 { 1.0 / (fan_in as f64).sqrt() } else { 0.02 };
+            let bytes = (0..n)
+                .flat_map(|_| {
+                    // Uniform with the variance of N(0, scale²): width scale·√12.
+                    let u = (rng.uniform() - 0.5) * scale * 12f64.sqrt();
+                    let x = if is_norm { 1.0 } else { u };
+                    (x as f32).to_le_bytes()
+                })
+                .collect();
+            (format!("backbone.{name}"), shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes);
+            (name.clone(), view.expect("shape and byte count agree by construction"))
+        })
+        .collect();
+    safetensors::serialize(views, None).expect("serializing in-memory f32 tensors cannot fail")
+}

@@ -1,0 +1,163 @@
+//! The DiT of MDLM / BD3-LM ([`dit`]), its pieces ([`layers`]), checkpoint reading ([`load`]) and
+//! the [`DitDenoiser`] that lets the samplers call it.
+
+pub mod dit;
+pub mod layers;
+pub mod load;
+
+use std::ops::Range;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use thiserror::Error;
+
+pub use dit::{Dit, KvCache};
+pub use load::{LoadError, load_dit, parameter_count, random_checkpoint};
+
+use crate::config::Attention;
+use crate::sampler::{Denoiser, Logits, ModelSpec};
+
+/// What can go wrong running the model.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The canvas is longer than the model's context.
+    #[error("the sequence has {len} tokens but the model takes at most {max} (model_length); shorten the prompt or gen_length")]
+    TooLong {
+        /// Tokens asked for.
+        len: usize,
+        /// `model_length`.
+        max: usize,
+    },
+    /// A request the model cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The backend failed (device lost, readback error).
+    #[error("the {backend} backend failed: {message}")]
+    Backend {
+        /// Which backend.
+        backend: String,
+        /// Its words.
+        message: String,
+    },
+}
+
+/// A loaded [`Dit`] on a device, with its KV cache: the [`Denoiser`] every sampler runs on.
+pub struct DitDenoiser {
+    dit: Dit,
+    device: Device,
+    spec: ModelSpec,
+    cache: KvCache,
+}
+
+impl DitDenoiser {
+    /// Wraps a model; `spec.attention` decides how it attends.
+    pub fn new(dit: Dit, device: Device, spec: ModelSpec) -> Self {
+        Self { dit, device, spec, cache: KvCache::default() }
+    }
+
+    /// The network.
+    pub fn dit(&self) -> &Dit {
+        &self.dit
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Attends with `attention` from now on (parity checks run a model in several modes).
+    pub fn set_attention(&mut self, attention: Attention) {
+        self.spec.attention = attention;
+        self.cache = KvCache::default();
+    }
+
+    fn tokens(&self, batch: &[&[u32]]) -> Tensor<2, Int> {
+        let l = batch.first().map_or(0, |s| s.len());
+        let ids: Vec<i32> = batch.iter().flat_map(|s| s.iter().map(|&t| t as i32)).collect();
+        Tensor::from_data(TensorData::new(ids, [batch.len(), l]), &self.device)
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), ModelError> {
+        if len > self.spec.model_length {
+            return Err(ModelError::TooLong { len, max: self.spec.model_length });
+        }
+        Ok(())
+    }
+
+    /// Raw logits for every position of every sequence, `[B·L·V]`, without the cache.
+    pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
+        let l = batch.first().map_or(0, |s| s.len());
+        self.check_len(l)?;
+        let out = self.dit.forward(self.tokens(batch), &vec![sigma; batch.len()], self.spec.attention, 0, None, 0);
+        read(out, &self.device).await
+    }
+}
+
+/// Reads `[B, L, V]` logits back to the host.
+async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
+    let [b, l, v] = logits.dims();
+    let data = logits.into_data_async().await.map_err(|e| ModelError::Backend {
+        backend: crate::backend::describe(device),
+        message: format!("{e:?}"),
+    })?;
+    let values = data.try_into_vec::<f32>().map_err(|e| ModelError::Backend {
+        backend: crate::backend::describe(device),
+        message: format!("{e:?}"),
+    })?;
+    Ok(Logits::new(values, b * l, v))
+}
+
+impl Denoiser for DitDenoiser {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    async fn predict(&mut self, batch: &[&[u32]], targets: Range<usize>, sigma: f32) -> Result<Vec<Logits>, ModelError> {
+        let len = batch.first().map_or(0, |s| s.len());
+        let (fed, rows) = if self.spec.attention == Attention::Causal {
+            if targets.start == 0 {
+                return Err(ModelError::Unsupported(
+                    "an autoregressive model cannot predict position 0; start the prompt with a token".into(),
+                ));
+            }
+            (targets.end - 1, targets.start - 1..targets.end - 1)
+        } else {
+            (len, targets.clone())
+        };
+        self.check_len(fed)?;
+        let cut: Vec<&[u32]> = batch.iter().map(|s| &s[..fed]).collect();
+        let out = self.dit.forward(self.tokens(&cut), &vec![sigma; batch.len()], self.spec.attention, 0, None, 0);
+        let out = out.narrow(1, rows.start, rows.len());
+        let all = read(out, &self.device).await?;
+        Ok(all.split(batch.len()))
+    }
+
+    async fn predict_cached(&mut self, commit: &[u32], block: &[u32], sigma: f32) -> Result<Logits, ModelError> {
+        let attention = self.spec.attention;
+        if !attention.is_cacheable() {
+            return Err(ModelError::Unsupported(
+                "a bidirectional model has no KV cache: every position sees the whole canvas; run without the cache".into(),
+            ));
+        }
+        let causal = attention == Attention::Causal;
+        if causal != block.is_empty() {
+            return Err(ModelError::Unsupported(if causal {
+                "an autoregressive model predicts the next position from the committed tokens alone; pass no block".into()
+            } else {
+                "a block-diffusion model needs the block to denoise".into()
+            }));
+        }
+        let start = self.cache.len();
+        let fed: Vec<u32> = commit.iter().chain(block).copied().collect();
+        if fed.is_empty() {
+            return Err(ModelError::Unsupported("nothing to run: no tokens to commit and no block".into()));
+        }
+        self.check_len(start + fed.len())?;
+        let out = self.dit.forward(self.tokens(&[&fed]), &[sigma], attention, start, Some(&mut self.cache), commit.len());
+        let rows = if causal { fed.len() - 1..fed.len() } else { commit.len()..fed.len() };
+        read(out.narrow(1, rows.start, rows.len()), &self.device).await
+    }
+
+    fn reset_cache(&mut self) {
+        self.cache = KvCache::default();
+    }
+}

@@ -1,0 +1,188 @@
+//! BD3-LM's block diffusion sampler with the exact KV cache.
+//!
+//! Arriola et al., "Block Diffusion: Interpolating Between Autoregressive and Diffusion Language
+//! Models", arXiv:2503.09573 (ICLR 2025), following `kuleshov-group/bd3lms` `diffusion.py`
+//! (`_semi_ar_sampler`, first-hitting updates, nucleus sampling, stopping rules).
+//!
+//! Blocks of the model's `block_size` are counted from position 0. The sampler walks them left to
+//! right from the first block holding a mask; a block whose masks are all filled is finished and
+//! never written again. Inside a block either one uniformly chosen masked position is filled per
+//! step (first-hitting, Zheng et al. arXiv:2409.02908), or LLaDA's remasking rules commit a
+//! scheduled number of the most confident. With the cache, finished blocks are stored once (fed
+//! together with the next block, which saves BD3-LM's separate store pass) and each step runs only
+//! the current block; since a block attends only to itself and earlier finished blocks the cached
+//! logits equal the uncached ones (bd3lms issue #26). Generation stops after a block that produced
+//! EOS.
+
+use super::llada::{score, select};
+use super::probs::{Draw, draw_token, subs_probs, top_tokens};
+use super::{
+    Canvas, Commit, Denoiser, ModelSpec, Progress, Remasking, SampleError, Settings, Step, bad, check_steps,
+    loglinear_sigma, transfer_schedule, Candidates, TOP_CANDIDATES,
+};
+use crate::config::Attention;
+use crate::rng::Rng;
+
+/// The BD3 sampler's state.
+#[derive(Clone, Debug)]
+pub struct Bd3 {
+    pub(crate) canvas: Canvas,
+    pub(crate) progress: Progress,
+    draw: Draw,
+    remasking: Remasking,
+    threshold: Option<f64>,
+    first_hitting: bool,
+    rng: Rng,
+    block_size: usize,
+    steps_per_block: usize,
+    block: usize,
+    schedule: Vec<usize>,
+    step_in_block: usize,
+    use_cache: bool,
+    /// Tokens of finished blocks not yet in the model's cache.
+    pending: Vec<u32>,
+    eos_id: Option<u32>,
+    initially_masked: usize,
+    done: bool,
+}
+
+impl Bd3 {
+    /// Takes the block size from the model (a block-causal model's own, or `block_length` for a
+    /// bidirectional one run semi-autoregressively without cache).
+    pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+        let block_size = match (spec.attention, settings.block_length) {
+            (Attention::BlockCausal { block_size }, None) => block_size,
+            (Attention::BlockCausal { block_size }, Some(b)) if b == block_size => block_size,
+            (Attention::BlockCausal { block_size }, Some(b)) => {
+                return Err(bad(format!(
+                    "this block-diffusion model was trained with block_size {block_size}; block_length {b} does not match (leave it out)"
+                )));
+            }
+            (Attention::Causal, _) => {
+                return Err(bad("bd3 needs a diffusion model; this one is autoregressive: use the ar sampler"));
+            }
+            (Attention::Bidirectional, Some(b)) if b > 0 => {
+                if settings.use_cache {
+                    return Err(bad("a bidirectional model has no block KV cache: add --no-cache to run bd3 on it"));
+                }
+                b
+            }
+            (Attention::Bidirectional, _) => {
+                return Err(bad("bd3 on a bidirectional model needs a block_length"));
+            }
+        };
+        let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
+        let masked = canvas.masked_count();
+        if !settings.first_hitting && settings.threshold.is_none() {
+            check_steps(settings.steps, masked)?;
+        }
+        let blocks = settings.gen_length.div_ceil(block_size).max(1);
+        let first_masked = (0..canvas.len()).find(|&i| canvas.is_masked(i)).unwrap_or(0);
+        let block = first_masked / block_size;
+        Ok(Self {
+            pending: canvas.tokens()[..block * block_size].to_vec(),
+            initially_masked: masked,
+            canvas,
+            progress: Progress::default(),
+            draw: Draw {
+                mask_id: spec.mask_id,
+                temperature: settings.temperature,
+                top_k: settings.top_k,
+                top_p: settings.top_p,
+                gumbel: false,
+            },
+            remasking: settings.remasking,
+            threshold: settings.threshold,
+            first_hitting: settings.first_hitting,
+            rng: Rng::new(settings.seed),
+            block_size,
+            steps_per_block: (settings.steps / blocks).max(1),
+            block,
+            schedule: Vec::new(),
+            step_in_block: 0,
+            use_cache: settings.use_cache,
+            eos_id: if settings.stop_at_eos { spec.eos_id } else { None },
+            done: false,
+        })
+    }
+
+    fn block_range(&self) -> std::ops::Range<usize> {
+        let start = self.block * self.block_size;
+        start..(start + self.block_size).min(self.canvas.len())
+    }
+
+    /// Closes finished blocks; returns the current block's masked positions, or `None` when done.
+    fn advance(&mut self) -> Option<Vec<usize>> {
+        while !self.done {
+            let range = self.block_range();
+            if range.is_empty() {
+                self.done = true;
+                break;
+            }
+            let masked = self.canvas.masked_in(range.clone());
+            if !masked.is_empty() {
+                return Some(masked);
+            }
+            let eos_at = self.eos_id.and_then(|eos| {
+                range.clone().find(|&i| i >= self.canvas.prompt_len() && self.canvas.tokens()[i] == eos)
+            });
+            if let Some(at) = eos_at {
+                self.canvas.truncate(at + 1);
+                self.done = true;
+                break;
+            }
+            self.pending.extend_from_slice(&self.canvas.tokens()[range]);
+            self.block += 1;
+            self.schedule.clear();
+        }
+        None
+    }
+
+    /// Runs one model call on the current block.
+    pub async fn step<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<Step>, SampleError> {
+        let Some(masked) = self.advance() else {
+            return Ok(None);
+        };
+        let range = self.block_range();
+        if self.schedule.is_empty() {
+            self.schedule = transfer_schedule(masked.len(), self.steps_per_block.min(masked.len()));
+            self.step_in_block = 0;
+        }
+        let t = self.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
+        let sigma = loglinear_sigma(t);
+        let logits = if self.use_cache {
+            if self.progress.model_calls == 0 {
+                model.reset_cache();
+            }
+            let commit = std::mem::take(&mut self.pending);
+            model.predict_cached(&commit, &self.canvas.tokens()[range.clone()], sigma).await?
+        } else {
+            let visible = &self.canvas.tokens()[..range.end];
+            model.predict(&[visible], range.clone(), sigma).await?.remove(0)
+        };
+        self.progress.model_calls += 1;
+        let row_of = |p: usize| p - range.start;
+        let (commits, candidates) = if self.first_hitting {
+            // Candidates first (no randomness), then one uniform pick and one draw.
+            let candidates: Vec<Candidates> = masked
+                .iter()
+                .map(|&position| Candidates {
+                    position,
+                    top: top_tokens(&subs_probs(logits.row(row_of(position)), self.draw.mask_id), TOP_CANDIDATES),
+                })
+                .collect();
+            let position = masked[self.rng.below(masked.len())];
+            let row = logits.row(row_of(position));
+            let token = draw_token(row, &self.draw, &mut self.rng);
+            let prob = subs_probs(row, self.draw.mask_id)[token as usize];
+            (vec![Commit { position, token, confidence: prob }], candidates)
+        } else {
+            let (scored, candidates) = score(&logits, row_of, &masked, &self.draw, self.remasking, &mut self.rng);
+            let count = self.schedule.get(self.step_in_block).copied().unwrap_or(masked.len());
+            (select(scored, count, self.threshold), candidates)
+        };
+        self.step_in_block += 1;
+        self.canvas.apply(&commits);
+        Ok(Some(self.progress.emit(&self.canvas, commits, range, candidates)))
+    }
+}

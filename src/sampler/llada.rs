@@ -1,0 +1,185 @@
+//! LLaDA's sampler: semi-autoregressive remasking.
+//!
+//! Nie et al., "Large Language Diffusion Models", arXiv:2502.09992, Algorithm 5 (low-confidence
+//! remasking) as implemented in `ML-GSAI/LLaDA` `generate.py`; the confidence threshold of Wu et al.,
+//! "Fast-dLLM", arXiv:2505.22618 (`NVlabs/Fast-dLLM` `llada/generate.py`); the `margin` and `entropy`
+//! orders of Dream (`HKUNLP/Dream`).
+//!
+//! The generation region is cut into blocks of `block_length`; each block gets `steps / blocks`
+//! steps. Every step runs the model on the whole canvas, predicts x0 at the block's masked
+//! positions (Gumbel-max at temperature T), and commits the most confident ones: a fixed count per
+//! step from [`transfer_schedule`], or, with a threshold τ, every one with confidence ≥ τ and at
+//! least the most confident. Masks written in the prompt are filled during the first block.
+
+use super::probs::{Draw, confidence, draw_token, guide, subs_probs, top_tokens};
+use super::{
+    Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, Progress, Remasking, SampleError, Settings, Step,
+    TOP_CANDIDATES, bad, check_steps, loglinear_sigma, transfer_schedule,
+};
+use crate::rng::Rng;
+
+/// A masked position's prediction.
+#[derive(Clone, Debug)]
+pub(crate) struct Scored {
+    pub position: usize,
+    pub token: u32,
+    pub prob: f64,
+    pub confidence: f64,
+}
+
+/// Predicts x0 at every position of `positions` (rows of `logits` starting at `first_row`'s
+/// position) and scores it; returns the scores and the top candidates.
+pub(crate) fn score(
+    logits: &Logits,
+    row_of: impl Fn(usize) -> usize,
+    positions: &[usize],
+    draw: &Draw,
+    remasking: Remasking,
+    rng: &mut Rng,
+) -> (Vec<Scored>, Vec<Candidates>) {
+    let mut scored = Vec::with_capacity(positions.len());
+    let mut candidates = Vec::with_capacity(positions.len());
+    for &position in positions {
+        let row = logits.row(row_of(position));
+        let token = draw_token(row, draw, rng);
+        let probs = subs_probs(row, draw.mask_id);
+        let confidence = confidence(remasking, &probs, token, rng);
+        scored.push(Scored { position, token, prob: probs[token as usize], confidence });
+        candidates.push(Candidates { position, top: top_tokens(&probs, TOP_CANDIDATES) });
+    }
+    (scored, candidates)
+}
+
+/// The `count` most confident predictions (earlier position first on ties), or with a threshold,
+/// every one at or above it and never fewer than one.
+pub(crate) fn select(mut scored: Vec<Scored>, count: usize, threshold: Option<f64>) -> Vec<Commit> {
+    scored.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.position.cmp(&b.position)));
+    let count = match threshold {
+        Some(tau) => scored.iter().filter(|s| s.confidence >= tau).count().max(1),
+        None => count,
+    };
+    let mut commits: Vec<Commit> = scored
+        .into_iter()
+        .take(count)
+        .map(|s| Commit { position: s.position, token: s.token, confidence: s.prob })
+        .collect();
+    commits.sort_by_key(|c| c.position);
+    commits
+}
+
+/// The LLaDA sampler's state.
+#[derive(Clone, Debug)]
+pub struct Llada {
+    pub(crate) canvas: Canvas,
+    pub(crate) progress: Progress,
+    draw: Draw,
+    remasking: Remasking,
+    threshold: Option<f64>,
+    cfg_scale: f64,
+    rng: Rng,
+    block_length: usize,
+    num_blocks: usize,
+    steps_per_block: usize,
+    block: usize,
+    schedule: Vec<usize>,
+    step_in_block: usize,
+    initially_masked: usize,
+}
+
+impl Llada {
+    /// Checks LLaDA's constraints (`gen_length % block_length == 0`, `steps % blocks == 0`) and sets
+    /// up the canvas.
+    pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+        let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
+        let gen_length = settings.gen_length;
+        let block_length = settings.block_length.unwrap_or(gen_length).max(1);
+        if gen_length % block_length != 0 {
+            return Err(bad(format!(
+                "gen_length ({gen_length}) must be a multiple of block_length ({block_length})"
+            )));
+        }
+        let num_blocks = (gen_length / block_length).max(1);
+        if settings.threshold.is_none() {
+            check_steps(settings.steps, canvas.masked_count())?;
+            if settings.steps % num_blocks != 0 {
+                return Err(bad(format!(
+                    "steps ({}) must be a multiple of the number of blocks ({num_blocks} = gen_length / block_length)",
+                    settings.steps
+                )));
+            }
+        }
+        Ok(Self {
+            initially_masked: canvas.masked_count(),
+            canvas,
+            progress: Progress::default(),
+            draw: Draw {
+                mask_id: spec.mask_id,
+                temperature: settings.temperature,
+                top_k: settings.top_k,
+                top_p: settings.top_p,
+                gumbel: true,
+            },
+            remasking: settings.remasking,
+            threshold: settings.threshold,
+            cfg_scale: settings.cfg_scale,
+            rng: Rng::new(settings.seed),
+            block_length,
+            num_blocks,
+            steps_per_block: (settings.steps / num_blocks).max(1),
+            block: 0,
+            schedule: Vec::new(),
+            step_in_block: 0,
+        })
+    }
+
+    fn block_range(&self) -> std::ops::Range<usize> {
+        let start = self.canvas.prompt_len() + self.block * self.block_length;
+        start..(start + self.block_length).min(self.canvas.len())
+    }
+
+    /// Masked positions this block may commit: its own, and the prompt's during the first block.
+    fn active(&self) -> Vec<usize> {
+        let mut active = if self.block == 0 { self.canvas.masked_in(0..self.canvas.prompt_len()) } else { Vec::new() };
+        active.extend(self.canvas.masked_in(self.block_range()));
+        active
+    }
+
+    /// Runs one model call and commits what it decides.
+    pub async fn step<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<Step>, SampleError> {
+        let active = loop {
+            if self.block >= self.num_blocks {
+                return Ok(None);
+            }
+            let active = self.active();
+            if !active.is_empty() {
+                break active;
+            }
+            self.block += 1;
+            self.schedule.clear();
+        };
+        if self.schedule.is_empty() {
+            self.schedule = transfer_schedule(active.len(), self.steps_per_block.min(active.len()));
+            self.step_in_block = 0;
+        }
+        let first = active[0];
+        let targets = first..active[active.len() - 1] + 1;
+        let t = self.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
+        let sigma = loglinear_sigma(t);
+        let logits = if self.cfg_scale > 0.0 {
+            let uncond = self.canvas.unconditional();
+            let out = model.predict(&[self.canvas.tokens(), &uncond], targets.clone(), sigma).await?;
+            let guided = guide(out[0].as_slice(), out[1].as_slice(), self.cfg_scale);
+            Logits::new(guided, out[0].rows(), out[0].vocab())
+        } else {
+            model.predict(&[self.canvas.tokens()], targets.clone(), sigma).await?.remove(0)
+        };
+        self.progress.model_calls += 1;
+        let (scored, candidates) = score(&logits, |p| p - first, &active, &self.draw, self.remasking, &mut self.rng);
+        let count = self.schedule.get(self.step_in_block).copied().unwrap_or(active.len());
+        let commits = select(scored, count, self.threshold);
+        self.step_in_block += 1;
+        self.canvas.apply(&commits);
+        let block = self.block_range();
+        Ok(Some(self.progress.emit(&self.canvas, commits, block, candidates)))
+    }
+}

@@ -1,0 +1,229 @@
+//! Turning one row of logits into a token, a probability and a confidence, on the CPU in f64.
+//!
+//! - SUBS (MDLM, arXiv:2406.07524 §3.2): the mask token's logit is −∞, so it is never predicted.
+//! - Temperature sampling by Gumbel-max in f64 (LLaDA `generate.py` `add_gumbel_noise`, whose
+//!   comment cites arXiv:2409.02908 on low-precision Gumbel noise), or by inverse-CDF categorical
+//!   draws for the other samplers; both sample softmax(logits / T).
+//! - Top-k and nucleus (top-p, Holtzman et al. 2020) filters on the tempered distribution.
+//! - Confidence scores of LLaDA (`low_confidence`, `random`) and Dream (`topk_margin`, `entropy`).
+
+use super::{Remasking, TopToken};
+use crate::rng::Rng;
+
+/// How a token is drawn from a row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draw {
+    /// The mask token, excluded from every prediction.
+    pub mask_id: u32,
+    /// Softmax temperature; 0 takes the argmax.
+    pub temperature: f64,
+    /// Keep the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Keep the smallest most-likely set with mass ≥ p.
+    pub top_p: Option<f64>,
+    /// Gumbel-max (LLaDA) rather than an inverse-CDF draw.
+    pub gumbel: bool,
+}
+
+/// softmax(logits) in f64 with the mask token at probability 0.
+pub fn subs_probs(logits: &[f32], mask_id: u32) -> Vec<f64> {
+    let mask = mask_id as usize;
+    let max = logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != mask)
+        .map(|(_, &l)| l as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut p: Vec<f64> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| if i == mask { 0.0 } else { (l as f64 - max).exp() })
+        .collect();
+    let total: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= total);
+    p
+}
+
+/// Index of the largest value (the first one on ties), skipping `skip`.
+pub fn argmax(values: &[f64], skip: Option<usize>) -> usize {
+    let mut best = usize::MAX;
+    let mut best_v = f64::NEG_INFINITY;
+    for (i, &v) in values.iter().enumerate() {
+        if Some(i) != skip && (best == usize::MAX || v > best_v) {
+            best = i;
+            best_v = v;
+        }
+    }
+    best
+}
+
+/// The `n` most likely tokens, most likely first (lower id first on ties).
+pub fn top_tokens(probs: &[f64], n: usize) -> Vec<TopToken> {
+    let mut top: Vec<TopToken> = Vec::with_capacity(n + 1);
+    for (i, &p) in probs.iter().enumerate() {
+        if top.len() == n && top.last().is_some_and(|t| t.prob >= p) {
+            continue;
+        }
+        let at = top.iter().position(|t| t.prob < p).unwrap_or(top.len());
+        top.insert(at, TopToken { token: i as u32, prob: p });
+        top.truncate(n);
+    }
+    top
+}
+
+/// Tempered, filtered log-weights: `logits / T`, with −∞ for the mask and for tokens the top-k /
+/// top-p filters drop.
+fn filtered_log_weights(logits: &[f32], draw: &Draw) -> Vec<f64> {
+    let mask = draw.mask_id as usize;
+    let t = draw.temperature;
+    let mut w: Vec<f64> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| if i == mask { f64::NEG_INFINITY } else { l as f64 / t })
+        .collect();
+    if draw.top_k.is_none() && draw.top_p.is_none() {
+        return w;
+    }
+    let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut order: Vec<usize> = (0..w.len()).filter(|&i| w[i].is_finite()).collect();
+    order.sort_by(|&a, &b| w[b].total_cmp(&w[a]).then(a.cmp(&b)));
+    let probs: Vec<f64> = order.iter().map(|&i| (w[i] - max).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    let mut keep = order.len();
+    if let Some(k) = draw.top_k {
+        keep = keep.min(k);
+    }
+    if let Some(p) = draw.top_p {
+        let mut mass = 0.0;
+        for (n, q) in probs.iter().enumerate() {
+            mass += q / total;
+            if mass >= p {
+                keep = keep.min(n + 1);
+                break;
+            }
+        }
+    }
+    for &i in &order[keep.max(1)..] {
+        w[i] = f64::NEG_INFINITY;
+    }
+    w
+}
+
+/// Draws a token from a row of logits.
+pub fn draw_token(logits: &[f32], draw: &Draw, rng: &mut Rng) -> u32 {
+    if draw.temperature == 0.0 {
+        let l: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
+        return argmax(&l, Some(draw.mask_id as usize)) as u32;
+    }
+    let w = filtered_log_weights(logits, draw);
+    if draw.gumbel {
+        // argmax(l/T + g), g = −ln(−ln u): a draw from softmax(l/T). One uniform per vocabulary
+        // entry, in order, so the stream of draws does not depend on the filters.
+        let noisy: Vec<f64> = w.iter().map(|&x| x - (-rng.uniform().ln()).ln()).collect();
+        return argmax(&noisy, None) as u32;
+    }
+    let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = w.iter().map(|&x| (x - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let target = rng.uniform() * total;
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, &x) in weights.iter().enumerate() {
+        if x > 0.0 {
+            acc += x;
+            last = i;
+            if acc >= target {
+                return i as u32;
+            }
+        }
+    }
+    last as u32
+}
+
+/// How sure the model is at a position, for ranking which positions to commit; larger is surer.
+pub fn confidence(remasking: Remasking, probs: &[f64], token: u32, rng: &mut Rng) -> f64 {
+    match remasking {
+        Remasking::LowConfidence => probs[token as usize],
+        Remasking::Random => rng.uniform(),
+        Remasking::Margin => {
+            let top = top_tokens(probs, 2);
+            top[0].prob - top.get(1).map_or(0.0, |t| t.prob)
+        }
+        Remasking::Entropy => probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum(),
+    }
+}
+
+/// Classifier-free guidance on logits: `un + (s + 1)(cond − un)` (LLaDA `generate.py`).
+pub fn guide(cond: &[f32], uncond: &[f32], scale: f64) -> Vec<f32> {
+    let s = scale as f32;
+    cond.iter().zip(uncond).map(|(&c, &u)| u + (s + 1.0) * (c - u)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_token_is_never_predicted_even_when_its_logit_is_largest() {
+        let logits = [0.0f32, 5.0, 100.0, 1.0];
+        let p = subs_probs(&logits, 2);
+        assert_eq!(p[2], 0.0);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let mut rng = Rng::new(1);
+        for gumbel in [false, true] {
+            let d = Draw { mask_id: 2, temperature: 1.0, top_k: None, top_p: None, gumbel };
+            for _ in 0..200 {
+                assert_ne!(draw_token(&logits, &d, &mut rng), 2);
+            }
+        }
+        let greedy = Draw { mask_id: 2, temperature: 0.0, top_k: None, top_p: None, gumbel: true };
+        assert_eq!(draw_token(&logits, &greedy, &mut rng), 1);
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus() {
+        // Probabilities ∝ e^3, e^2, e^0, e^0: the first two hold ~0.93 of the mass.
+        let logits = [3.0f32, 2.0, 0.0, 0.0];
+        let d = Draw { mask_id: 9, temperature: 1.0, top_k: None, top_p: Some(0.9), gumbel: false };
+        let mut rng = Rng::new(3);
+        let mut seen = [0usize; 4];
+        for _ in 0..2000 {
+            seen[draw_token(&logits, &d, &mut rng) as usize] += 1;
+        }
+        assert_eq!(seen[2] + seen[3], 0, "{seen:?}");
+        assert!(seen[0] > seen[1] && seen[1] > 0, "{seen:?}");
+    }
+
+    #[test]
+    fn gumbel_and_categorical_both_follow_the_tempered_softmax() {
+        let logits = [1.0f32, 0.0, (3.0f32).ln()];
+        for gumbel in [false, true] {
+            let d = Draw { mask_id: 99, temperature: 1.0, top_k: Some(3), top_p: None, gumbel };
+            let mut rng = Rng::new(11);
+            let n = 20000;
+            let mut seen = [0usize; 3];
+            for _ in 0..n {
+                seen[draw_token(&logits, &d, &mut rng) as usize] += 1;
+            }
+            let p = subs_probs(&logits, 99);
+            for i in 0..3 {
+                let f = seen[i] as f64 / n as f64;
+                assert!((f - p[i]).abs() < 0.02, "gumbel={gumbel} token {i}: {f} vs {}", p[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn confidence_scores_rank_a_peaked_row_above_a_flat_one() {
+        let peaked = subs_probs(&[5.0, 0.0, 0.0], 9);
+        let flat = subs_probs(&[0.0, 0.0, 0.0], 9);
+        let mut rng = Rng::new(0);
+        for r in [Remasking::LowConfidence, Remasking::Margin, Remasking::Entropy] {
+            assert!(confidence(r, &peaked, 0, &mut rng) > confidence(r, &flat, 0, &mut rng), "{r:?}");
+        }
+        let top = top_tokens(&peaked, 5);
+        assert_eq!(top.len(), 3);
+        assert_eq!(top[0].token, 0);
+        assert!(top[0].prob > top[1].prob);
+    }
+}

@@ -1,0 +1,140 @@
+//! Text ↔ token ids through a Hugging Face `tokenizer.json`, and the special tokens samplers need.
+//!
+//! The `tokenizers` crate is built with its wasm-compatible features on every target, so the CLI
+//! and the browser tokenize identically. The mask token is found, in order: `mask_token_id` in
+//! config.json; a `[MASK]`, `<mask>` or `<|mask|>` token in the tokenizer; or, for the GPT-2-based
+//! MDLM/BD3-LM checkpoints whose embedding has one row more than GPT-2's vocabulary, the last row.
+
+use thiserror::Error;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::config::ModelConfig;
+
+/// What `[MASK]` looks like in a prompt, whatever the tokenizer calls its mask.
+pub const MASK_MARKER: &str = "[MASK]";
+
+const MASK_NAMES: [&str; 3] = ["[MASK]", "<mask>", "<|mask|>"];
+const BOS_NAMES: [&str; 4] = ["<bos>", "<s>", "<|endoftext|>", "[CLS]"];
+const EOS_NAMES: [&str; 4] = ["<eos>", "</s>", "<|endoftext|>", "[SEP]"];
+
+/// What can be wrong with a tokenizer.
+#[derive(Debug, Error)]
+pub enum TextError {
+    /// Not a tokenizer.json.
+    #[error("tokenizer.json could not be read: {0}")]
+    Parse(String),
+    /// No mask token anywhere.
+    #[error("no mask token: the tokenizer has no [MASK] or <mask> token and config.json has no mask_token_id; add one of them")]
+    NoMask,
+    /// Tokenizer and embedding disagree.
+    #[error("the tokenizer has {tokenizer} tokens but the model's embedding has {model} rows (vocab_size); they are not from the same model")]
+    VocabMismatch {
+        /// Tokens in tokenizer.json.
+        tokenizer: usize,
+        /// `vocab_size`.
+        model: usize,
+    },
+    /// Encoding failed.
+    #[error("the prompt could not be tokenized: {0}")]
+    Encode(String),
+}
+
+/// A tokenizer with the model's special tokens resolved.
+#[derive(Clone)]
+pub struct TextCodec {
+    tokenizer: Tokenizer,
+    mask_id: u32,
+    bos_id: Option<u32>,
+    eos_id: Option<u32>,
+    /// Special tokens left out of decoded text (every special token but the mask).
+    hidden: std::collections::HashSet<u32>,
+}
+
+impl std::fmt::Debug for TextCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextCodec")
+            .field("vocab", &self.vocab_size())
+            .field("mask_id", &self.mask_id)
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .finish()
+    }
+}
+
+impl TextCodec {
+    /// Reads `tokenizer.json` and checks it against the model's config.
+    pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self, TextError> {
+        let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TextError::Parse(e.to_string()))?;
+        let size = tokenizer.get_vocab_size(true);
+        let named = MASK_NAMES.iter().find_map(|n| tokenizer.token_to_id(n));
+        let implied = (named.is_none() && size + 1 == config.vocab_size).then_some(size as u32);
+        let mask_id = config.mask_token_id.or(named).or(implied).ok_or(TextError::NoMask)?;
+        if implied == Some(mask_id) {
+            // GPT-2-based checkpoints: the mask is the embedding's extra last row. Name it, so that
+            // decoding shows it like any other token.
+            tokenizer.add_special_tokens([AddedToken::from(MASK_MARKER, true)]);
+        }
+        let size = tokenizer.get_vocab_size(true);
+        if size != config.vocab_size || mask_id as usize >= config.vocab_size {
+            return Err(TextError::VocabMismatch { tokenizer: size, model: config.vocab_size });
+        }
+        let find = |names: &[&str]| names.iter().find_map(|n| tokenizer.token_to_id(n));
+        let hidden = tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(id, t)| t.special && *id != mask_id)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(Self { bos_id: find(&BOS_NAMES), eos_id: find(&EOS_NAMES), mask_id, hidden, tokenizer })
+    }
+
+    /// The mask token id.
+    pub fn mask_id(&self) -> u32 {
+        self.mask_id
+    }
+
+    /// Beginning of sequence, prepended to prompts, if the tokenizer has one.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+
+    /// End of sequence, if the tokenizer has one.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_id
+    }
+
+    /// Tokens in the tokenizer (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    /// Encodes a prompt: BOS (when the tokenizer has one), then the text, with every literal
+    /// `[MASK]` becoming the mask id, to be filled in place.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let mut ids: Vec<u32> = self.bos_id.into_iter().collect();
+        for (i, piece) in text.split(MASK_MARKER).enumerate() {
+            if i > 0 {
+                ids.push(self.mask_id);
+            }
+            if !piece.is_empty() {
+                let enc = self.tokenizer.encode(piece, false).map_err(|e| TextError::Encode(e.to_string()))?;
+                ids.extend_from_slice(enc.get_ids());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Decodes ids to text, special tokens (BOS, EOS, padding) skipped and masks kept as tokens.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let shown: Vec<u32> = ids.iter().copied().filter(|id| !self.hidden.contains(id)).collect();
+        self.tokenizer.decode(&shown, false).unwrap_or_default()
+    }
+
+    /// The text of one token, for a canvas cell (`[MASK]` for the mask).
+    pub fn token_text(&self, id: u32) -> String {
+        if id == self.mask_id {
+            return MASK_MARKER.to_owned();
+        }
+        self.tokenizer.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"))
+    }
+}

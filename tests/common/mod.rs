@@ -1,0 +1,132 @@
+//! Shared test helpers: the tiny fixture model and a fake predictor.
+#![allow(dead_code)]
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use unmask::backend::{self, BackendKind};
+use unmask::bundle::Bundle;
+use unmask::config::Attention;
+use unmask::engine::Generation;
+use unmask::model::ModelError;
+use unmask::sampler::{Denoiser, Logits, ModelSpec, Settings, Step};
+
+/// `tests/fixtures/tiny`, made by `scripts/make_fixture.py`.
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny")
+}
+
+pub fn fixture_file(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_dir().join(name)).unwrap()
+}
+
+pub fn reference() -> serde_json::Value {
+    serde_json::from_slice(&fixture_file("reference.json")).unwrap()
+}
+
+/// The fixture model on the CPU.
+pub fn tiny() -> Bundle {
+    Bundle::from_dir(&fixture_dir(), &backend::init(BackendKind::Cpu).unwrap()).unwrap()
+}
+
+/// Runs a generation to the end and returns its steps.
+pub fn run_all<D: Denoiser>(settings: Settings, prompt: &[u32], model: &mut D) -> Vec<Step> {
+    let spec = model.spec().clone();
+    let mut g = Generation::from_ids(settings, prompt, &spec).unwrap();
+    pollster::block_on(g.run(model, |_| {})).unwrap();
+    g.steps().to_vec()
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+/// A deterministic stand-in for a model: the logits at a position are a hash of the position and
+/// of the clean (unmasked) tokens it may see under its attention. The mask token always gets the
+/// largest logit, so a sampler that forgets SUBS is caught.
+#[derive(Clone, Debug)]
+pub struct Fake {
+    pub spec: ModelSpec,
+    cache: Vec<u32>,
+    pub calls: usize,
+    pub cached_calls: usize,
+}
+
+impl Fake {
+    pub fn new(attention: Attention, vocab: usize) -> Self {
+        Fake {
+            spec: ModelSpec {
+                vocab_size: vocab,
+                model_length: 256,
+                mask_id: vocab as u32 - 1,
+                eos_id: None,
+                attention,
+                time_conditioning: false,
+            },
+            cache: Vec::new(),
+            calls: 0,
+            cached_calls: 0,
+        }
+    }
+
+    fn mix(mut h: u64, x: u64) -> u64 {
+        h ^= x.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h.wrapping_mul(0xBF58_476D_1CE4_E5B9)
+    }
+
+    /// Logits for `position` given the whole sequence `seq` it belongs to.
+    fn row(&self, seq: &[u32], position: usize) -> Vec<f32> {
+        let visible = match self.spec.attention {
+            Attention::Bidirectional => seq.len(),
+            Attention::BlockCausal { block_size } => ((position / block_size + 1) * block_size).min(seq.len()),
+            Attention::Causal => position,
+        };
+        let mut h = Self::mix(17, position as u64);
+        for (i, &t) in seq[..visible].iter().enumerate() {
+            if t != self.spec.mask_id {
+                h = Self::mix(h, (i as u64) << 32 | t as u64);
+            }
+        }
+        (0..self.spec.vocab_size)
+            .map(|v| {
+                if v as u32 == self.spec.mask_id {
+                    100.0
+                } else {
+                    (Self::mix(h, v as u64) % 10_000) as f32 / 10_000.0 * 6.0 - 3.0
+                }
+            })
+            .collect()
+    }
+}
+
+impl Denoiser for Fake {
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    async fn predict(&mut self, batch: &[&[u32]], targets: Range<usize>, _sigma: f32) -> Result<Vec<Logits>, ModelError> {
+        self.calls += 1;
+        Ok(batch
+            .iter()
+            .map(|seq| {
+                let data: Vec<f32> = targets.clone().flat_map(|p| self.row(seq, p)).collect();
+                Logits::new(data, targets.len(), self.spec.vocab_size)
+            })
+            .collect())
+    }
+
+    async fn predict_cached(&mut self, commit: &[u32], block: &[u32], _sigma: f32) -> Result<Logits, ModelError> {
+        self.calls += 1;
+        self.cached_calls += 1;
+        self.cache.extend_from_slice(commit);
+        let start = self.cache.len();
+        let seq: Vec<u32> = self.cache.iter().chain(block).copied().collect();
+        let positions: Vec<usize> = if block.is_empty() { vec![start] } else { (start..seq.len()).collect() };
+        let data: Vec<f32> = positions.iter().flat_map(|&p| self.row(&seq, p)).collect();
+        Ok(Logits::new(data, positions.len(), self.spec.vocab_size))
+    }
+
+    fn reset_cache(&mut self) {
+        self.cache.clear();
+    }
+}

@@ -1,0 +1,234 @@
+//! Sampler behaviour with a fake predictor: schedules, invariants, caches, seeds.
+
+mod common;
+
+use common::{Fake, run_all};
+use unmask::config::Attention;
+use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
+
+const VOCAB: usize = 50;
+const PROMPT: [u32; 5] = [3, 14, 15, 9, 26];
+
+fn settings(sampler: SamplerKind, gen_length: usize, steps: usize) -> Settings {
+    Settings { gen_length, steps, stop_at_eos: false, ..Settings::defaults(sampler) }
+}
+
+fn fake_for(sampler: SamplerKind) -> Fake {
+    match sampler {
+        SamplerKind::Bd3 => Fake::new(Attention::BlockCausal { block_size: 4 }, VOCAB),
+        SamplerKind::Ar => Fake::new(Attention::Causal, VOCAB),
+        _ => Fake::new(Attention::Bidirectional, VOCAB),
+    }
+}
+
+fn all_runs() -> Vec<(SamplerKind, Vec<Step>)> {
+    let mut out = Vec::new();
+    for sampler in SamplerKind::ALL {
+        for temperature in [0.0, 1.0] {
+            let mut s = settings(sampler, 16, 16);
+            s.temperature = temperature;
+            s.block_length = (sampler == SamplerKind::Llada).then_some(8);
+            out.push((sampler, run_all(s, &PROMPT, &mut fake_for(sampler))));
+        }
+    }
+    out
+}
+
+#[test]
+fn llada_commits_follow_the_linear_schedule() {
+    // Two blocks of 8 with 8 steps: 4 steps per block, 2 tokens each.
+    let mut s = settings(SamplerKind::Llada, 16, 8);
+    s.block_length = Some(8);
+    let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let counts: Vec<usize> = steps.iter().map(|s| s.commits.len()).collect();
+    assert_eq!(counts, vec![2; 8]);
+    // An uneven split puts the remainder first: 10 tokens over 4 steps.
+    let steps = run_all(settings(SamplerKind::Llada, 10, 4), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let counts: Vec<usize> = steps.iter().map(|s| s.commits.len()).collect();
+    assert_eq!(counts, vec![3, 3, 2, 2]);
+}
+
+#[test]
+fn llada_commits_only_inside_the_current_block() {
+    let mut s = settings(SamplerKind::Llada, 12, 12);
+    s.block_length = Some(4);
+    let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
+    for step in &steps {
+        for c in &step.commits {
+            assert!((step.block[0]..step.block[1]).contains(&c.position), "{c:?} outside {:?}", step.block);
+        }
+    }
+    let starts: Vec<usize> = steps.iter().map(|s| s.block[0]).collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]));
+}
+
+#[test]
+fn prompt_tokens_never_change() {
+    for (sampler, steps) in all_runs() {
+        for step in &steps {
+            assert_eq!(&step.canvas[..PROMPT.len()], &PROMPT, "{sampler:?} step {}", step.index);
+        }
+    }
+}
+
+#[test]
+fn masked_count_never_increases_and_every_run_finishes() {
+    for (sampler, steps) in all_runs() {
+        let counts: Vec<usize> = steps.iter().map(|s| s.masked.iter().filter(|&&m| m).count()).collect();
+        assert!(counts.windows(2).all(|w| w[1] <= w[0]), "{sampler:?}: {counts:?}");
+        assert_eq!(counts.last(), Some(&0), "{sampler:?} left masks");
+        let total: usize = steps.iter().map(|s| s.commits.len()).sum();
+        assert_eq!(total, 16, "{sampler:?}");
+    }
+}
+
+#[test]
+fn the_mask_token_is_never_committed() {
+    // The fake gives the mask the largest logit everywhere.
+    for (sampler, steps) in all_runs() {
+        for c in steps.iter().flat_map(|s| &s.commits) {
+            assert_ne!(c.token, (VOCAB - 1) as u32, "{sampler:?} committed the mask");
+        }
+    }
+}
+
+#[test]
+fn bd3_never_writes_a_later_block() {
+    let steps = run_all(settings(SamplerKind::Bd3, 16, 16), &PROMPT, &mut fake_for(SamplerKind::Bd3));
+    for step in &steps {
+        for c in &step.commits {
+            assert!((step.block[0]..step.block[1]).contains(&c.position));
+        }
+        assert!(step.masked[step.block[1]..].iter().all(|&m| m), "a later block was written at step {}", step.index);
+        assert_eq!(step.block[0] % 4, 0, "blocks are counted from position 0");
+    }
+}
+
+#[test]
+fn cached_bd3_and_ar_equal_uncached() {
+    for sampler in [SamplerKind::Bd3, SamplerKind::Ar] {
+        for first_hitting in [false, true] {
+            let mut s = settings(sampler, 16, 16);
+            s.first_hitting = first_hitting;
+            let mut cached_model = fake_for(sampler);
+            let cached = run_all(s.clone(), &PROMPT, &mut cached_model);
+            s.use_cache = false;
+            let mut plain_model = fake_for(sampler);
+            let plain = run_all(s, &PROMPT, &mut plain_model);
+            assert_eq!(cached, plain, "{sampler:?}");
+            assert_eq!(cached_model.cached_calls, cached_model.calls, "{sampler:?} did not use the cache");
+            assert_eq!(plain_model.cached_calls, 0);
+        }
+    }
+}
+
+#[test]
+fn ar_equals_bd3_with_block_size_one() {
+    let mut s = settings(SamplerKind::Ar, 12, 12);
+    s.temperature = 1.0;
+    s.seed = 5;
+    let ar = run_all(s.clone(), &PROMPT, &mut Fake::new(Attention::Causal, VOCAB));
+    let bd3_settings = Settings { sampler: SamplerKind::Bd3, top_p: None, ..s };
+    let bd3 = run_all(bd3_settings, &PROMPT, &mut Fake::new(Attention::BlockCausal { block_size: 1 }, VOCAB));
+    let commits = |steps: &[Step]| steps.iter().map(|s| s.commits.clone()).collect::<Vec<_>>();
+    assert_eq!(commits(&ar), commits(&bd3));
+    assert_eq!(ar.last().unwrap().canvas, bd3.last().unwrap().canvas);
+}
+
+#[test]
+fn threshold_commits_at_least_one_per_step() {
+    // τ = 1 is never reached: exactly one (the most confident) per step.
+    let mut s = settings(SamplerKind::Llada, 8, 8);
+    s.threshold = Some(1.0);
+    let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    assert_eq!(steps.len(), 8);
+    assert!(steps.iter().all(|s| s.commits.len() == 1));
+    // τ = 0 is always reached: the whole block in one call.
+    s.threshold = Some(0.0);
+    let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].commits.len(), 8);
+    // In between, adaptive: every step at least one, fewer calls than tokens.
+    s.threshold = Some(0.06);
+    let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
+    assert!(steps.iter().all(|s| !s.commits.is_empty()));
+    assert_eq!(steps.iter().map(|s| s.commits.len()).sum::<usize>(), 8);
+}
+
+#[test]
+fn seeded_runs_reproduce_and_seeds_differ() {
+    for sampler in SamplerKind::ALL {
+        let mut s = settings(sampler, 16, 16);
+        s.temperature = 1.0;
+        s.remasking = Remasking::Random;
+        s.first_hitting = sampler == SamplerKind::Bd3;
+        s.seed = 42;
+        let a = run_all(s.clone(), &PROMPT, &mut fake_for(sampler));
+        let b = run_all(s.clone(), &PROMPT, &mut fake_for(sampler));
+        assert_eq!(a, b, "{sampler:?}");
+        s.seed = 43;
+        let c = run_all(s, &PROMPT, &mut fake_for(sampler));
+        assert_ne!(a.last().unwrap().canvas, c.last().unwrap().canvas, "{sampler:?}: the seed changed nothing");
+    }
+}
+
+#[test]
+fn mdlm_cache_skips_calls_without_changing_the_result() {
+    let mut s = settings(SamplerKind::Mdlm, 8, 64);
+    s.seed = 3;
+    let mut cached_model = fake_for(SamplerKind::Mdlm);
+    let cached = run_all(s.clone(), &PROMPT, &mut cached_model);
+    s.use_cache = false;
+    let mut plain_model = fake_for(SamplerKind::Mdlm);
+    let plain = run_all(s, &PROMPT, &mut plain_model);
+    let canvas = |steps: &[Step]| steps.last().unwrap().canvas.clone();
+    assert_eq!(canvas(&cached), canvas(&plain));
+    assert!(cached_model.calls < plain_model.calls, "{} vs {}", cached_model.calls, plain_model.calls);
+    // Every step with the cache either called the model or committed something.
+    let calls: Vec<usize> = cached.iter().map(|s| s.model_calls).collect();
+    for (i, step) in cached.iter().enumerate() {
+        let called = i == 0 || calls[i] > calls[i - 1];
+        assert!(called || !step.commits.is_empty());
+    }
+}
+
+#[test]
+fn masks_in_the_prompt_are_filled_in_place() {
+    let mask = (VOCAB - 1) as u32;
+    let prompt = [3, 14, mask, 9, mask, 26];
+    for sampler in SamplerKind::ALL {
+        let mut s = settings(sampler, 8, 10);
+        s.block_length = None;
+        let steps = run_all(s, &prompt, &mut fake_for(sampler));
+        let last = steps.last().unwrap();
+        assert!(!last.masked[2] && !last.masked[4], "{sampler:?} left a prompt mask");
+        for i in [0, 1, 3, 5] {
+            assert_eq!(last.canvas[i], prompt[i]);
+        }
+    }
+}
+
+#[test]
+fn steps_carry_top_candidates_for_masked_positions() {
+    let steps = run_all(settings(SamplerKind::Llada, 8, 8), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let first = &steps[0];
+    assert_eq!(first.candidates.len(), 8);
+    for c in &first.candidates {
+        assert_eq!(c.top.len(), 5);
+        assert!(c.top.windows(2).all(|w| w[0].prob >= w[1].prob));
+        assert!(c.top.iter().all(|t| t.token != (VOCAB - 1) as u32));
+    }
+    // The committed token is the top candidate at temperature 0.
+    let c = &first.commits[0];
+    let cand = first.candidates.iter().find(|x| x.position == c.position).unwrap();
+    assert_eq!(cand.top[0].token, c.token);
+    assert!((cand.top[0].prob - c.confidence).abs() < 1e-12);
+}
+
+#[test]
+fn cfg_changes_the_prediction_only_when_enabled() {
+    let s = settings(SamplerKind::Llada, 8, 8);
+    let plain = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let guided = run_all(Settings { cfg_scale: 2.0, ..s }, &PROMPT, &mut fake_for(SamplerKind::Llada));
+    assert_ne!(plain.last().unwrap().canvas, guided.last().unwrap().canvas);
+}
