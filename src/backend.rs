@@ -4,6 +4,7 @@
 //! (Vulkan, Metal or DX12 natively, WebGPU in the browser). The wgpu runtime can be initialised
 //! once per process, so the device is kept after the first successful start.
 
+#[cfg(feature = "wgpu")]
 use std::sync::OnceLock;
 
 use burn::tensor::Device;

@@ -24,6 +24,11 @@ pub struct Generation {
 impl Generation {
     /// Tokenizes `prompt` and prepares the sampler `settings` asks for.
     pub fn new(settings: Settings, prompt: &str, codec: &TextCodec, spec: &ModelSpec) -> Result<Self, SampleError> {
+        if prompt.trim().is_empty() {
+            return Err(SampleError::Settings(
+                "the prompt is empty: give some text to continue, or [MASK] tokens to fill".into(),
+            ));
+        }
         let prompt_ids = codec.encode_prompt(prompt).map_err(|e| SampleError::Settings(e.to_string()))?;
         let mut g = Self::from_ids(settings, &prompt_ids, spec)?;
         g.prompt = prompt.to_owned();
@@ -32,7 +37,6 @@ impl Generation {
 
     /// Prepares a run from token ids.
     pub fn from_ids(settings: Settings, prompt_ids: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
-        // A prompt of BOS alone is as empty as no prompt.
         let sampler = AnySampler::new(&settings, prompt_ids, spec)?;
         Ok(Self {
             settings,

@@ -72,7 +72,9 @@ impl TextCodec {
         if implied == Some(mask_id) {
             // GPT-2-based checkpoints: the mask is the embedding's extra last row. Name it, so that
             // decoding shows it like any other token.
-            tokenizer.add_special_tokens([AddedToken::from(MASK_MARKER, true)]);
+            tokenizer
+                .add_special_tokens([AddedToken::from(MASK_MARKER, true)])
+                .map_err(|e| TextError::Parse(e.to_string()))?;
         }
         let size = tokenizer.get_vocab_size(true);
         if size != config.vocab_size || mask_id as usize >= config.vocab_size {

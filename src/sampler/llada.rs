@@ -27,8 +27,8 @@ pub(crate) struct Scored {
     pub confidence: f64,
 }
 
-/// Predicts x0 at every position of `positions` (rows of `logits` starting at `first_row`'s
-/// position) and scores it; returns the scores and the top candidates.
+/// Predicts x0 at every position of `positions` (`row_of` maps a position to its row of `logits`)
+/// and scores it; returns the scores and the top candidates, in position order.
 pub(crate) fn score(
     logits: &Logits,
     row_of: impl Fn(usize) -> usize,
