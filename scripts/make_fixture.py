@@ -157,15 +157,15 @@ def allowed(mode, q, k):
     return k // bs <= q // bs
 
 
-def forward(w, ids, mode):
-    """Logits [L, V] for token ids `ids` at positions 0..L-1, float64."""
+def forward(w, ids, mode, sigma=0.0):
+    """Logits [L, V] for token ids `ids` at positions 0..L-1, float64. `sigma` is the noise level,
+    which only a time-conditioned model reads (time_conditioning false means sigma = 0)."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
     d, h = CONFIG["hidden_dim"], CONFIG["n_heads"]
     dh = d // h
     L = len(ids)
     x = w["backbone.vocab_embed.embedding"][ids]
-    # time_conditioning false: sigma = 0.
-    c = silu(linear(silu(linear(timestep_embedding(0.0), w, "backbone.sigma_map.mlp.0")), w, "backbone.sigma_map.mlp.2"))
+    c = silu(linear(silu(linear(timestep_embedding(sigma), w, "backbone.sigma_map.mlp.0")), w, "backbone.sigma_map.mlp.2"))
     inv_freq = 1.0 / (10000 ** (np.arange(0, dh, 2) / dh))
     freqs = np.outer(np.arange(L), inv_freq)
     emb = np.concatenate([freqs, freqs], -1)
@@ -263,6 +263,8 @@ def main():
         "tokens": tokens,
         "logits": {m: forward(w, tokens, m).astype(np.float32).tolist()
                    for m in ["bidirectional", "block-causal", "causal"]},
+        # The same weights read as a time-conditioned model at sigma = 0.7.
+        "time_conditioned": {"sigma": 0.7, "bidirectional": forward(w, tokens, "bidirectional", 0.7).astype(np.float32).tolist()},
         "golden": {
             "prompt": prompt,
             "gen_length": 12,

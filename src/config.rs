@@ -158,9 +158,16 @@ impl ModelConfig {
         }
         if self.block_causal() && self.block_size.is_none() {
             return Err(ConfigError::Unsupported {
-                field: "cross_attn",
-                value: "true".into(),
-                hint: "block diffusion needs block_size",
+                field: "block_size",
+                value: "missing".into(),
+                hint: "block diffusion (model_type bd3lm, or cross_attn true) needs block_size",
+            });
+        }
+        if let Some(mask) = self.mask_token_id.filter(|&m| m as usize >= self.vocab_size) {
+            return Err(ConfigError::Unsupported {
+                field: "mask_token_id",
+                value: mask.to_string(),
+                hint: "it must be below vocab_size",
             });
         }
         if self.causal && self.block_causal() {

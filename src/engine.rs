@@ -111,7 +111,9 @@ impl Generation {
         }
         let progress = self.sampler.progress();
         let prompt_len = canvas.prompt_len().min(final_ids.len());
-        let generated = self.steps.iter().map(|s| s.commits.len()).sum();
+        // Filled positions that survived (BD3/AR cut the canvas after EOS).
+        let prompt_masks = self.prompt_ids.iter().filter(|&&t| t == spec.mask_id).count();
+        let generated = final_ids.len() - prompt_len + prompt_masks;
         Trajectory {
             format: TRAJECTORY_FORMAT.into(),
             version: TRAJECTORY_VERSION,

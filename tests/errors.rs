@@ -100,7 +100,11 @@ fn unsupported_or_malformed_configs_say_which_field() {
     let err = open(bad.to_string().as_bytes(), &weights, &tok).err().unwrap();
     assert!(err.to_string().contains("n_heads"), "{err}");
     let err = open(b"{\"vocab_size\": 4}", &weights, &tok).err().unwrap();
-    assert!(err.to_string().contains("model_length"), "{err}");
+    assert!(err.to_string().contains("missing field `model_length`"), "{err}");
+    bad["n_heads"] = 4.into();
+    bad["mask_token_id"] = 1000.into();
+    let err = open(bad.to_string().as_bytes(), &weights, &tok).err().unwrap();
+    assert!(err.to_string().contains("mask_token_id = 1000"), "{err}");
     let err = open(&fixture_file("config.json"), &weights, b"not json").err().unwrap();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
 }

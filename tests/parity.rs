@@ -177,6 +177,7 @@ fn greedy_bd3_trajectory_equals_the_reference_with_and_without_cache() {
             steps: gen_length,
             temperature: 0.0,
             top_p: None,
+            first_hitting: false,
             use_cache,
             ..Settings::defaults(SamplerKind::Bd3)
         };
@@ -215,4 +216,27 @@ fn a_tokenizer_without_a_mask_gets_the_last_embedding_row_as_in_gpt2_checkpoints
     let ids = codec.encode_prompt("the [MASK] sat").unwrap();
     assert_eq!(ids[2], codec.mask_id());
     assert_eq!(codec.decode(&ids), "the [MASK] sat");
+}
+
+#[test]
+fn a_time_conditioned_model_reads_sigma_like_the_reference() {
+    let r = reference();
+    let tokens = ids(&r["tokens"]);
+    let mut config: serde_json::Value = serde_json::from_slice(&fixture_file("config.json")).unwrap();
+    config["time_conditioning"] = true.into();
+    config["cross_attn"] = false.into();
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let weights = fixture_file("model.safetensors");
+    let tokenizer = fixture_file("tokenizer.json");
+    let config = config.to_string();
+    let files = ModelFiles { config: config.as_bytes(), weights: &weights, tokenizer: &tokenizer };
+    let bundle = Bundle::from_files(files, &device).unwrap();
+    let sigma = r["time_conditioned"]["sigma"].as_f64().unwrap() as f32;
+    let got = pollster::block_on(bundle.model.logits(&[&tokens], sigma)).unwrap();
+    let diff = max_diff(got.as_slice(), &flat(&r["time_conditioned"]["bidirectional"]));
+    assert!(diff < TOLERANCE, "max |Δ| = {diff}");
+    // σ matters: at σ = 0 the same model gives the constant-conditioning logits.
+    let at_zero = pollster::block_on(bundle.model.logits(&[&tokens], 0.0)).unwrap();
+    assert!(max_diff(at_zero.as_slice(), &flat(&r["logits"]["bidirectional"])) < TOLERANCE);
+    assert!(max_diff(got.as_slice(), at_zero.as_slice()) > 1e-2);
 }

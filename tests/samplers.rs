@@ -143,15 +143,20 @@ fn threshold_commits_at_least_one_per_step() {
     let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_eq!(steps.len(), 8);
     assert!(steps.iter().all(|s| s.commits.len() == 1));
+    // A τ between the first step's confidences: the median.
+    let mut first: Vec<f64> = steps[0].candidates.iter().map(|c| c.top[0].prob).collect();
+    first.sort_by(f64::total_cmp);
+    let median = first[first.len() / 2];
     // τ = 0 is always reached: the whole block in one call.
     s.threshold = Some(0.0);
     let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].commits.len(), 8);
     // In between, adaptive: every step at least one, fewer calls than tokens.
-    s.threshold = Some(0.06);
+    s.threshold = Some(median);
     let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert!(steps.iter().all(|s| !s.commits.is_empty()));
+    assert!(steps.len() < 8 && steps.len() > 1, "{} steps", steps.len());
     assert_eq!(steps.iter().map(|s| s.commits.len()).sum::<usize>(), 8);
 }
 
@@ -231,4 +236,23 @@ fn cfg_changes_the_prediction_only_when_enabled() {
     let plain = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
     let guided = run_all(Settings { cfg_scale: 2.0, ..s }, &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_ne!(plain.last().unwrap().canvas, guided.last().unwrap().canvas);
+}
+
+#[test]
+fn bd3_and_ar_stop_at_the_first_generated_eos() {
+    for sampler in [SamplerKind::Bd3, SamplerKind::Ar] {
+        let s = settings(sampler, 24, 24);
+        let free = run_all(s.clone(), &PROMPT, &mut fake_for(sampler));
+        // Call the token generated third "EOS" and run again, stopping there.
+        let eos = free[2].commits[0].token;
+        let mut model = fake_for(sampler);
+        model.spec.eos_id = Some(eos);
+        let stopped = run_all(Settings { stop_at_eos: true, ..s }, &PROMPT, &mut model);
+        let last = stopped.last().unwrap();
+        let first_eos = free.last().unwrap().canvas.iter().skip(PROMPT.len()).position(|&t| t == eos).unwrap();
+        let cut = PROMPT.len() + first_eos + 1;
+        assert_eq!(last.canvas, free.last().unwrap().canvas[..cut], "{sampler:?}");
+        assert!(last.masked.iter().all(|&m| !m), "{sampler:?}: the cut canvas still has masks");
+        assert!(last.block[1] <= last.canvas.len());
+    }
 }

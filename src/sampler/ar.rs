@@ -30,19 +30,19 @@ impl Ar {
     /// Sets up the canvas; the first token must be given (there is nothing to predict it from).
     pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
+        if settings.use_cache && spec.attention != crate::config::Attention::Causal {
+            return Err(bad(format!(
+                "the ar sampler's KV cache needs a causal model and this one is {}: add --attention causal or --no-cache",
+                spec.attention.name()
+            )));
+        }
         if canvas.is_masked(0) {
             return Err(bad("the ar sampler cannot fill position 0: start the prompt with a token"));
         }
         Ok(Self {
             canvas,
             progress: Progress::default(),
-            draw: Draw {
-                mask_id: spec.mask_id,
-                temperature: settings.temperature,
-                top_k: settings.top_k,
-                top_p: settings.top_p,
-                gumbel: false,
-            },
+            draw: Draw::new(settings, spec, false),
             rng: Rng::new(settings.seed),
             use_cache: settings.use_cache,
             cached_len: 0,

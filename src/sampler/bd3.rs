@@ -18,7 +18,7 @@ use super::llada::{score, select};
 use super::probs::{Draw, draw_token, subs_probs, top_tokens};
 use super::{
     Canvas, Commit, Denoiser, ModelSpec, Progress, Remasking, SampleError, Settings, Step, bad, check_steps,
-    loglinear_sigma, transfer_schedule, Candidates, TOP_CANDIDATES,
+    loglinear_sigma, BlockSchedule, Candidates, TOP_CANDIDATES,
 };
 use crate::config::Attention;
 use crate::rng::Rng;
@@ -34,10 +34,8 @@ pub struct Bd3 {
     first_hitting: bool,
     rng: Rng,
     block_size: usize,
-    steps_per_block: usize,
     block: usize,
-    schedule: Vec<usize>,
-    step_in_block: usize,
+    schedule: BlockSchedule,
     use_cache: bool,
     /// Tokens of finished blocks not yet in the model's cache.
     pending: Vec<u32>,
@@ -71,12 +69,19 @@ impl Bd3 {
                 return Err(bad("bd3 on a bidirectional model needs a block_length"));
             }
         };
+        if settings.use_cache && spec.time_conditioning {
+            return Err(bad(
+                "this model is time-conditioned: cached blocks would keep the noise level they were stored with; add --no-cache",
+            ));
+        }
+        if settings.first_hitting && settings.threshold.is_some() {
+            return Err(bad("first-hitting fills one position per step; a threshold needs the remasking rules (drop one of them)"));
+        }
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         let masked = canvas.masked_count();
         if !settings.first_hitting && settings.threshold.is_none() {
             check_steps(settings.steps, masked)?;
         }
-        let blocks = settings.gen_length.div_ceil(block_size).max(1);
         let first_masked = (0..canvas.len()).find(|&i| canvas.is_masked(i)).unwrap_or(0);
         let block = first_masked / block_size;
         Ok(Self {
@@ -84,22 +89,14 @@ impl Bd3 {
             initially_masked: masked,
             canvas,
             progress: Progress::default(),
-            draw: Draw {
-                mask_id: spec.mask_id,
-                temperature: settings.temperature,
-                top_k: settings.top_k,
-                top_p: settings.top_p,
-                gumbel: false,
-            },
+            draw: Draw::new(settings, spec, false),
             remasking: settings.remasking,
             threshold: settings.threshold,
             first_hitting: settings.first_hitting,
             rng: Rng::new(settings.seed),
             block_size,
-            steps_per_block: (settings.steps / blocks).max(1),
             block,
-            schedule: Vec::new(),
-            step_in_block: 0,
+            schedule: BlockSchedule::proportional(settings.steps, masked),
             use_cache: settings.use_cache,
             eos_id: if settings.stop_at_eos { spec.eos_id } else { None },
             done: false,
@@ -111,7 +108,20 @@ impl Bd3 {
         start..(start + self.block_size).min(self.canvas.len())
     }
 
-    /// Closes finished blocks; returns the current block's masked positions, or `None` when done.
+    /// Ends the run after a finished block that generated EOS: the canvas stops right after it.
+    fn stop_at_eos(&mut self, range: std::ops::Range<usize>) {
+        let Some(eos) = self.eos_id else { return };
+        if !self.canvas.masked_in(range.clone()).is_empty() {
+            return;
+        }
+        let prompt_len = self.canvas.prompt_len();
+        if let Some(at) = range.clone().find(|&i| i >= prompt_len && self.canvas.tokens()[i] == eos) {
+            self.canvas.truncate(at + 1);
+            self.done = true;
+        }
+    }
+
+    /// Moves past finished blocks; returns the current block's masked positions, or `None` when done.
     fn advance(&mut self) -> Option<Vec<usize>> {
         while !self.done {
             let range = self.block_range();
@@ -123,17 +133,9 @@ impl Bd3 {
             if !masked.is_empty() {
                 return Some(masked);
             }
-            let eos_at = self.eos_id.and_then(|eos| {
-                range.clone().find(|&i| i >= self.canvas.prompt_len() && self.canvas.tokens()[i] == eos)
-            });
-            if let Some(at) = eos_at {
-                self.canvas.truncate(at + 1);
-                self.done = true;
-                break;
-            }
             self.pending.extend_from_slice(&self.canvas.tokens()[range]);
             self.block += 1;
-            self.schedule.clear();
+            self.schedule.next_block();
         }
         None
     }
@@ -144,10 +146,6 @@ impl Bd3 {
             return Ok(None);
         };
         let range = self.block_range();
-        if self.schedule.is_empty() {
-            self.schedule = transfer_schedule(masked.len(), self.steps_per_block.min(masked.len()));
-            self.step_in_block = 0;
-        }
         let t = self.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
         let sigma = loglinear_sigma(t);
         let logits = if self.use_cache {
@@ -178,11 +176,12 @@ impl Bd3 {
             (vec![Commit { position, token, confidence: prob }], candidates)
         } else {
             let (scored, candidates) = score(&logits, row_of, &masked, &self.draw, self.remasking, &mut self.rng);
-            let count = self.schedule.get(self.step_in_block).copied().unwrap_or(masked.len());
+            let count = self.schedule.next_count(masked.len());
             (select(scored, count, self.threshold), candidates)
         };
-        self.step_in_block += 1;
         self.canvas.apply(&commits);
+        self.stop_at_eos(range.clone());
+        let range = range.start..range.end.min(self.canvas.len());
         Ok(Some(self.progress.emit(&self.canvas, commits, range, candidates)))
     }
 }

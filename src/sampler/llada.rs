@@ -8,13 +8,13 @@
 //! The generation region is cut into blocks of `block_length`; each block gets `steps / blocks`
 //! steps. Every step runs the model on the whole canvas, predicts x0 at the block's masked
 //! positions (Gumbel-max at temperature T), and commits the most confident ones: a fixed count per
-//! step from [`transfer_schedule`], or, with a threshold τ, every one with confidence ≥ τ and at
+//! step from [`transfer_schedule`](super::transfer_schedule), or, with a threshold τ, every one with confidence ≥ τ and at
 //! least the most confident. Masks written in the prompt are filled during the first block.
 
 use super::probs::{Draw, confidence, draw_token, guide, subs_probs, top_tokens};
 use super::{
     Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, Progress, Remasking, SampleError, Settings, Step,
-    TOP_CANDIDATES, bad, check_steps, loglinear_sigma, transfer_schedule,
+    TOP_CANDIDATES, bad, check_steps, loglinear_sigma, BlockSchedule,
 };
 use crate::rng::Rng;
 
@@ -79,10 +79,8 @@ pub struct Llada {
     rng: Rng,
     block_length: usize,
     num_blocks: usize,
-    steps_per_block: usize,
     block: usize,
-    schedule: Vec<usize>,
-    step_in_block: usize,
+    schedule: BlockSchedule,
     initially_masked: usize,
 }
 
@@ -92,6 +90,9 @@ impl Llada {
     pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         let gen_length = settings.gen_length;
+        if settings.block_length == Some(0) {
+            return Err(bad("block_length must be at least 1"));
+        }
         let block_length = settings.block_length.unwrap_or(gen_length).max(1);
         if gen_length % block_length != 0 {
             return Err(bad(format!(
@@ -112,23 +113,15 @@ impl Llada {
             initially_masked: canvas.masked_count(),
             canvas,
             progress: Progress::default(),
-            draw: Draw {
-                mask_id: spec.mask_id,
-                temperature: settings.temperature,
-                top_k: settings.top_k,
-                top_p: settings.top_p,
-                gumbel: true,
-            },
+            draw: Draw::new(settings, spec, true),
             remasking: settings.remasking,
             threshold: settings.threshold,
             cfg_scale: settings.cfg_scale,
             rng: Rng::new(settings.seed),
             block_length,
             num_blocks,
-            steps_per_block: (settings.steps / num_blocks).max(1),
             block: 0,
-            schedule: Vec::new(),
-            step_in_block: 0,
+            schedule: BlockSchedule::per_block(settings.steps / num_blocks),
         })
     }
 
@@ -155,12 +148,8 @@ impl Llada {
                 break active;
             }
             self.block += 1;
-            self.schedule.clear();
+            self.schedule.next_block();
         };
-        if self.schedule.is_empty() {
-            self.schedule = transfer_schedule(active.len(), self.steps_per_block.min(active.len()));
-            self.step_in_block = 0;
-        }
         let first = active[0];
         let targets = first..active[active.len() - 1] + 1;
         let t = self.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
@@ -175,9 +164,8 @@ impl Llada {
         };
         self.progress.model_calls += 1;
         let (scored, candidates) = score(&logits, |p| p - first, &active, &self.draw, self.remasking, &mut self.rng);
-        let count = self.schedule.get(self.step_in_block).copied().unwrap_or(active.len());
+        let count = self.schedule.next_count(active.len());
         let commits = select(scored, count, self.threshold);
-        self.step_in_block += 1;
         self.canvas.apply(&commits);
         let block = self.block_range();
         Ok(Some(self.progress.emit(&self.canvas, commits, block, candidates)))

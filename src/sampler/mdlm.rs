@@ -49,13 +49,7 @@ impl Mdlm {
         Ok(Self {
             canvas,
             progress: Progress::default(),
-            draw: Draw {
-                mask_id: spec.mask_id,
-                temperature: settings.temperature,
-                top_k: settings.top_k,
-                top_p: settings.top_p,
-                gumbel: false,
-            },
+            draw: Draw::new(settings, spec, false),
             rng: Rng::new(settings.seed),
             steps: settings.steps,
             iteration: 0,

@@ -187,7 +187,7 @@ pub struct Settings {
 
 impl Settings {
     /// The papers' defaults for `sampler`: greedy low-confidence LLaDA, MDLM at temperature 1,
-    /// BD3-LM with nucleus p = 0.9 as in its scripts, plain AR sampling.
+    /// BD3-LM first-hitting with nucleus p = 0.9 as in its scripts, plain AR sampling.
     pub fn defaults(sampler: SamplerKind) -> Self {
         Settings {
             sampler,
@@ -200,7 +200,7 @@ impl Settings {
             top_p: if sampler == SamplerKind::Bd3 { Some(0.9) } else { None },
             cfg_scale: 0.0,
             threshold: None,
-            first_hitting: false,
+            first_hitting: sampler == SamplerKind::Bd3,
             seed: 0,
             use_cache: true,
             stop_at_eos: true,
@@ -403,6 +403,50 @@ pub fn transfer_schedule(masked: usize, steps: usize) -> Vec<usize> {
     let steps = steps.max(1);
     let (base, rem) = (masked / steps, masked % steps);
     (0..steps).map(|i| base + usize::from(i < rem)).collect()
+}
+
+/// Tokens to commit per step inside a block, on LLaDA's linear schedule: at a block's first step its
+/// masked count is spread evenly over the block's steps (never more steps than masks).
+#[derive(Clone, Debug)]
+pub(crate) struct BlockSchedule {
+    steps: usize,
+    /// `Some(total)`: a block gets `steps · masked / total` steps (blocks of unequal mask counts,
+    /// as BD3's first and last blocks); `None`: every block gets `steps`.
+    total_masked: Option<usize>,
+    counts: Vec<usize>,
+    step: usize,
+}
+
+impl BlockSchedule {
+    /// Every block gets `steps_per_block` steps (LLaDA: `steps / num_blocks`).
+    pub(crate) fn per_block(steps_per_block: usize) -> Self {
+        Self { steps: steps_per_block, total_masked: None, counts: Vec::new(), step: 0 }
+    }
+
+    /// `steps` shared among blocks in proportion to their masks.
+    pub(crate) fn proportional(steps: usize, total_masked: usize) -> Self {
+        Self { steps, total_masked: Some(total_masked.max(1)), counts: Vec::new(), step: 0 }
+    }
+
+    /// Forgets the finished block; the next count starts a new one.
+    pub(crate) fn next_block(&mut self) {
+        self.counts.clear();
+    }
+
+    /// How many of the block's `masked` positions to commit now.
+    pub(crate) fn next_count(&mut self, masked: usize) -> usize {
+        if self.counts.is_empty() {
+            let steps = match self.total_masked {
+                Some(total) => (self.steps * masked).div_ceil(total),
+                None => self.steps,
+            };
+            self.counts = transfer_schedule(masked, steps.clamp(1, masked.max(1)));
+            self.step = 0;
+        }
+        let count = self.counts.get(self.step).copied().unwrap_or(masked);
+        self.step += 1;
+        count
+    }
 }
 
 /// MDLM's log-linear noise: σ(t) = −ln(1 − (1 − ε)t), the network's time input.

@@ -7,7 +7,7 @@
 //! - Top-k and nucleus (top-p, Holtzman et al. 2020) filters on the tempered distribution.
 //! - Confidence scores of LLaDA (`low_confidence`, `random`) and Dream (`topk_margin`, `entropy`).
 
-use super::{Remasking, TopToken};
+use super::{ModelSpec, Remasking, Settings, TopToken};
 use crate::rng::Rng;
 
 /// How a token is drawn from a row.
@@ -23,6 +23,19 @@ pub struct Draw {
     pub top_p: Option<f64>,
     /// Gumbel-max (LLaDA) rather than an inverse-CDF draw.
     pub gumbel: bool,
+}
+
+impl Draw {
+    /// The draw `settings` ask for, with the model's mask.
+    pub fn new(settings: &Settings, spec: &ModelSpec, gumbel: bool) -> Self {
+        Draw {
+            mask_id: spec.mask_id,
+            temperature: settings.temperature,
+            top_k: settings.top_k,
+            top_p: settings.top_p,
+            gumbel,
+        }
+    }
 }
 
 /// softmax(logits) in f64 with the mask token at probability 0.
@@ -94,24 +107,26 @@ fn filtered_log_weights(logits: &[f32], draw: &Draw) -> Vec<f64> {
         keep = keep.min(k);
     }
     if let Some(p) = draw.top_p {
+        // bd3lms `_nucleus_sample`: keep the tokens whose cumulative probability is ≤ p, and the top one.
         let mut mass = 0.0;
-        for (n, q) in probs.iter().enumerate() {
+        let within = probs.iter().take_while(|&&q| {
             mass += q / total;
-            if mass >= p {
-                keep = keep.min(n + 1);
-                break;
-            }
-        }
+            mass <= p
+        });
+        keep = keep.min(within.count().max(1));
     }
-    for &i in &order[keep.max(1)..] {
+    for &i in order.iter().skip(keep.max(1)) {
         w[i] = f64::NEG_INFINITY;
     }
     w
 }
 
+/// Temperatures below this are greedy: dividing logits by less would overflow f64.
+pub const MIN_TEMPERATURE: f64 = 1e-6;
+
 /// Draws a token from a row of logits.
 pub fn draw_token(logits: &[f32], draw: &Draw, rng: &mut Rng) -> u32 {
-    if draw.temperature == 0.0 {
+    if draw.temperature < MIN_TEMPERATURE {
         let l: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
         return argmax(&l, Some(draw.mask_id as usize)) as u32;
     }
@@ -180,18 +195,37 @@ mod tests {
         assert_eq!(draw_token(&logits, &greedy, &mut rng), 1);
     }
 
-    #[test]
-    fn top_p_keeps_only_the_nucleus() {
-        // Probabilities ∝ e^3, e^2, e^0, e^0: the first two hold ~0.93 of the mass.
-        let logits = [3.0f32, 2.0, 0.0, 0.0];
-        let d = Draw { mask_id: 9, temperature: 1.0, top_k: None, top_p: Some(0.9), gumbel: false };
+    fn histogram(logits: &[f32], d: &Draw) -> Vec<usize> {
         let mut rng = Rng::new(3);
-        let mut seen = [0usize; 4];
+        let mut seen = vec![0usize; logits.len()];
         for _ in 0..2000 {
-            seen[draw_token(&logits, &d, &mut rng) as usize] += 1;
+            seen[draw_token(logits, d, &mut rng) as usize] += 1;
         }
-        assert_eq!(seen[2] + seen[3], 0, "{seen:?}");
-        assert!(seen[0] > seen[1] && seen[1] > 0, "{seen:?}");
+        seen
+    }
+
+    #[test]
+    fn top_p_keeps_the_tokens_whose_cumulative_mass_stays_within_p() {
+        // Probabilities ≈ 0.665, 0.245, 0.045, 0.045: cumulative 0.665, 0.910, 0.955, 1.
+        let logits = [3.0f32, 2.0, 0.0, 0.0];
+        let d = Draw { mask_id: 9, temperature: 1.0, top_k: None, top_p: Some(0.95), gumbel: false };
+        let seen = histogram(&logits, &d);
+        assert!(seen[0] > seen[1] && seen[1] > 0 && seen[2] + seen[3] == 0, "{seen:?}");
+        // At p = 0.9 the second token would cross p: only the top one stays (bd3lms' rule).
+        let seen = histogram(&logits, &Draw { top_p: Some(0.9), ..d });
+        assert_eq!(seen[0], 2000, "{seen:?}");
+        // The top token stays even when it alone exceeds p.
+        let seen = histogram(&logits, &Draw { top_p: Some(0.1), ..d });
+        assert_eq!(seen[0], 2000, "{seen:?}");
+    }
+
+    #[test]
+    fn vanishing_temperatures_are_greedy_not_garbage() {
+        let logits = [0.5f32, 2.0, 1.0];
+        for t in [1e-310, 1e-9] {
+            let d = Draw { mask_id: 9, temperature: t, top_k: Some(2), top_p: Some(0.9), gumbel: false };
+            assert_eq!(histogram(&logits, &d)[1], 2000);
+        }
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         let mask = model.spec().mask_id;
         let vocab = config.vocab_size;
         for &l in &args.lengths {
-            if l > config.model_length {
+            if l == 0 || l > config.model_length {
                 continue;
             }
             let tokens: Vec<u32> = (0..l).map(|_| rng.below(vocab) as u32).map(|t| if t == mask { 0 } else { t }).collect();
@@ -129,7 +129,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         ];
         let mut bd3_times = Vec::new();
         for (sampler, attention, cache, label) in runs {
-            if sampler == SamplerKind::Bd3 && !native.is_cacheable() {
+            if sampler == SamplerKind::Bd3 && !matches!(native, Attention::BlockCausal { .. }) {
                 continue;
             }
             model.set_attention(attention);

@@ -100,9 +100,10 @@ struct GenerateArgs {
     /// Fast-dLLM confidence threshold: commit every position at least this sure.
     #[arg(long)]
     threshold: Option<f64>,
-    /// BD3-LM first-hitting: one random masked position per step.
-    #[arg(long)]
-    first_hitting: bool,
+    /// BD3-LM first-hitting: one random masked position per step (bd3's default unless
+    /// --threshold is given); `--first-hitting false` ranks positions by --remasking instead.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    first_hitting: Option<bool>,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -207,7 +208,7 @@ fn settings_of(args: &GenerateArgs) -> Settings {
         top_p: args.top_p.or(defaults.top_p),
         cfg_scale: args.cfg,
         threshold: args.threshold,
-        first_hitting: args.first_hitting,
+        first_hitting: args.first_hitting.unwrap_or(defaults.first_hitting && args.threshold.is_none()),
         seed: args.seed,
         use_cache: !args.no_cache,
         stop_at_eos: !args.no_stop_at_eos,
