@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh
 . scripts/env.sh
-cargo run --locked --release --bin unmask -- generate --model tests/fixtures/tiny \
-    --prompt "the old man saw a" --sampler bd3 --gen-length 24 --steps 24 "$@"
+cargo run --locked --bin unmask -- generate --model tests/fixtures/tiny \
+    --prompt "the old man saw a" --sampler bd3 --gen-length 24 --steps 24 --delay-ms 150 "$@"

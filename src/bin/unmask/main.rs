@@ -125,6 +125,9 @@ struct GenerateArgs {
     /// No live view; print only the result.
     #[arg(long)]
     quiet: bool,
+    /// Pause after each step of the live view, in milliseconds (to watch a small model write).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
 }
 
 #[derive(Args)]
@@ -231,6 +234,7 @@ fn generate(args: GenerateArgs) -> CliResult<()> {
     pollster::block_on(generation.run(&mut bundle.model, |step| {
         if live {
             draw(step, prompt_len, &codec);
+            std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
         }
     }))
     .map_err(|e| e.to_string())?;
