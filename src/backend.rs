@@ -45,10 +45,14 @@ impl std::str::FromStr for BackendKind {
 #[derive(Debug, Error)]
 pub enum BackendError {
     /// No GPU adapter, or the runtime refused to start.
-    #[error("no usable GPU through wgpu ({0}); use the cpu backend, or install a Vulkan driver (Debian: mesa-vulkan-drivers)")]
+    #[error(
+        "no usable GPU through wgpu ({0}); use the cpu backend, or install a Vulkan driver (Debian: mesa-vulkan-drivers)"
+    )]
     Wgpu(String),
     /// This build has no wgpu backend.
-    #[error("this build of Unmask has no wgpu backend (built without the `wgpu` feature); use the cpu backend")]
+    #[error(
+        "this build of Unmask has no wgpu backend (built without the `wgpu` feature); use the cpu backend"
+    )]
     NotBuilt,
     /// A name that is no backend.
     #[error("unknown backend `{0}`: use cpu or wgpu")]
@@ -67,7 +71,10 @@ pub async fn init_async(kind: BackendKind) -> Result<Device, BackendError> {
             if let Some(device) = WGPU.get() {
                 return Ok(device.clone());
             }
-            let device = Device::wgpu_options().init_async().await.map_err(|e| BackendError::Wgpu(e.to_string()))?;
+            let device = Device::wgpu_options()
+                .init_async()
+                .await
+                .map_err(|e| BackendError::Wgpu(e.to_string()))?;
             Ok(WGPU.get_or_init(|| device).clone())
         }
         #[cfg(not(feature = "wgpu"))]

@@ -40,7 +40,9 @@ pub enum BundleError {
     #[error(transparent)]
     Text(#[from] TextError),
     /// A file could not be read.
-    #[error("cannot read {path}: {source}; a model folder holds config.json, model.safetensors and tokenizer.json")]
+    #[error(
+        "cannot read {path}: {source}; a model folder holds config.json, model.safetensors and tokenizer.json"
+    )]
     Io {
         /// The path.
         path: String,
@@ -78,7 +80,11 @@ impl Bundle {
         let codec = TextCodec::from_bytes(files.tokenizer, &config)?;
         let dit = load_dit(&config, files.weights, device)?;
         let spec = model_spec(&config, &codec);
-        Ok(Self { model: DitDenoiser::new(dit, device.clone(), spec), config, codec })
+        Ok(Self {
+            model: DitDenoiser::new(dit, device.clone(), spec),
+            config,
+            codec,
+        })
     }
 
     /// Reads a model folder from disk.
@@ -86,9 +92,23 @@ impl Bundle {
     pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| BundleError::Io { path: path.display().to_string(), source })
+            std::fs::read(&path).map_err(|source| BundleError::Io {
+                path: path.display().to_string(),
+                source,
+            })
         };
-        let (config, weights, tokenizer) = (read(CONFIG_FILE)?, read(WEIGHTS_FILE)?, read(TOKENIZER_FILE)?);
-        Self::from_files(ModelFiles { config: &config, weights: &weights, tokenizer: &tokenizer }, device)
+        let (config, weights, tokenizer) = (
+            read(CONFIG_FILE)?,
+            read(WEIGHTS_FILE)?,
+            read(TOKENIZER_FILE)?,
+        );
+        Self::from_files(
+            ModelFiles {
+                config: &config,
+                weights: &weights,
+                tokenizer: &tokenizer,
+            },
+            device,
+        )
     }
 }

@@ -53,7 +53,9 @@ impl Attention {
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file is not the JSON we expect.
-    #[error("config.json is not valid: {0}. It needs at least vocab_size, model_length, hidden_dim, cond_dim, n_blocks and n_heads")]
+    #[error(
+        "config.json is not valid: {0}. It needs at least vocab_size, model_length, hidden_dim, cond_dim, n_blocks and n_heads"
+    )]
     Json(#[from] serde_json::Error),
     /// A value the model cannot run with.
     #[error("config.json: {field} = {value} is not supported: {hint}")]
@@ -163,7 +165,10 @@ impl ModelConfig {
                 hint: "block diffusion (model_type bd3lm, or cross_attn true) needs block_size",
             });
         }
-        if let Some(mask) = self.mask_token_id.filter(|&m| m as usize >= self.vocab_size) {
+        if let Some(mask) = self
+            .mask_token_id
+            .filter(|&m| m as usize >= self.vocab_size)
+        {
             return Err(ConfigError::Unsupported {
                 field: "mask_token_id",
                 value: mask.to_string(),

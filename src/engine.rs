@@ -23,20 +23,31 @@ pub struct Generation {
 
 impl Generation {
     /// Tokenizes `prompt` and prepares the sampler `settings` asks for.
-    pub fn new(settings: Settings, prompt: &str, codec: &TextCodec, spec: &ModelSpec) -> Result<Self, SampleError> {
+    pub fn new(
+        settings: Settings,
+        prompt: &str,
+        codec: &TextCodec,
+        spec: &ModelSpec,
+    ) -> Result<Self, SampleError> {
         if prompt.trim().is_empty() {
             return Err(SampleError::Settings(
                 "the prompt is empty: give some text to continue, or [MASK] tokens to fill".into(),
             ));
         }
-        let prompt_ids = codec.encode_prompt(prompt).map_err(|e| SampleError::Settings(e.to_string()))?;
+        let prompt_ids = codec
+            .encode_prompt(prompt)
+            .map_err(|e| SampleError::Settings(e.to_string()))?;
         let mut g = Self::from_ids(settings, &prompt_ids, spec)?;
         g.prompt = prompt.to_owned();
         Ok(g)
     }
 
     /// Prepares a run from token ids.
-    pub fn from_ids(settings: Settings, prompt_ids: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+    pub fn from_ids(
+        settings: Settings,
+        prompt_ids: &[u32],
+        spec: &ModelSpec,
+    ) -> Result<Self, SampleError> {
         let sampler = AnySampler::new(&settings, prompt_ids, spec)?;
         Ok(Self {
             settings,
@@ -66,7 +77,11 @@ impl Generation {
     }
 
     /// Runs to the end, calling `on_step` after every step.
-    pub async fn run<D: Denoiser>(&mut self, model: &mut D, mut on_step: impl FnMut(&Step)) -> Result<(), SampleError> {
+    pub async fn run<D: Denoiser>(
+        &mut self,
+        model: &mut D,
+        mut on_step: impl FnMut(&Step),
+    ) -> Result<(), SampleError> {
         while let Some(step) = self.next(model).await? {
             on_step(step);
         }
@@ -106,13 +121,24 @@ impl Generation {
         for &id in self.prompt_ids.iter().chain(&final_ids) {
             vocab.entry(id).or_insert_with(|| codec.token_text(id));
         }
-        for c in self.steps.iter().flat_map(|s| &s.candidates).flat_map(|c| &c.top) {
-            vocab.entry(c.token).or_insert_with(|| codec.token_text(c.token));
+        for c in self
+            .steps
+            .iter()
+            .flat_map(|s| &s.candidates)
+            .flat_map(|c| &c.top)
+        {
+            vocab
+                .entry(c.token)
+                .or_insert_with(|| codec.token_text(c.token));
         }
         let progress = self.sampler.progress();
         let prompt_len = canvas.prompt_len().min(final_ids.len());
         // Filled positions that survived (BD3/AR cut the canvas after EOS).
-        let prompt_masks = self.prompt_ids.iter().filter(|&&t| t == spec.mask_id).count();
+        let prompt_masks = self
+            .prompt_ids
+            .iter()
+            .filter(|&&t| t == spec.mask_id)
+            .count();
         let generated = final_ids.len() - prompt_len + prompt_masks;
         Trajectory {
             format: TRAJECTORY_FORMAT.into(),

@@ -24,10 +24,14 @@ pub enum TextError {
     #[error("tokenizer.json could not be read: {0}")]
     Parse(String),
     /// No mask token anywhere.
-    #[error("no mask token: the tokenizer has no [MASK] or <mask> token and config.json has no mask_token_id; add one of them")]
+    #[error(
+        "no mask token: the tokenizer has no [MASK] or <mask> token and config.json has no mask_token_id; add one of them"
+    )]
     NoMask,
     /// Tokenizer and embedding disagree.
-    #[error("the tokenizer has {tokenizer} tokens but the model's embedding has {model} rows (vocab_size); they are not from the same model")]
+    #[error(
+        "the tokenizer has {tokenizer} tokens but the model's embedding has {model} rows (vocab_size); they are not from the same model"
+    )]
     VocabMismatch {
         /// Tokens in tokenizer.json.
         tokenizer: usize,
@@ -64,11 +68,16 @@ impl std::fmt::Debug for TextCodec {
 impl TextCodec {
     /// Reads `tokenizer.json` and checks it against the model's config.
     pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self, TextError> {
-        let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TextError::Parse(e.to_string()))?;
+        let mut tokenizer =
+            Tokenizer::from_bytes(bytes).map_err(|e| TextError::Parse(e.to_string()))?;
         let size = tokenizer.get_vocab_size(true);
         let named = MASK_NAMES.iter().find_map(|n| tokenizer.token_to_id(n));
         let implied = (named.is_none() && size + 1 == config.vocab_size).then_some(size as u32);
-        let mask_id = config.mask_token_id.or(named).or(implied).ok_or(TextError::NoMask)?;
+        let mask_id = config
+            .mask_token_id
+            .or(named)
+            .or(implied)
+            .ok_or(TextError::NoMask)?;
         if implied == Some(mask_id) {
             // GPT-2-based checkpoints: the mask is the embedding's extra last row. Name it, so that
             // decoding shows it like any other token.
@@ -78,7 +87,10 @@ impl TextCodec {
         }
         let size = tokenizer.get_vocab_size(true);
         if size != config.vocab_size || mask_id as usize >= config.vocab_size {
-            return Err(TextError::VocabMismatch { tokenizer: size, model: config.vocab_size });
+            return Err(TextError::VocabMismatch {
+                tokenizer: size,
+                model: config.vocab_size,
+            });
         }
         let find = |names: &[&str]| names.iter().find_map(|n| tokenizer.token_to_id(n));
         let hidden = tokenizer
@@ -87,7 +99,13 @@ impl TextCodec {
             .filter(|(id, t)| t.special && *id != mask_id)
             .map(|(id, _)| id)
             .collect();
-        Ok(Self { bos_id: find(&BOS_NAMES), eos_id: find(&EOS_NAMES), mask_id, hidden, tokenizer })
+        Ok(Self {
+            bos_id: find(&BOS_NAMES),
+            eos_id: find(&EOS_NAMES),
+            mask_id,
+            hidden,
+            tokenizer,
+        })
     }
 
     /// The mask token id.
@@ -119,7 +137,10 @@ impl TextCodec {
                 ids.push(self.mask_id);
             }
             if !piece.is_empty() {
-                let enc = self.tokenizer.encode(piece, false).map_err(|e| TextError::Encode(e.to_string()))?;
+                let enc = self
+                    .tokenizer
+                    .encode(piece, false)
+                    .map_err(|e| TextError::Encode(e.to_string()))?;
                 ids.extend_from_slice(enc.get_ids());
             }
         }
@@ -128,7 +149,11 @@ impl TextCodec {
 
     /// Decodes ids to text, special tokens (BOS, EOS, padding) skipped and masks kept as tokens.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let shown: Vec<u32> = ids.iter().copied().filter(|id| !self.hidden.contains(id)).collect();
+        let shown: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.hidden.contains(id))
+            .collect();
         self.tokenizer.decode(&shown, false).unwrap_or_default()
     }
 
@@ -137,6 +162,8 @@ impl TextCodec {
         if id == self.mask_id {
             return MASK_MARKER.to_owned();
         }
-        self.tokenizer.decode(&[id], false).unwrap_or_else(|_| format!("<{id}>"))
+        self.tokenizer
+            .decode(&[id], false)
+            .unwrap_or_else(|_| format!("<{id}>"))
     }
 }

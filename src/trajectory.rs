@@ -76,7 +76,9 @@ pub enum TrajectoryError {
     #[error("not an Unmask trajectory: {0}")]
     Json(#[from] serde_json::Error),
     /// Another format or version.
-    #[error("trajectory format {format:?} version {version} is not {TRAJECTORY_FORMAT:?} version {TRAJECTORY_VERSION}; export it again with this version of Unmask")]
+    #[error(
+        "trajectory format {format:?} version {version} is not {TRAJECTORY_FORMAT:?} version {TRAJECTORY_VERSION}; export it again with this version of Unmask"
+    )]
     Version {
         /// Its format string.
         format: String,
@@ -95,7 +97,10 @@ impl Trajectory {
     pub fn from_json(text: &str) -> Result<Self, TrajectoryError> {
         let t: Trajectory = serde_json::from_str(text)?;
         if t.format != TRAJECTORY_FORMAT || t.version != TRAJECTORY_VERSION {
-            return Err(TrajectoryError::Version { format: t.format, version: t.version });
+            return Err(TrajectoryError::Version {
+                format: t.format,
+                version: t.version,
+            });
         }
         Ok(t)
     }

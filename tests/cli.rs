@@ -8,7 +8,10 @@ use common::{fixture_dir, reference};
 use unmask::Trajectory;
 
 fn unmask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_unmask")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_unmask"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -22,10 +25,27 @@ fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
     let model = fixture_dir();
     let trace = tmp("run.json");
     let out = unmask(&[
-        "generate", "--model", model.to_str().unwrap(), "--prompt", "the old man saw a", "--sampler", "bd3",
-        "--gen-length", "12", "--steps", "12", "--seed", "4", "--trace", trace.to_str().unwrap(),
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "the old man saw a",
+        "--sampler",
+        "bd3",
+        "--gen-length",
+        "12",
+        "--steps",
+        "12",
+        "--seed",
+        "4",
+        "--trace",
+        trace.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let t = Trajectory::from_json(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     assert_eq!(text.trim_end(), t.text);
@@ -34,20 +54,37 @@ fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
     assert_eq!(t.final_ids, t.steps.last().unwrap().canvas);
     assert!(t.final_ids.iter().all(|id| t.vocab.contains_key(id)));
     assert_eq!(Trajectory::from_json(&t.to_json()).unwrap(), t);
-    let err = Trajectory::from_json(&t.to_json().replace("\"version\": 1", "\"version\": 99")).unwrap_err();
+    let err = Trajectory::from_json(&t.to_json().replace("\"version\": 1", "\"version\": 99"))
+        .unwrap_err();
     assert!(err.to_string().contains("version 99"));
 }
 
 #[test]
 fn forward_writes_logits_equal_to_the_reference() {
     let r = reference();
-    let ids: Vec<String> = r["tokens"].as_array().unwrap().iter().map(|x| x.to_string()).collect();
+    let ids: Vec<String> = r["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
     let out_file = tmp("logits.safetensors");
     let out = unmask(&[
-        "forward", "--model", fixture_dir().to_str().unwrap(), "--ids", &ids.join(","), "--attention",
-        "bidirectional", "--out", out_file.to_str().unwrap(),
+        "forward",
+        "--model",
+        fixture_dir().to_str().unwrap(),
+        "--ids",
+        &ids.join(","),
+        "--attention",
+        "bidirectional",
+        "--out",
+        out_file.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&out_file).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let logits = file.tensor("logits").unwrap();
@@ -55,11 +92,24 @@ fn forward_writes_logits_equal_to_the_reference() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32))
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
         .collect();
     assert_eq!(logits.shape(), &[ids.len(), want.len() / ids.len()]);
-    let got: Vec<f32> = logits.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let got: Vec<f32> = logits
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(diff < 1e-4, "max |Δ| = {diff}");
 }
 
@@ -78,15 +128,48 @@ fn bad_input_exits_nonzero_with_a_message_and_no_panic() {
     let model = fixture_dir();
     let m = model.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
-        (&["generate", "--model", "/nonexistent", "--prompt", "x"], "cannot read"),
-        (&["generate", "--model", m, "--prompt", "  "], "prompt is empty"),
-        (&["generate", "--model", m, "--prompt", "the cat", "--gen-length", "0"], "nothing to generate"),
-        (&["generate", "--model", m, "--prompt", "the cat", "--gen-length", "40", "--steps", "40"], "model_length"),
+        (
+            &["generate", "--model", "/nonexistent", "--prompt", "x"],
+            "cannot read",
+        ),
+        (
+            &["generate", "--model", m, "--prompt", "  "],
+            "prompt is empty",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                m,
+                "--prompt",
+                "the cat",
+                "--gen-length",
+                "0",
+            ],
+            "nothing to generate",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                m,
+                "--prompt",
+                "the cat",
+                "--gen-length",
+                "40",
+                "--steps",
+                "40",
+            ],
+            "model_length",
+        ),
     ];
     for (args, expected) in cases {
         let out = unmask(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.contains(expected) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.contains(expected) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
     }
 }

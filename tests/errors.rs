@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Fake, fixture_file};
+use unmask::ModelConfig;
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, BundleError, ModelFiles};
 use unmask::config::Attention;
@@ -10,15 +11,25 @@ use unmask::engine::Generation;
 use unmask::model::{LoadError, random_checkpoint};
 use unmask::rng::Rng;
 use unmask::sampler::{SampleError, SamplerKind, Settings};
-use unmask::ModelConfig;
 
 fn open(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<Bundle, BundleError> {
     let device = backend::init(BackendKind::Cpu).unwrap();
-    Bundle::from_files(ModelFiles { config, weights, tokenizer }, &device)
+    Bundle::from_files(
+        ModelFiles {
+            config,
+            weights,
+            tokenizer,
+        },
+        &device,
+    )
 }
 
 fn open_weights(weights: &[u8]) -> Result<Bundle, BundleError> {
-    open(&fixture_file("config.json"), weights, &fixture_file("tokenizer.json"))
+    open(
+        &fixture_file("config.json"),
+        weights,
+        &fixture_file("tokenizer.json"),
+    )
 }
 
 /// The fixture's tensors, re-serialised through `edit`.
@@ -36,7 +47,13 @@ fn edited(edit: impl Fn(&str, Vec<usize>) -> Option<Vec<usize>>) -> Vec<u8> {
         .collect();
     let views: Vec<_> = kept
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize(views, None).unwrap()
 }
@@ -45,8 +62,13 @@ fn edited(edit: impl Fn(&str, Vec<usize>) -> Option<Vec<usize>>) -> Vec<u8> {
 fn truncated_weights_are_a_format_error() {
     let bytes = fixture_file("model.safetensors");
     for cut in [0, 7, 8, 100, bytes.len() / 2, bytes.len() - 1] {
-        let err = open_weights(&bytes[..cut]).err().expect("truncated file accepted");
-        assert!(matches!(err, BundleError::Load(LoadError::Format(_))), "cut {cut}: {err}");
+        let err = open_weights(&bytes[..cut])
+            .err()
+            .expect("truncated file accepted");
+        assert!(
+            matches!(err, BundleError::Load(LoadError::Format(_))),
+            "cut {cut}: {err}"
+        );
         assert!(err.to_string().contains("not a valid safetensors file"));
     }
 }
@@ -55,14 +77,20 @@ fn truncated_weights_are_a_format_error() {
 fn an_oversized_header_length_is_rejected_without_allocating() {
     let mut bytes = fixture_file("model.safetensors");
     bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(open_weights(&bytes), Err(BundleError::Load(LoadError::Format(_)))));
+    assert!(matches!(
+        open_weights(&bytes),
+        Err(BundleError::Load(LoadError::Format(_)))
+    ));
 }
 
 #[test]
 fn a_missing_tensor_is_named() {
     let weights = edited(|name, shape| (!name.ends_with("blocks.1.mlp.0.bias")).then_some(shape));
     let err = open_weights(&weights).err().unwrap();
-    assert!(err.to_string().contains("backbone.blocks.1.mlp.0.bias"), "{err}");
+    assert!(
+        err.to_string().contains("backbone.blocks.1.mlp.0.bias"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,7 +102,11 @@ fn a_wrong_shape_is_named_with_both_shapes() {
         Some(shape)
     });
     match open_weights(&weights) {
-        Err(BundleError::Load(LoadError::Shape { key, expected, found })) => {
+        Err(BundleError::Load(LoadError::Shape {
+            key,
+            expected,
+            found,
+        })) => {
             assert_eq!(key, "backbone.blocks.0.norm2.weight");
             assert_eq!(found[0], expected[0] + 1);
         }
@@ -87,8 +119,20 @@ fn tokenizer_vocabulary_must_match_the_embedding() {
     let mut config: ModelConfig = serde_json::from_slice(&fixture_file("config.json")).unwrap();
     config.vocab_size += 3;
     let weights = random_checkpoint(&config, 0);
-    let err = open(&serde_json::to_vec(&config).unwrap(), &weights, &fixture_file("tokenizer.json")).err().unwrap();
-    assert!(matches!(err, BundleError::Text(unmask::text::TextError::VocabMismatch { .. })), "{err}");
+    let err = open(
+        &serde_json::to_vec(&config).unwrap(),
+        &weights,
+        &fixture_file("tokenizer.json"),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(
+            err,
+            BundleError::Text(unmask::text::TextError::VocabMismatch { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,15 +141,24 @@ fn unsupported_or_malformed_configs_say_which_field() {
     let tok = fixture_file("tokenizer.json");
     let mut bad: serde_json::Value = serde_json::from_slice(&fixture_file("config.json")).unwrap();
     bad["n_heads"] = 3.into();
-    let err = open(bad.to_string().as_bytes(), &weights, &tok).err().unwrap();
+    let err = open(bad.to_string().as_bytes(), &weights, &tok)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("n_heads"), "{err}");
     let err = open(b"{\"vocab_size\": 4}", &weights, &tok).err().unwrap();
-    assert!(err.to_string().contains("missing field `model_length`"), "{err}");
+    assert!(
+        err.to_string().contains("missing field `model_length`"),
+        "{err}"
+    );
     bad["n_heads"] = 4.into();
     bad["mask_token_id"] = 1000.into();
-    let err = open(bad.to_string().as_bytes(), &weights, &tok).err().unwrap();
+    let err = open(bad.to_string().as_bytes(), &weights, &tok)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("mask_token_id = 1000"), "{err}");
-    let err = open(&fixture_file("config.json"), &weights, b"not json").err().unwrap();
+    let err = open(&fixture_file("config.json"), &weights, b"not json")
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
 }
 
@@ -119,22 +172,103 @@ fn bad_generation_settings_are_clear_errors() {
     let llada = Settings::defaults(SamplerKind::Llada);
     let cases: Vec<(Settings, Vec<u32>, &str)> = vec![
         (llada.clone(), vec![], "prompt is empty"),
-        (Settings { gen_length: 0, ..llada.clone() }, vec![1, 2], "nothing to generate"),
-        (Settings { gen_length: 8, steps: 9, ..llada.clone() }, vec![1, 2], "use at most 8 steps"),
-        (Settings { gen_length: 250, steps: 10, ..llada.clone() }, vec![1; 10], "exceeds the model's 256 positions"),
-        (Settings { gen_length: 10, steps: 10, block_length: Some(4), ..llada.clone() }, vec![1], "multiple of block_length"),
-        (Settings { gen_length: 8, steps: 3, block_length: Some(4), ..llada.clone() }, vec![1], "multiple of the number of blocks"),
-        (Settings { top_p: Some(1.5), ..llada.clone() }, vec![1], "top_p"),
-        (Settings { temperature: -1.0, ..llada.clone() }, vec![1], "temperature"),
-        (Settings { gen_length: 4, ..llada.clone() }, vec![99], "outside the vocabulary"),
-        (Settings::defaults(SamplerKind::Bd3), vec![1], "block_length"),
+        (
+            Settings {
+                gen_length: 0,
+                ..llada.clone()
+            },
+            vec![1, 2],
+            "nothing to generate",
+        ),
+        (
+            Settings {
+                gen_length: 8,
+                steps: 9,
+                ..llada.clone()
+            },
+            vec![1, 2],
+            "use at most 8 steps",
+        ),
+        (
+            Settings {
+                gen_length: 250,
+                steps: 10,
+                ..llada.clone()
+            },
+            vec![1; 10],
+            "exceeds the model's 256 positions",
+        ),
+        (
+            Settings {
+                gen_length: 10,
+                steps: 10,
+                block_length: Some(4),
+                ..llada.clone()
+            },
+            vec![1],
+            "multiple of block_length",
+        ),
+        (
+            Settings {
+                gen_length: 8,
+                steps: 3,
+                block_length: Some(4),
+                ..llada.clone()
+            },
+            vec![1],
+            "multiple of the number of blocks",
+        ),
+        (
+            Settings {
+                top_p: Some(1.5),
+                ..llada.clone()
+            },
+            vec![1],
+            "top_p",
+        ),
+        (
+            Settings {
+                temperature: -1.0,
+                ..llada.clone()
+            },
+            vec![1],
+            "temperature",
+        ),
+        (
+            Settings {
+                gen_length: 4,
+                ..llada.clone()
+            },
+            vec![99],
+            "outside the vocabulary",
+        ),
+        (
+            Settings::defaults(SamplerKind::Bd3),
+            vec![1],
+            "block_length",
+        ),
     ];
     for (settings, prompt, expected) in cases {
-        let err = start(settings, &prompt).err().expect("bad settings accepted");
-        assert!(err.to_string().contains(expected), "expected {expected:?} in {err}");
+        let err = start(settings, &prompt)
+            .err()
+            .expect("bad settings accepted");
+        assert!(
+            err.to_string().contains(expected),
+            "expected {expected:?} in {err}"
+        );
     }
     // Infilling alone is fine: gen_length 0 with a mask in the prompt.
-    assert!(start(Settings { gen_length: 0, steps: 1, ..llada }, &[1, 49, 2]).is_ok());
+    assert!(
+        start(
+            Settings {
+                gen_length: 0,
+                steps: 1,
+                ..llada
+            },
+            &[1, 49, 2]
+        )
+        .is_ok()
+    );
 }
 
 #[test]

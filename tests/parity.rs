@@ -13,11 +13,23 @@ const TOLERANCE: f32 = 1e-4;
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn flat(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32)).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect()
 }
 
 #[test]
@@ -91,24 +103,46 @@ fn reencode(dtype: safetensors::Dtype) -> (Vec<u8>, Vec<u8>) {
     let mut narrow = Vec::new();
     let mut wide = Vec::new();
     for (name, view) in file.tensors() {
-        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         let (stored, rounded): (Vec<u8>, Vec<f32>) = match dtype {
             safetensors::Dtype::F16 => {
                 let h: Vec<half::f16> = values.iter().map(|&x| half::f16::from_f32(x)).collect();
-                (h.iter().flat_map(|x| x.to_le_bytes()).collect(), h.iter().map(|x| x.to_f32()).collect())
+                (
+                    h.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    h.iter().map(|x| x.to_f32()).collect(),
+                )
             }
             _ => {
                 let h: Vec<half::bf16> = values.iter().map(|&x| half::bf16::from_f32(x)).collect();
-                (h.iter().flat_map(|x| x.to_le_bytes()).collect(), h.iter().map(|x| x.to_f32()).collect())
+                (
+                    h.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    h.iter().map(|x| x.to_f32()).collect(),
+                )
             }
         };
         narrow.push((name.clone(), view.shape().to_vec(), stored));
-        wide.push((name, view.shape().to_vec(), rounded.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()));
+        wide.push((
+            name,
+            view.shape().to_vec(),
+            rounded
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ));
     }
     let ser = |items: &[(String, Vec<usize>, Vec<u8>)], dt: safetensors::Dtype| {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = items
             .iter()
-            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(dt, s.clone(), b).unwrap()))
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(dt, s.clone(), b).unwrap(),
+                )
+            })
             .collect();
         safetensors::serialize(views, None).unwrap()
     };
@@ -125,14 +159,26 @@ fn f16_and_bf16_checkpoints_load_as_their_f32_values() {
     for dtype in [safetensors::Dtype::F16, safetensors::Dtype::BF16] {
         let (narrow, wide) = reencode(dtype);
         let load = |weights: &[u8]| {
-            let b = Bundle::from_files(ModelFiles { config: &config, weights, tokenizer: &tokenizer }, &device).unwrap();
+            let b = Bundle::from_files(
+                ModelFiles {
+                    config: &config,
+                    weights,
+                    tokenizer: &tokenizer,
+                },
+                &device,
+            )
+            .unwrap();
             pollster::block_on(b.model.logits(&[&tokens], 0.0)).unwrap()
         };
         let (a, b) = (load(&narrow), load(&wide));
         assert_eq!(a.as_slice(), b.as_slice(), "{dtype:?} widened differently");
         // And they are close to the f32 model (rounding the weights is all that changed).
         let diff = max_diff(a.as_slice(), &flat(&r["logits"]["block-causal"]));
-        let bound = if dtype == safetensors::Dtype::F16 { 0.5 } else { 3.0 }; // 11 vs 8 mantissa bits; logits reach ±11
+        let bound = if dtype == safetensors::Dtype::F16 {
+            0.5
+        } else {
+            3.0
+        }; // 11 vs 8 mantissa bits; logits reach ±11
         assert!(diff > 0.0 && diff < bound, "{dtype:?}: max |Δ| = {diff}");
     }
 }
@@ -141,7 +187,12 @@ fn golden_steps(v: &serde_json::Value) -> Vec<(usize, u32)> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|s| (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as u32))
+        .map(|s| {
+            (
+                s[0].as_u64().unwrap() as usize,
+                s[1].as_u64().unwrap() as u32,
+            )
+        })
         .collect()
 }
 
@@ -159,7 +210,10 @@ fn greedy_llada_trajectory_equals_the_reference() {
         ..Settings::defaults(SamplerKind::Llada)
     };
     let steps = run_all(settings, &ids(&g["prompt"]), &mut bundle.model);
-    let got: Vec<(usize, u32)> = steps.iter().map(|s| (s.commits[0].position, s.commits[0].token)).collect();
+    let got: Vec<(usize, u32)> = steps
+        .iter()
+        .map(|s| (s.commits[0].position, s.commits[0].token))
+        .collect();
     assert!(steps.iter().all(|s| s.commits.len() == 1));
     assert_eq!(got, golden_steps(&g["llada"]["steps"]));
     assert_eq!(steps.last().unwrap().canvas, ids(&g["llada"]["final"]));
@@ -182,9 +236,16 @@ fn greedy_bd3_trajectory_equals_the_reference_with_and_without_cache() {
             ..Settings::defaults(SamplerKind::Bd3)
         };
         let steps = run_all(settings, &ids(&g["prompt"]), &mut bundle.model);
-        let got: Vec<(usize, u32)> = steps.iter().flat_map(|s| s.commits.iter().map(|c| (c.position, c.token))).collect();
+        let got: Vec<(usize, u32)> = steps
+            .iter()
+            .flat_map(|s| s.commits.iter().map(|c| (c.position, c.token)))
+            .collect();
         assert!(steps.iter().all(|s| s.commits.len() == 1));
-        assert_eq!(got, golden_steps(&g["bd3"]["steps"]), "use_cache = {use_cache}");
+        assert_eq!(
+            got,
+            golden_steps(&g["bd3"]["steps"]),
+            "use_cache = {use_cache}"
+        );
         assert_eq!(steps.last().unwrap().canvas, ids(&g["bd3"]["final"]));
     }
 }
@@ -207,9 +268,16 @@ fn prompt_text_tokenizes_with_bos_and_masks_in_place() {
 fn a_tokenizer_without_a_mask_gets_the_last_embedding_row_as_in_gpt2_checkpoints() {
     // Drop [MASK] from the fixture tokenizer: 47 tokens for a 48-row embedding, as GPT-2's 50257
     // tokens are for the MDLM/BD3-LM checkpoints' 50258 rows.
-    let mut tok: serde_json::Value = serde_json::from_slice(&fixture_file("tokenizer.json")).unwrap();
-    tok["model"]["vocab"].as_object_mut().unwrap().remove("[MASK]");
-    tok["added_tokens"].as_array_mut().unwrap().retain(|t| t["content"] != "[MASK]");
+    let mut tok: serde_json::Value =
+        serde_json::from_slice(&fixture_file("tokenizer.json")).unwrap();
+    tok["model"]["vocab"]
+        .as_object_mut()
+        .unwrap()
+        .remove("[MASK]");
+    tok["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["content"] != "[MASK]");
     let config = unmask::ModelConfig::from_json(&fixture_file("config.json")).unwrap();
     let codec = unmask::text::TextCodec::from_bytes(tok.to_string().as_bytes(), &config).unwrap();
     assert_eq!(codec.mask_id() as usize, config.vocab_size - 1);
@@ -222,18 +290,26 @@ fn a_tokenizer_without_a_mask_gets_the_last_embedding_row_as_in_gpt2_checkpoints
 fn a_time_conditioned_model_reads_sigma_like_the_reference() {
     let r = reference();
     let tokens = ids(&r["tokens"]);
-    let mut config: serde_json::Value = serde_json::from_slice(&fixture_file("config.json")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&fixture_file("config.json")).unwrap();
     config["time_conditioning"] = true.into();
     config["cross_attn"] = false.into();
     let device = backend::init(BackendKind::Cpu).unwrap();
     let weights = fixture_file("model.safetensors");
     let tokenizer = fixture_file("tokenizer.json");
     let config = config.to_string();
-    let files = ModelFiles { config: config.as_bytes(), weights: &weights, tokenizer: &tokenizer };
+    let files = ModelFiles {
+        config: config.as_bytes(),
+        weights: &weights,
+        tokenizer: &tokenizer,
+    };
     let bundle = Bundle::from_files(files, &device).unwrap();
     let sigma = r["time_conditioned"]["sigma"].as_f64().unwrap() as f32;
     let got = pollster::block_on(bundle.model.logits(&[&tokens], sigma)).unwrap();
-    let diff = max_diff(got.as_slice(), &flat(&r["time_conditioned"]["bidirectional"]));
+    let diff = max_diff(
+        got.as_slice(),
+        &flat(&r["time_conditioned"]["bidirectional"]),
+    );
     assert!(diff < TOLERANCE, "max |Δ| = {diff}");
     // σ matters: at σ = 0 the same model gives the constant-conditioning logits.
     let at_zero = pollster::block_on(bundle.model.logits(&[&tokens], 0.0)).unwrap();

@@ -10,7 +10,12 @@ const VOCAB: usize = 50;
 const PROMPT: [u32; 5] = [3, 14, 15, 9, 26];
 
 fn settings(sampler: SamplerKind, gen_length: usize, steps: usize) -> Settings {
-    Settings { gen_length, steps, stop_at_eos: false, ..Settings::defaults(sampler) }
+    Settings {
+        gen_length,
+        steps,
+        stop_at_eos: false,
+        ..Settings::defaults(sampler)
+    }
 }
 
 fn fake_for(sampler: SamplerKind) -> Fake {
@@ -43,7 +48,11 @@ fn llada_commits_follow_the_linear_schedule() {
     let counts: Vec<usize> = steps.iter().map(|s| s.commits.len()).collect();
     assert_eq!(counts, vec![2; 8]);
     // An uneven split puts the remainder first: 10 tokens over 4 steps.
-    let steps = run_all(settings(SamplerKind::Llada, 10, 4), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let steps = run_all(
+        settings(SamplerKind::Llada, 10, 4),
+        &PROMPT,
+        &mut fake_for(SamplerKind::Llada),
+    );
     let counts: Vec<usize> = steps.iter().map(|s| s.commits.len()).collect();
     assert_eq!(counts, vec![3, 3, 2, 2]);
 }
@@ -55,7 +64,11 @@ fn llada_commits_only_inside_the_current_block() {
     let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
     for step in &steps {
         for c in &step.commits {
-            assert!((step.block[0]..step.block[1]).contains(&c.position), "{c:?} outside {:?}", step.block);
+            assert!(
+                (step.block[0]..step.block[1]).contains(&c.position),
+                "{c:?} outside {:?}",
+                step.block
+            );
         }
     }
     let starts: Vec<usize> = steps.iter().map(|s| s.block[0]).collect();
@@ -66,7 +79,12 @@ fn llada_commits_only_inside_the_current_block() {
 fn prompt_tokens_never_change() {
     for (sampler, steps) in all_runs() {
         for step in &steps {
-            assert_eq!(&step.canvas[..PROMPT.len()], &PROMPT, "{sampler:?} step {}", step.index);
+            assert_eq!(
+                &step.canvas[..PROMPT.len()],
+                &PROMPT,
+                "{sampler:?} step {}",
+                step.index
+            );
         }
     }
 }
@@ -74,8 +92,14 @@ fn prompt_tokens_never_change() {
 #[test]
 fn masked_count_never_increases_and_every_run_finishes() {
     for (sampler, steps) in all_runs() {
-        let counts: Vec<usize> = steps.iter().map(|s| s.masked.iter().filter(|&&m| m).count()).collect();
-        assert!(counts.windows(2).all(|w| w[1] <= w[0]), "{sampler:?}: {counts:?}");
+        let counts: Vec<usize> = steps
+            .iter()
+            .map(|s| s.masked.iter().filter(|&&m| m).count())
+            .collect();
+        assert!(
+            counts.windows(2).all(|w| w[1] <= w[0]),
+            "{sampler:?}: {counts:?}"
+        );
         assert_eq!(counts.last(), Some(&0), "{sampler:?} left masks");
         let total: usize = steps.iter().map(|s| s.commits.len()).sum();
         assert_eq!(total, 16, "{sampler:?}");
@@ -87,19 +111,31 @@ fn the_mask_token_is_never_committed() {
     // The fake gives the mask the largest logit everywhere.
     for (sampler, steps) in all_runs() {
         for c in steps.iter().flat_map(|s| &s.commits) {
-            assert_ne!(c.token, (VOCAB - 1) as u32, "{sampler:?} committed the mask");
+            assert_ne!(
+                c.token,
+                (VOCAB - 1) as u32,
+                "{sampler:?} committed the mask"
+            );
         }
     }
 }
 
 #[test]
 fn bd3_never_writes_a_later_block() {
-    let steps = run_all(settings(SamplerKind::Bd3, 16, 16), &PROMPT, &mut fake_for(SamplerKind::Bd3));
+    let steps = run_all(
+        settings(SamplerKind::Bd3, 16, 16),
+        &PROMPT,
+        &mut fake_for(SamplerKind::Bd3),
+    );
     for step in &steps {
         for c in &step.commits {
             assert!((step.block[0]..step.block[1]).contains(&c.position));
         }
-        assert!(step.masked[step.block[1]..].iter().all(|&m| m), "a later block was written at step {}", step.index);
+        assert!(
+            step.masked[step.block[1]..].iter().all(|&m| m),
+            "a later block was written at step {}",
+            step.index
+        );
         assert_eq!(step.block[0] % 4, 0, "blocks are counted from position 0");
     }
 }
@@ -116,7 +152,10 @@ fn cached_bd3_and_ar_equal_uncached() {
             let mut plain_model = fake_for(sampler);
             let plain = run_all(s, &PROMPT, &mut plain_model);
             assert_eq!(cached, plain, "{sampler:?}");
-            assert_eq!(cached_model.cached_calls, cached_model.calls, "{sampler:?} did not use the cache");
+            assert_eq!(
+                cached_model.cached_calls, cached_model.calls,
+                "{sampler:?} did not use the cache"
+            );
             assert_eq!(plain_model.cached_calls, 0);
         }
     }
@@ -128,8 +167,16 @@ fn ar_equals_bd3_with_block_size_one() {
     s.temperature = 1.0;
     s.seed = 5;
     let ar = run_all(s.clone(), &PROMPT, &mut Fake::new(Attention::Causal, VOCAB));
-    let bd3_settings = Settings { sampler: SamplerKind::Bd3, top_p: None, ..s };
-    let bd3 = run_all(bd3_settings, &PROMPT, &mut Fake::new(Attention::BlockCausal { block_size: 1 }, VOCAB));
+    let bd3_settings = Settings {
+        sampler: SamplerKind::Bd3,
+        top_p: None,
+        ..s
+    };
+    let bd3 = run_all(
+        bd3_settings,
+        &PROMPT,
+        &mut Fake::new(Attention::BlockCausal { block_size: 1 }, VOCAB),
+    );
     let commits = |steps: &[Step]| steps.iter().map(|s| s.commits.clone()).collect::<Vec<_>>();
     assert_eq!(commits(&ar), commits(&bd3));
     assert_eq!(ar.last().unwrap().canvas, bd3.last().unwrap().canvas);
@@ -173,7 +220,11 @@ fn seeded_runs_reproduce_and_seeds_differ() {
         assert_eq!(a, b, "{sampler:?}");
         s.seed = 43;
         let c = run_all(s, &PROMPT, &mut fake_for(sampler));
-        assert_ne!(a.last().unwrap().canvas, c.last().unwrap().canvas, "{sampler:?}: the seed changed nothing");
+        assert_ne!(
+            a.last().unwrap().canvas,
+            c.last().unwrap().canvas,
+            "{sampler:?}: the seed changed nothing"
+        );
     }
 }
 
@@ -188,7 +239,12 @@ fn mdlm_cache_skips_calls_without_changing_the_result() {
     let plain = run_all(s, &PROMPT, &mut plain_model);
     let canvas = |steps: &[Step]| steps.last().unwrap().canvas.clone();
     assert_eq!(canvas(&cached), canvas(&plain));
-    assert!(cached_model.calls < plain_model.calls, "{} vs {}", cached_model.calls, plain_model.calls);
+    assert!(
+        cached_model.calls < plain_model.calls,
+        "{} vs {}",
+        cached_model.calls,
+        plain_model.calls
+    );
     // Every step with the cache either called the model or committed something.
     let calls: Vec<usize> = cached.iter().map(|s| s.model_calls).collect();
     for (i, step) in cached.iter().enumerate() {
@@ -206,7 +262,10 @@ fn masks_in_the_prompt_are_filled_in_place() {
         s.block_length = None;
         let steps = run_all(s, &prompt, &mut fake_for(sampler));
         let last = steps.last().unwrap();
-        assert!(!last.masked[2] && !last.masked[4], "{sampler:?} left a prompt mask");
+        assert!(
+            !last.masked[2] && !last.masked[4],
+            "{sampler:?} left a prompt mask"
+        );
         for i in [0, 1, 3, 5] {
             assert_eq!(last.canvas[i], prompt[i]);
         }
@@ -215,7 +274,11 @@ fn masks_in_the_prompt_are_filled_in_place() {
 
 #[test]
 fn steps_carry_top_candidates_for_masked_positions() {
-    let steps = run_all(settings(SamplerKind::Llada, 8, 8), &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let steps = run_all(
+        settings(SamplerKind::Llada, 8, 8),
+        &PROMPT,
+        &mut fake_for(SamplerKind::Llada),
+    );
     let first = &steps[0];
     assert_eq!(first.candidates.len(), 8);
     for c in &first.candidates {
@@ -225,7 +288,11 @@ fn steps_carry_top_candidates_for_masked_positions() {
     }
     // The committed token is the top candidate at temperature 0.
     let c = &first.commits[0];
-    let cand = first.candidates.iter().find(|x| x.position == c.position).unwrap();
+    let cand = first
+        .candidates
+        .iter()
+        .find(|x| x.position == c.position)
+        .unwrap();
     assert_eq!(cand.top[0].token, c.token);
     assert!((cand.top[0].prob - c.confidence).abs() < 1e-12);
 }
@@ -234,7 +301,14 @@ fn steps_carry_top_candidates_for_masked_positions() {
 fn cfg_changes_the_prediction_only_when_enabled() {
     let s = settings(SamplerKind::Llada, 8, 8);
     let plain = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
-    let guided = run_all(Settings { cfg_scale: 2.0, ..s }, &PROMPT, &mut fake_for(SamplerKind::Llada));
+    let guided = run_all(
+        Settings {
+            cfg_scale: 2.0,
+            ..s
+        },
+        &PROMPT,
+        &mut fake_for(SamplerKind::Llada),
+    );
     assert_ne!(plain.last().unwrap().canvas, guided.last().unwrap().canvas);
 }
 
@@ -247,12 +321,33 @@ fn bd3_and_ar_stop_at_the_first_generated_eos() {
         let eos = free[2].commits[0].token;
         let mut model = fake_for(sampler);
         model.spec.eos_id = Some(eos);
-        let stopped = run_all(Settings { stop_at_eos: true, ..s }, &PROMPT, &mut model);
+        let stopped = run_all(
+            Settings {
+                stop_at_eos: true,
+                ..s
+            },
+            &PROMPT,
+            &mut model,
+        );
         let last = stopped.last().unwrap();
-        let first_eos = free.last().unwrap().canvas.iter().skip(PROMPT.len()).position(|&t| t == eos).unwrap();
+        let first_eos = free
+            .last()
+            .unwrap()
+            .canvas
+            .iter()
+            .skip(PROMPT.len())
+            .position(|&t| t == eos)
+            .unwrap();
         let cut = PROMPT.len() + first_eos + 1;
-        assert_eq!(last.canvas, free.last().unwrap().canvas[..cut], "{sampler:?}");
-        assert!(last.masked.iter().all(|&m| !m), "{sampler:?}: the cut canvas still has masks");
+        assert_eq!(
+            last.canvas,
+            free.last().unwrap().canvas[..cut],
+            "{sampler:?}"
+        );
+        assert!(
+            last.masked.iter().all(|&m| !m),
+            "{sampler:?}: the cut canvas still has masks"
+        );
         assert!(last.block[1] <= last.canvas.len());
     }
 }

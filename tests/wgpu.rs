@@ -24,17 +24,33 @@ fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
     let mut gpu = Bundle::from_dir(&fixture_dir(), &device).unwrap();
     let mut cpu = tiny();
     let tokens = ids(&reference()["tokens"]);
-    for attention in [Attention::Bidirectional, Attention::BlockCausal { block_size: 4 }, Attention::Causal] {
+    for attention in [
+        Attention::Bidirectional,
+        Attention::BlockCausal { block_size: 4 },
+        Attention::Causal,
+    ] {
         gpu.model.set_attention(attention);
         cpu.model.set_attention(attention);
         let a = pollster::block_on(gpu.model.logits(&[&tokens], 0.0)).unwrap();
         let b = pollster::block_on(cpu.model.logits(&[&tokens], 0.0)).unwrap();
-        let diff = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let diff = a
+            .as_slice()
+            .iter()
+            .zip(b.as_slice())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         assert!(diff < 1e-3, "{attention:?}: max |Δ| = {diff}");
     }
-    gpu.model.set_attention(Attention::BlockCausal { block_size: 4 });
-    cpu.model.set_attention(Attention::BlockCausal { block_size: 4 });
-    let settings = Settings { gen_length: 12, steps: 12, seed: 9, ..Settings::defaults(SamplerKind::Bd3) };
+    gpu.model
+        .set_attention(Attention::BlockCausal { block_size: 4 });
+    cpu.model
+        .set_attention(Attention::BlockCausal { block_size: 4 });
+    let settings = Settings {
+        gen_length: 12,
+        steps: 12,
+        seed: 9,
+        ..Settings::defaults(SamplerKind::Bd3)
+    };
     let prompt = ids(&reference()["golden"]["prompt"]);
     let on_gpu = run_all(settings.clone(), &prompt, &mut gpu.model);
     let on_cpu = run_all(settings, &prompt, &mut cpu.model);

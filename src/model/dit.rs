@@ -89,7 +89,10 @@ impl DitBlock {
         let [b, l, d] = x.dims();
         let h = self.n_heads;
         let dh = d / h;
-        let modulation = self.adaln_modulation.as_ref().map(|m| chunks(m.forward(cond.clone()), 6));
+        let modulation = self
+            .adaln_modulation
+            .as_ref()
+            .map(|m| chunks(m.forward(cond.clone()), 6));
 
         // Attention branch.
         let x_skip = x.clone();
@@ -98,7 +101,12 @@ impl DitBlock {
             y = modulate(y, m[0].clone(), m[1].clone());
         }
         let qkv = self.attn_qkv.forward(y).reshape([b, l, 3, h, dh]);
-        let split = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, l, h, dh]).swap_dims(1, 2); // [B, H, L, Dh]
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, l, h, dh])
+                .swap_dims(1, 2)
+        }; // [B, H, L, Dh]
         let (cos, sin) = rope;
         let q = apply_rotary(split(0), cos, sin);
         let k = apply_rotary(split(1), cos, sin);
@@ -229,7 +237,11 @@ impl Dit {
         let [b, l] = tokens.dims();
         let d = self.hidden_dim();
         let head_dim = d / self.blocks.first().map_or(1, |blk| blk.n_heads);
-        let x = self.vocab_embed.val().select(0, tokens.reshape([b * l])).reshape([b, l, d]);
+        let x = self
+            .vocab_embed
+            .val()
+            .select(0, tokens.reshape([b * l]))
+            .reshape([b, l, d]);
         let cond = self.conditioning(sigma, &device);
         let rope = rotary_tables(start, l, head_dim, &device);
         let key_start = if cache.is_some() { 0 } else { start };

@@ -96,7 +96,12 @@ pub fn timestep_features(sigma: &[f32]) -> Vec<f32> {
 
 /// Rotary tables for absolute positions `start..start + len`: `(cos, sin)`, each `[1, 1, len, head_dim]`,
 /// in the half-split layout of `rotate_half` (frequencies repeated over both halves).
-pub fn rotary_tables(start: usize, len: usize, head_dim: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+pub fn rotary_tables(
+    start: usize,
+    len: usize,
+    head_dim: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
     let half = head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| 1.0 / (ROTARY_BASE as f32).powf((2 * i) as f32 / head_dim as f32))

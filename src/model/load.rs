@@ -34,16 +34,22 @@ use crate::config::ModelConfig;
 #[derive(Debug, Error)]
 pub enum LoadError {
     /// The bytes are not a safetensors file (truncated, bad header, …).
-    #[error("model.safetensors is not a valid safetensors file ({0}); re-download it or re-export the checkpoint")]
+    #[error(
+        "model.safetensors is not a valid safetensors file ({0}); re-download it or re-export the checkpoint"
+    )]
     Format(#[from] safetensors::SafeTensorError),
     /// A tensor the architecture needs is absent.
-    #[error("model.safetensors has no tensor `{key}`; is this an MDLM/BD3-LM DiT checkpoint matching config.json?")]
+    #[error(
+        "model.safetensors has no tensor `{key}`; is this an MDLM/BD3-LM DiT checkpoint matching config.json?"
+    )]
     MissingKey {
         /// The full key looked for.
         key: String,
     },
     /// A tensor's shape disagrees with config.json.
-    #[error("tensor `{key}` has shape {found:?} but config.json implies {expected:?}; config.json and model.safetensors do not belong together")]
+    #[error(
+        "tensor `{key}` has shape {found:?} but config.json implies {expected:?}; config.json and model.safetensors do not belong together"
+    )]
     Shape {
         /// The key.
         key: String,
@@ -79,8 +85,14 @@ impl<'a> Weights<'a> {
             .filter_map(|n| n.strip_suffix(ANCHOR))
             .min_by_key(|p| p.len())
             .map(str::to_owned)
-            .ok_or_else(|| LoadError::MissingKey { key: format!("backbone.{ANCHOR}") })?;
-        Ok(Self { file, prefix, device })
+            .ok_or_else(|| LoadError::MissingKey {
+                key: format!("backbone.{ANCHOR}"),
+            })?;
+        Ok(Self {
+            file,
+            prefix,
+            device,
+        })
     }
 
     fn has(&self, name: &str) -> bool {
@@ -90,13 +102,23 @@ impl<'a> Weights<'a> {
     /// The tensor `name` as f32 values, checked against `expected`.
     fn read(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
         let key = format!("{}{name}", self.prefix);
-        let view = self.file.tensor(&key).map_err(|_| LoadError::MissingKey { key: key.clone() })?;
+        let view = self
+            .file
+            .tensor(&key)
+            .map_err(|_| LoadError::MissingKey { key: key.clone() })?;
         if view.shape() != expected {
-            return Err(LoadError::Shape { key, expected: expected.to_vec(), found: view.shape().to_vec() });
+            return Err(LoadError::Shape {
+                key,
+                expected: expected.to_vec(),
+                found: view.shape().to_vec(),
+            });
         }
         let bytes = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             Dtype::F16 => bytes
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -105,21 +127,38 @@ impl<'a> Weights<'a> {
                 .chunks_exact(2)
                 .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
-            other => return Err(LoadError::Dtype { key, dtype: format!("{other:?}") }),
+            other => {
+                return Err(LoadError::Dtype {
+                    key,
+                    dtype: format!("{other:?}"),
+                });
+            }
         };
         Ok(values)
     }
 
     fn tensor1(&self, name: &str, n: usize) -> Result<Tensor<1>, LoadError> {
-        Ok(Tensor::from_data(TensorData::new(self.read(name, &[n])?, [n]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.read(name, &[n])?, [n]),
+            self.device,
+        ))
     }
 
     fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>, LoadError> {
-        Ok(Tensor::from_data(TensorData::new(self.read(name, &[rows, cols])?, [rows, cols]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.read(name, &[rows, cols])?, [rows, cols]),
+            self.device,
+        ))
     }
 
     /// A PyTorch `nn.Linear(d_in, d_out)` stored as `{name}.weight` `[d_out, d_in]` (+ `{name}.bias`).
-    fn linear(&self, name: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear, LoadError> {
+    fn linear(
+        &self,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear, LoadError> {
         let weight = self.read(&format!("{name}.weight"), &[d_out, d_in])?;
         self.linear_from(weight, name, d_in, d_out, bias)
     }
@@ -139,12 +178,23 @@ impl<'a> Weights<'a> {
             }
         }
         let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), self.device);
-        let bias = if bias { Some(Param::from_tensor(self.tensor1(&format!("{name}.bias"), d_out)?)) } else { None };
-        Ok(Linear { weight: Param::from_tensor(weight), bias })
+        let bias = if bias {
+            Some(Param::from_tensor(
+                self.tensor1(&format!("{name}.bias"), d_out)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
     }
 
     fn norm(&self, name: &str, d: usize) -> Result<LayerNorm, LoadError> {
-        Ok(LayerNorm { weight: Param::from_tensor(self.tensor1(&format!("{name}.weight"), d)?) })
+        Ok(LayerNorm {
+            weight: Param::from_tensor(self.tensor1(&format!("{name}.weight"), d)?),
+        })
     }
 }
 
@@ -210,7 +260,12 @@ pub fn load_dit(config: &ModelConfig, bytes: &[u8], device: &Device) -> Result<D
 
 /// Counts the parameters a config implies (the checkpoint's tensors, biases included).
 pub fn parameter_count(config: &ModelConfig) -> usize {
-    let (d, c, v, m) = (config.hidden_dim, config.cond_dim, config.vocab_size, config.mlp_dim());
+    let (d, c, v, m) = (
+        config.hidden_dim,
+        config.cond_dim,
+        config.vocab_size,
+        config.mlp_dim(),
+    );
     let adaln = config.adaln as usize;
     let sigma = adaln * (FREQUENCY_EMBEDDING_SIZE * c + c + c * c + c);
     let block = 2 * d + 3 * d * d + d * d + (d * m + m) + (m * d + d) + adaln * (c * 6 * d + 6 * d);
@@ -222,16 +277,28 @@ pub fn parameter_count(config: &ModelConfig) -> usize {
 /// bytes (benchmarks, tests and a fresh training run start from it). Deterministic in `seed`.
 pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
     let mut rng = crate::rng::Rng::new(seed);
-    let (d, c, v, m) = (config.hidden_dim, config.cond_dim, config.vocab_size, config.mlp_dim());
+    let (d, c, v, m) = (
+        config.hidden_dim,
+        config.cond_dim,
+        config.vocab_size,
+        config.mlp_dim(),
+    );
     let mut tensors: Vec<(String, Vec<usize>)> = vec![("vocab_embed.embedding".into(), vec![v, d])];
-    let linear = |name: &str, d_in: usize, d_out: usize, bias: bool, out: &mut Vec<(String, Vec<usize>)>| {
-        out.push((format!("{name}.weight"), vec![d_out, d_in]));
-        if bias {
-            out.push((format!("{name}.bias"), vec![d_out]));
-        }
-    };
+    let linear =
+        |name: &str, d_in: usize, d_out: usize, bias: bool, out: &mut Vec<(String, Vec<usize>)>| {
+            out.push((format!("{name}.weight"), vec![d_out, d_in]));
+            if bias {
+                out.push((format!("{name}.bias"), vec![d_out]));
+            }
+        };
     if config.adaln {
-        linear("sigma_map.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true, &mut tensors);
+        linear(
+            "sigma_map.mlp.0",
+            FREQUENCY_EMBEDDING_SIZE,
+            c,
+            true,
+            &mut tensors,
+        );
         linear("sigma_map.mlp.2", c, c, true, &mut tensors);
     }
     for i in 0..config.n_blocks {
@@ -243,12 +310,24 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
         linear(&format!("{p}.mlp.0"), d, m, true, &mut tensors);
         linear(&format!("{p}.mlp.2"), m, d, true, &mut tensors);
         if config.adaln {
-            linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true, &mut tensors);
+            linear(
+                &format!("{p}.adaLN_modulation"),
+                c,
+                6 * d,
+                true,
+                &mut tensors,
+            );
         }
     }
     tensors.push(("output_layer.norm_final.weight".into(), vec![d]));
     if config.adaln {
-        linear("output_layer.adaLN_modulation", c, 2 * d, true, &mut tensors);
+        linear(
+            "output_layer.adaLN_modulation",
+            c,
+            2 * d,
+            true,
+            &mut tensors,
+        );
     }
     linear("output_layer.linear", d, v, true, &mut tensors);
 
@@ -258,7 +337,11 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
             let n: usize = shape.iter().product();
             let fan_in = if shape.len() == 2 { shape[1] } else { 1 };
             let is_norm = name.contains("norm");
-            let scale = if shape.len() == 2 { 1.0 / (fan_in as f64).sqrt() } else { 0.02 };
+            let scale = if shape.len() == 2 {
+                1.0 / (fan_in as f64).sqrt()
+            } else {
+                0.02
+            };
             let bytes = (0..n)
                 .flat_map(|_| {
                     // Uniform with the variance of N(0, scale²): width scale·√12.
@@ -274,7 +357,10 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
         .iter()
         .map(|(name, shape, bytes)| {
             let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes);
-            (name.clone(), view.expect("shape and byte count agree by construction"))
+            (
+                name.clone(),
+                view.expect("shape and byte count agree by construction"),
+            )
         })
         .collect();
     safetensors::serialize(views, None).expect("serializing in-memory f32 tensors cannot fail")

@@ -20,7 +20,9 @@ use crate::sampler::{Denoiser, Logits, ModelSpec};
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// The canvas is longer than the model's context.
-    #[error("the sequence has {len} tokens but the model takes at most {max} (model_length); shorten the prompt or gen_length")]
+    #[error(
+        "the sequence has {len} tokens but the model takes at most {max} (model_length); shorten the prompt or gen_length"
+    )]
     TooLong {
         /// Tokens asked for.
         len: usize,
@@ -51,7 +53,12 @@ pub struct DitDenoiser {
 impl DitDenoiser {
     /// Wraps a model; `spec.attention` decides how it attends.
     pub fn new(dit: Dit, device: Device, spec: ModelSpec) -> Self {
-        Self { dit, device, spec, cache: KvCache::default() }
+        Self {
+            dit,
+            device,
+            spec,
+            cache: KvCache::default(),
+        }
     }
 
     /// The network.
@@ -72,13 +79,19 @@ impl DitDenoiser {
 
     fn tokens(&self, batch: &[&[u32]]) -> Tensor<2, Int> {
         let l = batch.first().map_or(0, |s| s.len());
-        let ids: Vec<i32> = batch.iter().flat_map(|s| s.iter().map(|&t| t as i32)).collect();
+        let ids: Vec<i32> = batch
+            .iter()
+            .flat_map(|s| s.iter().map(|&t| t as i32))
+            .collect();
         Tensor::from_data(TensorData::new(ids, [batch.len(), l]), &self.device)
     }
 
     fn check_len(&self, len: usize) -> Result<(), ModelError> {
         if len > self.spec.model_length {
-            return Err(ModelError::TooLong { len, max: self.spec.model_length });
+            return Err(ModelError::TooLong {
+                len,
+                max: self.spec.model_length,
+            });
         }
         Ok(())
     }
@@ -87,7 +100,14 @@ impl DitDenoiser {
     pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
         let l = batch.first().map_or(0, |s| s.len());
         self.check_len(l)?;
-        let out = self.dit.forward(self.tokens(batch), &vec![sigma; batch.len()], self.spec.attention, 0, None, 0);
+        let out = self.dit.forward(
+            self.tokens(batch),
+            &vec![sigma; batch.len()],
+            self.spec.attention,
+            0,
+            None,
+            0,
+        );
         read(out, &self.device).await
     }
 }
@@ -95,14 +115,19 @@ impl DitDenoiser {
 /// Reads `[B, L, V]` logits back to the host.
 async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
     let [b, l, v] = logits.dims();
-    let data = logits.into_data_async().await.map_err(|e| ModelError::Backend {
-        backend: crate::backend::describe(device),
-        message: format!("{e:?}"),
-    })?;
-    let values = data.try_into_vec::<f32>().map_err(|e| ModelError::Backend {
-        backend: crate::backend::describe(device),
-        message: format!("{e:?}"),
-    })?;
+    let data = logits
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Backend {
+            backend: crate::backend::describe(device),
+            message: format!("{e:?}"),
+        })?;
+    let values = data
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Backend {
+            backend: crate::backend::describe(device),
+            message: format!("{e:?}"),
+        })?;
     Ok(Logits::new(values, b * l, v))
 }
 
@@ -111,7 +136,12 @@ impl Denoiser for DitDenoiser {
         &self.spec
     }
 
-    async fn predict(&mut self, batch: &[&[u32]], targets: Range<usize>, sigma: f32) -> Result<Vec<Logits>, ModelError> {
+    async fn predict(
+        &mut self,
+        batch: &[&[u32]],
+        targets: Range<usize>,
+        sigma: f32,
+    ) -> Result<Vec<Logits>, ModelError> {
         let len = batch.first().map_or(0, |s| s.len());
         let (fed, rows) = if self.spec.attention == Attention::Causal {
             if targets.start == 0 {
@@ -125,13 +155,25 @@ impl Denoiser for DitDenoiser {
         };
         self.check_len(fed)?;
         let cut: Vec<&[u32]> = batch.iter().map(|s| &s[..fed]).collect();
-        let out = self.dit.forward(self.tokens(&cut), &vec![sigma; batch.len()], self.spec.attention, 0, None, 0);
+        let out = self.dit.forward(
+            self.tokens(&cut),
+            &vec![sigma; batch.len()],
+            self.spec.attention,
+            0,
+            None,
+            0,
+        );
         let out = out.narrow(1, rows.start, rows.len());
         let all = read(out, &self.device).await?;
         Ok(all.split(batch.len()))
     }
 
-    async fn predict_cached(&mut self, commit: &[u32], block: &[u32], sigma: f32) -> Result<Logits, ModelError> {
+    async fn predict_cached(
+        &mut self,
+        commit: &[u32],
+        block: &[u32],
+        sigma: f32,
+    ) -> Result<Logits, ModelError> {
         let attention = self.spec.attention;
         if !attention.is_cacheable() {
             return Err(ModelError::Unsupported(
@@ -149,11 +191,24 @@ impl Denoiser for DitDenoiser {
         let start = self.cache.len();
         let fed: Vec<u32> = commit.iter().chain(block).copied().collect();
         if fed.is_empty() {
-            return Err(ModelError::Unsupported("nothing to run: no tokens to commit and no block".into()));
+            return Err(ModelError::Unsupported(
+                "nothing to run: no tokens to commit and no block".into(),
+            ));
         }
         self.check_len(start + fed.len())?;
-        let out = self.dit.forward(self.tokens(&[&fed]), &[sigma], attention, start, Some(&mut self.cache), commit.len());
-        let rows = if causal { fed.len() - 1..fed.len() } else { commit.len()..fed.len() };
+        let out = self.dit.forward(
+            self.tokens(&[&fed]),
+            &[sigma],
+            attention,
+            start,
+            Some(&mut self.cache),
+            commit.len(),
+        );
+        let rows = if causal {
+            fed.len() - 1..fed.len()
+        } else {
+            commit.len()..fed.len()
+        };
         read(out.narrow(1, rows.start, rows.len()), &self.device).await
     }
 

@@ -5,20 +5,16 @@
 //! block size 1. Each masked position, in order, is predicted from everything before it; a
 //! mask written in the prompt is filled the same way. Stops after the first generated EOS.
 
-use super::probs::{Draw, draw_token, subs_probs, top_tokens};
+use super::probs::{draw_token, subs_probs, top_tokens};
 use super::{
-    Candidates, Canvas, Commit, Denoiser, ModelSpec, Progress, SampleError, Settings, Step, TOP_CANDIDATES, bad,
-    loglinear_sigma,
+    Base, Candidates, Canvas, Commit, Denoiser, ModelSpec, SampleError, Settings, Step,
+    TOP_CANDIDATES, bad, loglinear_sigma,
 };
-use crate::rng::Rng;
 
 /// The AR sampler's state.
 #[derive(Clone, Debug)]
 pub struct Ar {
-    pub(crate) canvas: Canvas,
-    pub(crate) progress: Progress,
-    draw: Draw,
-    rng: Rng,
+    pub(crate) base: Base,
     use_cache: bool,
     /// Positions already handed to the model's cache.
     cached_len: usize,
@@ -37,49 +33,71 @@ impl Ar {
             )));
         }
         if canvas.is_masked(0) {
-            return Err(bad("the ar sampler cannot fill position 0: start the prompt with a token"));
+            return Err(bad(
+                "the ar sampler cannot fill position 0: start the prompt with a token",
+            ));
         }
         Ok(Self {
-            canvas,
-            progress: Progress::default(),
-            draw: Draw::new(settings, spec, false),
-            rng: Rng::new(settings.seed),
+            base: Base::new(canvas, settings, spec, false),
             use_cache: settings.use_cache,
             cached_len: 0,
-            eos_id: if settings.stop_at_eos { spec.eos_id } else { None },
+            eos_id: if settings.stop_at_eos {
+                spec.eos_id
+            } else {
+                None
+            },
             done: false,
         })
     }
 
     /// Predicts and commits the next masked position.
     pub async fn step<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<Step>, SampleError> {
-        let next = (0..self.canvas.len()).find(|&i| self.canvas.is_masked(i));
+        let next = (0..self.base.canvas.len()).find(|&i| self.base.canvas.is_masked(i));
         let Some(position) = next.filter(|_| !self.done) else {
             return Ok(None);
         };
-        let t = self.canvas.masked_count() as f64 / self.canvas.len() as f64;
+        let t = self.base.canvas.masked_count() as f64 / self.base.canvas.len() as f64;
         let sigma = loglinear_sigma(t);
         let logits = if self.use_cache {
-            if self.progress.model_calls == 0 {
+            if self.base.progress.model_calls == 0 {
                 model.reset_cache();
             }
-            let commit = &self.canvas.tokens()[self.cached_len..position];
+            let commit = &self.base.canvas.tokens()[self.cached_len..position];
             self.cached_len = position;
             model.predict_cached(commit, &[], sigma).await?
         } else {
-            model.predict(&[&self.canvas.tokens()[..position + 1]], position..position + 1, sigma).await?.remove(0)
+            model
+                .predict(
+                    &[&self.base.canvas.tokens()[..position + 1]],
+                    position..position + 1,
+                    sigma,
+                )
+                .await?
+                .remove(0)
         };
-        self.progress.model_calls += 1;
+        self.base.progress.model_calls += 1;
         let row = logits.row(0);
-        let probs = subs_probs(row, self.draw.mask_id);
-        let token = draw_token(row, &self.draw, &mut self.rng);
-        let commits = vec![Commit { position, token, confidence: probs[token as usize] }];
-        let candidates = vec![Candidates { position, top: top_tokens(&probs, TOP_CANDIDATES) }];
-        self.canvas.apply(&commits);
-        if self.eos_id == Some(token) && position >= self.canvas.prompt_len() {
-            self.canvas.truncate(position + 1);
+        let probs = subs_probs(row, self.base.draw.mask_id);
+        let token = draw_token(row, &self.base.draw, &mut self.base.rng);
+        let commits = vec![Commit {
+            position,
+            token,
+            confidence: probs[token as usize],
+        }];
+        let candidates = vec![Candidates {
+            position,
+            top: top_tokens(&probs, TOP_CANDIDATES),
+        }];
+        self.base.canvas.apply(&commits);
+        if self.eos_id == Some(token) && position >= self.base.canvas.prompt_len() {
+            self.base.canvas.truncate(position + 1);
             self.done = true;
         }
-        Ok(Some(self.progress.emit(&self.canvas, commits, position..position + 1, candidates)))
+        Ok(Some(self.base.progress.emit(
+            &self.base.canvas,
+            commits,
+            position..position + 1,
+            candidates,
+        )))
     }
 }

@@ -15,24 +15,20 @@
 //! EOS.
 
 use super::llada::{score, select};
-use super::probs::{Draw, draw_token, subs_probs, top_tokens};
+use super::probs::{draw_token, subs_probs, top_tokens};
 use super::{
-    Canvas, Commit, Denoiser, ModelSpec, Progress, Remasking, SampleError, Settings, Step, bad, check_steps,
-    loglinear_sigma, BlockSchedule, Candidates, TOP_CANDIDATES,
+    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, ModelSpec, Remasking, SampleError,
+    Settings, Step, TOP_CANDIDATES, bad, check_steps, loglinear_sigma,
 };
 use crate::config::Attention;
-use crate::rng::Rng;
 
 /// The BD3 sampler's state.
 #[derive(Clone, Debug)]
 pub struct Bd3 {
-    pub(crate) canvas: Canvas,
-    pub(crate) progress: Progress,
-    draw: Draw,
+    pub(crate) base: Base,
     remasking: Remasking,
     threshold: Option<f64>,
     first_hitting: bool,
-    rng: Rng,
     block_size: usize,
     block: usize,
     schedule: BlockSchedule,
@@ -57,11 +53,15 @@ impl Bd3 {
                 )));
             }
             (Attention::Causal, _) => {
-                return Err(bad("bd3 needs a diffusion model; this one is autoregressive: use the ar sampler"));
+                return Err(bad(
+                    "bd3 needs a diffusion model; this one is autoregressive: use the ar sampler",
+                ));
             }
             (Attention::Bidirectional, Some(b)) if b > 0 => {
                 if settings.use_cache {
-                    return Err(bad("a bidirectional model has no block KV cache: add --no-cache to run bd3 on it"));
+                    return Err(bad(
+                        "a bidirectional model has no block KV cache: add --no-cache to run bd3 on it",
+                    ));
                 }
                 b
             }
@@ -75,48 +75,56 @@ impl Bd3 {
             ));
         }
         if settings.first_hitting && settings.threshold.is_some() {
-            return Err(bad("first-hitting fills one position per step; a threshold needs the remasking rules (drop one of them)"));
+            return Err(bad(
+                "first-hitting fills one position per step; a threshold needs the remasking rules (drop one of them)",
+            ));
         }
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         let masked = canvas.masked_count();
         if !settings.first_hitting && settings.threshold.is_none() {
             check_steps(settings.steps, masked)?;
         }
-        let first_masked = (0..canvas.len()).find(|&i| canvas.is_masked(i)).unwrap_or(0);
+        let first_masked = (0..canvas.len())
+            .find(|&i| canvas.is_masked(i))
+            .unwrap_or(0);
         let block = first_masked / block_size;
         Ok(Self {
             pending: canvas.tokens()[..block * block_size].to_vec(),
             initially_masked: masked,
-            canvas,
-            progress: Progress::default(),
-            draw: Draw::new(settings, spec, false),
+            base: Base::new(canvas, settings, spec, false),
             remasking: settings.remasking,
             threshold: settings.threshold,
             first_hitting: settings.first_hitting,
-            rng: Rng::new(settings.seed),
             block_size,
             block,
             schedule: BlockSchedule::proportional(settings.steps, masked),
             use_cache: settings.use_cache,
-            eos_id: if settings.stop_at_eos { spec.eos_id } else { None },
+            eos_id: if settings.stop_at_eos {
+                spec.eos_id
+            } else {
+                None
+            },
             done: false,
         })
     }
 
     fn block_range(&self) -> std::ops::Range<usize> {
         let start = self.block * self.block_size;
-        start..(start + self.block_size).min(self.canvas.len())
+        start..(start + self.block_size).min(self.base.canvas.len())
     }
 
     /// Ends the run after a finished block that generated EOS: the canvas stops right after it.
     fn stop_at_eos(&mut self, range: std::ops::Range<usize>) {
         let Some(eos) = self.eos_id else { return };
-        if !self.canvas.masked_in(range.clone()).is_empty() {
+        if !self.base.canvas.masked_in(range.clone()).is_empty() {
             return;
         }
-        let prompt_len = self.canvas.prompt_len();
-        if let Some(at) = range.clone().find(|&i| i >= prompt_len && self.canvas.tokens()[i] == eos) {
-            self.canvas.truncate(at + 1);
+        let prompt_len = self.base.canvas.prompt_len();
+        if let Some(at) = range
+            .clone()
+            .find(|&i| i >= prompt_len && self.base.canvas.tokens()[i] == eos)
+        {
+            self.base.canvas.truncate(at + 1);
             self.done = true;
         }
     }
@@ -129,11 +137,12 @@ impl Bd3 {
                 self.done = true;
                 break;
             }
-            let masked = self.canvas.masked_in(range.clone());
+            let masked = self.base.canvas.masked_in(range.clone());
             if !masked.is_empty() {
                 return Some(masked);
             }
-            self.pending.extend_from_slice(&self.canvas.tokens()[range]);
+            self.pending
+                .extend_from_slice(&self.base.canvas.tokens()[range]);
             self.block += 1;
             self.schedule.next_block();
         }
@@ -146,19 +155,24 @@ impl Bd3 {
             return Ok(None);
         };
         let range = self.block_range();
-        let t = self.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
+        let t = self.base.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
         let sigma = loglinear_sigma(t);
         let logits = if self.use_cache {
-            if self.progress.model_calls == 0 {
+            if self.base.progress.model_calls == 0 {
                 model.reset_cache();
             }
             let commit = std::mem::take(&mut self.pending);
-            model.predict_cached(&commit, &self.canvas.tokens()[range.clone()], sigma).await?
+            model
+                .predict_cached(&commit, &self.base.canvas.tokens()[range.clone()], sigma)
+                .await?
         } else {
-            let visible = &self.canvas.tokens()[..range.end];
-            model.predict(&[visible], range.clone(), sigma).await?.remove(0)
+            let visible = &self.base.canvas.tokens()[..range.end];
+            model
+                .predict(&[visible], range.clone(), sigma)
+                .await?
+                .remove(0)
         };
-        self.progress.model_calls += 1;
+        self.base.progress.model_calls += 1;
         let row_of = |p: usize| p - range.start;
         let (commits, candidates) = if self.first_hitting {
             // Candidates first (no randomness), then one uniform pick and one draw.
@@ -166,22 +180,44 @@ impl Bd3 {
                 .iter()
                 .map(|&position| Candidates {
                     position,
-                    top: top_tokens(&subs_probs(logits.row(row_of(position)), self.draw.mask_id), TOP_CANDIDATES),
+                    top: top_tokens(
+                        &subs_probs(logits.row(row_of(position)), self.base.draw.mask_id),
+                        TOP_CANDIDATES,
+                    ),
                 })
                 .collect();
-            let position = masked[self.rng.below(masked.len())];
+            let position = masked[self.base.rng.below(masked.len())];
             let row = logits.row(row_of(position));
-            let token = draw_token(row, &self.draw, &mut self.rng);
-            let prob = subs_probs(row, self.draw.mask_id)[token as usize];
-            (vec![Commit { position, token, confidence: prob }], candidates)
+            let token = draw_token(row, &self.base.draw, &mut self.base.rng);
+            let prob = subs_probs(row, self.base.draw.mask_id)[token as usize];
+            (
+                vec![Commit {
+                    position,
+                    token,
+                    confidence: prob,
+                }],
+                candidates,
+            )
         } else {
-            let (scored, candidates) = score(&logits, row_of, &masked, &self.draw, self.remasking, &mut self.rng);
+            let (scored, candidates) = score(
+                &logits,
+                row_of,
+                &masked,
+                &self.base.draw,
+                self.remasking,
+                &mut self.base.rng,
+            );
             let count = self.schedule.next_count(masked.len());
             (select(scored, count, self.threshold), candidates)
         };
-        self.canvas.apply(&commits);
+        self.base.canvas.apply(&commits);
         self.stop_at_eos(range.clone());
-        let range = range.start..range.end.min(self.canvas.len());
-        Ok(Some(self.progress.emit(&self.canvas, commits, range, candidates)))
+        let range = range.start..range.end.min(self.base.canvas.len());
+        Ok(Some(self.base.progress.emit(
+            &self.base.canvas,
+            commits,
+            range,
+            candidates,
+        )))
     }
 }

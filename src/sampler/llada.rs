@@ -13,8 +13,8 @@
 
 use super::probs::{Draw, confidence, draw_token, guide, subs_probs, top_tokens};
 use super::{
-    Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, Progress, Remasking, SampleError, Settings, Step,
-    TOP_CANDIDATES, bad, check_steps, loglinear_sigma, BlockSchedule,
+    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, Remasking,
+    SampleError, Settings, Step, TOP_CANDIDATES, bad, check_steps, loglinear_sigma,
 };
 use crate::rng::Rng;
 
@@ -44,8 +44,16 @@ pub(crate) fn score(
         let token = draw_token(row, draw, rng);
         let probs = subs_probs(row, draw.mask_id);
         let confidence = confidence(remasking, &probs, token, rng);
-        scored.push(Scored { position, token, prob: probs[token as usize], confidence });
-        candidates.push(Candidates { position, top: top_tokens(&probs, TOP_CANDIDATES) });
+        scored.push(Scored {
+            position,
+            token,
+            prob: probs[token as usize],
+            confidence,
+        });
+        candidates.push(Candidates {
+            position,
+            top: top_tokens(&probs, TOP_CANDIDATES),
+        });
     }
     (scored, candidates)
 }
@@ -53,7 +61,11 @@ pub(crate) fn score(
 /// The `count` most confident predictions (earlier position first on ties), or with a threshold,
 /// every one at or above it and never fewer than one.
 pub(crate) fn select(mut scored: Vec<Scored>, count: usize, threshold: Option<f64>) -> Vec<Commit> {
-    scored.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.position.cmp(&b.position)));
+    scored.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.position.cmp(&b.position))
+    });
     let count = match threshold {
         Some(tau) => scored.iter().filter(|s| s.confidence >= tau).count().max(1),
         None => count,
@@ -61,7 +73,11 @@ pub(crate) fn select(mut scored: Vec<Scored>, count: usize, threshold: Option<f6
     let mut commits: Vec<Commit> = scored
         .into_iter()
         .take(count)
-        .map(|s| Commit { position: s.position, token: s.token, confidence: s.prob })
+        .map(|s| Commit {
+            position: s.position,
+            token: s.token,
+            confidence: s.prob,
+        })
         .collect();
     commits.sort_by_key(|c| c.position);
     commits
@@ -70,13 +86,10 @@ pub(crate) fn select(mut scored: Vec<Scored>, count: usize, threshold: Option<f6
 /// The LLaDA sampler's state.
 #[derive(Clone, Debug)]
 pub struct Llada {
-    pub(crate) canvas: Canvas,
-    pub(crate) progress: Progress,
-    draw: Draw,
+    pub(crate) base: Base,
     remasking: Remasking,
     threshold: Option<f64>,
     cfg_scale: f64,
-    rng: Rng,
     block_length: usize,
     num_blocks: usize,
     block: usize,
@@ -111,13 +124,10 @@ impl Llada {
         }
         Ok(Self {
             initially_masked: canvas.masked_count(),
-            canvas,
-            progress: Progress::default(),
-            draw: Draw::new(settings, spec, true),
+            base: Base::new(canvas, settings, spec, true),
             remasking: settings.remasking,
             threshold: settings.threshold,
             cfg_scale: settings.cfg_scale,
-            rng: Rng::new(settings.seed),
             block_length,
             num_blocks,
             block: 0,
@@ -126,14 +136,18 @@ impl Llada {
     }
 
     fn block_range(&self) -> std::ops::Range<usize> {
-        let start = self.canvas.prompt_len() + self.block * self.block_length;
-        start..(start + self.block_length).min(self.canvas.len())
+        let start = self.base.canvas.prompt_len() + self.block * self.block_length;
+        start..(start + self.block_length).min(self.base.canvas.len())
     }
 
     /// Masked positions this block may commit: its own, and the prompt's during the first block.
     fn active(&self) -> Vec<usize> {
-        let mut active = if self.block == 0 { self.canvas.masked_in(0..self.canvas.prompt_len()) } else { Vec::new() };
-        active.extend(self.canvas.masked_in(self.block_range()));
+        let mut active = if self.block == 0 {
+            self.base.canvas.masked_in(0..self.base.canvas.prompt_len())
+        } else {
+            Vec::new()
+        };
+        active.extend(self.base.canvas.masked_in(self.block_range()));
         active
     }
 
@@ -152,22 +166,43 @@ impl Llada {
         };
         let first = active[0];
         let targets = first..active[active.len() - 1] + 1;
-        let t = self.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
+        let t = self.base.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
         let sigma = loglinear_sigma(t);
         let logits = if self.cfg_scale > 0.0 {
-            let uncond = self.canvas.unconditional();
-            let out = model.predict(&[self.canvas.tokens(), &uncond], targets.clone(), sigma).await?;
+            let uncond = self.base.canvas.unconditional();
+            let out = model
+                .predict(
+                    &[self.base.canvas.tokens(), &uncond],
+                    targets.clone(),
+                    sigma,
+                )
+                .await?;
             let guided = guide(out[0].as_slice(), out[1].as_slice(), self.cfg_scale);
             Logits::new(guided, out[0].rows(), out[0].vocab())
         } else {
-            model.predict(&[self.canvas.tokens()], targets.clone(), sigma).await?.remove(0)
+            model
+                .predict(&[self.base.canvas.tokens()], targets.clone(), sigma)
+                .await?
+                .remove(0)
         };
-        self.progress.model_calls += 1;
-        let (scored, candidates) = score(&logits, |p| p - first, &active, &self.draw, self.remasking, &mut self.rng);
+        self.base.progress.model_calls += 1;
+        let (scored, candidates) = score(
+            &logits,
+            |p| p - first,
+            &active,
+            &self.base.draw,
+            self.remasking,
+            &mut self.base.rng,
+        );
         let count = self.schedule.next_count(active.len());
         let commits = select(scored, count, self.threshold);
-        self.canvas.apply(&commits);
+        self.base.canvas.apply(&commits);
         let block = self.block_range();
-        Ok(Some(self.progress.emit(&self.canvas, commits, block, candidates)))
+        Ok(Some(self.base.progress.emit(
+            &self.base.canvas,
+            commits,
+            block,
+            candidates,
+        )))
     }
 }

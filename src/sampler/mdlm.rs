@@ -14,10 +14,9 @@
 use super::llada::Scored;
 use super::probs::{Draw, draw_token, subs_probs, top_tokens};
 use super::{
-    Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, Progress, SampleError, Settings, Step, TOP_CANDIDATES,
-    bad, loglinear_sigma,
+    Base, Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, SampleError, Settings, Step,
+    TOP_CANDIDATES, bad, loglinear_sigma,
 };
-use crate::rng::Rng;
 
 /// The reference's smallest time, `sampling_eps`.
 pub const SAMPLING_EPS: f64 = 1e-5;
@@ -25,10 +24,7 @@ pub const SAMPLING_EPS: f64 = 1e-5;
 /// The MDLM sampler's state.
 #[derive(Clone, Debug)]
 pub struct Mdlm {
-    pub(crate) canvas: Canvas,
-    pub(crate) progress: Progress,
-    draw: Draw,
-    rng: Rng,
+    pub(crate) base: Base,
     steps: usize,
     iteration: usize,
     use_cache: bool,
@@ -47,10 +43,7 @@ impl Mdlm {
             return Err(bad("steps must be at least 1"));
         }
         Ok(Self {
-            canvas,
-            progress: Progress::default(),
-            draw: Draw::new(settings, spec, false),
-            rng: Rng::new(settings.seed),
+            base: Base::new(canvas, settings, spec, false),
             steps: settings.steps,
             iteration: 0,
             use_cache: settings.use_cache,
@@ -65,49 +58,68 @@ impl Mdlm {
     }
 
     /// Logits for every masked position, from the cache when it is still valid.
-    async fn logits<D: Denoiser>(&mut self, model: &mut D, masked: &[usize], t: f64) -> Result<(usize, Logits), SampleError> {
+    async fn logits<D: Denoiser>(
+        &mut self,
+        model: &mut D,
+        masked: &[usize],
+        t: f64,
+    ) -> Result<(usize, Logits), SampleError> {
         if let Some(hit) = self.cached.take() {
-            self.progress.skipped_calls += 1;
+            self.base.progress.skipped_calls += 1;
             return Ok(hit);
         }
         let first = masked[0];
         let targets = first..masked[masked.len() - 1] + 1;
-        let logits = model.predict(&[self.canvas.tokens()], targets, loglinear_sigma(t)).await?.remove(0);
-        self.progress.model_calls += 1;
+        let logits = model
+            .predict(&[self.base.canvas.tokens()], targets, loglinear_sigma(t))
+            .await?
+            .remove(0);
+        self.base.progress.model_calls += 1;
         Ok((first, logits))
     }
 
     /// Runs one denoising step (a model call unless the cache answers it).
     pub async fn step<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<Step>, SampleError> {
-        let whole = 0..self.canvas.len();
+        let whole = 0..self.base.canvas.len();
         loop {
-            let masked = self.canvas.masked_in(whole.clone());
+            let masked = self.base.canvas.masked_in(whole.clone());
             if masked.is_empty() || self.finished {
                 return Ok(None);
             }
             let noise_removal = self.iteration >= self.steps;
             let (t, s) = (self.time(self.iteration), self.time(self.iteration + 1));
-            let calls_before = self.progress.model_calls;
+            let calls_before = self.base.progress.model_calls;
             let (first, logits) = self.logits(model, &masked, t).await?;
             let mut scored = Vec::new();
             let mut candidates = Vec::with_capacity(masked.len());
             for &position in &masked {
                 let row = logits.row(position - first);
-                let probs = subs_probs(row, self.draw.mask_id);
-                candidates.push(Candidates { position, top: top_tokens(&probs, TOP_CANDIDATES) });
+                let probs = subs_probs(row, self.base.draw.mask_id);
+                candidates.push(Candidates {
+                    position,
+                    top: top_tokens(&probs, TOP_CANDIDATES),
+                });
                 let token = if noise_removal {
-                    let greedy = Draw { temperature: 0.0, ..self.draw };
-                    draw_token(row, &greedy, &mut self.rng)
-                } else if self.rng.uniform() < (t - s) / t {
-                    draw_token(row, &self.draw, &mut self.rng)
+                    let greedy = Draw {
+                        temperature: 0.0,
+                        ..self.base.draw
+                    };
+                    draw_token(row, &greedy, &mut self.base.rng)
+                } else if self.base.rng.uniform() < (t - s) / t {
+                    draw_token(row, &self.base.draw, &mut self.base.rng)
                 } else {
                     continue;
                 };
-                scored.push(Scored { position, token, prob: probs[token as usize], confidence: 0.0 });
+                scored.push(Scored {
+                    position,
+                    token,
+                    prob: probs[token as usize],
+                    confidence: 0.0,
+                });
             }
             self.iteration += 1;
             self.finished = noise_removal;
-            let called = self.progress.model_calls > calls_before;
+            let called = self.base.progress.model_calls > calls_before;
             if scored.is_empty() && self.use_cache && !self.time_conditioning {
                 // Nothing changed: the next step would see the same input.
                 self.cached = Some((first, logits));
@@ -117,10 +129,19 @@ impl Mdlm {
             }
             let commits: Vec<Commit> = scored
                 .into_iter()
-                .map(|s| Commit { position: s.position, token: s.token, confidence: s.prob })
+                .map(|s| Commit {
+                    position: s.position,
+                    token: s.token,
+                    confidence: s.prob,
+                })
                 .collect();
-            self.canvas.apply(&commits);
-            return Ok(Some(self.progress.emit(&self.canvas, commits, whole, candidates)));
+            self.base.canvas.apply(&commits);
+            return Ok(Some(self.base.progress.emit(
+                &self.base.canvas,
+                commits,
+                whole,
+                candidates,
+            )));
         }
     }
 }

@@ -96,13 +96,23 @@ pub trait Denoiser {
     /// Logits predicting positions `targets` of each sequence of `batch` (all the same length),
     /// computed over the whole sequence under the model's attention without the cache. An
     /// autoregressive model reads position `i` off row `i − 1`.
-    async fn predict(&mut self, batch: &[&[u32]], targets: Range<usize>, sigma: f32) -> Result<Vec<Logits>, ModelError>;
+    async fn predict(
+        &mut self,
+        batch: &[&[u32]],
+        targets: Range<usize>,
+        sigma: f32,
+    ) -> Result<Vec<Logits>, ModelError>;
 
     /// Cached prediction: `commit` (finished tokens right after the cached ones) joins the cache, and
     /// `block` (the tokens being denoised, right after them) is run without being stored. Returns
     /// one row per `block` position; an autoregressive model takes an empty `block` and returns the
     /// one row predicting the position after `commit`.
-    async fn predict_cached(&mut self, commit: &[u32], block: &[u32], sigma: f32) -> Result<Logits, ModelError>;
+    async fn predict_cached(
+        &mut self,
+        commit: &[u32],
+        block: &[u32],
+        sigma: f32,
+    ) -> Result<Logits, ModelError>;
 
     /// Empties the cache.
     fn reset_cache(&mut self);
@@ -124,7 +134,12 @@ pub enum SamplerKind {
 
 impl SamplerKind {
     /// All of them, in the order the CLI lists them.
-    pub const ALL: [SamplerKind; 4] = [SamplerKind::Llada, SamplerKind::Mdlm, SamplerKind::Bd3, SamplerKind::Ar];
+    pub const ALL: [SamplerKind; 4] = [
+        SamplerKind::Llada,
+        SamplerKind::Mdlm,
+        SamplerKind::Bd3,
+        SamplerKind::Ar,
+    ];
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -195,9 +210,17 @@ impl Settings {
             gen_length: 64,
             block_length: None,
             remasking: Remasking::LowConfidence,
-            temperature: if sampler == SamplerKind::Llada { 0.0 } else { 1.0 },
+            temperature: if sampler == SamplerKind::Llada {
+                0.0
+            } else {
+                1.0
+            },
             top_k: None,
-            top_p: if sampler == SamplerKind::Bd3 { Some(0.9) } else { None },
+            top_p: if sampler == SamplerKind::Bd3 {
+                Some(0.9)
+            } else {
+                None
+            },
             cfg_scale: 0.0,
             threshold: None,
             first_hitting: sampler == SamplerKind::Bd3,
@@ -289,7 +312,12 @@ impl Canvas {
         let mut tokens = prompt.to_vec();
         tokens.extend(std::iter::repeat_n(mask_id, gen_length));
         let fixed = tokens.iter().map(|&t| t != mask_id).collect();
-        Self { tokens, fixed, mask_id, prompt_len: prompt.len() }
+        Self {
+            tokens,
+            fixed,
+            mask_id,
+            prompt_len: prompt.len(),
+        }
     }
 
     /// Token ids, masks included.
@@ -369,6 +397,28 @@ impl Canvas {
     }
 }
 
+/// What every sampler carries: the canvas, its counters, how it draws a token, its random stream.
+#[derive(Clone, Debug)]
+pub struct Base {
+    /// The sequence being denoised.
+    pub canvas: Canvas,
+    /// Steps and calls so far.
+    pub progress: Progress,
+    pub(crate) draw: probs::Draw,
+    pub(crate) rng: crate::rng::Rng,
+}
+
+impl Base {
+    fn new(canvas: Canvas, settings: &Settings, spec: &ModelSpec, gumbel: bool) -> Self {
+        Self {
+            canvas,
+            progress: Progress::default(),
+            draw: probs::Draw::new(settings, spec, gumbel),
+            rng: crate::rng::Rng::new(settings.seed),
+        }
+    }
+}
+
 /// Counters every sampler keeps.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Progress {
@@ -382,7 +432,13 @@ pub struct Progress {
 
 impl Progress {
     /// Builds the step that follows, counting it.
-    fn emit(&mut self, canvas: &Canvas, commits: Vec<Commit>, block: Range<usize>, candidates: Vec<Candidates>) -> Step {
+    fn emit(
+        &mut self,
+        canvas: &Canvas,
+        commits: Vec<Commit>,
+        block: Range<usize>,
+        candidates: Vec<Candidates>,
+    ) -> Step {
         let step = Step {
             index: self.steps,
             model_calls: self.model_calls,
@@ -420,12 +476,22 @@ pub(crate) struct BlockSchedule {
 impl BlockSchedule {
     /// Every block gets `steps_per_block` steps (LLaDA: `steps / num_blocks`).
     pub(crate) fn per_block(steps_per_block: usize) -> Self {
-        Self { steps: steps_per_block, total_masked: None, counts: Vec::new(), step: 0 }
+        Self {
+            steps: steps_per_block,
+            total_masked: None,
+            counts: Vec::new(),
+            step: 0,
+        }
     }
 
     /// `steps` shared among blocks in proportion to their masks.
     pub(crate) fn proportional(steps: usize, total_masked: usize) -> Self {
-        Self { steps, total_masked: Some(total_masked.max(1)), counts: Vec::new(), step: 0 }
+        Self {
+            steps,
+            total_masked: Some(total_masked.max(1)),
+            counts: Vec::new(),
+            step: 0,
+        }
     }
 
     /// Forgets the finished block; the next count starts a new one.
@@ -458,14 +524,21 @@ pub fn loglinear_sigma(t: f64) -> f32 {
 /// Checks the prompt and lengths every sampler shares.
 fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result<(), SampleError> {
     if prompt.is_empty() {
-        return Err(bad("the prompt is empty: give some text to continue, or [MASK] tokens to fill"));
+        return Err(bad(
+            "the prompt is empty: give some text to continue, or [MASK] tokens to fill",
+        ));
     }
     let prompt_masks = prompt.iter().filter(|&&t| t == spec.mask_id).count();
     if settings.gen_length == 0 && prompt_masks == 0 {
-        return Err(bad("gen_length is 0 and the prompt has no [MASK]: nothing to generate; raise gen_length"));
+        return Err(bad(
+            "gen_length is 0 and the prompt has no [MASK]: nothing to generate; raise gen_length",
+        ));
     }
     if let Some(&t) = prompt.iter().find(|&&t| t as usize >= spec.vocab_size) {
-        return Err(bad(format!("token id {t} is outside the vocabulary of {} tokens", spec.vocab_size)));
+        return Err(bad(format!(
+            "token id {t} is outside the vocabulary of {} tokens",
+            spec.vocab_size
+        )));
     }
     let total = prompt.len() + settings.gen_length;
     if total > spec.model_length {
@@ -477,7 +550,10 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
         )));
     }
     if !(settings.temperature >= 0.0 && settings.temperature.is_finite()) {
-        return Err(bad(format!("temperature must be ≥ 0, got {}", settings.temperature)));
+        return Err(bad(format!(
+            "temperature must be ≥ 0, got {}",
+            settings.temperature
+        )));
     }
     if let Some(p) = settings.top_p {
         if !(p > 0.0 && p <= 1.0) {
@@ -493,7 +569,10 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
         }
     }
     if !(settings.cfg_scale >= 0.0 && settings.cfg_scale.is_finite()) {
-        return Err(bad(format!("cfg scale must be ≥ 0, got {}", settings.cfg_scale)));
+        return Err(bad(format!(
+            "cfg scale must be ≥ 0, got {}",
+            settings.cfg_scale
+        )));
     }
     Ok(())
 }
@@ -546,23 +625,22 @@ impl AnySampler {
         }
     }
 
+    fn base(&self) -> &Base {
+        match self {
+            AnySampler::Llada(s) => &s.base,
+            AnySampler::Mdlm(s) => &s.base,
+            AnySampler::Bd3(s) => &s.base,
+            AnySampler::Ar(s) => &s.base,
+        }
+    }
+
     /// The canvas as it stands.
     pub fn canvas(&self) -> &Canvas {
-        match self {
-            AnySampler::Llada(s) => &s.canvas,
-            AnySampler::Mdlm(s) => &s.canvas,
-            AnySampler::Bd3(s) => &s.canvas,
-            AnySampler::Ar(s) => &s.canvas,
-        }
+        &self.base().canvas
     }
 
     /// Counters.
     pub fn progress(&self) -> &Progress {
-        match self {
-            AnySampler::Llada(s) => &s.progress,
-            AnySampler::Mdlm(s) => &s.progress,
-            AnySampler::Bd3(s) => &s.progress,
-            AnySampler::Ar(s) => &s.progress,
-        }
+        &self.base().progress
     }
 }

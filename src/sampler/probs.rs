@@ -50,7 +50,13 @@ pub fn subs_probs(logits: &[f32], mask_id: u32) -> Vec<f64> {
     let mut p: Vec<f64> = logits
         .iter()
         .enumerate()
-        .map(|(i, &l)| if i == mask { 0.0 } else { (l as f64 - max).exp() })
+        .map(|(i, &l)| {
+            if i == mask {
+                0.0
+            } else {
+                (l as f64 - max).exp()
+            }
+        })
         .collect();
     let total: f64 = p.iter().sum();
     p.iter_mut().for_each(|x| *x /= total);
@@ -78,7 +84,13 @@ pub fn top_tokens(probs: &[f64], n: usize) -> Vec<TopToken> {
             continue;
         }
         let at = top.iter().position(|t| t.prob < p).unwrap_or(top.len());
-        top.insert(at, TopToken { token: i as u32, prob: p });
+        top.insert(
+            at,
+            TopToken {
+                token: i as u32,
+                prob: p,
+            },
+        );
         top.truncate(n);
     }
     top
@@ -92,7 +104,13 @@ fn filtered_log_weights(logits: &[f32], draw: &Draw) -> Vec<f64> {
     let mut w: Vec<f64> = logits
         .iter()
         .enumerate()
-        .map(|(i, &l)| if i == mask { f64::NEG_INFINITY } else { l as f64 / t })
+        .map(|(i, &l)| {
+            if i == mask {
+                f64::NEG_INFINITY
+            } else {
+                l as f64 / t
+            }
+        })
         .collect();
     if draw.top_k.is_none() && draw.top_p.is_none() {
         return w;
@@ -164,14 +182,21 @@ pub fn confidence(remasking: Remasking, probs: &[f64], token: u32, rng: &mut Rng
             let top = top_tokens(probs, 2);
             top[0].prob - top.get(1).map_or(0.0, |t| t.prob)
         }
-        Remasking::Entropy => probs.iter().filter(|&&p| p > 0.0).map(|&p| p * p.ln()).sum(),
+        Remasking::Entropy => probs
+            .iter()
+            .filter(|&&p| p > 0.0)
+            .map(|&p| p * p.ln())
+            .sum(),
     }
 }
 
 /// Classifier-free guidance on logits: `un + (s + 1)(cond − un)` (LLaDA `generate.py`).
 pub fn guide(cond: &[f32], uncond: &[f32], scale: f64) -> Vec<f32> {
     let s = scale as f32;
-    cond.iter().zip(uncond).map(|(&c, &u)| u + (s + 1.0) * (c - u)).collect()
+    cond.iter()
+        .zip(uncond)
+        .map(|(&c, &u)| u + (s + 1.0) * (c - u))
+        .collect()
 }
 
 #[cfg(test)]
@@ -186,12 +211,24 @@ mod tests {
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         let mut rng = Rng::new(1);
         for gumbel in [false, true] {
-            let d = Draw { mask_id: 2, temperature: 1.0, top_k: None, top_p: None, gumbel };
+            let d = Draw {
+                mask_id: 2,
+                temperature: 1.0,
+                top_k: None,
+                top_p: None,
+                gumbel,
+            };
             for _ in 0..200 {
                 assert_ne!(draw_token(&logits, &d, &mut rng), 2);
             }
         }
-        let greedy = Draw { mask_id: 2, temperature: 0.0, top_k: None, top_p: None, gumbel: true };
+        let greedy = Draw {
+            mask_id: 2,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            gumbel: true,
+        };
         assert_eq!(draw_token(&logits, &greedy, &mut rng), 1);
     }
 
@@ -208,14 +245,35 @@ mod tests {
     fn top_p_keeps_the_tokens_whose_cumulative_mass_stays_within_p() {
         // Probabilities ≈ 0.665, 0.245, 0.045, 0.045: cumulative 0.665, 0.910, 0.955, 1.
         let logits = [3.0f32, 2.0, 0.0, 0.0];
-        let d = Draw { mask_id: 9, temperature: 1.0, top_k: None, top_p: Some(0.95), gumbel: false };
+        let d = Draw {
+            mask_id: 9,
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(0.95),
+            gumbel: false,
+        };
         let seen = histogram(&logits, &d);
-        assert!(seen[0] > seen[1] && seen[1] > 0 && seen[2] + seen[3] == 0, "{seen:?}");
+        assert!(
+            seen[0] > seen[1] && seen[1] > 0 && seen[2] + seen[3] == 0,
+            "{seen:?}"
+        );
         // At p = 0.9 the second token would cross p: only the top one stays (bd3lms' rule).
-        let seen = histogram(&logits, &Draw { top_p: Some(0.9), ..d });
+        let seen = histogram(
+            &logits,
+            &Draw {
+                top_p: Some(0.9),
+                ..d
+            },
+        );
         assert_eq!(seen[0], 2000, "{seen:?}");
         // The top token stays even when it alone exceeds p.
-        let seen = histogram(&logits, &Draw { top_p: Some(0.1), ..d });
+        let seen = histogram(
+            &logits,
+            &Draw {
+                top_p: Some(0.1),
+                ..d
+            },
+        );
         assert_eq!(seen[0], 2000, "{seen:?}");
     }
 
@@ -223,7 +281,13 @@ mod tests {
     fn vanishing_temperatures_are_greedy_not_garbage() {
         let logits = [0.5f32, 2.0, 1.0];
         for t in [1e-310, 1e-9] {
-            let d = Draw { mask_id: 9, temperature: t, top_k: Some(2), top_p: Some(0.9), gumbel: false };
+            let d = Draw {
+                mask_id: 9,
+                temperature: t,
+                top_k: Some(2),
+                top_p: Some(0.9),
+                gumbel: false,
+            };
             assert_eq!(histogram(&logits, &d)[1], 2000);
         }
     }
@@ -232,7 +296,13 @@ mod tests {
     fn gumbel_and_categorical_both_follow_the_tempered_softmax() {
         let logits = [1.0f32, 0.0, (3.0f32).ln()];
         for gumbel in [false, true] {
-            let d = Draw { mask_id: 99, temperature: 1.0, top_k: Some(3), top_p: None, gumbel };
+            let d = Draw {
+                mask_id: 99,
+                temperature: 1.0,
+                top_k: Some(3),
+                top_p: None,
+                gumbel,
+            };
             let mut rng = Rng::new(11);
             let n = 20000;
             let mut seen = [0usize; 3];
@@ -242,7 +312,11 @@ mod tests {
             let p = subs_probs(&logits, 99);
             for i in 0..3 {
                 let f = seen[i] as f64 / n as f64;
-                assert!((f - p[i]).abs() < 0.02, "gumbel={gumbel} token {i}: {f} vs {}", p[i]);
+                assert!(
+                    (f - p[i]).abs() < 0.02,
+                    "gumbel={gumbel} token {i}: {f} vs {}",
+                    p[i]
+                );
             }
         }
     }
@@ -252,8 +326,15 @@ mod tests {
         let peaked = subs_probs(&[5.0, 0.0, 0.0], 9);
         let flat = subs_probs(&[0.0, 0.0, 0.0], 9);
         let mut rng = Rng::new(0);
-        for r in [Remasking::LowConfidence, Remasking::Margin, Remasking::Entropy] {
-            assert!(confidence(r, &peaked, 0, &mut rng) > confidence(r, &flat, 0, &mut rng), "{r:?}");
+        for r in [
+            Remasking::LowConfidence,
+            Remasking::Margin,
+            Remasking::Entropy,
+        ] {
+            assert!(
+                confidence(r, &peaked, 0, &mut rng) > confidence(r, &flat, 0, &mut rng),
+                "{r:?}"
+            );
         }
         let top = top_tokens(&peaked, 5);
         assert_eq!(top.len(), 3);

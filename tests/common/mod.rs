@@ -38,7 +38,11 @@ pub fn run_all<D: Denoiser>(settings: Settings, prompt: &[u32], model: &mut D) -
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// A deterministic stand-in for a model: the logits at a position are a hash of the position and
@@ -70,7 +74,10 @@ impl Fake {
     }
 
     fn mix(mut h: u64, x: u64) -> u64 {
-        h ^= x.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h ^= x
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
         h.wrapping_mul(0xBF58_476D_1CE4_E5B9)
     }
 
@@ -78,7 +85,9 @@ impl Fake {
     fn row(&self, seq: &[u32], position: usize) -> Vec<f32> {
         let visible = match self.spec.attention {
             Attention::Bidirectional => seq.len(),
-            Attention::BlockCausal { block_size } => ((position / block_size + 1) * block_size).min(seq.len()),
+            Attention::BlockCausal { block_size } => {
+                ((position / block_size + 1) * block_size).min(seq.len())
+            }
             Attention::Causal => position,
         };
         let mut h = Self::mix(17, position as u64);
@@ -104,7 +113,12 @@ impl Denoiser for Fake {
         &self.spec
     }
 
-    async fn predict(&mut self, batch: &[&[u32]], targets: Range<usize>, _sigma: f32) -> Result<Vec<Logits>, ModelError> {
+    async fn predict(
+        &mut self,
+        batch: &[&[u32]],
+        targets: Range<usize>,
+        _sigma: f32,
+    ) -> Result<Vec<Logits>, ModelError> {
         self.calls += 1;
         Ok(batch
             .iter()
@@ -115,13 +129,22 @@ impl Denoiser for Fake {
             .collect())
     }
 
-    async fn predict_cached(&mut self, commit: &[u32], block: &[u32], _sigma: f32) -> Result<Logits, ModelError> {
+    async fn predict_cached(
+        &mut self,
+        commit: &[u32],
+        block: &[u32],
+        _sigma: f32,
+    ) -> Result<Logits, ModelError> {
         self.calls += 1;
         self.cached_calls += 1;
         self.cache.extend_from_slice(commit);
         let start = self.cache.len();
         let seq: Vec<u32> = self.cache.iter().chain(block).copied().collect();
-        let positions: Vec<usize> = if block.is_empty() { vec![start] } else { (start..seq.len()).collect() };
+        let positions: Vec<usize> = if block.is_empty() {
+            vec![start]
+        } else {
+            (start..seq.len()).collect()
+        };
         let data: Vec<f32> = positions.iter().flat_map(|&p| self.row(&seq, p)).collect();
         Ok(Logits::new(data, positions.len(), self.spec.vocab_size))
     }

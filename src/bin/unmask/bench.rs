@@ -62,7 +62,8 @@ fn load(args: &BenchArgs, kind: BackendKind) -> Result<(DitDenoiser, ModelConfig
         }
         None => {
             let config = synthetic_config();
-            let dit = load_dit(&config, &random_checkpoint(&config, 1), &device).map_err(|e| e.to_string())?;
+            let dit = load_dit(&config, &random_checkpoint(&config, 1), &device)
+                .map_err(|e| e.to_string())?;
             let spec = ModelSpec {
                 vocab_size: config.vocab_size,
                 model_length: config.model_length,
@@ -113,13 +114,20 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             if l == 0 || l > config.model_length {
                 continue;
             }
-            let tokens: Vec<u32> = (0..l).map(|_| rng.below(vocab) as u32).map(|t| if t == mask { 0 } else { t }).collect();
+            let tokens: Vec<u32> = (0..l)
+                .map(|_| rng.below(vocab) as u32)
+                .map(|t| if t == mask { 0 } else { t })
+                .collect();
             let secs = time(args.repeats, || {
-                pollster::block_on(model.predict(&[&tokens], l - 1..l, 0.0)).map_err(|e| e.to_string())
+                pollster::block_on(model.predict(&[&tokens], l - 1..l, 0.0))
+                    .map_err(|e| e.to_string())
             })?;
             println!("| {} | forward L={l} | {:.1} ms |", kind.name(), secs * 1e3);
         }
-        let prompt: Vec<u32> = (0..8).map(|i| (i * 7 % vocab) as u32).map(|t| if t == mask { 0 } else { t }).collect();
+        let prompt: Vec<u32> = (0..8)
+            .map(|i| (i * 7 % vocab) as u32)
+            .map(|t| if t == mask { 0 } else { t })
+            .collect();
         let runs: [(SamplerKind, Attention, bool, &str); 5] = [
             (SamplerKind::Llada, Attention::Bidirectional, false, "llada"),
             (SamplerKind::Mdlm, Attention::Bidirectional, true, "mdlm"),
@@ -141,7 +149,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 ..Settings::defaults(sampler)
             };
             let spec = model.spec().clone();
-            let mut generation = Generation::from_ids(settings, &prompt, &spec).map_err(|e| e.to_string())?;
+            let mut generation =
+                Generation::from_ids(settings, &prompt, &spec).map_err(|e| e.to_string())?;
             let start = Instant::now();
             pollster::block_on(generation.run(&mut model, |_| {})).map_err(|e| e.to_string())?;
             let secs = start.elapsed().as_secs_f64();
@@ -159,7 +168,11 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             );
         }
         if let [cached, uncached] = bd3_times[..] {
-            println!("| {} | bd3 KV-cache speedup | {:.2}× |", kind.name(), uncached / cached);
+            println!(
+                "| {} | bd3 KV-cache speedup | {:.2}× |",
+                kind.name(),
+                uncached / cached
+            );
         }
         model.set_attention(native);
     }

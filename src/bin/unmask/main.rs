@@ -17,7 +17,11 @@ use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "unmask", version, about = "See and use diffusion language models (MDLM, LLaDA, BD3-LM)")]
+#[command(
+    name = "unmask",
+    version,
+    about = "See and use diffusion language models (MDLM, LLaDA, BD3-LM)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -211,7 +215,9 @@ fn settings_of(args: &GenerateArgs) -> Settings {
         top_p: args.top_p.or(defaults.top_p),
         cfg_scale: args.cfg,
         threshold: args.threshold,
-        first_hitting: args.first_hitting.unwrap_or(defaults.first_hitting && args.threshold.is_none()),
+        first_hitting: args
+            .first_hitting
+            .unwrap_or(defaults.first_hitting && args.threshold.is_none()),
         seed: args.seed,
         use_cache: !args.no_cache,
         stop_at_eos: !args.no_stop_at_eos,
@@ -226,7 +232,8 @@ fn generate(args: GenerateArgs) -> CliResult<()> {
     }
     let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
     let settings = settings_of(&args);
-    let mut generation = Generation::new(settings, &args.prompt, &bundle.codec, &spec).map_err(|e| e.to_string())?;
+    let mut generation =
+        Generation::new(settings, &args.prompt, &bundle.codec, &spec).map_err(|e| e.to_string())?;
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let codec = bundle.codec.clone();
@@ -242,7 +249,8 @@ fn generate(args: GenerateArgs) -> CliResult<()> {
     let name = args.model.display().to_string();
     let trajectory = generation.trajectory(&name, &bundle.codec, &spec);
     if let Some(path) = &args.trace {
-        std::fs::write(path, trajectory.to_json()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, trajectory.to_json())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     println!("{}", trajectory.text);
     if !args.quiet {
@@ -274,7 +282,11 @@ fn draw(step: &Step, prompt_len: usize, codec: &unmask::text::TextCodec) {
     for (i, (&token, &masked)) in step.canvas.iter().zip(&step.masked).enumerate() {
         let in_block = (step.block[0]..step.block[1]).contains(&i);
         let fresh = step.commits.iter().find(|c| c.position == i);
-        let text = if masked { "░░".to_owned() } else { codec.token_text(token) };
+        let text = if masked {
+            "░░".to_owned()
+        } else {
+            codec.token_text(token)
+        };
         let style = match (masked, fresh, i < prompt_len) {
             (true, _, _) => "\x1b[90m".to_owned(),
             (_, Some(c), _) if c.confidence < 0.3 => "\x1b[1;31m".to_owned(),
@@ -299,38 +311,87 @@ fn forward(args: ForwardArgs) -> CliResult<()> {
     }
     let ids = match (&args.ids, &args.text) {
         (Some(ids), _) => ids.clone(),
-        (None, Some(text)) => bundle.codec.encode_prompt(text).map_err(|e| e.to_string())?,
+        (None, Some(text)) => bundle
+            .codec
+            .encode_prompt(text)
+            .map_err(|e| e.to_string())?,
         (None, None) => return Err("give --text or --ids".into()),
     };
     if ids.is_empty() {
         return Err("the sequence is empty".into());
     }
-    if let Some(&bad) = ids.iter().find(|&&t| t as usize >= bundle.config.vocab_size) {
-        return Err(format!("token id {bad} is outside the vocabulary ({})", bundle.config.vocab_size));
+    if let Some(&bad) = ids
+        .iter()
+        .find(|&&t| t as usize >= bundle.config.vocab_size)
+    {
+        return Err(format!(
+            "token id {bad} is outside the vocabulary ({})",
+            bundle.config.vocab_size
+        ));
     }
-    let logits = pollster::block_on(bundle.model.logits(&[&ids], 0.0)).map_err(|e| e.to_string())?;
-    let bytes: Vec<u8> = logits.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![logits.rows(), logits.vocab()], &bytes)
-        .map_err(|e| e.to_string())?;
+    let logits =
+        pollster::block_on(bundle.model.logits(&[&ids], 0.0)).map_err(|e| e.to_string())?;
+    let bytes: Vec<u8> = logits
+        .as_slice()
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![logits.rows(), logits.vocab()],
+        &bytes,
+    )
+    .map_err(|e| e.to_string())?;
     let file = safetensors::serialize([("logits", view)], None).map_err(|e| e.to_string())?;
-    std::fs::write(&args.out, file).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
-    eprintln!("wrote logits [{}, {}] to {}", logits.rows(), logits.vocab(), args.out.display());
+    std::fs::write(&args.out, file)
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    eprintln!(
+        "wrote logits [{}, {}] to {}",
+        logits.rows(),
+        logits.vocab(),
+        args.out.display()
+    );
     Ok(())
 }
 
 fn inspect(dir: &Path) -> CliResult<()> {
-    let weights = std::fs::read(dir.join(unmask::bundle::WEIGHTS_FILE))
-        .map_err(|e| format!("cannot read {}: {e}", dir.join(unmask::bundle::WEIGHTS_FILE).display()))?;
+    let weights = std::fs::read(dir.join(unmask::bundle::WEIGHTS_FILE)).map_err(|e| {
+        format!(
+            "cannot read {}: {e}",
+            dir.join(unmask::bundle::WEIGHTS_FILE).display()
+        )
+    })?;
     let bundle = open(dir, BackendKind::Cpu)?;
     let c = &bundle.config;
     let spec = model_spec(c, &bundle.codec);
     println!("model       {}", dir.display());
-    println!("type        {}", c.model_type.as_deref().unwrap_or("(unspecified)"));
-    println!("attention   {}{}", spec.attention.name(), c.block_size.map(|b| format!(" (block_size {b})")).unwrap_or_default());
-    println!("layers      {} blocks, hidden {}, {} heads of {}, cond {}, mlp {}", c.n_blocks, c.hidden_dim, c.n_heads, c.head_dim(), c.cond_dim, c.mlp_dim());
+    println!(
+        "type        {}",
+        c.model_type.as_deref().unwrap_or("(unspecified)")
+    );
+    println!(
+        "attention   {}{}",
+        spec.attention.name(),
+        c.block_size
+            .map(|b| format!(" (block_size {b})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "layers      {} blocks, hidden {}, {} heads of {}, cond {}, mlp {}",
+        c.n_blocks,
+        c.hidden_dim,
+        c.n_heads,
+        c.head_dim(),
+        c.cond_dim,
+        c.mlp_dim()
+    );
     println!("context     {} positions", c.model_length);
     println!("time cond.  {}", c.time_conditioning);
-    println!("parameters  {} ({:.2}M)", parameter_count(c), parameter_count(c) as f64 / 1e6);
+    println!(
+        "parameters  {} ({:.2}M)",
+        parameter_count(c),
+        parameter_count(c) as f64 / 1e6
+    );
     let file = safetensors::SafeTensors::deserialize(&weights).map_err(|e| e.to_string())?;
     let mut dtypes = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for (_, t) in file.tensors() {
@@ -339,12 +400,26 @@ fn inspect(dir: &Path) -> CliResult<()> {
         e.1 += t.data().len();
     }
     for (dtype, (n, bytes)) in dtypes {
-        println!("dtype       {dtype}: {n} tensors, {:.1} MB", bytes as f64 / 1e6);
+        println!(
+            "dtype       {dtype}: {n} tensors, {:.1} MB",
+            bytes as f64 / 1e6
+        );
     }
     let codec = &bundle.codec;
-    println!("vocabulary  {} tokens (model {})", codec.vocab_size(), c.vocab_size);
-    println!("mask        {} {:?}", codec.mask_id(), codec.token_text(codec.mask_id()));
-    let show = |id: Option<u32>| id.map(|i| format!("{i} {:?}", codec.token_text(i))).unwrap_or_else(|| "none".into());
+    println!(
+        "vocabulary  {} tokens (model {})",
+        codec.vocab_size(),
+        c.vocab_size
+    );
+    println!(
+        "mask        {} {:?}",
+        codec.mask_id(),
+        codec.token_text(codec.mask_id())
+    );
+    let show = |id: Option<u32>| {
+        id.map(|i| format!("{i} {:?}", codec.token_text(i)))
+            .unwrap_or_else(|| "none".into())
+    };
     println!("bos         {}", show(codec.bos_id()));
     println!("eos         {}", show(codec.eos_id()));
     Ok(())
