@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{fixture_dir, reference};
+use common::{fixture_dir, flat, reference};
 use unmask::Trajectory;
 
 fn unmask(args: &[&str]) -> std::process::Output {
@@ -88,17 +88,7 @@ fn forward_writes_logits_equal_to_the_reference() {
     let bytes = std::fs::read(&out_file).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let logits = file.tensor("logits").unwrap();
-    let want: Vec<f32> = r["logits"]["bidirectional"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect();
+    let want = flat(&r["logits"]["bidirectional"]);
     assert_eq!(logits.shape(), &[ids.len(), want.len() / ids.len()]);
     let got: Vec<f32> = logits
         .data()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fixture_file, ids, reference, run_all, tiny};
+use common::{fixture_file, flat, ids, reference, run_all, tiny};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, ModelFiles};
 use unmask::config::Attention;
@@ -17,19 +17,6 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-fn flat(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-        })
-        .collect()
 }
 
 #[test]

@@ -37,6 +37,20 @@ pub fn run_all<D: Denoiser>(settings: Settings, prompt: &[u32], model: &mut D) -
     g.steps().to_vec()
 }
 
+/// A JSON matrix (rows of numbers) flattened to f32, row-major.
+pub fn flat(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+        })
+        .collect()
+}
+
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
