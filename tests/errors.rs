@@ -118,7 +118,7 @@ fn a_wrong_shape_is_named_with_both_shapes() {
 fn tokenizer_vocabulary_must_match_the_embedding() {
     let mut config: ModelConfig = serde_json::from_slice(&fixture_file("config.json")).unwrap();
     config.vocab_size += 3;
-    let weights = random_checkpoint(&config, 0);
+    let weights = random_checkpoint(&config, 0).unwrap();
     let err = open(
         &serde_json::to_vec(&config).unwrap(),
         &weights,
@@ -293,4 +293,15 @@ fn mutated_weight_files_never_panic() {
         let outcome = std::panic::catch_unwind(|| open_weights(&bytes).map(|_| ()));
         assert!(outcome.is_ok(), "mutation {i} panicked");
     }
+}
+
+#[test]
+fn the_model_rejects_token_ids_outside_its_vocabulary() {
+    use unmask::sampler::Denoiser;
+    let mut bundle = common::tiny();
+    let v = bundle.config.vocab_size as u32;
+    let err = pollster::block_on(bundle.model.logits(&[&[1, v]], 0.0)).unwrap_err();
+    assert!(err.to_string().contains(&format!("token id {v}")), "{err}");
+    assert!(pollster::block_on(bundle.model.predict(&[&[1, v + 5]], 0..1, 0.0)).is_err());
+    assert!(pollster::block_on(bundle.model.predict_cached(&[], &[v], 0.0)).is_err());
 }

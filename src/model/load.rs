@@ -275,7 +275,7 @@ pub fn parameter_count(config: &ModelConfig) -> usize {
 
 /// A checkpoint with the reference's key names and random weights for `config`, as safetensors
 /// bytes (benchmarks, tests and a fresh training run start from it). Deterministic in `seed`.
-pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
+pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
     let mut rng = crate::rng::Rng::new(seed);
     let (d, c, v, m) = (
         config.hidden_dim,
@@ -353,15 +353,12 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Vec<u8> {
             (format!("backbone.{name}"), shape, bytes)
         })
         .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+    let views = data
         .iter()
         .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes);
-            (
-                name.clone(),
-                view.expect("shape and byte count agree by construction"),
-            )
+            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)?;
+            Ok((name.clone(), view))
         })
-        .collect();
-    safetensors::serialize(views, None).expect("serializing in-memory f32 tensors cannot fail")
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+    Ok(safetensors::serialize(views, None)?)
 }

@@ -96,10 +96,25 @@ impl DitDenoiser {
         Ok(())
     }
 
+    /// Rejects ids the embedding has no row for (a GPU gather would read garbage).
+    fn check_ids<'a>(&self, ids: impl IntoIterator<Item = &'a u32>) -> Result<(), ModelError> {
+        match ids
+            .into_iter()
+            .find(|&&t| t as usize >= self.spec.vocab_size)
+        {
+            Some(t) => Err(ModelError::Unsupported(format!(
+                "token id {t} is outside the model's vocabulary of {} tokens",
+                self.spec.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Raw logits for every position of every sequence, `[B·L·V]`, without the cache.
     pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
         let l = batch.first().map_or(0, |s| s.len());
         self.check_len(l)?;
+        self.check_ids(batch.iter().flat_map(|s| s.iter()))?;
         let out = self.dit.forward(
             self.tokens(batch),
             &vec![sigma; batch.len()],
@@ -154,6 +169,7 @@ impl Denoiser for DitDenoiser {
             (len, targets.clone())
         };
         self.check_len(fed)?;
+        self.check_ids(batch.iter().flat_map(|s| s.iter()))?;
         let cut: Vec<&[u32]> = batch.iter().map(|s| &s[..fed]).collect();
         let out = self.dit.forward(
             self.tokens(&cut),
@@ -196,6 +212,7 @@ impl Denoiser for DitDenoiser {
             ));
         }
         self.check_len(start + fed.len())?;
+        self.check_ids(&fed)?;
         let out = self.dit.forward(
             self.tokens(&[&fed]),
             &[sigma],

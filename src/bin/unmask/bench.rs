@@ -62,8 +62,12 @@ fn load(args: &BenchArgs, kind: BackendKind) -> Result<(DitDenoiser, ModelConfig
         }
         None => {
             let config = synthetic_config();
-            let dit = load_dit(&config, &random_checkpoint(&config, 1), &device)
-                .map_err(|e| e.to_string())?;
+            let dit = load_dit(
+                &config,
+                &random_checkpoint(&config, 1).map_err(|e| e.to_string())?,
+                &device,
+            )
+            .map_err(|e| e.to_string())?;
             let spec = ModelSpec {
                 vocab_size: config.vocab_size,
                 model_length: config.model_length,
