@@ -142,21 +142,23 @@ impl ModelConfig {
                 });
             }
         }
-        if self.hidden_dim % self.n_heads != 0 || (self.hidden_dim / self.n_heads) % 2 != 0 {
+        if !self.hidden_dim.is_multiple_of(self.n_heads)
+            || !(self.hidden_dim / self.n_heads).is_multiple_of(2)
+        {
             return Err(ConfigError::Unsupported {
                 field: "n_heads",
                 value: self.n_heads.to_string(),
                 hint: "hidden_dim / n_heads must be a whole, even head size (the rotary embedding rotates pairs)",
             });
         }
-        if let Some(block_size) = self.block_size {
-            if block_size == 0 || self.model_length % block_size != 0 {
-                return Err(ConfigError::Unsupported {
-                    field: "block_size",
-                    value: block_size.to_string(),
-                    hint: "it must be positive and divide model_length",
-                });
-            }
+        if let Some(block_size) = self.block_size
+            && (block_size == 0 || !self.model_length.is_multiple_of(block_size))
+        {
+            return Err(ConfigError::Unsupported {
+                field: "block_size",
+                value: block_size.to_string(),
+                hint: "it must be positive and divide model_length",
+            });
         }
         if self.block_causal() && self.block_size.is_none() {
             return Err(ConfigError::Unsupported {

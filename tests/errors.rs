@@ -249,9 +249,7 @@ fn bad_generation_settings_are_clear_errors() {
         ),
     ];
     for (settings, prompt, expected) in cases {
-        let err = start(settings, &prompt)
-            .err()
-            .expect("bad settings accepted");
+        let err = start(settings, &prompt).expect_err("bad settings accepted");
         assert!(
             err.to_string().contains(expected),
             "expected {expected:?} in {err}"

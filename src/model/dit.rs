@@ -246,10 +246,10 @@ impl Dit {
         let rope = rotary_tables(start, l, head_dim, &device);
         let key_start = if cache.is_some() { 0 } else { start };
         let bias = attention_bias(attention, start, l, key_start, &device);
-        if let Some(c) = cache.as_deref_mut() {
-            if c.layers.len() != self.blocks.len() {
-                c.layers = vec![LayerCache::default(); self.blocks.len()];
-            }
+        if let Some(c) = cache.as_deref_mut()
+            && c.layers.len() != self.blocks.len()
+        {
+            c.layers = vec![LayerCache::default(); self.blocks.len()];
         }
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {

@@ -107,7 +107,7 @@ impl Llada {
             return Err(bad("block_length must be at least 1"));
         }
         let block_length = settings.block_length.unwrap_or(gen_length).max(1);
-        if gen_length % block_length != 0 {
+        if !gen_length.is_multiple_of(block_length) {
             return Err(bad(format!(
                 "gen_length ({gen_length}) must be a multiple of block_length ({block_length})"
             )));
@@ -115,7 +115,7 @@ impl Llada {
         let num_blocks = (gen_length / block_length).max(1);
         if settings.threshold.is_none() {
             check_steps(settings.steps, canvas.masked_count())?;
-            if settings.steps % num_blocks != 0 {
+            if !settings.steps.is_multiple_of(num_blocks) {
                 return Err(bad(format!(
                     "steps ({}) must be a multiple of the number of blocks ({num_blocks} = gen_length / block_length)",
                     settings.steps

@@ -555,18 +555,18 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
             settings.temperature
         )));
     }
-    if let Some(p) = settings.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(bad(format!("top_p must be in (0, 1], got {p}")));
-        }
+    if let Some(p) = settings.top_p
+        && !(p > 0.0 && p <= 1.0)
+    {
+        return Err(bad(format!("top_p must be in (0, 1], got {p}")));
     }
     if settings.top_k == Some(0) {
         return Err(bad("top_k must be at least 1"));
     }
-    if let Some(t) = settings.threshold {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(bad(format!("threshold must be in [0, 1], got {t}")));
-        }
+    if let Some(t) = settings.threshold
+        && !(0.0..=1.0).contains(&t)
+    {
+        return Err(bad(format!("threshold must be in [0, 1], got {t}")));
     }
     if !(settings.cfg_scale >= 0.0 && settings.cfg_scale.is_finite()) {
         return Err(bad(format!(
