@@ -133,13 +133,14 @@ impl Generation {
         }
         let progress = self.sampler.progress();
         let prompt_len = canvas.prompt_len().min(final_ids.len());
-        // Filled positions that survived (BD3/AR cut the canvas after EOS).
-        let prompt_masks = self
-            .prompt_ids
+        // Positions that started masked and hold a token now (BD3/AR may have cut the canvas).
+        let generated = final_ids
             .iter()
-            .filter(|&&t| t == spec.mask_id)
+            .enumerate()
+            .filter(|&(i, &t)| {
+                t != spec.mask_id && self.prompt_ids.get(i).is_none_or(|&p| p == spec.mask_id)
+            })
             .count();
-        let generated = final_ids.len() - prompt_len + prompt_masks;
         Trajectory {
             format: TRAJECTORY_FORMAT.into(),
             version: TRAJECTORY_VERSION,

@@ -303,3 +303,52 @@ fn the_model_rejects_token_ids_outside_its_vocabulary() {
     assert!(pollster::block_on(bundle.model.predict(&[&[1, v + 5]], 0..1, 0.0)).is_err());
     assert!(pollster::block_on(bundle.model.predict_cached(&[], &[v], 0.0)).is_err());
 }
+
+#[test]
+fn knobs_a_sampler_does_not_have_are_refused_not_ignored() {
+    let mdlm = Settings {
+        gen_length: 8,
+        steps: 8,
+        ..Settings::defaults(SamplerKind::Mdlm)
+    };
+    for (settings, knob) in [
+        (
+            Settings {
+                cfg_scale: 2.0,
+                ..mdlm.clone()
+            },
+            "no cfg",
+        ),
+        (
+            Settings {
+                threshold: Some(0.9),
+                ..mdlm.clone()
+            },
+            "no threshold",
+        ),
+        (
+            Settings {
+                block_length: Some(4),
+                ..mdlm.clone()
+            },
+            "no block_length",
+        ),
+        (
+            Settings {
+                cfg_scale: 1e39,
+                ..Settings::defaults(SamplerKind::Llada)
+            },
+            "cfg scale must be in",
+        ),
+        (
+            Settings {
+                steps: 10_000_000,
+                ..mdlm
+            },
+            "between 1 and",
+        ),
+    ] {
+        let err = start(settings, &[1, 2]).expect_err("accepted");
+        assert!(err.to_string().contains(knob), "{knob}: {err}");
+    }
+}

@@ -199,6 +199,16 @@ fn threshold_commits_at_least_one_per_step() {
     let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].commits.len(), 8);
+    // Other rankings still threshold on the probability (entropy scores are ≤ 0).
+    let entropy = Settings {
+        remasking: Remasking::Entropy,
+        threshold: Some(0.0),
+        ..s.clone()
+    };
+    assert_eq!(
+        run_all(entropy, &PROMPT, &mut fake_for(SamplerKind::Llada)).len(),
+        1
+    );
     // In between, adaptive: every step at least one, fewer calls than tokens.
     s.threshold = Some(median);
     let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));

@@ -58,8 +58,8 @@ pub(crate) fn score(
     (scored, candidates)
 }
 
-/// The `count` most confident predictions (earlier position first on ties), or with a threshold,
-/// every one at or above it and never fewer than one.
+/// The `count` most confident predictions (earlier position first on ties), or with a threshold τ,
+/// every prediction whose probability is ≥ τ (Fast-dLLM), and never fewer than the most confident.
 pub(crate) fn select(mut scored: Vec<Scored>, count: usize, threshold: Option<f64>) -> Vec<Commit> {
     scored.sort_by(|a, b| {
         b.confidence
@@ -67,7 +67,12 @@ pub(crate) fn select(mut scored: Vec<Scored>, count: usize, threshold: Option<f6
             .then(a.position.cmp(&b.position))
     });
     let count = match threshold {
-        Some(tau) => scored.iter().filter(|s| s.confidence >= tau).count().max(1),
+        // Fast-dLLM: every prediction at least τ probable, or else the most confident one.
+        Some(tau) if scored.iter().any(|s| s.prob >= tau) => {
+            scored.retain(|s| s.prob >= tau);
+            scored.len()
+        }
+        Some(_) => 1,
         None => count,
     };
     let mut commits: Vec<Commit> = scored

@@ -18,6 +18,10 @@ use super::{
     TOP_CANDIDATES, bad, loglinear_sigma,
 };
 
+/// Most steps accepted: cache hits that commit nothing run inside one `step` call, and this bounds
+/// that loop (the paper's longest schedule is T = 5000).
+pub const MAX_STEPS: usize = 100_000;
+
 /// The reference's smallest time, `sampling_eps`.
 pub const SAMPLING_EPS: f64 = 1e-5;
 
@@ -39,8 +43,11 @@ impl Mdlm {
     /// paper samples with T ≫ L, and the cache makes the empty steps free.
     pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
-        if settings.steps == 0 {
-            return Err(bad("steps must be at least 1"));
+        if !(1..=MAX_STEPS).contains(&settings.steps) {
+            return Err(bad(format!(
+                "mdlm steps must be between 1 and {MAX_STEPS}, got {}",
+                settings.steps
+            )));
         }
         Ok(Self {
             base: Base::new(canvas, settings, spec, false),

@@ -521,6 +521,10 @@ pub fn loglinear_sigma(t: f64) -> f32 {
     (-(1.0 - (1.0 - EPS) * t).ln()) as f32
 }
 
+/// Largest classifier-free guidance scale accepted; LLaDA's experiments use 0–3, and beyond this
+/// the f32 guided logits lose all precision.
+pub const MAX_CFG_SCALE: f64 = 100.0;
+
 /// Checks the prompt and lengths every sampler shares.
 fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result<(), SampleError> {
     if prompt.is_empty() {
@@ -568,11 +572,34 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
     {
         return Err(bad(format!("threshold must be in [0, 1], got {t}")));
     }
-    if !(settings.cfg_scale >= 0.0 && settings.cfg_scale.is_finite()) {
+    if !(0.0..=MAX_CFG_SCALE).contains(&settings.cfg_scale) {
         return Err(bad(format!(
-            "cfg scale must be ≥ 0, got {}",
+            "cfg scale must be in [0, {MAX_CFG_SCALE}], got {}",
             settings.cfg_scale
         )));
+    }
+    let unused: [(&str, bool, &[SamplerKind]); 3] = [
+        ("cfg", settings.cfg_scale > 0.0, &[SamplerKind::Llada]),
+        (
+            "threshold",
+            settings.threshold.is_some(),
+            &[SamplerKind::Llada, SamplerKind::Bd3],
+        ),
+        (
+            "block_length",
+            settings.block_length.is_some(),
+            &[SamplerKind::Llada, SamplerKind::Bd3],
+        ),
+    ];
+    for (knob, set, users) in unused {
+        if set && !users.contains(&settings.sampler) {
+            let names: Vec<&str> = users.iter().map(|s| s.name()).collect();
+            return Err(bad(format!(
+                "the {} sampler has no {knob} setting (it belongs to {}); leave it out",
+                settings.sampler.name(),
+                names.join(" and ")
+            )));
+        }
     }
     Ok(())
 }
