@@ -8,8 +8,9 @@
 //! The generation region is cut into blocks of `block_length`; each block gets `steps / blocks`
 //! steps. Every step runs the model on the whole canvas, predicts x0 at the block's masked
 //! positions (Gumbel-max at temperature T), and commits the most confident ones: a fixed count per
-//! step from [`transfer_schedule`](super::transfer_schedule), or, with a threshold τ, every one with confidence ≥ τ and at
-//! least the most confident. Masks written in the prompt are filled during the first block.
+//! step from [`transfer_schedule`](super::transfer_schedule), or, with a threshold τ, every one
+//! whose token has probability ≥ τ and at least the most confident. Masks written in the prompt
+//! are filled during the first block.
 
 use super::probs::{Draw, confidence, draw_token, guide, subs_probs, top_tokens};
 use super::{

@@ -188,7 +188,8 @@ pub struct Settings {
     pub top_p: Option<f64>,
     /// Classifier-free guidance scale s: logits = un + (s + 1)(cond − un); 0 is off.
     pub cfg_scale: f64,
-    /// Fast-dLLM: commit every masked position of the block whose confidence ≥ τ (at least one).
+    /// Fast-dLLM: commit every masked position of the block whose predicted token is at least τ
+    /// probable (always at least the most confident one).
     pub threshold: Option<f64>,
     /// BD3-LM first-hitting: one uniformly chosen masked position per step.
     pub first_hitting: bool,
