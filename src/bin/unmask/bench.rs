@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::Bundle;
 use unmask::config::{Attention, ModelConfig};
@@ -16,9 +16,15 @@ use unmask::sampler::{Denoiser, ModelSpec, SamplerKind, Settings};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model folder; without it a random-weight DiT (hidden 256, 4 blocks, vocab 4096, block 4).
+    /// Model folder; without it a random-weight DiT of `--preset`'s shape.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Shape of the random-weight model when no folder is given.
+    #[arg(long, value_enum, default_value = "small")]
+    preset: Preset,
+    /// Skip the sampler runs (forward latency only).
+    #[arg(long)]
+    forward_only: bool,
     /// Backends to measure.
     #[arg(long, value_delimiter = ',', default_value = "cpu,wgpu")]
     backends: Vec<BackendKind>,
@@ -33,23 +39,37 @@ pub struct BenchArgs {
     gen_length: usize,
 }
 
+/// Random-weight model shapes.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// Hidden 256, 4 blocks, 4 heads, vocab 4096, block 4 (6.2 M parameters).
+    Small,
+    /// The published kuleshov-group OWT checkpoints' shape: hidden 768, 12 blocks, 12 heads,
+    /// cond 128, vocab 50258 (GPT-2 + mask), block 4 (169.6 M parameters).
+    Owt170m,
+}
+
 /// The synthetic model measured when no folder is given.
-fn synthetic_config() -> ModelConfig {
+fn synthetic_config(preset: Preset) -> ModelConfig {
+    let (vocab_size, hidden_dim, n_blocks, n_heads) = match preset {
+        Preset::Small => (4096, 256, 4, 4),
+        Preset::Owt170m => (50258, 768, 12, 12),
+    };
     ModelConfig {
         model_type: Some("bd3lm".into()),
-        vocab_size: 4096,
+        vocab_size,
         model_length: 1024,
-        hidden_dim: 256,
+        hidden_dim,
         cond_dim: 128,
-        n_blocks: 4,
-        n_heads: 4,
+        n_blocks,
+        n_heads,
         block_size: Some(4),
         cross_attn: Some(true),
         adaln: true,
         causal: false,
         time_conditioning: false,
         dropout: 0.0,
-        mask_token_id: Some(4095),
+        mask_token_id: Some(vocab_size as u32 - 1),
     }
 }
 
@@ -61,7 +81,7 @@ fn load(args: &BenchArgs, kind: BackendKind) -> Result<(DitDenoiser, ModelConfig
             Ok((b.model, b.config))
         }
         None => {
-            let config = synthetic_config();
+            let config = synthetic_config(args.preset);
             let dit = load_dit(
                 &config,
                 &random_checkpoint(&config, 1).map_err(|e| e.to_string())?,
@@ -127,6 +147,9 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                     .map_err(|e| e.to_string())
             })?;
             println!("| {} | forward L={l} | {:.1} ms |", kind.name(), secs * 1e3);
+        }
+        if args.forward_only {
+            continue;
         }
         let prompt: Vec<u32> = (0..8)
             .map(|i| (i * 7 % vocab) as u32)
