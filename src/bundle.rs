@@ -90,6 +90,25 @@ impl Bundle {
     /// Reads a model folder from disk.
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
+        Self::from_files(ModelDir::read(dir)?.files(), device)
+    }
+}
+
+/// The three files of a model folder, read into memory.
+#[derive(Clone, Debug)]
+pub struct ModelDir {
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// `model.safetensors`.
+    pub weights: Vec<u8>,
+    /// `tokenizer.json`.
+    pub tokenizer: Vec<u8>,
+}
+
+impl ModelDir {
+    /// Reads `dir`'s three files.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn read(dir: &std::path::Path) -> Result<Self, BundleError> {
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| BundleError::Io {
@@ -97,18 +116,19 @@ impl Bundle {
                 source,
             })
         };
-        let (config, weights, tokenizer) = (
-            read(CONFIG_FILE)?,
-            read(WEIGHTS_FILE)?,
-            read(TOKENIZER_FILE)?,
-        );
-        Self::from_files(
-            ModelFiles {
-                config: &config,
-                weights: &weights,
-                tokenizer: &tokenizer,
-            },
-            device,
-        )
+        Ok(Self {
+            config: read(CONFIG_FILE)?,
+            weights: read(WEIGHTS_FILE)?,
+            tokenizer: read(TOKENIZER_FILE)?,
+        })
+    }
+
+    /// Borrowed view for [`Bundle::from_files`].
+    pub fn files(&self) -> ModelFiles<'_> {
+        ModelFiles {
+            config: &self.config,
+            weights: &self.weights,
+            tokenizer: &self.tokenizer,
+        }
     }
 }

@@ -117,10 +117,17 @@ fn inspect_describes_the_model() {
 fn bad_input_exits_nonzero_with_a_message_and_no_panic() {
     let model = fixture_dir();
     let m = model.to_str().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let out_file = tmp("never.safetensors");
+    let out = out_file.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
         (
             &["generate", "--model", "/nonexistent", "--prompt", "x"],
             "cannot read",
+        ),
+        (&["inspect", "--model", "/nonexistent"], "cannot read"),
+        (
+            &["forward", "--model", m, "--ids", "1,9999", "--out", out],
+            "token id 9999 is outside",
         ),
         (
             &["generate", "--model", m, "--prompt", "  "],

@@ -352,3 +352,33 @@ fn knobs_a_sampler_does_not_have_are_refused_not_ignored() {
         assert!(err.to_string().contains(knob), "{knob}: {err}");
     }
 }
+
+#[test]
+fn kv_caches_are_refused_for_time_conditioned_models() {
+    for (sampler, attention) in [
+        (SamplerKind::Bd3, Attention::BlockCausal { block_size: 4 }),
+        (SamplerKind::Ar, Attention::Causal),
+    ] {
+        let mut fake = Fake::new(attention, 50);
+        fake.spec.time_conditioning = true;
+        let settings = Settings {
+            gen_length: 8,
+            steps: 8,
+            ..Settings::defaults(sampler)
+        };
+        let err =
+            Generation::from_ids(settings.clone(), &[1, 2], &fake.spec).expect_err("accepted");
+        assert!(
+            err.to_string().contains("time-conditioned"),
+            "{sampler:?}: {err}"
+        );
+        let uncached = Settings {
+            use_cache: false,
+            ..settings
+        };
+        assert!(
+            Generation::from_ids(uncached, &[1, 2], &fake.spec).is_ok(),
+            "{sampler:?}"
+        );
+    }
+}

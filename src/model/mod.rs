@@ -130,19 +130,12 @@ impl DitDenoiser {
 /// Reads `[B, L, V]` logits back to the host.
 async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
     let [b, l, v] = logits.dims();
-    let data = logits
-        .into_data_async()
-        .await
-        .map_err(|e| ModelError::Backend {
-            backend: crate::backend::describe(device),
-            message: format!("{e:?}"),
-        })?;
-    let values = data
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Backend {
-            backend: crate::backend::describe(device),
-            message: format!("{e:?}"),
-        })?;
+    let failed = |e: &dyn std::fmt::Debug| ModelError::Backend {
+        backend: crate::backend::describe(device),
+        message: format!("{e:?}"),
+    };
+    let data = logits.into_data_async().await.map_err(|e| failed(&e))?;
+    let values = data.try_into_vec::<f32>().map_err(|e| failed(&e))?;
     Ok(Logits::new(values, b * l, v))
 }
 

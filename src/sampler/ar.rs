@@ -32,11 +32,6 @@ impl Ar {
                 spec.attention.name()
             )));
         }
-        if settings.use_cache && spec.time_conditioning {
-            return Err(bad(
-                "this model is time-conditioned: cached keys and values would keep the noise level they were made with; add --no-cache",
-            ));
-        }
         if canvas.is_masked(0) {
             return Err(bad(
                 "the ar sampler cannot fill position 0: start the prompt with a token",

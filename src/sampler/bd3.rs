@@ -69,11 +69,6 @@ impl Bd3 {
                 return Err(bad("bd3 on a bidirectional model needs a block_length"));
             }
         };
-        if settings.use_cache && spec.time_conditioning {
-            return Err(bad(
-                "this model is time-conditioned: cached blocks would keep the noise level they were stored with; add --no-cache",
-            ));
-        }
         if settings.first_hitting && settings.threshold.is_some() {
             return Err(bad(
                 "first-hitting fills one position per step; a threshold needs the remasking rules (drop one of them)",

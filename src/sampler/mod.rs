@@ -579,6 +579,12 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
             settings.cfg_scale
         )));
     }
+    let kv_cached = matches!(settings.sampler, SamplerKind::Bd3 | SamplerKind::Ar);
+    if kv_cached && settings.use_cache && spec.time_conditioning {
+        return Err(bad(
+            "this model is time-conditioned: cached keys and values would keep the noise level they were made with; add --no-cache",
+        ));
+    }
     let unused: [(&str, bool, &[SamplerKind]); 3] = [
         ("cfg", settings.cfg_scale > 0.0, &[SamplerKind::Llada]),
         (

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use unmask::backend::{self, BackendKind};
-use unmask::bundle::{Bundle, model_spec};
+use unmask::bundle::{Bundle, ModelDir, model_spec};
 use unmask::config::Attention;
 use unmask::engine::Generation;
 use unmask::model::parameter_count;
@@ -320,15 +320,6 @@ fn forward(args: ForwardArgs) -> CliResult<()> {
     if ids.is_empty() {
         return Err("the sequence is empty".into());
     }
-    if let Some(&bad) = ids
-        .iter()
-        .find(|&&t| t as usize >= bundle.config.vocab_size)
-    {
-        return Err(format!(
-            "token id {bad} is outside the vocabulary ({})",
-            bundle.config.vocab_size
-        ));
-    }
     let logits =
         pollster::block_on(bundle.model.logits(&[&ids], 0.0)).map_err(|e| e.to_string())?;
     let bytes: Vec<u8> = logits
@@ -355,13 +346,10 @@ fn forward(args: ForwardArgs) -> CliResult<()> {
 }
 
 fn inspect(dir: &Path) -> CliResult<()> {
-    let weights = std::fs::read(dir.join(unmask::bundle::WEIGHTS_FILE)).map_err(|e| {
-        format!(
-            "cannot read {}: {e}",
-            dir.join(unmask::bundle::WEIGHTS_FILE).display()
-        )
-    })?;
-    let bundle = open(dir, BackendKind::Cpu)?;
+    let files = ModelDir::read(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let device = backend::init(BackendKind::Cpu).map_err(|e| e.to_string())?;
+    let bundle = Bundle::from_files(files.files(), &device)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let c = &bundle.config;
     let spec = model_spec(c, &bundle.codec);
     println!("model       {}", dir.display());
@@ -392,7 +380,7 @@ fn inspect(dir: &Path) -> CliResult<()> {
         parameter_count(c),
         parameter_count(c) as f64 / 1e6
     );
-    let file = safetensors::SafeTensors::deserialize(&weights).map_err(|e| e.to_string())?;
+    let file = safetensors::SafeTensors::deserialize(&files.weights).map_err(|e| e.to_string())?;
     let mut dtypes = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for (_, t) in file.tensors() {
         let e = dtypes.entry(format!("{:?}", t.dtype())).or_default();
