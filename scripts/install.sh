@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs what Unmask's build and tests need on Debian, skipping what is already there.
-# Usage: scripts/install.sh
+# Installs what Unmask needs on Debian, skipping what is already there.
+# Usage: scripts/install.sh          build and serve the page (Rust, wasm32, Trunk, wasm-bindgen)
+#        scripts/install.sh test     the same, plus what the tests use (lavapipe, Chromium, Node)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
@@ -26,5 +28,31 @@ fi
 rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
     || rustup target add wasm32-unknown-unknown
 
-# C toolchain for -sys crates; Mesa's lavapipe gives wgpu a Vulkan device without a GPU.
-apt_install build-essential pkg-config mesa-vulkan-drivers
+# C toolchain for -sys crates.
+apt_install build-essential pkg-config
+
+# Trunk and the wasm-bindgen CLI, built without their fat LTO (minutes less on a cold machine; they
+# only move files around). The CLI must match the wasm-bindgen in Cargo.lock exactly.
+tools_target="${UNMASK_TOOLS_TARGET:-/var/tmp/unmask-tools-target}"
+cargo_install() {
+    echo "building $1 $2 (once per machine)" >&2
+    CARGO_TARGET_DIR="$tools_target" CARGO_PROFILE_RELEASE_LTO=off \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=2 \
+        cargo install --quiet "$@"
+}
+trunk_version="0.21.14"
+trunk --version 2>/dev/null | grep -qx "trunk $trunk_version" \
+    || cargo_install trunk --version "$trunk_version" --locked
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $bindgen_version" \
+    || cargo_install wasm-bindgen-cli --version "$bindgen_version"
+
+if [ "${1:-}" = "test" ]; then
+    # Mesa's lavapipe gives native wgpu a Vulkan device; Chromium (headless, SwiftShader WebGPU)
+    # and Node with playwright-core drive the page.
+    apt_install mesa-vulkan-drivers chromium
+    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    if [ ! -d tests/browser/node_modules/playwright-core ]; then
+        (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+fi

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: unit, integration (fixture parity, samplers, errors, wgpu on lavapipe),
-# the fuzz target's build and the browser target's build.
+# Runs every test: unit and integration tests (fixture parity, samplers, errors, CLI, wgpu on
+# lavapipe), the fuzz target's build, the page's build (Trunk, wasm32) and the page in headless
+# Chromium (WebGPU on SwiftShader, and the CPU fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh
+scripts/install.sh test
 . scripts/env.sh
 export UNMASK_REQUIRE_WGPU=1
 cargo test --locked --all-targets
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins
-cargo check --locked --lib --target wasm32-unknown-unknown
+trunk build --locked
+UNMASK_BIN="$CARGO_TARGET_DIR/debug/unmask" node --test tests/browser/

@@ -87,6 +87,11 @@ impl Bundle {
         })
     }
 
+    /// The facts samplers need about this model.
+    pub fn model_spec(&self) -> ModelSpec {
+        model_spec(&self.config, &self.codec)
+    }
+
     /// Reads a model folder from disk.
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {

@@ -8,20 +8,27 @@
 //! - [`sampler`]: LLaDA, MDLM, BD3-LM and autoregressive samplers that emit every [`sampler::Step`];
 //! - [`bundle`] and [`text`]: model folders (config.json, model.safetensors, tokenizer.json) from bytes;
 //! - [`engine`] and [`trajectory`]: a run, step by step, and its JSON record;
-//! - [`backend`]: the one file that names burn's CPU and wgpu backends.
+//! - [`backend`]: the one file that names burn's CPU and wgpu backends;
+//! - [`page`]: the web page's state, worker protocol and replay (plain Rust); the browser glue
+//!   (`browser`) and the Leptos components (`ui`) build for wasm32 only.
 //!
 //! What it does not do (yet): training (the `train` issue), batching several prompts, quantised
 //! weights.
 
 pub mod backend;
+#[cfg(target_arch = "wasm32")]
+pub mod browser;
 pub mod bundle;
 pub mod config;
 pub mod engine;
 pub mod model;
+pub mod page;
 pub mod rng;
 pub mod sampler;
 pub mod text;
 pub mod trajectory;
+#[cfg(target_arch = "wasm32")]
+pub mod ui;
 
 pub use backend::BackendKind;
 pub use bundle::{Bundle, ModelFiles};

@@ -61,6 +61,12 @@ impl DitDenoiser {
         }
     }
 
+    /// A second denoiser on the same weights (burn tensors are shared, not copied) with its own
+    /// empty KV cache, so two runs can interleave on one model (the page's race).
+    pub fn fork(&self) -> Self {
+        Self::new(self.dit.clone(), self.device.clone(), self.spec.clone())
+    }
+
     /// The network.
     pub fn dit(&self) -> &Dit {
         &self.dit

@@ -152,6 +152,44 @@ impl SamplerKind {
     }
 }
 
+/// A setting a sampler may read: the page shows, and the URL carries, only the ones the chosen
+/// sampler uses, and [`check_common`] refuses the ones it would silently ignore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Knob {
+    /// [`Settings::steps`].
+    Steps,
+    /// [`Settings::block_length`].
+    BlockLength,
+    /// [`Settings::remasking`].
+    Remasking,
+    /// [`Settings::cfg_scale`].
+    Cfg,
+    /// [`Settings::threshold`].
+    Threshold,
+    /// [`Settings::first_hitting`].
+    FirstHitting,
+    /// [`Settings::use_cache`].
+    Cache,
+    /// [`Settings::stop_at_eos`].
+    StopAtEos,
+}
+
+impl SamplerKind {
+    /// Whether this sampler reads `knob` (temperature, top-k, top-p, seed and `gen_length` are
+    /// read by all of them). `bd3` reads `steps` and `remasking` only without first-hitting.
+    pub fn uses(self, knob: Knob) -> bool {
+        use SamplerKind::*;
+        match knob {
+            Knob::Steps => matches!(self, Llada | Mdlm | Bd3),
+            Knob::BlockLength | Knob::Remasking | Knob::Threshold => matches!(self, Llada | Bd3),
+            Knob::Cfg => self == Llada,
+            Knob::FirstHitting => self == Bd3,
+            Knob::StopAtEos => matches!(self, Bd3 | Ar),
+            Knob::Cache => matches!(self, Mdlm | Bd3 | Ar),
+        }
+    }
+}
+
 /// How LLaDA-style samplers rank the masked positions they could commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -585,26 +623,22 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
             "this model is time-conditioned: cached keys and values would keep the noise level they were made with; add --no-cache",
         ));
     }
-    let unused: [(&str, bool, &[SamplerKind]); 3] = [
-        ("cfg", settings.cfg_scale > 0.0, &[SamplerKind::Llada]),
-        (
-            "threshold",
-            settings.threshold.is_some(),
-            &[SamplerKind::Llada, SamplerKind::Bd3],
-        ),
-        (
-            "block_length",
-            settings.block_length.is_some(),
-            &[SamplerKind::Llada, SamplerKind::Bd3],
-        ),
+    let unused = [
+        ("cfg", settings.cfg_scale > 0.0, Knob::Cfg),
+        ("threshold", settings.threshold.is_some(), Knob::Threshold),
+        ("block_length", settings.block_length.is_some(), Knob::BlockLength),
     ];
-    for (knob, set, users) in unused {
-        if set && !users.contains(&settings.sampler) {
-            let names: Vec<&str> = users.iter().map(|s| s.name()).collect();
+    for (name, set, knob) in unused {
+        if set && !settings.sampler.uses(knob) {
+            let users: Vec<&str> = SamplerKind::ALL
+                .iter()
+                .filter(|s| s.uses(knob))
+                .map(|s| s.name())
+                .collect();
             return Err(bad(format!(
-                "the {} sampler has no {knob} setting (it belongs to {}); leave it out",
+                "the {} sampler has no {name} setting (it belongs to {}); leave it out",
                 settings.sampler.name(),
-                names.join(" and ")
+                users.join(" and ")
             )));
         }
     }

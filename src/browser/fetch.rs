@@ -1,0 +1,209 @@
+//! Downloads with byte progress, kept in the browser's Cache Storage.
+//!
+//! Cross-origin model files (a Hugging Face repo, another site) are stored in the Cache Storage
+//! bucket [`CACHE_NAME`] after their first download, so a reload reads them from disk. Files of the
+//! page's own origin (the bundled model) go through the ordinary HTTP cache instead, which
+//! revalidates them when the site is updated.
+
+use js_sys::{Reflect, Uint8Array};
+use thiserror::Error;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Cache, CacheStorage, ReadableStreamDefaultReader, Response};
+
+use super::js_error;
+
+/// The Cache Storage bucket for model files.
+pub const CACHE_NAME: &str = "unmask-models-v1";
+/// Bytes between two progress reports.
+const PROGRESS_EVERY: u64 = 1 << 18;
+
+/// Why a file could not be had.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    /// The server has no such file.
+    #[error("{url} was not found (HTTP 404): check the model URL or repo id, and that the folder has config.json, model.safetensors and tokenizer.json")]
+    NotFound {
+        /// The URL.
+        url: String,
+    },
+    /// Any other HTTP error.
+    #[error("{url} answered HTTP {status}{hint}")]
+    Http {
+        /// The URL.
+        url: String,
+        /// Status code.
+        status: u16,
+        /// What it likely means.
+        hint: &'static str,
+    },
+    /// The request did not complete (network down, or blocked by CORS).
+    #[error("could not fetch {url} ({detail}): the network is down, or the server does not allow this page to read it (CORS: it must send Access-Control-Allow-Origin)")]
+    Network {
+        /// The URL.
+        url: String,
+        /// The browser's words.
+        detail: String,
+    },
+    /// The body broke off.
+    #[error("the download of {url} broke off: {detail}; try again")]
+    Body {
+        /// The URL.
+        url: String,
+        /// The browser's words.
+        detail: String,
+    },
+}
+
+impl FetchError {
+    /// Whether the file is simply absent (a missing tokenizer has a fallback).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FetchError::NotFound { .. })
+    }
+}
+
+fn global_fetch(url: &str) -> js_sys::Promise {
+    let global = js_sys::global();
+    if let Some(scope) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        scope.fetch_with_str(url)
+    } else {
+        web_sys::window()
+            .expect("a window or a worker")
+            .fetch_with_str(url)
+    }
+}
+
+fn caches() -> Option<CacheStorage> {
+    let global = js_sys::global();
+    // Throws in opaque origins (a sandboxed iframe without allow-same-origin): no cache then.
+    let c = Reflect::get(&global, &"caches".into()).ok()?;
+    c.dyn_into::<CacheStorage>().ok()
+}
+
+async fn open_cache() -> Option<Cache> {
+    let p = caches()?.open(CACHE_NAME);
+    JsFuture::from(p).await.ok()?.dyn_into::<Cache>().ok()
+}
+
+/// Whether `url` leaves the page's origin (and so is kept in Cache Storage).
+fn is_remote(url: &str) -> bool {
+    let Ok(href) = Reflect::get(&js_sys::global(), &"location".into())
+        .and_then(|l| Reflect::get(&l, &"origin".into()))
+    else {
+        return false;
+    };
+    let origin = href.as_string().unwrap_or_default();
+    (url.starts_with("https://") || url.starts_with("http://")) && !url.starts_with(&origin)
+}
+
+/// Fetches `url` whole, calling `progress(loaded, total, from_cache)` as bytes arrive.
+pub async fn fetch_bytes(
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>, bool),
+) -> Result<Vec<u8>, FetchError> {
+    let remote = is_remote(url);
+    let cache = if remote { open_cache().await } else { None };
+    if let Some(cache) = &cache
+        && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
+        && let Ok(response) = hit.dyn_into::<Response>()
+        && let Ok(bytes) = read_body(url, &response, |l, t| progress(l, t, true)).await
+    {
+        return Ok(bytes);
+    }
+    let network = |detail: String| FetchError::Network {
+        url: url.to_owned(),
+        detail,
+    };
+    let response: Response = JsFuture::from(global_fetch(url))
+        .await
+        .map_err(|e| network(js_error(&e)))?
+        .dyn_into()
+        .map_err(|e| network(js_error(&e)))?;
+    match response.status() {
+        200..=299 => {}
+        404 => return Err(FetchError::NotFound { url: url.into() }),
+        status => {
+            let hint = match status {
+                401 | 403 => ": the model is private or gated; use a public one, or download it and drop the files on the page",
+                429 => ": too many requests; wait a minute and try again",
+                500..=599 => ": the server failed; try again later",
+                _ => "",
+            };
+            return Err(FetchError::Http {
+                url: url.into(),
+                status,
+                hint,
+            });
+        }
+    }
+    let bytes = read_body(url, &response, |l, t| progress(l, t, false)).await?;
+    if let Some(cache) = cache {
+        // A full cache or a private window only costs the next download.
+        let body = Uint8Array::from(bytes.as_slice());
+        if let Ok(stored) = Response::new_with_opt_buffer_source(Some(&body)) {
+            let _ = JsFuture::from(cache.put_with_str(url, &stored)).await;
+        }
+    }
+    Ok(bytes)
+}
+
+async fn read_body(
+    url: &str,
+    response: &Response,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Vec<u8>, FetchError> {
+    let body_err = |e: JsValue| FetchError::Body {
+        url: url.to_owned(),
+        detail: js_error(&e),
+    };
+    let total = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(stream) = response.body() else {
+        progress(0, Some(0));
+        return Ok(Vec::new());
+    };
+    let reader: ReadableStreamDefaultReader =
+        stream.get_reader().dyn_into().map_err(|o| body_err(o.into()))?;
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 31) as usize);
+    let mut reported = 0u64;
+    progress(0, total);
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(body_err)?;
+        let done = Reflect::get(&chunk, &"done".into())
+            .map_err(body_err)?
+            .as_bool()
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        let value: Uint8Array = Reflect::get(&chunk, &"value".into())
+            .map_err(body_err)?
+            .dyn_into()
+            .map_err(body_err)?;
+        let start = bytes.len();
+        bytes.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut bytes[start..]);
+        let loaded = bytes.len() as u64;
+        if loaded - reported >= PROGRESS_EVERY {
+            reported = loaded;
+            progress(loaded, total);
+        }
+    }
+    progress(bytes.len() as u64, total.or(Some(bytes.len() as u64)));
+    Ok(bytes)
+}
+
+/// Deletes every cached model file.
+pub async fn clear_cache() -> Result<bool, String> {
+    let Some(c) = caches() else {
+        return Ok(false);
+    };
+    JsFuture::from(c.delete(CACHE_NAME))
+        .await
+        .map(|v| v.as_bool().unwrap_or(false))
+        .map_err(|e| js_error(&e))
+}

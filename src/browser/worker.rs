@@ -1,0 +1,368 @@
+//! The model worker: a dedicated Web Worker that owns the backend, the model and the runs, so the
+//! page stays responsive while the GPU (or the CPU fallback) works.
+//!
+//! `www/worker.js` imports the same wasm module as the page and calls [`start`]. Each run is an
+//! async task stepping a [`Generation`] on its own fork of the model (same weights, its own KV
+//! cache), so the two runs of a race interleave step by step. Between steps a task yields to the
+//! event loop, which is where a `cancel` message gets in.
+
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::rc::Rc;
+
+use js_sys::{Array, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
+
+use crate::backend::{self, BackendKind};
+use crate::bundle::{Bundle, CONFIG_FILE, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::config::ModelConfig;
+use crate::engine::Generation;
+use crate::model::parameter_count;
+use crate::page::protocol::{FromWorker, LoadedModel, ToWorker};
+use crate::page::source::{GPT2_TOKENIZER_URL, ModelSource, classify_dropped};
+use crate::page::state::BackendChoice;
+
+use super::fetch::fetch_bytes;
+use super::{js_error, now_ms};
+
+/// The GPT-2 vocabulary plus the appended mask row.
+const GPT2_MASKED_VOCAB: usize = 50258;
+
+struct State {
+    /// Start and load requests, handled one after the other (a load needs the backend).
+    queue: VecDeque<(ToWorker, Option<Array>)>,
+    /// Whether a task is working through `queue`.
+    draining: bool,
+    device: Option<burn::tensor::Device>,
+    model: Option<Rc<Bundle>>,
+    name: String,
+    cancelled: HashSet<u32>,
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(msg: &FromWorker) {
+    let _ = scope().post_message(&JsValue::from_str(&msg.to_json()));
+}
+
+fn fail(run: Option<u32>, stage: &str, message: impl Into<String>) {
+    post(&FromWorker::Failed {
+        run,
+        stage: stage.into(),
+        message: message.into(),
+    });
+}
+
+/// Entry point, called by `worker.js` once the module is instantiated.
+#[wasm_bindgen(js_name = workerStart)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        // The instance is unusable after a panic: the page replaces this worker.
+        fail(None, "panic", format!("the model worker crashed: {info}"));
+    }));
+    let state = Rc::new(RefCell::new(State {
+        queue: VecDeque::new(),
+        draining: false,
+        device: None,
+        model: None,
+        name: String::new(),
+        cancelled: HashSet::new(),
+    }));
+    let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+        let data = event.data();
+        let json = Reflect::get(&data, &"json".into())
+            .ok()
+            .and_then(|j| j.as_string())
+            .unwrap_or_default();
+        let files = Reflect::get(&data, &"files".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Array>().ok());
+        match serde_json::from_str::<ToWorker>(&json) {
+            Ok(msg) => handle(state.clone(), msg, files),
+            Err(e) => fail(None, "message", format!("unreadable message: {e}")),
+        }
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    post(&FromWorker::Booted);
+}
+
+fn handle(state: Rc<RefCell<State>>, msg: ToWorker, files: Option<Array>) {
+    if let ToWorker::Cancel { run } = msg {
+        state.borrow_mut().cancelled.insert(run);
+        return;
+    }
+    let start = {
+        let mut s = state.borrow_mut();
+        s.queue.push_back((msg, files));
+        !std::mem::replace(&mut s.draining, true)
+    };
+    if start {
+        spawn_local(drain(state));
+    }
+}
+
+/// Handles queued requests in order: a load waits for the backend, a run for the model. Runs
+/// themselves go on in their own tasks, so two can interleave and a cancel gets in between steps.
+async fn drain(state: Rc<RefCell<State>>) {
+    loop {
+        let next = state.borrow_mut().queue.pop_front();
+        let Some((msg, files)) = next else {
+            state.borrow_mut().draining = false;
+            return;
+        };
+        match msg {
+            ToWorker::Start { backend } => start_backend(state.clone(), backend).await,
+            ToWorker::Load { source } => {
+                let t0 = now_ms();
+                match load(&state, &source, files).await {
+                    Ok(mut model) => {
+                        model.load_seconds = (now_ms() - t0) / 1000.0;
+                        post(&FromWorker::Loaded { model });
+                    }
+                    Err(message) => fail(None, "load", message),
+                }
+            }
+            ToWorker::Generate {
+                run,
+                prompt,
+                settings,
+            } => spawn_local(generate(state.clone(), run, prompt, settings)),
+            ToWorker::Cancel { run } => {
+                state.borrow_mut().cancelled.insert(run);
+            }
+        }
+    }
+}
+
+/// Whether `navigator.gpu` gives an adapter (asked before burn is, so a browser without one
+/// falls back cleanly instead of failing inside the runtime).
+async fn webgpu_adapter() -> Result<(), String> {
+    let navigator: JsValue = scope().navigator().into();
+    let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err("this browser has no WebGPU (navigator.gpu is missing)".into());
+    }
+    let request = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .ok_or("navigator.gpu.requestAdapter is missing")?;
+    let promise: Promise = request
+        .call0(&gpu)
+        .map_err(|e| js_error(&e))?
+        .dyn_into()
+        .map_err(|e| js_error(&e))?;
+    let adapter = JsFuture::from(promise).await.map_err(|e| js_error(&e))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err("WebGPU is present but offers no adapter (GPU blocked or disabled)".into());
+    }
+    Ok(())
+}
+
+async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice) {
+    let mut fallback = None;
+    let mut kind = BackendKind::Cpu;
+    if choice == BackendChoice::Auto {
+        match webgpu_adapter().await {
+            Ok(()) => kind = BackendKind::Wgpu,
+            Err(why) => fallback = Some(why),
+        }
+    }
+    let device = match backend::init_async(kind).await {
+        Ok(d) => d,
+        Err(e) if kind == BackendKind::Wgpu => {
+            fallback = Some(e.to_string());
+            kind = BackendKind::Cpu;
+            match backend::init_async(kind).await {
+                Ok(d) => d,
+                Err(e) => return fail(None, "start", e.to_string()),
+            }
+        }
+        Err(e) => return fail(None, "start", e.to_string()),
+    };
+    let detail = backend::describe(&device);
+    state.borrow_mut().device = Some(device);
+    post(&FromWorker::Ready {
+        backend: kind,
+        detail,
+        fallback,
+    });
+}
+
+async fn file_bytes(file: &File) -> Result<Vec<u8>, String> {
+    let buf = JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|e| format!("cannot read {}: {}", file.name(), js_error(&e)))?;
+    Ok(Uint8Array::new(&buf).to_vec())
+}
+
+async fn load(
+    state: &Rc<RefCell<State>>,
+    source: &ModelSource,
+    files: Option<Array>,
+) -> Result<LoadedModel, String> {
+    let device = state
+        .borrow()
+        .device
+        .clone()
+        .ok_or("no backend yet: the page starts one before loading")?;
+    let (config, weights, tokenizer) = match (source, files) {
+        (ModelSource::Files(_), Some(files)) => {
+            let files: Vec<File> = files.iter().filter_map(|f| f.dyn_into().ok()).collect();
+            let names: Vec<String> = files.iter().map(|f| f.name()).collect();
+            let (c, w, t) = classify_dropped(&names)?;
+            let config = file_bytes(&files[c]).await?;
+            let tokenizer = match t {
+                Some(t) => file_bytes(&files[t]).await?,
+                None => fallback_tokenizer(&config, "no tokenizer file was dropped").await?,
+            };
+            (config, file_bytes(&files[w]).await?, tokenizer)
+        }
+        (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
+        (source, _) => {
+            let url = |f: &str| source.file_url(f).expect("a URL source");
+            let config = download(&url(CONFIG_FILE), CONFIG_FILE).await?;
+            let tokenizer = match download_raw(&url(TOKENIZER_FILE), TOKENIZER_FILE).await {
+                Ok(t) => t,
+                Err(e) if e.is_not_found() => {
+                    fallback_tokenizer(&config, "the folder has no tokenizer.json").await?
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            (config, download(&url(WEIGHTS_FILE), WEIGHTS_FILE).await?, tokenizer)
+        }
+    };
+    let bundle = Bundle::from_files(
+        ModelFiles {
+            config: &config,
+            weights: &weights,
+            tokenizer: &tokenizer,
+        },
+        &device,
+    )
+    .map_err(|e| e.to_string())?;
+    drop(weights);
+    let c = &bundle.config;
+    let model = LoadedModel {
+        name: source.to_string(),
+        spec: bundle.model_spec(),
+        parameters: parameter_count(c),
+        shape: format!(
+            "{} blocks × {} wide, {} heads, {} attention",
+            c.n_blocks,
+            c.hidden_dim,
+            c.n_heads,
+            c.attention().name()
+        ),
+        load_seconds: 0.0,
+    };
+    let mut s = state.borrow_mut();
+    s.model = Some(Rc::new(bundle));
+    s.name = source.to_string();
+    Ok(model)
+}
+
+/// GPT-2's tokenizer for the GPT-2-based checkpoints that ship none.
+async fn fallback_tokenizer(config: &[u8], why: &str) -> Result<Vec<u8>, String> {
+    let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
+    if config.vocab_size != GPT2_MASKED_VOCAB {
+        return Err(format!(
+            "{why}, and its vocabulary ({} tokens) is not GPT-2's plus a mask ({GPT2_MASKED_VOCAB}); add its tokenizer.json",
+            config.vocab_size
+        ));
+    }
+    download(GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await
+}
+
+async fn download_raw(url: &str, file: &str) -> Result<Vec<u8>, super::fetch::FetchError> {
+    fetch_bytes(url, |loaded, total, cached| {
+        post(&FromWorker::Progress {
+            file: file.into(),
+            loaded,
+            total,
+            cached,
+        })
+    })
+    .await
+}
+
+async fn download(url: &str, file: &str) -> Result<Vec<u8>, String> {
+    download_raw(url, file).await.map_err(|e| e.to_string())
+}
+
+/// Resolves on the next turn of the event loop.
+async fn yield_now() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+async fn generate(
+    state: Rc<RefCell<State>>,
+    run: u32,
+    prompt: String,
+    settings: crate::sampler::Settings,
+) {
+    let Some(bundle) = state.borrow().model.clone() else {
+        return fail(Some(run), "generate", "no model is loaded yet");
+    };
+    let name = state.borrow().name.clone();
+    let spec = bundle.model_spec();
+    let mut model = bundle.model.fork();
+    let mut generation = match Generation::new(settings, &prompt, &bundle.codec, &spec) {
+        Ok(g) => g,
+        Err(e) => return fail(Some(run), "generate", e.to_string()),
+    };
+    let t0 = now_ms();
+    let mut known: HashSet<u32> = HashSet::new();
+    let mut new_vocab = |ids: &mut dyn Iterator<Item = u32>| -> Vec<(u32, String)> {
+        ids.filter(|&id| known.insert(id))
+            .map(|id| (id, bundle.codec.token_text(id)))
+            .collect()
+    };
+    let canvas = generation.sampler().canvas().tokens().to_vec();
+    let vocab = new_vocab(&mut canvas.iter().copied());
+    post(&FromWorker::Started {
+        run,
+        prompt_ids: generation.prompt_ids().to_vec(),
+        canvas,
+        vocab,
+    });
+    loop {
+        if state.borrow_mut().cancelled.remove(&run) {
+            return post(&FromWorker::Cancelled { run });
+        }
+        match generation.next(&mut model).await {
+            Ok(Some(step)) => {
+                let mut ids = step
+                    .canvas
+                    .iter()
+                    .copied()
+                    .chain(step.candidates.iter().flat_map(|c| c.top.iter().map(|t| t.token)));
+                let vocab = new_vocab(&mut ids);
+                post(&FromWorker::Step {
+                    run,
+                    step: step.clone(),
+                    vocab,
+                    elapsed_ms: now_ms() - t0,
+                });
+            }
+            Ok(None) => {
+                let trajectory = generation.trajectory(&name, &bundle.codec, &spec);
+                return post(&FromWorker::Done {
+                    run,
+                    trajectory: Box::new(trajectory),
+                    elapsed_ms: now_ms() - t0,
+                });
+            }
+            Err(e) => return fail(Some(run), "generate", e.to_string()),
+        }
+        yield_now().await;
+    }
+}
+

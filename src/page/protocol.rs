@@ -1,0 +1,211 @@
+//! Messages between the page and its model worker, as JSON text (one `serde_json` string per
+//! `postMessage`; dropped files travel beside it as `File` objects).
+//!
+//! The worker says [`FromWorker::Booted`] once its wasm has started; the page sends nothing before
+//! that. Then: [`ToWorker::Start`] picks the backend, [`ToWorker::Load`] loads a model,
+//! [`ToWorker::Generate`] streams one [`FromWorker::Step`] per sampler step and ends with
+//! [`FromWorker::Done`], [`FromWorker::Cancelled`] or [`FromWorker::Failed`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::sampler::{ModelSpec, Settings, Step};
+use crate::trajectory::Trajectory;
+
+use super::source::ModelSource;
+use super::state::BackendChoice;
+
+/// Page → worker.
+// Externally tagged (serde's default), not `tag = "type"`: internally tagged enums buffer their
+// content, which cannot read the trajectory's integer map keys back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToWorker {
+    /// Start a backend (once per worker: a new choice means a new worker).
+    Start {
+        /// The reader's preference.
+        backend: BackendChoice,
+    },
+    /// Load a model; for [`ModelSource::Files`] the three files come with the message.
+    Load {
+        /// Where from.
+        source: ModelSource,
+    },
+    /// Run a sampler.
+    Generate {
+        /// The page's id for this run.
+        run: u32,
+        /// Prompt text.
+        prompt: String,
+        /// Sampler and knobs.
+        settings: Settings,
+    },
+    /// Stop a run after its current step.
+    Cancel {
+        /// Which run.
+        run: u32,
+    },
+}
+
+/// What a loaded model is, for the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    /// Its name (source).
+    pub name: String,
+    /// What the samplers see.
+    pub spec: ModelSpec,
+    /// Parameter count.
+    pub parameters: usize,
+    /// `hidden_dim`, `n_blocks`, `n_heads` in words.
+    pub shape: String,
+    /// Seconds from the load request to a ready model.
+    pub load_seconds: f64,
+}
+
+/// Worker → page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromWorker {
+    /// The worker's wasm runs and listens.
+    Booted,
+    /// A backend is up.
+    Ready {
+        /// Which one.
+        backend: BackendKind,
+        /// The adapter or CPU, in words.
+        detail: String,
+        /// Why WebGPU was not used, when it was wanted and is not.
+        fallback: Option<String>,
+    },
+    /// Download progress of one file.
+    Progress {
+        /// File name.
+        file: String,
+        /// Bytes so far.
+        loaded: u64,
+        /// Bytes in all, when the server says.
+        total: Option<u64>,
+        /// Whether it came from the browser's cache.
+        cached: bool,
+    },
+    /// A model is ready.
+    Loaded {
+        /// What it is.
+        model: LoadedModel,
+    },
+    /// A run was accepted: its prompt and the canvas before the first step.
+    Started {
+        /// Which run.
+        run: u32,
+        /// The prompt's ids (masks to infill included).
+        prompt_ids: Vec<u32>,
+        /// Prompt then masks.
+        canvas: Vec<u32>,
+        /// Text of the ids on that canvas.
+        vocab: Vec<(u32, String)>,
+    },
+    /// One step of a run.
+    Step {
+        /// Which run.
+        run: u32,
+        /// The step.
+        step: Step,
+        /// Text of token ids not sent before in this run.
+        vocab: Vec<(u32, String)>,
+        /// Milliseconds since the run started.
+        elapsed_ms: f64,
+    },
+    /// A run finished.
+    Done {
+        /// Which run.
+        run: u32,
+        /// The whole record (for export).
+        trajectory: Box<Trajectory>,
+        /// Milliseconds the run took.
+        elapsed_ms: f64,
+    },
+    /// A run stopped on request.
+    Cancelled {
+        /// Which run.
+        run: u32,
+    },
+    /// Something failed; `run` says which run, if any.
+    Failed {
+        /// The run, or `None` for loading and start-up.
+        run: Option<u32>,
+        /// What was being done ("load", "generate", "start").
+        stage: String,
+        /// What happened and what to do.
+        message: String,
+    },
+}
+
+impl ToWorker {
+    /// As JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("messages serialise")
+    }
+}
+
+impl FromWorker {
+    /// As JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("messages serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::SamplerKind;
+
+    #[test]
+    fn messages_round_trip_as_json() {
+        let m = ToWorker::Generate {
+            run: 3,
+            prompt: "<b>hi</b> [MASK]".into(),
+            settings: Settings::defaults(SamplerKind::Llada),
+        };
+        assert_eq!(serde_json::from_str::<ToWorker>(&m.to_json()).unwrap(), m);
+        let m = FromWorker::Failed {
+            run: None,
+            stage: "load".into(),
+            message: "404".into(),
+        };
+        assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
+        assert!(m.to_json().starts_with(r#"{"failed":"#));
+    }
+
+    #[test]
+    fn a_finished_run_with_its_trajectory_survives_the_trip() {
+        use crate::trajectory::{ModelInfo, Stats, TRAJECTORY_FORMAT, TRAJECTORY_VERSION};
+        // The vocabulary is keyed by token id: JSON object keys are strings, which an internally
+        // tagged enum could not read back.
+        let trajectory = Trajectory {
+            format: TRAJECTORY_FORMAT.into(),
+            version: TRAJECTORY_VERSION,
+            model: ModelInfo {
+                name: "tiny".into(),
+                vocab_size: 8,
+                mask_id: 7,
+                attention: crate::config::Attention::Bidirectional,
+                model_length: 8,
+            },
+            settings: Settings::defaults(SamplerKind::Llada),
+            prompt: "a".into(),
+            prompt_ids: vec![1],
+            vocab: [(1, "a".to_string()), (7, "[MASK]".into())].into_iter().collect(),
+            steps: Vec::new(),
+            text: "a".into(),
+            completion: String::new(),
+            final_ids: vec![1],
+            stats: Stats::default(),
+        };
+        let m = FromWorker::Done {
+            run: 1,
+            trajectory: Box::new(trajectory),
+            elapsed_ms: 2.5,
+        };
+        assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
+    }
+}

@@ -1,0 +1,321 @@
+//! A run as the page draws it: the steps so far (live, or from an imported trajectory) with what
+//! every cell shows at any step of the timeline, and the per-step series the plots draw.
+
+use std::collections::HashMap;
+
+use crate::sampler::{Candidates, Step};
+use crate::trajectory::Trajectory;
+
+/// What a canvas cell is at some step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellState {
+    /// Given by the prompt.
+    Prompt,
+    /// Still masked.
+    Masked,
+    /// Committed at `step` with the model's `confidence`; `fresh` when that is the step shown.
+    Committed {
+        /// Step it was committed in.
+        step: usize,
+        /// Probability of the token when drawn.
+        confidence: f64,
+        /// Committed in the step being shown.
+        fresh: bool,
+    },
+}
+
+/// One cell of the canvas at one step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// Canvas position.
+    pub position: usize,
+    /// The token's text (empty when masked).
+    pub text: String,
+    /// Its state.
+    pub state: CellState,
+    /// Inside the block being denoised at that step.
+    pub in_block: bool,
+}
+
+/// The steps of one run and what they imply.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Replay {
+    prompt_ids: Vec<u32>,
+    /// The canvas before the first step (prompt, then masks).
+    initial: Vec<u32>,
+    mask_id: u32,
+    steps: Vec<Step>,
+    vocab: HashMap<u32, String>,
+    /// Per position: (step, confidence) of its commit.
+    commits: Vec<Option<(usize, f64)>>,
+}
+
+impl Replay {
+    /// An empty run: `prompt_ids`, and the canvas before the first step.
+    pub fn new(prompt_ids: Vec<u32>, initial: Vec<u32>, mask_id: u32) -> Self {
+        Self {
+            prompt_ids,
+            initial,
+            mask_id,
+            ..Self::default()
+        }
+    }
+
+    /// A recorded run, ready to play with no model.
+    pub fn from_trajectory(t: &Trajectory) -> Self {
+        let gen_length = t.settings.gen_length;
+        let mut initial = t.prompt_ids.clone();
+        initial.extend(std::iter::repeat_n(t.model.mask_id, gen_length));
+        let mut r = Self::new(t.prompt_ids.clone(), initial, t.model.mask_id);
+        r.add_vocab(t.vocab.iter().map(|(&k, v)| (k, v.clone())));
+        for s in &t.steps {
+            r.push(s.clone());
+        }
+        r
+    }
+
+    /// Learns token texts.
+    pub fn add_vocab(&mut self, entries: impl IntoIterator<Item = (u32, String)>) {
+        self.vocab.extend(entries);
+    }
+
+    /// Appends the next step.
+    pub fn push(&mut self, step: Step) {
+        if self.commits.len() < step.canvas.len() {
+            self.commits.resize(step.canvas.len(), None);
+        }
+        for c in &step.commits {
+            if let Some(slot) = self.commits.get_mut(c.position) {
+                *slot = Some((step.index, c.confidence));
+            }
+        }
+        self.steps.push(step);
+    }
+
+    /// Steps so far.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether there are no steps yet.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The prompt's ids.
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.prompt_ids
+    }
+
+    /// Text of a token id, or `⟨id⟩` when unknown.
+    pub fn text(&self, id: u32) -> String {
+        self.vocab
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("⟨{id}⟩"))
+    }
+
+    /// Whether the text of `id` has been learned.
+    pub fn knows(&self, id: u32) -> bool {
+        self.vocab.contains_key(&id)
+    }
+
+    /// The canvas at step `at` (clamped to the last), cell by cell; before any step, the initial
+    /// canvas.
+    pub fn cells(&self, at: usize) -> Vec<Cell> {
+        let Some(step) = self.step(at) else {
+            return self
+                .initial
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| self.prompt_cell(i, t))
+                .collect();
+        };
+        let at = step.index;
+        step.canvas
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let in_block = (step.block[0]..step.block[1]).contains(&i);
+                let given = self.prompt_ids.get(i).is_some_and(|&p| p != self.mask_id);
+                let state = if given {
+                    CellState::Prompt
+                } else if step.masked.get(i).copied().unwrap_or(t == self.mask_id) {
+                    CellState::Masked
+                } else {
+                    match self.commits.get(i).copied().flatten() {
+                        Some((s, confidence)) if s <= at => CellState::Committed {
+                            step: s,
+                            confidence,
+                            fresh: s == at,
+                        },
+                        // Filled at a later step than shown cannot happen (the canvas says not
+                        // masked); treat as fresh.
+                        _ => CellState::Committed {
+                            step: at,
+                            confidence: 0.0,
+                            fresh: true,
+                        },
+                    }
+                };
+                let text = if state == CellState::Masked {
+                    String::new()
+                } else {
+                    self.text(t)
+                };
+                Cell {
+                    position: i,
+                    text,
+                    state,
+                    in_block,
+                }
+            })
+            .collect()
+    }
+
+    fn prompt_cell(&self, i: usize, t: u32) -> Cell {
+        let masked = t == self.mask_id;
+        Cell {
+            position: i,
+            text: if masked { String::new() } else { self.text(t) },
+            state: if masked {
+                CellState::Masked
+            } else {
+                CellState::Prompt
+            },
+            in_block: false,
+        }
+    }
+
+    /// Step `at`, clamped to the last one.
+    pub fn step(&self, at: usize) -> Option<&Step> {
+        self.steps.get(at.min(self.steps.len().saturating_sub(1)))
+    }
+
+    /// The model's top candidates for `position` as of step `at`: from the latest step up to `at`
+    /// that predicted it.
+    pub fn candidates(&self, position: usize, at: usize) -> Option<&Candidates> {
+        let end = (at + 1).min(self.steps.len());
+        self.steps[..end]
+            .iter()
+            .rev()
+            .find_map(|s| s.candidates.iter().find(|c| c.position == position))
+    }
+
+    /// When position `i` was committed, and how confidently.
+    pub fn commit_of(&self, i: usize) -> Option<(usize, f64)> {
+        self.commits.get(i).copied().flatten()
+    }
+
+    /// Masked positions after each step.
+    pub fn masked_series(&self) -> Vec<usize> {
+        self.steps
+            .iter()
+            .map(|s| s.masked.iter().filter(|&&m| m).count())
+            .collect()
+    }
+
+    /// Mean confidence of the tokens committed in each step (`None` for a step that committed
+    /// nothing).
+    pub fn confidence_series(&self) -> Vec<Option<f64>> {
+        self.steps
+            .iter()
+            .map(|s| {
+                (!s.commits.is_empty()).then(|| {
+                    s.commits.iter().map(|c| c.confidence).sum::<f64>() / s.commits.len() as f64
+                })
+            })
+            .collect()
+    }
+
+    /// Tokens committed up to and including step `at`.
+    pub fn committed_through(&self, at: usize) -> usize {
+        let end = (at + 1).min(self.steps.len());
+        self.steps[..end].iter().map(|s| s.commits.len()).sum()
+    }
+
+    /// Canvas length (the latest step's, or the prompt's).
+    pub fn width(&self) -> usize {
+        self.steps
+            .iter()
+            .map(|s| s.canvas.len())
+            .max()
+            .unwrap_or(self.initial.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::{Commit, TopToken};
+
+    fn step(index: usize, canvas: &[u32], commits: &[(usize, u32)], block: [usize; 2]) -> Step {
+        Step {
+            index,
+            model_calls: index + 1,
+            commits: commits
+                .iter()
+                .map(|&(position, token)| Commit {
+                    position,
+                    token,
+                    confidence: 0.5,
+                })
+                .collect(),
+            canvas: canvas.to_vec(),
+            masked: canvas.iter().map(|&t| t == 9).collect(),
+            block,
+            candidates: vec![Candidates {
+                position: 3,
+                top: vec![TopToken { token: 4, prob: 0.7 }],
+            }],
+        }
+    }
+
+    #[test]
+    fn cells_follow_the_timeline() {
+        // Prompt [1, 9(mask to infill)], then two generated positions; mask id 9.
+        let mut r = Replay::new(vec![1, 9], vec![1, 9, 9, 9], 9);
+        r.add_vocab([(1, "a".to_string()), (2, "b".into()), (3, "c".into())]);
+        r.push(step(0, &[1, 2, 9, 9], &[(1, 2)], [0, 4]));
+        r.push(step(1, &[1, 2, 3, 9], &[(2, 3)], [2, 4]));
+        r.push(step(2, &[1, 2, 3, 4], &[(3, 4)], [2, 4]));
+
+        let at0 = r.cells(0);
+        assert_eq!(at0[0].state, CellState::Prompt);
+        assert_eq!(at0[0].text, "a");
+        // The infilled prompt mask is a generated token, committed (fresh) at step 0.
+        assert!(matches!(at0[1].state, CellState::Committed { step: 0, fresh: true, .. }));
+        assert_eq!(at0[2].state, CellState::Masked);
+        assert_eq!(at0[2].text, "");
+
+        let at1 = r.cells(1);
+        assert!(matches!(at1[1].state, CellState::Committed { step: 0, fresh: false, .. }));
+        assert!(matches!(at1[2].state, CellState::Committed { step: 1, fresh: true, .. }));
+        assert!(!at1[0].in_block && at1[2].in_block);
+        // Unknown text is shown by id, never dropped.
+        assert_eq!(r.cells(2)[3].text, "⟨4⟩");
+        // Beyond the end clamps to the last step.
+        assert_eq!(r.cells(99), r.cells(2));
+
+        assert_eq!(r.masked_series(), vec![2, 1, 0]);
+        assert_eq!(r.confidence_series(), vec![Some(0.5); 3]);
+        assert_eq!(r.committed_through(1), 2);
+        assert_eq!(r.candidates(3, 1).unwrap().top[0].token, 4);
+        assert_eq!(r.commit_of(3), Some((2, 0.5)));
+    }
+
+    #[test]
+    fn before_any_step_the_prompt_shows() {
+        let r = Replay::new(vec![1, 9], vec![1, 9, 9], 9);
+        let cells = r.cells(0);
+        assert_eq!(cells.len(), 3);
+        assert_eq!(cells[0].state, CellState::Prompt);
+        assert_eq!(cells[1].state, CellState::Masked);
+        assert_eq!(r.width(), 3);
+    }
+}

@@ -1,0 +1,199 @@
+//! Where a model comes from, and the URL of each of its files.
+//!
+//! A Hugging Face repo id resolves to `https://huggingface.co/{id}/resolve/main/{file}`. The
+//! GPT-2-based MDLM and BD3-LM checkpoints ship no `tokenizer.json`; for those the page takes GPT-2's
+//! and the mask id `vocab_size − 1` = 50257 (the text layer's rule for GPT-2 vocabularies).
+
+use std::fmt;
+
+use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+
+/// The tokenizer a GPT-2-based checkpoint falls back to when its folder has none.
+pub const GPT2_TOKENIZER_URL: &str =
+    "https://huggingface.co/openai-community/gpt2/resolve/main/tokenizer.json";
+
+/// The folder the page ships its default model in, relative to the page.
+pub const DEFAULT_MODEL_DIR: &str = "./models/default/";
+
+/// A model the page can load.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum ModelSource {
+    /// The model shipped with the page.
+    Default,
+    /// A folder URL in the Hugging Face layout (ends with `/`).
+    Url(String),
+    /// A Hugging Face repo id, `owner/name`.
+    Hub(String),
+    /// Files the reader dropped on the page (not in the URL).
+    Files(String),
+}
+
+impl ModelSource {
+    /// Reads what a reader typed or a URL carried: `default`, an `http(s)://` or relative folder
+    /// URL, or `owner/name`.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let s = input.trim();
+        if s.is_empty() || s == "default" {
+            return Ok(Self::Default);
+        }
+        if s.starts_with("https://")
+            || s.starts_with("http://")
+            || s.starts_with("./")
+            || s.starts_with("../")
+            || s.starts_with('/')
+        {
+            if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("the model URL `{s}` contains spaces; remove them"));
+            }
+            let mut url = s.to_owned();
+            // A link straight to one of the files names its folder.
+            for file in [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE] {
+                if let Some(dir) = url.strip_suffix(file) {
+                    url = dir.to_owned();
+                }
+            }
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            return Ok(Self::Url(url));
+        }
+        let valid_part = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 96
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && !p.starts_with(['.', '-'])
+                && !p.contains("..")
+        };
+        match s.split_once('/') {
+            Some((owner, name)) if valid_part(owner) && valid_part(name) => {
+                Ok(Self::Hub(s.to_owned()))
+            }
+            _ => Err(format!(
+                "`{s}` is neither a model folder URL (https://…/) nor a Hugging Face repo id (owner/name)"
+            )),
+        }
+    }
+
+    /// The URL of `file` in this model's folder, or `None` for dropped files.
+    pub fn file_url(&self, file: &str) -> Option<String> {
+        match self {
+            Self::Default => Some(format!("{DEFAULT_MODEL_DIR}{file}")),
+            Self::Url(dir) => Some(format!("{dir}{file}")),
+            Self::Hub(id) => Some(format!("https://huggingface.co/{id}/resolve/main/{file}")),
+            Self::Files(_) => None,
+        }
+    }
+
+    /// What the URL's `model=` parameter holds (dropped files cannot be shared: `None`).
+    pub fn to_param(&self) -> Option<String> {
+        match self {
+            Self::Default => Some("default".into()),
+            Self::Url(u) => Some(u.clone()),
+            Self::Hub(id) => Some(id.clone()),
+            Self::Files(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Url(u) => f.write_str(u),
+            Self::Hub(id) => f.write_str(id),
+            Self::Files(name) => write!(f, "{name} (dropped files)"),
+        }
+    }
+}
+
+/// Which of the dropped files is which: `(config, weights, tokenizer)` as indices into `names`.
+/// The weights are the `.safetensors` file, the tokenizer the `.json` whose name has "tokenizer" in
+/// it, the config the other `.json`; the tokenizer may be missing (GPT-2 checkpoints).
+pub fn classify_dropped(names: &[String]) -> Result<(usize, usize, Option<usize>), String> {
+    let find = |pred: &dyn Fn(&str) -> bool| -> Vec<usize> {
+        names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| pred(&n.to_ascii_lowercase()))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let weights = find(&|n| n.ends_with(".safetensors"));
+    let tokenizer = find(&|n| n.ends_with(".json") && n.contains("tokenizer"));
+    let config = find(&|n| n.ends_with(".json") && !n.contains("tokenizer"));
+    let expected = "drop config.json, model.safetensors and tokenizer.json together";
+    let one = |v: &[usize], what: &str| match v {
+        [i] => Ok(*i),
+        [] => Err(format!("no {what} among the dropped files; {expected}")),
+        _ => Err(format!("several {what} files were dropped; {expected}")),
+    };
+    let weights = one(&weights, "weights (.safetensors)")?;
+    let config = one(&config, "config (.json)")?;
+    let tokenizer = match tokenizer.as_slice() {
+        [] => None,
+        [i] => Some(*i),
+        _ => return Err(format!("several tokenizer files were dropped; {expected}")),
+    };
+    let known = 2 + tokenizer.is_some() as usize;
+    if names.len() > known {
+        return Err(format!(
+            "{} files were dropped but only {known} are used; {expected}",
+            names.len()
+        ));
+    }
+    Ok((config, weights, tokenizer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_files_are_told_apart_by_name() {
+        let names: Vec<String> = ["tokenizer.json", "Model.SafeTensors", "config.json"]
+            .map(String::from)
+            .into();
+        assert_eq!(classify_dropped(&names).unwrap(), (2, 1, Some(0)));
+        let names: Vec<String> = ["a.safetensors", "config.json"].map(String::from).into();
+        assert_eq!(classify_dropped(&names).unwrap(), (1, 0, None));
+        let names: Vec<String> = ["a.safetensors", "b.safetensors", "config.json"]
+            .map(String::from)
+            .into();
+        assert!(classify_dropped(&names).unwrap_err().contains("several"));
+        let names: Vec<String> = ["notes.txt"].map(String::from).into();
+        assert!(classify_dropped(&names).unwrap_err().contains("no weights"));
+    }
+
+    #[test]
+    fn sources_parse_and_resolve() {
+        assert_eq!(ModelSource::parse(" ").unwrap(), ModelSource::Default);
+        let hub = ModelSource::parse("kuleshov-group/bd3lm-owt-block_size4").unwrap();
+        assert_eq!(
+            hub.file_url("config.json").unwrap(),
+            "https://huggingface.co/kuleshov-group/bd3lm-owt-block_size4/resolve/main/config.json"
+        );
+        let url = ModelSource::parse("https://example.org/m/model.safetensors").unwrap();
+        assert_eq!(url, ModelSource::Url("https://example.org/m/".into()));
+        assert_eq!(
+            ModelSource::parse("./models/tiny").unwrap().file_url("tokenizer.json").unwrap(),
+            "./models/tiny/tokenizer.json"
+        );
+        assert_eq!(ModelSource::Files("x".into()).file_url("config.json"), None);
+    }
+
+    #[test]
+    fn bad_sources_say_what_is_expected() {
+        for bad in ["just words", "a/b/c d", "../", "owner/../x", "javascript:alert(1)"] {
+            let parsed = ModelSource::parse(bad);
+            if bad == "../" {
+                // A relative folder is allowed.
+                assert!(parsed.is_ok());
+                continue;
+            }
+            let err = parsed.unwrap_err();
+            assert!(err.contains("repo id") || err.contains("spaces"), "{bad}: {err}");
+        }
+    }
+}

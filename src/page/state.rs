@@ -1,0 +1,532 @@
+//! The page's whole state as a URL query: model, prompt, sampler, every knob, seed, race, autoplay,
+//! embed, theme, backend and playback speed. A shared link reproduces the run exactly (the seed
+//! fixes every draw). Reading a query never fails: each bad value is reported with what is
+//! expected and the default is kept, so a half-broken link still opens a working page.
+
+use crate::sampler::{Knob, MAX_CFG_SCALE, Remasking, SamplerKind, Settings, mdlm::MAX_STEPS};
+
+use super::source::ModelSource;
+
+/// The prompt on a fresh page, written for the bundled model's vocabulary.
+pub const DEFAULT_PROMPT: &str = "the old man saw a";
+/// Steps per second the timeline plays at by default.
+pub const DEFAULT_SPEED: f64 = 8.0;
+/// Playback speeds the page offers, in steps per second.
+pub const SPEEDS: [f64; 6] = [1.0, 2.0, 4.0, 8.0, 16.0, 60.0];
+/// Longest generation the page asks for (the model's `model_length` caps it further).
+pub const MAX_GEN_LENGTH: usize = 8192;
+/// Largest top-k (beyond any vocabulary the page loads).
+pub const MAX_TOP_K: usize = 1 << 20;
+/// Highest softmax temperature offered.
+pub const MAX_TEMPERATURE: f64 = 10.0;
+/// Longest prompt kept from a URL, in characters.
+pub const MAX_PROMPT_CHARS: usize = 20_000;
+
+/// Which backend the reader asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// WebGPU when the browser has a working adapter, else the CPU.
+    Auto,
+    /// The CPU backend in wasm, always.
+    Cpu,
+}
+
+/// Colour scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Theme {
+    /// Follows `prefers-color-scheme`.
+    Auto,
+    /// Light.
+    Light,
+    /// Dark.
+    Dark,
+}
+
+impl Theme {
+    /// The URL and CSS name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Theme::Auto => "auto",
+            Theme::Light => "light",
+            Theme::Dark => "dark",
+        }
+    }
+}
+
+/// Everything a link carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageState {
+    /// The model to load.
+    pub model: ModelSource,
+    /// The prompt (`[MASK]` in it infills).
+    pub prompt: String,
+    /// The run's sampler and knobs, seed included.
+    pub settings: Settings,
+    /// A second sampler raced against the first on the same prompt and seed.
+    pub race: Option<Settings>,
+    /// Start the run as soon as the model is loaded.
+    pub autoplay: bool,
+    /// A minimal frame for blog posts: canvas, timeline and a run button.
+    pub embed: bool,
+    /// Colour scheme.
+    pub theme: Theme,
+    /// Backend preference.
+    pub backend: BackendChoice,
+    /// Playback speed, steps per second.
+    pub speed: f64,
+}
+
+/// The page's defaults for `sampler`: the core's paper defaults sized for the bundled model.
+pub fn page_settings(sampler: SamplerKind) -> Settings {
+    Settings {
+        gen_length: 24,
+        steps: 24,
+        ..Settings::defaults(sampler)
+    }
+}
+
+/// `settings` with the knobs its sampler does not read reset, as the core expects them.
+pub fn effective(settings: &Settings) -> Settings {
+    let mut s = settings.clone();
+    let uses = |k| s.sampler.uses(k);
+    if !uses(Knob::Cfg) {
+        s.cfg_scale = 0.0;
+    }
+    if !uses(Knob::Threshold) {
+        s.threshold = None;
+    }
+    if !uses(Knob::BlockLength) {
+        s.block_length = None;
+    }
+    s
+}
+
+impl Default for PageState {
+    fn default() -> Self {
+        Self {
+            model: ModelSource::Default,
+            prompt: DEFAULT_PROMPT.into(),
+            settings: page_settings(SamplerKind::Bd3),
+            race: None,
+            autoplay: false,
+            embed: false,
+            theme: Theme::Auto,
+            backend: BackendChoice::Auto,
+            speed: DEFAULT_SPEED,
+        }
+    }
+}
+
+impl PageState {
+    /// Reads a query string (with or without its leading `?`). Returns the state and one message
+    /// per value that was ignored.
+    pub fn from_query(query: &str) -> (Self, Vec<String>) {
+        let pairs = parse_query(query.strip_prefix('?').unwrap_or(query));
+        let mut state = PageState::default();
+        let mut errors = Vec::new();
+        let get = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+
+        if let Some(v) = get("model") {
+            match ModelSource::parse(v) {
+                Ok(m) => state.model = m,
+                Err(e) => errors.push(format!("model: {e}")),
+            }
+        }
+        if let Some(v) = get("prompt") {
+            if v.chars().count() > MAX_PROMPT_CHARS {
+                errors.push(format!("prompt: longer than {MAX_PROMPT_CHARS} characters; ignored"));
+            } else {
+                state.prompt = v.to_owned();
+            }
+        }
+        state.settings = read_settings(&pairs, "", &mut errors)
+            .unwrap_or_else(|| page_settings(SamplerKind::Bd3));
+        state.race = read_settings(&pairs, "b.", &mut errors);
+        let mut flag = |key: &str, out: &mut bool| {
+            if let Some(v) = get(key) {
+                match parse_bool(v) {
+                    Some(b) => *out = b,
+                    None => errors.push(format!("{key}: expected 1 or 0, got `{v}`")),
+                }
+            }
+        };
+        flag("autoplay", &mut state.autoplay);
+        flag("embed", &mut state.embed);
+        if let Some(v) = get("theme") {
+            state.theme = match v {
+                "auto" => Theme::Auto,
+                "light" => Theme::Light,
+                "dark" => Theme::Dark,
+                other => {
+                    errors.push(format!("theme: expected auto, light or dark, got `{other}`"));
+                    Theme::Auto
+                }
+            }
+        }
+        if let Some(v) = get("backend") {
+            match v {
+                "auto" | "webgpu" | "gpu" => state.backend = BackendChoice::Auto,
+                "cpu" => state.backend = BackendChoice::Cpu,
+                other => errors.push(format!("backend: expected auto or cpu, got `{other}`")),
+            }
+        }
+        if let Some(v) = get("speed") {
+            match v.parse::<f64>() {
+                Ok(x) if (0.25..=1000.0).contains(&x) => state.speed = x,
+                _ => errors.push(format!(
+                    "speed: expected steps per second between 0.25 and 1000, got `{v}`"
+                )),
+            }
+        }
+        (state, errors)
+    }
+
+    /// The query string (without `?`) that reproduces this state. Dropped files cannot travel in
+    /// a link, so they are left out (the default model is named instead).
+    pub fn to_query(&self) -> String {
+        let mut out: Vec<(String, String)> = Vec::new();
+        out.push((
+            "model".into(),
+            self.model.to_param().unwrap_or_else(|| "default".into()),
+        ));
+        out.push(("prompt".into(), self.prompt.clone()));
+        write_settings(&mut out, "", &self.settings);
+        if let Some(b) = &self.race {
+            write_settings(&mut out, "b.", b);
+        }
+        if self.autoplay {
+            out.push(("autoplay".into(), "1".into()));
+        }
+        if self.embed {
+            out.push(("embed".into(), "1".into()));
+        }
+        if self.theme != Theme::Auto {
+            out.push(("theme".into(), self.theme.name().into()));
+        }
+        if self.backend == BackendChoice::Cpu {
+            out.push(("backend".into(), "cpu".into()));
+        }
+        if self.speed != DEFAULT_SPEED {
+            out.push(("speed".into(), fmt_num(self.speed)));
+        }
+        out.iter()
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    format!("{x}")
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn remasking_name(r: Remasking) -> &'static str {
+    match r {
+        Remasking::LowConfidence => "low-confidence",
+        Remasking::Random => "random",
+        Remasking::Margin => "margin",
+        Remasking::Entropy => "entropy",
+    }
+}
+
+/// Remasking rules by URL name.
+pub const REMASKINGS: [(Remasking, &str); 4] = [
+    (Remasking::LowConfidence, "low-confidence"),
+    (Remasking::Random, "random"),
+    (Remasking::Margin, "margin"),
+    (Remasking::Entropy, "entropy"),
+];
+
+/// Reads one run's settings under `prefix`; `None` when the prefix names no sampler (for the race:
+/// no race).
+fn read_settings(
+    pairs: &[(String, String)],
+    prefix: &str,
+    errors: &mut Vec<String>,
+) -> Option<Settings> {
+    let get = |key: &str| {
+        let key = format!("{prefix}{key}");
+        pairs.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+    };
+    let sampler = match get("sampler") {
+        None if !prefix.is_empty() => return None,
+        None => SamplerKind::Bd3,
+        Some(v) => match SamplerKind::ALL.iter().find(|s| s.name() == v) {
+            Some(&s) => s,
+            None => {
+                errors.push(format!(
+                    "{prefix}sampler: expected llada, mdlm, bd3 or ar, got `{v}`"
+                ));
+                if prefix.is_empty() {
+                    SamplerKind::Bd3
+                } else {
+                    return None;
+                }
+            }
+        },
+    };
+    let mut s = page_settings(sampler);
+    let mut num = |key: &str, lo: f64, hi: f64, whole: bool| -> Option<f64> {
+        let v = get(key)?;
+        if v == "none" {
+            return None; // handled below
+        }
+        match v.trim().parse::<f64>() {
+            Ok(x) if x >= lo && x <= hi && (!whole || x.fract() == 0.0) => Some(x),
+            _ => {
+                let kind = if whole { "a whole number" } else { "a number" };
+                errors.push(format!(
+                    "{prefix}{key}: expected {kind} from {} to {}, got `{v}`",
+                    fmt_num(lo),
+                    fmt_num(hi)
+                ));
+                None
+            }
+        }
+    };
+    if let Some(x) = num("steps", 1.0, MAX_STEPS as f64, true) {
+        s.steps = x as usize;
+    }
+    if let Some(x) = num("gen", 0.0, MAX_GEN_LENGTH as f64, true) {
+        s.gen_length = x as usize;
+    }
+    if let Some(x) = num("block", 1.0, MAX_GEN_LENGTH as f64, true) {
+        s.block_length = Some(x as usize);
+    }
+    if let Some(x) = num("temperature", 0.0, MAX_TEMPERATURE, false) {
+        s.temperature = x;
+    }
+    if let Some(x) = num("top_k", 1.0, MAX_TOP_K as f64, true) {
+        s.top_k = Some(x as usize);
+    }
+    if let Some(x) = num("top_p", f64::MIN_POSITIVE, 1.0, false) {
+        s.top_p = Some(x);
+    }
+    if let Some(x) = num("cfg", 0.0, MAX_CFG_SCALE, false) {
+        s.cfg_scale = x;
+    }
+    if let Some(x) = num("threshold", 0.0, 1.0, false) {
+        s.threshold = Some(x);
+    }
+    if let Some(x) = num("seed", 0.0, 9_007_199_254_740_991.0, true) {
+        s.seed = x as u64;
+    }
+    if let Some(v) = get("remasking") {
+        match REMASKINGS.iter().find(|(_, n)| *n == v) {
+            Some(&(r, _)) => s.remasking = r,
+            None => errors.push(format!(
+                "{prefix}remasking: expected low-confidence, random, margin or entropy, got `{v}`"
+            )),
+        }
+    }
+    for (key, field) in [
+        ("first_hitting", &mut s.first_hitting),
+        ("cache", &mut s.use_cache),
+        ("eos", &mut s.stop_at_eos),
+    ] {
+        if let Some(v) = get(key) {
+            match parse_bool(&v) {
+                Some(b) => *field = b,
+                None => errors.push(format!("{prefix}{key}: expected 1 or 0, got `{v}`")),
+            }
+        }
+    }
+    // "none" clears an optional knob the defaults may set (bd3's nucleus 0.9).
+    let none = |key: &str| get(key).as_deref() == Some("none");
+    if none("top_p") {
+        s.top_p = None;
+    }
+    if none("top_k") {
+        s.top_k = None;
+    }
+    if none("threshold") {
+        s.threshold = None;
+    }
+    for (key, knob) in [
+        ("cfg", Knob::Cfg),
+        ("threshold", Knob::Threshold),
+        ("block", Knob::BlockLength),
+    ] {
+        if get(key).is_some() && !sampler.uses(knob) {
+            errors.push(format!(
+                "{prefix}{key}: the {} sampler has no such setting; ignored",
+                sampler.name()
+            ));
+        }
+    }
+    Some(effective(&s))
+}
+
+fn write_settings(out: &mut Vec<(String, String)>, prefix: &str, s: &Settings) {
+    let s = effective(s);
+    let mut put = |k: &str, v: String| out.push((format!("{prefix}{k}"), v));
+    let uses = |k| s.sampler.uses(k);
+    put("sampler", s.sampler.name().into());
+    if uses(Knob::Steps) {
+        put("steps", s.steps.to_string());
+    }
+    put("gen", s.gen_length.to_string());
+    if let Some(b) = s.block_length {
+        put("block", b.to_string());
+    }
+    if uses(Knob::Remasking) {
+        put("remasking", remasking_name(s.remasking).into());
+    }
+    put("temperature", fmt_num(s.temperature));
+    put("top_k", s.top_k.map_or("none".into(), |k| k.to_string()));
+    put("top_p", s.top_p.map_or("none".into(), fmt_num));
+    if s.cfg_scale > 0.0 {
+        put("cfg", fmt_num(s.cfg_scale));
+    }
+    if uses(Knob::Threshold) {
+        put("threshold", s.threshold.map_or("none".into(), fmt_num));
+    }
+    if uses(Knob::FirstHitting) {
+        put("first_hitting", (s.first_hitting as u8).to_string());
+    }
+    if uses(Knob::Cache) {
+        put("cache", (s.use_cache as u8).to_string());
+    }
+    if uses(Knob::StopAtEos) {
+        put("eos", (s.stop_at_eos as u8).to_string());
+    }
+    put("seed", s.seed.to_string());
+}
+
+/// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space, as in forms).
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode_component(k), decode_component(v))
+        })
+        .collect()
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Undoes [`encode_component`] (and `+` for space); malformed escapes are kept as typed, and
+/// invalid UTF-8 becomes U+FFFD.
+pub fn decode_component(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_state_survives_the_round_trip_through_a_link() {
+        let mut state = PageState::default();
+        state.prompt = "a & b = [MASK] 100% <img src=x>\nnext line é".into();
+        state.model = ModelSource::Hub("kuleshov-group/mdlm-owt".into());
+        state.settings = Settings {
+            threshold: Some(0.9),
+            cfg_scale: 1.5,
+            block_length: Some(8),
+            top_k: Some(7),
+            seed: 42,
+            ..page_settings(SamplerKind::Llada)
+        };
+        state.race = Some(Settings {
+            use_cache: false,
+            ..page_settings(SamplerKind::Mdlm)
+        });
+        state.autoplay = true;
+        state.embed = true;
+        state.theme = Theme::Dark;
+        state.backend = BackendChoice::Cpu;
+        state.speed = 16.0;
+        let (back, errors) = PageState::from_query(&format!("?{}", state.to_query()));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn bad_values_are_reported_and_the_defaults_kept() {
+        let (state, errors) = PageState::from_query(
+            "sampler=llada&steps=0&temperature=hot&top_p=1.5&cfg=2&theme=neon&embed=maybe&speed=9999&b.sampler=xyz&model=not%20a%20model",
+        );
+        assert_eq!(state.settings.sampler, SamplerKind::Llada);
+        assert_eq!(state.settings.steps, page_settings(SamplerKind::Llada).steps);
+        assert_eq!(state.settings.cfg_scale, 2.0);
+        assert_eq!(state.race, None);
+        assert_eq!(state.theme, Theme::Auto);
+        assert!(!state.embed);
+        assert_eq!(state.model, ModelSource::Default);
+        for key in ["steps", "temperature", "top_p", "theme", "embed", "speed", "b.sampler", "model"] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(&format!("{key}:"))),
+                "no message for {key}: {errors:?}"
+            );
+        }
+        assert_eq!(errors.len(), 8, "{errors:?}");
+    }
+
+    #[test]
+    fn knobs_a_sampler_does_not_read_are_dropped_with_a_message() {
+        let (state, errors) = PageState::from_query("sampler=mdlm&cfg=3&threshold=0.5");
+        assert_eq!(state.settings.cfg_scale, 0.0);
+        assert_eq!(state.settings.threshold, None);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(!state.to_query().contains("cfg="));
+    }
+
+    #[test]
+    fn none_clears_a_default_nucleus() {
+        let (state, errors) = PageState::from_query("sampler=bd3&top_p=none");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(state.settings.top_p, None);
+    }
+
+    #[test]
+    fn percent_decoding_keeps_malformed_escapes_and_plus_is_space() {
+        assert_eq!(decode_component("a+b%20c%zz%4"), "a b c%zz%4");
+        assert_eq!(decode_component("%E2%9C%93"), "✓");
+        assert_eq!(decode_component("%FF"), "\u{FFFD}");
+        let s = "∑ <&> ?=#";
+        assert_eq!(decode_component(&encode_component(s)), s);
+    }
+}

@@ -1,0 +1,809 @@
+//! The page's state, its link with the model worker and the layout.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::backend::BackendKind;
+use crate::browser::client::{ModelWorker, WorkerEvent};
+use crate::browser::now_ms;
+use crate::page::protocol::{FromWorker, LoadedModel, ToWorker};
+use crate::page::replay::Replay;
+use crate::page::source::ModelSource;
+use crate::page::state::{BackendChoice, PageState, effective};
+use crate::sampler::Settings;
+use crate::trajectory::Trajectory;
+
+use super::canvas::{Inspector, TokenCanvas};
+use super::controls::{Controls, ModelPanel, SharePanel};
+use super::plots::Plots;
+use super::timeline::Timeline;
+
+/// Where the backend stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerStatus {
+    /// Starting.
+    Starting,
+    /// Running on a backend.
+    Ready {
+        /// Which.
+        backend: BackendKind,
+        /// In words.
+        detail: String,
+        /// Why not WebGPU, when wanted.
+        fallback: Option<String>,
+    },
+    /// Failed to start.
+    Failed(String),
+}
+
+/// Where the model stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelStatus {
+    /// Nothing asked yet.
+    None,
+    /// Downloading / uploading.
+    Loading {
+        /// What.
+        source: String,
+        /// Current file.
+        file: String,
+        /// Bytes so far.
+        loaded: u64,
+        /// Bytes in all.
+        total: Option<u64>,
+        /// From the browser's cache.
+        cached: bool,
+    },
+    /// Ready.
+    Loaded(LoadedModel),
+    /// Failed; the page keeps working (and keeps any previous model).
+    Failed(String),
+}
+
+/// How a run stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunStatus {
+    /// Sent, waiting for the worker.
+    Queued,
+    /// Steps are arriving.
+    Running,
+    /// Finished.
+    Done,
+    /// Stopped by the reader.
+    Cancelled,
+    /// Failed with a message.
+    Failed(String),
+    /// Loaded from a trajectory file.
+    Imported,
+}
+
+impl RunStatus {
+    /// Whether no more steps will come.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    /// A word for `data-status` and the badge.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Failed(_) => "failed",
+            RunStatus::Imported => "imported",
+        }
+    }
+}
+
+/// One lane of the page: a run live or replayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lane {
+    /// The worker's run id (0 for imported runs).
+    pub id: u32,
+    /// Its settings.
+    pub settings: Settings,
+    /// Steps so far.
+    pub replay: Replay,
+    /// State.
+    pub status: RunStatus,
+    /// Milliseconds the worker has spent on it.
+    pub elapsed_ms: f64,
+    /// The finished record, for export.
+    pub trajectory: Option<Trajectory>,
+}
+
+impl Lane {
+    /// A short label: sampler and its main knobs.
+    pub fn label(&self) -> String {
+        let s = &self.settings;
+        let mut label = s.sampler.name().to_string();
+        if s.sampler.uses(crate::sampler::Knob::Steps)
+            && !(s.sampler == crate::sampler::SamplerKind::Bd3 && s.first_hitting)
+        {
+            label.push_str(&format!(" · {} steps", s.steps));
+        }
+        if s.first_hitting && s.sampler == crate::sampler::SamplerKind::Bd3 {
+            label.push_str(" · first-hitting");
+        }
+        label
+    }
+
+    /// Committed tokens per second of model time up to step `at`.
+    pub fn tokens_per_second(&self, at: usize) -> Option<f64> {
+        let n = self.replay.committed_through(at);
+        let ms = self.step_ms(at)?;
+        (ms > 0.0).then(|| n as f64 * 1000.0 / ms)
+    }
+
+    fn step_ms(&self, at: usize) -> Option<f64> {
+        let last = self.replay.len().checked_sub(1)?;
+        if at >= last {
+            Some(self.elapsed_ms)
+        } else {
+            Some(self.elapsed_ms * (at + 1) as f64 / (last + 1) as f64)
+        }
+    }
+}
+
+/// Everything the components share (all `Copy` handles).
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    /// The link-carried state.
+    pub state: RwSignal<PageState>,
+    /// Messages about the URL or the page itself.
+    pub notices: RwSignal<Vec<String>>,
+    /// Backend.
+    pub worker_status: RwSignal<WorkerStatus>,
+    /// Model.
+    pub model: RwSignal<ModelStatus>,
+    /// Runs shown (one, or two in a race).
+    pub lanes: RwSignal<Vec<Lane>>,
+    /// Timeline position (a step index, shared by the lanes of a race).
+    pub cursor: RwSignal<usize>,
+    /// Whether the timeline plays.
+    pub playing: RwSignal<bool>,
+    /// Inspected cell: lane and position.
+    pub selected: RwSignal<Option<(usize, usize)>>,
+    /// Whether the reader asked for less motion.
+    pub reduced_motion: RwSignal<bool>,
+    worker: StoredValue<Option<ModelWorker>, LocalStorage>,
+    next_run: StoredValue<u32>,
+    /// Files dropped on the page (kept to reload after a backend switch).
+    dropped: StoredValue<Option<js_sys::Array>, LocalStorage>,
+    /// Whether WebGPU already failed once in this page (then the CPU is used).
+    gpu_failed: StoredValue<Option<String>>,
+}
+
+/// The context, from any component.
+pub fn ctx() -> Ctx {
+    expect_context::<Ctx>()
+}
+
+impl Ctx {
+    /// Longest lane, in steps.
+    pub fn max_steps(&self) -> usize {
+        self.lanes
+            .with(|l| l.iter().map(|l| l.replay.len()).max().unwrap_or(0))
+    }
+
+    /// Whether any run is still going.
+    pub fn busy(&self) -> bool {
+        self.lanes.with(|l| l.iter().any(|l| !l.status.is_final()))
+    }
+
+    /// Whether a model is ready.
+    pub fn model_ready(&self) -> bool {
+        self.model.with(|m| matches!(m, ModelStatus::Loaded(_)))
+    }
+
+    fn send(&self, msg: &ToWorker, files: Option<&js_sys::Array>) {
+        self.worker.with_value(|w| {
+            if let Some(w) = w {
+                w.send(msg, files)
+            }
+        });
+    }
+
+    /// (Re)starts the worker on the preferred backend and loads the current model.
+    pub fn restart_worker(&self) {
+        let this = *self;
+        self.worker.set_value(None);
+        self.worker_status.set(WorkerStatus::Starting);
+        match ModelWorker::spawn(move |event| this.on_worker_event(event)) {
+            Ok(w) => self.worker.set_value(Some(w)),
+            Err(e) => {
+                self.worker_status.set(WorkerStatus::Failed(e));
+                return;
+            }
+        }
+        let backend = if self.gpu_failed.get_value().is_some() {
+            BackendChoice::Cpu
+        } else {
+            self.state.with_untracked(|s| s.backend)
+        };
+        self.send(&ToWorker::Start { backend }, None);
+        self.load_model(self.state.with_untracked(|s| s.model.clone()));
+    }
+
+    /// Asks the worker for a model.
+    pub fn load_model(&self, source: ModelSource) {
+        let files = match &source {
+            ModelSource::Files(_) => self.dropped.get_value(),
+            _ => None,
+        };
+        self.model.set(ModelStatus::Loading {
+            source: source.to_string(),
+            file: String::new(),
+            loaded: 0,
+            total: None,
+            cached: false,
+        });
+        self.send(&ToWorker::Load { source }, files.as_ref());
+    }
+
+    /// Loads files the reader dropped.
+    pub fn load_dropped(&self, files: js_sys::Array, label: String) {
+        self.dropped.set_value(Some(files));
+        let source = ModelSource::Files(label);
+        self.state.update(|s| s.model = source.clone());
+        self.load_model(source);
+    }
+
+    /// Starts a run (two for a race) with the current prompt and settings.
+    pub fn run(&self) {
+        self.cancel();
+        let (prompt, mut runs) = self.state.with_untracked(|s| {
+            let mut runs = vec![effective(&s.settings)];
+            if let Some(b) = &s.race {
+                runs.push(effective(b));
+            }
+            (s.prompt.clone(), runs)
+        });
+        let mut lanes = Vec::new();
+        for settings in runs.drain(..) {
+            let id = self.next_run.get_value() + 1;
+            self.next_run.set_value(id);
+            lanes.push(Lane {
+                id,
+                settings: settings.clone(),
+                replay: Replay::default(),
+                status: RunStatus::Queued,
+                elapsed_ms: 0.0,
+                trajectory: None,
+            });
+            self.send(
+                &ToWorker::Generate {
+                    run: id,
+                    prompt: prompt.clone(),
+                    settings,
+                },
+                None,
+            );
+        }
+        self.lanes.set(lanes);
+        self.cursor.set(0);
+        self.selected.set(None);
+        self.playing.set(true);
+    }
+
+    /// Stops the runs in progress.
+    pub fn cancel(&self) {
+        let live: Vec<u32> = self.lanes.with_untracked(|l| {
+            l.iter()
+                .filter(|l| !l.status.is_final())
+                .map(|l| l.id)
+                .collect()
+        });
+        for run in live {
+            self.send(&ToWorker::Cancel { run }, None);
+        }
+    }
+
+    /// Shows a recorded run (no model needed).
+    pub fn import(&self, t: Trajectory) {
+        self.cancel();
+        let lane = Lane {
+            id: 0,
+            settings: t.settings.clone(),
+            replay: Replay::from_trajectory(&t),
+            status: RunStatus::Imported,
+            elapsed_ms: 0.0,
+            trajectory: Some(t.clone()),
+        };
+        self.state.update(|s| {
+            s.prompt = t.prompt.clone();
+            s.settings = t.settings.clone();
+            s.race = None;
+        });
+        self.lanes.set(vec![lane]);
+        self.cursor.set(0);
+        self.playing.set(true);
+    }
+
+    fn lane_mut(&self, run: u32, f: impl FnOnce(&mut Lane)) {
+        self.lanes.update(|lanes| {
+            if let Some(l) = lanes.iter_mut().find(|l| l.id == run) {
+                f(l)
+            }
+        });
+    }
+
+    fn on_worker_event(&self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Message(msg) => self.on_message(msg),
+            WorkerEvent::Crashed(why) => self.on_crash(why),
+        }
+    }
+
+    fn on_crash(&self, why: String) {
+        // Runs in flight are lost with the worker.
+        self.lanes.update(|lanes| {
+            for l in lanes.iter_mut().filter(|l| !l.status.is_final()) {
+                l.status = RunStatus::Failed(why.clone());
+            }
+        });
+        let on_gpu = self.worker_status.with_untracked(|s| {
+            matches!(
+                s,
+                WorkerStatus::Ready {
+                    backend: BackendKind::Wgpu,
+                    ..
+                } | WorkerStatus::Starting
+            )
+        });
+        if on_gpu && self.gpu_failed.get_value().is_none() {
+            // WebGPU failed (no adapter in the runtime, device lost): go on on the CPU.
+            self.gpu_failed
+                .set_value(Some(format!("WebGPU failed ({why}); running on the CPU")));
+            self.restart_worker();
+        } else {
+            self.worker_status.set(WorkerStatus::Failed(why));
+        }
+    }
+
+    fn on_message(&self, msg: FromWorker) {
+        match msg {
+            FromWorker::Booted => {}
+            FromWorker::Ready {
+                backend,
+                detail,
+                fallback,
+            } => self.worker_status.set(WorkerStatus::Ready {
+                backend,
+                detail,
+                fallback: fallback.or_else(|| self.gpu_failed.get_value()),
+            }),
+            FromWorker::Progress {
+                file,
+                loaded,
+                total,
+                cached,
+            } => self.model.update(|m| {
+                if let ModelStatus::Loading { source, .. } = m {
+                    *m = ModelStatus::Loading {
+                        source: source.clone(),
+                        file,
+                        loaded,
+                        total,
+                        cached,
+                    };
+                }
+            }),
+            FromWorker::Loaded { model } => {
+                self.model.set(ModelStatus::Loaded(model));
+                if self.state.with_untracked(|s| s.autoplay) && self.lanes.with_untracked(Vec::is_empty) {
+                    self.run();
+                }
+            }
+            FromWorker::Started {
+                run,
+                prompt_ids,
+                canvas,
+                vocab,
+            } => {
+                let mask_id = self.model.with_untracked(|m| match m {
+                    ModelStatus::Loaded(m) => m.spec.mask_id,
+                    _ => u32::MAX,
+                });
+                self.lane_mut(run, |l| {
+                    l.replay = Replay::new(prompt_ids, canvas, mask_id);
+                    l.replay.add_vocab(vocab);
+                    l.status = RunStatus::Running;
+                });
+            }
+            FromWorker::Step {
+                run,
+                step,
+                vocab,
+                elapsed_ms,
+            } => {
+                let first = step.index == 0;
+                self.lane_mut(run, |l| {
+                    l.replay.add_vocab(vocab);
+                    l.replay.push(step);
+                    l.elapsed_ms = elapsed_ms;
+                });
+                if self.reduced_motion.get_untracked() {
+                    self.cursor.set(self.max_steps().saturating_sub(1));
+                }
+                if first {
+                    mark_after_paint("unmask:first-step");
+                }
+            }
+            FromWorker::Done {
+                run,
+                trajectory,
+                elapsed_ms,
+            } => self.lane_mut(run, |l| {
+                l.status = RunStatus::Done;
+                l.elapsed_ms = elapsed_ms;
+                l.trajectory = Some(*trajectory);
+            }),
+            FromWorker::Cancelled { run } => self.lane_mut(run, |l| l.status = RunStatus::Cancelled),
+            FromWorker::Failed {
+                run: Some(run),
+                message,
+                ..
+            } => self.lane_mut(run, |l| l.status = RunStatus::Failed(message)),
+            FromWorker::Failed {
+                run: None,
+                stage,
+                message,
+            } => match stage.as_str() {
+                "load" => self.model.set(ModelStatus::Failed(message)),
+                "panic" => self.on_crash(message),
+                _ => self.worker_status.set(WorkerStatus::Failed(message)),
+            },
+        }
+    }
+}
+
+/// Records a performance mark once the browser has painted the current DOM.
+fn mark_after_paint(name: &'static str) {
+    request_animation_frame(move || {
+        request_animation_frame(move || {
+            if let Some(p) = window().performance() {
+                let _ = p.mark(name);
+            }
+        })
+    });
+}
+
+fn media_matches(query: &str) -> bool {
+    window()
+        .match_media(query)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.matches())
+}
+
+/// Mounts the page on `<body>`.
+pub fn mount() {
+    leptos::mount::mount_to_body(App);
+}
+
+/// The page.
+#[component]
+pub fn App() -> impl IntoView {
+    let search = window().location().search().unwrap_or_default();
+    let (state, notices) = PageState::from_query(&search);
+    let ctx = Ctx {
+        state: RwSignal::new(state),
+        notices: RwSignal::new(notices),
+        worker_status: RwSignal::new(WorkerStatus::Starting),
+        model: RwSignal::new(ModelStatus::None),
+        lanes: RwSignal::new(Vec::new()),
+        cursor: RwSignal::new(0),
+        playing: RwSignal::new(false),
+        selected: RwSignal::new(None),
+        reduced_motion: RwSignal::new(media_matches("(prefers-reduced-motion: reduce)")),
+        worker: StoredValue::new_local(None),
+        next_run: StoredValue::new(0),
+        dropped: StoredValue::new_local(None),
+        gpu_failed: StoredValue::new(None),
+    };
+    provide_context(ctx);
+    ctx.restart_worker();
+
+    // Keep the address bar in step with the state, so a reload or a copied URL reproduces it.
+    Effect::new(move |_| {
+        let query = ctx.state.with(|s| s.to_query());
+        let url = format!("?{query}");
+        if let Ok(h) = window().history() {
+            let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+        }
+    });
+
+    // Theme on the root element.
+    Effect::new(move |_| {
+        let theme = ctx.state.with(|s| s.theme.name());
+        if let Some(root) = document().document_element() {
+            let _ = root.set_attribute("data-theme", theme);
+        }
+    });
+
+    let embed = move || ctx.state.with(|s| s.embed);
+    let on_drop = move |ev: web_sys::DragEvent| {
+        ev.prevent_default();
+        let Some(dt) = ev.data_transfer() else { return };
+        let Some(list) = dt.files() else { return };
+        if list.length() == 0 {
+            return;
+        }
+        let files = js_sys::Array::new();
+        let mut names = Vec::new();
+        for i in 0..list.length() {
+            if let Some(f) = list.get(i) {
+                names.push(f.name());
+                files.push(f.unchecked_ref());
+            }
+        }
+        let label = names
+            .iter()
+            .find(|n| n.ends_with(".safetensors"))
+            .cloned()
+            .unwrap_or_else(|| names.join(", "));
+        ctx.load_dropped(files, label);
+    };
+
+    view! {
+        <div
+            class="unmask"
+            class:embed=embed
+            on:dragover=|ev: web_sys::DragEvent| ev.prevent_default()
+            on:drop=on_drop
+        >
+            <Header/>
+            <Notices/>
+            <Show when=move || !embed()>
+                <Controls/>
+            </Show>
+            <Lanes/>
+            <Timeline/>
+            <Show when=move || !embed()>
+                <div class="panels">
+                    <ModelPanel/>
+                    <SharePanel/>
+                </div>
+            </Show>
+            <Show when=embed>
+                <EmbedBar/>
+            </Show>
+        </div>
+    }
+}
+
+#[component]
+fn Header() -> impl IntoView {
+    let ctx = ctx();
+    let badge = move || match ctx.worker_status.get() {
+        WorkerStatus::Starting => ("starting", "starting…".to_string(), String::new()),
+        WorkerStatus::Ready {
+            backend,
+            detail,
+            fallback,
+        } => {
+            let name = match backend {
+                BackendKind::Wgpu => "WebGPU",
+                BackendKind::Cpu => "CPU",
+            };
+            let title = match fallback {
+                Some(f) => format!("{detail} — {f}"),
+                None => detail,
+            };
+            (backend.name(), name.to_string(), title)
+        }
+        WorkerStatus::Failed(e) => ("failed", "no backend".to_string(), e),
+    };
+    let model = move || match ctx.model.get() {
+        ModelStatus::None => String::new(),
+        ModelStatus::Loading { source, .. } => format!("loading {source}…"),
+        ModelStatus::Loaded(m) => format!("{} · {}", m.name, human_count(m.parameters)),
+        ModelStatus::Failed(_) => "model failed to load".into(),
+    };
+    view! {
+        <header class="top">
+            <h1><span class="logo">"▚"</span>" Unmask"</h1>
+            <span class="model-name" data-testid="model-name">{model}</span>
+            <span
+                class=move || format!("badge backend-{}", badge().0)
+                data-testid="backend"
+                data-backend=move || badge().0
+                title=move || badge().2
+            >
+                {move || badge().1}
+            </span>
+        </header>
+    }
+}
+
+/// "12.3M" for parameter counts.
+pub fn human_count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B params", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M params", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}k params", n as f64 / 1e3),
+        n => format!("{n} params"),
+    }
+}
+
+#[component]
+fn Notices() -> impl IntoView {
+    let ctx = ctx();
+    let fallback = move || match ctx.worker_status.get() {
+        WorkerStatus::Ready {
+            fallback: Some(f), ..
+        } => Some(f),
+        _ => None,
+    };
+    view! {
+        <div class="notices" role="status" aria-live="polite">
+            {move || {
+                ctx.notices
+                    .get()
+                    .into_iter()
+                    .map(|n| view! { <p class="notice warn">"Ignored in the link: "{n}</p> })
+                    .collect_view()
+            }}
+            {move || fallback().map(|f| view! { <p class="notice info" data-testid="fallback">{f}</p> })}
+            {move || match ctx.worker_status.get() {
+                WorkerStatus::Failed(e) => {
+                    Some(view! { <p class="notice error" data-testid="worker-error">{e}</p> })
+                }
+                _ => None,
+            }}
+            {move || match ctx.model.get() {
+                ModelStatus::Failed(e) => {
+                    Some(view! { <p class="notice error" data-testid="model-error">{e}</p> })
+                }
+                _ => None,
+            }}
+        </div>
+    }
+}
+
+#[component]
+fn Lanes() -> impl IntoView {
+    let ctx = ctx();
+    let count = move || ctx.lanes.with(Vec::len);
+    view! {
+        <section class="lanes" class:race=move || { count() > 1 }>
+            <Show
+                when=move || { count() > 0 }
+                fallback=move || view! { <Placeholder/> }
+            >
+                {move || (0..count()).map(|lane| view! { <LaneView lane/> }).collect_view()}
+            </Show>
+        </section>
+    }
+}
+
+#[component]
+fn Placeholder() -> impl IntoView {
+    let ctx = ctx();
+    view! {
+        <div class="lane placeholder">
+            <p>
+                {move || if ctx.model_ready() {
+                    "Press Run: the masks will resolve into text, step by step."
+                } else {
+                    "Loading the model…"
+                }}
+            </p>
+        </div>
+    }
+}
+
+#[component]
+fn LaneView(lane: usize) -> impl IntoView {
+    let ctx = ctx();
+    let get = move |f: &dyn Fn(&Lane) -> String| ctx.lanes.with(|l| l.get(lane).map(f).unwrap_or_default());
+    let status = move || get(&|l| l.status.name().to_string());
+    let error = move || {
+        ctx.lanes.with(|l| match l.get(lane).map(|l| &l.status) {
+            Some(RunStatus::Failed(e)) => Some(e.clone()),
+            _ => None,
+        })
+    };
+    let at = move || {
+        let cursor = ctx.cursor.get();
+        ctx.lanes
+            .with(|l| l.get(lane).map_or(0, |l| cursor.min(l.replay.len().saturating_sub(1))))
+    };
+    let counters = move || {
+        let at = at();
+        ctx.lanes.with(|lanes| {
+            let Some(l) = lanes.get(lane) else {
+                return Vec::new();
+            };
+            let step = l.replay.step(at);
+            let calls = step.map_or(0, |s| s.model_calls);
+            let masked = step.map_or(0, |s| s.masked.iter().filter(|&&m| m).count());
+            let tps = l
+                .tokens_per_second(at)
+                .map_or("–".into(), |t| format!("{t:.1}"));
+            vec![
+                ("step", format!("{}/{}", if l.replay.is_empty() { 0 } else { at + 1 }, l.replay.len())),
+                ("model calls", calls.to_string()),
+                ("masked", masked.to_string()),
+                ("tokens/s", tps),
+            ]
+        })
+    };
+    let text = move || {
+        ctx.lanes.with(|l| {
+            l.get(lane)
+                .and_then(|l| l.trajectory.as_ref().map(|t| t.text.clone()))
+                .unwrap_or_default()
+        })
+    };
+    view! {
+        <article
+            class="lane"
+            data-testid="lane"
+            data-status=status
+            data-steps=move || ctx.lanes.with(|l| l.get(lane).map_or(0, |l| l.replay.len()))
+            data-masked=move || {
+                ctx.lanes.with(|l| {
+                    l.get(lane)
+                        .map(|l| serde_json::to_string(&l.replay.masked_series()).unwrap_or_default())
+                        .unwrap_or_default()
+                })
+            }
+            data-text=text
+            data-generated=move || {
+                ctx.lanes.with(|l| l.get(lane).map_or(0, |l| l.replay.committed_through(usize::MAX)))
+            }
+            data-elapsed-ms=move || ctx.lanes.with(|l| l.get(lane).map_or(0.0, |l| l.elapsed_ms))
+        >
+            <header class="lane-head">
+                <h2>{move || get(&|l| l.label())}</h2>
+                <span class=move || format!("run-status {}", status())>{status}</span>
+                <dl class="counters">
+                    {move || {
+                        counters()
+                            .into_iter()
+                            .map(|(k, v)| view! { <div><dt>{k}</dt><dd>{v}</dd></div> })
+                            .collect_view()
+                    }}
+                </dl>
+            </header>
+            {move || error().map(|e| view! { <p class="notice error" data-testid="run-error">{e}</p> })}
+            <TokenCanvas lane/>
+            <Inspector lane/>
+            <Plots lane/>
+        </article>
+    }
+}
+
+#[component]
+fn EmbedBar() -> impl IntoView {
+    let ctx = ctx();
+    let href = move || {
+        let q = ctx.state.with(|s| {
+            let mut s = s.clone();
+            s.embed = false;
+            s.to_query()
+        });
+        let path = window().location().pathname().unwrap_or_default();
+        format!("{path}?{q}")
+    };
+    view! {
+        <div class="embed-bar">
+            <button
+                class="primary"
+                disabled=move || !ctx.model_ready() || ctx.busy()
+                on:click=move |_| ctx.run()
+            >
+                "Run again"
+            </button>
+            <a href=href target="_blank" rel="noopener">"Open in Unmask ↗"</a>
+        </div>
+    }
+}
+
+/// Milliseconds since the page started (for the benchmark's first-paint mark).
+pub fn page_ms() -> f64 {
+    now_ms()
+}

@@ -1,0 +1,186 @@
+//! The token canvas: one cell per position, and the inspector for the cell under the pointer or
+//! the keyboard focus.
+
+use leptos::prelude::*;
+
+use crate::page::replay::{Cell, CellState};
+
+use super::app::ctx;
+
+/// Hue for a confidence in [0, 1]: red (unsure) to green (sure).
+pub fn confidence_hue(confidence: f64) -> f64 {
+    confidence.clamp(0.0, 1.0) * 130.0
+}
+
+/// How a token's text is shown in a cell: whitespace made visible.
+pub fn visible(text: &str) -> String {
+    text.replace('\n', "↵").replace('\t', "⇥")
+}
+
+fn cell_class(cell: &Cell) -> String {
+    let mut class = String::from("cell");
+    match cell.state {
+        CellState::Prompt => class.push_str(" prompt"),
+        CellState::Masked => class.push_str(" masked"),
+        CellState::Committed { fresh: true, .. } => class.push_str(" fresh"),
+        CellState::Committed { .. } => class.push_str(" done"),
+    }
+    if cell.in_block {
+        class.push_str(" in-block");
+    }
+    class
+}
+
+/// The canvas of lane `lane` at the timeline's step.
+#[component]
+pub fn TokenCanvas(lane: usize) -> impl IntoView {
+    let ctx = ctx();
+    let cells = Memo::new(move |_| {
+        let at = ctx.cursor.get();
+        ctx.lanes.with(|l| l.get(lane).map(|l| l.replay.cells(at)).unwrap_or_default())
+    });
+    let select = move |pos: usize| ctx.selected.set(Some((lane, pos)));
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        let len = cells.with_untracked(Vec::len);
+        if len == 0 {
+            return;
+        }
+        let cur = ctx
+            .selected
+            .get_untracked()
+            .filter(|(l, _)| *l == lane)
+            .map_or(0, |(_, p)| p);
+        let next = match ev.key().as_str() {
+            "ArrowRight" | "ArrowDown" => (cur + 1).min(len - 1),
+            "ArrowLeft" | "ArrowUp" => cur.saturating_sub(1),
+            "Home" => 0,
+            "End" => len - 1,
+            "Escape" => {
+                ctx.selected.set(None);
+                return;
+            }
+            _ => return,
+        };
+        ev.prevent_default();
+        select(next);
+    };
+    view! {
+        <div
+            class="canvas"
+            data-testid="canvas"
+            tabindex="0"
+            role="group"
+            aria-label="Token canvas: arrow keys move between tokens; the inspector below describes the selected one"
+            on:keydown=on_key
+        >
+            {move || {
+                let steps = ctx.cursor.get().max(1) as f64;
+                let selected = ctx.selected.get();
+                cells
+                    .get()
+                    .into_iter()
+                    .map(|cell| {
+                        let pos = cell.position;
+                        let mut class = cell_class(&cell);
+                        if selected == Some((lane, pos)) {
+                            class.push_str(" selected");
+                        }
+                        let (bg, title) = match cell.state {
+                            CellState::Committed { step, confidence, fresh } => {
+                                let hue = confidence_hue(confidence);
+                                // Older tokens fade towards the page colour by their age.
+                                let alpha = if fresh {
+                                    0.55
+                                } else {
+                                    0.12 + 0.3 * (step as f64 / steps)
+                                };
+                                (
+                                    Some(format!("hsl({hue:.0} 75% 50% / {alpha:.2})")),
+                                    format!("step {} · p = {confidence:.3}", step + 1),
+                                )
+                            }
+                            CellState::Prompt => (None, "prompt".to_string()),
+                            CellState::Masked => (None, "masked".to_string()),
+                        };
+                        view! {
+                            <span
+                                class=class
+                                data-pos=pos
+                                title=title
+                                style:background-color=bg
+                                on:mouseenter=move |_| select(pos)
+                                on:click=move |_| select(pos)
+                            >
+                                {visible(&cell.text)}
+                            </span>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </div>
+    }
+}
+
+/// What the selected cell of lane `lane` is: its token, step and confidence, or its top
+/// candidates while masked.
+#[component]
+pub fn Inspector(lane: usize) -> impl IntoView {
+    let ctx = ctx();
+    let body = move || {
+        let (l, pos) = ctx.selected.get().filter(|(l, _)| *l == lane)?;
+        let at = ctx.cursor.get();
+        ctx.lanes.with(|lanes| {
+            let r = &lanes.get(l)?.replay;
+            let cell = r.cells(at).into_iter().nth(pos)?;
+            let head = format!("position {pos}");
+            Some(match cell.state {
+                CellState::Prompt => view! {
+                    <p><b>{head}</b>" · prompt token “"{visible(&cell.text)}"”"</p>
+                }
+                .into_any(),
+                CellState::Committed { step, confidence, .. } => view! {
+                    <p>
+                        <b>{head}</b>" · “"{visible(&cell.text)}"” committed at step "
+                        {step + 1}" with p = "{format!("{confidence:.3}")}
+                    </p>
+                }
+                .into_any(),
+                CellState::Masked => {
+                    let top: Vec<(String, f64)> = r
+                        .candidates(pos, at)
+                        .map(|c| c.top.iter().map(|t| (visible(&r.text(t.token)), t.prob)).collect())
+                        .unwrap_or_default();
+                    view! {
+                        <div>
+                            <p><b>{head}</b>" · masked"
+                                {top.is_empty().then_some(" · not predicted yet")}
+                            </p>
+                            <ol class="candidates" data-testid="candidates">
+                                {top
+                                    .into_iter()
+                                    .map(|(text, p)| {
+                                        view! {
+                                            <li>
+                                                <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
+                                                <span class="tok">{text}</span>
+                                                <span class="p">{format!("{p:.3}")}</span>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ol>
+                        </div>
+                    }
+                    .into_any()
+                }
+            })
+        })
+    };
+    view! {
+        <div class="inspector" aria-live="polite">
+            {move || body().unwrap_or_else(|| {
+                view! { <p class="hint">"Hover, tap or arrow to a token to inspect it."</p> }.into_any()
+            })}
+        </div>
+    }
+}

@@ -1,0 +1,96 @@
+// Page benchmark (issue 3, §8), in Debian's headless Chromium with the default model:
+//   - navigation → first painted step (performance mark "unmask:first-step"), cold (fresh
+//     browser profile) and warm (second visit, HTTP and wasm caches filled);
+//   - committed tokens per second of model time, per sampler, on WebGPU (SwiftShader here) and on
+//     the CPU fallback;
+//   - the wasm module's size, raw and gzipped.
+// Usage: node tests/browser/bench.mjs   (after `trunk build`); prints Markdown for BENCHMARKS.md.
+
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.resolve(here, '../../dist');
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json' };
+const server = http.createServer((req, res) => {
+  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1)) || 'index.html';
+  const file = path.resolve(dist, rel);
+  if (!file.startsWith(dist) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
+  res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'max-age=3600' });
+  createReadStream(file).pipe(res);
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+
+async function noGpu(context, page) {
+  await page.addInitScript(() => { delete Navigator.prototype.gpu; });
+  await context.route('**/worker.js', async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, body: `delete WorkerNavigator.prototype.gpu;\n${await response.text()}` });
+  });
+}
+
+async function firstStep(page, query) {
+  await page.goto(`${origin}?${query}`);
+  await page.waitForFunction(() => performance.getEntriesByName('unmask:first-step').length > 0, null, { timeout: 300_000 });
+  return page.evaluate(() => performance.getEntriesByName('unmask:first-step')[0].startTime);
+}
+
+async function done(page) {
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=lane]')]
+    .every((l) => l.dataset.status === 'done'), null, { timeout: 600_000 });
+  return page.$$eval('[data-testid=lane]', (ls) => ls.map((l) => ({
+    tokens: Number(l.dataset.generated), ms: Number(l.dataset.elapsedMs), steps: Number(l.dataset.steps),
+  })));
+}
+
+const rows = [];
+const query = 'autoplay=1&sampler=bd3&gen=24&seed=1';
+{
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const cold = await firstStep(page, query);
+  await done(page);
+  const warm = await firstStep(page, query);
+  await done(page);
+  await context.close();
+  rows.push(`| navigation → first painted step, WebGPU | ${cold.toFixed(0)} ms cold | ${warm.toFixed(0)} ms warm |`);
+}
+const samplers = {
+  bd3: 'sampler=bd3&gen=24', llada: 'sampler=llada&gen=24&steps=24', mdlm: 'sampler=mdlm&gen=24&steps=24', ar: 'sampler=ar&gen=24',
+};
+const speed = [];
+for (const gpu of [true, false]) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  if (!gpu) await noGpu(context, page);
+  for (const [name, q] of Object.entries(samplers)) {
+    await page.goto(`${origin}?autoplay=1&seed=1&${q}`);
+    const [lane] = await done(page);
+    speed.push(`| ${name} | ${gpu ? 'WebGPU (SwiftShader)' : 'CPU (wasm)'} | ${lane.tokens} | ${lane.steps} | ${lane.ms.toFixed(0)} | ${(lane.tokens * 1000 / lane.ms).toFixed(1)} |`);
+  }
+  if (!gpu) {
+    const cold = await firstStep(page, query);
+    rows.push(`| navigation → first painted step, CPU fallback (warm) | ${cold.toFixed(0)} ms | |`);
+  }
+  await context.close();
+}
+await browser.close();
+server.close();
+
+const wasm = readFileSync(path.join(dist, 'unmask-web_bg.wasm'));
+const gz = zlib.gzipSync(wasm, { level: 9 });
+console.log('| measure | value | |\n|---|---|---|');
+console.log(rows.join('\n'));
+console.log(`| wasm module | ${(wasm.length / 1e6).toFixed(1)} MB raw | ${(gz.length / 1e6).toFixed(1)} MB gzip -9 |`);
+console.log('\n| sampler | backend | tokens | steps | ms | tokens/s |\n|---|---|---|---|---|---|');
+console.log(speed.join('\n'));
