@@ -2,6 +2,7 @@
 # Installs what Unmask needs on Debian, skipping what is already there.
 # Usage: scripts/install.sh          build and serve the page (Rust, wasm32, Trunk, wasm-bindgen)
 #        scripts/install.sh test     the same, plus what the tests use (lavapipe, Chromium, Node)
+#        scripts/install.sh base     only Rust, the wasm32 target and the C toolchain
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,7 @@ rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
 
 # C toolchain for -sys crates.
 apt_install build-essential pkg-config
+[ "${1:-}" = "base" ] && exit 0
 
 # Trunk and the wasm-bindgen CLI, built without their fat LTO (minutes less on a cold machine; they
 # only move files around). The CLI must match the wasm-bindgen in Cargo.lock exactly.
@@ -37,7 +39,7 @@ tools_target="${UNMASK_TOOLS_TARGET:-/var/tmp/unmask-tools-target}"
 cargo_install() {
     echo "building $1 $2 (once per machine)" >&2
     CARGO_TARGET_DIR="$tools_target" CARGO_PROFILE_RELEASE_LTO=off \
-        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=2 \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
         cargo install --quiet "$@"
 }
 trunk_version="0.21.14"

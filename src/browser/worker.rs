@@ -19,7 +19,7 @@ use crate::backend::{self, BackendKind};
 use crate::bundle::{Bundle, CONFIG_FILE, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::config::ModelConfig;
 use crate::engine::Generation;
-use crate::model::parameter_count;
+use crate::model::{largest_tensor_elements, parameter_count};
 use crate::page::protocol::{FromWorker, LoadedModel, ToWorker};
 use crate::page::source::{GPT2_TOKENIZER_URL, ModelSource, classify_dropped};
 use crate::page::state::BackendChoice;
@@ -36,6 +36,8 @@ struct State {
     /// Whether a task is working through `queue`.
     draining: bool,
     device: Option<burn::tensor::Device>,
+    /// The WebGPU adapter's largest storage buffer binding, when running on it.
+    gpu_max_binding: Option<u64>,
     model: Option<Rc<Bundle>>,
     name: String,
     cancelled: HashSet<u32>,
@@ -68,6 +70,7 @@ pub fn start() {
         queue: VecDeque::new(),
         draining: false,
         device: None,
+        gpu_max_binding: None,
         model: None,
         name: String::new(),
         cancelled: HashSet::new(),
@@ -140,8 +143,8 @@ async fn drain(state: Rc<RefCell<State>>) {
 }
 
 /// Whether `navigator.gpu` gives an adapter (asked before burn is, so a browser without one
-/// falls back cleanly instead of failing inside the runtime).
-async fn webgpu_adapter() -> Result<(), String> {
+/// falls back cleanly instead of failing inside the runtime), and its largest storage binding.
+async fn webgpu_adapter() -> Result<u64, String> {
     let navigator: JsValue = scope().navigator().into();
     let gpu = Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
@@ -160,15 +163,26 @@ async fn webgpu_adapter() -> Result<(), String> {
     if adapter.is_null() || adapter.is_undefined() {
         return Err("WebGPU is present but offers no adapter (GPU blocked or disabled)".into());
     }
-    Ok(())
+    let limits = Reflect::get(&adapter, &"limits".into()).unwrap_or(JsValue::UNDEFINED);
+    let limit = |name: &str| {
+        Reflect::get(&limits, &name.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map_or(u64::MAX, |v| v as u64)
+    };
+    Ok(limit("maxStorageBufferBindingSize").min(limit("maxBufferSize")))
 }
 
 async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice) {
     let mut fallback = None;
     let mut kind = BackendKind::Cpu;
+    let mut max_binding = None;
     if choice == BackendChoice::Auto {
         match webgpu_adapter().await {
-            Ok(()) => kind = BackendKind::Wgpu,
+            Ok(limit) => {
+                kind = BackendKind::Wgpu;
+                max_binding = Some(limit);
+            }
             Err(why) => fallback = Some(why),
         }
     }
@@ -185,7 +199,10 @@ async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice) {
         Err(e) => return fail(None, "start", e.to_string()),
     };
     let detail = backend::describe(&device);
-    state.borrow_mut().device = Some(device);
+    let mut s = state.borrow_mut();
+    s.gpu_max_binding = max_binding.filter(|_| kind == BackendKind::Wgpu);
+    s.device = Some(device);
+    drop(s);
     post(&FromWorker::Ready {
         backend: kind,
         detail,
@@ -216,6 +233,7 @@ async fn load(
             let names: Vec<String> = files.iter().map(|f| f.name()).collect();
             let (c, w, t) = classify_dropped(&names)?;
             let config = file_bytes(&files[c]).await?;
+            check_fits(state, &config)?;
             let tokenizer = match t {
                 Some(t) => file_bytes(&files[t]).await?,
                 None => fallback_tokenizer(&config, "no tokenizer file was dropped").await?,
@@ -226,6 +244,7 @@ async fn load(
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(&url(CONFIG_FILE), CONFIG_FILE).await?;
+            check_fits(state, &config)?;
             let tokenizer = match download_raw(&url(TOKENIZER_FILE), TOKENIZER_FILE).await {
                 Ok(t) => t,
                 Err(e) if e.is_not_found() => {
@@ -264,6 +283,24 @@ async fn load(
     s.model = Some(Rc::new(bundle));
     s.name = source.to_string();
     Ok(model)
+}
+
+/// Refuses, before any weights are downloaded, a model whose largest tensor cannot be one buffer
+/// on this GPU (where the tab would otherwise fail deep inside the runtime).
+fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
+    let Some(max) = state.borrow().gpu_max_binding else {
+        return Ok(());
+    };
+    let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
+    let bytes = largest_tensor_elements(&config) as u64 * 4;
+    if bytes > max {
+        return Err(format!(
+            "this model's largest tensor is {:.0} MB in f32, more than this GPU's largest buffer ({:.0} MB); tick \"force CPU\" to run it on the CPU",
+            bytes as f64 / 1e6,
+            max as f64 / 1e6
+        ));
+    }
+    Ok(())
 }
 
 /// GPT-2's tokenizer for the GPT-2-based checkpoints that ship none.

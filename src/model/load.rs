@@ -273,6 +273,19 @@ pub fn parameter_count(config: &ModelConfig) -> usize {
     v * d + sigma + config.n_blocks * block + out
 }
 
+/// Elements of the largest tensor a config implies: the embedding or output layer (vocab ×
+/// hidden) in every published shape. On a GPU it must fit one storage buffer, so the page checks
+/// it against the adapter's limit before downloading the weights.
+pub fn largest_tensor_elements(config: &ModelConfig) -> usize {
+    let (d, c, v, m) = (
+        config.hidden_dim,
+        config.cond_dim,
+        config.vocab_size,
+        config.mlp_dim(),
+    );
+    [v * d, 3 * d * d, d * m, c * 6 * d].into_iter().max().unwrap_or(0)
+}
+
 /// A checkpoint with the reference's key names and random weights for `config`, as safetensors
 /// bytes (benchmarks, tests and a fresh training run start from it). Deterministic in `seed`.
 pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
@@ -361,4 +374,21 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, Loa
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     Ok(safetensors::serialize(views, None)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_tensor_of_the_owt_checkpoints_is_the_embedding() {
+        let config = ModelConfig::from_json(
+            br#"{"model_type": "bd3lm", "vocab_size": 50258, "model_length": 1024,
+                "hidden_dim": 768, "cond_dim": 128, "n_blocks": 12, "n_heads": 12,
+                "block_size": 4}"#,
+        )
+        .unwrap();
+        // 154 MB in f32: more than WebGPU's default 128 MiB storage-buffer binding.
+        assert_eq!(largest_tensor_elements(&config), 50258 * 768);
+    }
 }

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use thiserror::Error;
 
 pub use dit::{Dit, KvCache};
-pub use load::{LoadError, load_dit, parameter_count, random_checkpoint};
+pub use load::{LoadError, largest_tensor_elements, load_dit, parameter_count, random_checkpoint};
 
 use crate::config::Attention;
 use crate::sampler::{Denoiser, Logits, ModelSpec};

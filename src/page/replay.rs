@@ -200,7 +200,7 @@ impl Replay {
     /// The model's top candidates for `position` as of step `at`: from the latest step up to `at`
     /// that predicted it.
     pub fn candidates(&self, position: usize, at: usize) -> Option<&Candidates> {
-        let end = (at + 1).min(self.steps.len());
+        let end = at.saturating_add(1).min(self.steps.len());
         self.steps[..end]
             .iter()
             .rev()
@@ -235,7 +235,7 @@ impl Replay {
 
     /// Tokens committed up to and including step `at`.
     pub fn committed_through(&self, at: usize) -> usize {
-        let end = (at + 1).min(self.steps.len());
+        let end = at.saturating_add(1).min(self.steps.len());
         self.steps[..end].iter().map(|s| s.commits.len()).sum()
     }
 
@@ -305,6 +305,8 @@ mod tests {
         assert_eq!(r.masked_series(), vec![2, 1, 0]);
         assert_eq!(r.confidence_series(), vec![Some(0.5); 3]);
         assert_eq!(r.committed_through(1), 2);
+        assert_eq!(r.committed_through(usize::MAX), 3);
+        assert_eq!(r.candidates(3, usize::MAX).unwrap().top[0].token, 4);
         assert_eq!(r.candidates(3, 1).unwrap().top[0].token, 4);
         assert_eq!(r.commit_of(3), Some((2, 0.5)));
     }

@@ -19,6 +19,8 @@ pub const MAX_GEN_LENGTH: usize = 8192;
 pub const MAX_TOP_K: usize = 1 << 20;
 /// Highest softmax temperature offered.
 pub const MAX_TEMPERATURE: f64 = 10.0;
+/// Largest seed a link carries (2^53 − 1: exact in JavaScript numbers too).
+pub const MAX_SEED: u64 = (1 << 53) - 1;
 /// Longest prompt kept from a URL, in characters.
 pub const MAX_PROMPT_CHARS: usize = 20_000;
 
@@ -140,9 +142,9 @@ impl PageState {
                 state.prompt = v.to_owned();
             }
         }
-        state.settings = read_settings(&pairs, "", &mut errors)
+        state.settings = read_settings(&pairs, "", None, &mut errors)
             .unwrap_or_else(|| page_settings(SamplerKind::Bd3));
-        state.race = read_settings(&pairs, "b.", &mut errors);
+        state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
         let mut flag = |key: &str, out: &mut bool| {
             if let Some(v) = get(key) {
                 match parse_bool(v) {
@@ -247,10 +249,11 @@ pub const REMASKINGS: [(Remasking, &str); 4] = [
 ];
 
 /// Reads one run's settings under `prefix`; `None` when the prefix names no sampler (for the race:
-/// no race).
+/// no race). The race runs on the first run's seed, and on its length unless `b.gen` says else.
 fn read_settings(
     pairs: &[(String, String)],
     prefix: &str,
+    first: Option<&Settings>,
     errors: &mut Vec<String>,
 ) -> Option<Settings> {
     let get = |key: &str| {
@@ -275,6 +278,9 @@ fn read_settings(
         },
     };
     let mut s = page_settings(sampler);
+    if let Some(first) = first {
+        s.gen_length = first.gen_length;
+    }
     let mut num = |key: &str, lo: f64, hi: f64, whole: bool| -> Option<f64> {
         let v = get(key)?;
         if v == "none" {
@@ -317,8 +323,11 @@ fn read_settings(
     if let Some(x) = num("threshold", 0.0, 1.0, false) {
         s.threshold = Some(x);
     }
-    if let Some(x) = num("seed", 0.0, 9_007_199_254_740_991.0, true) {
+    if let Some(x) = num("seed", 0.0, MAX_SEED as f64, true) {
         s.seed = x as u64;
+    }
+    if let Some(first) = first {
+        s.seed = first.seed;
     }
     if let Some(v) = get("remasking") {
         match REMASKINGS.iter().find(|(_, n)| *n == v) {
@@ -399,7 +408,10 @@ fn write_settings(out: &mut Vec<(String, String)>, prefix: &str, s: &Settings) {
     if uses(Knob::StopAtEos) {
         put("eos", (s.stop_at_eos as u8).to_string());
     }
-    put("seed", s.seed.to_string());
+    if prefix.is_empty() {
+        // The race always shares the first run's seed.
+        put("seed", s.seed.to_string());
+    }
 }
 
 /// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space, as in forms).
@@ -472,6 +484,7 @@ mod tests {
         };
         state.race = Some(Settings {
             use_cache: false,
+            seed: 42,
             ..page_settings(SamplerKind::Mdlm)
         });
         state.autoplay = true;
@@ -512,6 +525,55 @@ mod tests {
         assert_eq!(state.settings.threshold, None);
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(!state.to_query().contains("cfg="));
+    }
+
+    #[test]
+    fn the_race_shares_the_seed_and_by_default_the_length() {
+        let (state, errors) =
+            PageState::from_query("sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&b.seed=9");
+        assert!(errors.is_empty(), "{errors:?}");
+        let b = state.race.unwrap();
+        assert_eq!((b.sampler, b.steps, b.gen_length, b.seed), (SamplerKind::Llada, 8, 16, 5));
+    }
+
+    #[test]
+    fn every_sampler_accepts_its_page_settings_with_every_knob_it_reads_set() {
+        use crate::config::Attention;
+        use crate::sampler::{AnySampler, ModelSpec};
+        for sampler in SamplerKind::ALL {
+            let attention = match sampler {
+                SamplerKind::Bd3 => Attention::BlockCausal { block_size: 4 },
+                SamplerKind::Ar => Attention::Causal,
+                _ => Attention::Bidirectional,
+            };
+            let spec = ModelSpec {
+                vocab_size: 44,
+                model_length: 32,
+                mask_id: 43,
+                eos_id: Some(2),
+                attention,
+                time_conditioning: false,
+            };
+            let mut s = page_settings(sampler);
+            s.cfg_scale = 1.0;
+            s.block_length = Some(4);
+            s.top_k = Some(5);
+            if sampler == SamplerKind::Bd3 {
+                s.first_hitting = false;
+            }
+            s.threshold = Some(0.9);
+            // What the page sends: knobs the sampler does not read are reset, never refused.
+            let sent = effective(&s);
+            AnySampler::new(&sent, &[1, 5, 6], &spec)
+                .unwrap_or_else(|e| panic!("{}: {e}", sampler.name()));
+            for (knob, set) in [
+                (Knob::Cfg, sent.cfg_scale > 0.0),
+                (Knob::Threshold, sent.threshold.is_some()),
+                (Knob::BlockLength, sent.block_length.is_some()),
+            ] {
+                assert_eq!(set, sampler.uses(knob), "{} {knob:?}", sampler.name());
+            }
+        }
     }
 
     #[test]

@@ -256,7 +256,11 @@ impl Ctx {
         let (prompt, mut runs) = self.state.with_untracked(|s| {
             let mut runs = vec![effective(&s.settings)];
             if let Some(b) = &s.race {
-                runs.push(effective(b));
+                // Same prompt, same seed: only the sampler differs.
+                runs.push(effective(&Settings {
+                    seed: s.settings.seed,
+                    ..b.clone()
+                }));
             }
             (s.prompt.clone(), runs)
         });

@@ -46,6 +46,14 @@ before(async () => {
   mkdirSync(artifacts, { recursive: true });
   server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
+    if (url.pathname === '/host.html') {
+      // A blog post embedding the widget the way the Share panel's snippet does.
+      const src = `${BASE}?${url.searchParams.get('embed') ?? ''}`.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><title>post</title><link rel="icon" href="data:,"><p>My post</p>
+        <iframe src="${src}" width="100%" height="700" sandbox="allow-scripts allow-same-origin"></iframe>`);
+      return;
+    }
     if (!url.pathname.startsWith(BASE)) {
       res.writeHead(404).end('not here');
       return;
@@ -76,8 +84,9 @@ after(async () => {
   server?.close();
 });
 
-/** Opens the page with `query`; `gpu: false` removes WebGPU from the page and its worker. */
-async function open(query, { gpu = true } = {}) {
+/** Opens the page with `query`; `gpu: false` removes WebGPU from the page and its worker;
+ *  `host: true` opens it inside a sandboxed iframe of another page (returned as `frame`). */
+async function open(query, { gpu = true, host = false } = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
   const page = await context.newPage();
   const problems = [];
@@ -104,8 +113,13 @@ async function open(query, { gpu = true } = {}) {
       await route.fulfill({ response, body });
     });
   }
+  if (host) {
+    await page.goto(`${origin}/host.html?embed=${encodeURIComponent(query)}`);
+    const frame = await (await page.waitForSelector('iframe')).contentFrame();
+    return { page, frame, context, problems, dialogs };
+  }
   await page.goto(`${origin}${BASE}?${query}`);
-  return { page, context, problems, dialogs };
+  return { page, frame: page, context, problems, dialogs };
 }
 
 async function backendOf(page) {
@@ -208,16 +222,22 @@ test('without WebGPU the CPU badge shows and the result is the same', async () =
   }
 });
 
-test('an embed link with parameters autoplays in a minimal frame', async () => {
-  const { page, context, problems } = await open(`sampler=bd3&gen=16&seed=5&embed=1&autoplay=1&theme=dark&prompt=${encodeURIComponent(PROMPT)}`);
+test('an embed link with a race autoplays both runs in a sandboxed iframe', async () => {
+  const { page, frame, context, problems } = await open(
+    `sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&embed=1&autoplay=1&theme=dark&prompt=${encodeURIComponent(PROMPT)}`,
+    { host: true });
   try {
-    const [lane] = await run(page, { click: false });
-    await shot(page, 'embed');
-    assert.equal(lane.status, 'done');
-    assert.equal(await page.locator('[data-testid=prompt]').count(), 0, 'embed hides the controls');
-    assert.equal(await page.getAttribute('html', 'data-theme'), 'dark');
-    assert.equal(lane.text, cli(['--sampler', 'bd3', '--gen-length', '16', '--seed', '5']).text);
-    await assertClean(page, problems);
+    const [a, b] = await run(frame, { click: false });
+    await shot(page, 'embed-race');
+    assert.equal(a.status, 'done');
+    assert.equal(b.status, 'done');
+    assert.equal(await frame.locator('[data-testid=prompt]').count(), 0, 'embed hides the controls');
+    assert.equal(await frame.getAttribute('html', 'data-theme'), 'dark');
+    // Same prompt and seed, different samplers: each writes what the CLI writes.
+    assert.equal(a.text, cli(['--sampler', 'bd3', '--gen-length', '16', '--seed', '5']).text);
+    assert.equal(b.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16', '--seed', '5']).text);
+    assertNeverRises(b.masked);
+    await assertClean(frame, problems);
   } finally {
     await context.close();
   }
