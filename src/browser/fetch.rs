@@ -22,7 +22,9 @@ const PROGRESS_EVERY: u64 = 1 << 18;
 #[derive(Debug, Error)]
 pub enum FetchError {
     /// The server has no such file.
-    #[error("{url} was not found (HTTP 404): check the model URL or repo id, and that the folder has config.json, model.safetensors and tokenizer.json")]
+    #[error(
+        "{url} was not found (HTTP 404): check the model URL or repo id, and that the folder has config.json, model.safetensors and tokenizer.json"
+    )]
     NotFound {
         /// The URL.
         url: String,
@@ -38,7 +40,9 @@ pub enum FetchError {
         hint: &'static str,
     },
     /// The request did not complete (network down, or blocked by CORS).
-    #[error("could not fetch {url} ({detail}): the network is down, or the server does not allow this page to read it (CORS: it must send Access-Control-Allow-Origin)")]
+    #[error(
+        "could not fetch {url} ({detail}): the network is down, or the server does not allow this page to read it (CORS: it must send Access-Control-Allow-Origin)"
+    )]
     Network {
         /// The URL.
         url: String,
@@ -124,7 +128,9 @@ pub async fn fetch_bytes(
         404 => return Err(FetchError::NotFound { url: url.into() }),
         status => {
             let hint = match status {
-                401 | 403 => ": the model is private or gated; use a public one, or download it and drop the files on the page",
+                401 | 403 => {
+                    ": the model is private or gated; use a public one, or download it and drop the files on the page"
+                }
                 429 => ": too many requests; wait a minute and try again",
                 500..=599 => ": the server failed; try again later",
                 _ => "",
@@ -166,8 +172,10 @@ async fn read_body(
         progress(0, Some(0));
         return Ok(Vec::new());
     };
-    let reader: ReadableStreamDefaultReader =
-        stream.get_reader().dyn_into().map_err(|o| body_err(o.into()))?;
+    let reader: ReadableStreamDefaultReader = stream
+        .get_reader()
+        .dyn_into()
+        .map_err(|o| body_err(o.into()))?;
     let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 31) as usize);
     let mut reported = 0u64;
     progress(0, total);

@@ -252,7 +252,11 @@ async fn load(
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            (config, download(&url(WEIGHTS_FILE), WEIGHTS_FILE).await?, tokenizer)
+            (
+                config,
+                download(&url(WEIGHTS_FILE), WEIGHTS_FILE).await?,
+                tokenizer,
+            )
         }
     };
     let bundle = Bundle::from_files(
@@ -376,11 +380,11 @@ async fn generate(
         }
         match generation.next(&mut model).await {
             Ok(Some(step)) => {
-                let mut ids = step
-                    .canvas
-                    .iter()
-                    .copied()
-                    .chain(step.candidates.iter().flat_map(|c| c.top.iter().map(|t| t.token)));
+                let mut ids = step.canvas.iter().copied().chain(
+                    step.candidates
+                        .iter()
+                        .flat_map(|c| c.top.iter().map(|t| t.token)),
+                );
                 let vocab = new_vocab(&mut ids);
                 post(&FromWorker::Step {
                     run,
@@ -402,4 +406,3 @@ async fn generate(
         yield_now().await;
     }
 }
-

@@ -283,7 +283,10 @@ pub fn largest_tensor_elements(config: &ModelConfig) -> usize {
         config.vocab_size,
         config.mlp_dim(),
     );
-    [v * d, 3 * d * d, d * m, c * 6 * d].into_iter().max().unwrap_or(0)
+    [v * d, 3 * d * d, d * m, c * 6 * d]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
 }
 
 /// A checkpoint with the reference's key names and random weights for `config`, as safetensors

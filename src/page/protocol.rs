@@ -194,7 +194,9 @@ mod tests {
             settings: Settings::defaults(SamplerKind::Llada),
             prompt: "a".into(),
             prompt_ids: vec![1],
-            vocab: [(1, "a".to_string()), (7, "[MASK]".into())].into_iter().collect(),
+            vocab: [(1, "a".to_string()), (7, "[MASK]".into())]
+                .into_iter()
+                .collect(),
             steps: Vec::new(),
             text: "a".into(),
             completion: String::new(),

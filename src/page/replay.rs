@@ -271,7 +271,10 @@ mod tests {
             block,
             candidates: vec![Candidates {
                 position: 3,
-                top: vec![TopToken { token: 4, prob: 0.7 }],
+                top: vec![TopToken {
+                    token: 4,
+                    prob: 0.7,
+                }],
             }],
         }
     }
@@ -289,13 +292,34 @@ mod tests {
         assert_eq!(at0[0].state, CellState::Prompt);
         assert_eq!(at0[0].text, "a");
         // The infilled prompt mask is a generated token, committed (fresh) at step 0.
-        assert!(matches!(at0[1].state, CellState::Committed { step: 0, fresh: true, .. }));
+        assert!(matches!(
+            at0[1].state,
+            CellState::Committed {
+                step: 0,
+                fresh: true,
+                ..
+            }
+        ));
         assert_eq!(at0[2].state, CellState::Masked);
         assert_eq!(at0[2].text, "");
 
         let at1 = r.cells(1);
-        assert!(matches!(at1[1].state, CellState::Committed { step: 0, fresh: false, .. }));
-        assert!(matches!(at1[2].state, CellState::Committed { step: 1, fresh: true, .. }));
+        assert!(matches!(
+            at1[1].state,
+            CellState::Committed {
+                step: 0,
+                fresh: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            at1[2].state,
+            CellState::Committed {
+                step: 1,
+                fresh: true,
+                ..
+            }
+        ));
         assert!(!at1[0].in_block && at1[2].in_block);
         // Unknown text is shown by id, never dropped.
         assert_eq!(r.cells(2)[3].text, "⟨4⟩");

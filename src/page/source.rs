@@ -177,7 +177,10 @@ mod tests {
         let url = ModelSource::parse("https://example.org/m/model.safetensors").unwrap();
         assert_eq!(url, ModelSource::Url("https://example.org/m/".into()));
         assert_eq!(
-            ModelSource::parse("./models/tiny").unwrap().file_url("tokenizer.json").unwrap(),
+            ModelSource::parse("./models/tiny")
+                .unwrap()
+                .file_url("tokenizer.json")
+                .unwrap(),
             "./models/tiny/tokenizer.json"
         );
         assert_eq!(ModelSource::Files("x".into()).file_url("config.json"), None);
@@ -185,7 +188,13 @@ mod tests {
 
     #[test]
     fn bad_sources_say_what_is_expected() {
-        for bad in ["just words", "a/b/c d", "../", "owner/../x", "javascript:alert(1)"] {
+        for bad in [
+            "just words",
+            "a/b/c d",
+            "../",
+            "owner/../x",
+            "javascript:alert(1)",
+        ] {
             let parsed = ModelSource::parse(bad);
             if bad == "../" {
                 // A relative folder is allowed.
@@ -193,7 +202,10 @@ mod tests {
                 continue;
             }
             let err = parsed.unwrap_err();
-            assert!(err.contains("repo id") || err.contains("spaces"), "{bad}: {err}");
+            assert!(
+                err.contains("repo id") || err.contains("spaces"),
+                "{bad}: {err}"
+            );
         }
     }
 }

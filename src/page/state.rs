@@ -127,7 +127,13 @@ impl PageState {
         let pairs = parse_query(query.strip_prefix('?').unwrap_or(query));
         let mut state = PageState::default();
         let mut errors = Vec::new();
-        let get = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
 
         if let Some(v) = get("model") {
             match ModelSource::parse(v) {
@@ -137,7 +143,9 @@ impl PageState {
         }
         if let Some(v) = get("prompt") {
             if v.chars().count() > MAX_PROMPT_CHARS {
-                errors.push(format!("prompt: longer than {MAX_PROMPT_CHARS} characters; ignored"));
+                errors.push(format!(
+                    "prompt: longer than {MAX_PROMPT_CHARS} characters; ignored"
+                ));
             } else {
                 state.prompt = v.to_owned();
             }
@@ -161,7 +169,9 @@ impl PageState {
                 "light" => Theme::Light,
                 "dark" => Theme::Dark,
                 other => {
-                    errors.push(format!("theme: expected auto, light or dark, got `{other}`"));
+                    errors.push(format!(
+                        "theme: expected auto, light or dark, got `{other}`"
+                    ));
                     Theme::Auto
                 }
             }
@@ -258,7 +268,11 @@ fn read_settings(
 ) -> Option<Settings> {
     let get = |key: &str| {
         let key = format!("{prefix}{key}");
-        pairs.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
     };
     let sampler = match get("sampler") {
         None if !prefix.is_empty() => return None,
@@ -471,27 +485,28 @@ mod tests {
 
     #[test]
     fn a_full_state_survives_the_round_trip_through_a_link() {
-        let mut state = PageState::default();
-        state.prompt = "a & b = [MASK] 100% <img src=x>\nnext line é".into();
-        state.model = ModelSource::Hub("kuleshov-group/mdlm-owt".into());
-        state.settings = Settings {
-            threshold: Some(0.9),
-            cfg_scale: 1.5,
-            block_length: Some(8),
-            top_k: Some(7),
-            seed: 42,
-            ..page_settings(SamplerKind::Llada)
+        let state = PageState {
+            prompt: "a & b = [MASK] 100% <img src=x>\nnext line é".into(),
+            model: ModelSource::Hub("kuleshov-group/mdlm-owt".into()),
+            settings: Settings {
+                threshold: Some(0.9),
+                cfg_scale: 1.5,
+                block_length: Some(8),
+                top_k: Some(7),
+                seed: 42,
+                ..page_settings(SamplerKind::Llada)
+            },
+            race: Some(Settings {
+                use_cache: false,
+                seed: 42,
+                ..page_settings(SamplerKind::Mdlm)
+            }),
+            autoplay: true,
+            embed: true,
+            theme: Theme::Dark,
+            backend: BackendChoice::Cpu,
+            speed: 16.0,
         };
-        state.race = Some(Settings {
-            use_cache: false,
-            seed: 42,
-            ..page_settings(SamplerKind::Mdlm)
-        });
-        state.autoplay = true;
-        state.embed = true;
-        state.theme = Theme::Dark;
-        state.backend = BackendChoice::Cpu;
-        state.speed = 16.0;
         let (back, errors) = PageState::from_query(&format!("?{}", state.to_query()));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(back, state);
@@ -503,13 +518,25 @@ mod tests {
             "sampler=llada&steps=0&temperature=hot&top_p=1.5&cfg=2&theme=neon&embed=maybe&speed=9999&b.sampler=xyz&model=not%20a%20model",
         );
         assert_eq!(state.settings.sampler, SamplerKind::Llada);
-        assert_eq!(state.settings.steps, page_settings(SamplerKind::Llada).steps);
+        assert_eq!(
+            state.settings.steps,
+            page_settings(SamplerKind::Llada).steps
+        );
         assert_eq!(state.settings.cfg_scale, 2.0);
         assert_eq!(state.race, None);
         assert_eq!(state.theme, Theme::Auto);
         assert!(!state.embed);
         assert_eq!(state.model, ModelSource::Default);
-        for key in ["steps", "temperature", "top_p", "theme", "embed", "speed", "b.sampler", "model"] {
+        for key in [
+            "steps",
+            "temperature",
+            "top_p",
+            "theme",
+            "embed",
+            "speed",
+            "b.sampler",
+            "model",
+        ] {
             assert!(
                 errors.iter().any(|e| e.starts_with(&format!("{key}:"))),
                 "no message for {key}: {errors:?}"
@@ -533,7 +560,10 @@ mod tests {
             PageState::from_query("sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&b.seed=9");
         assert!(errors.is_empty(), "{errors:?}");
         let b = state.race.unwrap();
-        assert_eq!((b.sampler, b.steps, b.gen_length, b.seed), (SamplerKind::Llada, 8, 16, 5));
+        assert_eq!(
+            (b.sampler, b.steps, b.gen_length, b.seed),
+            (SamplerKind::Llada, 8, 16, 5)
+        );
     }
 
     #[test]

@@ -626,7 +626,11 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
     let unused = [
         ("cfg", settings.cfg_scale > 0.0, Knob::Cfg),
         ("threshold", settings.threshold.is_some(), Knob::Threshold),
-        ("block_length", settings.block_length.is_some(), Knob::BlockLength),
+        (
+            "block_length",
+            settings.block_length.is_some(),
+            Knob::BlockLength,
+        ),
     ];
     for (name, set, knob) in unused {
         if set && !settings.sampler.uses(knob) {

@@ -396,7 +396,9 @@ impl Ctx {
             }),
             FromWorker::Loaded { model } => {
                 self.model.set(ModelStatus::Loaded(model));
-                if self.state.with_untracked(|s| s.autoplay) && self.lanes.with_untracked(Vec::is_empty) {
+                if self.state.with_untracked(|s| s.autoplay)
+                    && self.lanes.with_untracked(Vec::is_empty)
+                {
                     self.run();
                 }
             }
@@ -444,7 +446,9 @@ impl Ctx {
                 l.elapsed_ms = elapsed_ms;
                 l.trajectory = Some(*trajectory);
             }),
-            FromWorker::Cancelled { run } => self.lane_mut(run, |l| l.status = RunStatus::Cancelled),
+            FromWorker::Cancelled { run } => {
+                self.lane_mut(run, |l| l.status = RunStatus::Cancelled)
+            }
             FromWorker::Failed {
                 run: Some(run),
                 message,
@@ -702,7 +706,9 @@ fn Placeholder() -> impl IntoView {
 #[component]
 fn LaneView(lane: usize) -> impl IntoView {
     let ctx = ctx();
-    let get = move |f: &dyn Fn(&Lane) -> String| ctx.lanes.with(|l| l.get(lane).map(f).unwrap_or_default());
+    let get = move |f: &dyn Fn(&Lane) -> String| {
+        ctx.lanes.with(|l| l.get(lane).map(f).unwrap_or_default())
+    };
     let status = move || get(&|l| l.status.name().to_string());
     let error = move || {
         ctx.lanes.with(|l| match l.get(lane).map(|l| &l.status) {
@@ -712,8 +718,10 @@ fn LaneView(lane: usize) -> impl IntoView {
     };
     let at = move || {
         let cursor = ctx.cursor.get();
-        ctx.lanes
-            .with(|l| l.get(lane).map_or(0, |l| cursor.min(l.replay.len().saturating_sub(1))))
+        ctx.lanes.with(|l| {
+            l.get(lane)
+                .map_or(0, |l| cursor.min(l.replay.len().saturating_sub(1)))
+        })
     };
     let counters = move || {
         let at = at();
@@ -728,7 +736,14 @@ fn LaneView(lane: usize) -> impl IntoView {
                 .tokens_per_second(at)
                 .map_or("–".into(), |t| format!("{t:.1}"));
             vec![
-                ("step", format!("{}/{}", if l.replay.is_empty() { 0 } else { at + 1 }, l.replay.len())),
+                (
+                    "step",
+                    format!(
+                        "{}/{}",
+                        if l.replay.is_empty() { 0 } else { at + 1 },
+                        l.replay.len()
+                    ),
+                ),
                 ("model calls", calls.to_string()),
                 ("masked", masked.to_string()),
                 ("tokens/s", tps),

@@ -37,7 +37,8 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
     let ctx = ctx();
     let cells = Memo::new(move |_| {
         let at = ctx.cursor.get();
-        ctx.lanes.with(|l| l.get(lane).map(|l| l.replay.cells(at)).unwrap_or_default())
+        ctx.lanes
+            .with(|l| l.get(lane).map(|l| l.replay.cells(at)).unwrap_or_default())
     });
     let select = move |pos: usize| ctx.selected.set(Some((lane, pos)));
     let on_key = move |ev: web_sys::KeyboardEvent| {

@@ -169,7 +169,8 @@ fn sampler_select(which: Which) -> impl IntoView {
 fn knobs(which: Which) -> impl IntoView {
     let settings = read(which);
     let uses = move |k: Knob| settings().is_some_and(|s| s.sampler.uses(k));
-    let first_hitting = move || settings().is_some_and(|s| s.sampler == SamplerKind::Bd3 && s.first_hitting);
+    let first_hitting =
+        move || settings().is_some_and(|s| s.sampler == SamplerKind::Bd3 && s.first_hitting);
     view! {
         <div class="knobs">
             {sampler_select(which)}
@@ -335,11 +336,24 @@ pub fn ModelPanel() -> impl IntoView {
         }
     };
     let progress = move || match ctx.model.get() {
-        ModelStatus::Loading { file, loaded, total, cached, source } => {
-            let pct = total.filter(|&t| t > 0).map(|t| loaded as f64 / t as f64 * 100.0);
+        ModelStatus::Loading {
+            file,
+            loaded,
+            total,
+            cached,
+            source,
+        } => {
+            let pct = total
+                .filter(|&t| t > 0)
+                .map(|t| loaded as f64 / t as f64 * 100.0);
             let what = if file.is_empty() { source } else { file };
             let text = match total {
-                Some(t) => format!("{what}: {} of {}{}", human_bytes(loaded), human_bytes(t), if cached { " (cached)" } else { "" }),
+                Some(t) => format!(
+                    "{what}: {} of {}{}",
+                    human_bytes(loaded),
+                    human_bytes(t),
+                    if cached { " (cached)" } else { "" }
+                ),
                 None => format!("{what}: {}", human_bytes(loaded)),
             };
             Some(view! {
@@ -468,7 +482,11 @@ pub fn SharePanel() -> impl IntoView {
             s.to_query()
         });
         let loc = window().location();
-        format!("{}{}?{q}", loc.origin().unwrap_or_default(), loc.pathname().unwrap_or_default())
+        format!(
+            "{}{}?{q}",
+            loc.origin().unwrap_or_default(),
+            loc.pathname().unwrap_or_default()
+        )
     };
     let snippet = move || {
         format!(
@@ -481,12 +499,16 @@ pub fn SharePanel() -> impl IntoView {
         leptos::task::spawn_local(async move {
             note.set(match copy_text(text).await {
                 Ok(()) => format!("{what} copied"),
-                Err(_) => format!("copy the {what} from the box above (the clipboard is blocked here)"),
+                Err(_) => {
+                    format!("copy the {what} from the box above (the clipboard is blocked here)")
+                }
             });
         });
     };
     let export = move |_| {
-        let t = ctx.lanes.with(|l| l.first().and_then(|l| l.trajectory.clone()));
+        let t = ctx
+            .lanes
+            .with(|l| l.first().and_then(|l| l.trajectory.clone()));
         note.set(match t {
             Some(t) => match download("unmask-trajectory.json", &t.to_json()) {
                 Ok(()) => "trajectory saved".into(),
@@ -496,13 +518,22 @@ pub fn SharePanel() -> impl IntoView {
         });
     };
     let import = move |ev: leptos::ev::Event| {
-        let Some(input) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
-        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return;
+        };
+        let Some(file) = input.files().and_then(|f| f.get(0)) else {
+            return;
+        };
         input.set_value("");
         leptos::task::spawn_local(async move {
             let text = match JsFuture::from(file.text()).await {
                 Ok(t) => t.as_string().unwrap_or_default(),
-                Err(e) => return note.set(format!("could not read {}: {}", file.name(), js_error(&e))),
+                Err(e) => {
+                    return note.set(format!("could not read {}: {}", file.name(), js_error(&e)));
+                }
             };
             match Trajectory::from_json(&text) {
                 Ok(t) => {

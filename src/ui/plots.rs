@@ -12,11 +12,17 @@ const W: f64 = 300.0;
 const H: f64 = 90.0;
 
 fn polyline(values: &[Option<f64>], max: f64, steps: usize) -> String {
-    let dx = if steps > 1 { W / (steps - 1) as f64 } else { 0.0 };
+    let dx = if steps > 1 {
+        W / (steps - 1) as f64
+    } else {
+        0.0
+    };
     values
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| v.map(|v| format!("{:.2},{:.2}", i as f64 * dx, H - v / max.max(1e-9) * H)))
+        .filter_map(|(i, v)| {
+            v.map(|v| format!("{:.2},{:.2}", i as f64 * dx, H - v / max.max(1e-9) * H))
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -36,7 +42,11 @@ pub fn Plots(lane: usize) -> impl IntoView {
     });
     let cursor_x = move |steps: usize| {
         let at = ctx.cursor.get().min(steps.saturating_sub(1));
-        if steps > 1 { at as f64 * W / (steps - 1) as f64 } else { 0.0 }
+        if steps > 1 {
+            at as f64 * W / (steps - 1) as f64
+        } else {
+            0.0
+        }
     };
     let line_plot = move |which: &'static str| {
         move || {
@@ -45,13 +55,28 @@ pub fn Plots(lane: usize) -> impl IntoView {
             let (points, max, label) = if which == "masked" {
                 let max = masked.first().copied().unwrap_or(1).max(1) as f64;
                 let v: Vec<Option<f64>> = masked.iter().map(|&m| Some(m as f64)).collect();
-                (polyline(&v, max, steps), max, format!("masked ({max:.0} → {})", masked.last().copied().unwrap_or(0)))
+                (
+                    polyline(&v, max, steps),
+                    max,
+                    format!(
+                        "masked ({max:.0} → {})",
+                        masked.last().copied().unwrap_or(0)
+                    ),
+                )
             } else {
                 let mean = {
                     let v: Vec<f64> = conf.iter().flatten().copied().collect();
-                    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+                    if v.is_empty() {
+                        0.0
+                    } else {
+                        v.iter().sum::<f64>() / v.len() as f64
+                    }
                 };
-                (polyline(&conf, 1.0, steps), 1.0, format!("mean confidence (avg {mean:.2})"))
+                (
+                    polyline(&conf, 1.0, steps),
+                    1.0,
+                    format!("mean confidence (avg {mean:.2})"),
+                )
             };
             let _ = max;
             Some(view! {

@@ -315,3 +315,53 @@ test('bad URL values get a clear message and the defaults', async () => {
     await context.close();
   }
 });
+
+test('cancel stops a run between steps, and "force CPU" switches the backend', async () => {
+  const { page, context, problems } = await open(`sampler=bd3&gen=24&seed=2&prompt=${encodeURIComponent(PROMPT)}`);
+  try {
+    assert.equal(await backendOf(page), 'wgpu');
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    await page.click('[data-testid=run]');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=lane]')?.dataset.steps) >= 1, null, { timeout: RUN_MS });
+    await page.click('[data-testid=cancel]');
+    const [lane] = await run(page, { click: false });
+    assert.equal(lane.status, 'cancelled');
+    assert.ok(lane.steps < 24, `a cancelled run went on to the end (${lane.steps} steps)`);
+    assert.ok(lane.masked.at(-1) > 0);
+
+    await page.check('[data-testid=force-cpu]');
+    await page.waitForSelector('[data-testid=backend][data-backend=cpu]', { timeout: LOAD_MS });
+    assert.match(page.url(), /backend=cpu/);
+    const [again] = await run(page);
+    assert.equal(again.status, 'done');
+    assert.equal(again.text, cli(['--sampler', 'bd3', '--gen-length', '24', '--seed', '2']).text);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('three model files dropped on the page load and run', async () => {
+  const { page, context, problems } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=./no-such-model/&prompt=${encodeURIComponent(PROMPT)}`);
+  try {
+    await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
+    const files = ['config.json', 'model.safetensors', 'tokenizer.json']
+      .map((name) => ({ name, b64: readFileSync(path.join(modelDir, name)).toString('base64') }));
+    await page.evaluate((files) => {
+      const dt = new DataTransfer();
+      for (const { name, b64 } of files) {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        dt.items.add(new File([bytes], name));
+      }
+      document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, files);
+    await page.waitForFunction(() => /dropped files/.test(document.querySelector('[data-testid=model-info]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'done');
+    assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
+    // The failed load before the drop left a message; nothing else went wrong.
+    assert.deepEqual(problems.filter((p) => !/404|Failed to load resource/.test(p)), []);
+  } finally {
+    await context.close();
+  }
+});
