@@ -48,6 +48,10 @@ pub struct Replay {
     vocab: HashMap<u32, String>,
     /// Per position: (step, confidence) of its commit.
     commits: Vec<Option<(usize, f64)>>,
+    /// Masked positions after each step (kept as steps arrive: the plots read it every frame).
+    masked: Vec<usize>,
+    /// Mean confidence of each step's commits.
+    confidence: Vec<Option<f64>>,
 }
 
 impl Replay {
@@ -89,6 +93,10 @@ impl Replay {
                 *slot = Some((step.index, c.confidence));
             }
         }
+        self.masked.push(step.masked.iter().filter(|&&m| m).count());
+        self.confidence.push((!step.commits.is_empty()).then(|| {
+            step.commits.iter().map(|c| c.confidence).sum::<f64>() / step.commits.len() as f64
+        }));
         self.steps.push(step);
     }
 
@@ -213,24 +221,14 @@ impl Replay {
     }
 
     /// Masked positions after each step.
-    pub fn masked_series(&self) -> Vec<usize> {
-        self.steps
-            .iter()
-            .map(|s| s.masked.iter().filter(|&&m| m).count())
-            .collect()
+    pub fn masked_series(&self) -> &[usize] {
+        &self.masked
     }
 
     /// Mean confidence of the tokens committed in each step (`None` for a step that committed
     /// nothing).
-    pub fn confidence_series(&self) -> Vec<Option<f64>> {
-        self.steps
-            .iter()
-            .map(|s| {
-                (!s.commits.is_empty()).then(|| {
-                    s.commits.iter().map(|c| c.confidence).sum::<f64>() / s.commits.len() as f64
-                })
-            })
-            .collect()
+    pub fn confidence_series(&self) -> &[Option<f64>] {
+        &self.confidence
     }
 
     /// Tokens committed up to and including step `at`.
@@ -326,8 +324,8 @@ mod tests {
         // Beyond the end clamps to the last step.
         assert_eq!(r.cells(99), r.cells(2));
 
-        assert_eq!(r.masked_series(), vec![2, 1, 0]);
-        assert_eq!(r.confidence_series(), vec![Some(0.5); 3]);
+        assert_eq!(r.masked_series(), [2, 1, 0]);
+        assert_eq!(r.confidence_series(), [Some(0.5); 3]);
         assert_eq!(r.committed_through(1), 2);
         assert_eq!(r.committed_through(usize::MAX), 3);
         assert_eq!(r.candidates(3, usize::MAX).unwrap().top[0].token, 4);

@@ -5,7 +5,6 @@ use wasm_bindgen::JsCast;
 
 use crate::backend::BackendKind;
 use crate::browser::client::{ModelWorker, WorkerEvent};
-use crate::browser::now_ms;
 use crate::page::protocol::{FromWorker, LoadedModel, ToWorker};
 use crate::page::replay::Replay;
 use crate::page::source::ModelSource;
@@ -800,13 +799,12 @@ fn LaneView(lane: usize) -> impl IntoView {
 fn EmbedBar() -> impl IntoView {
     let ctx = ctx();
     let href = move || {
-        let q = ctx.state.with(|s| {
-            let mut s = s.clone();
-            s.embed = false;
-            s.to_query()
-        });
-        let path = window().location().pathname().unwrap_or_default();
-        format!("{path}?{q}")
+        ctx.state.with(|s| {
+            super::controls::page_link(&PageState {
+                embed: false,
+                ..s.clone()
+            })
+        })
     };
     view! {
         <div class="embed-bar">
@@ -820,9 +818,4 @@ fn EmbedBar() -> impl IntoView {
             <a href=href target="_blank" rel="noopener">"Open in Unmask ↗"</a>
         </div>
     }
-}
-
-/// Milliseconds since the page started (for the benchmark's first-paint mark).
-pub fn page_ms() -> f64 {
-    now_ms()
 }

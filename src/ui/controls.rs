@@ -8,7 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
 use crate::page::source::ModelSource;
-use crate::page::state::{BackendChoice, REMASKINGS, Theme, page_settings};
+use crate::page::state::{BackendChoice, PageState, REMASKINGS, Theme, page_settings};
 use crate::sampler::{Knob, SamplerKind, Settings};
 use crate::trajectory::Trajectory;
 
@@ -461,32 +461,30 @@ fn download(name: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The address of this page showing `state`.
+pub fn page_link(state: &PageState) -> String {
+    let loc = window().location();
+    format!(
+        "{}{}?{}",
+        loc.origin().unwrap_or_default(),
+        loc.pathname().unwrap_or_default(),
+        state.to_query()
+    )
+}
+
 /// Share link, embed snippet, trajectory export and import.
 #[component]
 pub fn SharePanel() -> impl IntoView {
     let ctx = ctx();
-    let link = move || {
-        let q = ctx.state.with(|s| s.to_query());
-        let loc = window().location();
-        format!(
-            "{}{}?{q}",
-            loc.origin().unwrap_or_default(),
-            loc.pathname().unwrap_or_default()
-        )
-    };
+    let link = move || ctx.state.with(page_link);
     let embed_link = move || {
-        let q = ctx.state.with(|s| {
-            let mut s = s.clone();
-            s.embed = true;
-            s.autoplay = true;
-            s.to_query()
-        });
-        let loc = window().location();
-        format!(
-            "{}{}?{q}",
-            loc.origin().unwrap_or_default(),
-            loc.pathname().unwrap_or_default()
-        )
+        ctx.state.with(|s| {
+            page_link(&PageState {
+                embed: true,
+                autoplay: true,
+                ..s.clone()
+            })
+        })
     };
     let snippet = move || {
         format!(

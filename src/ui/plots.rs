@@ -34,8 +34,8 @@ pub fn Plots(lane: usize) -> impl IntoView {
     let series = Memo::new(move |_| {
         ctx.lanes.with(|l| {
             l.get(lane).map(|l| {
-                let masked = l.replay.masked_series();
-                let conf = l.replay.confidence_series();
+                let masked = l.replay.masked_series().to_vec();
+                let conf = l.replay.confidence_series().to_vec();
                 (masked, conf, l.replay.width())
             })
         })
