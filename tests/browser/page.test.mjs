@@ -85,9 +85,10 @@ after(async () => {
 });
 
 /** Opens the page with `query`; `gpu: false` removes WebGPU from the page and its worker;
- *  `host: true` opens it inside a sandboxed iframe of another page (returned as `frame`). */
-async function open(query, { gpu = true, host = false } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+ *  `host: true` opens it inside a sandboxed iframe of another page (returned as `frame`);
+ *  `media` sets the context's reducedMotion / colorScheme. */
+async function open(query, { gpu = true, host = false, media = {} } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 }, ...media });
   const page = await context.newPage();
   const problems = [];
   const dialogs = [];
@@ -363,5 +364,30 @@ test('three model files dropped on the page load and run', async () => {
     assert.deepEqual(problems.filter((p) => !/404|Failed to load resource/.test(p)), []);
   } finally {
     await context.close();
+  }
+});
+
+test('reduced motion shows the latest step at once, and the colour scheme is followed', async () => {
+  const query = `backend=cpu&sampler=llada&steps=16&gen=16&speed=1&prompt=${encodeURIComponent(PROMPT)}`;
+  const label = async (page) => (await page.textContent('[data-testid=step-label]')).trim();
+  const background = (page) => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+
+  const calm = await open(query, { media: { reducedMotion: 'reduce', colorScheme: 'dark' } });
+  try {
+    await run(calm.page);
+    assert.equal(await label(calm.page), '16 / 16', 'reduced motion should not animate');
+    assert.equal(await background(calm.page), 'rgb(20, 21, 23)');
+  } finally {
+    await calm.context.close();
+  }
+
+  // The same run with motion plays at one step per second: it is still near the start.
+  const moving = await open(query, { media: { reducedMotion: 'no-preference', colorScheme: 'light' } });
+  try {
+    await run(moving.page);
+    assert.notEqual(await label(moving.page), '16 / 16');
+    assert.equal(await background(moving.page), 'rgb(251, 250, 247)');
+  } finally {
+    await moving.context.close();
   }
 });
