@@ -46,6 +46,7 @@ trunk_version="0.21.14"
 trunk --version 2>/dev/null | grep -qx "trunk $trunk_version" \
     || cargo_install trunk --version "$trunk_version" --locked
 bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+# Not --locked: wasm-bindgen-cli's own lock file pins crates that need a newer rustc.
 wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $bindgen_version" \
     || cargo_install wasm-bindgen-cli --version "$bindgen_version"
 

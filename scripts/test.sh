@@ -11,16 +11,18 @@ export UNMASK_REQUIRE_WGPU=1
 # The native test build and the tools' builds use different target directories: on a cold machine
 # they overlap (each has long single-crate stretches that leave a core idle).
 native_log=$(mktemp)
-cargo test --locked --all-targets --no-run >"$native_log" 2>&1 &
+setsid cargo test --locked --all-targets --no-run >"$native_log" 2>&1 &
 native=$!
-trap 'kill "$native" 2>/dev/null || true; rm -f "$native_log"' EXIT
+# If installing fails, stop the whole background build (cargo and its rustc children).
+trap 'kill -- -"$native" 2>/dev/null || true; rm -f "$native_log"' EXIT
 scripts/install.sh test
 if ! wait "$native"; then
     cat "$native_log" >&2
     exit 1
 fi
+trap 'rm -f "$native_log"' EXIT
 
 cargo test --locked --all-targets
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 trunk build --locked
-UNMASK_BIN="$CARGO_TARGET_DIR/debug/unmask" node --test tests/browser/
+UNMASK_BIN="$CARGO_TARGET_DIR/debug/unmask" node --test tests/browser/*.test.mjs

@@ -85,6 +85,9 @@ pub enum TrajectoryError {
         /// Its version.
         version: u32,
     },
+    /// The steps contradict each other or the canvas (a hand-edited or damaged file).
+    #[error("the trajectory is inconsistent: {0}; export it again")]
+    Inconsistent(String),
 }
 
 impl Trajectory {
@@ -102,6 +105,50 @@ impl Trajectory {
                 version: t.version,
             });
         }
+        t.check()?;
         Ok(t)
+    }
+
+    /// Checks what a replay relies on: steps numbered 0, 1, …; every canvas as long as the
+    /// prompt plus `gen_length` at most (and the masked flags with it); every commit and block
+    /// inside its canvas.
+    pub fn check(&self) -> Result<(), TrajectoryError> {
+        let bad = |m: String| Err(TrajectoryError::Inconsistent(m));
+        let width = self
+            .prompt_ids
+            .len()
+            .checked_add(self.settings.gen_length)
+            .filter(|&w| w <= self.model.model_length)
+            .ok_or_else(|| {
+                TrajectoryError::Inconsistent(format!(
+                    "prompt and gen_length exceed the model's {} positions",
+                    self.model.model_length
+                ))
+            })?;
+        for (i, step) in self.steps.iter().enumerate() {
+            let len = step.canvas.len();
+            if step.index != i {
+                return bad(format!("step {i} is numbered {}", step.index));
+            }
+            if len > width || step.masked.len() != len {
+                return bad(format!(
+                    "step {i} has a canvas of {len} positions (at most {width}) with {} masked flags",
+                    step.masked.len()
+                ));
+            }
+            if step.block[0] > step.block[1] || step.block[1] > width {
+                return bad(format!(
+                    "step {i} has block {:?} outside the canvas",
+                    step.block
+                ));
+            }
+            let outside = |p: usize| p >= len;
+            if step.commits.iter().any(|c| outside(c.position))
+                || step.candidates.iter().any(|c| outside(c.position))
+            {
+                return bad(format!("step {i} writes outside its canvas"));
+            }
+        }
+        Ok(())
     }
 }

@@ -57,6 +57,25 @@ fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
     let err = Trajectory::from_json(&t.to_json().replace("\"version\": 1", "\"version\": 99"))
         .unwrap_err();
     assert!(err.to_string().contains("version 99"));
+
+    // Damaged files are refused before a replay could index outside a canvas.
+    type Damage = fn(&mut Trajectory);
+    let damages: [(&str, Damage); 4] = [
+        ("numbered", |t| t.steps[1].index = 7),
+        ("writes outside", |t| {
+            t.steps[0].commits[0].position = 10_000
+        }),
+        ("exceed", |t| t.settings.gen_length = usize::MAX),
+        ("block", |t| t.steps[0].block = [3, 1_000]),
+    ];
+    for (expected, damage) in damages {
+        let mut bad = t.clone();
+        damage(&mut bad);
+        let err = Trajectory::from_json(&bad.to_json())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
 }
 
 #[test]
@@ -169,4 +188,40 @@ fn bad_input_exits_nonzero_with_a_message_and_no_panic() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn init_writes_a_model_folder_that_loads_and_generates_and_is_never_overwritten() {
+    let dir = tmp("init-small");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = unmask(&["init", "--preset", "small", "--out", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = dir.to_str().unwrap();
+    let out = unmask(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "w5 w6",
+        "--sampler",
+        "bd3",
+        "--gen-length",
+        "8",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("w5 w6"), "{text}");
+    let again = unmask(&["init", "--preset", "small", "--out", model]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not overwritten"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

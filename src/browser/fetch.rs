@@ -176,7 +176,19 @@ async fn read_body(
         .get_reader()
         .dyn_into()
         .map_err(|o| body_err(o.into()))?;
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 31) as usize);
+    let mut bytes = Vec::new();
+    // The server's size is a hint; wasm32 has 4 GB of memory at most.
+    if let Some(total) = total
+        && usize::try_from(total).map_or(true, |t| bytes.try_reserve_exact(t).is_err())
+    {
+        return Err(FetchError::Body {
+            url: url.to_owned(),
+            detail: format!(
+                "{:.1} GB does not fit in the browser's WebAssembly memory",
+                total as f64 / 1e9
+            ),
+        });
+    }
     let mut reported = 0u64;
     progress(0, total);
     loop {

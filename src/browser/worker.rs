@@ -54,6 +54,7 @@ fn post(msg: &FromWorker) {
 fn fail(run: Option<u32>, stage: &str, message: impl Into<String>) {
     post(&FromWorker::Failed {
         run,
+        load: None,
         stage: stage.into(),
         message: message.into(),
     });
@@ -120,14 +121,28 @@ async fn drain(state: Rc<RefCell<State>>) {
         };
         match msg {
             ToWorker::Start { backend } => start_backend(state.clone(), backend).await,
-            ToWorker::Load { source } => {
+            ToWorker::Load { load: id, source } => {
+                // A newer load already queued makes this one moot: skip its download.
+                if state
+                    .borrow()
+                    .queue
+                    .iter()
+                    .any(|(m, _)| matches!(m, ToWorker::Load { .. }))
+                {
+                    continue;
+                }
                 let t0 = now_ms();
-                match load(&state, &source, files).await {
+                match load(&state, id, &source, files).await {
                     Ok(mut model) => {
                         model.load_seconds = (now_ms() - t0) / 1000.0;
-                        post(&FromWorker::Loaded { model });
+                        post(&FromWorker::Loaded { load: id, model });
                     }
-                    Err(message) => fail(None, "load", message),
+                    Err(message) => post(&FromWorker::Failed {
+                        run: None,
+                        load: Some(id),
+                        stage: "load".into(),
+                        message,
+                    }),
                 }
             }
             ToWorker::Generate {
@@ -219,6 +234,7 @@ async fn file_bytes(file: &File) -> Result<Vec<u8>, String> {
 
 async fn load(
     state: &Rc<RefCell<State>>,
+    id: u32,
     source: &ModelSource,
     files: Option<Array>,
 ) -> Result<LoadedModel, String> {
@@ -236,27 +252,24 @@ async fn load(
             check_fits(state, &config)?;
             let tokenizer = match t {
                 Some(t) => file_bytes(&files[t]).await?,
-                None => fallback_tokenizer(&config, "no tokenizer file was dropped").await?,
+                None => fallback_tokenizer(id, &config, "no tokenizer file was dropped").await?,
             };
             (config, file_bytes(&files[w]).await?, tokenizer)
         }
         (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
-            let config = download(&url(CONFIG_FILE), CONFIG_FILE).await?;
+            let config = download(id, &url(CONFIG_FILE), CONFIG_FILE).await?;
             check_fits(state, &config)?;
-            let tokenizer = match download_raw(&url(TOKENIZER_FILE), TOKENIZER_FILE).await {
+            let tokenizer = match download_raw(id, &url(TOKENIZER_FILE), TOKENIZER_FILE).await {
                 Ok(t) => t,
                 Err(e) if e.is_not_found() => {
-                    fallback_tokenizer(&config, "the folder has no tokenizer.json").await?
+                    fallback_tokenizer(id, &config, "the folder has no tokenizer.json").await?
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            (
-                config,
-                download(&url(WEIGHTS_FILE), WEIGHTS_FILE).await?,
-                tokenizer,
-            )
+            let weights = download(id, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
+            (config, weights, tokenizer)
         }
     };
     let bundle = Bundle::from_files(
@@ -296,7 +309,7 @@ fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
-    let bytes = largest_tensor_elements(&config) as u64 * 4;
+    let bytes = largest_tensor_elements(&config).saturating_mul(4);
     if bytes > max {
         return Err(format!(
             "this model's largest tensor is {:.0} MB in f32, more than this GPU's largest buffer ({:.0} MB); tick \"force CPU\" to run it on the CPU",
@@ -308,7 +321,7 @@ fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
 }
 
 /// GPT-2's tokenizer for the GPT-2-based checkpoints that ship none.
-async fn fallback_tokenizer(config: &[u8], why: &str) -> Result<Vec<u8>, String> {
+async fn fallback_tokenizer(id: u32, config: &[u8], why: &str) -> Result<Vec<u8>, String> {
     let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
     if config.vocab_size != GPT2_MASKED_VOCAB {
         return Err(format!(
@@ -316,12 +329,17 @@ async fn fallback_tokenizer(config: &[u8], why: &str) -> Result<Vec<u8>, String>
             config.vocab_size
         ));
     }
-    download(GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await
+    download(id, GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await
 }
 
-async fn download_raw(url: &str, file: &str) -> Result<Vec<u8>, super::fetch::FetchError> {
+async fn download_raw(
+    load: u32,
+    url: &str,
+    file: &str,
+) -> Result<Vec<u8>, super::fetch::FetchError> {
     fetch_bytes(url, |loaded, total, cached| {
         post(&FromWorker::Progress {
+            load,
             file: file.into(),
             loaded,
             total,
@@ -331,8 +349,10 @@ async fn download_raw(url: &str, file: &str) -> Result<Vec<u8>, super::fetch::Fe
     .await
 }
 
-async fn download(url: &str, file: &str) -> Result<Vec<u8>, String> {
-    download_raw(url, file).await.map_err(|e| e.to_string())
+async fn download(load: u32, url: &str, file: &str) -> Result<Vec<u8>, String> {
+    download_raw(load, url, file)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Resolves on the next turn of the event loop.
@@ -370,6 +390,7 @@ async fn generate(
     let vocab = new_vocab(&mut canvas.iter().copied());
     post(&FromWorker::Started {
         run,
+        mask_id: spec.mask_id,
         prompt_ids: generation.prompt_ids().to_vec(),
         canvas,
         vocab,

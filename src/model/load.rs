@@ -276,14 +276,19 @@ pub fn parameter_count(config: &ModelConfig) -> usize {
 /// Elements of the largest tensor a config implies: the embedding or output layer (vocab ×
 /// hidden) in every published shape. On a GPU it must fit one storage buffer, so the page checks
 /// it against the adapter's limit before downloading the weights.
-pub fn largest_tensor_elements(config: &ModelConfig) -> usize {
-    let (d, c, v, m) = (
+///
+/// Counted in `u64` with saturation: `usize` is 32 bits in the browser, and the config is input.
+pub fn largest_tensor_elements(config: &ModelConfig) -> u64 {
+    let [d, c, v, ratio] = [
         config.hidden_dim,
         config.cond_dim,
         config.vocab_size,
-        config.mlp_dim(),
-    );
-    [v * d, 3 * d * d, d * m, c * 6 * d]
+        crate::config::MLP_RATIO,
+    ]
+    .map(|x| x as u64);
+    let mul = |a: u64, b: u64| a.saturating_mul(b);
+    let m = mul(ratio, d);
+    [mul(v, d), mul(3, mul(d, d)), mul(d, m), mul(mul(c, 6), d)]
         .into_iter()
         .max()
         .unwrap_or(0)
@@ -392,6 +397,12 @@ mod tests {
         )
         .unwrap();
         // 154 MB in f32: more than WebGPU's default 128 MiB storage-buffer binding.
-        assert_eq!(largest_tensor_elements(&config), 50258 * 768);
+        assert_eq!(largest_tensor_elements(&config), 50258 * 768_u64);
+        // Absurd sizes saturate instead of wrapping (usize is 32 bits in the browser).
+        let huge = ModelConfig {
+            vocab_size: usize::MAX / 2,
+            ..config
+        };
+        assert_eq!(largest_tensor_elements(&huge), u64::MAX);
     }
 }

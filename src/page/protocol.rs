@@ -28,6 +28,8 @@ pub enum ToWorker {
     },
     /// Load a model; for [`ModelSource::Files`] the three files come with the message.
     Load {
+        /// The page's id for this load (replies carry it, so a superseded load is ignored).
+        load: u32,
         /// Where from.
         source: ModelSource,
     },
@@ -79,6 +81,8 @@ pub enum FromWorker {
     },
     /// Download progress of one file.
     Progress {
+        /// Which load.
+        load: u32,
         /// File name.
         file: String,
         /// Bytes so far.
@@ -90,6 +94,8 @@ pub enum FromWorker {
     },
     /// A model is ready.
     Loaded {
+        /// Which load.
+        load: u32,
         /// What it is.
         model: LoadedModel,
     },
@@ -97,6 +103,8 @@ pub enum FromWorker {
     Started {
         /// Which run.
         run: u32,
+        /// The mask id of the model it runs on.
+        mask_id: u32,
         /// The prompt's ids (masks to infill included).
         prompt_ids: Vec<u32>,
         /// Prompt then masks.
@@ -133,6 +141,8 @@ pub enum FromWorker {
     Failed {
         /// The run, or `None` for loading and start-up.
         run: Option<u32>,
+        /// The load, for a failed load.
+        load: Option<u32>,
         /// What was being done ("load", "generate", "start").
         stage: String,
         /// What happened and what to do.
@@ -169,6 +179,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<ToWorker>(&m.to_json()).unwrap(), m);
         let m = FromWorker::Failed {
             run: None,
+            load: Some(2),
             stage: "load".into(),
             message: "404".into(),
         };

@@ -253,6 +253,7 @@ mod tests {
     use crate::sampler::{Commit, TopToken};
 
     fn step(index: usize, canvas: &[u32], commits: &[(usize, u32)], block: [usize; 2]) -> Step {
+        // Each step predicts position 3 with its own top token (4 + index).
         Step {
             index,
             model_calls: index + 1,
@@ -270,7 +271,7 @@ mod tests {
             candidates: vec![Candidates {
                 position: 3,
                 top: vec![TopToken {
-                    token: 4,
+                    token: 4 + index as u32,
                     prob: 0.7,
                 }],
             }],
@@ -328,8 +329,11 @@ mod tests {
         assert_eq!(r.confidence_series(), [Some(0.5); 3]);
         assert_eq!(r.committed_through(1), 2);
         assert_eq!(r.committed_through(usize::MAX), 3);
-        assert_eq!(r.candidates(3, usize::MAX).unwrap().top[0].token, 4);
-        assert_eq!(r.candidates(3, 1).unwrap().top[0].token, 4);
+        assert_eq!(r.candidates(3, usize::MAX).unwrap().top[0].token, 6);
+        // As of a step: that step's prediction, not a later one.
+        assert_eq!(r.candidates(3, 0).unwrap().top[0].token, 4);
+        assert_eq!(r.candidates(3, 1).unwrap().top[0].token, 5);
+        assert_eq!(r.candidates(5, 1), None);
         assert_eq!(r.commit_of(3), Some((2, 0.5)));
     }
 

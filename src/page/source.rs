@@ -37,6 +37,11 @@ impl ModelSource {
         if s.is_empty() || s == "default" {
             return Ok(Self::Default);
         }
+        if s.starts_with("//") {
+            return Err(format!(
+                "`{s}` leaves out the scheme; write https:{s} for another site"
+            ));
+        }
         if s.starts_with("https://")
             || s.starts_with("http://")
             || s.starts_with("./")

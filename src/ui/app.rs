@@ -172,7 +172,14 @@ pub struct Ctx {
     dropped: StoredValue<Option<js_sys::Array>, LocalStorage>,
     /// Whether WebGPU already failed once in this page (then the CPU is used).
     gpu_failed: StoredValue<Option<String>>,
+    /// Id of the newest load request; replies to older ones are ignored.
+    load_id: StoredValue<u32>,
+    /// Workers replaced after a crash, to stop retrying a worker that cannot start.
+    crashes: StoredValue<u32>,
 }
+
+/// Crashed workers replaced before the page gives up and says so.
+const MAX_WORKER_RESTARTS: u32 = 3;
 
 /// The context, from any component.
 pub fn ctx() -> Ctx {
@@ -207,6 +214,8 @@ impl Ctx {
     /// (Re)starts the worker on the preferred backend and loads the current model.
     pub fn restart_worker(&self) {
         let this = *self;
+        // Runs in flight die with the old worker.
+        self.end_unfinished(RunStatus::Cancelled);
         self.worker.set_value(None);
         self.worker_status.set(WorkerStatus::Starting);
         match ModelWorker::spawn(move |event| this.on_worker_event(event)) {
@@ -231,6 +240,8 @@ impl Ctx {
             ModelSource::Files(_) => self.dropped.get_value(),
             _ => None,
         };
+        let load = self.load_id.get_value() + 1;
+        self.load_id.set_value(load);
         self.model.set(ModelStatus::Loading {
             source: source.to_string(),
             file: String::new(),
@@ -238,7 +249,7 @@ impl Ctx {
             total: None,
             cached: false,
         });
-        self.send(&ToWorker::Load { source }, files.as_ref());
+        self.send(&ToWorker::Load { load, source }, files.as_ref());
     }
 
     /// Loads files the reader dropped.
@@ -316,7 +327,14 @@ impl Ctx {
         };
         self.state.update(|s| {
             s.prompt = t.prompt.clone();
-            s.settings = t.settings.clone();
+            // Through the link's own rules, so the page's link stays one it would accept.
+            let query = PageState {
+                settings: t.settings.clone(),
+                race: None,
+                ..PageState::default()
+            }
+            .to_query();
+            s.settings = PageState::from_query(&query).0.settings;
             s.race = None;
         });
         self.lanes.set(vec![lane]);
@@ -339,29 +357,42 @@ impl Ctx {
         }
     }
 
-    fn on_crash(&self, why: String) {
-        // Runs in flight are lost with the worker.
+    /// Ends every run still queued or running with `status`.
+    fn end_unfinished(&self, status: RunStatus) {
         self.lanes.update(|lanes| {
             for l in lanes.iter_mut().filter(|l| !l.status.is_final()) {
-                l.status = RunStatus::Failed(why.clone());
+                l.status = status.clone();
             }
         });
-        let on_gpu = self.worker_status.with_untracked(|s| {
-            matches!(
-                s,
-                WorkerStatus::Ready {
-                    backend: BackendKind::Wgpu,
-                    ..
-                } | WorkerStatus::Starting
-            )
-        });
-        if on_gpu && self.gpu_failed.get_value().is_none() {
+    }
+
+    fn on_crash(&self, why: String) {
+        // Runs in flight and the model are lost with the worker.
+        self.end_unfinished(RunStatus::Failed(why.clone()));
+        self.model.set(ModelStatus::None);
+        let on_gpu = self.gpu_failed.get_value().is_none()
+            && self.worker_status.with_untracked(|s| match s {
+                WorkerStatus::Ready { backend, .. } => *backend == BackendKind::Wgpu,
+                // Crashed while starting: WebGPU only if that is what it was starting.
+                WorkerStatus::Starting => {
+                    self.state.with_untracked(|s| s.backend) == BackendChoice::Auto
+                }
+                WorkerStatus::Failed(_) => false,
+            });
+        if on_gpu {
             // WebGPU failed (no adapter in the runtime, device lost): go on on the CPU.
             self.gpu_failed
                 .set_value(Some(format!("WebGPU failed ({why}); running on the CPU")));
+        }
+        let crashes = self.crashes.get_value() + 1;
+        self.crashes.set_value(crashes);
+        if crashes <= MAX_WORKER_RESTARTS {
             self.restart_worker();
         } else {
-            self.worker_status.set(WorkerStatus::Failed(why));
+            self.worker.set_value(None);
+            self.worker_status.set(WorkerStatus::Failed(format!(
+                "{why} (the model worker failed {crashes} times; reload the page)"
+            )));
         }
     }
 
@@ -377,11 +408,17 @@ impl Ctx {
                 detail,
                 fallback: fallback.or_else(|| self.gpu_failed.get_value()),
             }),
+            FromWorker::Progress { load, .. } | FromWorker::Loaded { load, .. }
+                if load != self.load_id.get_value() => {}
+            FromWorker::Failed {
+                load: Some(load), ..
+            } if load != self.load_id.get_value() => {}
             FromWorker::Progress {
                 file,
                 loaded,
                 total,
                 cached,
+                ..
             } => self.model.update(|m| {
                 if let ModelStatus::Loading { source, .. } = m {
                     *m = ModelStatus::Loading {
@@ -393,7 +430,7 @@ impl Ctx {
                     };
                 }
             }),
-            FromWorker::Loaded { model } => {
+            FromWorker::Loaded { model, .. } => {
                 self.model.set(ModelStatus::Loaded(model));
                 if self.state.with_untracked(|s| s.autoplay)
                     && self.lanes.with_untracked(Vec::is_empty)
@@ -403,14 +440,11 @@ impl Ctx {
             }
             FromWorker::Started {
                 run,
+                mask_id,
                 prompt_ids,
                 canvas,
                 vocab,
             } => {
-                let mask_id = self.model.with_untracked(|m| match m {
-                    ModelStatus::Loaded(m) => m.spec.mask_id,
-                    _ => u32::MAX,
-                });
                 self.lane_mut(run, |l| {
                     l.replay = Replay::new(prompt_ids, canvas, mask_id);
                     l.replay.add_vocab(vocab);
@@ -454,9 +488,15 @@ impl Ctx {
                 ..
             } => self.lane_mut(run, |l| l.status = RunStatus::Failed(message)),
             FromWorker::Failed {
+                load: Some(_),
+                message,
+                ..
+            } => self.model.set(ModelStatus::Failed(message)),
+            FromWorker::Failed {
                 run: None,
                 stage,
                 message,
+                ..
             } => match stage.as_str() {
                 "load" => self.model.set(ModelStatus::Failed(message)),
                 "panic" => self.on_crash(message),
@@ -487,6 +527,18 @@ fn media_matches(query: &str) -> bool {
 
 /// Mounts the page on `<body>`.
 pub fn mount() {
+    std::panic::set_hook(Box::new(|info| {
+        // A panic leaves this wasm instance unusable: say so on the page, as text, and in the
+        // console, rather than leave a frozen widget.
+        let message = format!("Unmask stopped: {info}. Reload the page to start again.");
+        web_sys::console::error_1(&message.clone().into());
+        let doc = document();
+        if let (Ok(p), Some(body)) = (doc.create_element("p"), doc.body()) {
+            p.set_class_name("notice error fatal");
+            p.set_text_content(Some(&message));
+            let _ = body.prepend_with_node_1(&p);
+        }
+    }));
     leptos::mount::mount_to_body(App);
 }
 
@@ -509,6 +561,8 @@ pub fn App() -> impl IntoView {
         next_run: StoredValue::new(0),
         dropped: StoredValue::new_local(None),
         gpu_failed: StoredValue::new(None),
+        load_id: StoredValue::new(0),
+        crashes: StoredValue::new(0),
     };
     provide_context(ctx);
     ctx.restart_worker();

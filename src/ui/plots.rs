@@ -113,7 +113,7 @@ pub fn Plots(lane: usize) -> impl IntoView {
                             .map(|(i, s, c)| {
                                 let hue = confidence_hue(c);
                                 view! {
-                                    <rect class="after" x=i y=s width="1" height=steps - s></rect>
+                                    <rect class="after" x=i y=s width="1" height=steps.saturating_sub(s)></rect>
                                     <rect
                                         x=i
                                         y=s

@@ -260,7 +260,9 @@ test('an imported trajectory replays with no model loaded', async () => {
     assert.equal(lane.steps, recorded.steps.length);
     assert.equal(lane.text, recorded.text);
     assertNeverRises(lane.masked);
-    // The timeline scrubs to the first step, whose canvas still has masks.
+    // The timeline scrubs: the last step has no masks, the first still has.
+    await page.fill('[data-testid=scrub]', String(recorded.steps.length - 1));
+    assert.equal(await page.locator('[data-testid=canvas] .cell.masked').count(), 0);
     await page.fill('[data-testid=scrub]', '0');
     assert.ok(await page.locator('[data-testid=canvas] .cell.masked').count() > 0);
   } finally {
@@ -298,6 +300,9 @@ test('a prompt with HTML is shown literally, never run', async () => {
     await run(page);
     await shot(page, 'html-prompt');
     assert.equal(await page.locator('img').count(), 0, 'an <img> element was created');
+    // The tiny word-level tokenizer reads it as <unk> tokens: shown as text, not as elements.
+    assert.ok(await page.locator('[data-testid=canvas] .cell', { hasText: '<unk>' }).count() > 0);
+    assert.equal(await page.locator('unk').count(), 0, 'token text was parsed as HTML');
     assert.deepEqual(dialogs, []);
     assert.ok((await page.inputValue('[data-testid=share-link]')).includes(encodeURIComponent(evil).replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`)));
   } finally {
@@ -330,7 +335,12 @@ test('cancel stops a run between steps, and "force CPU" switches the backend', a
     assert.ok(lane.steps < 24, `a cancelled run went on to the end (${lane.steps} steps)`);
     assert.ok(lane.masked.at(-1) > 0);
 
+    // Switching the backend in the middle of a run ends that run instead of leaving it hanging.
+    await page.click('[data-testid=run]');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=lane]')?.dataset.steps) >= 1, null, { timeout: RUN_MS });
     await page.check('[data-testid=force-cpu]');
+    const [switched] = await run(page, { click: false });
+    assert.equal(switched.status, 'cancelled');
     await page.waitForSelector('[data-testid=backend][data-backend=cpu]', { timeout: LOAD_MS });
     assert.match(page.url(), /backend=cpu/);
     const [again] = await run(page);
@@ -342,25 +352,33 @@ test('cancel stops a run between steps, and "force CPU" switches the backend', a
   }
 });
 
-test('three model files dropped on the page load and run', async () => {
+test('three model files dropped on the page load and run; a malformed one is refused clearly', async () => {
   const { page, context, problems } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=./no-such-model/&prompt=${encodeURIComponent(PROMPT)}`);
+  const drop = (files) => page.evaluate((files) => {
+    const dt = new DataTransfer();
+    for (const { name, b64 } of files) {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      dt.items.add(new File([bytes], name));
+    }
+    document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, files);
   try {
     await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
     const files = ['config.json', 'model.safetensors', 'tokenizer.json']
       .map((name) => ({ name, b64: readFileSync(path.join(modelDir, name)).toString('base64') }));
-    await page.evaluate((files) => {
-      const dt = new DataTransfer();
-      for (const { name, b64 } of files) {
-        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-        dt.items.add(new File([bytes], name));
-      }
-      document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-    }, files);
+    // The weights cut in half: a clear error, and the page goes on.
+    const weights = readFileSync(path.join(modelDir, 'model.safetensors'));
+    const truncated = files.map((f) => (f.name === 'model.safetensors'
+      ? { name: f.name, b64: weights.subarray(0, weights.length >> 1).toString('base64') } : f));
+    await drop(truncated);
+    await page.waitForFunction(() => /not a valid safetensors file/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+
+    await drop(files);
     await page.waitForFunction(() => /dropped files/.test(document.querySelector('[data-testid=model-info]')?.textContent ?? ''), null, { timeout: LOAD_MS });
     const [lane] = await run(page);
     assert.equal(lane.status, 'done');
     assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
-    // The failed load before the drop left a message; nothing else went wrong.
+    // The failed loads left messages; nothing else went wrong.
     assert.deepEqual(problems.filter((p) => !/404|Failed to load resource/.test(p)), []);
   } finally {
     await context.close();

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use unmask::backend::{self, BackendKind};
-use unmask::bundle::Bundle;
+use unmask::bundle::{Bundle, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use unmask::config::{Attention, ModelConfig};
 use unmask::engine::Generation;
 use unmask::model::{DitDenoiser, load_dit, parameter_count, random_checkpoint};
@@ -203,5 +203,84 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         }
         model.set_attention(native);
     }
+    Ok(())
+}
+
+/// Arguments of `unmask init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Shape of the model.
+    #[arg(long, value_enum, default_value = "small")]
+    pub preset: Preset,
+    /// Folder to write (created; existing files are not overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// A word-level tokenizer with `vocab_size` ids: `<pad>`, `<bos>`, `<eos>`, `<unk>`, words `w4`…,
+/// and `[MASK]` last, so any id decodes to a readable placeholder.
+fn synthetic_tokenizer(vocab_size: usize) -> serde_json::Value {
+    let special = ["<pad>", "<bos>", "<eos>", "<unk>"];
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for id in 0..vocab_size {
+        let word = match id {
+            i if i < special.len() => special[i].to_string(),
+            i if i == vocab_size - 1 => "[MASK]".to_string(),
+            i => format!("w{i}"),
+        };
+        if id < special.len() || id == vocab_size - 1 {
+            added.push(serde_json::json!({
+                "id": id, "content": word, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true
+            }));
+        }
+        vocab.insert(word, id.into());
+    }
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    })
+}
+
+/// Writes a random-weight model folder of a preset's shape (for page benchmarks and as a fresh
+/// start): config.json, model.safetensors (f32) and a synthetic tokenizer.json.
+pub fn init(args: InitArgs) -> Result<(), String> {
+    let config = synthetic_config(args.preset);
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let weights = random_checkpoint(&config, args.seed).map_err(|e| e.to_string())?;
+    let config_json = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
+    let tokenizer_json =
+        serde_json::to_vec(&synthetic_tokenizer(config.vocab_size)).map_err(|e| e.to_string())?;
+    for (name, bytes) in [
+        (CONFIG_FILE, &config_json),
+        (WEIGHTS_FILE, &weights),
+        (TOKENIZER_FILE, &tokenizer_json),
+    ] {
+        let path = args.out.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                format!(
+                    "cannot write {}: {e} (it is not overwritten)",
+                    path.display()
+                )
+            })?;
+        std::io::Write::write_all(&mut file, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    println!(
+        "wrote {} ({} parameters, {:.1} MB of weights)",
+        args.out.display(),
+        parameter_count(&config),
+        weights.len() as f64 / 1e6
+    );
     Ok(())
 }

@@ -41,6 +41,8 @@ enum Command {
     },
     /// Measure forward latency and sampler throughput.
     Bench(bench::BenchArgs),
+    /// Write a random-weight model folder of a preset's shape (benchmarks, a fresh start).
+    Init(bench::InitArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
         Command::Forward(args) => forward(args),
         Command::Inspect { model } => inspect(&model),
         Command::Bench(args) => bench::run(args),
+        Command::Init(args) => bench::init(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
