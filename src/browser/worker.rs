@@ -38,6 +38,8 @@ struct State {
     device: Option<burn::tensor::Device>,
     /// The WebGPU adapter's largest storage buffer binding, when running on it.
     gpu_max_binding: Option<u64>,
+    /// Whether weights are held in f16.
+    half: bool,
     model: Option<Rc<Bundle>>,
     name: String,
     cancelled: HashSet<u32>,
@@ -72,6 +74,7 @@ pub fn start() {
         draining: false,
         device: None,
         gpu_max_binding: None,
+        half: false,
         model: None,
         name: String::new(),
         cancelled: HashSet::new(),
@@ -120,7 +123,7 @@ async fn drain(state: Rc<RefCell<State>>) {
             return;
         };
         match msg {
-            ToWorker::Start { backend } => start_backend(state.clone(), backend).await,
+            ToWorker::Start { backend, half } => start_backend(state.clone(), backend, half).await,
             ToWorker::Load { load: id, source } => {
                 // A newer load already queued makes this one moot: skip its download.
                 if state
@@ -188,7 +191,7 @@ async fn webgpu_adapter() -> Result<u64, String> {
     Ok(limit("maxStorageBufferBindingSize").min(limit("maxBufferSize")))
 }
 
-async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice) {
+async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice, half: bool) {
     let mut fallback = None;
     let mut kind = BackendKind::Cpu;
     let mut max_binding = None;
@@ -213,15 +216,19 @@ async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice) {
         }
         Err(e) => return fail(None, "start", e.to_string()),
     };
+    let mut device = device;
+    let half = half && kind == BackendKind::Wgpu && backend::use_half_precision(&mut device);
     let detail = backend::describe(&device);
     let mut s = state.borrow_mut();
     s.gpu_max_binding = max_binding.filter(|_| kind == BackendKind::Wgpu);
+    s.half = half;
     s.device = Some(device);
     drop(s);
     post(&FromWorker::Ready {
         backend: kind,
         detail,
         fallback,
+        half,
     });
 }
 
@@ -309,15 +316,20 @@ fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
-    let bytes = largest_tensor_elements(&config).saturating_mul(4);
+    let bytes = largest_tensor_elements(&config).saturating_mul(bytes_per_weight(state));
     if bytes > max {
         return Err(format!(
-            "this model's largest tensor is {:.0} MB in f32, more than this GPU's largest buffer ({:.0} MB); tick \"force CPU\" to run it on the CPU",
+            "this model's largest tensor is {:.0} MB, more than this GPU's largest buffer ({:.0} MB); tick \"force CPU\" to run it on the CPU",
             bytes as f64 / 1e6,
             max as f64 / 1e6
         ));
     }
     Ok(())
+}
+
+/// Bytes per weight on the device.
+fn bytes_per_weight(state: &Rc<RefCell<State>>) -> u64 {
+    if state.borrow().half { 2 } else { 4 }
 }
 
 /// GPT-2's tokenizer for the GPT-2-based checkpoints that ship none.

@@ -141,6 +141,12 @@ async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> 
         message: format!("{e:?}"),
     };
     let data = logits.into_data_async().await.map_err(|e| failed(&e))?;
+    // A half-precision device (see `backend::use_half_precision`) returns f16.
+    let data = if data.dtype() == burn::tensor::DType::F32 {
+        data
+    } else {
+        data.convert::<f32>()
+    };
     let values = data.try_into_vec::<f32>().map_err(|e| failed(&e))?;
     Ok(Logits::new(values, b * l, v))
 }

@@ -25,6 +25,8 @@ pub enum ToWorker {
     Start {
         /// The reader's preference.
         backend: BackendChoice,
+        /// Whether WebGPU may hold the weights in f16 where the adapter supports it.
+        half: bool,
     },
     /// Load a model; for [`ModelSource::Files`] the three files come with the message.
     Load {
@@ -78,6 +80,8 @@ pub enum FromWorker {
         detail: String,
         /// Why WebGPU was not used, when it was wanted and is not.
         fallback: Option<String>,
+        /// Whether float tensors are f16.
+        half: bool,
     },
     /// Download progress of one file.
     Progress {

@@ -75,6 +75,8 @@ pub struct PageState {
     pub theme: Theme,
     /// Backend preference.
     pub backend: BackendChoice,
+    /// Keep f32 weights on WebGPU even where the adapter has f16 (the default halves GPU memory).
+    pub full_precision: bool,
     /// Playback speed, steps per second.
     pub speed: f64,
 }
@@ -115,6 +117,7 @@ impl Default for PageState {
             embed: false,
             theme: Theme::Auto,
             backend: BackendChoice::Auto,
+            full_precision: false,
             speed: DEFAULT_SPEED,
         }
     }
@@ -183,6 +186,13 @@ impl PageState {
                 other => errors.push(format!("backend: expected auto or cpu, got `{other}`")),
             }
         }
+        if let Some(v) = get("precision") {
+            match v {
+                "auto" | "f16" => state.full_precision = false,
+                "f32" => state.full_precision = true,
+                other => errors.push(format!("precision: expected auto or f32, got `{other}`")),
+            }
+        }
         if let Some(v) = get("speed") {
             match v.parse::<f64>() {
                 Ok(x) if (0.25..=1000.0).contains(&x) => state.speed = x,
@@ -218,6 +228,9 @@ impl PageState {
         }
         if self.backend == BackendChoice::Cpu {
             out.push(("backend".into(), "cpu".into()));
+        }
+        if self.full_precision {
+            out.push(("precision".into(), "f32".into()));
         }
         if self.speed != DEFAULT_SPEED {
             out.push(("speed".into(), fmt_num(self.speed)));
@@ -505,6 +518,7 @@ mod tests {
             embed: true,
             theme: Theme::Dark,
             backend: BackendChoice::Cpu,
+            full_precision: true,
             speed: 16.0,
         };
         let (back, errors) = PageState::from_query(&format!("?{}", state.to_query()));

@@ -30,6 +30,8 @@ pub enum WorkerStatus {
         detail: String,
         /// Why not WebGPU, when wanted.
         fallback: Option<String>,
+        /// Weights in f16.
+        half: bool,
     },
     /// Failed to start.
     Failed(String),
@@ -230,7 +232,8 @@ impl Ctx {
         } else {
             self.state.with_untracked(|s| s.backend)
         };
-        self.send(&ToWorker::Start { backend }, None);
+        let half = !self.state.with_untracked(|s| s.full_precision);
+        self.send(&ToWorker::Start { backend, half }, None);
         self.load_model(self.state.with_untracked(|s| s.model.clone()));
     }
 
@@ -403,10 +406,12 @@ impl Ctx {
                 backend,
                 detail,
                 fallback,
+                half,
             } => self.worker_status.set(WorkerStatus::Ready {
                 backend,
                 detail,
                 fallback: fallback.or_else(|| self.gpu_failed.get_value()),
+                half,
             }),
             FromWorker::Progress { load, .. } | FromWorker::Loaded { load, .. }
                 if load != self.load_id.get_value() => {}
@@ -644,10 +649,12 @@ fn Header() -> impl IntoView {
             backend,
             detail,
             fallback,
+            half,
         } => {
-            let name = match backend {
-                BackendKind::Wgpu => "WebGPU",
-                BackendKind::Cpu => "CPU",
+            let name = match (backend, half) {
+                (BackendKind::Wgpu, true) => "WebGPU · f16",
+                (BackendKind::Wgpu, false) => "WebGPU",
+                (BackendKind::Cpu, _) => "CPU",
             };
             let title = match fallback {
                 Some(f) => format!("{detail} — {f}"),

@@ -409,6 +409,19 @@ pub fn ModelPanel() -> impl IntoView {
                     />
                     <span>"force CPU"</span>
                 </label>
+                <label class="knob check" title="Keep f32 weights on WebGPU (by default they become f16 where the GPU supports it, halving its memory)">
+                    <input
+                        type="checkbox"
+                        data-testid="full-precision"
+                        prop:checked=move || ctx.state.with(|s| s.full_precision)
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            ctx.state.update(|s| s.full_precision = on);
+                            ctx.restart_worker();
+                        }
+                    />
+                    <span>"full precision (f32)"</span>
+                </label>
                 <label class="knob">
                     <span>"theme"</span>
                     <select on:change=move |ev| {
