@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{fixture_dir, flat, reference};
+use common::{fixture_dir, flat, max_abs_diff, reference};
 use unmask::Trajectory;
 
 fn unmask(args: &[&str]) -> std::process::Output {
@@ -114,11 +114,7 @@ fn forward_writes_logits_equal_to_the_reference() {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&got, &want);
     assert!(diff < 1e-4, "max |Δ| = {diff}");
 }
 

@@ -3,21 +3,13 @@
 
 mod common;
 
-use common::{fixture_file, flat, ids, reference, run_all, tiny};
+use common::{fixture_file, flat, ids, max_abs_diff, reference, run_all, tiny};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, ModelFiles};
 use unmask::config::Attention;
 use unmask::sampler::{Denoiser, SamplerKind, Settings};
 
 const TOLERANCE: f32 = 1e-4;
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn logits_match_the_reference_in_every_attention_mode() {
@@ -32,7 +24,7 @@ fn logits_match_the_reference_in_every_attention_mode() {
     ] {
         bundle.model.set_attention(attention);
         let logits = pollster::block_on(bundle.model.logits(&[&tokens], 0.0)).unwrap();
-        let diff = max_diff(logits.as_slice(), &flat(&r["logits"][name]));
+        let diff = max_abs_diff(logits.as_slice(), &flat(&r["logits"][name]));
         assert!(diff < TOLERANCE, "{name}: max |Δ| = {diff}");
     }
 }
@@ -43,7 +35,7 @@ fn attention_modes_really_differ() {
     let r = reference();
     let bi = flat(&r["logits"]["bidirectional"]);
     let bc = flat(&r["logits"]["block-causal"]);
-    assert!(max_diff(&bi, &bc) > 0.1);
+    assert!(max_abs_diff(&bi, &bc) > 0.1);
 }
 
 #[test]
@@ -61,7 +53,7 @@ fn kv_cached_blocks_equal_the_uncached_forward() {
         let block = &tokens[start..(start + bs).min(tokens.len())];
         let got = pollster::block_on(bundle.model.predict_cached(prev, block, 0.0)).unwrap();
         let want = &full.as_slice()[start * v..(start + block.len()) * v];
-        let diff = max_diff(got.as_slice(), want);
+        let diff = max_abs_diff(got.as_slice(), want);
         assert!(diff < TOLERANCE, "block at {start}: max |Δ| = {diff}");
         prev = block;
     }
@@ -77,7 +69,7 @@ fn causal_kv_cache_equals_the_uncached_forward() {
     let v = full.vocab();
     for (i, &t) in tokens.iter().enumerate().take(8) {
         let got = pollster::block_on(bundle.model.predict_cached(&[t], &[], 0.0)).unwrap();
-        let diff = max_diff(got.as_slice(), &full.as_slice()[i * v..(i + 1) * v]);
+        let diff = max_abs_diff(got.as_slice(), &full.as_slice()[i * v..(i + 1) * v]);
         assert!(diff < TOLERANCE, "position {i}: max |Δ| = {diff}");
     }
 }
@@ -160,7 +152,7 @@ fn f16_and_bf16_checkpoints_load_as_their_f32_values() {
         let (a, b) = (load(&narrow), load(&wide));
         assert_eq!(a.as_slice(), b.as_slice(), "{dtype:?} widened differently");
         // And they are close to the f32 model (rounding the weights is all that changed).
-        let diff = max_diff(a.as_slice(), &flat(&r["logits"]["block-causal"]));
+        let diff = max_abs_diff(a.as_slice(), &flat(&r["logits"]["block-causal"]));
         let bound = if dtype == safetensors::Dtype::F16 {
             0.5
         } else {
@@ -293,13 +285,13 @@ fn a_time_conditioned_model_reads_sigma_like_the_reference() {
     let bundle = Bundle::from_files(files, &device).unwrap();
     let sigma = r["time_conditioned"]["sigma"].as_f64().unwrap() as f32;
     let got = pollster::block_on(bundle.model.logits(&[&tokens], sigma)).unwrap();
-    let diff = max_diff(
+    let diff = max_abs_diff(
         got.as_slice(),
         &flat(&r["time_conditioned"]["bidirectional"]),
     );
     assert!(diff < TOLERANCE, "max |Δ| = {diff}");
     // σ matters: at σ = 0 the same model gives the constant-conditioning logits.
     let at_zero = pollster::block_on(bundle.model.logits(&[&tokens], 0.0)).unwrap();
-    assert!(max_diff(at_zero.as_slice(), &flat(&r["logits"]["bidirectional"])) < TOLERANCE);
-    assert!(max_diff(got.as_slice(), at_zero.as_slice()) > 1e-2);
+    assert!(max_abs_diff(at_zero.as_slice(), &flat(&r["logits"]["bidirectional"])) < TOLERANCE);
+    assert!(max_abs_diff(got.as_slice(), at_zero.as_slice()) > 1e-2);
 }

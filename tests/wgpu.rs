@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture_dir, ids, reference, run_all, tiny};
+use common::{fixture_dir, ids, max_abs_diff, reference, run_all, tiny};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::Bundle;
 use unmask::config::Attention;
@@ -33,12 +33,7 @@ fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
         cpu.model.set_attention(attention);
         let a = pollster::block_on(gpu.model.logits(&[&tokens], 0.0)).unwrap();
         let b = pollster::block_on(cpu.model.logits(&[&tokens], 0.0)).unwrap();
-        let diff = a
-            .as_slice()
-            .iter()
-            .zip(b.as_slice())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_abs_diff(a.as_slice(), b.as_slice());
         assert!(diff < 1e-3, "{attention:?}: max |Δ| = {diff}");
     }
     gpu.model

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixture_dir, ids, reference, tiny};
+use common::{fixture_dir, ids, max_abs_diff, reference, tiny};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::Bundle;
 
@@ -22,17 +22,12 @@ fn f16_weights_give_logits_close_to_f32() {
         eprintln!("skipped: this adapter has no f16");
         return;
     }
-    let mut half = Bundle::from_dir(&fixture_dir(), &device).unwrap();
-    let mut full = tiny();
+    let half = Bundle::from_dir(&fixture_dir(), &device).unwrap();
+    let full = tiny();
     let tokens = ids(&reference()["tokens"]);
     let a = pollster::block_on(half.model.logits(&[&tokens], 0.0)).unwrap();
     let b = pollster::block_on(full.model.logits(&[&tokens], 0.0)).unwrap();
-    let worst = a
-        .as_slice()
-        .iter()
-        .zip(b.as_slice())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let worst = max_abs_diff(a.as_slice(), b.as_slice());
     let scale = b.as_slice().iter().fold(0.0f32, |m, x| m.max(x.abs()));
     eprintln!("f16 vs f32: max |Δ| = {worst} over logits up to {scale}");
     assert!(
