@@ -409,3 +409,47 @@ test('reduced motion shows the latest step at once, and the colour scheme is fol
     await moving.context.close();
   }
 });
+
+test('a model from another origin is kept in Cache Storage; one without CORS gets a clear message', async () => {
+  // A second origin (another port) serving the default model's files, counting requests; only
+  // paths under /cors/ send Access-Control-Allow-Origin.
+  const hits = {};
+  const other = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://localhost');
+    const [, kind, name] = url.pathname.split('/');
+    const file = path.join(modelDir, name ?? '');
+    if (!['cors', 'closed'].includes(kind) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    hits[url.pathname] = (hits[url.pathname] ?? 0) + 1;
+    const headers = { 'content-type': 'application/octet-stream', 'content-length': statSync(file).size };
+    if (kind === 'cors') headers['access-control-allow-origin'] = '*';
+    res.writeHead(200, headers);
+    createReadStream(file).pipe(res);
+  });
+  await new Promise((resolve) => other.listen(0, '127.0.0.1', resolve));
+  // "localhost" is another origin than the page's 127.0.0.1.
+  const remote = `http://localhost:${other.address().port}`;
+  const { page, context } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/cors/`)}&prompt=${encodeURIComponent(PROMPT)}`);
+  try {
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    assert.equal(hits['/cors/model.safetensors'], 1);
+    const cached = await page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url));
+    assert.ok(cached.some((u) => u.endsWith('/cors/model.safetensors')), `cache holds ${cached}`);
+    // A reload reads the files from the cache: the server sees no new request.
+    await page.reload();
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    assert.equal(hits['/cors/model.safetensors'], 1, 'the weights were downloaded again');
+    const [lane] = await run(page);
+    assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
+
+    await page.fill('[data-testid=model-url]', `${remote}/closed/`);
+    await page.click('[data-testid=load]');
+    const error = await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
+    assert.match(await error.textContent(), /CORS/);
+  } finally {
+    await context.close();
+    other.close();
+  }
+});
