@@ -28,7 +28,7 @@ impl Ar {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         if settings.use_cache && spec.attention != crate::config::Attention::Causal {
             return Err(bad(format!(
-                "the ar sampler's KV cache needs a causal model and this one is {}: add --attention causal or --no-cache",
+                "the ar sampler's KV cache needs a causal model and this one is {}: turn the cache off (--no-cache; on the page, untick \"cache\") or run it causally (--attention causal)",
                 spec.attention.name()
             )));
         }

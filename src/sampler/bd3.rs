@@ -60,7 +60,7 @@ impl Bd3 {
             (Attention::Bidirectional, Some(b)) if b > 0 => {
                 if settings.use_cache {
                     return Err(bad(
-                        "a bidirectional model has no block KV cache: add --no-cache to run bd3 on it",
+                        "a bidirectional model has no block KV cache: turn the cache off to run bd3 on it (--no-cache; on the page, untick \"cache\")",
                     ));
                 }
                 b

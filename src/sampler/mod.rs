@@ -620,7 +620,7 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
     let kv_cached = matches!(settings.sampler, SamplerKind::Bd3 | SamplerKind::Ar);
     if kv_cached && settings.use_cache && spec.time_conditioning {
         return Err(bad(
-            "this model is time-conditioned: cached keys and values would keep the noise level they were made with; add --no-cache",
+            "this model is time-conditioned: cached keys and values would keep the noise level they were made with; turn the cache off (--no-cache; on the page, untick \"cache\")",
         ));
     }
     let unused = [

@@ -195,6 +195,24 @@ impl Ctx {
             .with(|l| l.iter().map(|l| l.replay.len()).max().unwrap_or(0))
     }
 
+    /// Plays, or pauses; playing from the end starts over.
+    pub fn toggle_play(&self) {
+        let last = self.max_steps().saturating_sub(1);
+        if !self.playing.get_untracked() && self.cursor.get_untracked() >= last {
+            self.cursor.set(0);
+        }
+        self.playing.update(|p| *p = !*p);
+    }
+
+    /// Pauses and moves the timeline by `delta` steps.
+    pub fn step_by(&self, delta: isize) {
+        self.playing.set(false);
+        let last = self.max_steps().saturating_sub(1) as isize;
+        let cur = self.cursor.get_untracked() as isize;
+        self.cursor
+            .set((cur + delta).clamp(0, last.max(0)) as usize);
+    }
+
     /// Whether any run is still going.
     pub fn busy(&self) -> bool {
         self.lanes.with(|l| l.iter().any(|l| !l.status.is_final()))
@@ -612,6 +630,32 @@ pub fn App() -> impl IntoView {
             .unwrap_or_else(|| names.join(", "));
         ctx.load_dropped(files, label);
     };
+
+    // Player keys anywhere but in a text field or on a control that takes them itself.
+    let _keys = window_event_listener(leptos::ev::keydown, move |ev: web_sys::KeyboardEvent| {
+        if ev.default_prevented() || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+            return;
+        }
+        let busy_target = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|e| {
+                matches!(
+                    e.tag_name().as_str(),
+                    "INPUT" | "TEXTAREA" | "SELECT" | "BUTTON"
+                )
+            });
+        if busy_target {
+            return;
+        }
+        match ev.key().as_str() {
+            " " | "k" => ctx.toggle_play(),
+            "ArrowLeft" | "j" => ctx.step_by(-1),
+            "ArrowRight" | "l" => ctx.step_by(1),
+            _ => return,
+        }
+        ev.prevent_default();
+    });
 
     view! {
         <div

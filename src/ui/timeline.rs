@@ -1,6 +1,6 @@
 //! The player: play, pause, single steps, scrubbing and speed, over the recorded steps (during
-//! the run and after it). Keyboard: the buttons and the slider are ordinary controls; Space and
-//! the arrow keys work on the slider.
+//! the run and after it). Keyboard: the buttons and the slider are ordinary controls, and outside
+//! text fields Space (or K) plays and pauses, ←/→ (or J/L) step.
 
 use std::time::Duration;
 
@@ -57,17 +57,8 @@ pub fn Timeline() -> impl IntoView {
         )
         .ok()
     });
-    let toggle = move |_| {
-        if !ctx.playing.get_untracked() && ctx.cursor.get_untracked() >= last() {
-            ctx.cursor.set(0);
-        }
-        ctx.playing.update(|p| *p = !*p);
-    };
-    let step_by = move |d: isize| {
-        ctx.playing.set(false);
-        let cur = ctx.cursor.get_untracked() as isize;
-        ctx.cursor.set((cur + d).clamp(0, last() as isize) as usize);
-    };
+    let toggle = move |_| ctx.toggle_play();
+    let step_by = move |d: isize| ctx.step_by(d);
     view! {
         <div class="timeline" role="group" aria-label="Timeline">
             <button on:click=move |_| { ctx.playing.set(false); ctx.cursor.set(0); } title="First step" aria-label="First step">{icon(FIRST)}</button>

@@ -265,6 +265,11 @@ test('an imported trajectory replays with no model loaded', async () => {
     assert.equal(await page.locator('[data-testid=canvas] .cell.masked').count(), 0);
     await page.fill('[data-testid=scrub]', '0');
     assert.ok(await page.locator('[data-testid=canvas] .cell.masked').count() > 0);
+    // Keys step the timeline from anywhere outside a control.
+    await page.evaluate(() => document.activeElement?.blur());
+    await page.keyboard.press('ArrowRight');
+    await page.keyboard.press('l');
+    assert.equal((await page.textContent('[data-testid=step-label]')).trim(), `3 / ${recorded.steps.length}`);
   } finally {
     await context.close();
   }
