@@ -264,7 +264,7 @@ pub fn Controls() -> impl IntoView {
                 <NumberKnob which=Which::A label="seed" help="Seed of every random draw: the same seed gives the same run"
                     min=0.0 max=9007199254740991.0 step=1.0
                     get=|s| Some(s.seed as f64) set=|s, v| s.seed = v.unwrap_or(0.0) as u64/>
-                <button class="icon" title="New random seed" aria-label="New random seed" on:click=move |_| {
+                <button title="New random seed" aria-label="New random seed" on:click=move |_| {
                     let seed = (js_sys::Math::random() * 1e9) as u64;
                     ctx.state.update(|s| {
                         s.settings.seed = seed;
