@@ -197,7 +197,7 @@ impl Ctx {
 
     /// Plays, or pauses; playing from the end starts over.
     pub fn toggle_play(&self) {
-        let last = self.max_steps().saturating_sub(1);
+        let last = self.last_step();
         if !self.playing.get_untracked() && self.cursor.get_untracked() >= last {
             self.cursor.set(0);
         }
@@ -207,10 +207,15 @@ impl Ctx {
     /// Pauses and moves the timeline by `delta` steps.
     pub fn step_by(&self, delta: isize) {
         self.playing.set(false);
-        let last = self.max_steps().saturating_sub(1) as isize;
+        let last = self.last_step() as isize;
         let cur = self.cursor.get_untracked() as isize;
         self.cursor
             .set((cur + delta).clamp(0, last.max(0)) as usize);
+    }
+
+    /// Index of the last recorded step (0 before any).
+    pub fn last_step(&self) -> usize {
+        self.max_steps().saturating_sub(1)
     }
 
     /// Whether any run is still going.
@@ -487,7 +492,7 @@ impl Ctx {
                     l.elapsed_ms = elapsed_ms;
                 });
                 if self.reduced_motion.get_untracked() {
-                    self.cursor.set(self.max_steps().saturating_sub(1));
+                    self.cursor.set(self.last_step());
                 }
                 if first {
                     mark_after_paint("unmask:first-step");

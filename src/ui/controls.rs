@@ -120,6 +120,16 @@ fn CheckKnob(
     }
 }
 
+/// Settings for a newly chosen sampler: its page defaults, keeping what every sampler shares
+/// (the length and the seed).
+fn switched(kind: SamplerKind, gen_length: usize, seed: u64) -> Settings {
+    Settings {
+        gen_length,
+        seed,
+        ..page_settings(kind)
+    }
+}
+
 fn sampler_select(which: Which) -> impl IntoView {
     let settings = read(which);
     view! {
@@ -136,12 +146,7 @@ fn sampler_select(which: Which) -> impl IntoView {
                                 Which::A => &s.settings,
                                 Which::B => s.race.as_ref().unwrap_or(&s.settings),
                             };
-                            // Keep what every sampler shares; take the new sampler's defaults.
-                            let next = Settings {
-                                gen_length: base.gen_length,
-                                seed: s.settings.seed,
-                                ..page_settings(kind)
-                            };
+                            let next = switched(kind, base.gen_length, s.settings.seed);
                             match which {
                                 Which::A => s.settings = next,
                                 Which::B => s.race = Some(next),
@@ -281,7 +286,7 @@ pub fn Controls() -> impl IntoView {
                             ctx.state.update(|s| {
                                 s.race = on.then(|| {
                                     let other = if s.settings.sampler == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
-                                    Settings { gen_length: s.settings.gen_length, seed: s.settings.seed, ..page_settings(other) }
+                                    switched(other, s.settings.gen_length, s.settings.seed)
                                 });
                             });
                         }

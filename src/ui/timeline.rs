@@ -30,7 +30,7 @@ const LAST: &str = "M3 3v10l7-5zM11 3h2v10h-2z";
 #[component]
 pub fn Timeline() -> impl IntoView {
     let ctx = ctx();
-    let last = move || ctx.max_steps().saturating_sub(1);
+    let last = move || ctx.last_step();
     // One tick per step at the chosen speed; `speed` changes restart the timer.
     Effect::new(move |prev: Option<Option<IntervalHandle>>| {
         if let Some(Some(h)) = prev {
@@ -42,7 +42,7 @@ pub fn Timeline() -> impl IntoView {
                 if !ctx.playing.get_untracked() {
                     return;
                 }
-                let last = ctx.max_steps().saturating_sub(1);
+                let last = ctx.last_step();
                 let cur = ctx.cursor.get_untracked();
                 if ctx.reduced_motion.get_untracked() {
                     ctx.cursor.set(last);

@@ -6,38 +6,18 @@
 //   - the wasm module's size, raw and gzipped.
 // Usage: node tests/browser/bench.mjs   (after `trunk build`); prints Markdown for BENCHMARKS.md.
 
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
-import { chromium } from 'playwright-core';
+import { dist, launch, listen, removeWebGpu, serveFile } from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.resolve(here, '../../dist');
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json' };
 const server = http.createServer((req, res) => {
-  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1)) || 'index.html';
-  const file = path.resolve(dist, rel);
-  if (!file.startsWith(dist) || !existsSync(file) || !statSync(file).isFile()) return res.writeHead(404).end();
-  res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'max-age=3600' });
-  createReadStream(file).pipe(res);
+  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1));
+  serveFile(res, dist, rel, { 'cache-control': 'max-age=3600' });
 });
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const origin = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-});
-
-async function noGpu(context, page) {
-  await page.addInitScript(() => { delete Navigator.prototype.gpu; });
-  await context.route('**/worker.js', async (route) => {
-    const response = await route.fetch();
-    await route.fulfill({ response, body: `delete WorkerNavigator.prototype.gpu;\n${await response.text()}` });
-  });
-}
+const origin = `${await listen(server)}/`;
+const browser = await launch();
 
 /** Long tasks (> 50 ms) on the page's main thread, recorded from the start. */
 async function watchLongTasks(page) {
@@ -97,7 +77,7 @@ const speed = [];
 for (const gpu of [true, false]) {
   const context = await browser.newContext();
   const page = await context.newPage();
-  if (!gpu) await noGpu(context, page);
+  if (!gpu) await removeWebGpu(context, page);
   for (const [name, q] of Object.entries(samplers)) {
     await page.goto(`${origin}?autoplay=1&seed=1&${q}`);
     const [lane] = await done(page);

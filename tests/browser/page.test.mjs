@@ -10,16 +10,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { dist, launch, listen, removeWebGpu, serveFile } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
-const dist = path.join(root, 'dist');
 const artifacts = path.join(here, 'artifacts');
 const modelDir = path.join(root, 'www/models/default');
 const cliBin = process.env.UNMASK_BIN ?? path.join(root, 'target/debug/unmask');
@@ -30,12 +29,6 @@ const PROMPT = 'the old man saw a';
 /** SwiftShader computes slowly; the tiny model still runs in seconds, so these are generous. */
 const LOAD_MS = 120_000;
 const RUN_MS = 240_000;
-
-const types = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
-  '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json',
-  '.safetensors': 'application/octet-stream',
-};
 
 let server;
 let origin;
@@ -58,25 +51,10 @@ before(async () => {
       res.writeHead(404).end('not here');
       return;
     }
-    const rel = decodeURIComponent(url.pathname.slice(BASE.length)) || 'index.html';
-    const file = path.resolve(dist, rel);
-    if (!file.startsWith(dist + path.sep) || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
-    createReadStream(file).pipe(res);
+    serveFile(res, dist, decodeURIComponent(url.pathname.slice(BASE.length)));
   });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic',
-    ],
-  });
+  origin = await listen(server);
+  browser = await launch();
 });
 
 after(async () => {
@@ -105,15 +83,7 @@ async function open(query, { gpu = true, host = false, media = {} } = {}) {
     document.addEventListener('securitypolicyviolation', (e) =>
       window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
   });
-  if (!gpu) {
-    await page.addInitScript(() => { delete Navigator.prototype.gpu; });
-    // Init scripts do not run in workers: patch the worker script on its way in.
-    await context.route('**/worker.js', async (route) => {
-      const response = await route.fetch();
-      const body = `delete WorkerNavigator.prototype.gpu;\n${await response.text()}`;
-      await route.fulfill({ response, body });
-    });
-  }
+  if (!gpu) await removeWebGpu(context, page);
   if (host) {
     await page.goto(`${origin}/host.html?embed=${encodeURIComponent(query)}`);
     const frame = await (await page.waitForSelector('iframe')).contentFrame();
@@ -422,20 +392,15 @@ test('a model from another origin is kept in Cache Storage; one without CORS get
   const other = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://localhost');
     const [, kind, name] = url.pathname.split('/');
-    const file = path.join(modelDir, name ?? '');
-    if (!['cors', 'closed'].includes(kind) || !existsSync(file) || !statSync(file).isFile()) {
+    if (!['cors', 'closed'].includes(kind)) {
       res.writeHead(404).end();
       return;
     }
     hits[url.pathname] = (hits[url.pathname] ?? 0) + 1;
-    const headers = { 'content-type': 'application/octet-stream', 'content-length': statSync(file).size };
-    if (kind === 'cors') headers['access-control-allow-origin'] = '*';
-    res.writeHead(200, headers);
-    createReadStream(file).pipe(res);
+    serveFile(res, modelDir, name, kind === 'cors' ? { 'access-control-allow-origin': '*' } : {});
   });
-  await new Promise((resolve) => other.listen(0, '127.0.0.1', resolve));
   // "localhost" is another origin than the page's 127.0.0.1.
-  const remote = `http://localhost:${other.address().port}`;
+  const remote = (await listen(other)).replace('127.0.0.1', 'localhost');
   const { page, context } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/cors/`)}&prompt=${encodeURIComponent(PROMPT)}`);
   try {
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
