@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: unit and integration tests (fixture parity, samplers, errors, CLI, wgpu on
-# lavapipe), the fuzz target's build, the page's build (Trunk, wasm32) and the page in headless
-# Chromium (WebGPU on SwiftShader, and the CPU fallback).
+# lavapipe, data/corpus/ rebuilt from its Debian packages), the fuzz target's build, the page's
+# build (Trunk, wasm32) and the page in headless Chromium (WebGPU on SwiftShader, and the CPU
+# fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh base
 . scripts/env.sh
 export UNMASK_REQUIRE_WGPU=1
+# tests/corpus.rs rebuilds data/corpus/ from the packages scripts/corpus-sources.sh unpacks here.
+export UNMASK_CORPUS_SOURCES="${UNMASK_CORPUS_SOURCES:-/var/tmp/unmask-corpus}"
 
 # The native test build and the tools' builds use different target directories: on a cold machine
 # they overlap (each has long single-crate stretches that leave a core idle).
@@ -16,6 +19,7 @@ native=$!
 # If installing fails, stop the whole background build (cargo and its rustc children).
 trap 'kill -- -"$native" 2>/dev/null || true; rm -f "$native_log"' EXIT
 scripts/install.sh test
+scripts/corpus-sources.sh "$UNMASK_CORPUS_SOURCES" >/dev/null
 if ! wait "$native"; then
     cat "$native_log" >&2
     exit 1

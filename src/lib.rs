@@ -9,23 +9,28 @@
 //! - [`bundle`] and [`text`]: model folders (config.json, model.safetensors, tokenizer.json) from bytes;
 //! - [`engine`] and [`trajectory`]: a run, step by step, and its JSON record;
 //! - [`backend`]: the one file that names burn's CPU and wgpu backends;
+//! - `corpus` and `train` (native only): the training corpus and its tokenizer (`unmask
+//!   prepare`), and `unmask train` — the MDLM, BD3-LM and AR objectives on the same DiT;
 //! - [`page`]: the web page's state, worker protocol and replay (plain Rust); the browser glue
 //!   (`browser`) and the Leptos components (`ui`) build for wasm32 only.
 //!
-//! What it does not do (yet): training (the `train` issue), batching several prompts, quantised
-//! weights.
+//! What it does not do (yet): batching several prompts, quantised weights.
 
 pub mod backend;
 #[cfg(target_arch = "wasm32")]
 pub mod browser;
 pub mod bundle;
 pub mod config;
+#[cfg(not(target_family = "wasm"))]
+pub mod corpus;
 pub mod engine;
 pub mod model;
 pub mod page;
 pub mod rng;
 pub mod sampler;
 pub mod text;
+#[cfg(not(target_family = "wasm"))]
+pub mod train;
 pub mod trajectory;
 #[cfg(target_arch = "wasm32")]
 pub mod ui;

@@ -66,6 +66,14 @@ impl std::fmt::Debug for TextCodec {
 }
 
 impl TextCodec {
+    /// The number of tokens `tokenizer.json` defines (added tokens included): the vocabulary of a
+    /// model trained on it.
+    pub fn vocab_size_of(bytes: &[u8]) -> Result<usize, TextError> {
+        let tokenizer =
+            Tokenizer::from_bytes(bytes).map_err(|e| TextError::Parse(e.to_string()))?;
+        Ok(tokenizer.get_vocab_size(true))
+    }
+
     /// Reads `tokenizer.json` and checks it against the model's config.
     pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self, TextError> {
         let mut tokenizer =
@@ -128,6 +136,15 @@ impl TextCodec {
         self.tokenizer.get_vocab_size(true)
     }
 
+    /// Encodes plain text as it is: no BOS, and `[MASK]` is text like any other (training data).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| TextError::Encode(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Encodes a prompt: BOS (when the tokenizer has one), then the text, with every literal
     /// `[MASK]` becoming the mask id, to be filled in place.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, TextError> {
@@ -137,11 +154,7 @@ impl TextCodec {
                 ids.push(self.mask_id);
             }
             if !piece.is_empty() {
-                let enc = self
-                    .tokenizer
-                    .encode(piece, false)
-                    .map_err(|e| TextError::Encode(e.to_string()))?;
-                ids.extend_from_slice(enc.get_ids());
+                ids.extend(self.encode(piece)?);
             }
         }
         Ok(ids)

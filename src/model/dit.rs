@@ -198,6 +198,13 @@ impl Dit {
         self
     }
 
+    /// Drops the precomputed constant conditioning, so that training reaches `sigma_map` (the
+    /// conditioning is recomputed from it on every pass).
+    pub fn thaw_conditioning(mut self) -> Self {
+        self.constant_cond = None;
+        self
+    }
+
     /// Width of the residual stream.
     pub fn hidden_dim(&self) -> usize {
         self.vocab_embed.val().dims()[1]
@@ -234,16 +241,8 @@ impl Dit {
         store: usize,
     ) -> Tensor<3> {
         let device = tokens.device();
-        let [b, l] = tokens.dims();
-        let d = self.hidden_dim();
-        let head_dim = d / self.blocks.first().map_or(1, |blk| blk.n_heads);
-        let x = self
-            .vocab_embed
-            .val()
-            .select(0, tokens.reshape([b * l]))
-            .reshape([b, l, d]);
-        let cond = self.conditioning(sigma, &device);
-        let rope = rotary_tables(start, l, head_dim, &device);
+        let [_, l] = tokens.dims();
+        let rope = rotary_tables(start, l, self.head_dim(), &device);
         let key_start = if cache.is_some() { 0 } else { start };
         let bias = attention_bias(attention, start, l, key_start, &device);
         if let Some(c) = cache.as_deref_mut()
@@ -251,16 +250,96 @@ impl Dit {
         {
             c.layers = vec![LayerCache::default(); self.blocks.len()];
         }
-        let mut x = x;
-        for (i, block) in self.blocks.iter().enumerate() {
-            let layer = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, &cond, &rope, bias.as_ref(), layer, store);
-        }
+        let cond = self.conditioning(sigma, &device);
+        let x = self.trunk(
+            tokens,
+            &cond,
+            &rope,
+            bias.as_ref(),
+            cache.as_deref_mut(),
+            store,
+        );
         if let Some(c) = cache {
             c.len += store;
         }
         self.output_layer.forward(x, &cond)
     }
+
+    /// BD3-LM's vectorized training pass: `tokens` `[B, 2n]` is the noised sequence x_t followed
+    /// by the clean x_0, both at rotary positions `0..n`, under the block-diffusion mask of
+    /// [`block_diffusion_allows`]; returns the logits of the x_t half, `[B, n, V]`.
+    ///
+    /// One pass trains every block at once: block `b` of x_t sees itself (noised) and the clean
+    /// blocks before it, exactly what sampling block `b` sees through the KV cache (Arriola et al.,
+    /// arXiv:2503.09573, §3.2; `kuleshov-group/bd3lms` `models/dit.py` `block_diff_mask`).
+    pub fn forward_block_diffusion(
+        &self,
+        tokens: Tensor<2, Int>,
+        sigma: &[f32],
+        block_size: usize,
+    ) -> Tensor<3> {
+        let device = tokens.device();
+        let [_, two_n] = tokens.dims();
+        let n = two_n / 2;
+        let (cos, sin) = rotary_tables(0, n, self.head_dim(), &device);
+        let rope = (
+            Tensor::cat(vec![cos.clone(), cos], 2),
+            Tensor::cat(vec![sin.clone(), sin], 2),
+        );
+        let bias = bias_from(two_n, two_n, &device, |q, k| {
+            block_diffusion_allows(q, k, n, block_size)
+        });
+        let cond = self.conditioning(sigma, &device);
+        let x = self.trunk(tokens, &cond, &rope, bias.as_ref(), None, 0);
+        self.output_layer.forward(x.narrow(1, 0, n), &cond)
+    }
+
+    fn head_dim(&self) -> usize {
+        self.hidden_dim() / self.blocks.first().map_or(1, |blk| blk.n_heads)
+    }
+
+    /// Embedding and blocks: the residual stream `[B, L, d]` after the last block.
+    fn trunk(
+        &self,
+        tokens: Tensor<2, Int>,
+        cond: &Tensor<2>,
+        rope: &(Tensor<4>, Tensor<4>),
+        bias: Option<&Tensor<4>>,
+        mut cache: Option<&mut KvCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        let [b, l] = tokens.dims();
+        let d = self.hidden_dim();
+        let mut x = self
+            .vocab_embed
+            .val()
+            .select(0, tokens.reshape([b * l]))
+            .reshape([b, l, d]);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, cond, rope, bias, layer, store);
+        }
+        x
+    }
+}
+
+/// BD3-LM's training mask over `[x_t ; x_0]` (length `2n`): a query may see a key when both are
+/// in the same block of the same half (block-diagonal), when the query is in x_t and the key is
+/// in an earlier block of x_0 (offset block-causal), or when both are in x_0 and the key's block
+/// is not later (block-causal).
+pub fn block_diffusion_allows(query: usize, key: usize, n: usize, block_size: usize) -> bool {
+    let (q_clean, k_clean) = (query >= n, key >= n);
+    let block = |i: usize, clean: bool| {
+        if clean {
+            (i - n) / block_size
+        } else {
+            i / block_size
+        }
+    };
+    let (bq, bk) = (block(query, q_clean), block(key, k_clean));
+    (bq == bk && q_clean == k_clean)
+        || (bq > bk && k_clean && !q_clean)
+        || (bq >= bk && k_clean && q_clean)
 }
 
 /// Additive attention bias `[1, 1, L, Lk]` (0 where allowed, [`MASKED_SCORE`] where not) for
@@ -273,11 +352,24 @@ fn attention_bias(
     device: &Device,
 ) -> Option<Tensor<4>> {
     let keys = start + len - key_start;
+    bias_from(len, keys, device, |q, k| {
+        attention.allows(start + q, key_start + k)
+    })
+}
+
+/// The bias `[1, 1, queries, keys]` of a mask given by `allows(query_row, key_row)`; `None` when
+/// it allows everything.
+fn bias_from(
+    queries: usize,
+    keys: usize,
+    device: &Device,
+    allows: impl Fn(usize, usize) -> bool,
+) -> Option<Tensor<4>> {
     let mut any = false;
-    let mut bias = Vec::with_capacity(len * keys);
-    for q in start..start + len {
-        for k in key_start..start + len {
-            if attention.allows(q, k) {
+    let mut bias = Vec::with_capacity(queries * keys);
+    for q in 0..queries {
+        for k in 0..keys {
+            if allows(q, k) {
                 bias.push(0.0f32);
             } else {
                 any = true;
@@ -285,5 +377,34 @@ fn attention_bias(
             }
         }
     }
-    any.then(|| Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device))
+    any.then(|| Tensor::from_data(TensorData::new(bias, [1, 1, queries, keys]), device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_diffusion_allows;
+
+    #[test]
+    fn block_diffusion_mask_lets_a_noisy_block_see_only_itself_and_earlier_clean_blocks() {
+        let (n, bs) = (8, 4);
+        // x_t block 1 (rows 4..8): itself, and x_0 block 0 (rows 8..12), nothing else.
+        let seen: Vec<usize> = (0..2 * n)
+            .filter(|&k| block_diffusion_allows(5, k, n, bs))
+            .collect();
+        assert_eq!(seen, vec![4, 5, 6, 7, 8, 9, 10, 11]);
+        // x_t block 0 sees only itself: no clean token of its own block leaks in.
+        let seen: Vec<usize> = (0..2 * n)
+            .filter(|&k| block_diffusion_allows(1, k, n, bs))
+            .collect();
+        assert_eq!(seen, vec![0, 1, 2, 3]);
+        // x_0 is block-causal among itself and never sees x_t.
+        let seen: Vec<usize> = (0..2 * n)
+            .filter(|&k| block_diffusion_allows(12, k, n, bs))
+            .collect();
+        assert_eq!(seen, (8..16).collect::<Vec<_>>());
+        let seen: Vec<usize> = (0..2 * n)
+            .filter(|&k| block_diffusion_allows(9, k, n, bs))
+            .collect();
+        assert_eq!(seen, vec![8, 9, 10, 11]);
+    }
 }

@@ -294,94 +294,226 @@ pub fn largest_tensor_elements(config: &ModelConfig) -> u64 {
         .unwrap_or(0)
 }
 
-/// A checkpoint with the reference's key names and random weights for `config`, as safetensors
-/// bytes (benchmarks, tests and a fresh training run start from it). Deterministic in `seed`.
-pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
-    let mut rng = crate::rng::Rng::new(seed);
+/// What a checkpoint tensor is, which decides how it is initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorRole {
+    /// The token embedding `[V, d]`.
+    Embedding,
+    /// A PyTorch `nn.Linear` weight `[out, in]`.
+    Weight {
+        /// Inputs of the layer.
+        fan_in: usize,
+    },
+    /// A linear layer's bias `[out]`.
+    Bias {
+        /// Inputs of the layer.
+        fan_in: usize,
+    },
+    /// A LayerNorm scale `[d]`.
+    Norm,
+}
+
+/// One tensor of a checkpoint, as the reference names and shapes it.
+#[derive(Clone, Debug)]
+pub struct TensorSlot {
+    /// Key without the `backbone.` prefix, e.g. `blocks.0.attn_qkv.weight`.
+    pub name: String,
+    /// Shape in PyTorch's layout.
+    pub shape: Vec<usize>,
+    /// What it is.
+    pub role: TensorRole,
+    /// Whether the reference starts it at zero: every adaLN modulation (so each block begins as
+    /// the identity) and the output layer (so the first prediction is uniform).
+    pub zero_init: bool,
+}
+
+/// Every tensor a checkpoint of `config` holds, in a fixed order (the table in the module docs).
+pub fn checkpoint_layout(config: &ModelConfig) -> Vec<TensorSlot> {
     let (d, c, v, m) = (
         config.hidden_dim,
         config.cond_dim,
         config.vocab_size,
         config.mlp_dim(),
     );
-    let mut tensors: Vec<(String, Vec<usize>)> = vec![("vocab_embed.embedding".into(), vec![v, d])];
-    let linear =
-        |name: &str, d_in: usize, d_out: usize, bias: bool, out: &mut Vec<(String, Vec<usize>)>| {
-            out.push((format!("{name}.weight"), vec![d_out, d_in]));
-            if bias {
-                out.push((format!("{name}.bias"), vec![d_out]));
-            }
-        };
+    let mut slots = vec![TensorSlot {
+        name: "vocab_embed.embedding".into(),
+        shape: vec![v, d],
+        role: TensorRole::Embedding,
+        zero_init: false,
+    }];
+    let norm = |name: &str, slots: &mut Vec<TensorSlot>| {
+        slots.push(TensorSlot {
+            name: name.into(),
+            shape: vec![d],
+            role: TensorRole::Norm,
+            zero_init: false,
+        })
+    };
+    let linear = |name: &str,
+                  d_in: usize,
+                  d_out: usize,
+                  bias: bool,
+                  zero_init: bool,
+                  slots: &mut Vec<TensorSlot>| {
+        slots.push(TensorSlot {
+            name: format!("{name}.weight"),
+            shape: vec![d_out, d_in],
+            role: TensorRole::Weight { fan_in: d_in },
+            zero_init,
+        });
+        if bias {
+            slots.push(TensorSlot {
+                name: format!("{name}.bias"),
+                shape: vec![d_out],
+                role: TensorRole::Bias { fan_in: d_in },
+                zero_init,
+            });
+        }
+    };
     if config.adaln {
         linear(
             "sigma_map.mlp.0",
             FREQUENCY_EMBEDDING_SIZE,
             c,
             true,
-            &mut tensors,
+            false,
+            &mut slots,
         );
-        linear("sigma_map.mlp.2", c, c, true, &mut tensors);
+        linear("sigma_map.mlp.2", c, c, true, false, &mut slots);
     }
     for i in 0..config.n_blocks {
         let p = format!("blocks.{i}");
-        tensors.push((format!("{p}.norm1.weight"), vec![d]));
-        tensors.push((format!("{p}.norm2.weight"), vec![d]));
-        linear(&format!("{p}.attn_qkv"), d, 3 * d, false, &mut tensors);
-        linear(&format!("{p}.attn_out"), d, d, false, &mut tensors);
-        linear(&format!("{p}.mlp.0"), d, m, true, &mut tensors);
-        linear(&format!("{p}.mlp.2"), m, d, true, &mut tensors);
+        norm(&format!("{p}.norm1.weight"), &mut slots);
+        norm(&format!("{p}.norm2.weight"), &mut slots);
+        linear(&format!("{p}.attn_qkv"), d, 3 * d, false, false, &mut slots);
+        linear(&format!("{p}.attn_out"), d, d, false, false, &mut slots);
+        linear(&format!("{p}.mlp.0"), d, m, true, false, &mut slots);
+        linear(&format!("{p}.mlp.2"), m, d, true, false, &mut slots);
         if config.adaln {
             linear(
                 &format!("{p}.adaLN_modulation"),
                 c,
                 6 * d,
                 true,
-                &mut tensors,
+                true,
+                &mut slots,
             );
         }
     }
-    tensors.push(("output_layer.norm_final.weight".into(), vec![d]));
+    norm("output_layer.norm_final.weight", &mut slots);
     if config.adaln {
         linear(
             "output_layer.adaLN_modulation",
             c,
             2 * d,
             true,
-            &mut tensors,
+            true,
+            &mut slots,
         );
     }
-    linear("output_layer.linear", d, v, true, &mut tensors);
+    linear("output_layer.linear", d, v, true, true, &mut slots);
+    slots
+}
 
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let fan_in = if shape.len() == 2 { shape[1] } else { 1 };
-            let is_norm = name.contains("norm");
-            let scale = if shape.len() == 2 {
-                1.0 / (fan_in as f64).sqrt()
-            } else {
-                0.02
+/// Serialises named f32 tensors under the `backbone.` prefix, in `dtype` (F32, F16 or BF16).
+pub fn write_safetensors(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    dtype: Dtype,
+) -> Result<Vec<u8>, LoadError> {
+    let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            let bytes = match dtype {
+                Dtype::F16 => values
+                    .iter()
+                    .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                    .collect(),
+                Dtype::BF16 => values
+                    .iter()
+                    .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                    .collect(),
+                _ => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
             };
-            let bytes = (0..n)
-                .flat_map(|_| {
-                    // Uniform with the variance of N(0, scale²): width scale·√12.
-                    let u = (rng.uniform() - 0.5) * scale * 12f64.sqrt();
-                    let x = if is_norm { 1.0 } else { u };
-                    (x as f32).to_le_bytes()
-                })
-                .collect();
-            (format!("backbone.{name}"), shape, bytes)
+            (format!("backbone.{name}"), shape.clone(), bytes)
         })
         .collect();
-    let views = data
+    let dtype = if matches!(dtype, Dtype::F16 | Dtype::BF16) {
+        dtype
+    } else {
+        Dtype::F32
+    };
+    let views = encoded
         .iter()
         .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)?;
+            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes)?;
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     Ok(safetensors::serialize(views, None)?)
+}
+
+/// A checkpoint with the reference's key names and random weights for `config`, as safetensors
+/// bytes (benchmarks and tests). Every tensor, the zero-initialised ones included, is drawn
+/// uniformly with the variance of N(0, 1/fan_in), so the outputs are varied from the start.
+/// Deterministic in `seed`. A training run starts from [`initial_checkpoint`] instead.
+pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
+    let mut rng = crate::rng::Rng::new(seed);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint_layout(config)
+        .into_iter()
+        .map(|slot| {
+            let n: usize = slot.shape.iter().product();
+            let scale = match slot.shape[..] {
+                [_, fan_in] => 1.0 / (fan_in as f64).sqrt(),
+                _ => RANDOM_VECTOR_SCALE,
+            };
+            let values = (0..n)
+                .map(|_| {
+                    // Uniform with the variance of N(0, scale²): width scale·√12.
+                    let u = (rng.uniform() - 0.5) * scale * 12f64.sqrt();
+                    if slot.role == TensorRole::Norm {
+                        1.0
+                    } else {
+                        u as f32
+                    }
+                })
+                .collect();
+            (slot.name, slot.shape, values)
+        })
+        .collect();
+    write_safetensors(&tensors, Dtype::F32)
+}
+
+/// Scale of the random vectors (biases) of [`random_checkpoint`].
+const RANDOM_VECTOR_SCALE: f64 = 0.02;
+
+/// The reference's initial weights for `config` (`DITBackbone`'s constructors in
+/// `kuleshov-group/bd3lms` `models/dit.py`): linear weights and biases uniform in ±1/√fan_in
+/// (PyTorch's `nn.Linear` default), the embedding likewise (`kaiming_uniform_(a=√5)`), LayerNorm
+/// scales at one, and the adaLN modulations and the output layer at zero. Deterministic in `seed`.
+pub fn initial_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
+    let mut rng = crate::rng::Rng::new(seed);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint_layout(config)
+        .into_iter()
+        .map(|slot| {
+            let n: usize = slot.shape.iter().product();
+            let bound = match slot.role {
+                TensorRole::Embedding => 1.0 / (slot.shape[1] as f64).sqrt(),
+                TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => {
+                    1.0 / (fan_in as f64).sqrt()
+                }
+                TensorRole::Norm => 0.0,
+            };
+            let values = (0..n)
+                .map(|_| match (slot.role, slot.zero_init) {
+                    (TensorRole::Norm, _) => 1.0,
+                    (_, true) => 0.0,
+                    _ => ((2.0 * rng.uniform() - 1.0) * bound) as f32,
+                })
+                .collect();
+            (slot.name, slot.shape, values)
+        })
+        .collect();
+    write_safetensors(&tensors, Dtype::F32)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 pub mod dit;
 pub mod layers;
 pub mod load;
+#[cfg(not(target_family = "wasm"))]
+pub mod save;
 
 use std::ops::Range;
 
@@ -11,7 +13,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use thiserror::Error;
 
 pub use dit::{Dit, KvCache};
-pub use load::{LoadError, largest_tensor_elements, load_dit, parameter_count, random_checkpoint};
+pub use load::{
+    LoadError, checkpoint_layout, initial_checkpoint, largest_tensor_elements, load_dit,
+    parameter_count, random_checkpoint,
+};
 
 use crate::config::Attention;
 use crate::sampler::{Denoiser, Logits, ModelSpec};

@@ -121,9 +121,9 @@ async function run(page, { click = true } = {}) {
 }
 
 /** The CLI's run of the same model and settings. */
-function cli(args) {
+function cli(args, { model = modelDir, prompt = PROMPT } = {}) {
   const trace = path.join(tmp, `cli-${Math.random().toString(36).slice(2)}.json`);
-  execFileSync(cliBin, ['generate', '--model', modelDir, '--prompt', PROMPT, '--quiet', '--trace', trace, ...args]);
+  execFileSync(cliBin, ['generate', '--model', model, '--prompt', prompt, '--quiet', '--trace', trace, ...args]);
   return JSON.parse(readFileSync(trace, 'utf8'));
 }
 
@@ -187,6 +187,29 @@ test('without WebGPU the CPU badge shows and the result is the same', async () =
     assertNeverRises(lane.masked);
     assert.equal(lane.text, cli(c.args).text);
     if (webgpuTexts[c.name] !== undefined) assert.equal(lane.text, webgpuTexts[c.name]);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the trained block-diffusion model shipped with the page writes in the page what the CLI writes', async () => {
+  // www/models/default/bd3: byte-level BPE tokenizer (fancy-regex in wasm), 2M parameters.
+  const prompt = 'It is a truth universally acknowledged';
+  const { page, context, problems } = await open(
+    `model=${encodeURIComponent('./models/default/bd3/')}&sampler=bd3&gen=16&seed=2&prompt=${encodeURIComponent(prompt)}`,
+    { gpu: false });
+  try {
+    const [lane] = await run(page);
+    await shot(page, 'trained-bd3');
+    assert.equal(lane.status, 'done');
+    assertNeverRises(lane.masked);
+    const reference = cli(['--sampler', 'bd3', '--gen-length', '16', '--seed', '2'], {
+      model: path.join(root, 'www/models/default/bd3'),
+      prompt,
+    });
+    assert.equal(lane.text, reference.text);
+    assert.ok(lane.text.startsWith(prompt), lane.text);
     await assertClean(page, problems);
   } finally {
     await context.close();

@@ -15,6 +15,8 @@ use unmask::model::parameter_count;
 use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
 
 mod bench;
+mod prepare;
+mod train;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a random-weight model folder of a preset's shape (benchmarks, a fresh start).
     Init(bench::InitArgs),
+    /// Train a model (MDLM, BD3-LM or AR) on the prepared corpus; resumes a run directory.
+    Train(train::TrainArgs),
+    /// Score a model's generations from 20 fixed prompts: known-word share, longest repeat.
+    Quality(train::QualityArgs),
+    /// Build the training corpus and its tokenizer from public-domain text (Austen, the WEB Bible).
+    Prepare(prepare::Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -168,6 +176,9 @@ fn main() -> ExitCode {
         Command::Inspect { model } => inspect(&model),
         Command::Bench(args) => bench::run(args),
         Command::Init(args) => bench::init(args),
+        Command::Train(args) => train::run(args),
+        Command::Quality(args) => train::quality(args),
+        Command::Prepare(args) => prepare::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Trains the three default models the page ships (README, "Default models"): the recorded
+# `unmask train` commands. Each run lives in runs/<name>/ and resumes when run again (after a
+# time limit, or with a larger MAX_STEPS_<NAME> to train longer); each exports to
+# www/models/default/<name>/ when it stops.
+#
+#   scripts/train-default.sh [mdlm|bd3|ar ...]     (default: all three, one after another)
+#   TIME_LIMIT=60 scripts/train-default.sh bd3      (minutes per run; it checkpoints and stops)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+BIN="${UNMASK_BIN:-$CARGO_TARGET_DIR/debug/unmask}"
+[ -x "$BIN" ] || cargo build --bin unmask
+
+# One architecture for the three (≈2.1M parameters: 4 blocks of width 128, a 4096-token
+# vocabulary, 256-token windows), sized for a 2-core CPU; see README for the throughput.
+SHAPE=(--hidden-dim 128 --n-blocks 4 --n-heads 4 --cond-dim 64 --model-length 256)
+RECIPE=(--batch-size 8 --lr 1e-3 --warmup-steps 50 --ema 0.999 --val-every 100 --checkpoint-every 50 --seed 0)
+
+train() {
+  local name=$1 steps=$2; shift 2
+  local run="runs/$name" args=()
+  if [ ! -f "$run/run.json" ]; then
+    args=(--objective "$@" "${SHAPE[@]}" "${RECIPE[@]}")
+  fi
+  "$BIN" train --run "$run" --corpus data/corpus --out "www/models/default/$name" \
+    --max-steps "$steps" ${TIME_LIMIT:+--time-limit-minutes "$TIME_LIMIT"} "${args[@]}"
+}
+
+for name in "${@:-mdlm bd3 ar}"; do
+  for n in $name; do
+    case "$n" in
+      mdlm) train mdlm "${MAX_STEPS_MDLM:-1100}" mdlm ;;
+      bd3) train bd3 "${MAX_STEPS_BD3:-550}" bd3 --block-size 4 ;;
+      ar) train ar "${MAX_STEPS_AR:-1100}" ar ;;
+      *) echo "unknown model $n: use mdlm, bd3 or ar" >&2; exit 2 ;;
+    esac
+  done
+done

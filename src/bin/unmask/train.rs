@@ -1,0 +1,596 @@
+//! `unmask train`: start, resume and export a training run (see `unmask::train`).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use unmask::backend::{self, BackendKind};
+use unmask::bundle::TOKENIZER_FILE;
+use unmask::config::ModelConfig;
+use unmask::corpus::{self, Split};
+use unmask::model::parameter_count;
+use unmask::text::TextCodec;
+use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
+use unmask::train::{Objective, TrainConfig, Trainer};
+
+use crate::CliResult;
+
+/// Prompt of the samples printed at each validation.
+const SAMPLE_PROMPT: &str = "It is a truth universally acknowledged";
+/// Tokens generated for each validation sample.
+const SAMPLE_TOKENS: usize = 48;
+/// Steps between progress lines when stderr is not a terminal.
+const LOG_EVERY: usize = 10;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Masked diffusion (bidirectional): for the llada and mdlm samplers.
+    Mdlm,
+    /// Block diffusion (block-causal): for the bd3 sampler.
+    Bd3,
+    /// Autoregressive (causal): for the ar sampler.
+    Ar,
+}
+
+/// Arguments of `unmask train`. The model and recipe flags set up a new run; a run directory
+/// that already holds a run resumes with its own recipe (only --max-steps may change).
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run directory: created by a new run, resumed from when it holds one.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Prepared corpus (`unmask prepare`): train/valid text and tokenizer.json.
+    #[arg(long, default_value = "data/corpus")]
+    pub corpus: PathBuf,
+    /// Export the EMA weights as a model folder here when the run stops (done or time limit).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Store the exported weights in f16 (half the size).
+    #[arg(long)]
+    pub half: bool,
+    /// Stop and save after this many minutes; the same command resumes.
+    #[arg(long)]
+    pub time_limit_minutes: Option<f64>,
+    /// Backend.
+    #[arg(long, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Start the run directory from an exported model folder (its training.json and weights):
+    /// how a run continues on a machine without its run directory. AdamW's moments restart.
+    #[arg(long)]
+    pub warm_start: Option<PathBuf>,
+    /// Objective of a new run.
+    #[arg(long, value_enum)]
+    pub objective: Option<ObjectiveArg>,
+    /// Block size (bd3).
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    /// Window length in tokens (`model_length`).
+    #[arg(long)]
+    pub model_length: Option<usize>,
+    /// Width of the residual stream.
+    #[arg(long)]
+    pub hidden_dim: Option<usize>,
+    /// Transformer blocks.
+    #[arg(long)]
+    pub n_blocks: Option<usize>,
+    /// Attention heads.
+    #[arg(long)]
+    pub n_heads: Option<usize>,
+    /// Width of the adaLN conditioning.
+    #[arg(long)]
+    pub cond_dim: Option<usize>,
+    /// Windows per step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Warmup steps.
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Total steps (may be raised when resuming, to train longer).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// EMA decay.
+    #[arg(long)]
+    pub ema: Option<f64>,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Steps between validations.
+    #[arg(long)]
+    pub val_every: Option<usize>,
+    /// Validation windows per validation during the run.
+    #[arg(long)]
+    pub val_windows: Option<usize>,
+    /// Steps between checkpoints.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Seed of the weights, data order and noise.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Architecture defaults of a new run (sized for 2 CPU cores: see README "Default models").
+const DEFAULT_MODEL_LENGTH: usize = 256;
+const DEFAULT_HIDDEN_DIM: usize = 128;
+const DEFAULT_N_BLOCKS: usize = 4;
+const DEFAULT_N_HEADS: usize = 4;
+const DEFAULT_COND_DIM: usize = 64;
+const DEFAULT_BLOCK_SIZE: usize = 4;
+
+impl TrainArgs {
+    fn recipe_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--objective", self.objective.is_some()),
+            ("--block-size", self.block_size.is_some()),
+            ("--model-length", self.model_length.is_some()),
+            ("--hidden-dim", self.hidden_dim.is_some()),
+            ("--n-blocks", self.n_blocks.is_some()),
+            ("--n-heads", self.n_heads.is_some()),
+            ("--cond-dim", self.cond_dim.is_some()),
+            ("--batch-size", self.batch_size.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--warmup-steps", self.warmup_steps.is_some()),
+            ("--ema", self.ema.is_some()),
+            ("--grad-clip", self.grad_clip.is_some()),
+            ("--weight-decay", self.weight_decay.is_some()),
+            ("--val-every", self.val_every.is_some()),
+            ("--val-windows", self.val_windows.is_some()),
+            ("--checkpoint-every", self.checkpoint_every.is_some()),
+            ("--seed", self.seed.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, g)| *g)
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    fn new_run(&self, vocab_size: usize) -> CliResult<(TrainConfig, ModelConfig)> {
+        let objective = match self.objective {
+            None => return Err("a new run needs --objective (mdlm, bd3 or ar)".into()),
+            Some(ObjectiveArg::Mdlm) => Objective::Mdlm,
+            Some(ObjectiveArg::Ar) => Objective::Ar,
+            Some(ObjectiveArg::Bd3) => Objective::Bd3 {
+                block_size: self.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
+            },
+        };
+        let block_size = match objective {
+            Objective::Bd3 { block_size } => Some(block_size),
+            _ => None,
+        };
+        let model = ModelConfig {
+            model_type: Some(
+                match objective {
+                    Objective::Mdlm => "mdlm",
+                    Objective::Bd3 { .. } => "bd3lm",
+                    Objective::Ar => "ar",
+                }
+                .into(),
+            ),
+            vocab_size,
+            model_length: self.model_length.unwrap_or(DEFAULT_MODEL_LENGTH),
+            hidden_dim: self.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
+            cond_dim: self.cond_dim.unwrap_or(DEFAULT_COND_DIM),
+            n_blocks: self.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
+            n_heads: self.n_heads.unwrap_or(DEFAULT_N_HEADS),
+            block_size,
+            cross_attn: block_size.map(|_| true),
+            adaln: true,
+            causal: objective == Objective::Ar,
+            time_conditioning: false,
+            dropout: 0.0,
+            mask_token_id: None,
+        };
+        model.validate().map_err(|e| e.to_string())?;
+        let mut train = TrainConfig::new(objective);
+        let d = train.clone();
+        train.batch_size = self.batch_size.unwrap_or(d.batch_size);
+        train.lr = self.lr.unwrap_or(d.lr);
+        train.warmup_steps = self.warmup_steps.unwrap_or(d.warmup_steps);
+        train.max_steps = self.max_steps.unwrap_or(d.max_steps);
+        train.ema = self.ema.unwrap_or(d.ema);
+        train.gradient_clip_val = self.grad_clip.unwrap_or(d.gradient_clip_val);
+        train.weight_decay = self.weight_decay.unwrap_or(d.weight_decay);
+        train.val_every = self.val_every.unwrap_or(d.val_every);
+        train.val_windows = self.val_windows.unwrap_or(d.val_windows);
+        train.checkpoint_every = self.checkpoint_every.unwrap_or(d.checkpoint_every);
+        train.seed = self.seed.unwrap_or(d.seed);
+        train.validate(&model).map_err(|e| e.to_string())?;
+        Ok((train, model))
+    }
+}
+
+fn tokenize(codec: &TextCodec, corpus: &Path, split: Split) -> CliResult<Vec<Vec<u32>>> {
+    let docs = corpus::read_documents(corpus, split).map_err(|e| e.to_string())?;
+    docs.iter()
+        .map(|d| codec.encode(d).map_err(|e| e.to_string()))
+        .collect()
+}
+
+type Weights = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
+/// The tokenizer, state and weights (as both current and EMA) of an exported model folder.
+fn warm_start(folder: &Path) -> CliResult<(Vec<u8>, RunState, Weights)> {
+    let read = |name: &str| {
+        let path = folder.join(name);
+        std::fs::read(&path).map_err(|e| {
+            format!(
+                "{}: {e}; --warm-start takes a folder exported by `unmask train --out`",
+                path.display()
+            )
+        })
+    };
+    let provenance: checkpoint::Provenance =
+        serde_json::from_slice(&read(checkpoint::TRAINING_FILE)?)
+            .map_err(|e| format!("{}: {e}", folder.join(checkpoint::TRAINING_FILE).display()))?;
+    let weights = read(unmask::bundle::WEIGHTS_FILE)?;
+    Ok((
+        read(TOKENIZER_FILE)?,
+        provenance.run,
+        (weights.clone(), weights, None),
+    ))
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// `unmask train`.
+pub fn run(args: TrainArgs) -> CliResult<()> {
+    let dir = RunDir::new(&args.run);
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let resuming = dir.exists();
+    let (tokenizer, mut state, weights) = if resuming || args.warm_start.is_some() {
+        let flags = args.recipe_flags();
+        if !flags.is_empty() {
+            return Err(format!(
+                "a resumed or warm-started run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
+                flags.join(", ")
+            ));
+        }
+        let (tokenizer, mut state, weights) = match (&args.warm_start, resuming) {
+            (Some(_), true) => {
+                return Err(format!(
+                    "{} already holds a run: resume it without --warm-start, or choose a new --run directory",
+                    args.run.display()
+                ));
+            }
+            (Some(folder), false) => warm_start(folder)?,
+            (None, _) => {
+                let state = dir.state().map_err(|e| e.to_string())?;
+                let saved = dir.files().map_err(|e| e.to_string())?;
+                (
+                    saved.tokenizer,
+                    state,
+                    (saved.weights, saved.ema, Some(saved.optimizer)),
+                )
+            }
+        };
+        if let Some(max_steps) = args.max_steps {
+            state.train.max_steps = max_steps;
+        }
+        (tokenizer, state, Some(weights))
+    } else {
+        let path = args.corpus.join(TOKENIZER_FILE);
+        let tokenizer = std::fs::read(&path).map_err(|e| {
+            format!(
+                "{}: {e}; prepare the corpus first with `unmask prepare`",
+                path.display()
+            )
+        })?;
+        let vocab_size =
+            TextCodec::vocab_size_of(&tokenizer).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (train, model) = args.new_run(vocab_size)?;
+        let state = RunState {
+            format: checkpoint::RUN_FORMAT.into(),
+            version: checkpoint::RUN_VERSION,
+            train,
+            model,
+            step: 0,
+            tokens_seen: 0,
+            train_seconds: 0.0,
+            backends: Vec::new(),
+            history: Vec::new(),
+            commands: Vec::new(),
+            corpus: args.corpus.display().to_string(),
+        };
+        (tokenizer, state, None)
+    };
+    state.commands.push(command_line());
+    let codec = TextCodec::from_bytes(&tokenizer, &state.model).map_err(|e| e.to_string())?;
+    let corpus = PathBuf::from(&state.corpus);
+    let started = Instant::now();
+    let train_docs = tokenize(&codec, &corpus, Split::Train)?;
+    let valid_docs = tokenize(&codec, &corpus, Split::Valid)?;
+    eprintln!(
+        "corpus {}: {} training and {} validation tokens, tokenized in {:.1} s",
+        corpus.display(),
+        train_docs.iter().map(Vec::len).sum::<usize>(),
+        valid_docs.iter().map(Vec::len).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut trainer = match &weights {
+        None => Trainer::new(
+            state.train.clone(),
+            state.model.clone(),
+            codec,
+            &train_docs,
+            &valid_docs,
+            &device,
+        ),
+        Some((weights, ema, _)) => Trainer::from_weights(
+            state.train.clone(),
+            state.model.clone(),
+            codec,
+            &train_docs,
+            &valid_docs,
+            &device,
+            weights,
+            ema,
+            state.step,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some((_, _, Some(optimizer))) = weights {
+        trainer
+            .load_optimizer(optimizer)
+            .map_err(|e| e.to_string())?;
+    }
+    let (train_windows, valid_windows) = trainer.window_counts();
+    eprintln!(
+        "{} {} model: {} parameters, {} × {} tokens per step, {} training windows ({:.2} epochs planned), {} validation windows; {} at step {}/{} on {}",
+        if resuming { "resuming" } else { "new" },
+        state.train.objective.name(),
+        parameter_count(&state.model),
+        state.train.batch_size,
+        state.model.model_length,
+        train_windows,
+        (state.train.max_steps * state.train.batch_size) as f64 / train_windows as f64,
+        valid_windows,
+        args.run.display(),
+        state.step,
+        state.train.max_steps,
+        args.backend.name(),
+    );
+    train_loop(&args, &dir, &mut trainer, &mut state, &tokenizer)?;
+    if let Some(out) = &args.out {
+        // The saved state: its history, time and backends span every session of the run.
+        let state = dir.state().map_err(|e| e.to_string())?;
+        if !trainer.is_done() {
+            eprintln!(
+                "exporting at step {} of {}: the same command resumes the run and exports again",
+                trainer.step(),
+                state.train.max_steps
+            );
+        }
+        eprintln!("validating the EMA weights on the whole validation split…");
+        let evaluation = trainer.evaluate(None).map_err(|e| e.to_string())?;
+        let dtype = if args.half {
+            safetensors::Dtype::F16
+        } else {
+            safetensors::Dtype::F32
+        };
+        checkpoint::export(out, &trainer, &state, &tokenizer, dtype, evaluation)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "exported {} (validation NLL {:.4} nats/token, perplexity ≤ {:.2} over {} tokens)",
+            out.display(),
+            evaluation.nll,
+            evaluation.perplexity,
+            evaluation.tokens
+        );
+    }
+    Ok(())
+}
+
+fn train_loop(
+    args: &TrainArgs,
+    dir: &RunDir,
+    trainer: &mut Trainer,
+    state: &mut RunState,
+    tokenizer: &[u8],
+) -> CliResult<()> {
+    let deadline = args
+        .time_limit_minutes
+        .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let tty = std::io::stderr().is_terminal();
+    let session = Instant::now();
+    let session_start_tokens = state.tokens_seen;
+    let mut window_loss = (0.0, 0usize);
+    let mut window_start = (Instant::now(), state.tokens_seen);
+    let max_steps = state.train.max_steps;
+    let mut saved_at = state.step;
+    let save_now = |trainer: &Trainer, state: &mut RunState| {
+        save(
+            dir,
+            trainer,
+            state,
+            tokenizer,
+            session,
+            session_start_tokens,
+            args.backend,
+        )
+    };
+    while !trainer.is_done() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            eprintln!("\ntime limit reached at step {}", trainer.step());
+            break;
+        }
+        let report = trainer.train_step().map_err(|e| e.to_string())?;
+        if !report.loss.is_finite() {
+            return Err(format!(
+                "the loss became {} at step {}: lower --lr or --grad-clip and start a new run (the last checkpoint is step {saved_at})",
+                report.loss, report.step
+            ));
+        }
+        state.step = report.step;
+        state.tokens_seen += report.tokens as u64;
+        window_loss.0 += report.loss;
+        window_loss.1 += 1;
+        let elapsed = session.elapsed().as_secs_f64();
+        let rate = (state.tokens_seen - session_start_tokens) as f64 / elapsed.max(1e-9);
+        let eta =
+            (max_steps - report.step) as f64 * trainer.tokens_per_step() as f64 / rate.max(1e-9);
+        let line = format!(
+            "step {}/{} {} loss {:.4} lr {:.2e} |g| {:.2} {:.0} tok/s eta {}",
+            report.step,
+            max_steps,
+            bar(report.step, max_steps),
+            report.loss,
+            report.lr,
+            report.grad_norm,
+            rate,
+            duration(eta)
+        );
+        if tty {
+            eprint!("\r{line}\x1b[K");
+        } else if report.step % LOG_EVERY == 0 {
+            eprintln!("{line}");
+        }
+        let validate = report.step % state.train.val_every == 0 || trainer.is_done();
+        if validate {
+            let evaluation = trainer
+                .evaluate(Some(state.train.val_windows))
+                .map_err(|e| e.to_string())?;
+            let sample = trainer
+                .sample(SAMPLE_PROMPT, SAMPLE_TOKENS, report.step as u64)
+                .map_err(|e| e.to_string())?;
+            let seconds = window_start.0.elapsed().as_secs_f64();
+            let entry = HistoryEntry {
+                step: report.step,
+                train_loss: window_loss.0 / window_loss.1.max(1) as f64,
+                lr: report.lr,
+                tokens_seen: state.tokens_seen,
+                tokens_per_second: (state.tokens_seen - window_start.1) as f64 / seconds.max(1e-9),
+                valid: Some(evaluation),
+                sample: Some(sample.clone()),
+            };
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "step {}: train loss {:.4}, validation NLL {:.4} (perplexity ≤ {:.2}, {} tokens)\n  sample: {}",
+                report.step,
+                entry.train_loss,
+                evaluation.nll,
+                evaluation.perplexity,
+                evaluation.tokens,
+                sample.replace('\n', " ")
+            );
+            state.history.push(entry);
+            window_loss = (0.0, 0);
+            window_start = (Instant::now(), state.tokens_seen);
+        }
+        if report.step % state.train.checkpoint_every == 0 || trainer.is_done() {
+            save_now(trainer, state)?;
+            saved_at = report.step;
+        }
+    }
+    if saved_at != trainer.step() || state.step == 0 {
+        save_now(trainer, state)?;
+    }
+    let _ = std::io::stderr().flush();
+    Ok(())
+}
+
+fn save(
+    dir: &RunDir,
+    trainer: &Trainer,
+    state: &mut RunState,
+    tokenizer: &[u8],
+    session: Instant,
+    session_start_tokens: u64,
+    backend: BackendKind,
+) -> CliResult<()> {
+    let mut saved = state.clone();
+    let seconds = session.elapsed().as_secs_f64();
+    saved.train_seconds += seconds;
+    let rate = (state.tokens_seen - session_start_tokens) as f64 / seconds.max(1e-9);
+    saved.backends.push(format!(
+        "{}: {:.0} tokens/s over {} steps",
+        backend.name(),
+        rate,
+        (state.tokens_seen - session_start_tokens) / trainer.tokens_per_step().max(1) as u64
+    ));
+    dir.save(trainer, &saved, tokenizer)
+        .map_err(|e| e.to_string())
+}
+
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 20;
+    let filled = (done * WIDTH / total.max(1)).min(WIDTH);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
+}
+
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// Arguments of `unmask quality`.
+#[derive(Args)]
+pub struct QualityArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prepared corpus whose training text defines the known words.
+    #[arg(long, default_value = "data/corpus")]
+    pub corpus: PathBuf,
+    /// Backend.
+    #[arg(long, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Write the report (every sample) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Print every sample.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// `unmask quality`.
+pub fn quality(args: QualityArgs) -> CliResult<()> {
+    use unmask::train::quality;
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let mut bundle = unmask::Bundle::from_dir(&args.model, &device)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    let docs = corpus::read_documents(&args.corpus, Split::Train).map_err(|e| e.to_string())?;
+    let vocabulary = quality::vocabulary(&docs);
+    let sampler = quality::native_sampler(bundle.config.attention());
+    let report = quality::check(&mut bundle, sampler, &vocabulary).map_err(|e| e.to_string())?;
+    for s in report.samples.iter().filter(|_| args.verbose) {
+        println!(
+            "[seed {}] {} ‖ {}\n  known words {}/{}, longest repeat {}",
+            s.seed,
+            s.prompt,
+            s.completion.replace('\n', " "),
+            s.known_words,
+            s.words,
+            s.longest_repeat
+        );
+    }
+    println!(
+        "{} ({} sampler, {} prompts × {} tokens, top-p {}): known words {:.1}%, longest repeat {}",
+        args.model.display(),
+        sampler.name(),
+        report.samples.len(),
+        quality::GEN_LENGTH,
+        quality::TOP_P,
+        100.0 * report.known_word_share,
+        report.longest_repeat
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Writes a [`Dit`] back to `model.safetensors` under the reference's key names (the table in
+//! [`super::load`]), so a model trained here loads like a published checkpoint, in the page too.
+//!
+//! Native only: it reads the weights back synchronously, which a browser cannot do.
+
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+use safetensors::Dtype;
+
+use super::dit::Dit;
+use super::layers::LayerNorm;
+use super::load::{LoadError, write_safetensors};
+
+/// One tensor by name: key (without `backbone.`), PyTorch shape, values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// Every weight of `dit` as the checkpoint stores it (linear weights transposed back to `[out, in]`).
+pub fn dit_tensors(dit: &Dit) -> Vec<NamedTensor> {
+    let mut out = vec![matrix("vocab_embed.embedding", dit.vocab_embed.val())];
+    if let Some(map) = &dit.sigma_map {
+        linear("sigma_map.mlp.0", &map.mlp0, &mut out);
+        linear("sigma_map.mlp.2", &map.mlp2, &mut out);
+    }
+    for (i, block) in dit.blocks.iter().enumerate() {
+        let p = format!("blocks.{i}");
+        norm(&format!("{p}.norm1"), &block.norm1, &mut out);
+        norm(&format!("{p}.norm2"), &block.norm2, &mut out);
+        linear(&format!("{p}.attn_qkv"), &block.attn_qkv, &mut out);
+        linear(&format!("{p}.attn_out"), &block.attn_out, &mut out);
+        linear(&format!("{p}.mlp.0"), &block.mlp0, &mut out);
+        linear(&format!("{p}.mlp.2"), &block.mlp2, &mut out);
+        if let Some(m) = &block.adaln_modulation {
+            linear(&format!("{p}.adaLN_modulation"), m, &mut out);
+        }
+    }
+    let head = &dit.output_layer;
+    norm("output_layer.norm_final", &head.norm_final, &mut out);
+    if let Some(m) = &head.adaln_modulation {
+        linear("output_layer.adaLN_modulation", m, &mut out);
+    }
+    linear("output_layer.linear", &head.linear, &mut out);
+    out
+}
+
+/// `dit` as safetensors bytes, stored in `dtype` (F32, or F16/BF16 for half the size).
+pub fn save_dit(dit: &Dit, dtype: Dtype) -> Result<Vec<u8>, LoadError> {
+    write_safetensors(&dit_tensors(dit), dtype)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    let data = t.into_data();
+    let data = if data.dtype() == burn::tensor::DType::F32 {
+        data
+    } else {
+        data.convert::<f32>()
+    };
+    // After the conversion to f32 the read cannot fail; an empty vector would surface as a
+    // shape error when the file is serialised.
+    data.try_into_vec::<f32>().unwrap_or_default()
+}
+
+fn matrix(name: &str, t: Tensor<2>) -> NamedTensor {
+    let shape = t.dims().to_vec();
+    (name.to_owned(), shape, values(t))
+}
+
+fn linear(name: &str, layer: &Linear, out: &mut Vec<NamedTensor>) {
+    // burn keeps `[in, out]`; PyTorch's checkpoints hold `[out, in]`.
+    out.push(matrix(
+        &format!("{name}.weight"),
+        layer.weight.val().transpose(),
+    ));
+    if let Some(bias) = &layer.bias {
+        let b = bias.val();
+        out.push((format!("{name}.bias"), b.dims().to_vec(), values(b)));
+    }
+}
+
+fn norm(name: &str, layer: &LayerNorm, out: &mut Vec<NamedTensor>) {
+    let w = layer.weight.val();
+    out.push((format!("{name}.weight"), w.dims().to_vec(), values(w)));
+}

@@ -1,0 +1,216 @@
+//! A run directory, and the model folder a run exports.
+//!
+//! ```text
+//! run/
+//!   run.json            RunState: the recipe, the architecture, the step, the history, the commands
+//!   weights.safetensors the current weights (f32, the reference's key names)
+//!   ema.safetensors     their moving average
+//!   optimizer.safetensors  AdamW's moments and step
+//!   tokenizer.json      the tokenizer the run was started with
+//! ```
+//!
+//! Every file is written to a temporary name and renamed, so an interrupted save leaves the
+//! previous checkpoint whole. The exported folder is the Hugging Face layout the page and
+//! `unmask generate` read, plus `training.json` (how it was made).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Evaluation, TrainConfig, TrainError, Trainer};
+use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::config::ModelConfig;
+
+/// `run.json`'s format tag.
+pub const RUN_FORMAT: &str = "unmask-train-run";
+/// `run.json`'s version.
+pub const RUN_VERSION: u32 = 1;
+/// The run's state file.
+pub const RUN_FILE: &str = "run.json";
+/// Current weights.
+pub const CURRENT_WEIGHTS: &str = "weights.safetensors";
+/// EMA weights.
+pub const EMA_WEIGHTS: &str = "ema.safetensors";
+/// Optimiser state.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Provenance written next to an exported model.
+pub const TRAINING_FILE: &str = "training.json";
+
+/// One point of the run's history, logged at each validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Steps done.
+    pub step: usize,
+    /// Mean training loss since the previous entry.
+    pub train_loss: f64,
+    /// Learning rate at this step.
+    pub lr: f64,
+    /// Training tokens seen so far.
+    pub tokens_seen: u64,
+    /// Training throughput since the previous entry.
+    pub tokens_per_second: f64,
+    /// Validation of the EMA weights.
+    pub valid: Option<Evaluation>,
+    /// A sample from the EMA weights.
+    pub sample: Option<String>,
+}
+
+/// Everything about a run but its tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// [`RUN_FORMAT`].
+    pub format: String,
+    /// [`RUN_VERSION`].
+    pub version: u32,
+    /// The recipe.
+    pub train: TrainConfig,
+    /// The architecture (written as the exported `config.json`).
+    pub model: ModelConfig,
+    /// Steps done.
+    pub step: usize,
+    /// Training tokens seen.
+    pub tokens_seen: u64,
+    /// Seconds spent training, over all sessions.
+    pub train_seconds: f64,
+    /// The backend(s) it ran on, with their throughput.
+    pub backends: Vec<String>,
+    /// Validation history.
+    pub history: Vec<HistoryEntry>,
+    /// Every command line that worked on this run, in order.
+    pub commands: Vec<String>,
+    /// The corpus it reads (directory, and the manifest's checksum of the training text).
+    pub corpus: String,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
+    std::fs::read(path).map_err(|e| {
+        io(
+            path,
+            format!("{e}; is this a run directory written by `unmask train`?"),
+        )
+    })
+}
+
+/// The bytes of a saved run, to resume from.
+#[derive(Clone, Debug)]
+pub struct SavedFiles {
+    /// `tokenizer.json`.
+    pub tokenizer: Vec<u8>,
+    /// Current weights.
+    pub weights: Vec<u8>,
+    /// EMA weights.
+    pub ema: Vec<u8>,
+    /// Optimiser state.
+    pub optimizer: Vec<u8>,
+}
+
+/// A run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// The directory at `path` (created on the first save).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Whether a run has been saved here.
+    pub fn exists(&self) -> bool {
+        self.path.join(RUN_FILE).is_file()
+    }
+
+    /// Reads `run.json`.
+    pub fn state(&self) -> Result<RunState, TrainError> {
+        let path = self.path.join(RUN_FILE);
+        let state: RunState = serde_json::from_slice(&read(&path)?).map_err(|e| io(&path, e))?;
+        if state.format != RUN_FORMAT || state.version != RUN_VERSION {
+            return Err(io(
+                &path,
+                format!(
+                    "not a version-{RUN_VERSION} {RUN_FORMAT} file; start a new run in another directory"
+                ),
+            ));
+        }
+        Ok(state)
+    }
+
+    /// The saved tokenizer, weights and optimiser state.
+    pub fn files(&self) -> Result<SavedFiles, TrainError> {
+        Ok(SavedFiles {
+            tokenizer: read(&self.path.join(TOKENIZER_FILE))?,
+            weights: read(&self.path.join(CURRENT_WEIGHTS))?,
+            ema: read(&self.path.join(EMA_WEIGHTS))?,
+            optimizer: read(&self.path.join(OPTIMIZER_FILE))?,
+        })
+    }
+
+    /// Saves the trainer and `state` (whose step must be the trainer's).
+    pub fn save(
+        &self,
+        trainer: &Trainer,
+        state: &RunState,
+        tokenizer: &[u8],
+    ) -> Result<(), TrainError> {
+        std::fs::create_dir_all(&self.path).map_err(|e| io(&self.path, e))?;
+        let (weights, ema) = trainer.weights()?;
+        write_atomic(&self.path.join(CURRENT_WEIGHTS), &weights)?;
+        write_atomic(&self.path.join(EMA_WEIGHTS), &ema)?;
+        write_atomic(&self.path.join(OPTIMIZER_FILE), &trainer.optimizer_bytes()?)?;
+        write_atomic(&self.path.join(TOKENIZER_FILE), tokenizer)?;
+        let json = serde_json::to_vec_pretty(state).map_err(|e| io(&self.path, e))?;
+        // Last: run.json names a step only once its tensors are in place.
+        write_atomic(&self.path.join(RUN_FILE), &json)
+    }
+}
+
+/// What an exported model folder records about its making (`training.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The run's state at export.
+    pub run: RunState,
+    /// The validation of the exported (EMA) weights over the whole validation split.
+    pub final_validation: Evaluation,
+    /// How the weights are stored.
+    pub dtype: String,
+}
+
+/// Writes the EMA weights as a model folder: `config.json`, `model.safetensors` (in `dtype`),
+/// `tokenizer.json`, and `training.json`.
+pub fn export(
+    out: &Path,
+    trainer: &Trainer,
+    state: &RunState,
+    tokenizer: &[u8],
+    dtype: safetensors::Dtype,
+    final_validation: Evaluation,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let config = serde_json::to_vec_pretty(&state.model).map_err(|e| io(out, e))?;
+    write_atomic(&out.join(CONFIG_FILE), &config)?;
+    write_atomic(&out.join(WEIGHTS_FILE), &trainer.ema_weights(dtype)?)?;
+    write_atomic(&out.join(TOKENIZER_FILE), tokenizer)?;
+    let provenance = Provenance {
+        run: state.clone(),
+        final_validation,
+        dtype: format!("{dtype:?}").to_lowercase(),
+    };
+    let json = serde_json::to_vec_pretty(&provenance).map_err(|e| io(out, e))?;
+    write_atomic(&out.join(TRAINING_FILE), &json)
+}

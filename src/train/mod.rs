@@ -1,0 +1,567 @@
+//! Training the DiT on our own corpus: `unmask train`.
+//!
+//! The model trained is the very [`Dit`] the samplers and the page run (no second definition), on
+//! burn's autodiff over the CPU (`flex`) or wgpu backend. The loop follows the references'
+//! Lightning recipe (`kuleshov-group/mdlm` and `bd3lms` `main.py`/`diffusion.py`, configs
+//! `optim`, `lr_scheduler`, `training`, `trainer`): AdamW with linear warmup then cosine decay,
+//! gradient clipping by the global norm, an exponential moving average (EMA) of the weights used
+//! for validation and export, and validation of the NLL bound as a perplexity.
+//!
+//! A run lives in a directory (see [`checkpoint`]) and resumes from it exactly: the k-th batch
+//! and its noise depend only on the seed and k ([`data::Order`], [`data::mix`]).
+
+pub mod adamw;
+pub mod checkpoint;
+pub mod data;
+pub mod objective;
+pub mod quality;
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::bundle::model_spec;
+use crate::config::ModelConfig;
+use crate::engine::Generation;
+use crate::model::{Dit, DitDenoiser, LoadError, initial_checkpoint, load_dit};
+use crate::rng::Rng;
+use crate::sampler::{SamplerKind, Settings};
+use crate::text::TextCodec;
+use data::{Order, Windows, mix};
+pub use objective::{Batch, Objective, TimeSampling};
+
+/// Stream ids mixed into the seed, so the data order, the noise and the validation draw apart.
+const DATA_STREAM: u64 = 1;
+const NOISE_STREAM: u64 = 2;
+const VALID_STREAM: u64 = 3;
+
+/// The optimisation recipe, with the references' config names (`optim.*`, `lr_scheduler.*`,
+/// `training.*`, `trainer.*`, `loader.*`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// What the model learns.
+    pub objective: Objective,
+    /// Windows per step (`loader.global_batch_size`).
+    pub batch_size: usize,
+    /// Peak learning rate (`optim.lr`).
+    pub lr: f64,
+    /// Steps of linear warmup from 0 to `lr` (`lr_scheduler.num_warmup_steps`).
+    pub warmup_steps: usize,
+    /// Length of the run (`trainer.max_steps`); the cosine reaches its floor here.
+    pub max_steps: usize,
+    /// Floor of the cosine decay, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    /// AdamW's decoupled weight decay (`optim.weight_decay`).
+    pub weight_decay: f64,
+    /// AdamW β₁ (`optim.beta1`).
+    pub beta1: f64,
+    /// AdamW β₂ (`optim.beta2`).
+    pub beta2: f64,
+    /// AdamW ε (`optim.eps`).
+    pub eps: f64,
+    /// Largest global gradient norm (`trainer.gradient_clip_val`); 0 turns clipping off.
+    pub gradient_clip_val: f64,
+    /// Decay of the weights' moving average (`training.ema`); 0 keeps no average.
+    pub ema: f64,
+    /// How diffusion times are drawn for the training loss.
+    pub time_sampling: TimeSampling,
+    /// Steps between validations (`trainer.val_check_interval`).
+    pub val_every: usize,
+    /// Validation windows per validation during the run (the final one reads the whole split).
+    pub val_windows: usize,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+    /// Seed of the initial weights, the data order and the noise.
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// A recipe for `objective` with the references' optimiser settings (lr 3e-4, β = (0.9,
+    /// 0.999), ε = 1e-8, no weight decay, clip 1.0, EMA 0.9999 — lower here for short runs).
+    pub fn new(objective: Objective) -> Self {
+        Self {
+            objective,
+            batch_size: 8,
+            lr: 3e-4,
+            warmup_steps: 100,
+            max_steps: 1000,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            gradient_clip_val: 1.0,
+            ema: 0.999,
+            time_sampling: TimeSampling::ELBO,
+            val_every: 200,
+            val_windows: 32,
+            checkpoint_every: 100,
+            seed: 0,
+        }
+    }
+
+    /// The learning rate at `step`: linear warmup, then cosine decay to `min_lr_ratio · lr`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = self.max_steps.saturating_sub(self.warmup_steps).max(1);
+        let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+    }
+
+    /// Checks the values a run relies on.
+    pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.batch_size == 0 || self.max_steps == 0 {
+            return bad("batch_size and max_steps must be positive".into());
+        }
+        if self.lr.is_nan() || self.lr <= 0.0 || !(0.0..1.0).contains(&self.ema) {
+            return bad("lr must be positive and ema in [0, 1)".into());
+        }
+        let t = &self.time_sampling;
+        if !(0.0 < t.sampling_eps_min
+            && t.sampling_eps_min < t.sampling_eps_max
+            && t.sampling_eps_max <= 1.0)
+        {
+            return bad(
+                "the diffusion times need 0 < sampling_eps_min < sampling_eps_max <= 1".into(),
+            );
+        }
+        if model.attention() != self.objective.attention() {
+            return bad(format!(
+                "the model config attends {} but the {} objective needs {}; set model_type/block_size/causal to match",
+                model.attention().name(),
+                self.objective.name(),
+                self.objective.attention().name()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong training.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A recipe or model setting that cannot train.
+    #[error("cannot train: {0}")]
+    Config(String),
+    /// Too little text.
+    #[error(
+        "the {split} split has {tokens} tokens, fewer than one window of {len}: use a shorter model_length or more text"
+    )]
+    TooLittleData {
+        /// Which split.
+        split: &'static str,
+        /// Tokens it has.
+        tokens: usize,
+        /// Window length.
+        len: usize,
+    },
+    /// Weights could not be built, read or written.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A file of the run directory.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+    /// The backend failed (a readback, a device lost).
+    #[error("the backend failed during training: {0}")]
+    Backend(String),
+    /// Generating the validation samples failed.
+    #[error("sampling from the model failed: {0}")]
+    Sample(String),
+}
+
+/// What one optimisation step did.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    /// The step just taken (1-based count of steps done).
+    pub step: usize,
+    /// Training loss before the update.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens in the batch.
+    pub tokens: usize,
+}
+
+/// A validation result: the NLL (bound) per token and its perplexity.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Mean negative log-likelihood (bound) per token, in nats.
+    pub nll: f64,
+    /// `exp(nll)`.
+    pub perplexity: f64,
+    /// Token positions scored.
+    pub tokens: usize,
+}
+
+/// A training run in memory: the model, its EMA, the optimiser and the data.
+pub struct Trainer {
+    /// The recipe.
+    pub config: TrainConfig,
+    /// The architecture.
+    pub model_config: ModelConfig,
+    codec: TextCodec,
+    device: Device,
+    model: Dit,
+    ema: Dit,
+    optim: adamw::AdamW,
+    step: usize,
+    train: Windows,
+    valid: Windows,
+    order: Order,
+}
+
+impl Trainer {
+    /// A fresh run: the reference's initial weights for `model_config` (seeded), on `device`
+    /// (autodiff is switched on here). `train` and `valid` are the tokenized documents.
+    pub fn new(
+        config: TrainConfig,
+        model_config: ModelConfig,
+        codec: TextCodec,
+        train: &[Vec<u32>],
+        valid: &[Vec<u32>],
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let bytes = initial_checkpoint(&model_config, config.seed)?;
+        Self::from_weights(
+            config,
+            model_config,
+            codec,
+            train,
+            valid,
+            device,
+            &bytes,
+            &bytes,
+            0,
+        )
+    }
+
+    /// A run from given weights (a resumed checkpoint), `step` steps in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_weights(
+        config: TrainConfig,
+        model_config: ModelConfig,
+        codec: TextCodec,
+        train: &[Vec<u32>],
+        valid: &[Vec<u32>],
+        device: &Device,
+        weights: &[u8],
+        ema_weights: &[u8],
+        step: usize,
+    ) -> Result<Self, TrainError> {
+        config.validate(&model_config)?;
+        let len = model_config.model_length;
+        let windows = |docs: &[Vec<u32>], split| {
+            let w = Windows::new(docs, codec.bos_id(), codec.eos_id(), len);
+            if w.is_empty() {
+                let tokens = docs.iter().map(Vec::len).sum();
+                return Err(TrainError::TooLittleData { split, tokens, len });
+            }
+            Ok(w)
+        };
+        let train = windows(train, "train")?;
+        let valid = windows(valid, "validation")?;
+        let device = device.clone().autodiff();
+        let plain = device.clone().inner();
+        let model = renumber(load_dit(&model_config, weights, &plain)?.thaw_conditioning()).train();
+        let ema = renumber(load_dit(&model_config, ema_weights, &plain)?.thaw_conditioning());
+        let optim = adamw::AdamW::new(config.beta1, config.beta2, config.eps, config.weight_decay);
+        let order = Order::new(mix(config.seed, DATA_STREAM), train.count());
+        Ok(Self {
+            config,
+            model_config,
+            codec,
+            device,
+            model,
+            ema,
+            optim,
+            step,
+            train,
+            valid,
+            order,
+        })
+    }
+
+    /// Steps taken so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// Whether the run has reached `max_steps`.
+    pub fn is_done(&self) -> bool {
+        self.step >= self.config.max_steps
+    }
+
+    /// Training windows and validation windows.
+    pub fn window_counts(&self) -> (usize, usize) {
+        (self.train.count(), self.valid.count())
+    }
+
+    /// Tokens per step.
+    pub fn tokens_per_step(&self) -> usize {
+        self.config.batch_size * self.model_config.model_length
+    }
+
+    /// The tokenizer.
+    pub fn codec(&self) -> &TextCodec {
+        &self.codec
+    }
+
+    /// One optimisation step on the next batch.
+    pub fn train_step(&mut self) -> Result<StepReport, TrainError> {
+        let lr = self.config.lr_at(self.step);
+        let b = self.config.batch_size;
+        let indices: Vec<usize> = (0..b).map(|i| self.order.nth(self.step * b + i)).collect();
+        let batch = self.train.batch(&indices);
+        let mut rng = Rng::new(mix(mix(self.config.seed, NOISE_STREAM), self.step as u64));
+        let loss = objective::loss(
+            &self.model,
+            self.config.objective,
+            &batch,
+            &self.config.time_sampling,
+            self.codec.mask_id(),
+            &mut rng,
+            &self.device,
+        );
+        let loss_value = scalar(loss.clone())?;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let grad_norm = clip_global_norm(&self.model, &mut grads, self.config.gradient_clip_val)?;
+        self.model = self.optim.step(lr, self.model.clone(), &mut grads);
+        self.update_ema();
+        self.step += 1;
+        Ok(StepReport {
+            step: self.step,
+            loss: loss_value,
+            lr,
+            grad_norm,
+            tokens: batch.tokens.len(),
+        })
+    }
+
+    fn update_ema(&mut self) {
+        let current = self.model.valid();
+        if self.config.ema == 0.0 {
+            self.ema = current;
+            return;
+        }
+        // Warm start (as `torch_ema` with `use_num_updates`): the decay grows with the step
+        // count, so early weights do not dominate a short run's average.
+        let n = self.step as f64 + 1.0;
+        let decay = self.config.ema.min((1.0 + n) / (10.0 + n));
+        let mut values = Collect::default();
+        current.visit(&mut values);
+        self.ema = self.ema.clone().map(&mut Blend {
+            values: values.0,
+            decay,
+        });
+    }
+
+    /// The NLL (bound) per token of the EMA weights on the first `windows` validation windows
+    /// (all of them when `None`), with a fixed draw of the noise so evaluations compare.
+    pub fn evaluate(&self, windows: Option<usize>) -> Result<Evaluation, TrainError> {
+        let count = windows.unwrap_or(usize::MAX).min(self.valid.count());
+        let plain = self.device.clone().inner();
+        let b = self.config.batch_size;
+        let (mut total, mut tokens) = (0.0, 0usize);
+        let mut rng = Rng::new(mix(self.config.seed, VALID_STREAM));
+        for start in (0..count).step_by(b) {
+            let indices: Vec<usize> = (start..(start + b).min(count)).collect();
+            let batch = self.valid.batch(&indices);
+            let loss = objective::loss(
+                &self.ema,
+                self.config.objective,
+                &batch,
+                &TimeSampling::ELBO,
+                self.codec.mask_id(),
+                &mut rng,
+                &plain,
+            );
+            let scored = match self.config.objective {
+                Objective::Ar => batch.batch * (batch.len - 1),
+                _ => batch.tokens.len(),
+            };
+            total += scalar(loss)? * scored as f64;
+            tokens += scored;
+        }
+        let nll = total / tokens.max(1) as f64;
+        Ok(Evaluation {
+            nll,
+            perplexity: nll.exp(),
+            tokens,
+        })
+    }
+
+    /// A sample from the EMA weights: `gen_length` tokens after `prompt`, with the objective's
+    /// own sampler at its paper defaults.
+    pub fn sample(&self, prompt: &str, gen_length: usize, seed: u64) -> Result<String, TrainError> {
+        let sampler = match self.config.objective {
+            Objective::Mdlm => SamplerKind::Mdlm,
+            Objective::Bd3 { .. } => SamplerKind::Bd3,
+            Objective::Ar => SamplerKind::Ar,
+        };
+        let settings = Settings {
+            gen_length,
+            steps: gen_length,
+            seed,
+            ..Settings::defaults(sampler)
+        };
+        let spec = model_spec(&self.model_config, &self.codec);
+        let plain = self.device.clone().inner();
+        let dit = self.ema.clone().freeze_conditioning();
+        let mut model = DitDenoiser::new(dit, plain, spec.clone());
+        let mut run = Generation::new(settings, prompt, &self.codec, &spec)
+            .map_err(|e| TrainError::Sample(e.to_string()))?;
+        pollster::block_on(run.run(&mut model, |_| {}))
+            .map_err(|e| TrainError::Sample(e.to_string()))?;
+        Ok(self.codec.decode(run.sampler().canvas().tokens()))
+    }
+
+    /// The current weights and the EMA weights (f32 safetensors).
+    pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+        use crate::model::save::save_dit;
+        let dtype = safetensors::Dtype::F32;
+        Ok((
+            save_dit(&self.model.valid(), dtype)?,
+            save_dit(&self.ema, dtype)?,
+        ))
+    }
+
+    /// The EMA weights as `model.safetensors` bytes in `dtype`.
+    pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
+        Ok(crate::model::save::save_dit(&self.ema, dtype)?)
+    }
+
+    /// The optimiser's state (safetensors bytes).
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        self.optim
+            .to_bytes()
+            .map_err(|e| TrainError::Backend(format!("saving the optimizer state: {e}")))
+    }
+
+    /// Restores the optimiser's state from [`Trainer::optimizer_bytes`].
+    pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
+        let plain = self.device.clone().inner();
+        self.optim
+            .load(&bytes, &plain)
+            .map_err(|e| TrainError::File {
+                path: checkpoint::OPTIMIZER_FILE.into(),
+                message: format!(
+                    "{e}; the run directory is damaged: start a new one or --warm-start"
+                ),
+            })
+    }
+}
+
+/// Reads a one-element tensor.
+fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
+    t.try_into_scalar::<f32>()
+        .map(f64::from)
+        .map_err(|e| TrainError::Backend(format!("{e:?}")))
+}
+
+/// Gives the parameters the ids 0, 1, 2, … in visiting order, so that a model rebuilt from a
+/// checkpoint has the ids its optimiser state and its EMA twin were saved under.
+fn renumber(dit: Dit) -> Dit {
+    struct Renumber(u64);
+    impl ModuleMapper for Renumber {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (_, value, mapper) = param.consume();
+            self.0 += 1;
+            Param::from_mapped_value(ParamId::from(self.0), value, mapper)
+        }
+    }
+    dit.map(&mut Renumber(0))
+}
+
+/// Scales all gradients by `min(1, max_norm / ‖g‖)`, ‖g‖ the norm over every parameter at once
+/// (PyTorch's `clip_grad_norm_`, which Lightning's `gradient_clip_val` calls); returns ‖g‖.
+fn clip_global_norm(
+    model: &Dit,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> Result<f64, TrainError> {
+    struct SquaredNorm<'a> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SquaredNorm<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut norm = SquaredNorm { grads, total: None };
+    model.visit(&mut norm);
+    let norm = match norm.total {
+        Some(t) => scalar(t)?.sqrt(),
+        None => 0.0,
+    };
+    if max_norm > 0.0 && norm > max_norm {
+        model.visit(&mut Scale {
+            grads,
+            factor: max_norm / (norm + 1e-6),
+        });
+    }
+    Ok(norm)
+}
+
+/// Collects every parameter's value, flattened, by id.
+#[derive(Default)]
+struct Collect(HashMap<ParamId, Tensor<1>>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let n = value.shape().num_elements();
+        self.0.insert(param.id, value.reshape([n]));
+    }
+}
+
+/// `ema ← decay · ema + (1 − decay) · value`, parameter by parameter.
+struct Blend {
+    values: HashMap<ParamId, Tensor<1>>,
+    decay: f64,
+}
+
+impl ModuleMapper for Blend {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(value) = self.values.remove(&param.id) else {
+            return param;
+        };
+        let decay = self.decay;
+        param.map(|ema| {
+            let dims = ema.dims();
+            ema.mul_scalar(decay) + value.reshape(dims).mul_scalar(1.0 - decay)
+        })
+    }
+}
