@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::sampler::SamplerKind;
 
 /// The tokenizer a GPT-2-based checkpoint falls back to when its folder has none.
 pub const GPT2_TOKENIZER_URL: &str =
@@ -14,6 +15,36 @@ pub const GPT2_TOKENIZER_URL: &str =
 
 /// The folder the page ships its default model in, relative to the page.
 pub const DEFAULT_MODEL_DIR: &str = "./models/default/";
+
+/// A model trained by `unmask train` and shipped with the page (README, "Default models").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrainedModel {
+    /// What the page calls it.
+    pub label: &'static str,
+    /// Its folder, relative to the page.
+    pub dir: &'static str,
+    /// The sampler it was trained for.
+    pub sampler: SamplerKind,
+}
+
+/// The shipped trained models: masked diffusion, block diffusion (block 4), autoregressive.
+pub const TRAINED_MODELS: [TrainedModel; 3] = [
+    TrainedModel {
+        label: "MDLM",
+        dir: "./models/default/mdlm/",
+        sampler: SamplerKind::Mdlm,
+    },
+    TrainedModel {
+        label: "BD3-LM",
+        dir: "./models/default/bd3/",
+        sampler: SamplerKind::Bd3,
+    },
+    TrainedModel {
+        label: "AR",
+        dir: "./models/default/ar/",
+        sampler: SamplerKind::Ar,
+    },
+];
 
 /// A model the page can load.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -154,6 +185,25 @@ pub fn classify_dropped(names: &[String]) -> Result<(usize, usize, Option<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_trained_model_names_a_shipped_folder_for_its_sampler() {
+        let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+        for model in TRAINED_MODELS {
+            let source = ModelSource::parse(model.dir).unwrap();
+            assert_eq!(source, ModelSource::Url(model.dir.into()));
+            let dir = www.join(model.dir.trim_start_matches("./"));
+            for file in [CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE] {
+                assert!(dir.join(file).is_file(), "{} has no {file}", dir.display());
+            }
+            let config = crate::config::ModelConfig::from_json(
+                &std::fs::read(dir.join(CONFIG_FILE)).unwrap(),
+            )
+            .unwrap();
+            let expected = crate::train::quality::native_sampler(config.attention());
+            assert_eq!(model.sampler, expected, "{}", model.label);
+        }
+    }
 
     #[test]
     fn dropped_files_are_told_apart_by_name() {

@@ -7,7 +7,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
-use crate::page::source::ModelSource;
+use crate::page::source::{ModelSource, TRAINED_MODELS};
 use crate::page::state::{BackendChoice, PageState, REMASKINGS, Theme, page_settings};
 use crate::sampler::{Knob, SamplerKind, Settings};
 use crate::trajectory::Trajectory;
@@ -398,6 +398,31 @@ pub fn ModelPanel() -> impl IntoView {
                     ctx.load_model(ModelSource::Default);
                 }>"Default"</button>
             </form>
+            <div class="row trained" aria-label="Models trained for Unmask">
+                <span class="hint">"trained here:"</span>
+                {TRAINED_MODELS
+                    .into_iter()
+                    .map(|m| {
+                        view! {
+                            <button
+                                type="button"
+                                data-testid=format!("trained-{}", m.sampler.name())
+                                title=format!("Load {} (trained by unmask train) with the {} sampler", m.dir, m.sampler.name())
+                                on:click=move |_| {
+                                    let source = ModelSource::Url(m.dir.into());
+                                    ctx.state.update(|s| {
+                                        s.model = source.clone();
+                                        s.settings = switched(m.sampler, s.settings.gen_length, s.settings.seed);
+                                    });
+                                    ctx.load_model(source);
+                                }
+                            >
+                                {m.label}
+                            </button>
+                        }
+                    })
+                    .collect_view()}
+            </div>
             {move || error.get().map(|e| view! { <p class="notice error">{e}</p> })}
             <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json on the page."</p>
             <div class="row">

@@ -216,6 +216,28 @@ test('the trained block-diffusion model shipped with the page writes in the page
   }
 });
 
+test('the "AR" button loads the trained autoregressive model with its sampler', async () => {
+  const prompt = 'She was';
+  const { page, context, problems } = await open(`gen=8&seed=1&prompt=${encodeURIComponent(prompt)}`, { gpu: false });
+  try {
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    await page.click('[data-testid=trained-ar]');
+    await page.waitForFunction(
+      () => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes('models/default/ar'),
+      null, { timeout: LOAD_MS });
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'done');
+    const reference = cli(['--sampler', 'ar', '--gen-length', '8', '--seed', '1'], {
+      model: path.join(root, 'www/models/default/ar'),
+      prompt,
+    });
+    assert.equal(lane.text, reference.text);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
 test('an embed link with a race autoplays both runs in a sandboxed iframe', async () => {
   const { page, frame, context, problems } = await open(
     `sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&embed=1&autoplay=1&theme=dark&prompt=${encodeURIComponent(PROMPT)}`,
