@@ -13,7 +13,7 @@ use unmask::model::{initial_checkpoint, load_dit};
 use unmask::rng::Rng;
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, RunDir, RunState};
-use unmask::train::{Objective, TrainConfig, Trainer};
+use unmask::train::{Documents, Objective, Start, TrainConfig, Trainer};
 
 /// The fixture tokenizer's 44 ids: 0–3 special, 4–42 words, 43 `[MASK]`.
 const VOCAB: usize = 44;
@@ -65,15 +65,12 @@ fn trainer(objective: Objective, steps: usize) -> Trainer {
     config.batch_size = 8;
     config.seed = 11;
     let device = backend::init(BackendKind::Cpu).unwrap();
-    Trainer::new(
-        config,
-        model,
-        codec,
-        &documents(200, 1),
-        &documents(20, 2),
-        &device,
-    )
-    .unwrap()
+    let (train, valid) = (documents(200, 1), documents(20, 2));
+    let docs = Documents {
+        train: &train,
+        valid: &valid,
+    };
+    Trainer::new(config, model, codec, docs, &device, Start::Fresh).unwrap()
 }
 
 fn assert_training_lowers_the_loss(objective: Objective) {
@@ -161,18 +158,17 @@ fn a_resumed_run_continues_exactly_where_it_stopped() {
     let saved = dir.files().unwrap();
     let codec = TextCodec::from_bytes(&saved.tokenizer, &state.model).unwrap();
     let device = backend::init(BackendKind::Cpu).unwrap();
-    let mut resumed = Trainer::from_weights(
-        state.train,
-        state.model,
-        codec,
-        &documents(200, 1),
-        &documents(20, 2),
-        &device,
-        &saved.weights,
-        &saved.ema,
-        state.step,
-    )
-    .unwrap();
+    let (train, valid) = (documents(200, 1), documents(20, 2));
+    let docs = Documents {
+        train: &train,
+        valid: &valid,
+    };
+    let start = Start::From {
+        weights: &saved.weights,
+        ema: &saved.ema,
+        step: state.step,
+    };
+    let mut resumed = Trainer::new(state.train, state.model, codec, docs, &device, start).unwrap();
     resumed.load_optimizer(saved.optimizer).unwrap();
     for _ in 0..3 {
         resumed.train_step().unwrap();
@@ -325,13 +321,18 @@ fn training_on_wgpu_follows_the_cpu() {
     config.lr = 3e-3;
     let run = |kind: BackendKind| {
         let device = backend::init(kind).unwrap();
+        let (train, valid) = (documents(50, 1), documents(10, 2));
+        let docs = Documents {
+            train: &train,
+            valid: &valid,
+        };
         let mut t = Trainer::new(
             config.clone(),
             model.clone(),
             codec(),
-            &documents(50, 1),
-            &documents(10, 2),
+            docs,
             &device,
+            Start::Fresh,
         )
         .unwrap();
         (0..3)

@@ -225,43 +225,42 @@ pub struct Trainer {
     order: Order,
 }
 
+/// The tokenized documents of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Documents<'a> {
+    /// Training documents.
+    pub train: &'a [Vec<u32>],
+    /// Validation documents.
+    pub valid: &'a [Vec<u32>],
+}
+
+/// Where a run's weights come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// The reference's initial weights for the architecture, seeded by the recipe.
+    Fresh,
+    /// Saved weights (safetensors bytes), `step` steps into the run.
+    From {
+        /// Current weights.
+        weights: &'a [u8],
+        /// Their moving average.
+        ema: &'a [u8],
+        /// Steps already taken.
+        step: usize,
+    },
+}
+
 impl Trainer {
-    /// A fresh run: the reference's initial weights for `model_config` (seeded), on `device`
-    /// (autodiff is switched on here). `train` and `valid` are the tokenized documents.
+    /// A run of `config` on `model_config` over `documents`, on `device` (autodiff is switched on
+    /// here), from fresh or saved weights. A resumed run also loads its optimiser state
+    /// ([`Trainer::load_optimizer`]).
     pub fn new(
         config: TrainConfig,
         model_config: ModelConfig,
         codec: TextCodec,
-        train: &[Vec<u32>],
-        valid: &[Vec<u32>],
+        documents: Documents<'_>,
         device: &Device,
-    ) -> Result<Self, TrainError> {
-        let bytes = initial_checkpoint(&model_config, config.seed)?;
-        Self::from_weights(
-            config,
-            model_config,
-            codec,
-            train,
-            valid,
-            device,
-            &bytes,
-            &bytes,
-            0,
-        )
-    }
-
-    /// A run from given weights (a resumed checkpoint), `step` steps in.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_weights(
-        config: TrainConfig,
-        model_config: ModelConfig,
-        codec: TextCodec,
-        train: &[Vec<u32>],
-        valid: &[Vec<u32>],
-        device: &Device,
-        weights: &[u8],
-        ema_weights: &[u8],
-        step: usize,
+        start: Start<'_>,
     ) -> Result<Self, TrainError> {
         config.validate(&model_config)?;
         let len = model_config.model_length;
@@ -273,8 +272,16 @@ impl Trainer {
             }
             Ok(w)
         };
-        let train = windows(train, "train")?;
-        let valid = windows(valid, "validation")?;
+        let train = windows(documents.train, "train")?;
+        let valid = windows(documents.valid, "validation")?;
+        let fresh;
+        let (weights, ema_weights, step) = match start {
+            Start::Fresh => {
+                fresh = initial_checkpoint(&model_config, config.seed)?;
+                (&fresh[..], &fresh[..], 0)
+            }
+            Start::From { weights, ema, step } => (weights, ema, step),
+        };
         let device = device.clone().autodiff();
         let plain = device.clone().inner();
         let model = renumber(load_dit(&model_config, weights, &plain)?.thaw_conditioning()).train();

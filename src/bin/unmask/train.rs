@@ -12,7 +12,7 @@ use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
-use unmask::train::{Objective, TrainConfig, Trainer};
+use unmask::train::{Documents, Objective, Start, TrainConfig, Trainer};
 
 use crate::CliResult;
 
@@ -315,27 +315,26 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         valid_docs.iter().map(Vec::len).sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
-    let mut trainer = match &weights {
-        None => Trainer::new(
-            state.train.clone(),
-            state.model.clone(),
-            codec,
-            &train_docs,
-            &valid_docs,
-            &device,
-        ),
-        Some((weights, ema, _)) => Trainer::from_weights(
-            state.train.clone(),
-            state.model.clone(),
-            codec,
-            &train_docs,
-            &valid_docs,
-            &device,
+    let start = match &weights {
+        None => Start::Fresh,
+        Some((weights, ema, _)) => Start::From {
             weights,
             ema,
-            state.step,
-        ),
-    }
+            step: state.step,
+        },
+    };
+    let documents = Documents {
+        train: &train_docs,
+        valid: &valid_docs,
+    };
+    let mut trainer = Trainer::new(
+        state.train.clone(),
+        state.model.clone(),
+        codec,
+        documents,
+        &device,
+        start,
+    )
     .map_err(|e| e.to_string())?;
     if let Some((_, _, Some(optimizer))) = weights {
         trainer
