@@ -13,7 +13,7 @@ use unmask::model::{initial_checkpoint, load_dit};
 use unmask::rng::Rng;
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, RunDir, RunState};
-use unmask::train::{Documents, Objective, Start, TrainConfig, Trainer};
+use unmask::train::{Documents, Objective, Shape, Start, TrainConfig, Trainer};
 
 /// The fixture tokenizer's 44 ids: 0–3 special, 4–42 words, 43 `[MASK]`.
 const VOCAB: usize = 44;
@@ -21,26 +21,14 @@ const FIRST_WORD: u32 = 4;
 const WORDS: u32 = 39;
 
 fn model_config(objective: Objective) -> ModelConfig {
-    let block_size = match objective {
-        Objective::Bd3 { block_size } => Some(block_size),
-        _ => None,
-    };
-    ModelConfig {
-        model_type: Some(objective.name().into()),
-        vocab_size: VOCAB,
+    let shape = Shape {
         model_length: 16,
         hidden_dim: 32,
         cond_dim: 16,
         n_blocks: 2,
         n_heads: 4,
-        block_size,
-        cross_attn: block_size.map(|_| true),
-        adaln: true,
-        causal: objective == Objective::Ar,
-        time_conditioning: false,
-        dropout: 0.0,
-        mask_token_id: None,
-    }
+    };
+    objective.model_config(VOCAB, shape)
 }
 
 /// Documents with structure to learn: counting runs `k, k+1, k+2, …` over the word ids.

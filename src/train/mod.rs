@@ -32,7 +32,7 @@ use crate::rng::Rng;
 use crate::sampler::{SamplerKind, Settings};
 use crate::text::TextCodec;
 use data::{Order, Windows, mix};
-pub use objective::{Batch, Objective, TimeSampling};
+pub use objective::{Batch, Objective, Shape, TimeSampling};
 
 /// Stream ids mixed into the seed, so the data order, the noise and the validation draw apart.
 const DATA_STREAM: u64 = 1;

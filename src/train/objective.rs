@@ -20,7 +20,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Attention;
+use crate::config::{Attention, ModelConfig};
 use crate::model::Dit;
 use crate::rng::Rng;
 use crate::sampler::loglinear_sigma;
@@ -58,6 +58,39 @@ impl Objective {
         }
     }
 
+    /// The `config.json` of a model trained with this objective: `model_type`, `block_size`,
+    /// `cross_attn` and `causal` set for its attention, adaLN on, no time conditioning (as the
+    /// references' OWT models), no dropout.
+    pub fn model_config(self, vocab_size: usize, shape: Shape) -> ModelConfig {
+        let block_size = match self {
+            Objective::Bd3 { block_size } => Some(block_size),
+            _ => None,
+        };
+        ModelConfig {
+            model_type: Some(
+                match self {
+                    Objective::Mdlm => "mdlm",
+                    Objective::Bd3 { .. } => "bd3lm",
+                    Objective::Ar => "ar",
+                }
+                .into(),
+            ),
+            vocab_size,
+            model_length: shape.model_length,
+            hidden_dim: shape.hidden_dim,
+            cond_dim: shape.cond_dim,
+            n_blocks: shape.n_blocks,
+            n_heads: shape.n_heads,
+            block_size,
+            cross_attn: block_size.map(|_| true),
+            adaln: true,
+            causal: self == Objective::Ar,
+            time_conditioning: false,
+            dropout: 0.0,
+            mask_token_id: None,
+        }
+    }
+
     /// A short name (`mdlm`, `bd3`, `ar`).
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +99,21 @@ impl Objective {
             Objective::Ar => "ar",
         }
     }
+}
+
+/// The size of a model to train (the `config.json` fields of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Tokens per window, the longest canvas the model will take.
+    pub model_length: usize,
+    /// Width of the residual stream.
+    pub hidden_dim: usize,
+    /// Width of the adaLN conditioning.
+    pub cond_dim: usize,
+    /// Transformer blocks.
+    pub n_blocks: usize,
+    /// Attention heads.
+    pub n_heads: usize,
 }
 
 /// How diffusion times are drawn for the loss.

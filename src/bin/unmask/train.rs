@@ -12,7 +12,7 @@ use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
-use unmask::train::{Documents, Objective, Start, TrainConfig, Trainer};
+use unmask::train::{Documents, Objective, Shape, Start, TrainConfig, Trainer};
 
 use crate::CliResult;
 
@@ -160,33 +160,16 @@ impl TrainArgs {
                 block_size: self.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
             },
         };
-        let block_size = match objective {
-            Objective::Bd3 { block_size } => Some(block_size),
-            _ => None,
-        };
-        let model = ModelConfig {
-            model_type: Some(
-                match objective {
-                    Objective::Mdlm => "mdlm",
-                    Objective::Bd3 { .. } => "bd3lm",
-                    Objective::Ar => "ar",
-                }
-                .into(),
-            ),
+        let model = objective.model_config(
             vocab_size,
-            model_length: self.model_length.unwrap_or(DEFAULT_MODEL_LENGTH),
-            hidden_dim: self.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
-            cond_dim: self.cond_dim.unwrap_or(DEFAULT_COND_DIM),
-            n_blocks: self.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
-            n_heads: self.n_heads.unwrap_or(DEFAULT_N_HEADS),
-            block_size,
-            cross_attn: block_size.map(|_| true),
-            adaln: true,
-            causal: objective == Objective::Ar,
-            time_conditioning: false,
-            dropout: 0.0,
-            mask_token_id: None,
-        };
+            Shape {
+                model_length: self.model_length.unwrap_or(DEFAULT_MODEL_LENGTH),
+                hidden_dim: self.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
+                cond_dim: self.cond_dim.unwrap_or(DEFAULT_COND_DIM),
+                n_blocks: self.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
+                n_heads: self.n_heads.unwrap_or(DEFAULT_N_HEADS),
+            },
+        );
         model.validate().map_err(|e| e.to_string())?;
         let mut train = TrainConfig::new(objective);
         let d = train.clone();
