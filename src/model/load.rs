@@ -457,26 +457,34 @@ pub fn write_safetensors(
 /// uniformly with the variance of N(0, 1/fan_in), so the outputs are varied from the start.
 /// Deterministic in `seed`. A training run starts from [`initial_checkpoint`] instead.
 pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
+    fill_checkpoint(config, seed, |slot, rng| {
+        let scale = match slot.shape[..] {
+            [_, fan_in] => 1.0 / (fan_in as f64).sqrt(),
+            _ => RANDOM_VECTOR_SCALE,
+        };
+        // Uniform with the variance of N(0, scale²): width scale·√12 (drawn for the norms too).
+        let u = (rng.uniform() - 0.5) * scale * 12f64.sqrt();
+        if slot.role == TensorRole::Norm {
+            1.0
+        } else {
+            u as f32
+        }
+    })
+}
+
+/// A checkpoint of `config` whose every value is `value(slot, rng)`, drawn slot by slot in
+/// [`checkpoint_layout`]'s order from one generator seeded with `seed`.
+fn fill_checkpoint(
+    config: &ModelConfig,
+    seed: u64,
+    mut value: impl FnMut(&TensorSlot, &mut crate::rng::Rng) -> f32,
+) -> Result<Vec<u8>, LoadError> {
     let mut rng = crate::rng::Rng::new(seed);
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint_layout(config)
         .into_iter()
         .map(|slot| {
             let n: usize = slot.shape.iter().product();
-            let scale = match slot.shape[..] {
-                [_, fan_in] => 1.0 / (fan_in as f64).sqrt(),
-                _ => RANDOM_VECTOR_SCALE,
-            };
-            let values = (0..n)
-                .map(|_| {
-                    // Uniform with the variance of N(0, scale²): width scale·√12.
-                    let u = (rng.uniform() - 0.5) * scale * 12f64.sqrt();
-                    if slot.role == TensorRole::Norm {
-                        1.0
-                    } else {
-                        u as f32
-                    }
-                })
-                .collect();
+            let values = (0..n).map(|_| value(&slot, &mut rng)).collect();
             (slot.name, slot.shape, values)
         })
         .collect();
@@ -491,29 +499,20 @@ const RANDOM_VECTOR_SCALE: f64 = 0.02;
 /// (PyTorch's `nn.Linear` default), the embedding likewise (`kaiming_uniform_(a=√5)`), LayerNorm
 /// scales at one, and the adaLN modulations and the output layer at zero. Deterministic in `seed`.
 pub fn initial_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
-    let mut rng = crate::rng::Rng::new(seed);
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint_layout(config)
-        .into_iter()
-        .map(|slot| {
-            let n: usize = slot.shape.iter().product();
-            let bound = match slot.role {
-                TensorRole::Embedding => 1.0 / (slot.shape[1] as f64).sqrt(),
-                TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => {
-                    1.0 / (fan_in as f64).sqrt()
-                }
-                TensorRole::Norm => 0.0,
-            };
-            let values = (0..n)
-                .map(|_| match (slot.role, slot.zero_init) {
-                    (TensorRole::Norm, _) => 1.0,
-                    (_, true) => 0.0,
-                    _ => ((2.0 * rng.uniform() - 1.0) * bound) as f32,
-                })
-                .collect();
-            (slot.name, slot.shape, values)
-        })
-        .collect();
-    write_safetensors(&tensors, Dtype::F32)
+    fill_checkpoint(config, seed, |slot, rng| {
+        let bound = match slot.role {
+            TensorRole::Embedding => 1.0 / (slot.shape[1] as f64).sqrt(),
+            TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => {
+                1.0 / (fan_in as f64).sqrt()
+            }
+            TensorRole::Norm => 0.0,
+        };
+        match (slot.role, slot.zero_init) {
+            (TensorRole::Norm, _) => 1.0,
+            (_, true) => 0.0,
+            _ => ((2.0 * rng.uniform() - 1.0) * bound) as f32,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -138,6 +138,17 @@ impl DitDenoiser {
     }
 }
 
+/// The values of read-back tensor data as f32, whatever the device computed in (a half-precision
+/// device, see `backend::use_half_precision`, returns f16).
+pub fn f32_values(data: TensorData) -> Result<Vec<f32>, String> {
+    let data = if data.dtype() == burn::tensor::DType::F32 {
+        data
+    } else {
+        data.convert::<f32>()
+    };
+    data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
+}
+
 /// Reads `[B, L, V]` logits back to the host.
 async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
     let [b, l, v] = logits.dims();
@@ -146,13 +157,10 @@ async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> 
         message: format!("{e:?}"),
     };
     let data = logits.into_data_async().await.map_err(|e| failed(&e))?;
-    // A half-precision device (see `backend::use_half_precision`) returns f16.
-    let data = if data.dtype() == burn::tensor::DType::F32 {
-        data
-    } else {
-        data.convert::<f32>()
-    };
-    let values = data.try_into_vec::<f32>().map_err(|e| failed(&e))?;
+    let values = f32_values(data).map_err(|message| ModelError::Backend {
+        backend: crate::backend::describe(device),
+        message,
+    })?;
     Ok(Logits::new(values, b * l, v))
 }
 

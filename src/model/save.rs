@@ -48,15 +48,9 @@ pub fn save_dit(dit: &Dit, dtype: Dtype) -> Result<Vec<u8>, LoadError> {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    let data = t.into_data();
-    let data = if data.dtype() == burn::tensor::DType::F32 {
-        data
-    } else {
-        data.convert::<f32>()
-    };
-    // After the conversion to f32 the read cannot fail; an empty vector would surface as a
+    // f32_values cannot fail after its conversion to f32; an empty vector would surface as a
     // shape error when the file is serialised.
-    data.try_into_vec::<f32>().unwrap_or_default()
+    super::f32_values(t.into_data()).unwrap_or_default()
 }
 
 fn matrix(name: &str, t: Tensor<2>) -> NamedTensor {

@@ -13,7 +13,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::Dtype;
 
-use crate::model::Dit;
+use crate::model::{Dit, f32_values};
 
 /// The key of `run.json`-independent metadata in the saved state: the update count.
 const STEP_KEY: &str = "step";
@@ -59,12 +59,7 @@ impl AdamW {
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (id, (m, v)) in &self.moments {
             for (name, t) in [("m", m), ("v", v)] {
-                let values = t
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| format!("{e:?}"))?;
+                let values = f32_values(t.clone().into_data())?;
                 let bytes = values.iter().flat_map(|x| x.to_le_bytes()).collect();
                 tensors.push((format!("{name}.{}", id.val()), vec![values.len()], bytes));
             }
