@@ -221,3 +221,158 @@ fn init_writes_a_model_folder_that_loads_and_generates_and_is_never_overwritten(
     assert!(String::from_utf8_lossy(&again.stderr).contains("not overwritten"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A small corpus folder for `unmask train`: the committed validation split as both splits, and
+/// the committed tokenizer.
+fn small_corpus(name: &str) -> std::path::PathBuf {
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus");
+    let dir = tmp(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (from, to) in [
+        ("valid.txt.gz", "train.txt.gz"),
+        ("valid.txt.gz", "valid.txt.gz"),
+        ("tokenizer.json", "tokenizer.json"),
+    ] {
+        std::fs::copy(committed.join(from), dir.join(to)).unwrap();
+    }
+    dir
+}
+
+fn training_json(folder: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(folder.join("training.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_warm_started_run_continues_an_exported_folder_with_its_recipe_and_history() {
+    let corpus = small_corpus("warm-corpus");
+    let (first, second) = (tmp("warm-first"), tmp("warm-second"));
+    let (first_out, second_out) = (tmp("warm-first-out"), tmp("warm-second-out"));
+    for dir in [&first, &second, &first_out, &second_out] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(unmask(&[
+        "train",
+        "--run",
+        &path(&first),
+        "--corpus",
+        &path(&corpus),
+        "--out",
+        &path(&first_out),
+        "--objective",
+        "ar",
+        "--hidden-dim",
+        "16",
+        "--n-blocks",
+        "1",
+        "--n-heads",
+        "2",
+        "--cond-dim",
+        "8",
+        "--model-length",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "4",
+        "--warmup-steps",
+        "1",
+        "--val-every",
+        "2",
+        "--val-windows",
+        "2",
+        "--checkpoint-every",
+        "2",
+    ]));
+    // Another machine: only the exported folder travels, and training goes on to step 6.
+    ok(unmask(&[
+        "train",
+        "--run",
+        &path(&second),
+        "--warm-start",
+        &path(&first_out),
+        "--max-steps",
+        "6",
+        "--out",
+        &path(&second_out),
+    ]));
+    let (before, after) = (training_json(&first_out), training_json(&second_out));
+    assert_eq!(before["run"]["step"], 4);
+    assert_eq!(after["run"]["step"], 6);
+    assert_eq!(after["run"]["model"], before["run"]["model"]);
+    assert_eq!(after["run"]["train"]["lr"], before["run"]["train"]["lr"]);
+    assert_eq!(after["run"]["train"]["max_steps"], 6);
+    let steps = |t: &serde_json::Value| -> Vec<u64> {
+        t["run"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["step"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(steps(&before), [2, 4]);
+    assert_eq!(steps(&after), [2, 4, 6], "the history carries over");
+    let commands = after["run"]["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 2);
+    assert!(commands[1].as_str().unwrap().contains("--warm-start"));
+    let weights = |d: &std::path::PathBuf| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert_ne!(
+        weights(&first_out),
+        weights(&second_out),
+        "the warm-started run did not train"
+    );
+    assert!(second.join("run.json").is_file());
+
+    // A warm start keeps the recipe, never overwrites a run, and wants an exported folder.
+    let refused = |args: &[&str], expected: &str| {
+        let out = unmask(args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let fresh = path(&tmp("warm-third"));
+    refused(
+        &[
+            "train",
+            "--run",
+            &fresh,
+            "--warm-start",
+            &path(&first_out),
+            "--lr",
+            "0.1",
+        ],
+        "keeps its recipe",
+    );
+    refused(
+        &[
+            "train",
+            "--run",
+            &path(&second),
+            "--warm-start",
+            &path(&first_out),
+        ],
+        "already holds a run",
+    );
+    refused(
+        &[
+            "train",
+            "--run",
+            &fresh,
+            "--warm-start",
+            fixture_dir().to_str().unwrap(),
+        ],
+        "--warm-start takes a folder exported by `unmask train --out`",
+    );
+    assert!(
+        !tmp("warm-third").exists(),
+        "a refused warm start left a run directory"
+    );
+}

@@ -5,6 +5,9 @@
 //! async task stepping a [`Generation`] on its own fork of the model (same weights, its own KV
 //! cache), so the two runs of a race interleave step by step. Between steps a task yields to the
 //! event loop, which is where a `cancel` message gets in.
+//!
+//! It holds at most two models: the one loaded last, and the one a race's second run needs when
+//! it differs (on the default models, an `ar` run raced against `bd3` runs on another model).
 
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
@@ -40,9 +43,53 @@ struct State {
     gpu_max_binding: Option<u64>,
     /// Whether weights are held in f16.
     half: bool,
-    model: Option<Rc<Bundle>>,
-    name: String,
+    /// The models held: the one loaded last first, then at most one a race asked for.
+    models: Vec<Held>,
     cancelled: HashSet<u32>,
+}
+
+/// A loaded model and where it came from.
+struct Held {
+    source: ModelSource,
+    bundle: Rc<Bundle>,
+}
+
+/// Most models held at once (the page's model and a race's second one).
+const MAX_HELD: usize = 2;
+
+impl State {
+    /// The held model loaded from `source`, if any.
+    fn held(&self, source: &ModelSource) -> Option<Rc<Bundle>> {
+        self.models
+            .iter()
+            .find(|h| &h.source == source)
+            .map(|h| h.bundle.clone())
+    }
+
+    /// Holds `bundle` as the page's model; an older copy of the same source is dropped, and of
+    /// the others only the newest stays (a race's model).
+    fn hold_loaded(&mut self, source: ModelSource, bundle: Bundle) {
+        self.models.retain(|h| h.source != source);
+        self.models.insert(
+            0,
+            Held {
+                source,
+                bundle: Rc::new(bundle),
+            },
+        );
+        self.models.truncate(MAX_HELD);
+    }
+
+    /// Holds `bundle` beside the page's model (replacing any other second model).
+    fn hold_beside(&mut self, source: ModelSource, bundle: Bundle) -> Rc<Bundle> {
+        let bundle = Rc::new(bundle);
+        self.models.truncate(MAX_HELD - 1);
+        self.models.push(Held {
+            source,
+            bundle: bundle.clone(),
+        });
+        bundle
+    }
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -75,8 +122,7 @@ pub fn start() {
         device: None,
         gpu_max_binding: None,
         half: false,
-        model: None,
-        name: String::new(),
+        models: Vec::new(),
         cancelled: HashSet::new(),
     }));
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
@@ -135,9 +181,11 @@ async fn drain(state: Rc<RefCell<State>>) {
                     continue;
                 }
                 let t0 = now_ms();
-                match load(&state, id, &source, files).await {
-                    Ok(mut model) => {
+                match load(&state, Some(id), &source, files).await {
+                    Ok(bundle) => {
+                        let mut model = describe(&bundle, &source);
                         model.load_seconds = (now_ms() - t0) / 1000.0;
+                        state.borrow_mut().hold_loaded(source, bundle);
                         post(&FromWorker::Loaded { load: id, model });
                     }
                     Err(message) => post(&FromWorker::Failed {
@@ -152,7 +200,21 @@ async fn drain(state: Rc<RefCell<State>>) {
                 run,
                 prompt,
                 settings,
-            } => spawn_local(generate(state.clone(), run, prompt, settings)),
+                model,
+            } => {
+                // Here, in order, so the race's two runs share one load of a second model.
+                match model_for(&state, &model).await {
+                    Ok(bundle) => spawn_local(generate(
+                        state.clone(),
+                        run,
+                        prompt,
+                        settings,
+                        bundle,
+                        model.to_string(),
+                    )),
+                    Err(e) => fail(Some(run), "load", e),
+                }
+            }
             ToWorker::Cancel { run } => {
                 state.borrow_mut().cancelled.insert(run);
             }
@@ -239,12 +301,46 @@ async fn file_bytes(file: &File) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buf).to_vec())
 }
 
+/// The model a run asked for: a held one, or else `source` loaded now and held beside the page's.
+async fn model_for(state: &Rc<RefCell<State>>, source: &ModelSource) -> Result<Rc<Bundle>, String> {
+    if let Some(bundle) = state.borrow().held(source) {
+        return Ok(bundle);
+    }
+    if matches!(source, ModelSource::Files(_)) {
+        return Err("the dropped files are no longer loaded; drop them on the page again".into());
+    }
+    let bundle = load(state, None, source, None)
+        .await
+        .map_err(|e| format!("{source}: {e}"))?;
+    Ok(state.borrow_mut().hold_beside(source.clone(), bundle))
+}
+
+/// What the page shows of a model.
+fn describe(bundle: &Bundle, source: &ModelSource) -> LoadedModel {
+    let c = &bundle.config;
+    LoadedModel {
+        name: source.to_string(),
+        spec: bundle.model_spec(),
+        parameters: parameter_count(c),
+        shape: format!(
+            "{} blocks × {} wide, {} heads, {} attention",
+            c.n_blocks,
+            c.hidden_dim,
+            c.n_heads,
+            c.attention().name()
+        ),
+        load_seconds: 0.0,
+    }
+}
+
+/// Reads a model from `source` onto the backend. `progress` is the page's load id when the page
+/// shows the download (a race's second model loads without a bar).
 async fn load(
     state: &Rc<RefCell<State>>,
-    id: u32,
+    progress: Option<u32>,
     source: &ModelSource,
     files: Option<Array>,
-) -> Result<LoadedModel, String> {
+) -> Result<Bundle, String> {
     let device = state
         .borrow()
         .device
@@ -259,27 +355,31 @@ async fn load(
             check_fits(state, &config)?;
             let tokenizer = match t {
                 Some(t) => file_bytes(&files[t]).await?,
-                None => fallback_tokenizer(id, &config, "no tokenizer file was dropped").await?,
+                None => {
+                    fallback_tokenizer(progress, &config, "no tokenizer file was dropped").await?
+                }
             };
             (config, file_bytes(&files[w]).await?, tokenizer)
         }
         (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
-            let config = download(id, &url(CONFIG_FILE), CONFIG_FILE).await?;
+            let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
             check_fits(state, &config)?;
-            let tokenizer = match download_raw(id, &url(TOKENIZER_FILE), TOKENIZER_FILE).await {
+            let tokenizer = match download_raw(progress, &url(TOKENIZER_FILE), TOKENIZER_FILE).await
+            {
                 Ok(t) => t,
                 Err(e) if e.is_not_found() => {
-                    fallback_tokenizer(id, &config, "the folder has no tokenizer.json").await?
+                    fallback_tokenizer(progress, &config, "the folder has no tokenizer.json")
+                        .await?
                 }
                 Err(e) => return Err(e.to_string()),
             };
-            let weights = download(id, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
+            let weights = download(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
             (config, weights, tokenizer)
         }
     };
-    let bundle = Bundle::from_files(
+    Bundle::from_files(
         ModelFiles {
             config: &config,
             weights: &weights,
@@ -287,26 +387,7 @@ async fn load(
         },
         &device,
     )
-    .map_err(|e| e.to_string())?;
-    drop(weights);
-    let c = &bundle.config;
-    let model = LoadedModel {
-        name: source.to_string(),
-        spec: bundle.model_spec(),
-        parameters: parameter_count(c),
-        shape: format!(
-            "{} blocks × {} wide, {} heads, {} attention",
-            c.n_blocks,
-            c.hidden_dim,
-            c.n_heads,
-            c.attention().name()
-        ),
-        load_seconds: 0.0,
-    };
-    let mut s = state.borrow_mut();
-    s.model = Some(Rc::new(bundle));
-    s.name = source.to_string();
-    Ok(model)
+    .map_err(|e| e.to_string())
 }
 
 /// Refuses, before any weights are downloaded, a model whose largest tensor cannot be one buffer
@@ -333,7 +414,11 @@ fn bytes_per_weight(state: &Rc<RefCell<State>>) -> u64 {
 }
 
 /// GPT-2's tokenizer for the GPT-2-based checkpoints that ship none.
-async fn fallback_tokenizer(id: u32, config: &[u8], why: &str) -> Result<Vec<u8>, String> {
+async fn fallback_tokenizer(
+    progress: Option<u32>,
+    config: &[u8],
+    why: &str,
+) -> Result<Vec<u8>, String> {
     let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
     if config.vocab_size != GPT2_MASKED_VOCAB {
         return Err(format!(
@@ -341,28 +426,30 @@ async fn fallback_tokenizer(id: u32, config: &[u8], why: &str) -> Result<Vec<u8>
             config.vocab_size
         ));
     }
-    download(id, GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await
+    download(progress, GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await
 }
 
 async fn download_raw(
-    load: u32,
+    progress: Option<u32>,
     url: &str,
     file: &str,
 ) -> Result<Vec<u8>, super::fetch::FetchError> {
     fetch_bytes(url, |loaded, total, cached| {
-        post(&FromWorker::Progress {
-            load,
-            file: file.into(),
-            loaded,
-            total,
-            cached,
-        })
+        if let Some(load) = progress {
+            post(&FromWorker::Progress {
+                load,
+                file: file.into(),
+                loaded,
+                total,
+                cached,
+            })
+        }
     })
     .await
 }
 
-async fn download(load: u32, url: &str, file: &str) -> Result<Vec<u8>, String> {
-    download_raw(load, url, file)
+async fn download(progress: Option<u32>, url: &str, file: &str) -> Result<Vec<u8>, String> {
+    download_raw(progress, url, file)
         .await
         .map_err(|e| e.to_string())
 }
@@ -380,11 +467,9 @@ async fn generate(
     run: u32,
     prompt: String,
     settings: crate::sampler::Settings,
+    bundle: Rc<Bundle>,
+    name: String,
 ) {
-    let Some(bundle) = state.borrow().model.clone() else {
-        return fail(Some(run), "generate", "no model is loaded yet");
-    };
-    let name = state.borrow().name.clone();
     let spec = bundle.model_spec();
     let mut model = bundle.model.fork();
     let mut generation = match Generation::new(settings, &prompt, &bundle.codec, &spec) {

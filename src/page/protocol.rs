@@ -43,6 +43,9 @@ pub enum ToWorker {
         prompt: String,
         /// Sampler and knobs.
         settings: Settings,
+        /// The model to run on: the one loaded last, or (in a race across samplers on the
+        /// default models) another, which the worker loads and keeps beside it.
+        model: ModelSource,
     },
     /// Stop a run after its current step.
     Cancel {
@@ -179,6 +182,7 @@ mod tests {
             run: 3,
             prompt: "<b>hi</b> [MASK]".into(),
             settings: Settings::defaults(SamplerKind::Llada),
+            model: ModelSource::Default.for_sampler(SamplerKind::Llada),
         };
         assert_eq!(serde_json::from_str::<ToWorker>(&m.to_json()).unwrap(), m);
         let m = FromWorker::Failed {

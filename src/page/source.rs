@@ -13,9 +13,6 @@ use crate::sampler::SamplerKind;
 pub const GPT2_TOKENIZER_URL: &str =
     "https://huggingface.co/openai-community/gpt2/resolve/main/tokenizer.json";
 
-/// The folder the page ships its default model in, relative to the page.
-pub const DEFAULT_MODEL_DIR: &str = "./models/default/";
-
 /// A model trained by `unmask train` and shipped with the page (README, "Default models").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrainedModel {
@@ -25,32 +22,48 @@ pub struct TrainedModel {
     pub dir: &'static str,
     /// The sampler it was trained for.
     pub sampler: SamplerKind,
+    /// Every sampler it is the default model of (its own first).
+    pub serves: &'static [SamplerKind],
 }
 
-/// The shipped trained models: masked diffusion, block diffusion (block 4), autoregressive.
+/// The shipped trained models: masked diffusion (also the model of LLaDA's sampler, which reads
+/// the same bidirectional denoiser), block diffusion (block 4), autoregressive.
 pub const TRAINED_MODELS: [TrainedModel; 3] = [
     TrainedModel {
         label: "MDLM",
         dir: "./models/default/mdlm/",
         sampler: SamplerKind::Mdlm,
+        serves: &[SamplerKind::Mdlm, SamplerKind::Llada],
     },
     TrainedModel {
         label: "BD3-LM",
         dir: "./models/default/bd3/",
         sampler: SamplerKind::Bd3,
+        serves: &[SamplerKind::Bd3],
     },
     TrainedModel {
         label: "AR",
         dir: "./models/default/ar/",
         sampler: SamplerKind::Ar,
+        serves: &[SamplerKind::Ar],
     },
 ];
+
+/// The shipped model a sampler runs on when the page's model is [`ModelSource::Default`].
+pub fn trained_for(sampler: SamplerKind) -> &'static TrainedModel {
+    TRAINED_MODELS
+        .iter()
+        .find(|m| m.serves.contains(&sampler))
+        // Every sampler is served (a test holds it); the masked-diffusion model is the fallback.
+        .unwrap_or(&TRAINED_MODELS[0])
+}
 
 /// A model the page can load.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "lowercase")]
 pub enum ModelSource {
-    /// The model shipped with the page.
+    /// The models shipped with the page: each sampler gets the one trained for it
+    /// ([`trained_for`]; resolved by [`ModelSource::for_sampler`]).
     Default,
     /// A folder URL in the Hugging Face layout (ends with `/`).
     Url(String),
@@ -112,10 +125,20 @@ impl ModelSource {
         }
     }
 
-    /// The URL of `file` in this model's folder, or `None` for dropped files.
+    /// The model `sampler` runs on: the shipped model trained for it when this is
+    /// [`ModelSource::Default`], else this very source.
+    pub fn for_sampler(&self, sampler: SamplerKind) -> ModelSource {
+        match self {
+            Self::Default => Self::Url(trained_for(sampler).dir.into()),
+            other => other.clone(),
+        }
+    }
+
+    /// The URL of `file` in this model's folder, or `None` for dropped files. The default is
+    /// the masked-diffusion model here; resolve it with [`ModelSource::for_sampler`] first.
     pub fn file_url(&self, file: &str) -> Option<String> {
         match self {
-            Self::Default => Some(format!("{DEFAULT_MODEL_DIR}{file}")),
+            Self::Default => Self::Default.for_sampler(SamplerKind::Mdlm).file_url(file),
             Self::Url(dir) => Some(format!("{dir}{file}")),
             Self::Hub(id) => Some(format!("https://huggingface.co/{id}/resolve/main/{file}")),
             Self::Files(_) => None,
@@ -203,6 +226,44 @@ mod tests {
             let expected = crate::train::quality::native_sampler(config.attention());
             assert_eq!(model.sampler, expected, "{}", model.label);
         }
+    }
+
+    #[test]
+    fn the_default_gives_each_sampler_the_model_trained_for_it() {
+        for sampler in SamplerKind::ALL {
+            let served: Vec<_> = TRAINED_MODELS
+                .iter()
+                .filter(|m| m.serves.contains(&sampler))
+                .collect();
+            assert_eq!(
+                served.len(),
+                1,
+                "{} needs exactly one default model",
+                sampler.name()
+            );
+            let resolved = ModelSource::Default.for_sampler(sampler);
+            assert_eq!(resolved, ModelSource::Url(served[0].dir.into()));
+        }
+        for model in TRAINED_MODELS {
+            assert_eq!(
+                model.serves[0], model.sampler,
+                "{} serves its own sampler first",
+                model.label
+            );
+        }
+        assert_eq!(
+            ModelSource::Default.for_sampler(SamplerKind::Llada),
+            ModelSource::Default.for_sampler(SamplerKind::Mdlm),
+        );
+        assert_eq!(
+            ModelSource::Default
+                .for_sampler(SamplerKind::Ar)
+                .file_url(CONFIG_FILE)
+                .unwrap(),
+            "./models/default/ar/config.json"
+        );
+        let hub = ModelSource::Hub("owner/name".into());
+        assert_eq!(hub.for_sampler(SamplerKind::Ar), hub);
     }
 
     #[test]

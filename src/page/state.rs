@@ -7,8 +7,8 @@ use crate::sampler::{Knob, MAX_CFG_SCALE, Remasking, SamplerKind, Settings, mdlm
 
 use super::source::ModelSource;
 
-/// The prompt on a fresh page, written for the bundled model's vocabulary.
-pub const DEFAULT_PROMPT: &str = "the old man saw a";
+/// The prompt on a fresh page, for the default models (trained on Austen and the Bible).
+pub const DEFAULT_PROMPT: &str = "The next morning, Elizabeth";
 /// Steps per second the timeline plays at by default.
 pub const DEFAULT_SPEED: f64 = 8.0;
 /// Playback speeds the page offers, in steps per second.
@@ -81,15 +81,6 @@ pub struct PageState {
     pub speed: f64,
 }
 
-/// The page's defaults for `sampler`: the core's paper defaults sized for the bundled model.
-pub fn page_settings(sampler: SamplerKind) -> Settings {
-    Settings {
-        gen_length: 24,
-        steps: 24,
-        ..Settings::defaults(sampler)
-    }
-}
-
 /// `settings` with the knobs its sampler does not read reset, as the core expects them.
 pub fn effective(settings: &Settings) -> Settings {
     let mut s = settings.clone();
@@ -106,12 +97,18 @@ pub fn effective(settings: &Settings) -> Settings {
     s
 }
 
+/// The page's step count for `gen_length` tokens when none is given: one token per step, the
+/// setting LLaDA and MDLM report their best samples at.
+pub fn steps_for(gen_length: usize) -> usize {
+    gen_length.clamp(1, MAX_STEPS)
+}
+
 impl Default for PageState {
     fn default() -> Self {
         Self {
             model: ModelSource::Default,
             prompt: DEFAULT_PROMPT.into(),
-            settings: page_settings(SamplerKind::Bd3),
+            settings: Settings::defaults(SamplerKind::Bd3),
             race: None,
             autoplay: false,
             embed: false,
@@ -154,7 +151,7 @@ impl PageState {
             }
         }
         state.settings = read_settings(&pairs, "", None, &mut errors)
-            .unwrap_or_else(|| page_settings(SamplerKind::Bd3));
+            .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
         state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
         let mut flag = |key: &str, out: &mut bool| {
             if let Some(v) = get(key) {
@@ -304,7 +301,7 @@ fn read_settings(
             }
         },
     };
-    let mut s = page_settings(sampler);
+    let mut s = Settings::defaults(sampler);
     if let Some(first) = first {
         s.gen_length = first.gen_length;
     }
@@ -326,12 +323,11 @@ fn read_settings(
             }
         }
     };
-    if let Some(x) = num("steps", 1.0, MAX_STEPS as f64, true) {
-        s.steps = x as usize;
-    }
+    let steps = num("steps", 1.0, MAX_STEPS as f64, true);
     if let Some(x) = num("gen", 0.0, MAX_GEN_LENGTH as f64, true) {
         s.gen_length = x as usize;
     }
+    s.steps = steps.map_or_else(|| steps_for(s.gen_length), |x| x as usize);
     if let Some(x) = num("block", 1.0, MAX_GEN_LENGTH as f64, true) {
         s.block_length = Some(x as usize);
     }
@@ -507,12 +503,12 @@ mod tests {
                 block_length: Some(8),
                 top_k: Some(7),
                 seed: 42,
-                ..page_settings(SamplerKind::Llada)
+                ..Settings::defaults(SamplerKind::Llada)
             },
             race: Some(Settings {
                 use_cache: false,
                 seed: 42,
-                ..page_settings(SamplerKind::Mdlm)
+                ..Settings::defaults(SamplerKind::Mdlm)
             }),
             autoplay: true,
             embed: true,
@@ -532,10 +528,7 @@ mod tests {
             "sampler=llada&steps=0&temperature=hot&top_p=1.5&cfg=2&theme=neon&embed=maybe&speed=9999&b.sampler=xyz&model=not%20a%20model",
         );
         assert_eq!(state.settings.sampler, SamplerKind::Llada);
-        assert_eq!(
-            state.settings.steps,
-            page_settings(SamplerKind::Llada).steps
-        );
+        assert_eq!(state.settings.steps, steps_for(state.settings.gen_length));
         assert_eq!(state.settings.cfg_scale, 2.0);
         assert_eq!(state.race, None);
         assert_eq!(state.theme, Theme::Auto);
@@ -569,6 +562,18 @@ mod tests {
     }
 
     #[test]
+    fn a_link_without_steps_takes_one_step_per_token() {
+        let (state, errors) = PageState::from_query("sampler=llada&gen=12&b.sampler=mdlm&b.gen=20");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(state.settings.steps, 12);
+        assert_eq!(state.race.unwrap().steps, 20);
+        let (state, _) = PageState::from_query("sampler=llada&gen=12&steps=6");
+        assert_eq!(state.settings.steps, 6);
+        let (state, _) = PageState::from_query("sampler=mdlm&gen=0");
+        assert_eq!(state.settings.steps, 1);
+    }
+
+    #[test]
     fn the_race_shares_the_seed_and_by_default_the_length() {
         let (state, errors) =
             PageState::from_query("sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&b.seed=9");
@@ -592,13 +597,13 @@ mod tests {
             };
             let spec = ModelSpec {
                 vocab_size: 44,
-                model_length: 32,
+                model_length: 128,
                 mask_id: 43,
                 eos_id: Some(2),
                 attention,
                 time_conditioning: false,
             };
-            let mut s = page_settings(sampler);
+            let mut s = Settings::defaults(sampler);
             s.cfg_scale = 1.0;
             s.block_length = Some(4);
             s.top_k = Some(5);

@@ -104,6 +104,8 @@ pub struct Lane {
     pub id: u32,
     /// Its settings.
     pub settings: Settings,
+    /// The model it runs on (resolved: a default becomes the shipped folder).
+    pub model: String,
     /// Steps so far.
     pub replay: Replay,
     /// State.
@@ -176,6 +178,9 @@ pub struct Ctx {
     gpu_failed: StoredValue<Option<String>>,
     /// Id of the newest load request; replies to older ones are ignored.
     load_id: StoredValue<u32>,
+    /// What the newest load request asked for, resolved (a default becomes the shipped folder
+    /// of the first run's sampler).
+    loading: StoredValue<Option<ModelSource>>,
     /// Workers replaced after a crash, to stop retrying a worker that cannot start.
     crashes: StoredValue<u32>,
 }
@@ -260,8 +265,12 @@ impl Ctx {
         self.load_model(self.state.with_untracked(|s| s.model.clone()));
     }
 
-    /// Asks the worker for a model.
+    /// Asks the worker for a model (the default: the one trained for the current sampler).
     pub fn load_model(&self, source: ModelSource) {
+        let source = self
+            .state
+            .with_untracked(|s| source.for_sampler(s.settings.sampler));
+        self.loading.set_value(Some(source.clone()));
         let files = match &source {
             ModelSource::Files(_) => self.dropped.get_value(),
             _ => None,
@@ -286,9 +295,22 @@ impl Ctx {
         self.load_model(source);
     }
 
+    /// Loads the model the first run's sampler needs when that changed: on the default models,
+    /// switching from `bd3` to `ar` swaps the block-diffusion model for the autoregressive one.
+    pub fn follow_sampler(&self) {
+        let (model, wanted) = self
+            .state
+            .with_untracked(|s| (s.model.clone(), s.model.for_sampler(s.settings.sampler)));
+        let current = self.loading.get_value();
+        if current.is_some() && current.as_ref() != Some(&wanted) {
+            self.load_model(model);
+        }
+    }
+
     /// Starts a run (two for a race) with the current prompt and settings.
     pub fn run(&self) {
         self.cancel();
+        let model = self.state.with_untracked(|s| s.model.clone());
         let (prompt, mut runs) = self.state.with_untracked(|s| {
             let mut runs = vec![effective(&s.settings)];
             if let Some(b) = &s.race {
@@ -304,9 +326,11 @@ impl Ctx {
         for settings in runs.drain(..) {
             let id = self.next_run.get_value() + 1;
             self.next_run.set_value(id);
+            let source = model.for_sampler(settings.sampler);
             lanes.push(Lane {
                 id,
                 settings: settings.clone(),
+                model: source.to_string(),
                 replay: Replay::default(),
                 status: RunStatus::Queued,
                 elapsed_ms: 0.0,
@@ -317,6 +341,7 @@ impl Ctx {
                     run: id,
                     prompt: prompt.clone(),
                     settings,
+                    model: source,
                 },
                 None,
             );
@@ -346,6 +371,7 @@ impl Ctx {
         let lane = Lane {
             id: 0,
             settings: t.settings.clone(),
+            model: t.model.name.clone(),
             replay: Replay::from_trajectory(&t),
             status: RunStatus::Imported,
             elapsed_ms: 0.0,
@@ -590,10 +616,18 @@ pub fn App() -> impl IntoView {
         dropped: StoredValue::new_local(None),
         gpu_failed: StoredValue::new(None),
         load_id: StoredValue::new(0),
+        loading: StoredValue::new(None),
         crashes: StoredValue::new(0),
     };
     provide_context(ctx);
     ctx.restart_worker();
+
+    // On the default models each sampler has its own: a new sampler may need another model.
+    let sampler = Memo::new(move |_| ctx.state.with(|s| s.settings.sampler));
+    Effect::new(move |_| {
+        sampler.track();
+        ctx.follow_sampler();
+    });
 
     // Keep the address bar in step with the state, so a reload or a copied URL reproduces it.
     Effect::new(move |_| {
@@ -866,6 +900,13 @@ fn LaneView(lane: usize) -> impl IntoView {
                 .unwrap_or_default()
         })
     };
+    // In a race on two models (the default ones, per sampler), each lane says which it ran on.
+    let model = move || {
+        ctx.lanes.with(|l| {
+            let mixed = l.iter().any(|o| o.model != l[0].model);
+            l.get(lane).filter(|_| mixed).map(|l| l.model.clone())
+        })
+    };
     view! {
         <article
             class="lane"
@@ -887,6 +928,7 @@ fn LaneView(lane: usize) -> impl IntoView {
         >
             <header class="lane-head">
                 <h2>{move || get(&|l| l.label())}</h2>
+                {move || model().map(|m| view! { <span class="lane-model" data-testid="lane-model">{m}</span> })}
                 <span class=move || format!("run-status {}", status())>{status}</span>
                 <dl class="counters">
                     {move || {

@@ -8,7 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
 use crate::page::source::{ModelSource, TRAINED_MODELS};
-use crate::page::state::{BackendChoice, PageState, REMASKINGS, Theme, page_settings};
+use crate::page::state::{BackendChoice, PageState, REMASKINGS, Theme, steps_for};
 use crate::sampler::{Knob, SamplerKind, Settings};
 use crate::trajectory::Trajectory;
 
@@ -120,13 +120,14 @@ fn CheckKnob(
     }
 }
 
-/// Settings for a newly chosen sampler: its page defaults, keeping what every sampler shares
-/// (the length and the seed).
+/// Settings for a newly chosen sampler: its defaults, keeping what every sampler shares
+/// (the length and the seed), with one step per token.
 fn switched(kind: SamplerKind, gen_length: usize, seed: u64) -> Settings {
     Settings {
         gen_length,
+        steps: steps_for(gen_length),
         seed,
-        ..page_settings(kind)
+        ..Settings::defaults(kind)
     }
 }
 
@@ -407,14 +408,13 @@ pub fn ModelPanel() -> impl IntoView {
                             <button
                                 type="button"
                                 data-testid=format!("trained-{}", m.sampler.name())
-                                title=format!("Load {} (trained by unmask train) with the {} sampler", m.dir, m.sampler.name())
+                                title=format!("The default {} model ({}, trained by unmask train) with the {} sampler", m.label, m.dir, m.sampler.name())
                                 on:click=move |_| {
-                                    let source = ModelSource::Url(m.dir.into());
                                     ctx.state.update(|s| {
-                                        s.model = source.clone();
+                                        s.model = ModelSource::Default;
                                         s.settings = switched(m.sampler, s.settings.gen_length, s.settings.seed);
                                     });
-                                    ctx.load_model(source);
+                                    ctx.load_model(ModelSource::Default);
                                 }
                             >
                                 {m.label}

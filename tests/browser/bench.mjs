@@ -1,4 +1,5 @@
-// Page benchmark (issue 3, §8), in Debian's headless Chromium with the default model:
+// Page benchmark (issue 3, §8), in Debian's headless Chromium with the default models (each
+// sampler on the model trained for it, www/models/default/):
 //   - navigation → first painted step (performance mark "unmask:first-step"), cold (fresh
 //     browser profile) and warm (second visit, HTTP and wasm caches filled);
 //   - committed tokens per second of model time, per sampler, on WebGPU (SwiftShader here) and on
@@ -70,8 +71,7 @@ const query = 'autoplay=1&sampler=bd3&gen=24&seed=1';
 }
 const samplers = {
   bd3: 'sampler=bd3&gen=24', llada: 'sampler=llada&gen=24&steps=24', mdlm: 'sampler=mdlm&gen=24&steps=24',
-  // The default model attends block-causally, so AR runs without the (causal-only) KV cache.
-  ar: 'sampler=ar&gen=24&cache=0',
+  ar: 'sampler=ar&gen=24',
 };
 const speed = [];
 for (const gpu of [true, false]) {

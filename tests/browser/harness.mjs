@@ -9,6 +9,8 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The built page (`trunk build`). */
 export const dist = path.resolve(here, '../../dist');
+/** Test models (`tests/fixtures/`), served beside the page but never part of it. */
+export const fixtures = path.resolve(here, '../fixtures');
 
 const types = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',

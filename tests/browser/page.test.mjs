@@ -2,7 +2,10 @@
 // playwright-core. Serves dist/ (built by `trunk build`) under a sub-path, as a blog would, and
 // checks what issue 3 asks: WebGPU and CPU runs that match the CLI, a masked count that never
 // rises, embed links that autoplay, trajectories that replay without a model, bad models that
-// leave the page working, prompts shown as text, and a CSP the page runs under.
+// leave the page working, prompts shown as text, and a CSP the page runs under; and (issue 4) the
+// default models: each sampler on the model trained for it, a race across two of them.
+// Most tests run the tiny test model (tests/fixtures/tiny, served at ./fixtures/tiny/ beside the
+// page) for SwiftShader's sake; those on the default models say so.
 //
 // Env: UNMASK_BIN (the native CLI, for reference runs), CHROMIUM (default /usr/bin/chromium).
 // Screenshots go to tests/browser/artifacts/.
@@ -15,12 +18,15 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dist, launch, listen, removeWebGpu, serveFile } from './harness.mjs';
+import { dist, fixtures, launch, listen, removeWebGpu, serveFile } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const artifacts = path.join(here, 'artifacts');
-const modelDir = path.join(root, 'www/models/default');
+const modelDir = path.join(fixtures, 'tiny');
+/** The tiny test model, as a page link names it. */
+const TINY = `model=${encodeURIComponent('./fixtures/tiny/')}`;
+const defaultModel = (name) => path.join(root, 'www/models/default', name);
 const cliBin = process.env.UNMASK_BIN ?? path.join(root, 'target/debug/unmask');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'unmask-browser-'));
 /** The page is served here, not at the root, to prove dist/ works from any sub-path. */
@@ -51,7 +57,12 @@ before(async () => {
       res.writeHead(404).end('not here');
       return;
     }
-    serveFile(res, dist, decodeURIComponent(url.pathname.slice(BASE.length)));
+    const rel = decodeURIComponent(url.pathname.slice(BASE.length));
+    if (rel.startsWith('fixtures/')) {
+      serveFile(res, fixtures, rel.slice('fixtures/'.length));
+      return;
+    }
+    serveFile(res, dist, rel);
   });
   origin = await listen(server);
   browser = await launch();
@@ -145,10 +156,10 @@ async function assertClean(page, problems) {
 }
 
 const cases = [
-  { name: 'bd3', query: 'sampler=bd3&gen=24&seed=7', args: ['--sampler', 'bd3', '--gen-length', '24', '--seed', '7'] },
+  { name: 'bd3', query: `${TINY}&sampler=bd3&gen=24&seed=7`, args: ['--sampler', 'bd3', '--gen-length', '24', '--seed', '7'] },
   {
     name: 'llada',
-    query: 'sampler=llada&steps=12&gen=24&temperature=0.7&seed=3',
+    query: `${TINY}&sampler=llada&steps=12&gen=24&temperature=0.7&seed=3`,
     args: ['--sampler', 'llada', '--steps', '12', '--gen-length', '24', '--temperature', '0.7', '--seed', '3'],
   },
 ];
@@ -193,44 +204,75 @@ test('without WebGPU the CPU badge shows and the result is the same', async () =
   }
 });
 
-test('the trained block-diffusion model shipped with the page writes in the page what the CLI writes', async () => {
+/** Waits until the model panel names `dir` (a default model's folder) as loaded. */
+async function loaded(page, dir) {
+  await page.waitForFunction(
+    (dir) => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes(dir),
+    dir, { timeout: LOAD_MS });
+}
+
+test('the page opens on the default block-diffusion model and writes what the CLI writes', async () => {
   // www/models/default/bd3: byte-level BPE tokenizer (fancy-regex in wasm), 2M parameters.
   const prompt = 'It is a truth universally acknowledged';
   const { page, context, problems } = await open(
-    `model=${encodeURIComponent('./models/default/bd3/')}&sampler=bd3&gen=16&seed=2&prompt=${encodeURIComponent(prompt)}`,
-    { gpu: false });
+    `sampler=bd3&gen=16&seed=2&prompt=${encodeURIComponent(prompt)}`, { gpu: false });
   try {
+    await loaded(page, 'models/default/bd3/');
     const [lane] = await run(page);
-    await shot(page, 'trained-bd3');
+    await shot(page, 'default-bd3');
     assert.equal(lane.status, 'done');
     assertNeverRises(lane.masked);
-    const reference = cli(['--sampler', 'bd3', '--gen-length', '16', '--seed', '2'], {
-      model: path.join(root, 'www/models/default/bd3'),
-      prompt,
-    });
+    const reference = cli(['--sampler', 'bd3', '--gen-length', '16', '--seed', '2'], { model: defaultModel('bd3'), prompt });
     assert.equal(lane.text, reference.text);
     assert.ok(lane.text.startsWith(prompt), lane.text);
+    assert.match(page.url(), /model=default&/, 'the link names the default, not a folder');
     await assertClean(page, problems);
   } finally {
     await context.close();
   }
 });
 
-test('the "AR" button loads the trained autoregressive model with its sampler', async () => {
+test('on the default models each sampler gets its own: a race runs bd3 and ar on two models, llada switches to MDLM', async () => {
   const prompt = 'She was';
-  const { page, context, problems } = await open(`gen=8&seed=1&prompt=${encodeURIComponent(prompt)}`, { gpu: false });
+  const { page, context, problems } = await open(
+    `sampler=bd3&b.sampler=ar&gen=12&seed=4&prompt=${encodeURIComponent(prompt)}`, { gpu: false });
+  try {
+    await loaded(page, 'models/default/bd3/');
+    const [a, b] = await run(page);
+    await shot(page, 'default-race');
+    assert.equal(a.status, 'done');
+    assert.equal(b.status, 'done');
+    const models = await page.$$eval('[data-testid=lane-model]', (els) => els.map((e) => e.textContent));
+    assert.deepEqual(models, ['./models/default/bd3/', './models/default/ar/']);
+    const args = ['--gen-length', '12', '--seed', '4'];
+    assert.equal(a.text, cli(['--sampler', 'bd3', ...args], { model: defaultModel('bd3'), prompt }).text);
+    assert.equal(b.text, cli(['--sampler', 'ar', ...args], { model: defaultModel('ar'), prompt }).text);
+
+    // A bidirectional sampler for the first run: the page swaps in the MDLM model.
+    await page.selectOption('[data-testid=sampler]', 'llada');
+    await loaded(page, 'models/default/mdlm/');
+    await page.uncheck('[data-testid=race]');
+    const [llada] = await run(page);
+    assert.equal(llada.status, 'done');
+    assertNeverRises(llada.masked);
+    assert.equal(llada.text, cli(['--sampler', 'llada', ...args], { model: defaultModel('mdlm'), prompt }).text);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('the "AR" button picks the default autoregressive model and its sampler', async () => {
+  const prompt = 'She was';
+  const { page, context, problems } = await open(`${TINY}&gen=8&seed=1&prompt=${encodeURIComponent(prompt)}`, { gpu: false });
   try {
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
     await page.click('[data-testid=trained-ar]');
-    await page.waitForFunction(
-      () => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes('models/default/ar'),
-      null, { timeout: LOAD_MS });
+    await loaded(page, 'models/default/ar/');
+    assert.match(page.url(), /model=default&.*sampler=ar&/);
     const [lane] = await run(page);
     assert.equal(lane.status, 'done');
-    const reference = cli(['--sampler', 'ar', '--gen-length', '8', '--seed', '1'], {
-      model: path.join(root, 'www/models/default/ar'),
-      prompt,
-    });
+    const reference = cli(['--sampler', 'ar', '--gen-length', '8', '--seed', '1'], { model: defaultModel('ar'), prompt });
     assert.equal(lane.text, reference.text);
     await assertClean(page, problems);
   } finally {
@@ -240,7 +282,7 @@ test('the "AR" button loads the trained autoregressive model with its sampler', 
 
 test('an embed link with a race autoplays both runs in a sandboxed iframe', async () => {
   const { page, frame, context, problems } = await open(
-    `sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&embed=1&autoplay=1&theme=dark&prompt=${encodeURIComponent(PROMPT)}`,
+    `${TINY}&sampler=bd3&gen=16&seed=5&b.sampler=llada&b.steps=8&embed=1&autoplay=1&theme=dark&prompt=${encodeURIComponent(PROMPT)}`,
     { host: true });
   try {
     const [a, b] = await run(frame, { click: false });
@@ -291,7 +333,7 @@ test('an imported trajectory replays with no model loaded', async () => {
 });
 
 test('a bad model URL shows an error and the page keeps working', async () => {
-  const { page, context } = await open('');
+  const { page, context } = await open('gen=8');
   try {
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
     await page.fill('[data-testid=model-url]', `${origin}/nowhere/`);
@@ -302,7 +344,7 @@ test('a bad model URL shows an error and the page keeps working', async () => {
     await page.fill('[data-testid=model-url]', 'not a model');
     await page.click('[data-testid=load]');
     assert.match(await page.textContent('.panel.model'), /repo id/);
-    // Back to the default model, and a run still works.
+    // Back to the default models, and a run still works.
     await page.click('text=Default');
     const [lane] = await run(page);
     assert.equal(lane.status, 'done');
@@ -313,7 +355,7 @@ test('a bad model URL shows an error and the page keeps working', async () => {
 
 test('a prompt with HTML is shown literally, never run', async () => {
   const evil = '<img src=x onerror=alert(1)>';
-  const { page, context, dialogs } = await open(`prompt=${encodeURIComponent(evil)}&gen=8&model=default`);
+  const { page, context, dialogs } = await open(`prompt=${encodeURIComponent(evil)}&gen=8&${TINY}`);
   try {
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
     assert.equal(await page.inputValue('[data-testid=prompt]'), evil);
@@ -343,7 +385,7 @@ test('bad URL values get a clear message and the defaults', async () => {
 });
 
 test('cancel stops a run between steps, and "force CPU" switches the backend', async () => {
-  const { page, context, problems } = await open(`sampler=bd3&gen=24&seed=2&prompt=${encodeURIComponent(PROMPT)}`);
+  const { page, context, problems } = await open(`${TINY}&sampler=bd3&gen=24&seed=2&prompt=${encodeURIComponent(PROMPT)}`);
   try {
     assert.equal(await backendOf(page), 'wgpu');
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
@@ -406,7 +448,7 @@ test('three model files dropped on the page load and run; a malformed one is ref
 });
 
 test('reduced motion shows the latest step at once, and the colour scheme is followed', async () => {
-  const query = `backend=cpu&sampler=llada&steps=16&gen=16&speed=1&prompt=${encodeURIComponent(PROMPT)}`;
+  const query = `${TINY}&backend=cpu&sampler=llada&steps=16&gen=16&speed=1&prompt=${encodeURIComponent(PROMPT)}`;
   const label = async (page) => (await page.textContent('[data-testid=step-label]')).trim();
   const background = (page) => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
 
@@ -431,7 +473,7 @@ test('reduced motion shows the latest step at once, and the colour scheme is fol
 });
 
 test('a model from another origin is kept in Cache Storage; one without CORS gets a clear message', async () => {
-  // A second origin (another port) serving the default model's files, counting requests; only
+  // A second origin (another port) serving the tiny model's files, counting requests; only
   // paths under /cors/ send Access-Control-Allow-Origin.
   const hits = {};
   const other = http.createServer((req, res) => {

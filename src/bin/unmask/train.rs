@@ -327,7 +327,11 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     let (train_windows, valid_windows) = trainer.window_counts();
     eprintln!(
         "{} {} model: {} parameters, {} × {} tokens per step, {} training windows ({:.2} epochs planned), {} validation windows; {} at step {}/{} on {}",
-        if resuming { "resuming" } else { "new" },
+        match (resuming, &args.warm_start) {
+            (true, _) => "resuming the".to_string(),
+            (false, Some(folder)) => format!("warm-started from {}: a new", folder.display()),
+            (false, None) => "new".to_string(),
+        },
         state.train.objective.name(),
         parameter_count(&state.model),
         state.train.batch_size,
