@@ -277,7 +277,7 @@ fn a_warm_started_run_continues_an_exported_folder_with_its_recipe_and_history()
         "--cond-dim",
         "8",
         "--model-length",
-        "32",
+        "64",
         "--batch-size",
         "2",
         "--max-steps",
