@@ -6,6 +6,14 @@
 #
 #   scripts/train-default.sh [mdlm|bd3|ar ...]     (default: all three, one after another)
 #   TIME_LIMIT=60 scripts/train-default.sh bd3      (minutes per run; it checkpoints and stops)
+#   WARM_START=1 MAX_STEPS_MDLM=3400 scripts/train-default.sh mdlm
+#                                                   (a new run in an empty runs/mdlm/ continues
+#                                                    the shipped folder: weights, recipe, history;
+#                                                    AdamW's moments restart)
+#
+# What shipped (each folder's training.json lists its commands): all three ran the defaults below
+# first; then, with the first runs moved aside (runs/old/), MDLM and BD3-LM were continued with
+#   WARM_START=1 MAX_STEPS_MDLM=3400 MAX_STEPS_BD3=1600 TIME_LIMIT=110 scripts/train-default.sh mdlm bd3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -20,7 +28,11 @@ RECIPE=(--batch-size 8 --lr 1e-3 --warmup-steps 50 --ema 0.999 --val-every 100 -
 train() {
   local name=$1 steps=$2; shift 2
   local run="runs/$name" args=()
-  if [ ! -f "$run/run.json" ]; then
+  if [ -f "$run/run.json" ]; then
+    : # resume: the run remembers its recipe
+  elif [ -n "${WARM_START:-}" ]; then
+    args=(--warm-start "www/models/default/$name")
+  else
     args=(--objective "$@" "${SHAPE[@]}" "${RECIPE[@]}")
   fi
   "$BIN" train --run "$run" --corpus data/corpus --out "www/models/default/$name" \

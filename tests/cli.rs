@@ -376,3 +376,31 @@ fn a_warm_started_run_continues_an_exported_folder_with_its_recipe_and_history()
         "a refused warm start left a run directory"
     );
 }
+
+#[test]
+fn generate_without_steps_takes_one_step_per_generated_token() {
+    let model = fixture_dir();
+    let trace = tmp("one-per-token.json");
+    let out = unmask(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "the old man saw a",
+        "--sampler",
+        "llada",
+        "--gen-length",
+        "12",
+        "--quiet",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = Trajectory::from_json(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert_eq!(t.settings.steps, 12);
+    assert_eq!(t.stats.steps, 12);
+}

@@ -389,6 +389,7 @@ impl Ctx {
             s.settings = PageState::from_query(&query).0.settings;
             s.race = None;
         });
+        self.follow_sampler();
         self.lanes.set(vec![lane]);
         self.cursor.set(0);
         self.playing.set(true);
@@ -621,13 +622,6 @@ pub fn App() -> impl IntoView {
     };
     provide_context(ctx);
     ctx.restart_worker();
-
-    // On the default models each sampler has its own: a new sampler may need another model.
-    let sampler = Memo::new(move |_| ctx.state.with(|s| s.settings.sampler));
-    Effect::new(move |_| {
-        sampler.track();
-        ctx.follow_sampler();
-    });
 
     // Keep the address bar in step with the state, so a reload or a copied URL reproduces it.
     Effect::new(move |_| {

@@ -153,6 +153,8 @@ fn sampler_select(which: Which) -> impl IntoView {
                                 Which::B => s.race = Some(next),
                             }
                         });
+                        // On the default models each sampler has its own: this one may need another.
+                        ctx.follow_sampler();
                     }
                 }
             >

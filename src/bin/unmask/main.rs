@@ -87,9 +87,10 @@ struct GenerateArgs {
     /// Sampler.
     #[arg(long, value_enum, default_value = "llada")]
     sampler: SamplerArg,
-    /// Denoising steps over the whole generation.
-    #[arg(long, default_value_t = 64)]
-    steps: usize,
+    /// Denoising steps over the whole generation [default: one per generated token, the
+    /// setting LLaDA and MDLM report their best samples at, as on the page].
+    #[arg(long)]
+    steps: Option<usize>,
     /// Tokens to generate after the prompt.
     #[arg(long, default_value_t = 64)]
     gen_length: usize,
@@ -215,7 +216,7 @@ fn settings_of(args: &GenerateArgs) -> Settings {
     };
     let defaults = Settings::defaults(sampler);
     Settings {
-        steps: args.steps,
+        steps: args.steps.unwrap_or(args.gen_length),
         gen_length: args.gen_length,
         block_length: args.block_length,
         remasking: match args.remasking {
