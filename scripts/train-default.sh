@@ -14,6 +14,9 @@
 # What shipped (each folder's training.json lists its commands): all three ran the defaults below
 # first; then, with the first runs moved aside (runs/old/), MDLM and BD3-LM were continued with
 #   WARM_START=1 MAX_STEPS_MDLM=3400 MAX_STEPS_BD3=1600 TIME_LIMIT=110 scripts/train-default.sh mdlm bd3
+# and then all three (MDLM and BD3-LM resuming those runs, AR warm-started from its folder; the
+# time limit stopped them at steps 4,890, 2,235 and 2,639) with
+#   WARM_START=1 MAX_STEPS_MDLM=4900 MAX_STEPS_BD3=2300 MAX_STEPS_AR=2650 TIME_LIMIT=85 scripts/train-default.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh

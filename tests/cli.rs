@@ -20,34 +20,45 @@ fn tmp(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
-#[test]
-fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
+/// `unmask generate` on the fixture model with `args`, its trace written to `trace`: the text
+/// printed and the trajectory.
+fn generate(args: &[&str], trace: &std::path::Path) -> (String, Trajectory) {
     let model = fixture_dir();
-    let trace = tmp("run.json");
-    let out = unmask(&[
+    let mut all = vec![
         "generate",
         "--model",
         model.to_str().unwrap(),
         "--prompt",
         "the old man saw a",
-        "--sampler",
-        "bd3",
-        "--gen-length",
-        "12",
-        "--steps",
-        "12",
-        "--seed",
-        "4",
         "--trace",
         trace.to_str().unwrap(),
-    ]);
+    ];
+    all.extend_from_slice(args);
+    let out = unmask(&all);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let t = Trajectory::from_json(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let trajectory = Trajectory::from_json(&std::fs::read_to_string(trace).unwrap()).unwrap();
+    (String::from_utf8(out.stdout).unwrap(), trajectory)
+}
+
+#[test]
+fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
+    let (text, t) = generate(
+        &[
+            "--sampler",
+            "bd3",
+            "--gen-length",
+            "12",
+            "--steps",
+            "12",
+            "--seed",
+            "4",
+        ],
+        &tmp("run.json"),
+    );
     assert_eq!(text.trim_end(), t.text);
     assert!(t.text.starts_with("the old man saw a"));
     assert_eq!(t.steps.len(), t.stats.steps);
@@ -379,28 +390,10 @@ fn a_warm_started_run_continues_an_exported_folder_with_its_recipe_and_history()
 
 #[test]
 fn generate_without_steps_takes_one_step_per_generated_token() {
-    let model = fixture_dir();
-    let trace = tmp("one-per-token.json");
-    let out = unmask(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "the old man saw a",
-        "--sampler",
-        "llada",
-        "--gen-length",
-        "12",
-        "--quiet",
-        "--trace",
-        trace.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (_, t) = generate(
+        &["--sampler", "llada", "--gen-length", "12", "--quiet"],
+        &tmp("one-per-token.json"),
     );
-    let t = Trajectory::from_json(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     assert_eq!(t.settings.steps, 12);
     assert_eq!(t.stats.steps, 12);
 }
