@@ -17,6 +17,10 @@
 # and then all three (MDLM and BD3-LM resuming those runs, AR warm-started from its folder; the
 # time limit stopped them at steps 4,890, 2,235 and 2,639) with
 #   WARM_START=1 MAX_STEPS_MDLM=4900 MAX_STEPS_BD3=2300 MAX_STEPS_AR=2650 TIME_LIMIT=85 scripts/train-default.sh
+# and then MDLM and BD3-LM once more, side by side, resuming those runs (stopped by the time limit
+# at steps 7,792 and 3,469) with
+#   MAX_STEPS_MDLM=8200 TIME_LIMIT=105 scripts/train-default.sh mdlm &
+#   MAX_STEPS_BD3=3650 TIME_LIMIT=105 scripts/train-default.sh bd3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
