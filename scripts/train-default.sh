@@ -21,6 +21,11 @@
 # at steps 7,792 and 3,469) with
 #   MAX_STEPS_MDLM=8200 TIME_LIMIT=105 scripts/train-default.sh mdlm &
 #   MAX_STEPS_BD3=3650 TIME_LIMIT=105 scripts/train-default.sh bd3
+# and then both once more, side by side, as fresh runs (runs/mdlm and runs/bd3 moved aside)
+# warm-started from the folders that stage exported (stopped by the time limit at steps 8,978
+# and 3,989) with
+#   WARM_START=1 MAX_STEPS_MDLM=9100 TIME_LIMIT=72 scripts/train-default.sh mdlm &
+#   WARM_START=1 MAX_STEPS_BD3=4000 TIME_LIMIT=72 scripts/train-default.sh bd3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh

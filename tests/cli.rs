@@ -397,3 +397,24 @@ fn generate_without_steps_takes_one_step_per_generated_token() {
     assert_eq!(t.settings.steps, 12);
     assert_eq!(t.stats.steps, 12);
 }
+
+#[test]
+fn quality_runs_the_sampler_asked_for() {
+    // The shipped MDLM model is bidirectional: its own sampler (mdlm) would run, while `ar` with
+    // its KV cache must be refused with a message — so the flag is not ignored.
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default/mdlm");
+    let corpus = small_corpus("quality-corpus");
+    let out = unmask(&[
+        "quality",
+        "--model",
+        model.to_str().unwrap(),
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--sampler",
+        "ar",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs a causal model"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

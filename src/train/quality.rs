@@ -3,7 +3,13 @@
 //!
 //! - the share of generated words found in the training corpus's vocabulary (do the tokens
 //!   assemble into real words?), and
-//! - the longest run of one token repeated back to back (the classic failure of weak samplers).
+//! - the longest run of one token repeated back to back (the classic failure of weak samplers),
+//! - the share of repeated 4-grams, seq-rep-4 of Welleck et al., "Neural Text Degeneration with
+//!   Unlikelihood Training" (2019): a sampler that loops a phrase ("of the tribe of the tribe")
+//!   writes only real words and never repeats one token, and only this number shows it.
+//!
+//! [`reference`] scores held-out text of the same length the same way, so every number has a
+//! human baseline beside it.
 //!
 //! Words are lowercase runs of letters, with inner apostrophes (`don't`, `lord's`).
 
@@ -15,13 +21,17 @@ use crate::bundle::Bundle;
 use crate::config::Attention;
 use crate::engine::Generation;
 use crate::sampler::{SamplerKind, Settings};
+use crate::text::{TextCodec, TextError};
 
 /// Tokens generated after each prompt.
 pub const GEN_LENGTH: usize = 128;
 
-/// Nucleus p of every quality-check generation (BD3-LM's sampling default, used for all three
-/// samplers so that their numbers compare).
+/// Nucleus p of the quality check's generations unless asked otherwise (BD3-LM's sampling
+/// default, used for all samplers so that their numbers compare).
 pub const TOP_P: f64 = 0.9;
+
+/// n of the repeated n-gram share.
+pub const REP_N: usize = 4;
 
 /// The fixed prompts; prompt `i` is sampled with seed `i`.
 pub const PROMPTS: [&str; 20] = [
@@ -62,6 +72,8 @@ pub struct QualitySample {
     pub known_words: usize,
     /// Longest run of one repeated token in the generated ids.
     pub longest_repeat: usize,
+    /// Share of the generated ids' [`REP_N`]-grams that repeat an earlier one.
+    pub repeated_ngrams: f64,
 }
 
 /// The check's result over all prompts.
@@ -73,8 +85,25 @@ pub struct QualityReport {
     pub known_word_share: f64,
     /// Longest run of one repeated token in any sample.
     pub longest_repeat: usize,
+    /// Mean over the samples of the share of repeated [`REP_N`]-grams.
+    pub repeated_ngrams: f64,
     /// Every sample.
     pub samples: Vec<QualitySample>,
+}
+
+/// The same scores for held-out text: the first [`GEN_LENGTH`] tokens of each of the first
+/// `PROMPTS.len()` validation documents that are that long.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReferenceScores {
+    /// Passages scored.
+    pub passages: usize,
+    /// Share of their words found in the training vocabulary (below 1: names and rare words
+    /// that only the validation split has).
+    pub known_word_share: f64,
+    /// Longest run of one repeated token.
+    pub longest_repeat: usize,
+    /// Mean share of repeated [`REP_N`]-grams.
+    pub repeated_ngrams: f64,
 }
 
 /// The words of `text`: lowercase letter runs, apostrophes kept inside a word.
@@ -117,6 +146,74 @@ pub fn longest_run(ids: &[u32]) -> usize {
     best
 }
 
+/// Share of the `n`-grams of `ids` that repeat an earlier one: 1 − distinct / all (0 when `ids`
+/// holds no `n`-gram).
+pub fn repeated_ngram_share(ids: &[u32], n: usize) -> f64 {
+    if n == 0 || ids.len() < n {
+        return 0.0;
+    }
+    let grams: Vec<&[u32]> = ids.windows(n).collect();
+    let distinct: HashSet<&[u32]> = grams.iter().copied().collect();
+    1.0 - distinct.len() as f64 / grams.len() as f64
+}
+
+/// Scores `ids` (decoded as `text`) against `vocabulary`.
+fn score(
+    prompt: &str,
+    seed: u64,
+    ids: &[u32],
+    text: String,
+    vocabulary: &HashSet<String>,
+) -> QualitySample {
+    let ws = words(&text);
+    QualitySample {
+        prompt: prompt.to_owned(),
+        seed,
+        words: ws.len(),
+        known_words: ws.iter().filter(|w| vocabulary.contains(*w)).count(),
+        longest_repeat: longest_run(ids),
+        repeated_ngrams: repeated_ngram_share(ids, REP_N),
+        completion: text,
+    }
+}
+
+/// Known-word share over all samples, longest repeat in any, mean repeated n-gram share.
+fn summarize(samples: &[QualitySample]) -> (f64, usize, f64) {
+    let words: usize = samples.iter().map(|s| s.words).sum();
+    let known: usize = samples.iter().map(|s| s.known_words).sum();
+    let repeated: f64 = samples.iter().map(|s| s.repeated_ngrams).sum();
+    (
+        known as f64 / words.max(1) as f64,
+        samples.iter().map(|s| s.longest_repeat).max().unwrap_or(0),
+        repeated / samples.len().max(1) as f64,
+    )
+}
+
+/// Scores held-out `documents` (the validation split) as [`check`] scores generations.
+pub fn reference<S: AsRef<str>>(
+    documents: &[S],
+    codec: &TextCodec,
+    vocabulary: &HashSet<String>,
+) -> Result<ReferenceScores, TextError> {
+    let mut samples = Vec::with_capacity(PROMPTS.len());
+    for doc in documents {
+        if samples.len() == PROMPTS.len() {
+            break;
+        }
+        let ids = codec.encode(doc.as_ref())?;
+        if let Some(passage) = ids.get(..GEN_LENGTH) {
+            samples.push(score("", 0, passage, codec.decode(passage), vocabulary));
+        }
+    }
+    let (known_word_share, longest_repeat, repeated_ngrams) = summarize(&samples);
+    Ok(ReferenceScores {
+        passages: samples.len(),
+        known_word_share,
+        longest_repeat,
+        repeated_ngrams,
+    })
+}
+
 /// The sampler a model was trained for: `mdlm` for bidirectional, `bd3` for block-causal, `ar`
 /// for causal attention.
 pub fn native_sampler(attention: Attention) -> SamplerKind {
@@ -127,10 +224,12 @@ pub fn native_sampler(attention: Attention) -> SamplerKind {
     }
 }
 
-/// Runs the check with `sampler` (nucleus [`TOP_P`], one step per token for the diffusion samplers).
+/// Runs the check with `sampler` at nucleus `top_p` (temperature 1, one step per token for the
+/// diffusion samplers).
 pub fn check(
     bundle: &mut Bundle,
     sampler: SamplerKind,
+    top_p: f64,
     vocabulary: &HashSet<String>,
 ) -> Result<QualityReport, crate::sampler::SampleError> {
     let spec = bundle.model_spec();
@@ -140,7 +239,7 @@ pub fn check(
             gen_length: GEN_LENGTH,
             steps: GEN_LENGTH,
             seed: seed as u64,
-            top_p: Some(TOP_P),
+            top_p: Some(top_p),
             temperature: 1.0,
             ..Settings::defaults(sampler)
         };
@@ -149,22 +248,20 @@ pub fn check(
         let canvas = run.sampler().canvas();
         let generated = &canvas.tokens()[canvas.prompt_len().min(canvas.tokens().len())..];
         let completion = bundle.codec.decode(generated);
-        let ws = words(&completion);
-        samples.push(QualitySample {
-            prompt: (*prompt).to_owned(),
-            seed: seed as u64,
-            words: ws.len(),
-            known_words: ws.iter().filter(|w| vocabulary.contains(*w)).count(),
-            longest_repeat: longest_run(generated),
+        samples.push(score(
+            prompt,
+            seed as u64,
+            generated,
             completion,
-        });
+            vocabulary,
+        ));
     }
-    let words: usize = samples.iter().map(|s| s.words).sum();
-    let known: usize = samples.iter().map(|s| s.known_words).sum();
+    let (known_word_share, longest_repeat, repeated_ngrams) = summarize(&samples);
     Ok(QualityReport {
         sampler,
-        known_word_share: known as f64 / words.max(1) as f64,
-        longest_repeat: samples.iter().map(|s| s.longest_repeat).max().unwrap_or(0),
+        known_word_share,
+        longest_repeat,
+        repeated_ngrams,
         samples,
     })
 }
@@ -188,5 +285,17 @@ mod tests {
         assert_eq!(longest_run(&[]), 0);
         assert_eq!(longest_run(&[5, 6, 5, 6]), 1);
         assert_eq!(longest_run(&[5, 7, 7, 7, 5, 7, 7]), 3);
+    }
+
+    #[test]
+    fn repeated_ngram_share_counts_n_grams_seen_before() {
+        assert_eq!(repeated_ngram_share(&[1, 2, 3], 4), 0.0);
+        assert_eq!(repeated_ngram_share(&[1, 2, 3, 4, 5, 6], 4), 0.0);
+        // 1234 2341 3412 4123 1234: one of five repeats.
+        assert!((repeated_ngram_share(&[1, 2, 3, 4, 1, 2, 3, 4], 4) - 0.2).abs() < 1e-12);
+        // A phrase loop with no token repeated back to back: nearly every 4-gram repeats.
+        let looped: Vec<u32> = [7, 8, 9].iter().copied().cycle().take(30).collect();
+        assert_eq!(longest_run(&looped), 1);
+        assert!((repeated_ngram_share(&looped, 4) - 24.0 / 27.0).abs() < 1e-12);
     }
 }

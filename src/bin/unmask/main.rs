@@ -53,12 +53,24 @@ enum Command {
     Prepare(prepare::Args),
 }
 
+/// The `--sampler` choices of `generate` and `quality`.
 #[derive(Clone, Copy, ValueEnum)]
-enum SamplerArg {
+pub enum SamplerArg {
     Llada,
     Mdlm,
     Bd3,
     Ar,
+}
+
+impl From<SamplerArg> for SamplerKind {
+    fn from(arg: SamplerArg) -> Self {
+        match arg {
+            SamplerArg::Llada => SamplerKind::Llada,
+            SamplerArg::Mdlm => SamplerKind::Mdlm,
+            SamplerArg::Bd3 => SamplerKind::Bd3,
+            SamplerArg::Ar => SamplerKind::Ar,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -208,12 +220,7 @@ fn attention_of(arg: AttentionArg, config: &unmask::ModelConfig) -> CliResult<At
 }
 
 fn settings_of(args: &GenerateArgs) -> Settings {
-    let sampler = match args.sampler {
-        SamplerArg::Llada => SamplerKind::Llada,
-        SamplerArg::Mdlm => SamplerKind::Mdlm,
-        SamplerArg::Bd3 => SamplerKind::Bd3,
-        SamplerArg::Ar => SamplerKind::Ar,
-    };
+    let sampler = SamplerKind::from(args.sampler);
     let defaults = Settings::defaults(sampler);
     Settings {
         steps: args.steps.unwrap_or(args.gen_length),

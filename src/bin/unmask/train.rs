@@ -10,6 +10,7 @@ use unmask::bundle::TOKENIZER_FILE;
 use unmask::config::ModelConfig;
 use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
+use unmask::sampler::SamplerKind;
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
 use unmask::train::{Documents, Objective, Shape, Start, TrainConfig, Trainer};
@@ -532,6 +533,14 @@ pub struct QualityArgs {
     /// Prepared corpus whose training text defines the known words.
     #[arg(long, default_value = "data/corpus")]
     pub corpus: PathBuf,
+    /// Sampler [default: the one the model was trained for: mdlm for a bidirectional model, bd3
+    /// for a block-causal one, ar for a causal one].
+    #[arg(long, value_enum)]
+    pub sampler: Option<super::SamplerArg>,
+    /// Nucleus p of every generation (lower trades variety for safer words; the repeated 4-gram
+    /// share shows what it costs).
+    #[arg(long, default_value_t = unmask::train::quality::TOP_P)]
+    pub top_p: f64,
     /// Backend.
     #[arg(long, default_value = "cpu")]
     pub backend: BackendKind,
@@ -551,28 +560,48 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let docs = corpus::read_documents(&args.corpus, Split::Train).map_err(|e| e.to_string())?;
     let vocabulary = quality::vocabulary(&docs);
-    let sampler = quality::native_sampler(bundle.config.attention());
-    let report = quality::check(&mut bundle, sampler, &vocabulary).map_err(|e| e.to_string())?;
+    let sampler = args.sampler.map_or_else(
+        || quality::native_sampler(bundle.config.attention()),
+        SamplerKind::from,
+    );
+    let report =
+        quality::check(&mut bundle, sampler, args.top_p, &vocabulary).map_err(|e| e.to_string())?;
     for s in report.samples.iter().filter(|_| args.verbose) {
         println!(
-            "[seed {}] {} ‖ {}\n  known words {}/{}, longest repeat {}",
+            "[seed {}] {} ‖ {}\n  known words {}/{}, longest repeat {}, repeated {}-grams {:.1}%",
             s.seed,
             s.prompt,
             s.completion.replace('\n', " "),
             s.known_words,
             s.words,
-            s.longest_repeat
+            s.longest_repeat,
+            quality::REP_N,
+            100.0 * s.repeated_ngrams
         );
     }
     println!(
-        "{} ({} sampler, {} prompts × {} tokens, top-p {}): known words {:.1}%, longest repeat {}",
+        "{} ({} sampler, {} prompts × {} tokens, top-p {}): known words {:.1}%, longest repeat {}, repeated {}-grams {:.1}%",
         args.model.display(),
         sampler.name(),
         report.samples.len(),
         quality::GEN_LENGTH,
-        quality::TOP_P,
+        args.top_p,
         100.0 * report.known_word_share,
-        report.longest_repeat
+        report.longest_repeat,
+        quality::REP_N,
+        100.0 * report.repeated_ngrams
+    );
+    let held_out = corpus::read_documents(&args.corpus, Split::Valid).map_err(|e| e.to_string())?;
+    let reference =
+        quality::reference(&held_out, &bundle.codec, &vocabulary).map_err(|e| e.to_string())?;
+    println!(
+        "held-out text ({} validation passages × {} tokens): known words {:.1}%, longest repeat {}, repeated {}-grams {:.1}%",
+        reference.passages,
+        quality::GEN_LENGTH,
+        100.0 * reference.known_word_share,
+        reference.longest_repeat,
+        quality::REP_N,
+        100.0 * reference.repeated_ngrams
     );
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
