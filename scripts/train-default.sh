@@ -26,6 +26,10 @@
 # and 3,989) with
 #   WARM_START=1 MAX_STEPS_MDLM=9100 TIME_LIMIT=72 scripts/train-default.sh mdlm &
 #   WARM_START=1 MAX_STEPS_BD3=4000 TIME_LIMIT=72 scripts/train-default.sh bd3
+# and a sixth time the same way, on a clean machine (no runs/), both reaching their last step
+# (10,900 and 4,800) before the time limit:
+#   WARM_START=1 MAX_STEPS_MDLM=10900 TIME_LIMIT=70 scripts/train-default.sh mdlm &
+#   WARM_START=1 MAX_STEPS_BD3=4800 TIME_LIMIT=70 scripts/train-default.sh bd3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
