@@ -418,3 +418,19 @@ fn quality_runs_the_sampler_asked_for() {
     assert!(err.contains("needs a causal model"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() {
+    // `unmask inspect … | head -0`: the reader is gone before the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_unmask"))
+        .args(["inspect", "--model", fixture_dir().to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

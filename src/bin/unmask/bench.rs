@@ -111,13 +111,13 @@ fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<f
 }
 
 pub fn run(args: BenchArgs) -> Result<(), String> {
-    println!("| backend | measure | value |");
-    println!("|---|---|---|");
+    outln!("| backend | measure | value |");
+    outln!("|---|---|---|");
     for &kind in &args.backends {
         let (mut model, config) = match load(&args, kind) {
             Ok(m) => m,
             Err(e) => {
-                println!("| {} | unavailable | {e} |", kind.name());
+                outln!("| {} | unavailable | {e} |", kind.name());
                 continue;
             }
         };
@@ -146,7 +146,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 pollster::block_on(model.predict(&[&tokens], l - 1..l, 0.0))
                     .map_err(|e| e.to_string())
             })?;
-            println!("| {} | forward L={l} | {:.1} ms |", kind.name(), secs * 1e3);
+            outln!("| {} | forward L={l} | {:.1} ms |", kind.name(), secs * 1e3);
         }
         if args.forward_only {
             continue;
@@ -186,7 +186,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             if sampler == SamplerKind::Bd3 {
                 bd3_times.push(secs);
             }
-            println!(
+            outln!(
                 "| {} | {label}: {} tokens | {:.1} tokens/s, {:.2} calls/token |",
                 kind.name(),
                 tokens,
@@ -195,7 +195,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             );
         }
         if let [cached, uncached] = bd3_times[..] {
-            println!(
+            outln!(
                 "| {} | bd3 KV-cache speedup | {:.2}× |",
                 kind.name(),
                 uncached / cached
@@ -276,7 +276,7 @@ pub fn init(args: InitArgs) -> Result<(), String> {
         std::io::Write::write_all(&mut file, bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    println!(
+    outln!(
         "wrote {} ({} parameters, {:.1} MB of weights)",
         args.out.display(),
         parameter_count(&config),

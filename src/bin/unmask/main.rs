@@ -14,6 +14,12 @@ use unmask::engine::Generation;
 use unmask::model::parameter_count;
 use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
 
+/// `println!` that ends the process quietly when stdout is closed early (`unmask … | head`), as
+/// Unix tools do, where `println!` would panic.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::write_line(format_args!($($arg)*)) };
+}
+
 mod bench;
 mod prepare;
 mod train;
@@ -181,6 +187,19 @@ struct ForwardArgs {
 
 type CliResult<T> = Result<T, String>;
 
+/// One line to stdout; a closed pipe ends the process with success (the reader has what it
+/// wanted), any other write error with a message.
+fn write_line(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -274,7 +293,7 @@ fn generate(args: GenerateArgs) -> CliResult<()> {
         std::fs::write(path, trajectory.to_json())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    println!("{}", trajectory.text);
+    outln!("{}", trajectory.text);
     if !args.quiet {
         let s = &trajectory.stats;
         eprintln!(
@@ -374,19 +393,19 @@ fn inspect(dir: &Path) -> CliResult<()> {
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let c = &bundle.config;
     let spec = model_spec(c, &bundle.codec);
-    println!("model       {}", dir.display());
-    println!(
+    outln!("model       {}", dir.display());
+    outln!(
         "type        {}",
         c.model_type.as_deref().unwrap_or("(unspecified)")
     );
-    println!(
+    outln!(
         "attention   {}{}",
         spec.attention.name(),
         c.block_size
             .map(|b| format!(" (block_size {b})"))
             .unwrap_or_default()
     );
-    println!(
+    outln!(
         "layers      {} blocks, hidden {}, {} heads of {}, cond {}, mlp {}",
         c.n_blocks,
         c.hidden_dim,
@@ -395,9 +414,9 @@ fn inspect(dir: &Path) -> CliResult<()> {
         c.cond_dim,
         c.mlp_dim()
     );
-    println!("context     {} positions", c.model_length);
-    println!("time cond.  {}", c.time_conditioning);
-    println!(
+    outln!("context     {} positions", c.model_length);
+    outln!("time cond.  {}", c.time_conditioning);
+    outln!(
         "parameters  {} ({:.2}M)",
         parameter_count(c),
         parameter_count(c) as f64 / 1e6
@@ -410,18 +429,18 @@ fn inspect(dir: &Path) -> CliResult<()> {
         e.1 += t.data().len();
     }
     for (dtype, (n, bytes)) in dtypes {
-        println!(
+        outln!(
             "dtype       {dtype}: {n} tensors, {:.1} MB",
             bytes as f64 / 1e6
         );
     }
     let codec = &bundle.codec;
-    println!(
+    outln!(
         "vocabulary  {} tokens (model {})",
         codec.vocab_size(),
         c.vocab_size
     );
-    println!(
+    outln!(
         "mask        {} {:?}",
         codec.mask_id(),
         codec.token_text(codec.mask_id())
@@ -430,7 +449,7 @@ fn inspect(dir: &Path) -> CliResult<()> {
         id.map(|i| format!("{i} {:?}", codec.token_text(i)))
             .unwrap_or_else(|| "none".into())
     };
-    println!("bos         {}", show(codec.bos_id()));
-    println!("eos         {}", show(codec.eos_id()));
+    outln!("bos         {}", show(codec.bos_id()));
+    outln!("eos         {}", show(codec.eos_id()));
     Ok(())
 }

@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<(), String> {
             .iter()
             .map(|(source, s)| format!("{source} {}", s.documents))
             .collect();
-        println!(
+        outln!(
             "{name:5}  {:5} documents ({}), {:.2} MB, {} words, {} tokens ({:.2} bytes/token)",
             split.total.documents,
             sources.join(", "),
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<(), String> {
             split.total.bytes as f64 / split.tokens.max(1) as f64,
         );
     }
-    println!(
+    outln!(
         "wrote {} ({} tokens) in {:.1}s",
         config.out.display(),
         manifest.vocab_size,

@@ -567,7 +567,7 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
     let report =
         quality::check(&mut bundle, sampler, args.top_p, &vocabulary).map_err(|e| e.to_string())?;
     for s in report.samples.iter().filter(|_| args.verbose) {
-        println!(
+        outln!(
             "[seed {}] {} ‖ {}\n  known words {}/{}, longest repeat {}, repeated {}-grams {:.1}%",
             s.seed,
             s.prompt,
@@ -579,7 +579,7 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
             100.0 * s.repeated_ngrams
         );
     }
-    println!(
+    outln!(
         "{} ({} sampler, {} prompts × {} tokens, top-p {}): known words {:.1}%, longest repeat {}, repeated {}-grams {:.1}%",
         args.model.display(),
         sampler.name(),
@@ -594,7 +594,7 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
     let held_out = corpus::read_documents(&args.corpus, Split::Valid).map_err(|e| e.to_string())?;
     let reference =
         quality::reference(&held_out, &bundle.codec, &vocabulary).map_err(|e| e.to_string())?;
-    println!(
+    outln!(
         "held-out text ({} validation passages × {} tokens): known words {:.1}%, longest repeat {}, repeated {}-grams {:.1}%",
         reference.passages,
         quality::GEN_LENGTH,
