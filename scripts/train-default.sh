@@ -30,6 +30,10 @@
 # (10,900 and 4,800) before the time limit:
 #   WARM_START=1 MAX_STEPS_MDLM=10900 TIME_LIMIT=70 scripts/train-default.sh mdlm &
 #   WARM_START=1 MAX_STEPS_BD3=4800 TIME_LIMIT=70 scripts/train-default.sh bd3
+# and a seventh resuming those runs (AdamW state kept), stopped by the time limit at steps 12,469
+# and 5,467, with
+#   MAX_STEPS_MDLM=12700 TIME_LIMIT=32 scripts/train-default.sh mdlm &
+#   MAX_STEPS_BD3=5500 TIME_LIMIT=32 scripts/train-default.sh bd3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
