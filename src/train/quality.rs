@@ -76,17 +76,52 @@ pub struct QualitySample {
     pub repeated_ngrams: f64,
 }
 
-/// The check's result over all prompts.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct QualityReport {
-    /// Sampler used.
-    pub sampler: SamplerKind,
-    /// Share of generated words found in the corpus vocabulary, over all samples.
+/// The three numbers over a set of samples.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Scores {
+    /// Share of words found in the corpus vocabulary, over all samples (below 1 even for held-out
+    /// text: names and rare words that only the validation split has).
     pub known_word_share: f64,
     /// Longest run of one repeated token in any sample.
     pub longest_repeat: usize,
     /// Mean over the samples of the share of repeated [`REP_N`]-grams.
     pub repeated_ngrams: f64,
+}
+
+impl Scores {
+    /// Known-word share over all `samples`, longest repeat in any, mean repeated n-gram share.
+    fn of(samples: &[QualitySample]) -> Self {
+        let words: usize = samples.iter().map(|s| s.words).sum();
+        let known: usize = samples.iter().map(|s| s.known_words).sum();
+        let repeated: f64 = samples.iter().map(|s| s.repeated_ngrams).sum();
+        Scores {
+            known_word_share: known as f64 / words.max(1) as f64,
+            longest_repeat: samples.iter().map(|s| s.longest_repeat).max().unwrap_or(0),
+            repeated_ngrams: repeated / samples.len().max(1) as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for Scores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "known words {:.1}%, longest repeat {}, repeated {REP_N}-grams {:.1}%",
+            100.0 * self.known_word_share,
+            self.longest_repeat,
+            100.0 * self.repeated_ngrams
+        )
+    }
+}
+
+/// The check's result over all prompts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QualityReport {
+    /// Sampler used.
+    pub sampler: SamplerKind,
+    /// Scores over all samples.
+    #[serde(flatten)]
+    pub scores: Scores,
     /// Every sample.
     pub samples: Vec<QualitySample>,
 }
@@ -97,13 +132,9 @@ pub struct QualityReport {
 pub struct ReferenceScores {
     /// Passages scored.
     pub passages: usize,
-    /// Share of their words found in the training vocabulary (below 1: names and rare words
-    /// that only the validation split has).
-    pub known_word_share: f64,
-    /// Longest run of one repeated token.
-    pub longest_repeat: usize,
-    /// Mean share of repeated [`REP_N`]-grams.
-    pub repeated_ngrams: f64,
+    /// Their scores.
+    #[serde(flatten)]
+    pub scores: Scores,
 }
 
 /// The words of `text`: lowercase letter runs, apostrophes kept inside a word.
@@ -177,18 +208,6 @@ fn score(
     }
 }
 
-/// Known-word share over all samples, longest repeat in any, mean repeated n-gram share.
-fn summarize(samples: &[QualitySample]) -> (f64, usize, f64) {
-    let words: usize = samples.iter().map(|s| s.words).sum();
-    let known: usize = samples.iter().map(|s| s.known_words).sum();
-    let repeated: f64 = samples.iter().map(|s| s.repeated_ngrams).sum();
-    (
-        known as f64 / words.max(1) as f64,
-        samples.iter().map(|s| s.longest_repeat).max().unwrap_or(0),
-        repeated / samples.len().max(1) as f64,
-    )
-}
-
 /// Scores held-out `documents` (the validation split) as [`check`] scores generations.
 pub fn reference<S: AsRef<str>>(
     documents: &[S],
@@ -205,12 +224,9 @@ pub fn reference<S: AsRef<str>>(
             samples.push(score("", 0, passage, codec.decode(passage), vocabulary));
         }
     }
-    let (known_word_share, longest_repeat, repeated_ngrams) = summarize(&samples);
     Ok(ReferenceScores {
         passages: samples.len(),
-        known_word_share,
-        longest_repeat,
-        repeated_ngrams,
+        scores: Scores::of(&samples),
     })
 }
 
@@ -256,12 +272,9 @@ pub fn check(
             vocabulary,
         ));
     }
-    let (known_word_share, longest_repeat, repeated_ngrams) = summarize(&samples);
     Ok(QualityReport {
         sampler,
-        known_word_share,
-        longest_repeat,
-        repeated_ngrams,
+        scores: Scores::of(&samples),
         samples,
     })
 }

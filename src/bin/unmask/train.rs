@@ -580,28 +580,22 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
         );
     }
     outln!(
-        "{} ({} sampler, {} prompts × {} tokens, top-p {}): known words {:.1}%, longest repeat {}, repeated {}-grams {:.1}%",
+        "{} ({} sampler, {} prompts × {} tokens, top-p {}): {}",
         args.model.display(),
         sampler.name(),
         report.samples.len(),
         quality::GEN_LENGTH,
         args.top_p,
-        100.0 * report.known_word_share,
-        report.longest_repeat,
-        quality::REP_N,
-        100.0 * report.repeated_ngrams
+        report.scores
     );
     let held_out = corpus::read_documents(&args.corpus, Split::Valid).map_err(|e| e.to_string())?;
     let reference =
         quality::reference(&held_out, &bundle.codec, &vocabulary).map_err(|e| e.to_string())?;
     outln!(
-        "held-out text ({} validation passages × {} tokens): known words {:.1}%, longest repeat {}, repeated {}-grams {:.1}%",
+        "held-out text ({} validation passages × {} tokens): {}",
         reference.passages,
         quality::GEN_LENGTH,
-        100.0 * reference.known_word_share,
-        reference.longest_repeat,
-        quality::REP_N,
-        100.0 * reference.repeated_ngrams
+        reference.scores
     );
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
