@@ -57,6 +57,9 @@ pub enum ConfigError {
         "config.json is not valid: {0}. It needs at least vocab_size, model_length, hidden_dim, cond_dim, n_blocks and n_heads"
     )]
     Json(#[from] serde_json::Error),
+    /// A size above what Unmask accepts (see [`crate::limits`]).
+    #[error("config.json: {0}; is this file really the model's config?")]
+    TooLarge(#[from] crate::limits::TooLarge),
     /// A value the model cannot run with.
     #[error("config.json: {field} = {value} is not supported: {hint}")]
     Unsupported {
@@ -123,8 +126,19 @@ impl ModelConfig {
         Ok(config)
     }
 
-    /// Checks every value the forward pass relies on.
+    /// Checks every value the forward pass relies on, sizes against [`crate::limits`] first, so
+    /// that nothing derived from them can overflow or ask for an absurd allocation.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::limits::{self, check};
+        check("vocab_size", self.vocab_size, limits::MAX_VOCAB_SIZE)?;
+        check("model_length", self.model_length, limits::MAX_MODEL_LENGTH)?;
+        check("hidden_dim", self.hidden_dim, limits::MAX_HIDDEN_DIM)?;
+        check("cond_dim", self.cond_dim, limits::MAX_COND_DIM)?;
+        check("n_blocks", self.n_blocks, limits::MAX_BLOCKS)?;
+        check("n_heads", self.n_heads, limits::MAX_HEADS)?;
+        if let Some(block_size) = self.block_size {
+            check("block_size", block_size, limits::MAX_MODEL_LENGTH)?;
+        }
         let nonzero = [
             ("vocab_size", self.vocab_size),
             ("model_length", self.model_length),
@@ -262,6 +276,29 @@ mod tests {
         v["cross_attn"] = true.into();
         let err = ModelConfig::from_json(v.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains("block_size"), "{err}");
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_built_and_llada_8b_passes() {
+        for (field, value) in [
+            ("n_blocks", 1_000_000_000_u64),
+            ("n_blocks", 9_223_372_036_854_775_807),
+            ("vocab_size", 1 << 40),
+            ("model_length", 1 << 30),
+            ("hidden_dim", 1 << 20),
+        ] {
+            let mut v = base();
+            v[field] = value.into();
+            let err = ModelConfig::from_json(v.to_string().as_bytes()).unwrap_err();
+            assert!(matches!(err, ConfigError::TooLarge(_)), "{field}: {err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        // LLaDA-8B's shape, written as a DiT config: every size is within the limits.
+        let llada = serde_json::json!({
+            "vocab_size": 126464, "model_length": 4096, "hidden_dim": 4096, "cond_dim": 128,
+            "n_blocks": 32, "n_heads": 32
+        });
+        assert!(ModelConfig::from_json(llada.to_string().as_bytes()).is_ok());
     }
 
     #[test]

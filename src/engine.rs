@@ -64,7 +64,12 @@ impl Generation {
         if self.finished {
             return Ok(None);
         }
-        match self.sampler.step(model).await? {
+        let index = self.sampler.progress().steps;
+        let step = self.sampler.step(model).await.map_err(|e| match e {
+            SampleError::Model(e) => SampleError::Model(e.at_step(index)),
+            other => other,
+        })?;
+        match step {
             Some(step) => {
                 self.steps.push(step);
                 Ok(self.steps.last())

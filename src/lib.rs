@@ -24,6 +24,10 @@ pub mod config;
 #[cfg(not(target_family = "wasm"))]
 pub mod corpus;
 pub mod engine;
+pub mod float_json;
+#[cfg(not(target_family = "wasm"))]
+pub mod fuzzing;
+pub mod limits;
 pub mod model;
 pub mod page;
 pub mod rng;

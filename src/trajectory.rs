@@ -112,8 +112,27 @@ impl Trajectory {
     /// Checks what a replay relies on: steps numbered 0, 1, …; every canvas as long as the
     /// prompt plus `gen_length` at most (and the masked flags with it); every commit and block
     /// inside its canvas.
+    ///
+    /// Sizes are checked against [`crate::limits`] before anything of their size is built (a
+    /// replay allocates the prompt plus `gen_length` cells), and every probability must be a
+    /// number in [0, 1].
     pub fn check(&self) -> Result<(), TrajectoryError> {
+        use crate::limits::{self, check};
         let bad = |m: String| Err(TrajectoryError::Inconsistent(m));
+        let too_large = |e: limits::TooLarge| TrajectoryError::Inconsistent(e.to_string());
+        check(
+            "model_length",
+            self.model.model_length,
+            limits::MAX_MODEL_LENGTH,
+        )
+        .map_err(too_large)?;
+        check("vocab_size", self.model.vocab_size, limits::MAX_VOCAB_SIZE).map_err(too_large)?;
+        if self.model.mask_id as usize >= self.model.vocab_size {
+            return bad(format!(
+                "the mask id {} is outside the vocabulary of {} tokens",
+                self.model.mask_id, self.model.vocab_size
+            ));
+        }
         let width = self
             .prompt_ids
             .len()
@@ -141,6 +160,16 @@ impl Trajectory {
                     "step {i} has block {:?} outside the canvas",
                     step.block
                 ));
+            }
+            let unlikely = |p: f64| !(0.0..=1.0).contains(&p);
+            if step.commits.iter().any(|c| unlikely(c.confidence))
+                || step
+                    .candidates
+                    .iter()
+                    .flat_map(|c| &c.top)
+                    .any(|t| unlikely(t.prob))
+            {
+                return bad(format!("step {i} has a probability that is not in [0, 1]"));
             }
             let outside = |p: usize| p >= len;
             if step.commits.iter().any(|c| outside(c.position))

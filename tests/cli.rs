@@ -145,19 +145,24 @@ fn bad_input_exits_nonzero_with_a_message_and_no_panic() {
     let m = model.to_str().unwrap();
     let out_file = tmp("never.safetensors");
     let out = out_file.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    // Bad input (a missing folder, bad settings) exits 2 from `generate`; the other commands
+    // report every failure with 1.
+    let cases: [(&[&str], &str, i32); 6] = [
         (
             &["generate", "--model", "/nonexistent", "--prompt", "x"],
             "cannot read",
+            2,
         ),
-        (&["inspect", "--model", "/nonexistent"], "cannot read"),
+        (&["inspect", "--model", "/nonexistent"], "cannot read", 1),
         (
             &["forward", "--model", m, "--ids", "1,9999", "--out", out],
             "token id 9999 is outside",
+            1,
         ),
         (
             &["generate", "--model", m, "--prompt", "  "],
             "prompt is empty",
+            2,
         ),
         (
             &[
@@ -170,6 +175,7 @@ fn bad_input_exits_nonzero_with_a_message_and_no_panic() {
                 "0",
             ],
             "nothing to generate",
+            2,
         ),
         (
             &[
@@ -184,12 +190,13 @@ fn bad_input_exits_nonzero_with_a_message_and_no_panic() {
                 "40",
             ],
             "model_length",
+            2,
         ),
     ];
-    for (args, expected) in cases {
+    for (args, expected, code) in cases {
         let out = unmask(args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(
             err.contains(expected) && !err.contains("panicked"),
             "{args:?}: {err}"

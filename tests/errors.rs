@@ -7,6 +7,7 @@ use unmask::ModelConfig;
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, BundleError, ModelFiles};
 use unmask::config::Attention;
+use unmask::config::ConfigError;
 use unmask::engine::Generation;
 use unmask::model::{LoadError, random_checkpoint};
 use unmask::rng::Rng;
@@ -381,4 +382,172 @@ fn kv_caches_are_refused_for_time_conditioned_models() {
             "{sampler:?}"
         );
     }
+}
+
+/// The fixture's weights with `edit` applied to each tensor's f32 values.
+fn with_values(edit: impl Fn(&str, &mut [f32])) -> Vec<u8> {
+    let bytes = fixture_file("model.safetensors");
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let mut values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            edit(&name, &mut values);
+            let data = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (name, view.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<_> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .unwrap();
+            (n.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+#[test]
+fn a_config_claiming_more_or_fewer_blocks_than_the_weights_hold_is_refused_before_loading() {
+    let config = |n_blocks: u64| {
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&fixture_file("config.json")).unwrap();
+        c["n_blocks"] = n_blocks.into();
+        c.to_string().into_bytes()
+    };
+    let (weights, tokenizer) = (
+        fixture_file("model.safetensors"),
+        fixture_file("tokenizer.json"),
+    );
+    // The fixture has two blocks. Three: the third is missing.
+    let err = open(&config(3), &weights, &tokenizer).err().unwrap();
+    assert!(
+        matches!(&err, BundleError::Load(LoadError::MissingKey { key }) if key == "backbone.blocks.2.norm1.weight"),
+        "{err}"
+    );
+    // One: the file's second block is one the config does not describe.
+    let err = open(&config(1), &weights, &tokenizer).err().unwrap();
+    match &err {
+        BundleError::Load(LoadError::Unexpected { key, why }) => {
+            assert!(key.starts_with("backbone.blocks.1."), "{key}");
+            assert_eq!(why, " (n_blocks = 1)");
+        }
+        other => panic!("expected an unexpected tensor, got {other}"),
+    }
+    // A billion, or i64::MAX: refused by the size limits, before any layout is built (this
+    // once asked the allocator for 968 GB and aborted).
+    for n in [1_000_000_000, i64::MAX as u64] {
+        let err = open(&config(n), &weights, &tokenizer).err().unwrap();
+        assert!(
+            matches!(err, BundleError::Config(ConfigError::TooLarge(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("n_blocks"), "{err}");
+    }
+}
+
+#[test]
+fn the_reference_rotary_buffer_is_accepted_and_its_shape_checked() {
+    // The published checkpoints carry `backbone.rotary_emb.inv_freq` (a persistent buffer of
+    // the reference's Rotary): [head_dim / 2] values, recomputed by Unmask.
+    let with_buffer = |len: usize| {
+        let bytes = fixture_file("model.safetensors");
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let extra = vec![0u8; len * 4];
+        let mut views: Vec<_> = file.tensors();
+        views.push((
+            "backbone.rotary_emb.inv_freq".into(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![len], &extra)
+                .unwrap(),
+        ));
+        safetensors::serialize(views, None).unwrap()
+    };
+    // hidden_dim 32 / 4 heads = 8 per head: 4 frequencies.
+    assert!(open_weights(&with_buffer(4)).is_ok());
+    let err = open_weights(&with_buffer(5)).err().unwrap();
+    assert!(err.to_string().contains("rotary_emb.inv_freq"), "{err}");
+}
+
+#[test]
+fn nan_weights_give_a_model_error_naming_the_backend_and_the_step() {
+    use unmask::model::ModelError;
+    let weights = with_values(|name, values| {
+        if name.ends_with("output_layer.linear.bias") {
+            values[5] = f32::NAN;
+        }
+    });
+    let mut bundle = open_weights(&weights).unwrap();
+    let spec = bundle.model_spec();
+    let settings = Settings {
+        steps: 4,
+        gen_length: 4,
+        ..Settings::defaults(SamplerKind::Llada)
+    };
+    let mut g = Generation::new(settings, "the old man", &bundle.codec, &spec).unwrap();
+    let err = pollster::block_on(g.next(&mut bundle.model)).err().unwrap();
+    match &err {
+        SampleError::Model(ModelError::NonFinite { count, step, .. }) => {
+            // Bias 5 is NaN in every predicted row.
+            assert!(*count >= 1);
+            assert_eq!(*step, Some(0));
+        }
+        other => panic!("expected non-finite logits, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("non-finite")
+            && message.contains("at step 0")
+            && message.contains("backend"),
+        "{message}"
+    );
+    assert!(matches!(err, SampleError::Model(e) if e.is_device_fault()));
+}
+
+/// A recorded run of the fixture model, as JSON.
+fn recorded() -> serde_json::Value {
+    let mut bundle = common::tiny();
+    let spec = bundle.model_spec();
+    let settings = Settings {
+        steps: 4,
+        gen_length: 4,
+        ..Settings::defaults(SamplerKind::Llada)
+    };
+    let mut g = Generation::new(settings, "the old man", &bundle.codec, &spec).unwrap();
+    pollster::block_on(g.run(&mut bundle.model, |_| {})).unwrap();
+    serde_json::to_value(g.trajectory("tiny", &bundle.codec, &spec)).unwrap()
+}
+
+#[test]
+fn an_imported_trajectory_with_huge_lengths_is_refused_before_a_replay_is_built() {
+    use unmask::Trajectory;
+    let good = recorded();
+    assert!(Trajectory::from_json(&good.to_string()).is_ok());
+    // Lengths that pass "prompt + gen_length ≤ model_length" but would make the replay
+    // allocate a canvas of 2^40 cells.
+    let mut t = good.clone();
+    t["model"]["model_length"] = (1u64 << 40).into();
+    t["settings"]["gen_length"] = ((1u64 << 40) - 8).into();
+    let err = Trajectory::from_json(&t.to_string()).unwrap_err();
+    assert!(err.to_string().contains("model_length"), "{err}");
+    // A probability that is not one.
+    for bad in [
+        serde_json::json!("NaN"),
+        serde_json::json!(1.5),
+        serde_json::json!("-inf"),
+    ] {
+        let mut t = good.clone();
+        t["steps"][0]["commits"][0]["confidence"] = bad.clone();
+        let err = Trajectory::from_json(&t.to_string()).unwrap_err();
+        assert!(err.to_string().contains("probability"), "{bad}: {err}");
+    }
+    // A mask id outside the vocabulary.
+    let mut t = good;
+    t["model"]["mask_id"] = 1_000_000.into();
+    assert!(Trajectory::from_json(&t.to_string()).is_err());
 }

@@ -106,6 +106,7 @@ fn fail(run: Option<u32>, stage: &str, message: impl Into<String>) {
         load: None,
         stage: stage.into(),
         message: message.into(),
+        device_fault: false,
     });
 }
 
@@ -193,6 +194,7 @@ async fn drain(state: Rc<RefCell<State>>) {
                         load: Some(id),
                         stage: "load".into(),
                         message,
+                        device_fault: false,
                     }),
                 }
             }
@@ -519,7 +521,20 @@ async fn generate(
                     elapsed_ms: now_ms() - t0,
                 });
             }
-            Err(e) => return fail(Some(run), "generate", e.to_string()),
+            Err(e) => {
+                // A GPU that fails mid-run (lost, unreadable, non-finite numbers) is the page's to
+                // recover from, on the CPU; the CPU failing, or bad input, is the reader's to fix.
+                let on_gpu = state.borrow().gpu_max_binding.is_some();
+                let device_fault = on_gpu
+                    && matches!(&e, crate::sampler::SampleError::Model(m) if m.is_device_fault());
+                return post(&FromWorker::Failed {
+                    run: Some(run),
+                    load: None,
+                    stage: "generate".into(),
+                    message: e.to_string(),
+                    device_fault,
+                });
+            }
         }
         yield_now().await;
     }

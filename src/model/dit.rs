@@ -12,10 +12,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::layers::{LayerNorm, TimestepEmbedder, apply_rotary, chunks, modulate, rotary_tables};
+use super::layers::{
+    LayerNorm, TimestepEmbedder, apply_rotary, chunks, gelu_tanh, modulate, rotary_tables,
+};
 use crate::config::Attention;
 
 /// Score given to a key a query may not see; finite so that no backend meets `-inf - -inf`.
@@ -140,7 +142,7 @@ impl DitBlock {
         if let Some(m) = &modulation {
             y = modulate(y, m[3].clone(), m[4].clone());
         }
-        let y = self.mlp2.forward(gelu_approximate(self.mlp0.forward(y)));
+        let y = self.mlp2.forward(gelu_tanh(self.mlp0.forward(y)));
         match &modulation {
             Some(m) => x + y * m[5].clone(),
             None => x + y,

@@ -3,7 +3,8 @@
 //!
 //! Each follows the function of the same name in `kuleshov-group/bd3lms`
 //! `models/hf/modeling_bd3lm.py` (`LayerNorm`, `modulate`, `TimestepEmbedder`, `Rotary`,
-//! `rotate_half`), written again here for burn.
+//! `rotate_half`), written again here for burn. [`gelu_tanh`] is PyTorch's `GELU(approximate='tanh')`
+//! written without `tanh`, which overflows to NaN on some WebGPU drivers.
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -39,6 +40,27 @@ impl LayerNorm {
         let normed = centred / (var + LAYER_NORM_EPS).sqrt();
         normed * self.weight.val().reshape([1, 1, d])
     }
+}
+
+/// √(2/π), of the tanh approximation of GELU.
+const GELU_SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of the tanh approximation of GELU.
+const GELU_CUBIC: f64 = 0.044_715;
+
+/// GELU's tanh approximation (Hendrycks & Gimpel 2016, PyTorch `GELU(approximate='tanh')`):
+/// `½·x·(1 + tanh(u))` with `u = √(2/π)·(x + 0.044715·x³)`, computed as `x / (1 + e)` for
+/// `x ≥ 0` and `x·e / (1 + e)` below, with `e = exp(−2|u|)` in (0, 1] — the same function,
+/// algebraically, but with no overflow anywhere.
+///
+/// burn's `gelu_approximate` calls WGSL's `tanh`, which Chromium's WebGPU on SwiftShader
+/// evaluates as a ratio of exponentials: at `u ≳ 44` (pre-activations `x ≳ 9.5`, which trained
+/// models reach on some tokens) it returns NaN, and the NaN spreads to the whole logits row (cubecl
+/// guards `tanh` on macOS only). Native Vulkan, lavapipe and the CPU never showed it.
+pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let u = (x.clone() + x.clone() * x.clone() * x.clone() * GELU_CUBIC) * GELU_SQRT_2_OVER_PI;
+    let e = (u.abs() * -2.0).exp();
+    let numerator = e.clone().mask_fill(x.clone().greater_equal_elem(0.0), 1.0);
+    x * numerator / (e + 1.0)
 }
 
 /// `x * (1 + scale) + shift`, with `shift`, `scale`: `[B, 1, d]`.
@@ -132,4 +154,32 @@ pub fn apply_rotary(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4>
     let x2 = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos.clone() + rotated * sin.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_tanh_is_the_tanh_approximation_and_finite_where_tanh_overflows() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let xs = [
+            -1.0e30f32, -200.0, -12.0, -9.6, -3.0, -0.5, 0.0, 0.5, 3.0, 9.6, 12.0, 200.0, 1.0e30,
+        ];
+        let got = gelu_tanh(Tensor::<1>::from_floats(xs, &device))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (&x, &y) in xs.iter().zip(&got) {
+            let x64 = x as f64;
+            let u = GELU_SQRT_2_OVER_PI * (x64 + GELU_CUBIC * x64 * x64 * x64);
+            let want = 0.5 * x64 * (1.0 + u.tanh());
+            assert!(y.is_finite(), "gelu({x}) = {y}");
+            let tolerance = 1e-6 * want.abs().max(1.0);
+            assert!(
+                (y as f64 - want).abs() <= tolerance,
+                "gelu({x}) = {y}, want {want}"
+            );
+        }
+    }
 }

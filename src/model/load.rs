@@ -18,7 +18,9 @@
 //! | `output_layer.adaLN_modulation.{weight,bias}`  | `[2d, c]`,`[2d]` | [`FinalLayer::adaln_modulation`]    |
 //! | `output_layer.linear.{weight,bias}`            | `[V, d]`,`[V]` | [`FinalLayer::linear`] (tied to the embedding when absent) |
 //!
-//! Tensors may be stored as f32, f16 or bf16; they are widened to f32.
+//! Tensors may be stored as f32, f16 or bf16; they are widened to f32. [`check_header`] compares
+//! the file's header with the config, both ways, before a single tensor is read or built: a
+//! config whose sizes the weights do not back is refused at the cost of parsing the header.
 
 use burn::module::Param;
 use burn::nn::Linear;
@@ -58,6 +60,17 @@ pub enum LoadError {
         /// Shape in the file.
         found: Vec<usize>,
     },
+    /// A tensor the config does not describe (more blocks than `n_blocks`, adaLN weights in a
+    /// model without adaLN, …).
+    #[error(
+        "model.safetensors holds `{key}`, which config.json does not describe{why}; config.json and model.safetensors do not belong together"
+    )]
+    Unexpected {
+        /// The key in the file.
+        key: String,
+        /// What in config.json disagrees, when that can be said (`" (n_blocks = 4)"`).
+        why: String,
+    },
     /// A dtype we do not read.
     #[error("tensor `{key}` is stored as {dtype}; Unmask reads f32, f16 and bf16")]
     Dtype {
@@ -96,7 +109,7 @@ impl<'a> Weights<'a> {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.file.tensor(&format!("{}{name}", self.prefix)).is_ok()
+        has(&self.file, &self.prefix, name)
     }
 
     /// The tensor `name` as f32 values, checked against `expected`.
@@ -198,9 +211,94 @@ impl<'a> Weights<'a> {
     }
 }
 
-/// Builds the DiT described by `config` from safetensors bytes, on `device`.
+fn has(file: &SafeTensors<'_>, prefix: &str, name: &str) -> bool {
+    file.tensor(&format!("{prefix}{name}")).is_ok()
+}
+
+/// Tensors a checkpoint may hold beside its weights: the reference's persistent buffers
+/// (`Rotary` registers `inv_freq`), which Unmask recomputes. Their shapes are checked; their
+/// values are not read.
+fn buffer_shape(name: &str, config: &ModelConfig) -> Option<Vec<usize>> {
+    (name == "rotary_emb.inv_freq").then(|| vec![config.head_dim() / 2])
+}
+
+/// Checks a checkpoint's header against `config` both ways, before anything is read or built:
+/// every tensor the config implies is present with its shape and a dtype Unmask reads (the output
+/// head may be absent: tied to the embedding), and every tensor under the checkpoint's prefix is
+/// one the config implies. `prefix` is the file's (`backbone.` in the published ones).
+///
+/// The config is validated first ([`ModelConfig::validate`] bounds every size), so the expected
+/// layout is small whatever the file says, and the header itself is bounded by the file.
+pub fn check_header(
+    config: &ModelConfig,
+    file: &SafeTensors<'_>,
+    prefix: &str,
+) -> Result<(), LoadError> {
+    let head = "output_layer.linear.weight";
+    let tied = !has(file, prefix, head);
+    let layout = checkpoint_layout(config);
+    for slot in layout.iter().filter(|s| !(tied && s.name == head)) {
+        let key = format!("{prefix}{}", slot.name);
+        let view = file
+            .tensor(&key)
+            .map_err(|_| LoadError::MissingKey { key: key.clone() })?;
+        if view.shape() != slot.shape.as_slice() {
+            return Err(LoadError::Shape {
+                key,
+                expected: slot.shape.clone(),
+                found: view.shape().to_vec(),
+            });
+        }
+        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(LoadError::Dtype {
+                key,
+                dtype: format!("{:?}", view.dtype()),
+            });
+        }
+    }
+    let expected: std::collections::HashSet<&str> =
+        layout.iter().map(|s| s.name.as_str()).collect();
+    for key in file.names() {
+        let Some(name) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        if expected.contains(name) {
+            continue;
+        }
+        if let Some(shape) = buffer_shape(name, config) {
+            let found = file
+                .tensor(key)
+                .map(|v| v.shape().to_vec())
+                .unwrap_or_default();
+            if found != shape {
+                return Err(LoadError::Shape {
+                    key: key.to_string(),
+                    expected: shape,
+                    found,
+                });
+            }
+            continue;
+        }
+        let why = if name.starts_with("blocks.") {
+            format!(" (n_blocks = {})", config.n_blocks)
+        } else if name.contains("adaLN_modulation") || name.starts_with("sigma_map.") {
+            format!(" (adaln = {})", config.adaln)
+        } else {
+            String::new()
+        };
+        return Err(LoadError::Unexpected {
+            key: key.to_string(),
+            why,
+        });
+    }
+    Ok(())
+}
+
+/// Builds the DiT described by `config` from safetensors bytes, on `device`, after
+/// [`check_header`] has found every tensor where the config puts it.
 pub fn load_dit(config: &ModelConfig, bytes: &[u8], device: &Device) -> Result<Dit, LoadError> {
     let w = Weights::new(bytes, device)?;
+    check_header(config, &w.file, &w.prefix)?;
     let d = config.hidden_dim;
     let c = config.cond_dim;
     let v = config.vocab_size;
@@ -258,19 +356,28 @@ pub fn load_dit(config: &ModelConfig, bytes: &[u8], device: &Device) -> Result<D
     Ok(dit.freeze_conditioning())
 }
 
-/// Counts the parameters a config implies (the checkpoint's tensors, biases included).
-pub fn parameter_count(config: &ModelConfig) -> usize {
-    let (d, c, v, m) = (
+/// Counts the parameters a validated config implies (the checkpoint's tensors, biases included),
+/// in `u64`: `usize` is 32 bits in the browser, where an 8B model's count would wrap. The limits
+/// [`ModelConfig::validate`] enforces keep every product here far inside `u64`.
+pub fn parameter_count(config: &ModelConfig) -> u64 {
+    let [d, c, v, m, n] = [
         config.hidden_dim,
         config.cond_dim,
         config.vocab_size,
         config.mlp_dim(),
-    );
-    let adaln = config.adaln as usize;
-    let sigma = adaln * (FREQUENCY_EMBEDDING_SIZE * c + c + c * c + c);
-    let block = 2 * d + 3 * d * d + d * d + (d * m + m) + (m * d + d) + adaln * (c * 6 * d + 6 * d);
+        config.n_blocks,
+    ]
+    .map(|x| x as u64);
+    let f = FREQUENCY_EMBEDDING_SIZE as u64;
+    let adaln = config.adaln as u64;
+    let sigma = adaln.saturating_mul(f * c + c + c * c + c);
+    let block = (2 * d + 3 * d * d + d * d + (d * m + m) + (m * d + d))
+        .saturating_add(adaln.saturating_mul(c * 6 * d + 6 * d));
     let out = d + adaln * (c * 2 * d + 2 * d) + (d * v + v);
-    v * d + sigma + config.n_blocks * block + out
+    (v * d)
+        .saturating_add(sigma)
+        .saturating_add(n.saturating_mul(block))
+        .saturating_add(out)
 }
 
 /// Elements of the largest tensor a config implies: the embedding or output layer (vocab ×

@@ -45,6 +45,42 @@ pub enum ModelError {
         /// Its words.
         message: String,
     },
+    /// The network returned NaN or infinite logits: a faulty kernel or driver, or broken weights.
+    #[error(
+        "the {backend} backend returned {count} non-finite logits (NaN or infinity){}",
+        step.map(|s| format!(" at step {s}")).unwrap_or_default()
+    )]
+    NonFinite {
+        /// Which backend.
+        backend: String,
+        /// How many of the values read back were not finite.
+        count: usize,
+        /// The sampler step whose model call it was, once known.
+        step: Option<usize>,
+    },
+}
+
+impl ModelError {
+    /// Names the sampler step the failing call belonged to.
+    pub fn at_step(self, index: usize) -> Self {
+        match self {
+            ModelError::NonFinite { backend, count, .. } => ModelError::NonFinite {
+                backend,
+                count,
+                step: Some(index),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the device, not the input, is at fault (a failed readback, a lost device or
+    /// non-finite numbers): the page reruns such a run on the CPU.
+    pub fn is_device_fault(&self) -> bool {
+        matches!(
+            self,
+            ModelError::Backend { .. } | ModelError::NonFinite { .. }
+        )
+    }
 }
 
 /// A loaded [`Dit`] on a device, with its KV cache: the [`Denoiser`] every sampler runs on.
@@ -149,7 +185,8 @@ pub fn f32_values(data: TensorData) -> Result<Vec<f32>, String> {
     data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
 }
 
-/// Reads `[B, L, V]` logits back to the host.
+/// Reads `[B, L, V]` logits back to the host; a NaN or infinity anywhere is a
+/// [`ModelError::NonFinite`] (never handed to a sampler, whose probabilities it would poison).
 async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
     let [b, l, v] = logits.dims();
     let failed = |e: &dyn std::fmt::Debug| ModelError::Backend {
@@ -161,6 +198,14 @@ async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> 
         backend: crate::backend::describe(device),
         message,
     })?;
+    let count = values.iter().filter(|x| !x.is_finite()).count();
+    if count > 0 {
+        return Err(ModelError::NonFinite {
+            backend: crate::backend::describe(device),
+            count,
+            step: None,
+        });
+    }
     Ok(Logits::new(values, b * l, v))
 }
 

@@ -62,10 +62,11 @@ pub struct LoadedModel {
     /// What the samplers see.
     pub spec: ModelSpec,
     /// Parameter count.
-    pub parameters: usize,
+    pub parameters: u64,
     /// `hidden_dim`, `n_blocks`, `n_heads` in words.
     pub shape: String,
     /// Seconds from the load request to a ready model.
+    #[serde(with = "crate::float_json")]
     pub load_seconds: f64,
 }
 
@@ -128,6 +129,7 @@ pub enum FromWorker {
         /// Text of token ids not sent before in this run.
         vocab: Vec<(u32, String)>,
         /// Milliseconds since the run started.
+        #[serde(with = "crate::float_json")]
         elapsed_ms: f64,
     },
     /// A run finished.
@@ -137,6 +139,7 @@ pub enum FromWorker {
         /// The whole record (for export).
         trajectory: Box<Trajectory>,
         /// Milliseconds the run took.
+        #[serde(with = "crate::float_json")]
         elapsed_ms: f64,
     },
     /// A run stopped on request.
@@ -154,20 +157,38 @@ pub enum FromWorker {
         stage: String,
         /// What happened and what to do.
         message: String,
+        /// Whether the device failed rather than the input (a lost GPU, a failed readback,
+        /// non-finite numbers): the page reruns the run on the CPU.
+        #[serde(default)]
+        device_fault: bool,
     },
+}
+
+/// A message as JSON text. Every float field survives NaN and infinity
+/// ([`crate::float_json`]) and every map key is a string or an integer, so this cannot fail
+/// today; if a later field ever makes it, the other side gets a `failed` message saying so
+/// instead of a panic.
+fn to_json(message: &impl Serialize) -> String {
+    serde_json::to_string(message).unwrap_or_else(|e| {
+        serde_json::json!({ "failed": {
+            "run": null, "load": null, "stage": "message",
+            "message": format!("a message between the page and its worker could not be written: {e}"),
+        }})
+        .to_string()
+    })
 }
 
 impl ToWorker {
     /// As JSON text.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("messages serialise")
+        to_json(self)
     }
 }
 
 impl FromWorker {
     /// As JSON text.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("messages serialise")
+        to_json(self)
     }
 }
 
@@ -190,6 +211,7 @@ mod tests {
             load: Some(2),
             stage: "load".into(),
             message: "404".into(),
+            device_fault: false,
         };
         assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
         assert!(m.to_json().starts_with(r#"{"failed":"#));
@@ -228,5 +250,154 @@ mod tests {
             elapsed_ms: 2.5,
         };
         assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
+    }
+
+    /// One message of every kind, each float field set to `x` (NaN, ±∞ or a number).
+    fn every_message(x: f64) -> (Vec<ToWorker>, Vec<FromWorker>) {
+        use crate::sampler::{Candidates, Commit, Step, TopToken};
+        let settings = Settings {
+            temperature: x,
+            top_p: Some(x),
+            cfg_scale: x,
+            threshold: Some(x),
+            ..Settings::defaults(SamplerKind::Llada)
+        };
+        let step = Step {
+            index: 0,
+            model_calls: 1,
+            commits: vec![Commit {
+                position: 1,
+                token: 2,
+                confidence: x,
+            }],
+            canvas: vec![1, 2],
+            masked: vec![false, false],
+            block: [1, 2],
+            candidates: vec![Candidates {
+                position: 1,
+                top: vec![TopToken { token: 2, prob: x }],
+            }],
+        };
+        let spec = ModelSpec {
+            vocab_size: 8,
+            model_length: 8,
+            mask_id: 7,
+            eos_id: None,
+            attention: crate::config::Attention::Causal,
+            time_conditioning: false,
+        };
+        let trajectory = Trajectory {
+            format: crate::trajectory::TRAJECTORY_FORMAT.into(),
+            version: crate::trajectory::TRAJECTORY_VERSION,
+            model: crate::trajectory::ModelInfo {
+                name: "tiny".into(),
+                vocab_size: 8,
+                mask_id: 7,
+                attention: spec.attention,
+                model_length: 8,
+            },
+            settings: settings.clone(),
+            prompt: "a".into(),
+            prompt_ids: vec![1],
+            vocab: [(1, "a".to_string())].into_iter().collect(),
+            steps: vec![step.clone()],
+            text: "a b".into(),
+            completion: " b".into(),
+            final_ids: vec![1, 2],
+            stats: Default::default(),
+        };
+        let to = vec![
+            ToWorker::Start {
+                backend: BackendChoice::Auto,
+                half: true,
+            },
+            ToWorker::Load {
+                load: 1,
+                source: ModelSource::Default,
+            },
+            ToWorker::Generate {
+                run: 1,
+                prompt: "a".into(),
+                settings,
+                model: ModelSource::Hub("o/n".into()),
+            },
+            ToWorker::Cancel { run: 1 },
+        ];
+        let from = vec![
+            FromWorker::Booted,
+            FromWorker::Ready {
+                backend: BackendKind::Wgpu,
+                detail: "gpu".into(),
+                fallback: None,
+                half: false,
+            },
+            FromWorker::Progress {
+                load: 1,
+                file: "model.safetensors".into(),
+                loaded: 3,
+                total: Some(9),
+                cached: false,
+            },
+            FromWorker::Loaded {
+                load: 1,
+                model: LoadedModel {
+                    name: "tiny".into(),
+                    spec,
+                    parameters: 10,
+                    shape: "1 block".into(),
+                    load_seconds: x,
+                },
+            },
+            FromWorker::Started {
+                run: 1,
+                mask_id: 7,
+                prompt_ids: vec![1],
+                canvas: vec![1, 7],
+                vocab: vec![(1, "a".into())],
+            },
+            FromWorker::Step {
+                run: 1,
+                step,
+                vocab: vec![(2, "b".into())],
+                elapsed_ms: x,
+            },
+            FromWorker::Done {
+                run: 1,
+                trajectory: Box::new(trajectory),
+                elapsed_ms: x,
+            },
+            FromWorker::Cancelled { run: 1 },
+            FromWorker::Failed {
+                run: Some(1),
+                load: None,
+                stage: "generate".into(),
+                message: "the GPU failed".into(),
+                device_fault: true,
+            },
+        ];
+        (to, from)
+    }
+
+    #[test]
+    fn every_message_with_nan_or_infinite_numbers_still_parses() {
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.5] {
+            let (to, from) = every_message(x);
+            // Parsed back and written again, each gives the same text (NaN ≠ NaN rules out ==).
+            for m in to {
+                let json = m.to_json();
+                let back: ToWorker =
+                    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+                assert_eq!(back.to_json(), json);
+            }
+            for m in from {
+                let json = m.to_json();
+                let back: FromWorker =
+                    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+                assert_eq!(back.to_json(), json);
+                if x.is_finite() {
+                    assert_eq!(back, m);
+                }
+            }
+        }
     }
 }

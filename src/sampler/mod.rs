@@ -219,15 +219,19 @@ pub struct Settings {
     /// Ranking of positions to commit (LLaDA rules, also inside BD3 blocks).
     pub remasking: Remasking,
     /// Softmax temperature of the prediction; 0 takes the argmax.
+    #[serde(with = "crate::float_json")]
     pub temperature: f64,
     /// Keep only the k most likely tokens.
     pub top_k: Option<usize>,
     /// Nucleus: keep the smallest set of tokens whose probability reaches p.
+    #[serde(with = "crate::float_json::option", default)]
     pub top_p: Option<f64>,
     /// Classifier-free guidance scale s: logits = un + (s + 1)(cond − un); 0 is off.
+    #[serde(with = "crate::float_json")]
     pub cfg_scale: f64,
     /// Fast-dLLM: commit every masked position of the block whose predicted token is at least τ
     /// probable (always at least the most confident one).
+    #[serde(with = "crate::float_json::option", default)]
     pub threshold: Option<f64>,
     /// BD3-LM first-hitting: one uniformly chosen masked position per step.
     pub first_hitting: bool,
@@ -293,6 +297,7 @@ pub struct Commit {
     /// The token written.
     pub token: u32,
     /// The model's probability of that token when it was chosen.
+    #[serde(with = "crate::float_json")]
     pub confidence: f64,
 }
 
@@ -302,6 +307,7 @@ pub struct TopToken {
     /// Token id.
     pub token: u32,
     /// Probability.
+    #[serde(with = "crate::float_json")]
     pub prob: f64,
 }
 
@@ -583,7 +589,7 @@ fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result
             spec.vocab_size
         )));
     }
-    let total = prompt.len() + settings.gen_length;
+    let total = prompt.len().saturating_add(settings.gen_length);
     if total > spec.model_length {
         return Err(bad(format!(
             "prompt ({} tokens) + gen_length ({}) = {total} exceeds the model's {} positions (model_length); shorten one of them",

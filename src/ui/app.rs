@@ -106,6 +106,10 @@ pub struct Lane {
     pub settings: Settings,
     /// The model it runs on (resolved: a default becomes the shipped folder).
     pub model: String,
+    /// Where that model comes from (to run the lane again).
+    pub source: ModelSource,
+    /// Waiting for a restarted worker's model to run again (after WebGPU failed mid-run).
+    pub awaiting_rerun: bool,
     /// Steps so far.
     pub replay: Replay,
     /// State.
@@ -331,6 +335,8 @@ impl Ctx {
                 id,
                 settings: settings.clone(),
                 model: source.to_string(),
+                source: source.clone(),
+                awaiting_rerun: false,
                 replay: Replay::default(),
                 status: RunStatus::Queued,
                 elapsed_ms: 0.0,
@@ -372,6 +378,8 @@ impl Ctx {
             id: 0,
             settings: t.settings.clone(),
             model: t.model.name.clone(),
+            source: ModelSource::Default,
+            awaiting_rerun: false,
             replay: Replay::from_trajectory(&t),
             status: RunStatus::Imported,
             elapsed_ms: 0.0,
@@ -420,9 +428,6 @@ impl Ctx {
     }
 
     fn on_crash(&self, why: String) {
-        // Runs in flight and the model are lost with the worker.
-        self.end_unfinished(RunStatus::Failed(why.clone()));
-        self.model.set(ModelStatus::None);
         let on_gpu = self.gpu_failed.get_value().is_none()
             && self.worker_status.with_untracked(|s| match s {
                 WorkerStatus::Ready { backend, .. } => *backend == BackendKind::Wgpu,
@@ -432,11 +437,16 @@ impl Ctx {
                 }
                 WorkerStatus::Failed(_) => false,
             });
-        if on_gpu {
-            // WebGPU failed (no adapter in the runtime, device lost): go on on the CPU.
-            self.gpu_failed
-                .set_value(Some(format!("WebGPU failed ({why}); running on the CPU")));
+        let crashes = self.crashes.get_value();
+        if on_gpu && crashes < MAX_WORKER_RESTARTS {
+            // WebGPU failed (no adapter in the runtime, device lost): the runs in flight are
+            // done again on the CPU.
+            self.crashes.set_value(crashes + 1);
+            return self.rerun_on_cpu(&why, None);
         }
+        // Runs in flight and the model are lost with the worker.
+        self.end_unfinished(RunStatus::Failed(why.clone()));
+        self.model.set(ModelStatus::None);
         let crashes = self.crashes.get_value() + 1;
         self.crashes.set_value(crashes);
         if crashes <= MAX_WORKER_RESTARTS {
@@ -447,6 +457,57 @@ impl Ctx {
                 "{why} (the model worker failed {crashes} times; reload the page)"
             )));
         }
+    }
+
+    /// Restarts the worker on the CPU and runs again, with the same settings and seed, every run
+    /// still going and `failed` (the run the GPU broke): WebGPU failed under it (a lost device,
+    /// non-finite numbers), and the CPU gives the same tokens.
+    fn rerun_on_cpu(&self, why: &str, failed: Option<u32>) {
+        // The first line says it; a backend's error may go on with its causes and a backtrace.
+        let why = why.lines().next().unwrap_or_default();
+        self.gpu_failed.set_value(Some(format!(
+            "WebGPU failed ({why}); the run was done again on the CPU"
+        )));
+        let again: Vec<u32> = self.lanes.with_untracked(|lanes| {
+            lanes
+                .iter()
+                .filter(|l| !l.status.is_final() || Some(l.id) == failed)
+                .map(|l| l.id)
+                .collect()
+        });
+        self.restart_worker();
+        self.lanes.update(|lanes| {
+            for l in lanes.iter_mut().filter(|l| again.contains(&l.id)) {
+                l.status = RunStatus::Queued;
+                l.replay = Replay::default();
+                l.elapsed_ms = 0.0;
+                l.awaiting_rerun = true;
+            }
+        });
+        self.cursor.set(0);
+    }
+
+    /// Sends the lanes waiting for a rerun to the (new) worker, under new run ids.
+    fn send_reruns(&self) {
+        let mut sends = Vec::new();
+        self.lanes.update(|lanes| {
+            for l in lanes.iter_mut().filter(|l| l.awaiting_rerun) {
+                let id = self.next_run.get_value() + 1;
+                self.next_run.set_value(id);
+                l.id = id;
+                l.awaiting_rerun = false;
+                sends.push(ToWorker::Generate {
+                    run: id,
+                    prompt: self.state.with_untracked(|s| s.prompt.clone()),
+                    settings: l.settings.clone(),
+                    model: l.source.clone(),
+                });
+            }
+        });
+        for msg in sends {
+            self.send(&msg, None);
+        }
+        self.playing.set(true);
     }
 
     fn on_message(&self, msg: FromWorker) {
@@ -487,6 +548,12 @@ impl Ctx {
             }),
             FromWorker::Loaded { model, .. } => {
                 self.model.set(ModelStatus::Loaded(model));
+                if self
+                    .lanes
+                    .with_untracked(|l| l.iter().any(|l| l.awaiting_rerun))
+                {
+                    return self.send_reruns();
+                }
                 if self.state.with_untracked(|s| s.autoplay)
                     && self.lanes.with_untracked(Vec::is_empty)
                 {
@@ -537,6 +604,12 @@ impl Ctx {
             FromWorker::Cancelled { run } => {
                 self.lane_mut(run, |l| l.status = RunStatus::Cancelled)
             }
+            FromWorker::Failed {
+                run: Some(run),
+                message,
+                device_fault: true,
+                ..
+            } if self.gpu_failed.get_value().is_none() => self.rerun_on_cpu(&message, Some(run)),
             FromWorker::Failed {
                 run: Some(run),
                 message,
@@ -731,6 +804,9 @@ fn Header() -> impl IntoView {
             let name = match (backend, half) {
                 (BackendKind::Wgpu, true) => "WebGPU · f16",
                 (BackendKind::Wgpu, false) => "WebGPU",
+                (BackendKind::Cpu, _) if ctx.gpu_failed.get_value().is_some() => {
+                    "CPU · WebGPU failed"
+                }
                 (BackendKind::Cpu, _) => "CPU",
             };
             let title = match fallback {
@@ -764,7 +840,7 @@ fn Header() -> impl IntoView {
 }
 
 /// "12.3M" for parameter counts.
-pub fn human_count(n: usize) -> String {
+pub fn human_count(n: u64) -> String {
     match n {
         n if n >= 1_000_000_000 => format!("{:.1}B params", n as f64 / 1e9),
         n if n >= 1_000_000 => format!("{:.1}M params", n as f64 / 1e6),

@@ -434,6 +434,13 @@ test('three model files dropped on the page load and run; a malformed one is ref
       ? { name: f.name, b64: weights.subarray(0, weights.length >> 1).toString('base64') } : f));
     await drop(truncated);
     await page.waitForFunction(() => /not a valid safetensors file/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+    // A config naming a billion blocks: refused by its limits before anything is allocated
+    // (it once took the worker down asking for 968 GB).
+    const config = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
+    const hostile = files.map((f) => (f.name === 'config.json'
+      ? { name: f.name, b64: Buffer.from(JSON.stringify({ ...config, n_blocks: 1_000_000_000 })).toString('base64') } : f));
+    await drop(hostile);
+    await page.waitForFunction(() => /n_blocks = 1000000000 is larger than Unmask accepts/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
 
     await drop(files);
     await page.waitForFunction(() => /dropped files/.test(document.querySelector('[data-testid=model-info]')?.textContent ?? ''), null, { timeout: LOAD_MS });
@@ -508,5 +515,97 @@ test('a model from another origin is kept in Cache Storage; one without CORS get
   } finally {
     await context.close();
     other.close();
+  }
+});
+
+test('WebGPU: a 64-token ar run stays on WebGPU and writes the CLI\'s tokens at temperature 0', async () => {
+  // This prompt once made SwiftShader's WGSL tanh (inside GELU) overflow to NaN on its last token:
+  // the lane failed with "unreadable message … null, expected f64". The DiT's own GELU has no tanh.
+  const prompt = 'The next morning, Elizabeth was speaking of the place, tenderly heard her overtins. She';
+  const { page, context, problems } = await open(
+    `sampler=ar&gen=64&temperature=0&seed=5&precision=f32&prompt=${encodeURIComponent(prompt)}`);
+  try {
+    assert.equal(await backendOf(page), 'wgpu');
+    await loaded(page, 'models/default/ar/');
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'done');
+    assert.equal(lane.steps, 64);
+    const reference = cli(['--sampler', 'ar', '--gen-length', '64', '--temperature', '0', '--seed', '5'],
+      { model: defaultModel('ar'), prompt });
+    assert.equal(lane.text, reference.text);
+    // No fallback fired: the badge still says WebGPU.
+    assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'wgpu');
+    assert.equal((await page.textContent('[data-testid=backend]')).trim(), 'WebGPU');
+    assert.equal(await page.locator('[data-testid=fallback]').count(), 0);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+/** Makes the worker's WebGPU device be destroyed at its `n`-th readback (a lost GPU, mid-run). */
+async function loseDeviceAt(context, n) {
+  await context.route('**/worker.js', async (route) => {
+    const response = await route.fetch();
+    const patch = `{
+      const requestDevice = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await requestDevice.apply(this, args);
+        const mapAsync = GPUBuffer.prototype.mapAsync;
+        let reads = 0;
+        GPUBuffer.prototype.mapAsync = function (...a) {
+          if (++reads === ${n}) device.destroy();
+          return mapAsync.apply(this, a);
+        };
+        return device;
+      };
+    }`;
+    await route.fulfill({ response, body: `${patch}\n${await response.text()}` });
+  });
+}
+
+test('a WebGPU device lost mid-run: the run is done again on the CPU, the badge says so, the text is the CLI\'s', async () => {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  try {
+    await loseDeviceAt(context, 6);
+    const page = await context.newPage();
+    await page.goto(`${origin}${BASE}?${TINY}&sampler=bd3&gen=24&seed=2&autoplay=1&prompt=${encodeURIComponent(PROMPT)}`);
+    const [lane] = await run(page, { click: false });
+    await shot(page, 'device-lost');
+    assert.equal(lane.status, 'done');
+    assertNeverRises(lane.masked);
+    assert.equal(lane.text, cli(['--sampler', 'bd3', '--gen-length', '24', '--seed', '2']).text);
+    assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
+    assert.match(await page.textContent('[data-testid=backend]'), /WebGPU failed/);
+    assert.match(await page.textContent('[data-testid=fallback]'), /WebGPU failed .*done again on the CPU/s);
+  } finally {
+    await context.close();
+  }
+});
+
+test('NaN weights: the GPU\'s non-finite logits send the run to the CPU, whose own error is shown', async () => {
+  // The tiny model with one NaN in the output bias: every backend's logits are NaN there.
+  const weights = readFileSync(path.join(modelDir, 'model.safetensors'));
+  const headerLength = Number(weights.readBigUInt64LE(0));
+  const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString());
+  const [start] = header['backbone.output_layer.linear.bias'].data_offsets;
+  const poisoned = Buffer.from(weights);
+  poisoned.writeFloatLE(NaN, 8 + headerLength + start);
+  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  try {
+    await context.route('**/nan-model/*', (route) => {
+      const name = new URL(route.request().url()).pathname.split('/').at(-1);
+      const body = name === 'model.safetensors' ? poisoned : readFileSync(path.join(modelDir, name));
+      return route.fulfill({ status: 200, body });
+    });
+    const page = await context.newPage();
+    await page.goto(`${origin}${BASE}?model=${encodeURIComponent('./nan-model/')}&sampler=llada&steps=4&gen=4&autoplay=1&prompt=${encodeURIComponent(PROMPT)}`);
+    const [lane] = await run(page, { click: false });
+    assert.equal(lane.status, 'failed');
+    assert.equal(await page.getAttribute('[data-testid=backend]', 'data-backend'), 'cpu');
+    assert.match(await page.textContent('[data-testid=fallback]'), /WebGPU failed \(the .* backend returned \d+ non-finite logits/);
+    assert.match(await page.textContent('.unmask'), /non-finite logits \(NaN or infinity\) at step 0/);
+  } finally {
+    await context.close();
   }
 });

@@ -187,6 +187,30 @@ struct ForwardArgs {
 
 type CliResult<T> = Result<T, String>;
 
+/// Why a command failed, and whose fault it was: bad input (arguments, a model folder's files)
+/// exits with 2, as clap's usage errors do; a failure while running (the backend, a write) with 1.
+pub enum CliError {
+    /// The input was refused before anything ran.
+    Input(String),
+    /// Something failed while running.
+    Failed(String),
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::Failed(message)
+    }
+}
+
+impl From<unmask::sampler::SampleError> for CliError {
+    fn from(e: unmask::sampler::SampleError) -> Self {
+        match e {
+            unmask::sampler::SampleError::Settings(m) => CliError::Input(m),
+            e @ unmask::sampler::SampleError::Model(_) => CliError::Failed(e.to_string()),
+        }
+    }
+}
+
 /// One line to stdout; a closed pipe ends the process with success (the reader has what it
 /// wanted), any other write error with a message.
 fn write_line(line: std::fmt::Arguments) {
@@ -204,17 +228,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate(args),
-        Command::Forward(args) => forward(args),
-        Command::Inspect { model } => inspect(&model),
-        Command::Bench(args) => bench::run(args),
-        Command::Init(args) => bench::init(args),
-        Command::Train(args) => train::run(args),
-        Command::Quality(args) => train::quality(args),
-        Command::Prepare(args) => prepare::run(args),
+        Command::Forward(args) => forward(args).map_err(CliError::from),
+        Command::Inspect { model } => inspect(&model).map_err(CliError::from),
+        Command::Bench(args) => bench::run(args).map_err(CliError::from),
+        Command::Init(args) => bench::init(args).map_err(CliError::from),
+        Command::Train(args) => train::run(args).map_err(CliError::from),
+        Command::Quality(args) => train::quality(args).map_err(CliError::from),
+        Command::Prepare(args) => prepare::run(args).map_err(CliError::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(CliError::Input(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(message)) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
@@ -266,15 +294,20 @@ fn settings_of(args: &GenerateArgs) -> Settings {
     }
 }
 
-fn generate(args: GenerateArgs) -> CliResult<()> {
-    let mut bundle = open(&args.model, args.backend)?;
+fn generate(args: GenerateArgs) -> Result<(), CliError> {
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    // A folder that does not open is the reader's to fix: its message names the file and field.
+    let mut bundle = Bundle::from_dir(&args.model, &device)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
     if let Some(a) = args.attention {
-        bundle.model.set_attention(attention_of(a, &bundle.config)?);
+        bundle
+            .model
+            .set_attention(attention_of(a, &bundle.config).map_err(CliError::Input)?);
     }
     let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
     let settings = settings_of(&args);
-    let mut generation =
-        Generation::new(settings, &args.prompt, &bundle.codec, &spec).map_err(|e| e.to_string())?;
+    // Every setting and size is checked here, against the model, before its first call.
+    let mut generation = Generation::new(settings, &args.prompt, &bundle.codec, &spec)?;
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let codec = bundle.codec.clone();
@@ -284,8 +317,7 @@ fn generate(args: GenerateArgs) -> CliResult<()> {
             draw(step, prompt_len, &codec);
             std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
         }
-    }))
-    .map_err(|e| e.to_string())?;
+    }))?;
     let elapsed = started.elapsed().as_secs_f64();
     let name = args.model.display().to_string();
     let trajectory = generation.trajectory(&name, &bundle.codec, &spec);

@@ -1,0 +1,94 @@
+//! Writes the seed corpora of the fuzz targets into `fuzz/corpus/TARGET/` (run by
+//! scripts/fuzz.sh before fuzzing; the seeds are committed with everything the fuzzers found).
+//!
+//! The model seed is the tiny fixture's config and tokenizer with a narrower random-weight
+//! checkpoint (a few KB, so that libFuzzer mutates it quickly); the trajectory seeds are runs of
+//! each sampler on it; the link seeds are links the page and its tests write.
+
+use std::path::Path;
+
+use unmask::backend::{BackendKind, init};
+use unmask::bundle::{Bundle, ModelFiles};
+use unmask::engine::Generation;
+use unmask::fuzzing::pack_model_folder;
+use unmask::model::random_checkpoint;
+use unmask::sampler::{SamplerKind, Settings};
+use unmask::{Attention, ModelConfig};
+
+fn main() -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = root.join("../tests/fixtures/tiny");
+    let read = |name: &str| std::fs::read(fixture.join(name)).map_err(|e| format!("{name}: {e}"));
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&read("config.json")?).map_err(|e| e.to_string())?;
+    for (field, value) in [
+        ("hidden_dim", 8),
+        ("cond_dim", 4),
+        ("n_blocks", 1),
+        ("n_heads", 2),
+    ] {
+        config[field] = value.into();
+    }
+    let config_bytes = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
+    let model_config = ModelConfig::from_json(&config_bytes).map_err(|e| e.to_string())?;
+    let weights = random_checkpoint(&model_config, 1).map_err(|e| e.to_string())?;
+    let tokenizer = read("tokenizer.json")?;
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join("corpus").join(target);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(name), bytes).map_err(|e| e.to_string())
+    };
+    write(
+        "model_folder",
+        "seed-tiny-narrow",
+        &pack_model_folder(&config_bytes, &tokenizer, &weights),
+    )?;
+
+    let device = init(BackendKind::Cpu).map_err(|e| e.to_string())?;
+    let files = ModelFiles {
+        config: &config_bytes,
+        weights: &weights,
+        tokenizer: &tokenizer,
+    };
+    let mut bundle = Bundle::from_files(files, &device).map_err(|e| e.to_string())?;
+    for sampler in SamplerKind::ALL {
+        let settings = Settings {
+            steps: 8,
+            gen_length: 8,
+            seed: 3,
+            ..Settings::defaults(sampler)
+        };
+        let attention = match sampler {
+            SamplerKind::Ar => Attention::Causal,
+            SamplerKind::Bd3 => model_config.attention(),
+            _ => Attention::Bidirectional,
+        };
+        bundle.model.set_attention(attention);
+        let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
+        let prompt = "the old man [MASK] a";
+        let mut g =
+            Generation::new(settings, prompt, &bundle.codec, &spec).map_err(|e| e.to_string())?;
+        pollster::block_on(g.run(&mut bundle.model, |_| {})).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(&g.trajectory("tiny", &bundle.codec, &spec))
+            .map_err(|e| e.to_string())?;
+        write(
+            "trajectory",
+            &format!("seed-{}", sampler.name()),
+            json.as_bytes(),
+        )?;
+    }
+
+    for (i, query) in [
+        "?model=default&prompt=The+next+morning%2C+Elizabeth&sampler=bd3&gen=64&seed=0",
+        "sampler=llada&steps=12&gen=24&temperature=0.7&seed=3&remasking=margin&cfg=1.5&block=8",
+        "sampler=mdlm&steps=128&gen=64&top_k=40&top_p=0.95&cache=0&b.sampler=ar&b.eos=0",
+        "model=./fixtures/tiny/&sampler=bd3&threshold=0.9&first_hitting=0&embed=1&autoplay=1&theme=dark&backend=cpu&precision=f32&speed=16",
+        "model=owner%2Fname&prompt=%3Cimg+src%3Dx%3E+%5BMASK%5D&steps=banana&theme=neon",
+    ]
+    .iter()
+    .enumerate()
+    {
+        write("page_query", &format!("seed-{i}"), query.as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The bodies of the fuzz targets, in the library so that a stable `cargo test`
+//! (`tests/fuzz_corpus.rs`) replays every committed corpus input and crash through the very code
+//! the fuzzers ran (`fuzz/fuzz_targets/*.rs` call these; `scripts/fuzz.sh` runs them).
+//!
+//! Each takes arbitrary bytes and must return without panicking, whatever they hold; where an
+//! input is accepted, it is also used (a model that loads runs a step, a trajectory that passes
+//! its check is replayed, a page link is written back and read again), so the fuzzer reaches the
+//! code behind each format's check.
+
+use crate::backend::{BackendKind, init};
+use crate::bundle::{Bundle, ModelFiles};
+use crate::engine::Generation;
+use crate::page::{PageState, Replay};
+use crate::sampler::{SamplerKind, Settings};
+use crate::trajectory::Trajectory;
+
+/// Bytes of each length field in a packed model folder.
+const LENGTH_BYTES: usize = 4;
+
+/// Packs a model folder into one fuzz input: the lengths of `config.json` and `tokenizer.json`
+/// (u32, little-endian), then the two files and `model.safetensors`.
+pub fn pack_model_folder(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(2 * LENGTH_BYTES + config.len() + tokenizer.len() + weights.len());
+    for part in [config, tokenizer] {
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    out.extend_from_slice(config);
+    out.extend_from_slice(tokenizer);
+    out.extend_from_slice(weights);
+    out
+}
+
+/// The three files of a packed input; lengths past the end are cut to what is there.
+pub fn unpack_model_folder(data: &[u8]) -> ModelFiles<'_> {
+    let length = |at: usize| {
+        data.get(at..at + LENGTH_BYTES)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (config_len, tokenizer_len) = (length(0), length(LENGTH_BYTES));
+    let rest = data.get(2 * LENGTH_BYTES..).unwrap_or_default();
+    let (config, rest) = rest.split_at(config_len.min(rest.len()));
+    let (tokenizer, weights) = rest.split_at(tokenizer_len.min(rest.len()));
+    ModelFiles {
+        config,
+        weights,
+        tokenizer,
+    }
+}
+
+/// The model loader: `config.json`, `tokenizer.json` and `model.safetensors` from bytes, as the
+/// CLI and the page open them. A folder that loads runs one step of LLaDA.
+pub fn model_folder(data: &[u8]) {
+    let Ok(device) = init(BackendKind::Cpu) else {
+        return;
+    };
+    let Ok(mut bundle) = Bundle::from_files(unpack_model_folder(data), &device) else {
+        return;
+    };
+    let spec = bundle.model_spec();
+    let settings = Settings {
+        steps: 2,
+        gen_length: 2,
+        ..Settings::defaults(SamplerKind::Llada)
+    };
+    if let Ok(mut g) = Generation::new(settings, "a", &bundle.codec, &spec) {
+        let _ = pollster::block_on(g.next(&mut bundle.model));
+    }
+}
+
+/// Trajectory import: a file that passes [`Trajectory::from_json`] is replayed as the page does,
+/// every cell and candidate at its first, middle and last step.
+pub fn trajectory(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(t) = Trajectory::from_json(text) else {
+        return;
+    };
+    let replay = Replay::from_trajectory(&t);
+    for at in [0, replay.len() / 2, replay.len()] {
+        for cell in replay.cells(at) {
+            let _ = replay.candidates(cell.position, at);
+            let _ = replay.commit_of(cell.position);
+        }
+        let _ = replay.committed_through(at);
+    }
+    let _ = (
+        replay.masked_series(),
+        replay.confidence_series(),
+        replay.width(),
+    );
+}
+
+/// The page's link: any query string reads without failing, and the state it gives is written
+/// back as a link that reads again, without complaint, as the same state.
+pub fn page_query(data: &[u8]) {
+    let query = String::from_utf8_lossy(data);
+    let (state, _) = PageState::from_query(&query);
+    let written = state.to_query();
+    let (again, complaints) = PageState::from_query(&written);
+    assert!(
+        complaints.is_empty(),
+        "the page's own link {written:?} was refused: {complaints:?}"
+    );
+    assert_eq!(again, state, "the link {written:?} reads as another state");
+}
