@@ -72,9 +72,40 @@ pub enum ConfigError {
     },
 }
 
+/// Which family of diffusion a model belongs to: one id, spelled the same in config.json
+/// (`family`), in the page's links (`family=`), in trajectories (`kind`) and in the shipped
+/// folders' names.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Discrete tokens: masked diffusion (MDLM, LLaDA), block diffusion (BD3-LM) and the
+    /// autoregressive baseline, on one DiT. A folder without `family` (every published MDLM and
+    /// BD3-LM checkpoint) is this.
+    #[default]
+    Text,
+}
+
+impl Family {
+    /// The id.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Text => "text",
+        }
+    }
+}
+
 /// The DiT configuration of MDLM / BD3-LM, with the reference's field names.
 #[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq)]
 pub struct ModelConfig {
+    /// The family (an Unmask extension; absent in published folders: [`Family::Text`]).
+    #[serde(default)]
+    pub family: Family,
+    /// The sampler the model was trained for (an Unmask extension), which the CLI runs when
+    /// none is asked for; absent: [`ModelConfig::own_sampler`] reads it off the attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<crate::sampler::SamplerKind>,
     /// `"mdlm"`, `"bd3lm"` or anything else; decides the default attention when `cross_attn` is absent.
     #[serde(default)]
     pub model_type: Option<String>,
@@ -217,6 +248,18 @@ impl ModelConfig {
         }
     }
 
+    /// The sampler the model was trained for: config.json's `sampler`, else the one its
+    /// attention implies — `mdlm` for bidirectional, `bd3` for block-causal, `ar` for causal
+    /// (the published MDLM and BD3-LM checkpoints).
+    pub fn own_sampler(&self) -> crate::sampler::SamplerKind {
+        use crate::sampler::SamplerKind;
+        self.sampler.unwrap_or(match self.attention() {
+            Attention::Bidirectional => SamplerKind::Mdlm,
+            Attention::BlockCausal { .. } => SamplerKind::Bd3,
+            Attention::Causal => SamplerKind::Ar,
+        })
+    }
+
     /// Size of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_dim / self.n_heads
@@ -259,6 +302,31 @@ mod tests {
         v["causal"] = true.into();
         let c = ModelConfig::from_json(v.to_string().as_bytes()).unwrap();
         assert_eq!(c.attention(), Attention::Causal);
+    }
+
+    #[test]
+    fn a_folder_names_its_family_and_sampler_or_they_follow_from_its_attention() {
+        use crate::sampler::SamplerKind;
+        let c = ModelConfig::from_json(base().to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (c.family, c.own_sampler()),
+            (Family::Text, SamplerKind::Mdlm)
+        );
+        let mut v = base();
+        v["causal"] = true.into();
+        assert_eq!(
+            ModelConfig::from_json(v.to_string().as_bytes())
+                .unwrap()
+                .own_sampler(),
+            SamplerKind::Ar
+        );
+        v["family"] = "text".into();
+        v["sampler"] = "llada".into();
+        let c = ModelConfig::from_json(v.to_string().as_bytes()).unwrap();
+        assert_eq!(c.own_sampler(), SamplerKind::Llada);
+        v["family"] = "sculpture".into();
+        let err = ModelConfig::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("sculpture"), "{err}");
     }
 
     #[test]

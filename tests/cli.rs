@@ -441,3 +441,38 @@ fn a_closed_stdout_ends_the_cli_quietly() {
     assert!(out.status.success(), "{:?}: {err}", out.status);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn without_sampler_a_folder_runs_the_sampler_it_was_trained_for() {
+    // config.json's `sampler` for the shipped folders; the attention for one without it (the
+    // tiny fixture is block-causal, as the published BD3-LM folders: bd3).
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let folders = [
+        (root.join("www/models/default/ar"), "ar"),
+        (root.join("www/models/default/bd3"), "bd3"),
+        (root.join("www/models/default/mdlm"), "mdlm"),
+        (fixture_dir(), "bd3"),
+    ];
+    for (dir, sampler) in folders {
+        let trace = tmp(&format!("own-{sampler}.json"));
+        let out = unmask(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "It was a bright morning when",
+            "--gen-length",
+            "16",
+            "--quiet",
+            "--trace",
+            trace.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = Trajectory::from_json(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+        assert_eq!(t.settings.sampler.name(), sampler, "{}", dir.display());
+    }
+}

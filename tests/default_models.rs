@@ -10,7 +10,6 @@ use unmask::config::Attention;
 use unmask::engine::Generation;
 use unmask::sampler::Settings;
 use unmask::train::checkpoint::{Provenance, TRAINING_FILE};
-use unmask::train::quality::native_sampler;
 
 /// The page's budget for one model folder.
 const MAX_FOLDER_BYTES: u64 = 25 * 1024 * 1024;
@@ -61,7 +60,7 @@ fn check(name: &str, attention: Attention) {
         gen_length: 16,
         steps: 16,
         stop_at_eos: false,
-        ..Settings::defaults(native_sampler(attention))
+        ..Settings::defaults(bundle.config.own_sampler())
     };
     let mut run = Generation::new(settings, "It is a truth", &bundle.codec, &spec).unwrap();
     pollster::block_on(run.run(&mut bundle.model, |_| {})).unwrap();

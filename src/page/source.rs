@@ -223,7 +223,7 @@ mod tests {
                 &std::fs::read(dir.join(CONFIG_FILE)).unwrap(),
             )
             .unwrap();
-            let expected = crate::train::quality::native_sampler(config.attention());
+            let expected = config.own_sampler();
             assert_eq!(model.sampler, expected, "{}", model.label);
         }
     }

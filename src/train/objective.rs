@@ -49,6 +49,16 @@ pub enum Objective {
 }
 
 impl Objective {
+    /// The sampler a model trained on this objective is for (written to its config.json).
+    pub fn sampler(self) -> crate::sampler::SamplerKind {
+        use crate::sampler::SamplerKind;
+        match self {
+            Objective::Mdlm => SamplerKind::Mdlm,
+            Objective::Bd3 { .. } => SamplerKind::Bd3,
+            Objective::Ar => SamplerKind::Ar,
+        }
+    }
+
     /// The attention the trained model samples with.
     pub fn attention(self) -> Attention {
         match self {
@@ -67,6 +77,8 @@ impl Objective {
             _ => None,
         };
         ModelConfig {
+            family: crate::config::Family::Text,
+            sampler: Some(self.sampler()),
             model_type: Some(
                 match self {
                     Objective::Mdlm => "mdlm",

@@ -230,16 +230,6 @@ pub fn reference<S: AsRef<str>>(
     })
 }
 
-/// The sampler a model was trained for: `mdlm` for bidirectional, `bd3` for block-causal, `ar`
-/// for causal attention.
-pub fn native_sampler(attention: Attention) -> SamplerKind {
-    match attention {
-        Attention::Bidirectional => SamplerKind::Mdlm,
-        Attention::BlockCausal { .. } => SamplerKind::Bd3,
-        Attention::Causal => SamplerKind::Ar,
-    }
-}
-
 /// Runs the check with `sampler` at nucleus `top_p` (temperature 1, one step per token for the
 /// diffusion samplers).
 pub fn check(

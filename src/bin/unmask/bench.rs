@@ -56,6 +56,8 @@ fn synthetic_config(preset: Preset) -> ModelConfig {
         Preset::Owt170m => (50258, 768, 12, 12),
     };
     ModelConfig {
+        family: unmask::config::Family::Text,
+        sampler: None,
         model_type: Some("bd3lm".into()),
         vocab_size,
         model_length: 1024,

@@ -102,9 +102,10 @@ struct GenerateArgs {
     /// Prompt; write [MASK] anywhere to have it filled in place.
     #[arg(long)]
     prompt: String,
-    /// Sampler.
-    #[arg(long, value_enum, default_value = "llada")]
-    sampler: SamplerArg,
+    /// Sampler [default: the one the model was trained for: config.json's `sampler`, else `ar`
+    /// for a causal model, `bd3` for block diffusion, `mdlm` for masked diffusion].
+    #[arg(long, value_enum)]
+    sampler: Option<SamplerArg>,
     /// Denoising steps over the whole generation [default: one per generated token, the
     /// setting LLaDA and MDLM report their best samples at, as on the page].
     #[arg(long)]
@@ -266,8 +267,7 @@ fn attention_of(arg: AttentionArg, config: &unmask::ModelConfig) -> CliResult<At
     })
 }
 
-fn settings_of(args: &GenerateArgs) -> Settings {
-    let sampler = SamplerKind::from(args.sampler);
+fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Settings {
     let defaults = Settings::defaults(sampler);
     Settings {
         steps: args.steps.unwrap_or(args.gen_length),
@@ -305,7 +305,10 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
             .set_attention(attention_of(a, &bundle.config).map_err(CliError::Input)?);
     }
     let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
-    let settings = settings_of(&args);
+    let sampler = args
+        .sampler
+        .map_or_else(|| bundle.config.own_sampler(), SamplerKind::from);
+    let settings = settings_of(&args, sampler);
     // Every setting and size is checked here, against the model, before its first call.
     let mut generation = Generation::new(settings, &args.prompt, &bundle.codec, &spec)?;
     let live = !args.quiet && std::io::stderr().is_terminal();

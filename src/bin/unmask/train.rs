@@ -560,10 +560,9 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let docs = corpus::read_documents(&args.corpus, Split::Train).map_err(|e| e.to_string())?;
     let vocabulary = quality::vocabulary(&docs);
-    let sampler = args.sampler.map_or_else(
-        || quality::native_sampler(bundle.config.attention()),
-        SamplerKind::from,
-    );
+    let sampler = args
+        .sampler
+        .map_or_else(|| bundle.config.own_sampler(), SamplerKind::from);
     let report =
         quality::check(&mut bundle, sampler, args.top_p, &vocabulary).map_err(|e| e.to_string())?;
     for s in report.samples.iter().filter(|_| args.verbose) {
