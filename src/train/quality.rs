@@ -18,7 +18,6 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Bundle;
-use crate::config::Attention;
 use crate::engine::Generation;
 use crate::sampler::{SamplerKind, Settings};
 use crate::text::{TextCodec, TextError};
