@@ -29,6 +29,7 @@ pub mod float_json;
 pub mod fuzzing;
 pub mod limits;
 pub mod model;
+pub mod network;
 pub mod page;
 pub mod rng;
 pub mod sampler;

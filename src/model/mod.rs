@@ -10,7 +10,6 @@ pub mod save;
 use std::ops::Range;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use thiserror::Error;
 
 pub use dit::{Dit, KvCache};
 pub use load::{
@@ -19,69 +18,8 @@ pub use load::{
 };
 
 use crate::config::Attention;
-use crate::sampler::{Denoiser, Logits, ModelSpec};
-
-/// What can go wrong running the model.
-#[derive(Debug, Error)]
-pub enum ModelError {
-    /// The canvas is longer than the model's context.
-    #[error(
-        "the sequence has {len} tokens but the model takes at most {max} (model_length); shorten the prompt or gen_length"
-    )]
-    TooLong {
-        /// Tokens asked for.
-        len: usize,
-        /// `model_length`.
-        max: usize,
-    },
-    /// A request the model cannot serve.
-    #[error("{0}")]
-    Unsupported(String),
-    /// The backend failed (device lost, readback error).
-    #[error("the {backend} backend failed: {message}")]
-    Backend {
-        /// Which backend.
-        backend: String,
-        /// Its words.
-        message: String,
-    },
-    /// The network returned NaN or infinite logits: a faulty kernel or driver, or broken weights.
-    #[error(
-        "the {backend} backend returned {count} non-finite logits (NaN or infinity){}",
-        step.map(|s| format!(" at step {s}")).unwrap_or_default()
-    )]
-    NonFinite {
-        /// Which backend.
-        backend: String,
-        /// How many of the values read back were not finite.
-        count: usize,
-        /// The sampler step whose model call it was, once known.
-        step: Option<usize>,
-    },
-}
-
-impl ModelError {
-    /// Names the sampler step the failing call belonged to.
-    pub fn at_step(self, index: usize) -> Self {
-        match self {
-            ModelError::NonFinite { backend, count, .. } => ModelError::NonFinite {
-                backend,
-                count,
-                step: Some(index),
-            },
-            other => other,
-        }
-    }
-
-    /// Whether the device, not the input, is at fault (a failed readback, a lost device or
-    /// non-finite numbers): the page reruns such a run on the CPU.
-    pub fn is_device_fault(&self) -> bool {
-        matches!(
-            self,
-            ModelError::Backend { .. } | ModelError::NonFinite { .. }
-        )
-    }
-}
+pub use crate::network::ModelError;
+use crate::network::{Denoiser, Logits, ModelSpec};
 
 /// A loaded [`Dit`] on a device, with its KV cache: the [`Denoiser`] every sampler runs on.
 pub struct DitDenoiser {

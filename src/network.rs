@@ -1,0 +1,167 @@
+//! What samplers and networks agree on, and nothing else: the facts a sampler needs about a
+//! model ([`ModelSpec`]), the [`Denoiser`] trait it calls, the [`Logits`] it gets back and the
+//! [`ModelError`] a call can fail with. Samplers (`sampler`) depend on this module, never on a
+//! network; networks (`model`) implement it, never reaching into a sampler; tests drive samplers
+//! with a fake [`Denoiser`].
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::Attention;
+
+/// What a sampler needs to know about the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Logits per position.
+    pub vocab_size: usize,
+    /// Longest canvas the model takes.
+    pub model_length: usize,
+    /// The mask token (from the tokenizer or config, never a literal).
+    pub mask_id: u32,
+    /// End of sequence, where the tokenizer has one (BD3-LM and AR stop there).
+    pub eos_id: Option<u32>,
+    /// How the model attends; block-causal carries the model's block size.
+    pub attention: Attention,
+    /// Whether σ changes the output (when false, MDLM's cache may skip calls).
+    pub time_conditioning: bool,
+}
+
+/// Row-major logits `[rows, vocab]` read back from the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logits {
+    data: Vec<f32>,
+    rows: usize,
+    vocab: usize,
+}
+
+impl Logits {
+    /// Wraps `rows · vocab` values.
+    pub fn new(data: Vec<f32>, rows: usize, vocab: usize) -> Self {
+        debug_assert_eq!(data.len(), rows * vocab);
+        Self { data, rows, vocab }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// One row.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.vocab..(i + 1) * self.vocab]
+    }
+
+    /// All values.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Splits `n` equal stacked batches into one `Logits` each.
+    pub fn split(self, n: usize) -> Vec<Logits> {
+        let rows = self.rows / n.max(1);
+        self.data
+            .chunks(rows * self.vocab)
+            .map(|c| Logits::new(c.to_vec(), rows, self.vocab))
+            .collect()
+    }
+}
+
+/// The model as samplers see it: distributions over the vocabulary for positions of a canvas.
+#[allow(async_fn_in_trait)] // Futures are awaited in place; wasm futures are not Send anyway.
+pub trait Denoiser {
+    /// Facts about the model.
+    fn spec(&self) -> &ModelSpec;
+
+    /// Logits predicting positions `targets` of each sequence of `batch` (all the same length),
+    /// computed over the whole sequence under the model's attention without the cache. An
+    /// autoregressive model reads position `i` off row `i − 1`.
+    async fn predict(
+        &mut self,
+        batch: &[&[u32]],
+        targets: Range<usize>,
+        sigma: f32,
+    ) -> Result<Vec<Logits>, ModelError>;
+
+    /// Cached prediction: `commit` (finished tokens right after the cached ones) joins the cache, and
+    /// `block` (the tokens being denoised, right after them) is run without being stored. Returns
+    /// one row per `block` position; an autoregressive model takes an empty `block` and returns the
+    /// one row predicting the position after `commit`.
+    async fn predict_cached(
+        &mut self,
+        commit: &[u32],
+        block: &[u32],
+        sigma: f32,
+    ) -> Result<Logits, ModelError>;
+
+    /// Empties the cache.
+    fn reset_cache(&mut self);
+}
+
+/// What can go wrong running the model.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The canvas is longer than the model's context.
+    #[error(
+        "the sequence has {len} tokens but the model takes at most {max} (model_length); shorten the prompt or gen_length"
+    )]
+    TooLong {
+        /// Tokens asked for.
+        len: usize,
+        /// `model_length`.
+        max: usize,
+    },
+    /// A request the model cannot serve.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The backend failed (device lost, readback error).
+    #[error("the {backend} backend failed: {message}")]
+    Backend {
+        /// Which backend.
+        backend: String,
+        /// Its words.
+        message: String,
+    },
+    /// The network returned NaN or infinite logits: a faulty kernel or driver, or broken weights.
+    #[error(
+        "the {backend} backend returned {count} non-finite logits (NaN or infinity){}",
+        step.map(|s| format!(" at step {s}")).unwrap_or_default()
+    )]
+    NonFinite {
+        /// Which backend.
+        backend: String,
+        /// How many of the values read back were not finite.
+        count: usize,
+        /// The sampler step whose model call it was, once known.
+        step: Option<usize>,
+    },
+}
+
+impl ModelError {
+    /// Names the sampler step the failing call belonged to.
+    pub fn at_step(self, index: usize) -> Self {
+        match self {
+            ModelError::NonFinite { backend, count, .. } => ModelError::NonFinite {
+                backend,
+                count,
+                step: Some(index),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the device, not the input, is at fault (a failed readback, a lost device or
+    /// non-finite numbers): the page reruns such a run on the CPU.
+    pub fn is_device_fault(&self) -> bool {
+        matches!(
+            self,
+            ModelError::Backend { .. } | ModelError::NonFinite { .. }
+        )
+    }
+}
