@@ -3,7 +3,8 @@
 //!
 //! The model seed is the tiny fixture's config and tokenizer with a narrower random-weight
 //! checkpoint (a few KB, so that libFuzzer mutates it quickly); the trajectory seeds are runs of
-//! each sampler on it; the link seeds are links the page and its tests write.
+//! each sampler on it (and two version-1 files); the link seeds are links the page and its tests
+//! write.
 
 use std::path::Path;
 
@@ -52,12 +53,8 @@ fn main() -> Result<(), String> {
     };
     let mut bundle = Bundle::from_files(files, &device).map_err(|e| e.to_string())?;
     for sampler in SamplerKind::ALL {
-        let settings = Settings {
-            steps: 8,
-            gen_length: 8,
-            seed: 3,
-            ..Settings::defaults(sampler)
-        };
+        let mut settings = Settings::for_tokens(sampler, 8);
+        settings.draw_mut().seed = 3;
         let attention = match sampler {
             SamplerKind::Ar => Attention::Causal,
             SamplerKind::Bd3 => model_config.attention(),
@@ -76,6 +73,13 @@ fn main() -> Result<(), String> {
             &format!("seed-{}", sampler.name()),
             json.as_bytes(),
         )?;
+    }
+
+    // Version-1 files, which the import still reads.
+    for name in ["ar", "bd3"] {
+        let path = root.join(format!("../tests/fixtures/trajectories/v1-{name}.json"));
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        write("trajectory", &format!("seed-v1-{name}"), &bytes)?;
     }
 
     for (i, query) in [

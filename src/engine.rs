@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::sampler::{AnySampler, Denoiser, ModelSpec, SampleError, Settings, Step};
+use crate::sampler::{AnySampler, Denoiser, ModelSpec, SampleError, Settings, SettingsError, Step};
 use crate::text::TextCodec;
 use crate::trajectory::{ModelInfo, Stats, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, Trajectory};
 
@@ -30,13 +30,11 @@ impl Generation {
         spec: &ModelSpec,
     ) -> Result<Self, SampleError> {
         if prompt.trim().is_empty() {
-            return Err(SampleError::Settings(
-                "the prompt is empty: give some text to continue, or [MASK] tokens to fill".into(),
-            ));
+            return Err(SettingsError::EmptyPrompt.into());
         }
         let prompt_ids = codec
             .encode_prompt(prompt)
-            .map_err(|e| SampleError::Settings(e.to_string()))?;
+            .map_err(|e| SettingsError::Tokenize(e.to_string()))?;
         let mut g = Self::from_ids(settings, &prompt_ids, spec)?;
         g.prompt = prompt.to_owned();
         Ok(g)
@@ -149,6 +147,7 @@ impl Generation {
         Trajectory {
             format: TRAJECTORY_FORMAT.into(),
             version: TRAJECTORY_VERSION,
+            kind: crate::config::Family::Text,
             model: ModelInfo {
                 name: model_name.to_owned(),
                 vocab_size: spec.vocab_size,

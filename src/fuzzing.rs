@@ -59,11 +59,7 @@ pub fn model_folder(data: &[u8]) {
         return;
     };
     let spec = bundle.model_spec();
-    let settings = Settings {
-        steps: 2,
-        gen_length: 2,
-        ..Settings::defaults(SamplerKind::Llada)
-    };
+    let settings = Settings::for_tokens(SamplerKind::Llada, 2);
     if let Ok(mut g) = Generation::new(settings, "a", &bundle.codec, &spec) {
         let _ = pollster::block_on(g.next(&mut bundle.model));
     }

@@ -1,16 +1,27 @@
 //! The versioned JSON record of a whole run: what the CLI writes with `--trace`, what the page
 //! exports and replays without a model.
+//!
+//! Version 2 (written) names the run's family (`kind`), carries the settings as the sampler's
+//! tagged type, and keeps steps small: a step holds its commits, block and candidates, and the
+//! canvas only where it cannot be derived (`len`, when BD3-LM or AR cut the canvas at EOS); the
+//! canvas after each step and its masked flags are rebuilt on reading. Version 1 files (flat
+//! settings, whole canvases) still import.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::Attention;
-use crate::sampler::{Settings, Step};
+use crate::config::{Attention, Family};
+use crate::sampler::{
+    ArSettings, Bd3Order, Bd3Settings, Candidates, Commit, Draw, LladaSettings, MdlmSettings,
+    Remasking, SamplerKind, Settings, Step,
+};
 
 /// The `format` field of every trajectory file.
 pub const TRAJECTORY_FORMAT: &str = "unmask.trajectory";
-/// The schema version this build writes and reads.
-pub const TRAJECTORY_VERSION: u32 = 1;
+/// The schema version this build writes.
+pub const TRAJECTORY_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_TRAJECTORY_VERSION: u32 = 1;
 
 /// What the run ran on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,12 +52,14 @@ pub struct Stats {
 }
 
 /// A run, step by step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Trajectory {
     /// Always [`TRAJECTORY_FORMAT`].
     pub format: String,
     /// Schema version, [`TRAJECTORY_VERSION`].
     pub version: u32,
+    /// The family of the run.
+    pub kind: Family,
     /// The model.
     pub model: ModelInfo,
     /// Every sampler setting, seed included.
@@ -77,7 +90,7 @@ pub enum TrajectoryError {
     Json(#[from] serde_json::Error),
     /// Another format or version.
     #[error(
-        "trajectory format {format:?} version {version} is not {TRAJECTORY_FORMAT:?} version {TRAJECTORY_VERSION}; export it again with this version of Unmask"
+        "trajectory format {format:?} version {version} is not {TRAJECTORY_FORMAT:?} version {OLDEST_TRAJECTORY_VERSION} to {TRAJECTORY_VERSION}; export it again with this version of Unmask"
     )]
     Version {
         /// Its format string.
@@ -91,27 +104,21 @@ pub enum TrajectoryError {
 }
 
 impl Trajectory {
-    /// Pretty JSON.
+    /// Pretty JSON, in the current version.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Reads and checks a trajectory file.
+    /// Reads and checks a trajectory file of any version this build reads.
     pub fn from_json(text: &str) -> Result<Self, TrajectoryError> {
         let t: Trajectory = serde_json::from_str(text)?;
-        if t.format != TRAJECTORY_FORMAT || t.version != TRAJECTORY_VERSION {
-            return Err(TrajectoryError::Version {
-                format: t.format,
-                version: t.version,
-            });
-        }
         t.check()?;
         Ok(t)
     }
 
     /// Checks what a replay relies on: steps numbered 0, 1, …; every canvas as long as the
-    /// prompt plus `gen_length` at most (and the masked flags with it); every commit and block
-    /// inside its canvas.
+    /// prompt plus `gen_length` at most (and the masked flags with it); every commit, candidate
+    /// and block inside the canvas the run started with.
     ///
     /// Sizes are checked against [`crate::limits`] before anything of their size is built (a
     /// replay allocates the prompt plus `gen_length` cells), and every probability must be a
@@ -136,7 +143,7 @@ impl Trajectory {
         let width = self
             .prompt_ids
             .len()
-            .checked_add(self.settings.gen_length)
+            .checked_add(self.settings.gen_length())
             .filter(|&w| w <= self.model.model_length)
             .ok_or_else(|| {
                 TrajectoryError::Inconsistent(format!(
@@ -171,7 +178,9 @@ impl Trajectory {
             {
                 return bad(format!("step {i} has a probability that is not in [0, 1]"));
             }
-            let outside = |p: usize| p >= len;
+            // Within the canvas the run started with: the step that cuts the canvas at EOS
+            // commits (and predicted) its whole block first.
+            let outside = |p: usize| p >= width;
             if step.commits.iter().any(|c| outside(c.position))
                 || step.candidates.iter().any(|c| outside(c.position))
             {
@@ -179,5 +188,253 @@ impl Trajectory {
             }
         }
         Ok(())
+    }
+}
+
+/// The first fields of every version, read before the rest.
+#[derive(Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+}
+
+/// One step as version 2 stores it.
+#[derive(Serialize, Deserialize)]
+struct StepRecord {
+    index: usize,
+    model_calls: usize,
+    commits: Vec<Commit>,
+    block: [usize; 2],
+    candidates: Vec<Candidates>,
+    /// The canvas length after this step, when it was cut (EOS); absent: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    len: Option<usize>,
+}
+
+/// Version 2 on the wire.
+#[derive(Serialize, Deserialize)]
+struct V2 {
+    format: String,
+    version: u32,
+    kind: Family,
+    model: ModelInfo,
+    settings: Settings,
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    vocab: std::collections::BTreeMap<u32, String>,
+    steps: Vec<StepRecord>,
+    final_ids: Vec<u32>,
+    text: String,
+    completion: String,
+    stats: Stats,
+}
+
+/// Version 1's flat settings: every knob of every sampler.
+#[derive(Deserialize)]
+struct SettingsV1 {
+    sampler: SamplerKind,
+    steps: usize,
+    gen_length: usize,
+    block_length: Option<usize>,
+    remasking: Remasking,
+    #[serde(with = "crate::float_json")]
+    temperature: f64,
+    top_k: Option<usize>,
+    #[serde(with = "crate::float_json::option", default)]
+    top_p: Option<f64>,
+    #[serde(with = "crate::float_json")]
+    cfg_scale: f64,
+    #[serde(with = "crate::float_json::option", default)]
+    threshold: Option<f64>,
+    first_hitting: bool,
+    seed: u64,
+    use_cache: bool,
+    stop_at_eos: bool,
+}
+
+impl From<SettingsV1> for Settings {
+    /// The knobs the sampler read, into its own type (the others were ignored in version 1).
+    fn from(v: SettingsV1) -> Self {
+        let draw = Draw {
+            temperature: v.temperature,
+            top_k: v.top_k,
+            top_p: v.top_p,
+            seed: v.seed,
+        };
+        match v.sampler {
+            SamplerKind::Llada => Settings::Llada(LladaSettings {
+                gen_length: v.gen_length,
+                steps: v.steps,
+                block_length: v.block_length,
+                remasking: v.remasking,
+                cfg_scale: v.cfg_scale,
+                threshold: v.threshold,
+                draw,
+            }),
+            SamplerKind::Mdlm => Settings::Mdlm(MdlmSettings {
+                gen_length: v.gen_length,
+                steps: v.steps,
+                use_cache: v.use_cache,
+                draw,
+            }),
+            SamplerKind::Bd3 => Settings::Bd3(Bd3Settings {
+                gen_length: v.gen_length,
+                block_length: v.block_length,
+                order: if v.first_hitting {
+                    Bd3Order::FirstHitting
+                } else {
+                    Bd3Order::Ranked {
+                        steps: v.steps,
+                        remasking: v.remasking,
+                        threshold: v.threshold,
+                    }
+                },
+                use_cache: v.use_cache,
+                stop_at_eos: v.stop_at_eos,
+                draw,
+            }),
+            SamplerKind::Ar => Settings::Ar(ArSettings {
+                gen_length: v.gen_length,
+                use_cache: v.use_cache,
+                stop_at_eos: v.stop_at_eos,
+                draw,
+            }),
+        }
+    }
+}
+
+/// Version 1 on the wire: every step with its whole canvas and masked flags.
+#[derive(Deserialize)]
+struct V1 {
+    model: ModelInfo,
+    settings: SettingsV1,
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    vocab: std::collections::BTreeMap<u32, String>,
+    steps: Vec<Step>,
+    final_ids: Vec<u32>,
+    text: String,
+    completion: String,
+    stats: Stats,
+}
+
+impl Serialize for Trajectory {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut len = self
+            .prompt_ids
+            .len()
+            .saturating_add(self.settings.gen_length());
+        let steps = self
+            .steps
+            .iter()
+            .map(|s| {
+                let cut = (s.canvas.len() != len).then_some(s.canvas.len());
+                len = s.canvas.len();
+                StepRecord {
+                    index: s.index,
+                    model_calls: s.model_calls,
+                    commits: s.commits.clone(),
+                    block: s.block,
+                    candidates: s.candidates.clone(),
+                    len: cut,
+                }
+            })
+            .collect();
+        V2 {
+            format: self.format.clone(),
+            version: TRAJECTORY_VERSION,
+            kind: self.kind,
+            model: self.model.clone(),
+            settings: self.settings.clone(),
+            prompt: self.prompt.clone(),
+            prompt_ids: self.prompt_ids.clone(),
+            vocab: self.vocab.clone(),
+            steps,
+            final_ids: self.final_ids.clone(),
+            text: self.text.clone(),
+            completion: self.completion.clone(),
+            stats: self.stats.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Trajectory {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // Buffered once, read twice: the header decides the version's layout.
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let header = Header::deserialize(&value).map_err(D::Error::custom)?;
+        if header.format != TRAJECTORY_FORMAT
+            || !(OLDEST_TRAJECTORY_VERSION..=TRAJECTORY_VERSION).contains(&header.version)
+        {
+            return Err(D::Error::custom(TrajectoryError::Version {
+                format: header.format,
+                version: header.version,
+            }));
+        }
+        if header.version == 1 {
+            let v = V1::deserialize(&value).map_err(D::Error::custom)?;
+            return Ok(Trajectory {
+                format: header.format,
+                version: header.version,
+                kind: Family::Text,
+                model: v.model,
+                settings: v.settings.into(),
+                prompt: v.prompt,
+                prompt_ids: v.prompt_ids,
+                vocab: v.vocab,
+                steps: v.steps,
+                final_ids: v.final_ids,
+                text: v.text,
+                completion: v.completion,
+                stats: v.stats,
+            });
+        }
+        let v = V2::deserialize(&value).map_err(D::Error::custom)?;
+        // Rebuild each canvas: the one before, its commits written, cut where the record says.
+        // Sizes are bounded before anything of their size is built (see `Trajectory::check`).
+        // (Whether they agree with each other is `Trajectory::check`'s to say.)
+        use crate::limits::{MAX_MODEL_LENGTH, check};
+        check("model_length", v.model.model_length, MAX_MODEL_LENGTH).map_err(D::Error::custom)?;
+        let width = v.prompt_ids.len().saturating_add(v.settings.gen_length());
+        check("prompt + gen_length", width, MAX_MODEL_LENGTH).map_err(D::Error::custom)?;
+        let mut canvas = v.prompt_ids.clone();
+        canvas.resize(width, v.model.mask_id);
+        let mut steps = Vec::with_capacity(v.steps.len());
+        for r in v.steps {
+            for c in &r.commits {
+                if let Some(slot) = canvas.get_mut(c.position) {
+                    *slot = c.token;
+                }
+            }
+            if let Some(len) = r.len {
+                canvas.truncate(len);
+            }
+            steps.push(Step {
+                index: r.index,
+                model_calls: r.model_calls,
+                commits: r.commits,
+                masked: canvas.iter().map(|&t| t == v.model.mask_id).collect(),
+                canvas: canvas.clone(),
+                block: r.block,
+                candidates: r.candidates,
+            });
+        }
+        Ok(Trajectory {
+            format: v.format,
+            version: v.version,
+            kind: v.kind,
+            model: v.model,
+            settings: v.settings,
+            prompt: v.prompt,
+            prompt_ids: v.prompt_ids,
+            vocab: v.vocab,
+            steps,
+            final_ids: v.final_ids,
+            text: v.text,
+            completion: v.completion,
+            stats: v.stats,
+        })
     }
 }

@@ -65,7 +65,7 @@ fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
     assert_eq!(t.final_ids, t.steps.last().unwrap().canvas);
     assert!(t.final_ids.iter().all(|id| t.vocab.contains_key(id)));
     assert_eq!(Trajectory::from_json(&t.to_json()).unwrap(), t);
-    let err = Trajectory::from_json(&t.to_json().replace("\"version\": 1", "\"version\": 99"))
+    let err = Trajectory::from_json(&t.to_json().replace("\"version\": 2", "\"version\": 99"))
         .unwrap_err();
     assert!(err.to_string().contains("version 99"));
 
@@ -76,7 +76,7 @@ fn generate_writes_the_text_and_a_trajectory_that_round_trips() {
         ("writes outside", |t| {
             t.steps[0].commits[0].position = 10_000
         }),
-        ("exceed", |t| t.settings.gen_length = usize::MAX),
+        ("gen_length", |t| t.settings.set_gen_length(usize::MAX)),
         ("block", |t| t.steps[0].block = [3, 1_000]),
     ];
     for (expected, damage) in damages {
@@ -401,7 +401,7 @@ fn generate_without_steps_takes_one_step_per_generated_token() {
         &["--sampler", "llada", "--gen-length", "12", "--quiet"],
         &tmp("one-per-token.json"),
     );
-    assert_eq!(t.settings.steps, 12);
+    assert_eq!(t.settings.steps(), Some(12));
     assert_eq!(t.stats.steps, 12);
 }
 
@@ -473,6 +473,6 @@ fn without_sampler_a_folder_runs_the_sampler_it_was_trained_for() {
             String::from_utf8_lossy(&out.stderr)
         );
         let t = Trajectory::from_json(&std::fs::read_to_string(&trace).unwrap()).unwrap();
-        assert_eq!(t.settings.sampler.name(), sampler, "{}", dir.display());
+        assert_eq!(t.settings.sampler().name(), sampler, "{}", dir.display());
     }
 }

@@ -8,7 +8,7 @@ use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, WEIGHTS_FILE};
 use unmask::config::Attention;
 use unmask::engine::Generation;
-use unmask::sampler::Settings;
+use unmask::sampler::{Knob, KnobValue, Settings};
 use unmask::train::checkpoint::{Provenance, TRAINING_FILE};
 
 /// The page's budget for one model folder.
@@ -56,12 +56,12 @@ fn check(name: &str, attention: Attention) {
         "[MASK] is id 3 of the corpus tokenizer"
     );
     let spec = bundle.model_spec();
-    let settings = Settings {
-        gen_length: 16,
-        steps: 16,
-        stop_at_eos: false,
-        ..Settings::defaults(bundle.config.own_sampler())
-    };
+    let mut settings = Settings::for_tokens(bundle.config.own_sampler(), 16);
+    if settings.has(Knob::StopAtEos) {
+        settings
+            .set(Knob::StopAtEos, KnobValue::Flag(false))
+            .unwrap();
+    }
     let mut run = Generation::new(settings, "It is a truth", &bundle.codec, &spec).unwrap();
     pollster::block_on(run.run(&mut bundle.model, |_| {})).unwrap();
     let canvas = run.sampler().canvas();

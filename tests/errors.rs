@@ -11,7 +11,7 @@ use unmask::config::ConfigError;
 use unmask::engine::Generation;
 use unmask::model::{LoadError, random_checkpoint};
 use unmask::rng::Rng;
-use unmask::sampler::{SampleError, SamplerKind, Settings};
+use unmask::sampler::{Knob, KnobValue, LladaSettings, SampleError, SamplerKind, Settings};
 
 fn open(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<Bundle, BundleError> {
     let device = backend::init(BackendKind::Cpu).unwrap();
@@ -163,6 +163,13 @@ fn unsupported_or_malformed_configs_say_which_field() {
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
 }
 
+/// LLaDA's defaults with `edit` applied (no checks: the samplers must make them).
+fn llada(edit: impl FnOnce(&mut LladaSettings)) -> Settings {
+    let mut s = LladaSettings::default();
+    edit(&mut s);
+    Settings::Llada(s)
+}
+
 fn start(settings: Settings, prompt: &[u32]) -> Result<Generation, SampleError> {
     let fake = Fake::new(Attention::Bidirectional, 50);
     Generation::from_ids(settings, prompt, &fake.spec)
@@ -170,76 +177,42 @@ fn start(settings: Settings, prompt: &[u32]) -> Result<Generation, SampleError> 
 
 #[test]
 fn bad_generation_settings_are_clear_errors() {
-    let llada = Settings::defaults(SamplerKind::Llada);
     let cases: Vec<(Settings, Vec<u32>, &str)> = vec![
-        (llada.clone(), vec![], "prompt is empty"),
+        (llada(|_| {}), vec![], "prompt is empty"),
         (
-            Settings {
-                gen_length: 0,
-                ..llada.clone()
-            },
+            llada(|s| s.gen_length = 0),
             vec![1, 2],
             "nothing to generate",
         ),
         (
-            Settings {
-                gen_length: 8,
-                steps: 9,
-                ..llada.clone()
-            },
+            llada(|s| (s.gen_length, s.steps) = (8, 9)),
             vec![1, 2],
             "use at most 8 steps",
         ),
         (
-            Settings {
-                gen_length: 250,
-                steps: 10,
-                ..llada.clone()
-            },
+            llada(|s| (s.gen_length, s.steps) = (250, 10)),
             vec![1; 10],
             "exceeds the model's 256 positions",
         ),
         (
-            Settings {
-                gen_length: 10,
-                steps: 10,
-                block_length: Some(4),
-                ..llada.clone()
-            },
+            llada(|s| (s.gen_length, s.steps, s.block_length) = (10, 10, Some(4))),
             vec![1],
             "multiple of block_length",
         ),
         (
-            Settings {
-                gen_length: 8,
-                steps: 3,
-                block_length: Some(4),
-                ..llada.clone()
-            },
+            llada(|s| (s.gen_length, s.steps, s.block_length) = (8, 3, Some(4))),
             vec![1],
             "multiple of the number of blocks",
         ),
+        (llada(|s| s.draw.top_p = Some(1.5)), vec![1], "top_p"),
+        (llada(|s| s.draw.temperature = -1.0), vec![1], "temperature"),
         (
-            Settings {
-                top_p: Some(1.5),
-                ..llada.clone()
-            },
-            vec![1],
-            "top_p",
-        ),
-        (
-            Settings {
-                temperature: -1.0,
-                ..llada.clone()
-            },
+            llada(|s| s.draw.temperature = f64::NAN),
             vec![1],
             "temperature",
         ),
         (
-            Settings {
-                gen_length: 4,
-                ..llada.clone()
-            },
+            llada(|s| (s.gen_length, s.steps) = (4, 4)),
             vec![99],
             "outside the vocabulary",
         ),
@@ -257,17 +230,7 @@ fn bad_generation_settings_are_clear_errors() {
         );
     }
     // Infilling alone is fine: gen_length 0 with a mask in the prompt.
-    assert!(
-        start(
-            Settings {
-                gen_length: 0,
-                steps: 1,
-                ..llada
-            },
-            &[1, 49, 2]
-        )
-        .is_ok()
-    );
+    assert!(start(llada(|s| (s.gen_length, s.steps) = (0, 1)), &[1, 49, 2]).is_ok());
 }
 
 #[test]
@@ -307,51 +270,40 @@ fn the_model_rejects_token_ids_outside_its_vocabulary() {
 
 #[test]
 fn knobs_a_sampler_does_not_have_are_refused_not_ignored() {
-    let mdlm = Settings {
-        gen_length: 8,
-        steps: 8,
-        ..Settings::defaults(SamplerKind::Mdlm)
-    };
-    for (settings, knob) in [
+    // The settings types cannot hold them; setting one by name is refused with its owners.
+    let mut mdlm = Settings::for_tokens(SamplerKind::Mdlm, 8);
+    for (knob, message) in [
+        (Knob::Cfg, "no cfg_scale setting (it belongs to llada)"),
         (
-            Settings {
-                cfg_scale: 2.0,
-                ..mdlm.clone()
-            },
-            "no cfg",
+            Knob::Threshold,
+            "no threshold setting (it belongs to llada and bd3)",
         ),
         (
-            Settings {
-                threshold: Some(0.9),
-                ..mdlm.clone()
-            },
-            "no threshold",
-        ),
-        (
-            Settings {
-                block_length: Some(4),
-                ..mdlm.clone()
-            },
-            "no block_length",
-        ),
-        (
-            Settings {
-                cfg_scale: 1e39,
-                ..Settings::defaults(SamplerKind::Llada)
-            },
-            "cfg scale must be in",
-        ),
-        (
-            Settings {
-                steps: 10_000_000,
-                ..mdlm
-            },
-            "between 1 and",
+            Knob::BlockLength,
+            "no block_length setting (it belongs to llada and bd3)",
         ),
     ] {
-        let err = start(settings, &[1, 2]).expect_err("accepted");
-        assert!(err.to_string().contains(knob), "{knob}: {err}");
+        let err = mdlm.set(knob, KnobValue::Number(1.0)).unwrap_err();
+        assert!(err.to_string().contains(message), "{knob:?}: {err}");
     }
+    // Out of the table's range: refused by the sampler as well, however it was written.
+    let huge_cfg = llada(|s| s.cfg_scale = 1e39);
+    let err = start(huge_cfg, &[1, 2]).expect_err("accepted");
+    assert!(
+        err.to_string()
+            .contains("cfg_scale: expected a number from 0 to 100"),
+        "{err}"
+    );
+    let Settings::Mdlm(m) = &mut mdlm else {
+        unreachable!()
+    };
+    m.steps = 10_000_000;
+    let err = start(mdlm, &[1, 2]).expect_err("accepted");
+    assert!(
+        err.to_string()
+            .contains("steps: expected a whole number from 1 to 100000"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -362,21 +314,15 @@ fn kv_caches_are_refused_for_time_conditioned_models() {
     ] {
         let mut fake = Fake::new(attention, 50);
         fake.spec.time_conditioning = true;
-        let settings = Settings {
-            gen_length: 8,
-            steps: 8,
-            ..Settings::defaults(sampler)
-        };
+        let settings = Settings::for_tokens(sampler, 8);
         let err =
             Generation::from_ids(settings.clone(), &[1, 2], &fake.spec).expect_err("accepted");
         assert!(
             err.to_string().contains("time-conditioned"),
             "{sampler:?}: {err}"
         );
-        let uncached = Settings {
-            use_cache: false,
-            ..settings
-        };
+        let mut uncached = settings;
+        uncached.set(Knob::Cache, KnobValue::Flag(false)).unwrap();
         assert!(
             Generation::from_ids(uncached, &[1, 2], &fake.spec).is_ok(),
             "{sampler:?}"
@@ -484,11 +430,7 @@ fn nan_weights_give_a_model_error_naming_the_backend_and_the_step() {
     });
     let mut bundle = open_weights(&weights).unwrap();
     let spec = bundle.model_spec();
-    let settings = Settings {
-        steps: 4,
-        gen_length: 4,
-        ..Settings::defaults(SamplerKind::Llada)
-    };
+    let settings = Settings::for_tokens(SamplerKind::Llada, 4);
     let mut g = Generation::new(settings, "the old man", &bundle.codec, &spec).unwrap();
     let err = pollster::block_on(g.next(&mut bundle.model)).err().unwrap();
     match &err {
@@ -513,11 +455,7 @@ fn nan_weights_give_a_model_error_naming_the_backend_and_the_step() {
 fn recorded() -> serde_json::Value {
     let mut bundle = common::tiny();
     let spec = bundle.model_spec();
-    let settings = Settings {
-        steps: 4,
-        gen_length: 4,
-        ..Settings::defaults(SamplerKind::Llada)
-    };
+    let settings = Settings::for_tokens(SamplerKind::Llada, 4);
     let mut g = Generation::new(settings, "the old man", &bundle.codec, &spec).unwrap();
     pollster::block_on(g.run(&mut bundle.model, |_| {})).unwrap();
     serde_json::to_value(g.trajectory("tiny", &bundle.codec, &spec)).unwrap()

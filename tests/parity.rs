@@ -7,7 +7,7 @@ use common::{fixture_file, flat, ids, max_abs_diff, reference, run_all, tiny};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, ModelFiles};
 use unmask::config::Attention;
-use unmask::sampler::{Denoiser, SamplerKind, Settings};
+use unmask::sampler::{Bd3Order, Bd3Settings, Denoiser, Draw, LladaSettings, Remasking, Settings};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -182,12 +182,12 @@ fn greedy_llada_trajectory_equals_the_reference() {
     let mut bundle = tiny();
     bundle.model.set_attention(Attention::Bidirectional);
     let gen_length = g["gen_length"].as_u64().unwrap() as usize;
-    let settings = Settings {
+    let settings = Settings::Llada(LladaSettings {
         gen_length,
         steps: gen_length,
         block_length: Some(g["llada"]["block_length"].as_u64().unwrap() as usize),
-        ..Settings::defaults(SamplerKind::Llada)
-    };
+        ..LladaSettings::default()
+    });
     let steps = run_all(settings, &ids(&g["prompt"]), &mut bundle.model);
     let got: Vec<(usize, u32)> = steps
         .iter()
@@ -205,15 +205,17 @@ fn greedy_bd3_trajectory_equals_the_reference_with_and_without_cache() {
     let gen_length = g["gen_length"].as_u64().unwrap() as usize;
     for use_cache in [true, false] {
         let mut bundle = tiny();
-        let settings = Settings {
+        let settings = Settings::Bd3(Bd3Settings {
             gen_length,
-            steps: gen_length,
-            temperature: 0.0,
-            top_p: None,
-            first_hitting: false,
+            order: Bd3Order::Ranked {
+                steps: gen_length,
+                remasking: Remasking::LowConfidence,
+                threshold: None,
+            },
             use_cache,
-            ..Settings::defaults(SamplerKind::Bd3)
-        };
+            draw: Draw::at(0.0),
+            ..Bd3Settings::default()
+        });
         let steps = run_all(settings, &ids(&g["prompt"]), &mut bundle.model);
         let got: Vec<(usize, u32)> = steps
             .iter()

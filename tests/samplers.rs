@@ -4,18 +4,31 @@ mod common;
 
 use common::{Fake, run_all};
 use unmask::config::Attention;
-use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
+use unmask::sampler::{
+    Bd3Order, Bd3Settings, Knob, KnobValue, Remasking, SamplerKind, Settings, Step,
+};
 
 const VOCAB: usize = 50;
 const PROMPT: [u32; 5] = [3, 14, 15, 9, 26];
 
+/// `sampler`'s defaults for `gen_length` tokens in `steps` steps (where it counts them), not
+/// stopping at EOS.
 fn settings(sampler: SamplerKind, gen_length: usize, steps: usize) -> Settings {
-    Settings {
-        gen_length,
-        steps,
-        stop_at_eos: false,
-        ..Settings::defaults(sampler)
+    let mut s = Settings::for_tokens(sampler, gen_length);
+    s.set_steps(steps);
+    set_if(&mut s, Knob::StopAtEos, KnobValue::Flag(false));
+    s
+}
+
+/// Sets `knob` where the sampler has it.
+fn set_if(s: &mut Settings, knob: Knob, value: KnobValue) {
+    if s.has(knob) {
+        s.set(knob, value).unwrap();
     }
+}
+
+fn set(s: &mut Settings, knob: Knob, value: KnobValue) {
+    s.set(knob, value).unwrap();
 }
 
 fn fake_for(sampler: SamplerKind) -> Fake {
@@ -31,8 +44,10 @@ fn all_runs() -> Vec<(SamplerKind, Vec<Step>)> {
     for sampler in SamplerKind::ALL {
         for temperature in [0.0, 1.0] {
             let mut s = settings(sampler, 16, 16);
-            s.temperature = temperature;
-            s.block_length = (sampler == SamplerKind::Llada).then_some(8);
+            s.draw_mut().temperature = temperature;
+            if sampler == SamplerKind::Llada {
+                set(&mut s, Knob::BlockLength, KnobValue::Number(8.0));
+            }
             out.push((sampler, run_all(s, &PROMPT, &mut fake_for(sampler))));
         }
     }
@@ -43,7 +58,7 @@ fn all_runs() -> Vec<(SamplerKind, Vec<Step>)> {
 fn llada_commits_follow_the_linear_schedule() {
     // Two blocks of 8 with 8 steps: 4 steps per block, 2 tokens each.
     let mut s = settings(SamplerKind::Llada, 16, 8);
-    s.block_length = Some(8);
+    set(&mut s, Knob::BlockLength, KnobValue::Number(8.0));
     let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
     let counts: Vec<usize> = steps.iter().map(|s| s.commits.len()).collect();
     assert_eq!(counts, vec![2; 8]);
@@ -60,7 +75,7 @@ fn llada_commits_follow_the_linear_schedule() {
 #[test]
 fn llada_commits_only_inside_the_current_block() {
     let mut s = settings(SamplerKind::Llada, 12, 12);
-    s.block_length = Some(4);
+    set(&mut s, Knob::BlockLength, KnobValue::Number(4.0));
     let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
     for step in &steps {
         for c in &step.commits {
@@ -145,10 +160,10 @@ fn cached_bd3_and_ar_equal_uncached() {
     for sampler in [SamplerKind::Bd3, SamplerKind::Ar] {
         for first_hitting in [false, true] {
             let mut s = settings(sampler, 16, 16);
-            s.first_hitting = first_hitting;
+            set_if(&mut s, Knob::FirstHitting, KnobValue::Flag(first_hitting));
             let mut cached_model = fake_for(sampler);
             let cached = run_all(s.clone(), &PROMPT, &mut cached_model);
-            s.use_cache = false;
+            set(&mut s, Knob::Cache, KnobValue::Flag(false));
             let mut plain_model = fake_for(sampler);
             let plain = run_all(s, &PROMPT, &mut plain_model);
             assert_eq!(cached, plain, "{sampler:?}");
@@ -164,14 +179,22 @@ fn cached_bd3_and_ar_equal_uncached() {
 #[test]
 fn ar_equals_bd3_with_block_size_one() {
     let mut s = settings(SamplerKind::Ar, 12, 12);
-    s.temperature = 1.0;
-    s.seed = 5;
+    s.draw_mut().temperature = 1.0;
+    s.draw_mut().seed = 5;
     let ar = run_all(s.clone(), &PROMPT, &mut Fake::new(Attention::Causal, VOCAB));
-    let bd3_settings = Settings {
-        sampler: SamplerKind::Bd3,
-        top_p: None,
-        ..s
-    };
+    // Ranked, one step per token: first-hitting would spend a draw choosing the one position.
+    let bd3_settings = Settings::Bd3(Bd3Settings {
+        gen_length: 12,
+        block_length: None,
+        order: Bd3Order::Ranked {
+            steps: 12,
+            remasking: Remasking::LowConfidence,
+            threshold: None,
+        },
+        use_cache: true,
+        stop_at_eos: false,
+        draw: s.draw().clone(),
+    });
     let bd3 = run_all(
         bd3_settings,
         &PROMPT,
@@ -186,7 +209,7 @@ fn ar_equals_bd3_with_block_size_one() {
 fn threshold_commits_at_least_one_per_step() {
     // τ = 1 is never reached: exactly one (the most confident) per step.
     let mut s = settings(SamplerKind::Llada, 8, 8);
-    s.threshold = Some(1.0);
+    set(&mut s, Knob::Threshold, KnobValue::Number(1.0));
     let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_eq!(steps.len(), 8);
     assert!(steps.iter().all(|s| s.commits.len() == 1));
@@ -195,22 +218,23 @@ fn threshold_commits_at_least_one_per_step() {
     first.sort_by(f64::total_cmp);
     let median = first[first.len() / 2];
     // τ = 0 is always reached: the whole block in one call.
-    s.threshold = Some(0.0);
+    set(&mut s, Knob::Threshold, KnobValue::Number(0.0));
     let steps = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].commits.len(), 8);
     // Other rankings still threshold on the probability (entropy scores are ≤ 0).
-    let entropy = Settings {
-        remasking: Remasking::Entropy,
-        threshold: Some(0.0),
-        ..s.clone()
-    };
+    let mut entropy = s.clone();
+    set(
+        &mut entropy,
+        Knob::Remasking,
+        KnobValue::Remasking(Remasking::Entropy),
+    );
     assert_eq!(
         run_all(entropy, &PROMPT, &mut fake_for(SamplerKind::Llada)).len(),
         1
     );
     // In between, adaptive: every step at least one, fewer calls than tokens.
-    s.threshold = Some(median);
+    set(&mut s, Knob::Threshold, KnobValue::Number(median));
     let steps = run_all(s, &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert!(steps.iter().all(|s| !s.commits.is_empty()));
     assert!(steps.len() < 8 && steps.len() > 1, "{} steps", steps.len());
@@ -221,14 +245,17 @@ fn threshold_commits_at_least_one_per_step() {
 fn seeded_runs_reproduce_and_seeds_differ() {
     for sampler in SamplerKind::ALL {
         let mut s = settings(sampler, 16, 16);
-        s.temperature = 1.0;
-        s.remasking = Remasking::Random;
-        s.first_hitting = sampler == SamplerKind::Bd3;
-        s.seed = 42;
+        s.draw_mut().temperature = 1.0;
+        set_if(
+            &mut s,
+            Knob::Remasking,
+            KnobValue::Remasking(Remasking::Random),
+        );
+        s.draw_mut().seed = 42;
         let a = run_all(s.clone(), &PROMPT, &mut fake_for(sampler));
         let b = run_all(s.clone(), &PROMPT, &mut fake_for(sampler));
         assert_eq!(a, b, "{sampler:?}");
-        s.seed = 43;
+        s.draw_mut().seed = 43;
         let c = run_all(s, &PROMPT, &mut fake_for(sampler));
         assert_ne!(
             a.last().unwrap().canvas,
@@ -241,10 +268,10 @@ fn seeded_runs_reproduce_and_seeds_differ() {
 #[test]
 fn mdlm_cache_skips_calls_without_changing_the_result() {
     let mut s = settings(SamplerKind::Mdlm, 8, 64);
-    s.seed = 3;
+    s.draw_mut().seed = 3;
     let mut cached_model = fake_for(SamplerKind::Mdlm);
     let cached = run_all(s.clone(), &PROMPT, &mut cached_model);
-    s.use_cache = false;
+    set(&mut s, Knob::Cache, KnobValue::Flag(false));
     let mut plain_model = fake_for(SamplerKind::Mdlm);
     let plain = run_all(s, &PROMPT, &mut plain_model);
     let canvas = |steps: &[Step]| steps.last().unwrap().canvas.clone();
@@ -268,8 +295,7 @@ fn masks_in_the_prompt_are_filled_in_place() {
     let mask = (VOCAB - 1) as u32;
     let prompt = [3, 14, mask, 9, mask, 26];
     for sampler in SamplerKind::ALL {
-        let mut s = settings(sampler, 8, 10);
-        s.block_length = None;
+        let s = settings(sampler, 8, 10);
         let steps = run_all(s, &prompt, &mut fake_for(sampler));
         let last = steps.last().unwrap();
         assert!(
@@ -311,14 +337,9 @@ fn steps_carry_top_candidates_for_masked_positions() {
 fn cfg_changes_the_prediction_only_when_enabled() {
     let s = settings(SamplerKind::Llada, 8, 8);
     let plain = run_all(s.clone(), &PROMPT, &mut fake_for(SamplerKind::Llada));
-    let guided = run_all(
-        Settings {
-            cfg_scale: 2.0,
-            ..s
-        },
-        &PROMPT,
-        &mut fake_for(SamplerKind::Llada),
-    );
+    let mut with_cfg = s;
+    set(&mut with_cfg, Knob::Cfg, KnobValue::Number(2.0));
+    let guided = run_all(with_cfg, &PROMPT, &mut fake_for(SamplerKind::Llada));
     assert_ne!(plain.last().unwrap().canvas, guided.last().unwrap().canvas);
 }
 
@@ -331,14 +352,9 @@ fn bd3_and_ar_stop_at_the_first_generated_eos() {
         let eos = free[2].commits[0].token;
         let mut model = fake_for(sampler);
         model.spec.eos_id = Some(eos);
-        let stopped = run_all(
-            Settings {
-                stop_at_eos: true,
-                ..s
-            },
-            &PROMPT,
-            &mut model,
-        );
+        let mut stopping = s.clone();
+        set(&mut stopping, Knob::StopAtEos, KnobValue::Flag(true));
+        let stopped = run_all(stopping, &PROMPT, &mut model);
         let last = stopped.last().unwrap();
         let first_eos = free
             .last()

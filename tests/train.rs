@@ -213,11 +213,7 @@ fn an_exported_run_is_a_model_folder_that_generates() {
         bundle.config.attention(),
         Attention::BlockCausal { block_size: 4 }
     );
-    let settings = unmask::Settings {
-        gen_length: 8,
-        steps: 8,
-        ..unmask::Settings::defaults(unmask::sampler::SamplerKind::Bd3)
-    };
+    let settings = unmask::Settings::for_tokens(unmask::sampler::SamplerKind::Bd3, 8);
     let steps = common::run_all(settings, &[1, 5, 6], &mut bundle.model);
     assert!(!steps.is_empty());
     assert!(out.join(checkpoint::TRAINING_FILE).is_file());

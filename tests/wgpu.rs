@@ -40,12 +40,8 @@ fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
         .set_attention(Attention::BlockCausal { block_size: 4 });
     cpu.model
         .set_attention(Attention::BlockCausal { block_size: 4 });
-    let settings = Settings {
-        gen_length: 12,
-        steps: 12,
-        seed: 9,
-        ..Settings::defaults(SamplerKind::Bd3)
-    };
+    let mut settings = Settings::for_tokens(SamplerKind::Bd3, 12);
+    settings.draw_mut().seed = 9;
     let prompt = ids(&reference()["golden"]["prompt"]);
     let on_gpu = run_all(settings.clone(), &prompt, &mut gpu.model);
     let on_cpu = run_all(settings, &prompt, &mut cpu.model);

@@ -225,6 +225,7 @@ mod tests {
         let trajectory = Trajectory {
             format: TRAJECTORY_FORMAT.into(),
             version: TRAJECTORY_VERSION,
+            kind: crate::config::Family::Text,
             model: ModelInfo {
                 name: "tiny".into(),
                 vocab_size: 8,
@@ -255,13 +256,17 @@ mod tests {
     /// One message of every kind, each float field set to `x` (NaN, ±∞ or a number).
     fn every_message(x: f64) -> (Vec<ToWorker>, Vec<FromWorker>) {
         use crate::sampler::{Candidates, Commit, Step, TopToken};
-        let settings = Settings {
-            temperature: x,
-            top_p: Some(x),
+        let settings = Settings::Llada(crate::sampler::LladaSettings {
             cfg_scale: x,
             threshold: Some(x),
-            ..Settings::defaults(SamplerKind::Llada)
-        };
+            draw: crate::sampler::Draw {
+                temperature: x,
+                top_k: None,
+                top_p: Some(x),
+                seed: 1,
+            },
+            ..Default::default()
+        });
         let step = Step {
             index: 0,
             model_calls: 1,
@@ -289,6 +294,7 @@ mod tests {
         let trajectory = Trajectory {
             format: crate::trajectory::TRAJECTORY_FORMAT.into(),
             version: crate::trajectory::TRAJECTORY_VERSION,
+            kind: crate::config::Family::Text,
             model: crate::trajectory::ModelInfo {
                 name: "tiny".into(),
                 vocab_size: 8,

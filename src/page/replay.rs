@@ -67,7 +67,7 @@ impl Replay {
 
     /// A recorded run, ready to play with no model.
     pub fn from_trajectory(t: &Trajectory) -> Self {
-        let gen_length = t.settings.gen_length;
+        let gen_length = t.settings.gen_length();
         let mut initial = t.prompt_ids.clone();
         initial.extend(std::iter::repeat_n(t.model.mask_id, gen_length));
         let mut r = Self::new(t.prompt_ids.clone(), initial, t.model.mask_id);

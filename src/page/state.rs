@@ -3,7 +3,9 @@
 //! fixes every draw). Reading a query never fails: each bad value is reported with what is
 //! expected and the default is kept, so a half-broken link still opens a working page.
 
-use crate::sampler::{Knob, MAX_CFG_SCALE, Remasking, SamplerKind, Settings, mdlm::MAX_STEPS};
+use crate::sampler::{
+    KNOBS, Knob, KnobKind, KnobSpec, KnobValue, Remasking, SamplerKind, Settings,
+};
 
 use super::source::ModelSource;
 
@@ -13,14 +15,6 @@ pub const DEFAULT_PROMPT: &str = "The next morning, Elizabeth";
 pub const DEFAULT_SPEED: f64 = 8.0;
 /// Playback speeds the page offers, in steps per second.
 pub const SPEEDS: [f64; 6] = [1.0, 2.0, 4.0, 8.0, 16.0, 60.0];
-/// Longest generation the page asks for (the model's `model_length` caps it further).
-pub const MAX_GEN_LENGTH: usize = 8192;
-/// Largest top-k (beyond any vocabulary the page loads).
-pub const MAX_TOP_K: usize = 1 << 20;
-/// Highest softmax temperature offered.
-pub const MAX_TEMPERATURE: f64 = 10.0;
-/// Largest seed a link carries (2^53 − 1: exact in JavaScript numbers too).
-pub const MAX_SEED: u64 = (1 << 53) - 1;
 /// Longest prompt kept from a URL, in characters.
 pub const MAX_PROMPT_CHARS: usize = 20_000;
 
@@ -79,28 +73,6 @@ pub struct PageState {
     pub full_precision: bool,
     /// Playback speed, steps per second.
     pub speed: f64,
-}
-
-/// `settings` with the knobs its sampler does not read reset, as the core expects them.
-pub fn effective(settings: &Settings) -> Settings {
-    let mut s = settings.clone();
-    let uses = |k| s.sampler.uses(k);
-    if !uses(Knob::Cfg) {
-        s.cfg_scale = 0.0;
-    }
-    if !uses(Knob::Threshold) {
-        s.threshold = None;
-    }
-    if !uses(Knob::BlockLength) {
-        s.block_length = None;
-    }
-    s
-}
-
-/// The page's step count for `gen_length` tokens when none is given: one token per step, the
-/// setting LLaDA and MDLM report their best samples at.
-pub fn steps_for(gen_length: usize) -> usize {
-    gen_length.clamp(1, MAX_STEPS)
 }
 
 impl Default for PageState {
@@ -251,25 +223,37 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-fn remasking_name(r: Remasking) -> &'static str {
-    match r {
-        Remasking::LowConfidence => "low-confidence",
-        Remasking::Random => "random",
-        Remasking::Margin => "margin",
-        Remasking::Entropy => "entropy",
+/// Reads a knob's value from a link.
+fn parse_knob(spec: &KnobSpec, raw: &str) -> Option<KnobValue> {
+    let raw = raw.trim();
+    if raw == "none" {
+        return spec.optional.then_some(KnobValue::Off);
+    }
+    let value = match spec.kind {
+        KnobKind::Whole { .. } | KnobKind::Real { .. } => KnobValue::Number(raw.parse().ok()?),
+        KnobKind::Flag => KnobValue::Flag(parse_bool(raw)?),
+        KnobKind::Remasking => KnobValue::Remasking(Remasking::from_name(raw)?),
+    };
+    spec.admits(value).then_some(value)
+}
+
+/// Writes a knob's value into a link.
+fn write_knob(value: KnobValue) -> String {
+    match value {
+        KnobValue::Number(x) => fmt_num(x),
+        KnobValue::Flag(b) => (b as u8).to_string(),
+        KnobValue::Remasking(r) => r.name().into(),
+        KnobValue::Off => "none".into(),
     }
 }
 
-/// Remasking rules by URL name.
-pub const REMASKINGS: [(Remasking, &str); 4] = [
-    (Remasking::LowConfidence, "low-confidence"),
-    (Remasking::Random, "random"),
-    (Remasking::Margin, "margin"),
-    (Remasking::Entropy, "entropy"),
-];
+/// BD3-LM's knobs that exist only without first-hitting: a link naming one of them (and not
+/// `first_hitting`) asks for the ranked order.
+const RANKED_ONLY: [Knob; 3] = [Knob::Steps, Knob::Remasking, Knob::Threshold];
 
-/// Reads one run's settings under `prefix`; `None` when the prefix names no sampler (for the race:
-/// no race). The race runs on the first run's seed, and on its length unless `b.gen` says else.
+/// Reads one run's settings under `prefix` through [`KNOBS`]; `None` when the prefix names no
+/// sampler (for the race: no race). The race runs on the first run's seed, and on its length
+/// unless `b.gen` says else. A link without `steps` takes one step per generated token.
 fn read_settings(
     pairs: &[(String, String)],
     prefix: &str,
@@ -290,8 +274,10 @@ fn read_settings(
         Some(v) => match SamplerKind::ALL.iter().find(|s| s.name() == v) {
             Some(&s) => s,
             None => {
+                let names: Vec<&str> = SamplerKind::ALL.iter().map(|s| s.name()).collect();
                 errors.push(format!(
-                    "{prefix}sampler: expected llada, mdlm, bd3 or ar, got `{v}`"
+                    "{prefix}sampler: expected one of {}, got `{v}`",
+                    names.join(", ")
                 ));
                 if prefix.is_empty() {
                     SamplerKind::Bd3
@@ -303,137 +289,63 @@ fn read_settings(
     };
     let mut s = Settings::defaults(sampler);
     if let Some(first) = first {
-        s.gen_length = first.gen_length;
+        s.set_gen_length(first.gen_length());
     }
-    let mut num = |key: &str, lo: f64, hi: f64, whole: bool| -> Option<f64> {
-        let v = get(key)?;
-        if v == "none" {
-            return None; // handled below
+    if sampler == SamplerKind::Bd3
+        && get(Knob::FirstHitting.key()).is_none()
+        && RANKED_ONLY.iter().any(|k| get(k.key()).is_some())
+    {
+        let _ = s.set(Knob::FirstHitting, KnobValue::Flag(false));
+    }
+    // First-hitting first: it decides whether BD3 has steps, remasking and a threshold.
+    let order = std::iter::once(Knob::FirstHitting.spec())
+        .chain(KNOBS.iter().filter(|k| k.knob != Knob::FirstHitting));
+    let mut steps_given = false;
+    for spec in order {
+        // The race always shares the first run's seed.
+        if spec.knob == Knob::Seed && first.is_some() {
+            continue;
         }
-        match v.trim().parse::<f64>() {
-            Ok(x) if x >= lo && x <= hi && (!whole || x.fract() == 0.0) => Some(x),
-            _ => {
-                let kind = if whole { "a whole number" } else { "a number" };
-                errors.push(format!(
-                    "{prefix}{key}: expected {kind} from {} to {}, got `{v}`",
-                    fmt_num(lo),
-                    fmt_num(hi)
-                ));
-                None
-            }
-        }
-    };
-    let steps = num("steps", 1.0, MAX_STEPS as f64, true);
-    if let Some(x) = num("gen", 0.0, MAX_GEN_LENGTH as f64, true) {
-        s.gen_length = x as usize;
-    }
-    s.steps = steps.map_or_else(|| steps_for(s.gen_length), |x| x as usize);
-    if let Some(x) = num("block", 1.0, MAX_GEN_LENGTH as f64, true) {
-        s.block_length = Some(x as usize);
-    }
-    if let Some(x) = num("temperature", 0.0, MAX_TEMPERATURE, false) {
-        s.temperature = x;
-    }
-    if let Some(x) = num("top_k", 1.0, MAX_TOP_K as f64, true) {
-        s.top_k = Some(x as usize);
-    }
-    if let Some(x) = num("top_p", f64::MIN_POSITIVE, 1.0, false) {
-        s.top_p = Some(x);
-    }
-    if let Some(x) = num("cfg", 0.0, MAX_CFG_SCALE, false) {
-        s.cfg_scale = x;
-    }
-    if let Some(x) = num("threshold", 0.0, 1.0, false) {
-        s.threshold = Some(x);
-    }
-    if let Some(x) = num("seed", 0.0, MAX_SEED as f64, true) {
-        s.seed = x as u64;
-    }
-    if let Some(first) = first {
-        s.seed = first.seed;
-    }
-    if let Some(v) = get("remasking") {
-        match REMASKINGS.iter().find(|(_, n)| *n == v) {
-            Some(&(r, _)) => s.remasking = r,
-            None => errors.push(format!(
-                "{prefix}remasking: expected low-confidence, random, margin or entropy, got `{v}`"
+        let Some(raw) = get(spec.key) else { continue };
+        let key = format!("{prefix}{}", spec.key);
+        let Some(value) = parse_knob(spec, &raw) else {
+            errors.push(format!("{key}: expected {}, got `{raw}`", spec.expected()));
+            continue;
+        };
+        match s.set(spec.knob, value) {
+            Ok(()) => steps_given |= spec.knob == Knob::Steps,
+            Err(_) => errors.push(format!(
+                "{key}: the {} sampler has no such setting; ignored",
+                sampler.name()
             )),
         }
     }
-    for (key, field) in [
-        ("first_hitting", &mut s.first_hitting),
-        ("cache", &mut s.use_cache),
-        ("eos", &mut s.stop_at_eos),
-    ] {
-        if let Some(v) = get(key) {
-            match parse_bool(&v) {
-                Some(b) => *field = b,
-                None => errors.push(format!("{prefix}{key}: expected 1 or 0, got `{v}`")),
-            }
-        }
+    if let Some(first) = first {
+        s.draw_mut().seed = first.seed();
     }
-    // "none" clears an optional knob the defaults may set (bd3's nucleus 0.9).
-    let none = |key: &str| get(key).as_deref() == Some("none");
-    if none("top_p") {
-        s.top_p = None;
+    if !steps_given {
+        s.set_steps(steps_for(s.gen_length()));
     }
-    if none("top_k") {
-        s.top_k = None;
-    }
-    if none("threshold") {
-        s.threshold = None;
-    }
-    for (key, knob) in [
-        ("cfg", Knob::Cfg),
-        ("threshold", Knob::Threshold),
-        ("block", Knob::BlockLength),
-    ] {
-        if get(key).is_some() && !sampler.uses(knob) {
-            errors.push(format!(
-                "{prefix}{key}: the {} sampler has no such setting; ignored",
-                sampler.name()
-            ));
-        }
-    }
-    Some(effective(&s))
+    Some(s)
 }
 
+/// The page's step count for `gen_length` tokens when none is given: one token per step, the
+/// setting LLaDA and MDLM report their best samples at.
+pub fn steps_for(gen_length: usize) -> usize {
+    gen_length.clamp(1, crate::sampler::settings::MAX_STEPS)
+}
+
+/// Writes every knob the run's sampler has, through [`KNOBS`] (the race leaves out the seed it
+/// shares).
 fn write_settings(out: &mut Vec<(String, String)>, prefix: &str, s: &Settings) {
-    let s = effective(s);
-    let mut put = |k: &str, v: String| out.push((format!("{prefix}{k}"), v));
-    let uses = |k| s.sampler.uses(k);
-    put("sampler", s.sampler.name().into());
-    if uses(Knob::Steps) {
-        put("steps", s.steps.to_string());
-    }
-    put("gen", s.gen_length.to_string());
-    if let Some(b) = s.block_length {
-        put("block", b.to_string());
-    }
-    if uses(Knob::Remasking) {
-        put("remasking", remasking_name(s.remasking).into());
-    }
-    put("temperature", fmt_num(s.temperature));
-    put("top_k", s.top_k.map_or("none".into(), |k| k.to_string()));
-    put("top_p", s.top_p.map_or("none".into(), fmt_num));
-    if s.cfg_scale > 0.0 {
-        put("cfg", fmt_num(s.cfg_scale));
-    }
-    if uses(Knob::Threshold) {
-        put("threshold", s.threshold.map_or("none".into(), fmt_num));
-    }
-    if uses(Knob::FirstHitting) {
-        put("first_hitting", (s.first_hitting as u8).to_string());
-    }
-    if uses(Knob::Cache) {
-        put("cache", (s.use_cache as u8).to_string());
-    }
-    if uses(Knob::StopAtEos) {
-        put("eos", (s.stop_at_eos as u8).to_string());
-    }
-    if prefix.is_empty() {
-        // The race always shares the first run's seed.
-        put("seed", s.seed.to_string());
+    out.push((format!("{prefix}sampler"), s.sampler().name().into()));
+    for spec in &KNOBS {
+        if spec.knob == Knob::Seed && !prefix.is_empty() {
+            continue;
+        }
+        if let Some(value) = s.get(spec.knob) {
+            out.push((format!("{prefix}{}", spec.key), write_knob(value)));
+        }
     }
 }
 
@@ -492,24 +404,32 @@ pub fn decode_component(s: &str) -> String {
 mod tests {
     use super::*;
 
+    use crate::sampler::{Bd3Order, Draw, LladaSettings, MdlmSettings};
+
     #[test]
     fn a_full_state_survives_the_round_trip_through_a_link() {
         let state = PageState {
             prompt: "a & b = [MASK] 100% <img src=x>\nnext line é".into(),
             model: ModelSource::Hub("kuleshov-group/mdlm-owt".into()),
-            settings: Settings {
+            settings: Settings::Llada(LladaSettings {
                 threshold: Some(0.9),
                 cfg_scale: 1.5,
                 block_length: Some(8),
-                top_k: Some(7),
-                seed: 42,
-                ..Settings::defaults(SamplerKind::Llada)
-            },
-            race: Some(Settings {
-                use_cache: false,
-                seed: 42,
-                ..Settings::defaults(SamplerKind::Mdlm)
+                draw: Draw {
+                    top_k: Some(7),
+                    seed: 42,
+                    ..Draw::at(0.0)
+                },
+                ..LladaSettings::default()
             }),
+            race: Some(Settings::Mdlm(MdlmSettings {
+                use_cache: false,
+                draw: Draw {
+                    seed: 42,
+                    ..Draw::at(1.0)
+                },
+                ..MdlmSettings::default()
+            })),
             autoplay: true,
             embed: true,
             theme: Theme::Dark,
@@ -527,9 +447,12 @@ mod tests {
         let (state, errors) = PageState::from_query(
             "sampler=llada&steps=0&temperature=hot&top_p=1.5&cfg=2&theme=neon&embed=maybe&speed=9999&b.sampler=xyz&model=not%20a%20model",
         );
-        assert_eq!(state.settings.sampler, SamplerKind::Llada);
-        assert_eq!(state.settings.steps, steps_for(state.settings.gen_length));
-        assert_eq!(state.settings.cfg_scale, 2.0);
+        assert_eq!(state.settings.sampler(), SamplerKind::Llada);
+        assert_eq!(
+            state.settings.steps(),
+            Some(steps_for(state.settings.gen_length()))
+        );
+        assert_eq!(state.settings.get(Knob::Cfg), Some(KnobValue::Number(2.0)));
         assert_eq!(state.race, None);
         assert_eq!(state.theme, Theme::Auto);
         assert!(!state.embed);
@@ -555,9 +478,14 @@ mod tests {
     #[test]
     fn knobs_a_sampler_does_not_read_are_dropped_with_a_message() {
         let (state, errors) = PageState::from_query("sampler=mdlm&cfg=3&threshold=0.5");
-        assert_eq!(state.settings.cfg_scale, 0.0);
-        assert_eq!(state.settings.threshold, None);
+        assert_eq!(state.settings, Settings::for_tokens(SamplerKind::Mdlm, 64));
         assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.ends_with("has no such setting; ignored")),
+            "{errors:?}"
+        );
         assert!(!state.to_query().contains("cfg="));
     }
 
@@ -565,12 +493,12 @@ mod tests {
     fn a_link_without_steps_takes_one_step_per_token() {
         let (state, errors) = PageState::from_query("sampler=llada&gen=12&b.sampler=mdlm&b.gen=20");
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(state.settings.steps, 12);
-        assert_eq!(state.race.unwrap().steps, 20);
+        assert_eq!(state.settings.steps(), Some(12));
+        assert_eq!(state.race.unwrap().steps(), Some(20));
         let (state, _) = PageState::from_query("sampler=llada&gen=12&steps=6");
-        assert_eq!(state.settings.steps, 6);
+        assert_eq!(state.settings.steps(), Some(6));
         let (state, _) = PageState::from_query("sampler=mdlm&gen=0");
-        assert_eq!(state.settings.steps, 1);
+        assert_eq!(state.settings.steps(), Some(1));
     }
 
     #[test]
@@ -580,9 +508,31 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         let b = state.race.unwrap();
         assert_eq!(
-            (b.sampler, b.steps, b.gen_length, b.seed),
-            (SamplerKind::Llada, 8, 16, 5)
+            (b.sampler(), b.steps(), b.gen_length(), b.seed()),
+            (SamplerKind::Llada, Some(8), 16, 5)
         );
+    }
+
+    #[test]
+    fn a_bd3_link_with_ranked_knobs_asks_for_the_ranked_order() {
+        let (state, errors) =
+            PageState::from_query("sampler=bd3&gen=16&threshold=0.8&remasking=margin");
+        assert!(errors.is_empty(), "{errors:?}");
+        match &state.settings {
+            Settings::Bd3(b) => assert_eq!(
+                b.order,
+                Bd3Order::Ranked {
+                    steps: 16,
+                    remasking: Remasking::Margin,
+                    threshold: Some(0.8)
+                }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Asking for first-hitting as well: the ranked knobs are the ones ignored.
+        let (state, errors) = PageState::from_query("sampler=bd3&first_hitting=1&steps=4");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(state.settings.steps(), None);
     }
 
     #[test]
@@ -603,24 +553,34 @@ mod tests {
                 attention,
                 time_conditioning: false,
             };
-            let mut s = Settings::defaults(sampler);
-            s.cfg_scale = 1.0;
-            s.block_length = Some(4);
-            s.top_k = Some(5);
-            if sampler == SamplerKind::Bd3 {
-                s.first_hitting = false;
-            }
-            s.threshold = Some(0.9);
-            // What the page sends: knobs the sampler does not read are reset, never refused.
-            let sent = effective(&s);
-            AnySampler::new(&sent, &[1, 5, 6], &spec)
-                .unwrap_or_else(|e| panic!("{}: {e}", sampler.name()));
-            for (knob, set) in [
-                (Knob::Cfg, sent.cfg_scale > 0.0),
-                (Knob::Threshold, sent.threshold.is_some()),
-                (Knob::BlockLength, sent.block_length.is_some()),
-            ] {
-                assert_eq!(set, sampler.uses(knob), "{} {knob:?}", sampler.name());
+            for ranked in [false, true] {
+                let mut s = Settings::for_tokens(sampler, 8);
+                if ranked {
+                    let _ = s.set(Knob::FirstHitting, KnobValue::Flag(false));
+                }
+                // Every knob it has, set through the table the page reads.
+                for (knob, value) in [
+                    (Knob::Cfg, KnobValue::Number(1.0)),
+                    (Knob::BlockLength, KnobValue::Number(4.0)),
+                    (Knob::TopK, KnobValue::Number(5.0)),
+                    (Knob::Threshold, KnobValue::Number(0.9)),
+                    (Knob::Remasking, KnobValue::Remasking(Remasking::Margin)),
+                ] {
+                    if s.has(knob) {
+                        s.set(knob, value).unwrap();
+                    }
+                }
+                let (back, errors) = PageState::from_query(
+                    &PageState {
+                        settings: s.clone(),
+                        ..PageState::default()
+                    }
+                    .to_query(),
+                );
+                assert!(errors.is_empty(), "{errors:?}");
+                assert_eq!(back.settings, s);
+                AnySampler::new(&s, &[1, 5, 6], &spec)
+                    .unwrap_or_else(|e| panic!("{}: {e}", sampler.name()));
             }
         }
     }
@@ -629,7 +589,7 @@ mod tests {
     fn none_clears_a_default_nucleus() {
         let (state, errors) = PageState::from_query("sampler=bd3&top_p=none");
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(state.settings.top_p, None);
+        assert_eq!(state.settings.draw().top_p, None);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use super::probs::{draw_token, subs_probs, top_tokens};
 use super::{
-    Base, Candidates, Canvas, Commit, Denoiser, ModelSpec, SampleError, Settings, Step,
-    TOP_CANDIDATES, bad, loglinear_sigma,
+    ArSettings, Base, CacheConflict, Candidates, Canvas, Commit, Denoiser, ModelSpec, SampleError,
+    SamplerKind, SettingsError, Step, TOP_CANDIDATES, loglinear_sigma,
 };
 
 /// The AR sampler's state.
@@ -24,21 +24,26 @@ pub struct Ar {
 
 impl Ar {
     /// Sets up the canvas; the first token must be given (there is nothing to predict it from).
-    pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+    pub fn new(
+        settings: &ArSettings,
+        prompt: &[u32],
+        spec: &ModelSpec,
+    ) -> Result<Self, SettingsError> {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         if settings.use_cache && spec.attention != crate::config::Attention::Causal {
-            return Err(bad(format!(
-                "the ar sampler's KV cache needs a causal model and this one is {}: turn the cache off (--no-cache; on the page, untick \"cache\") or run it causally (--attention causal)",
-                spec.attention.name()
-            )));
+            return Err(SettingsError::CacheUnsupported {
+                sampler: SamplerKind::Ar,
+                why: CacheConflict::Attention {
+                    needs: "causal",
+                    has: spec.attention.name(),
+                },
+            });
         }
         if canvas.is_masked(0) {
-            return Err(bad(
-                "the ar sampler cannot fill position 0: start the prompt with a token",
-            ));
+            return Err(SettingsError::FirstPositionMasked);
         }
         Ok(Self {
-            base: Base::new(canvas, settings, spec, false),
+            base: Base::new(canvas, &settings.draw, spec, false),
             use_cache: settings.use_cache,
             cached_len: 0,
             eos_id: if settings.stop_at_eos {

@@ -17,8 +17,9 @@
 use super::llada::{score, select};
 use super::probs::{draw_token, subs_probs, top_tokens};
 use super::{
-    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, ModelSpec, Remasking, SampleError,
-    Settings, Step, TOP_CANDIDATES, bad, check_steps, loglinear_sigma,
+    Base, Bd3Order, Bd3Settings, BlockSchedule, CacheConflict, Candidates, Canvas, Commit,
+    Denoiser, ModelSpec, Remasking, SampleError, SamplerKind, SettingsError, Step, TOP_CANDIDATES,
+    check_steps, loglinear_sigma,
 };
 use crate::config::Attention;
 
@@ -43,42 +44,54 @@ pub struct Bd3 {
 impl Bd3 {
     /// Takes the block size from the model (a block-causal model's own, or `block_length` for a
     /// bidirectional one run semi-autoregressively without cache).
-    pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+    pub fn new(
+        settings: &Bd3Settings,
+        prompt: &[u32],
+        spec: &ModelSpec,
+    ) -> Result<Self, SettingsError> {
         let block_size = match (spec.attention, settings.block_length) {
             (Attention::BlockCausal { block_size }, None) => block_size,
             (Attention::BlockCausal { block_size }, Some(b)) if b == block_size => block_size,
-            (Attention::BlockCausal { block_size }, Some(b)) => {
-                return Err(bad(format!(
-                    "this block-diffusion model was trained with block_size {block_size}; block_length {b} does not match (leave it out)"
-                )));
+            (Attention::BlockCausal { block_size }, Some(asked)) => {
+                return Err(SettingsError::BlockSizeMismatch {
+                    model: block_size,
+                    asked,
+                });
             }
             (Attention::Causal, _) => {
-                return Err(bad(
-                    "bd3 needs a diffusion model; this one is autoregressive: use the ar sampler",
-                ));
+                return Err(SettingsError::NeedsDiffusionModel {
+                    sampler: SamplerKind::Bd3,
+                });
             }
             (Attention::Bidirectional, Some(b)) if b > 0 => {
                 if settings.use_cache {
-                    return Err(bad(
-                        "a bidirectional model has no block KV cache: turn the cache off to run bd3 on it (--no-cache; on the page, untick \"cache\")",
-                    ));
+                    return Err(SettingsError::CacheUnsupported {
+                        sampler: SamplerKind::Bd3,
+                        why: CacheConflict::Attention {
+                            needs: "block-causal",
+                            has: spec.attention.name(),
+                        },
+                    });
                 }
                 b
             }
-            (Attention::Bidirectional, _) => {
-                return Err(bad("bd3 on a bidirectional model needs a block_length"));
-            }
+            (Attention::Bidirectional, _) => return Err(SettingsError::NeedsBlockLength),
         };
-        if settings.first_hitting && settings.threshold.is_some() {
-            return Err(bad(
-                "first-hitting fills one position per step; a threshold needs the remasking rules (drop one of them)",
-            ));
-        }
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         let masked = canvas.masked_count();
-        if !settings.first_hitting && settings.threshold.is_none() {
-            check_steps(settings.steps, masked)?;
-        }
+        let (first_hitting, steps, remasking, threshold) = match settings.order {
+            Bd3Order::FirstHitting => (true, masked, Remasking::LowConfidence, None),
+            Bd3Order::Ranked {
+                steps,
+                remasking,
+                threshold,
+            } => {
+                if threshold.is_none() {
+                    check_steps(steps, masked)?;
+                }
+                (false, steps, remasking, threshold)
+            }
+        };
         let first_masked = (0..canvas.len())
             .find(|&i| canvas.is_masked(i))
             .unwrap_or(0);
@@ -86,13 +99,13 @@ impl Bd3 {
         Ok(Self {
             pending: canvas.tokens()[..block * block_size].to_vec(),
             initially_masked: masked,
-            base: Base::new(canvas, settings, spec, false),
-            remasking: settings.remasking,
-            threshold: settings.threshold,
-            first_hitting: settings.first_hitting,
+            base: Base::new(canvas, &settings.draw, spec, false),
+            remasking,
+            threshold,
+            first_hitting,
             block_size,
             block,
-            schedule: BlockSchedule::proportional(settings.steps, masked),
+            schedule: BlockSchedule::proportional(steps, masked),
             use_cache: settings.use_cache,
             eos_id: if settings.stop_at_eos {
                 spec.eos_id

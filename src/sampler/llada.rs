@@ -12,10 +12,10 @@
 //! whose token has probability ≥ τ and at least the most confident. Masks written in the prompt
 //! are filled during the first block.
 
-use super::probs::{Draw, confidence, draw_token, guide, subs_probs, top_tokens};
+use super::probs::{TokenDraw, confidence, draw_token, guide, subs_probs, top_tokens};
 use super::{
-    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, Remasking,
-    SampleError, Settings, Step, TOP_CANDIDATES, bad, check_steps, loglinear_sigma,
+    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, LladaSettings, Logits, ModelSpec,
+    Remasking, SampleError, SettingsError, Step, TOP_CANDIDATES, check_steps, loglinear_sigma,
 };
 use crate::rng::Rng;
 
@@ -34,7 +34,7 @@ pub(crate) fn score(
     logits: &Logits,
     row_of: impl Fn(usize) -> usize,
     positions: &[usize],
-    draw: &Draw,
+    draw: &TokenDraw,
     remasking: Remasking,
     rng: &mut Rng,
 ) -> (Vec<Scored>, Vec<Candidates>) {
@@ -106,31 +106,33 @@ pub struct Llada {
 impl Llada {
     /// Checks LLaDA's constraints (`gen_length % block_length == 0`, `steps % blocks == 0`) and sets
     /// up the canvas.
-    pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+    pub fn new(
+        settings: &LladaSettings,
+        prompt: &[u32],
+        spec: &ModelSpec,
+    ) -> Result<Self, SettingsError> {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         let gen_length = settings.gen_length;
-        if settings.block_length == Some(0) {
-            return Err(bad("block_length must be at least 1"));
-        }
         let block_length = settings.block_length.unwrap_or(gen_length).max(1);
         if !gen_length.is_multiple_of(block_length) {
-            return Err(bad(format!(
-                "gen_length ({gen_length}) must be a multiple of block_length ({block_length})"
-            )));
+            return Err(SettingsError::BlocksDoNotTile {
+                gen_length,
+                block_length,
+            });
         }
         let num_blocks = (gen_length / block_length).max(1);
         if settings.threshold.is_none() {
             check_steps(settings.steps, canvas.masked_count())?;
             if !settings.steps.is_multiple_of(num_blocks) {
-                return Err(bad(format!(
-                    "steps ({}) must be a multiple of the number of blocks ({num_blocks} = gen_length / block_length)",
-                    settings.steps
-                )));
+                return Err(SettingsError::StepsPerBlock {
+                    steps: settings.steps,
+                    blocks: num_blocks,
+                });
             }
         }
         Ok(Self {
             initially_masked: canvas.masked_count(),
-            base: Base::new(canvas, settings, spec, true),
+            base: Base::new(canvas, &settings.draw, spec, true),
             remasking: settings.remasking,
             threshold: settings.threshold,
             cfg_scale: settings.cfg_scale,

@@ -12,15 +12,11 @@
 //! reference's noise removal).
 
 use super::llada::Scored;
-use super::probs::{Draw, draw_token, subs_probs, top_tokens};
+use super::probs::{TokenDraw, draw_token, subs_probs, top_tokens};
 use super::{
-    Base, Candidates, Canvas, Commit, Denoiser, Logits, ModelSpec, SampleError, Settings, Step,
-    TOP_CANDIDATES, bad, loglinear_sigma,
+    Base, Candidates, Canvas, Commit, Denoiser, Logits, MdlmSettings, ModelSpec, SampleError,
+    SettingsError, Step, TOP_CANDIDATES, loglinear_sigma,
 };
-
-/// Most steps accepted: cache hits that commit nothing run inside one `step` call, and this bounds
-/// that loop (the paper's longest schedule is T = 5000).
-pub const MAX_STEPS: usize = 100_000;
 
 /// The reference's smallest time, `sampling_eps`.
 pub const SAMPLING_EPS: f64 = 1e-5;
@@ -41,16 +37,16 @@ pub struct Mdlm {
 impl Mdlm {
     /// Sets up the canvas. Unlike LLaDA's fixed schedule, `steps` may exceed the masked count: the
     /// paper samples with T ≫ L, and the cache makes the empty steps free.
-    pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
+    /// `steps` is bounded by [`MAX_STEPS`](super::settings::MAX_STEPS): cache hits that commit
+    /// nothing run inside one `step` call.
+    pub fn new(
+        settings: &MdlmSettings,
+        prompt: &[u32],
+        spec: &ModelSpec,
+    ) -> Result<Self, SettingsError> {
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
-        if !(1..=MAX_STEPS).contains(&settings.steps) {
-            return Err(bad(format!(
-                "mdlm steps must be between 1 and {MAX_STEPS}, got {}",
-                settings.steps
-            )));
-        }
         Ok(Self {
-            base: Base::new(canvas, settings, spec, false),
+            base: Base::new(canvas, &settings.draw, spec, false),
             steps: settings.steps,
             iteration: 0,
             use_cache: settings.use_cache,
@@ -107,7 +103,7 @@ impl Mdlm {
                     top: top_tokens(&probs, TOP_CANDIDATES),
                 });
                 let token = if noise_removal {
-                    let greedy = Draw {
+                    let greedy = TokenDraw {
                         temperature: 0.0,
                         ..self.base.draw
                     };

@@ -16,6 +16,12 @@ pub mod bd3;
 pub mod llada;
 pub mod mdlm;
 pub mod probs;
+pub mod settings;
+
+pub use settings::{
+    ArSettings, Bd3Order, Bd3Settings, Draw, KNOBS, Knob, KnobKind, KnobSpec, KnobValue,
+    LladaSettings, MdlmSettings, Settings,
+};
 
 use std::ops::Range;
 
@@ -58,44 +64,6 @@ impl SamplerKind {
     }
 }
 
-/// A setting a sampler may read: the page shows, and the URL carries, only the ones the chosen
-/// sampler uses, and [`check_common`] refuses the ones it would silently ignore.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Knob {
-    /// [`Settings::steps`].
-    Steps,
-    /// [`Settings::block_length`].
-    BlockLength,
-    /// [`Settings::remasking`].
-    Remasking,
-    /// [`Settings::cfg_scale`].
-    Cfg,
-    /// [`Settings::threshold`].
-    Threshold,
-    /// [`Settings::first_hitting`].
-    FirstHitting,
-    /// [`Settings::use_cache`].
-    Cache,
-    /// [`Settings::stop_at_eos`].
-    StopAtEos,
-}
-
-impl SamplerKind {
-    /// Whether this sampler reads `knob` (temperature, top-k, top-p, seed and `gen_length` are
-    /// read by all of them). `bd3` reads `steps` and `remasking` only without first-hitting.
-    pub fn uses(self, knob: Knob) -> bool {
-        use SamplerKind::*;
-        match knob {
-            Knob::Steps => matches!(self, Llada | Mdlm | Bd3),
-            Knob::BlockLength | Knob::Remasking | Knob::Threshold => matches!(self, Llada | Bd3),
-            Knob::Cfg => self == Llada,
-            Knob::FirstHitting => self == Bd3,
-            Knob::StopAtEos => matches!(self, Bd3 | Ar),
-            Knob::Cache => matches!(self, Mdlm | Bd3 | Ar),
-        }
-    }
-}
-
 /// How LLaDA-style samplers rank the masked positions they could commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -110,72 +78,207 @@ pub enum Remasking {
     Entropy,
 }
 
-/// Every knob of every sampler; each sampler reads the ones it has.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Which sampler.
-    pub sampler: SamplerKind,
-    /// Denoising steps over the whole generation (LLaDA's `steps`; MDLM's `T`).
-    pub steps: usize,
-    /// Masks appended after the prompt.
-    pub gen_length: usize,
-    /// LLaDA's semi-autoregressive block; `None` means one block of `gen_length`. For `bd3` it must
-    /// equal the model's block size when given.
-    pub block_length: Option<usize>,
-    /// Ranking of positions to commit (LLaDA rules, also inside BD3 blocks).
-    pub remasking: Remasking,
-    /// Softmax temperature of the prediction; 0 takes the argmax.
-    #[serde(with = "crate::float_json")]
-    pub temperature: f64,
-    /// Keep only the k most likely tokens.
-    pub top_k: Option<usize>,
-    /// Nucleus: keep the smallest set of tokens whose probability reaches p.
-    #[serde(with = "crate::float_json::option", default)]
-    pub top_p: Option<f64>,
-    /// Classifier-free guidance scale s: logits = un + (s + 1)(cond − un); 0 is off.
-    #[serde(with = "crate::float_json")]
-    pub cfg_scale: f64,
-    /// Fast-dLLM: commit every masked position of the block whose predicted token is at least τ
-    /// probable (always at least the most confident one).
-    #[serde(with = "crate::float_json::option", default)]
-    pub threshold: Option<f64>,
-    /// BD3-LM first-hitting: one uniformly chosen masked position per step.
-    pub first_hitting: bool,
-    /// Seed of every random draw.
-    pub seed: u64,
-    /// Use the KV cache (`bd3`, `ar`) or MDLM's skip-unchanged cache (`mdlm`).
-    pub use_cache: bool,
-    /// Stop after the first generated EOS (`bd3`, `ar`: variable length).
-    pub stop_at_eos: bool,
+impl Remasking {
+    /// Every rule, in the order the page lists them.
+    pub const ALL: [Remasking; 4] = [
+        Remasking::LowConfidence,
+        Remasking::Random,
+        Remasking::Margin,
+        Remasking::Entropy,
+    ];
+
+    /// Its name in links, the CLI and settings files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Remasking::LowConfidence => "low-confidence",
+            Remasking::Random => "random",
+            Remasking::Margin => "margin",
+            Remasking::Entropy => "entropy",
+        }
+    }
+
+    /// The rule called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Remasking::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
-impl Settings {
-    /// The papers' defaults for `sampler`: greedy low-confidence LLaDA, MDLM at temperature 1,
-    /// BD3-LM first-hitting with nucleus p = 0.9 as in its scripts, plain AR sampling.
-    pub fn defaults(sampler: SamplerKind) -> Self {
-        Settings {
-            sampler,
-            steps: 64,
-            gen_length: 64,
-            block_length: None,
-            remasking: Remasking::LowConfidence,
-            temperature: if sampler == SamplerKind::Llada {
-                0.0
-            } else {
-                1.0
-            },
-            top_k: None,
-            top_p: if sampler == SamplerKind::Bd3 {
-                Some(0.9)
-            } else {
-                None
-            },
-            cfg_scale: 0.0,
-            threshold: None,
-            first_hitting: sampler == SamplerKind::Bd3,
-            seed: 0,
-            use_cache: true,
-            stop_at_eos: true,
+/// Why a run's cache cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheConflict {
+    /// σ changes the output, so cached keys and values would keep the noise level they were
+    /// made with.
+    TimeConditioned,
+    /// The sampler's cache needs this attention and the model has another.
+    Attention {
+        /// What the cache needs.
+        needs: &'static str,
+        /// What the model has.
+        has: &'static str,
+    },
+}
+
+/// Settings that do not describe a run on this prompt and model. Core messages name the setting
+/// by its key (`steps`, `cache`); each front end adds how to change it there ([`Self::fix`]).
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum SettingsError {
+    /// A knob the sampler does not read.
+    #[error("the {} sampler has no {} setting (it belongs to {})", sampler.name(), knob.field(), users_of(*knob))]
+    NoSuchKnob {
+        /// The sampler.
+        sampler: SamplerKind,
+        /// The knob.
+        knob: Knob,
+    },
+    /// A value outside its knob's range (NaN and infinities included).
+    #[error("{}: expected {expected}, got {value}", knob.field())]
+    OutOfRange {
+        /// The knob.
+        knob: Knob,
+        /// The value, as given.
+        value: String,
+        /// What it takes.
+        expected: String,
+    },
+    /// Nothing to condition on.
+    #[error("the prompt is empty: give some text to continue, or [MASK] tokens to fill")]
+    EmptyPrompt,
+    /// The prompt could not be tokenized.
+    #[error("the prompt could not be tokenized: {0}")]
+    Tokenize(String),
+    /// No masks anywhere.
+    #[error("gen_length is 0 and the prompt has no [MASK]: nothing to generate; raise gen_length")]
+    NothingToGenerate,
+    /// A prompt id the model has no row for.
+    #[error("token id {token} is outside the vocabulary of {vocab_size} tokens")]
+    TokenOutsideVocabulary {
+        /// The id.
+        token: u32,
+        /// The model's vocabulary.
+        vocab_size: usize,
+    },
+    /// Prompt and generation exceed the context.
+    #[error(
+        "prompt ({prompt} tokens) + gen_length ({gen_length}) exceeds the model's {model_length} positions (model_length); shorten one of them"
+    )]
+    TooLong {
+        /// Prompt tokens.
+        prompt: usize,
+        /// Tokens asked for.
+        gen_length: usize,
+        /// The model's context.
+        model_length: usize,
+    },
+    /// More steps than masks to commit.
+    #[error(
+        "steps ({steps}) is larger than the number of masked tokens ({masked}); use at most {masked} steps"
+    )]
+    TooManySteps {
+        /// Steps asked for.
+        steps: usize,
+        /// Masks on the canvas.
+        masked: usize,
+    },
+    /// LLaDA's blocks must tile the generation.
+    #[error("gen_length ({gen_length}) must be a multiple of block_length ({block_length})")]
+    BlocksDoNotTile {
+        /// Tokens asked for.
+        gen_length: usize,
+        /// The block.
+        block_length: usize,
+    },
+    /// LLaDA shares the steps equally among its blocks.
+    #[error(
+        "steps ({steps}) must be a multiple of the number of blocks ({blocks} = gen_length / block_length)"
+    )]
+    StepsPerBlock {
+        /// Steps asked for.
+        steps: usize,
+        /// Blocks.
+        blocks: usize,
+    },
+    /// A block-diffusion model samples with the block size it was trained with.
+    #[error(
+        "this block-diffusion model was trained with block_size {model}; block_length {asked} does not match (leave it out)"
+    )]
+    BlockSizeMismatch {
+        /// The model's.
+        model: usize,
+        /// Asked for.
+        asked: usize,
+    },
+    /// bd3 on a bidirectional model needs a block to walk.
+    #[error("bd3 on a bidirectional model needs a block_length")]
+    NeedsBlockLength,
+    /// The sampler cannot run on this kind of model.
+    #[error("the {} sampler needs a diffusion model and this one is autoregressive; use the ar sampler", sampler.name())]
+    NeedsDiffusionModel {
+        /// The sampler.
+        sampler: SamplerKind,
+    },
+    /// The cache cannot serve this model.
+    #[error("{}; turn the cache off", match why {
+        CacheConflict::TimeConditioned => "this model is time-conditioned: cached keys and values would keep the noise level they were made with".to_string(),
+        CacheConflict::Attention { needs, has } => format!("the {} sampler's cache needs a {needs} model and this one is {has}", sampler.name()),
+    })]
+    CacheUnsupported {
+        /// The sampler.
+        sampler: SamplerKind,
+        /// Why.
+        why: CacheConflict,
+    },
+    /// An autoregressive run has nothing to predict position 0 from.
+    #[error("the ar sampler cannot fill position 0: start the prompt with a token")]
+    FirstPositionMasked,
+}
+
+/// The samplers that have `knob`, for messages ("llada and bd3").
+fn users_of(knob: Knob) -> String {
+    let users: Vec<&str> = SamplerKind::ALL
+        .iter()
+        .filter(|&&s| {
+            let mut settings = Settings::defaults(s);
+            // BD3's ranked order has LLaDA's knobs.
+            let _ = settings.set(Knob::FirstHitting, KnobValue::Flag(false));
+            settings.has(knob)
+        })
+        .map(|s| s.name())
+        .collect();
+    users.join(" and ")
+}
+
+/// What to change to get past a [`SettingsError`]: a knob, and its new value where one is
+/// implied (`None`: leave it out, or choose another value).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fix {
+    /// The knob.
+    pub knob: Knob,
+    /// Its new value, when the error implies one.
+    pub to: Option<KnobValue>,
+}
+
+impl SettingsError {
+    /// The knob to change, for front ends to name in their own terms (a CLI flag, a checkbox).
+    pub fn fix(&self) -> Option<Fix> {
+        let fix = |knob, to| Some(Fix { knob, to });
+        match self {
+            SettingsError::NoSuchKnob { knob, .. } | SettingsError::OutOfRange { knob, .. } => {
+                fix(*knob, None)
+            }
+            SettingsError::NothingToGenerate | SettingsError::TooLong { .. } => {
+                fix(Knob::GenLength, None)
+            }
+            SettingsError::TooManySteps { .. } | SettingsError::StepsPerBlock { .. } => {
+                fix(Knob::Steps, None)
+            }
+            SettingsError::BlocksDoNotTile { .. } | SettingsError::NeedsBlockLength => {
+                fix(Knob::BlockLength, None)
+            }
+            SettingsError::BlockSizeMismatch { .. } => fix(Knob::BlockLength, Some(KnobValue::Off)),
+            SettingsError::CacheUnsupported { .. } => {
+                fix(Knob::Cache, Some(KnobValue::Flag(false)))
+            }
+            _ => None,
         }
     }
 }
@@ -187,12 +290,8 @@ pub enum SampleError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// The settings do not describe a run.
-    #[error("{0}")]
-    Settings(String),
-}
-
-fn bad(message: impl Into<String>) -> SampleError {
-    SampleError::Settings(message.into())
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 /// A token committed at a position in one step.
@@ -355,17 +454,17 @@ pub struct Base {
     pub canvas: Canvas,
     /// Steps and calls so far.
     pub progress: Progress,
-    pub(crate) draw: probs::Draw,
+    pub(crate) draw: probs::TokenDraw,
     pub(crate) rng: crate::rng::Rng,
 }
 
 impl Base {
-    fn new(canvas: Canvas, settings: &Settings, spec: &ModelSpec, gumbel: bool) -> Self {
+    fn new(canvas: Canvas, draw: &Draw, spec: &ModelSpec, gumbel: bool) -> Self {
         Self {
             canvas,
             progress: Progress::default(),
-            draw: probs::Draw::new(settings, spec, gumbel),
-            rng: crate::rng::Rng::new(settings.seed),
+            draw: probs::TokenDraw::new(draw, spec.mask_id, gumbel),
+            rng: crate::rng::Rng::new(draw.seed),
         }
     }
 }
@@ -472,104 +571,58 @@ pub fn loglinear_sigma(t: f64) -> f32 {
     (-(1.0 - (1.0 - EPS) * t).ln()) as f32
 }
 
-/// Largest classifier-free guidance scale accepted; LLaDA's experiments use 0–3, and beyond this
-/// the f32 guided logits lose all precision.
-pub const MAX_CFG_SCALE: f64 = 100.0;
-
-/// Checks the prompt and lengths every sampler shares.
-fn check_common(prompt: &[u32], settings: &Settings, spec: &ModelSpec) -> Result<(), SampleError> {
+/// Checks what every sampler shares: the knobs against [`KNOBS`], the prompt and the lengths
+/// against the model, and a KV cache against time conditioning.
+fn check_common(
+    prompt: &[u32],
+    settings: &Settings,
+    spec: &ModelSpec,
+) -> Result<(), SettingsError> {
+    settings.validate()?;
     if prompt.is_empty() {
-        return Err(bad(
-            "the prompt is empty: give some text to continue, or [MASK] tokens to fill",
-        ));
+        return Err(SettingsError::EmptyPrompt);
     }
     let prompt_masks = prompt.iter().filter(|&&t| t == spec.mask_id).count();
-    if settings.gen_length == 0 && prompt_masks == 0 {
-        return Err(bad(
-            "gen_length is 0 and the prompt has no [MASK]: nothing to generate; raise gen_length",
-        ));
+    let gen_length = settings.gen_length();
+    if gen_length == 0 && prompt_masks == 0 {
+        return Err(SettingsError::NothingToGenerate);
     }
-    if let Some(&t) = prompt.iter().find(|&&t| t as usize >= spec.vocab_size) {
-        return Err(bad(format!(
-            "token id {t} is outside the vocabulary of {} tokens",
-            spec.vocab_size
-        )));
+    if let Some(&token) = prompt.iter().find(|&&t| t as usize >= spec.vocab_size) {
+        return Err(SettingsError::TokenOutsideVocabulary {
+            token,
+            vocab_size: spec.vocab_size,
+        });
     }
-    let total = prompt.len().saturating_add(settings.gen_length);
-    if total > spec.model_length {
-        return Err(bad(format!(
-            "prompt ({} tokens) + gen_length ({}) = {total} exceeds the model's {} positions (model_length); shorten one of them",
-            prompt.len(),
-            settings.gen_length,
-            spec.model_length
-        )));
+    if prompt.len().saturating_add(gen_length) > spec.model_length {
+        return Err(SettingsError::TooLong {
+            prompt: prompt.len(),
+            gen_length,
+            model_length: spec.model_length,
+        });
     }
-    if !(settings.temperature >= 0.0 && settings.temperature.is_finite()) {
-        return Err(bad(format!(
-            "temperature must be ≥ 0, got {}",
-            settings.temperature
-        )));
-    }
-    if let Some(p) = settings.top_p
-        && !(p > 0.0 && p <= 1.0)
-    {
-        return Err(bad(format!("top_p must be in (0, 1], got {p}")));
-    }
-    if settings.top_k == Some(0) {
-        return Err(bad("top_k must be at least 1"));
-    }
-    if let Some(t) = settings.threshold
-        && !(0.0..=1.0).contains(&t)
-    {
-        return Err(bad(format!("threshold must be in [0, 1], got {t}")));
-    }
-    if !(0.0..=MAX_CFG_SCALE).contains(&settings.cfg_scale) {
-        return Err(bad(format!(
-            "cfg scale must be in [0, {MAX_CFG_SCALE}], got {}",
-            settings.cfg_scale
-        )));
-    }
-    let kv_cached = matches!(settings.sampler, SamplerKind::Bd3 | SamplerKind::Ar);
-    if kv_cached && settings.use_cache && spec.time_conditioning {
-        return Err(bad(
-            "this model is time-conditioned: cached keys and values would keep the noise level they were made with; turn the cache off (--no-cache; on the page, untick \"cache\")",
-        ));
-    }
-    let unused = [
-        ("cfg", settings.cfg_scale > 0.0, Knob::Cfg),
-        ("threshold", settings.threshold.is_some(), Knob::Threshold),
-        (
-            "block_length",
-            settings.block_length.is_some(),
-            Knob::BlockLength,
-        ),
-    ];
-    for (name, set, knob) in unused {
-        if set && !settings.sampler.uses(knob) {
-            let users: Vec<&str> = SamplerKind::ALL
-                .iter()
-                .filter(|s| s.uses(knob))
-                .map(|s| s.name())
-                .collect();
-            return Err(bad(format!(
-                "the {} sampler has no {name} setting (it belongs to {}); leave it out",
-                settings.sampler.name(),
-                users.join(" and ")
-            )));
-        }
+    let kv_cached = matches!(
+        settings,
+        Settings::Bd3(Bd3Settings {
+            use_cache: true,
+            ..
+        }) | Settings::Ar(ArSettings {
+            use_cache: true,
+            ..
+        })
+    );
+    if kv_cached && spec.time_conditioning {
+        return Err(SettingsError::CacheUnsupported {
+            sampler: settings.sampler(),
+            why: CacheConflict::TimeConditioned,
+        });
     }
     Ok(())
 }
 
 /// Checks that `steps` can be spread over `masked` tokens.
-fn check_steps(steps: usize, masked: usize) -> Result<(), SampleError> {
-    if steps == 0 {
-        return Err(bad("steps must be at least 1"));
-    }
+fn check_steps(steps: usize, masked: usize) -> Result<(), SettingsError> {
     if steps > masked {
-        return Err(bad(format!(
-            "steps ({steps}) is larger than the number of masked tokens ({masked}); use at most {masked} steps"
-        )));
+        return Err(SettingsError::TooManySteps { steps, masked });
     }
     Ok(())
 }
@@ -591,11 +644,11 @@ impl AnySampler {
     /// Validates `settings` against the prompt and model and builds the sampler.
     pub fn new(settings: &Settings, prompt: &[u32], spec: &ModelSpec) -> Result<Self, SampleError> {
         check_common(prompt, settings, spec)?;
-        Ok(match settings.sampler {
-            SamplerKind::Llada => AnySampler::Llada(llada::Llada::new(settings, prompt, spec)?),
-            SamplerKind::Mdlm => AnySampler::Mdlm(mdlm::Mdlm::new(settings, prompt, spec)?),
-            SamplerKind::Bd3 => AnySampler::Bd3(bd3::Bd3::new(settings, prompt, spec)?),
-            SamplerKind::Ar => AnySampler::Ar(ar::Ar::new(settings, prompt, spec)?),
+        Ok(match settings {
+            Settings::Llada(s) => AnySampler::Llada(llada::Llada::new(s, prompt, spec)?),
+            Settings::Mdlm(s) => AnySampler::Mdlm(mdlm::Mdlm::new(s, prompt, spec)?),
+            Settings::Bd3(s) => AnySampler::Bd3(bd3::Bd3::new(s, prompt, spec)?),
+            Settings::Ar(s) => AnySampler::Ar(ar::Ar::new(s, prompt, spec)?),
         })
     }
 

@@ -7,12 +7,12 @@
 //! - Top-k and nucleus (top-p, Holtzman et al. 2020) filters on the tempered distribution.
 //! - Confidence scores of LLaDA (`low_confidence`, `random`) and Dream (`topk_margin`, `entropy`).
 
-use super::{ModelSpec, Remasking, Settings, TopToken};
+use super::{Remasking, TopToken};
 use crate::rng::Rng;
 
-/// How a token is drawn from a row.
+/// How a token is drawn from a row: a run's [`Draw`](super::Draw) settings with the model's mask.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Draw {
+pub struct TokenDraw {
     /// The mask token, excluded from every prediction.
     pub mask_id: u32,
     /// Softmax temperature; 0 takes the argmax.
@@ -25,11 +25,11 @@ pub struct Draw {
     pub gumbel: bool,
 }
 
-impl Draw {
+impl TokenDraw {
     /// The draw `settings` ask for, with the model's mask.
-    pub fn new(settings: &Settings, spec: &ModelSpec, gumbel: bool) -> Self {
-        Draw {
-            mask_id: spec.mask_id,
+    pub fn new(settings: &super::Draw, mask_id: u32, gumbel: bool) -> Self {
+        TokenDraw {
+            mask_id,
             temperature: settings.temperature,
             top_k: settings.top_k,
             top_p: settings.top_p,
@@ -98,7 +98,7 @@ pub fn top_tokens(probs: &[f64], n: usize) -> Vec<TopToken> {
 
 /// Tempered, filtered log-weights: `logits / T`, with −∞ for the mask and for tokens the top-k /
 /// top-p filters drop.
-fn filtered_log_weights(logits: &[f32], draw: &Draw) -> Vec<f64> {
+fn filtered_log_weights(logits: &[f32], draw: &TokenDraw) -> Vec<f64> {
     let mask = draw.mask_id as usize;
     let t = draw.temperature;
     let mut w: Vec<f64> = logits
@@ -143,7 +143,7 @@ fn filtered_log_weights(logits: &[f32], draw: &Draw) -> Vec<f64> {
 pub const MIN_TEMPERATURE: f64 = 1e-6;
 
 /// Draws a token from a row of logits.
-pub fn draw_token(logits: &[f32], draw: &Draw, rng: &mut Rng) -> u32 {
+pub fn draw_token(logits: &[f32], draw: &TokenDraw, rng: &mut Rng) -> u32 {
     if draw.temperature < MIN_TEMPERATURE {
         let l: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
         return argmax(&l, Some(draw.mask_id as usize)) as u32;
@@ -190,12 +190,13 @@ pub fn confidence(remasking: Remasking, probs: &[f64], token: u32, rng: &mut Rng
     }
 }
 
-/// Classifier-free guidance on logits: `un + (s + 1)(cond − un)` (LLaDA `generate.py`).
+/// Classifier-free guidance on logits: `un + (s + 1)(cond − un)` (LLaDA `generate.py`), kept
+/// finite (a huge scale on huge logits would overflow f32).
 pub fn guide(cond: &[f32], uncond: &[f32], scale: f64) -> Vec<f32> {
     let s = scale as f32;
     cond.iter()
         .zip(uncond)
-        .map(|(&c, &u)| u + (s + 1.0) * (c - u))
+        .map(|(&c, &u)| (u + (s + 1.0) * (c - u)).clamp(f32::MIN, f32::MAX))
         .collect()
 }
 
@@ -211,7 +212,7 @@ mod tests {
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         let mut rng = Rng::new(1);
         for gumbel in [false, true] {
-            let d = Draw {
+            let d = TokenDraw {
                 mask_id: 2,
                 temperature: 1.0,
                 top_k: None,
@@ -222,7 +223,7 @@ mod tests {
                 assert_ne!(draw_token(&logits, &d, &mut rng), 2);
             }
         }
-        let greedy = Draw {
+        let greedy = TokenDraw {
             mask_id: 2,
             temperature: 0.0,
             top_k: None,
@@ -232,7 +233,7 @@ mod tests {
         assert_eq!(draw_token(&logits, &greedy, &mut rng), 1);
     }
 
-    fn histogram(logits: &[f32], d: &Draw) -> Vec<usize> {
+    fn histogram(logits: &[f32], d: &TokenDraw) -> Vec<usize> {
         let mut rng = Rng::new(3);
         let mut seen = vec![0usize; logits.len()];
         for _ in 0..2000 {
@@ -245,7 +246,7 @@ mod tests {
     fn top_p_keeps_the_tokens_whose_cumulative_mass_stays_within_p() {
         // Probabilities ≈ 0.665, 0.245, 0.045, 0.045: cumulative 0.665, 0.910, 0.955, 1.
         let logits = [3.0f32, 2.0, 0.0, 0.0];
-        let d = Draw {
+        let d = TokenDraw {
             mask_id: 9,
             temperature: 1.0,
             top_k: None,
@@ -260,7 +261,7 @@ mod tests {
         // At p = 0.9 the second token would cross p: only the top one stays (bd3lms' rule).
         let seen = histogram(
             &logits,
-            &Draw {
+            &TokenDraw {
                 top_p: Some(0.9),
                 ..d
             },
@@ -269,7 +270,7 @@ mod tests {
         // The top token stays even when it alone exceeds p.
         let seen = histogram(
             &logits,
-            &Draw {
+            &TokenDraw {
                 top_p: Some(0.1),
                 ..d
             },
@@ -281,7 +282,7 @@ mod tests {
     fn vanishing_temperatures_are_greedy_not_garbage() {
         let logits = [0.5f32, 2.0, 1.0];
         for t in [1e-310, 1e-9] {
-            let d = Draw {
+            let d = TokenDraw {
                 mask_id: 9,
                 temperature: t,
                 top_k: Some(2),
@@ -296,7 +297,7 @@ mod tests {
     fn gumbel_and_categorical_both_follow_the_tempered_softmax() {
         let logits = [1.0f32, 0.0, (3.0f32).ln()];
         for gumbel in [false, true] {
-            let d = Draw {
+            let d = TokenDraw {
                 mask_id: 99,
                 temperature: 1.0,
                 top_k: Some(3),

@@ -420,12 +420,8 @@ impl Trainer {
             Objective::Bd3 { .. } => SamplerKind::Bd3,
             Objective::Ar => SamplerKind::Ar,
         };
-        let settings = Settings {
-            gen_length,
-            steps: gen_length,
-            seed,
-            ..Settings::defaults(sampler)
-        };
+        let mut settings = Settings::for_tokens(sampler, gen_length);
+        settings.draw_mut().seed = seed;
         let spec = model_spec(&self.model_config, &self.codec);
         let plain = self.device.clone().inner();
         let dit = self.ema.clone().freeze_conditioning();

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::Bundle;
 use crate::engine::Generation;
-use crate::sampler::{SamplerKind, Settings};
+use crate::sampler::{Draw, SamplerKind, Settings};
 use crate::text::{TextCodec, TextError};
 
 /// Tokens generated after each prompt.
@@ -240,13 +240,12 @@ pub fn check(
     let spec = bundle.model_spec();
     let mut samples = Vec::with_capacity(PROMPTS.len());
     for (seed, prompt) in PROMPTS.iter().enumerate() {
-        let settings = Settings {
-            gen_length: GEN_LENGTH,
-            steps: GEN_LENGTH,
-            seed: seed as u64,
-            top_p: Some(top_p),
+        let mut settings = Settings::for_tokens(sampler, GEN_LENGTH);
+        *settings.draw_mut() = Draw {
             temperature: 1.0,
-            ..Settings::defaults(sampler)
+            top_k: None,
+            top_p: Some(top_p),
+            seed: seed as u64,
         };
         let mut run = Generation::new(settings, prompt, &bundle.codec, &spec)?;
         pollster::block_on(run.run(&mut bundle.model, |_| {}))?;

@@ -8,7 +8,7 @@ use crate::browser::client::{ModelWorker, WorkerEvent};
 use crate::page::protocol::{FromWorker, LoadedModel, ToWorker};
 use crate::page::replay::Replay;
 use crate::page::source::ModelSource;
-use crate::page::state::{BackendChoice, PageState, effective};
+use crate::page::state::{BackendChoice, PageState};
 use crate::sampler::Settings;
 use crate::trajectory::Trajectory;
 
@@ -124,13 +124,12 @@ impl Lane {
     /// A short label: sampler and its main knobs.
     pub fn label(&self) -> String {
         let s = &self.settings;
-        let mut label = s.sampler.name().to_string();
-        if s.sampler.uses(crate::sampler::Knob::Steps)
-            && !(s.sampler == crate::sampler::SamplerKind::Bd3 && s.first_hitting)
-        {
-            label.push_str(&format!(" · {} steps", s.steps));
+        let mut label = s.sampler().name().to_string();
+        if let Some(steps) = s.steps() {
+            label.push_str(&format!(" · {steps} steps"));
         }
-        if s.first_hitting && s.sampler == crate::sampler::SamplerKind::Bd3 {
+        if s.get(crate::sampler::Knob::FirstHitting) == Some(crate::sampler::KnobValue::Flag(true))
+        {
             label.push_str(" · first-hitting");
         }
         label
@@ -273,7 +272,7 @@ impl Ctx {
     pub fn load_model(&self, source: ModelSource) {
         let source = self
             .state
-            .with_untracked(|s| source.for_sampler(s.settings.sampler));
+            .with_untracked(|s| source.for_sampler(s.settings.sampler()));
         self.loading.set_value(Some(source.clone()));
         let files = match &source {
             ModelSource::Files(_) => self.dropped.get_value(),
@@ -304,7 +303,7 @@ impl Ctx {
     pub fn follow_sampler(&self) {
         let (model, wanted) = self
             .state
-            .with_untracked(|s| (s.model.clone(), s.model.for_sampler(s.settings.sampler)));
+            .with_untracked(|s| (s.model.clone(), s.model.for_sampler(s.settings.sampler())));
         let current = self.loading.get_value();
         if current.is_some() && current.as_ref() != Some(&wanted) {
             self.load_model(model);
@@ -316,13 +315,12 @@ impl Ctx {
         self.cancel();
         let model = self.state.with_untracked(|s| s.model.clone());
         let (prompt, mut runs) = self.state.with_untracked(|s| {
-            let mut runs = vec![effective(&s.settings)];
+            let mut runs = vec![s.settings.clone()];
             if let Some(b) = &s.race {
                 // Same prompt, same seed: only the sampler differs.
-                runs.push(effective(&Settings {
-                    seed: s.settings.seed,
-                    ..b.clone()
-                }));
+                let mut b = b.clone();
+                b.draw_mut().seed = s.settings.seed();
+                runs.push(b);
             }
             (s.prompt.clone(), runs)
         });
@@ -330,7 +328,7 @@ impl Ctx {
         for settings in runs.drain(..) {
             let id = self.next_run.get_value() + 1;
             self.next_run.set_value(id);
-            let source = model.for_sampler(settings.sampler);
+            let source = model.for_sampler(settings.sampler());
             lanes.push(Lane {
                 id,
                 settings: settings.clone(),

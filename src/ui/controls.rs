@@ -8,8 +8,10 @@ use wasm_bindgen_futures::JsFuture;
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
 use crate::page::source::{ModelSource, TRAINED_MODELS};
-use crate::page::state::{BackendChoice, PageState, REMASKINGS, Theme, steps_for};
-use crate::sampler::{Knob, SamplerKind, Settings};
+use crate::page::state::{BackendChoice, PageState, Theme};
+use crate::sampler::{
+    KNOBS, Knob, KnobKind, KnobSpec, KnobValue, Remasking, SamplerKind, Settings,
+};
 use crate::trajectory::Trajectory;
 
 use super::app::{ModelStatus, ctx};
@@ -42,92 +44,103 @@ fn edit(which: Which, f: impl FnOnce(&mut Settings)) {
     });
 }
 
-/// A number input bound to one knob.
-#[component]
-fn NumberKnob(
-    which: Which,
-    label: &'static str,
-    help: &'static str,
-    min: f64,
-    max: f64,
-    step: f64,
-    get: fn(&Settings) -> Option<f64>,
-    set: fn(&mut Settings, Option<f64>),
-    #[prop(optional)] optional: bool,
-) -> impl IntoView {
+/// A number field for one knob of [`KNOBS`]: its range and step from the table, empty for an
+/// optional knob that is off; a value the table refuses marks the field invalid and changes nothing.
+fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
     let settings = read(which);
-    let value = move || {
-        settings()
-            .and_then(|s| get(&s))
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+    let (min, max, step) = match spec.kind {
+        KnobKind::Whole { min, max } => (min as f64, max as f64, 1.0),
+        KnobKind::Real { min, max, step } => (min, max, step),
+        _ => (0.0, 0.0, 1.0),
+    };
+    let value = move || match settings().and_then(|s| s.get(spec.knob)) {
+        Some(KnobValue::Number(x)) => x.to_string(),
+        _ => String::new(),
     };
     let invalid = RwSignal::new(false);
     view! {
-        <label class="knob" title=help>
-            <span>{label}</span>
+        <label class="knob" title=spec.help>
+            <span>{spec.label}</span>
             <input
                 type="number"
                 min=min
                 max=max
                 step=step
-                placeholder=if optional { "off" } else { "" }
+                data-knob=spec.key
+                placeholder=if spec.optional { "off" } else { "" }
                 class:invalid=move || invalid.get()
                 prop:value=value
                 on:change=move |ev| {
                     let raw = event_target_value(&ev);
                     let raw = raw.trim();
-                    if raw.is_empty() && optional {
-                        invalid.set(false);
-                        edit(which, |s| set(s, None));
-                        return;
-                    }
-                    match raw.parse::<f64>() {
-                        Ok(v) if v >= min && v <= max => {
-                            invalid.set(false);
-                            edit(which, |s| set(s, Some(v)));
-                        }
-                        _ => invalid.set(true),
-                    }
+                    let parsed = if raw.is_empty() && spec.optional {
+                        Some(KnobValue::Off)
+                    } else {
+                        raw.parse::<f64>().ok().map(KnobValue::Number)
+                    };
+                    let ok = parsed.is_some_and(|v| {
+                        let mut ok = false;
+                        edit(which, |s| ok = s.set(spec.knob, v).is_ok());
+                        ok
+                    });
+                    invalid.set(!ok);
                 }
             />
         </label>
     }
 }
 
-/// A checkbox bound to one knob.
-#[component]
-fn CheckKnob(
-    which: Which,
-    label: &'static str,
-    help: &'static str,
-    get: fn(&Settings) -> bool,
-    set: fn(&mut Settings, bool),
-) -> impl IntoView {
+/// A checkbox for one on/off knob of [`KNOBS`].
+fn check_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
     let settings = read(which);
     view! {
-        <label class="knob check" title=help>
+        <label class="knob check" title=spec.help>
             <input
                 type="checkbox"
-                prop:checked=move || settings().is_some_and(|s| get(&s))
+                data-knob=spec.key
+                prop:checked=move || {
+                    settings().and_then(|s| s.get(spec.knob)) == Some(KnobValue::Flag(true))
+                }
                 on:change=move |ev| {
                     let on = event_target_checked(&ev);
-                    edit(which, |s| set(s, on));
+                    edit(which, |s| {
+                        let _ = s.set(spec.knob, KnobValue::Flag(on));
+                    });
                 }
             />
-            <span>{label}</span>
+            <span>{spec.label}</span>
         </label>
     }
 }
 
-/// Settings for a newly chosen sampler: its defaults, keeping what every sampler shares
-/// (the length and the seed), with one step per token.
-fn switched(kind: SamplerKind, gen_length: usize, seed: u64) -> Settings {
-    Settings {
-        gen_length,
-        steps: steps_for(gen_length),
-        seed,
-        ..Settings::defaults(kind)
+/// The remasking rule's choice.
+fn remasking_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
+    let settings = read(which);
+    view! {
+        <label class="knob" title=spec.help>
+            <span>{spec.label}</span>
+            <select data-knob=spec.key on:change=move |ev| {
+                if let Some(r) = Remasking::from_name(&event_target_value(&ev)) {
+                    edit(which, |s| {
+                        let _ = s.set(spec.knob, KnobValue::Remasking(r));
+                    });
+                }
+            }>
+                {Remasking::ALL
+                    .into_iter()
+                    .map(|r| view! {
+                        <option
+                            value=r.name()
+                            selected=move || {
+                                settings().and_then(|s| s.get(spec.knob)) == Some(KnobValue::Remasking(r))
+                            }
+                        >
+                            {r.name()}
+                        </option>
+                    })
+                    .collect_view()}
+            </select>
+        </label>
     }
 }
 
@@ -147,7 +160,8 @@ fn sampler_select(which: Which) -> impl IntoView {
                                 Which::A => &s.settings,
                                 Which::B => s.race.as_ref().unwrap_or(&s.settings),
                             };
-                            let next = switched(kind, base.gen_length, s.settings.seed);
+                            let mut next = base.switched(kind);
+                            next.draw_mut().seed = s.settings.seed();
                             match which {
                                 Which::A => s.settings = next,
                                 Which::B => s.race = Some(next),
@@ -162,7 +176,7 @@ fn sampler_select(which: Which) -> impl IntoView {
                     .iter()
                     .map(|&k| {
                         view! {
-                            <option value=k.name() selected=move || settings().is_some_and(|s| s.sampler == k)>
+                            <option value=k.name() selected=move || settings().is_some_and(|s| s.sampler() == k)>
                                 {k.name()}
                             </option>
                         }
@@ -173,77 +187,28 @@ fn sampler_select(which: Which) -> impl IntoView {
     }
 }
 
-/// The knobs of one run, showing only those its sampler reads.
+/// The knobs of one run: every row of [`KNOBS`] its sampler has as its settings stand (the seed
+/// has its own row, shared by a race).
 fn knobs(which: Which) -> impl IntoView {
     let settings = read(which);
-    let uses = move |k: Knob| settings().is_some_and(|s| s.sampler.uses(k));
-    let first_hitting =
-        move || settings().is_some_and(|s| s.sampler == SamplerKind::Bd3 && s.first_hitting);
     view! {
         <div class="knobs">
             {sampler_select(which)}
-            <Show when=move || uses(Knob::Steps) && !first_hitting()>
-                <NumberKnob which label="steps" help="Denoising steps over the whole generation (LLaDA steps, MDLM T)"
-                    min=1.0 max=100000.0 step=1.0
-                    get=|s| Some(s.steps as f64) set=|s, v| s.steps = v.unwrap_or(1.0) as usize/>
-            </Show>
-            <NumberKnob which label="length" help="Masked tokens generated after the prompt (gen_length)"
-                min=0.0 max=8192.0 step=1.0
-                get=|s| Some(s.gen_length as f64) set=|s, v| s.gen_length = v.unwrap_or(0.0) as usize/>
-            <Show when=move || uses(Knob::BlockLength)>
-                <NumberKnob which label="block" help="Semi-autoregressive block length (empty: one block; bd3: the model's block size)"
-                    min=1.0 max=8192.0 step=1.0 optional=true
-                    get=|s| s.block_length.map(|b| b as f64) set=|s, v| s.block_length = v.map(|v| v as usize)/>
-            </Show>
-            <Show when=move || uses(Knob::Remasking) && !first_hitting()>
-                <label class="knob" title="Which masked positions are committed first">
-                    <span>"remasking"</span>
-                    <select on:change=move |ev| {
-                        let v = event_target_value(&ev);
-                        if let Some(&(r, _)) = REMASKINGS.iter().find(|(_, n)| *n == v) {
-                            edit(which, |s| s.remasking = r);
+            {KNOBS
+                .iter()
+                .filter(|spec| spec.knob != Knob::Seed)
+                .map(|spec| {
+                    let shown = move || settings().is_some_and(|s| s.has(spec.knob));
+                    let control = move || match spec.kind {
+                        KnobKind::Flag => check_knob(which, spec).into_any(),
+                        KnobKind::Remasking => remasking_knob(which, spec).into_any(),
+                        KnobKind::Whole { .. } | KnobKind::Real { .. } => {
+                            number_knob(which, spec).into_any()
                         }
-                    }>
-                        {REMASKINGS
-                            .iter()
-                            .map(|&(r, n)| view! {
-                                <option value=n selected=move || settings().is_some_and(|s| s.remasking == r)>{n}</option>
-                            })
-                            .collect_view()}
-                    </select>
-                </label>
-            </Show>
-            <NumberKnob which label="temperature" help="Softmax temperature; 0 takes the most likely token"
-                min=0.0 max=10.0 step=0.1
-                get=|s| Some(s.temperature) set=|s, v| s.temperature = v.unwrap_or(0.0)/>
-            <NumberKnob which label="top-k" help="Keep only the k most likely tokens (empty: off)"
-                min=1.0 max=1048576.0 step=1.0 optional=true
-                get=|s| s.top_k.map(|k| k as f64) set=|s, v| s.top_k = v.map(|v| v as usize)/>
-            <NumberKnob which label="top-p" help="Nucleus: the smallest set of tokens reaching probability p (empty: off)"
-                min=0.01 max=1.0 step=0.01 optional=true
-                get=|s| s.top_p set=|s, v| s.top_p = v/>
-            <Show when=move || uses(Knob::Cfg)>
-                <NumberKnob which label="cfg" help="Classifier-free guidance scale (0: off)"
-                    min=0.0 max=100.0 step=0.1
-                    get=|s| Some(s.cfg_scale) set=|s, v| s.cfg_scale = v.unwrap_or(0.0)/>
-            </Show>
-            <Show when=move || uses(Knob::Threshold) && !first_hitting()>
-                <NumberKnob which label="threshold" help="Fast-dLLM: commit every position at least this probable (empty: off)"
-                    min=0.0 max=1.0 step=0.01 optional=true
-                    get=|s| s.threshold set=|s, v| s.threshold = v/>
-            </Show>
-            <Show when=move || uses(Knob::FirstHitting)>
-                <CheckKnob which label="first-hitting" help="BD3-LM: one uniformly chosen position per step"
-                    get=|s| s.first_hitting set=|s, v| { s.first_hitting = v; if v { s.threshold = None; } }/>
-            </Show>
-            <Show when=move || uses(Knob::Cache)>
-                <CheckKnob which label="cache" help="KV cache (bd3, ar) or MDLM's skip-unchanged cache"
-                    get=|s| s.use_cache set=|s, v| s.use_cache = v/>
-            </Show>
-            <Show when=move || uses(Knob::StopAtEos)>
-                <CheckKnob which label="stop at EOS" help="End the text at the first end-of-sequence token"
-                    get=|s| s.stop_at_eos set=|s, v| s.stop_at_eos = v/>
-            </Show>
+                    };
+                    view! { <Show when=shown>{control}</Show> }
+                })
+                .collect_view()}
         </div>
     }
 }
@@ -269,14 +234,12 @@ pub fn Controls() -> impl IntoView {
             </label>
             {knobs(Which::A)}
             <div class="knobs row">
-                <NumberKnob which=Which::A label="seed" help="Seed of every random draw: the same seed gives the same run"
-                    min=0.0 max=9007199254740991.0 step=1.0
-                    get=|s| Some(s.seed as f64) set=|s, v| s.seed = v.unwrap_or(0.0) as u64/>
+                {number_knob(Which::A, Knob::Seed.spec())}
                 <button title="New random seed" aria-label="New random seed" on:click=move |_| {
                     let seed = (js_sys::Math::random() * 1e9) as u64;
                     ctx.state.update(|s| {
-                        s.settings.seed = seed;
-                        if let Some(b) = &mut s.race { b.seed = seed; }
+                        s.settings.draw_mut().seed = seed;
+                        if let Some(b) = &mut s.race { b.draw_mut().seed = seed; }
                     });
                 }>"new seed"</button>
                 <label class="knob check" title="Run a second sampler on the same prompt and seed, side by side">
@@ -288,8 +251,8 @@ pub fn Controls() -> impl IntoView {
                             let on = event_target_checked(&ev);
                             ctx.state.update(|s| {
                                 s.race = on.then(|| {
-                                    let other = if s.settings.sampler == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
-                                    switched(other, s.settings.gen_length, s.settings.seed)
+                                    let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
+                                    s.settings.switched(other)
                                 });
                             });
                         }
@@ -414,7 +377,7 @@ pub fn ModelPanel() -> impl IntoView {
                                 on:click=move |_| {
                                     ctx.state.update(|s| {
                                         s.model = ModelSource::Default;
-                                        s.settings = switched(m.sampler, s.settings.gen_length, s.settings.seed);
+                                        s.settings = s.settings.switched(m.sampler);
                                     });
                                     ctx.load_model(ModelSource::Default);
                                 }

@@ -12,7 +12,7 @@ use unmask::config::{Attention, ModelConfig};
 use unmask::engine::Generation;
 use unmask::model::{DitDenoiser, load_dit, parameter_count, random_checkpoint};
 use unmask::rng::Rng;
-use unmask::sampler::{Denoiser, ModelSpec, SamplerKind, Settings};
+use unmask::sampler::{Denoiser, Knob, KnobValue, ModelSpec, SamplerKind, Settings};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -170,13 +170,14 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 continue;
             }
             model.set_attention(attention);
-            let settings = Settings {
-                steps: args.gen_length,
-                gen_length: args.gen_length,
-                use_cache: cache,
-                stop_at_eos: false,
-                ..Settings::defaults(sampler)
-            };
+            let mut settings = Settings::for_tokens(sampler, args.gen_length);
+            for (knob, on) in [(Knob::Cache, cache), (Knob::StopAtEos, false)] {
+                if settings.has(knob) {
+                    settings
+                        .set(knob, KnobValue::Flag(on))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
             let spec = model.spec().clone();
             let mut generation =
                 Generation::from_ids(settings, &prompt, &spec).map_err(|e| e.to_string())?;

@@ -12,7 +12,9 @@ use unmask::bundle::{Bundle, ModelDir, model_spec};
 use unmask::config::Attention;
 use unmask::engine::Generation;
 use unmask::model::parameter_count;
-use unmask::sampler::{Remasking, SamplerKind, Settings, Step};
+use unmask::sampler::{
+    Fix, Knob, KnobValue, Remasking, SamplerKind, Settings, SettingsError, Step,
+};
 
 /// `println!` that ends the process quietly when stdout is closed early (`unmask … | head`), as
 /// Unix tools do, where `println!` would panic.
@@ -116,9 +118,9 @@ struct GenerateArgs {
     /// Semi-autoregressive block (llada); must match the model's for bd3.
     #[arg(long)]
     block_length: Option<usize>,
-    /// Which masked positions to commit first.
-    #[arg(long, value_enum, default_value = "low-confidence")]
-    remasking: RemaskingArg,
+    /// Which masked positions to commit first [default: low-confidence].
+    #[arg(long, value_enum)]
+    remasking: Option<RemaskingArg>,
     /// Sampling temperature (0 = greedy); default 0 for llada, 1 otherwise.
     #[arg(long)]
     temperature: Option<f64>,
@@ -128,14 +130,15 @@ struct GenerateArgs {
     /// Nucleus sampling p (default 0.9 for bd3).
     #[arg(long)]
     top_p: Option<f64>,
-    /// Classifier-free guidance scale.
-    #[arg(long, default_value_t = 0.0)]
-    cfg: f64,
+    /// Classifier-free guidance scale (llada) [default: 0, off].
+    #[arg(long)]
+    cfg: Option<f64>,
     /// Fast-dLLM confidence threshold: commit every position at least this sure.
     #[arg(long)]
     threshold: Option<f64>,
     /// BD3-LM first-hitting: one random masked position per step (bd3's default unless
-    /// --threshold is given); `--first-hitting false` ranks positions by --remasking instead.
+    /// --steps, --remasking or --threshold is given); `--first-hitting false` ranks positions by
+    /// --remasking instead.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     first_hitting: Option<bool>,
     /// Seed of every random draw.
@@ -206,7 +209,7 @@ impl From<String> for CliError {
 impl From<unmask::sampler::SampleError> for CliError {
     fn from(e: unmask::sampler::SampleError) -> Self {
         match e {
-            unmask::sampler::SampleError::Settings(m) => CliError::Input(m),
+            unmask::sampler::SampleError::Settings(e) => settings_error(&e),
             e @ unmask::sampler::SampleError::Model(_) => CliError::Failed(e.to_string()),
         }
     }
@@ -267,31 +270,92 @@ fn attention_of(arg: AttentionArg, config: &unmask::ModelConfig) -> CliResult<At
     })
 }
 
-fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Settings {
-    let defaults = Settings::defaults(sampler);
-    Settings {
-        steps: args.steps.unwrap_or(args.gen_length),
-        gen_length: args.gen_length,
-        block_length: args.block_length,
-        remasking: match args.remasking {
-            RemaskingArg::LowConfidence => Remasking::LowConfidence,
-            RemaskingArg::Random => Remasking::Random,
-            RemaskingArg::Margin => Remasking::Margin,
-            RemaskingArg::Entropy => Remasking::Entropy,
-        },
-        temperature: args.temperature.unwrap_or(defaults.temperature),
-        top_k: args.top_k,
-        top_p: args.top_p.or(defaults.top_p),
-        cfg_scale: args.cfg,
-        threshold: args.threshold,
-        first_hitting: args
-            .first_hitting
-            .unwrap_or(defaults.first_hitting && args.threshold.is_none()),
-        seed: args.seed,
-        use_cache: !args.no_cache,
-        stop_at_eos: !args.no_stop_at_eos,
-        ..defaults
+/// The flag that sets `knob`, for messages.
+fn flag_of(knob: Knob) -> &'static str {
+    match knob {
+        Knob::Steps => "--steps",
+        Knob::GenLength => "--gen-length",
+        Knob::BlockLength => "--block-length",
+        Knob::Remasking => "--remasking",
+        Knob::Temperature => "--temperature",
+        Knob::TopK => "--top-k",
+        Knob::TopP => "--top-p",
+        Knob::Cfg => "--cfg",
+        Knob::Threshold => "--threshold",
+        Knob::FirstHitting => "--first-hitting",
+        Knob::Cache => "--no-cache",
+        Knob::StopAtEos => "--no-stop-at-eos",
+        Knob::Seed => "--seed",
     }
+}
+
+/// A settings error with what to do about it on the command line.
+fn settings_error(e: &SettingsError) -> CliError {
+    let hint = match e.fix() {
+        Some(Fix {
+            knob,
+            to: Some(KnobValue::Flag(false)),
+        }) => format!(" (add {})", flag_of(knob)),
+        Some(Fix {
+            to: Some(KnobValue::Off),
+            knob,
+        }) => format!(" (leave out {})", flag_of(knob)),
+        Some(Fix { knob, to: None }) => match e {
+            SettingsError::NoSuchKnob { .. } => format!(" (leave out {})", flag_of(knob)),
+            _ => format!(" (see {})", flag_of(knob)),
+        },
+        _ => String::new(),
+    };
+    CliError::Input(format!("{e}{hint}"))
+}
+
+/// The run's settings: `sampler`'s defaults for `--gen-length` tokens in one step per token, then
+/// every flag given, each through the knob table (a flag the sampler has no knob for is refused).
+fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, CliError> {
+    let mut settings = Settings::for_tokens(sampler, args.gen_length);
+    let ranked = args.steps.is_some() || args.remasking.is_some() || args.threshold.is_some();
+    if sampler == SamplerKind::Bd3 && args.first_hitting.is_none() && ranked {
+        settings
+            .set(Knob::FirstHitting, KnobValue::Flag(false))
+            .map_err(|e| settings_error(&e))?;
+    }
+    let number = |x: f64| KnobValue::Number(x);
+    let given: [(Knob, Option<KnobValue>); 12] = [
+        (Knob::FirstHitting, args.first_hitting.map(KnobValue::Flag)),
+        (Knob::Steps, args.steps.map(|n| number(n as f64))),
+        (
+            Knob::BlockLength,
+            args.block_length.map(|n| number(n as f64)),
+        ),
+        (
+            Knob::Remasking,
+            args.remasking.map(|r| {
+                KnobValue::Remasking(match r {
+                    RemaskingArg::LowConfidence => Remasking::LowConfidence,
+                    RemaskingArg::Random => Remasking::Random,
+                    RemaskingArg::Margin => Remasking::Margin,
+                    RemaskingArg::Entropy => Remasking::Entropy,
+                })
+            }),
+        ),
+        (Knob::Temperature, args.temperature.map(number)),
+        (Knob::TopK, args.top_k.map(|k| number(k as f64))),
+        (Knob::TopP, args.top_p.map(number)),
+        (Knob::Cfg, args.cfg.map(number)),
+        (Knob::Threshold, args.threshold.map(number)),
+        (Knob::Cache, args.no_cache.then_some(KnobValue::Flag(false))),
+        (
+            Knob::StopAtEos,
+            args.no_stop_at_eos.then_some(KnobValue::Flag(false)),
+        ),
+        (Knob::Seed, Some(number(args.seed as f64))),
+    ];
+    for (knob, value) in given {
+        if let Some(value) = value {
+            settings.set(knob, value).map_err(|e| settings_error(&e))?;
+        }
+    }
+    Ok(settings)
 }
 
 fn generate(args: GenerateArgs) -> Result<(), CliError> {
@@ -308,7 +372,7 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let sampler = args
         .sampler
         .map_or_else(|| bundle.config.own_sampler(), SamplerKind::from);
-    let settings = settings_of(&args, sampler);
+    let settings = settings_of(&args, sampler)?;
     // Every setting and size is checked here, against the model, before its first call.
     let mut generation = Generation::new(settings, &args.prompt, &bundle.codec, &spec)?;
     let live = !args.quiet && std::io::stderr().is_terminal();
