@@ -33,8 +33,12 @@ for target in "${targets[@]}"; do
     # Release with debug assertions and overflow checks (cargo-fuzz's default) but without
     # AddressSanitizer: the code is safe Rust, what is hunted is panics, and ASan halves the
     # executions per second. A crash lands in fuzz/artifacts/$target/.
-    cargo +"$toolchain" fuzz run --sanitizer none --target-dir "$fuzz_target_dir" "$target" -- \
-        -runs="$runs" -max_len=262144 -print_final_stats=1 2>&1 | tee "fuzz/logs/$target.log" | grep -E "^#[0-9]+.*(pulse|DONE)|Done|stat::|panicked" >&2
+    if ! cargo +"$toolchain" fuzz run --sanitizer none --target-dir "$fuzz_target_dir" "$target" -- \
+        -runs="$runs" -max_len=262144 -print_final_stats=1 >"fuzz/logs/$target.log" 2>&1; then
+        echo "$target: stopped on a crash (fuzz/artifacts/$target/, log fuzz/logs/$target.log)" >&2
+    fi
+    grep -E "^#[0-9]+.*DONE|^Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|panicked" \
+        "fuzz/logs/$target.log" >&2 || true
     # Keep only the inputs that add coverage.
     cargo +"$toolchain" fuzz cmin --sanitizer none --target-dir "$fuzz_target_dir" "$target" >/dev/null 2>&1
 done
