@@ -14,7 +14,8 @@ use crate::sampler::{
 };
 use crate::trajectory::Trajectory;
 
-use super::app::{ModelStatus, ctx};
+use super::app::ctx;
+use crate::page::session::ModelStatus;
 
 /// Which settings an input edits: the run's, or the race's second sampler.
 #[derive(Clone, Copy, PartialEq)]
@@ -306,7 +307,7 @@ pub fn ModelPanel() -> impl IntoView {
             Err(e) => error.set(Some(e)),
         }
     };
-    let progress = move || match ctx.model.get() {
+    let progress = move || match ctx.model_status() {
         ModelStatus::Loading {
             file,
             loaded,
@@ -336,7 +337,7 @@ pub fn ModelPanel() -> impl IntoView {
         }
         _ => None,
     };
-    let info = move || match ctx.model.get() {
+    let info = move || match ctx.model_status() {
         ModelStatus::Loaded(m) => Some(format!(
             "{} — {}, vocabulary {}, context {}, loaded in {:.1} s",
             m.name, m.shape, m.spec.vocab_size, m.spec.model_length, m.load_seconds
@@ -512,9 +513,7 @@ pub fn SharePanel() -> impl IntoView {
         });
     };
     let export = move |_| {
-        let t = ctx
-            .lanes
-            .with(|l| l.first().and_then(|l| l.trajectory.clone()));
+        let t = ctx.lanes_with(|l| l.first().and_then(|l| l.trajectory.clone()));
         note.set(match t {
             Some(t) => match download("unmask-trajectory.json", &t.to_json()) {
                 Ok(()) => "trajectory saved".into(),

@@ -32,7 +32,7 @@ fn polyline(values: &[Option<f64>], max: f64, steps: usize) -> String {
 pub fn Plots(lane: usize) -> impl IntoView {
     let ctx = ctx();
     let series = Memo::new(move |_| {
-        ctx.lanes.with(|l| {
+        ctx.lanes_with(|l| {
             l.get(lane).map(|l| {
                 let masked = l.replay.masked_series().to_vec();
                 let conf = l.replay.confidence_series().to_vec();
@@ -92,7 +92,7 @@ pub fn Plots(lane: usize) -> impl IntoView {
     };
     let heatmap = move || {
         let at = ctx.cursor.get();
-        ctx.lanes.with(|l| {
+        ctx.lanes_with(|l| {
             let l = l.get(lane)?;
             let r = &l.replay;
             let steps = r.len().max(1);

@@ -1,0 +1,828 @@
+//! The page's life with its model worker, as a state machine in plain Rust: which backend runs,
+//! which model is loaded or loading, the runs shown (one, or two in a race), and every reaction
+//! to what the worker says — stale loads ignored, a crash replacing the worker, WebGPU failing
+//! under a run (a lost device, non-finite numbers) rerunning it on the CPU.
+//!
+//! [`Session`] never touches a browser: each transition returns the [`Command`]s the shell
+//! (`ui::app`) carries out — start or stop the worker, post a message, play the timeline — so the
+//! native tests below drive every path the page takes.
+
+use crate::backend::BackendKind;
+use crate::sampler::{Knob, KnobValue, Settings};
+use crate::trajectory::Trajectory;
+
+use super::protocol::{FromWorker, LoadedModel, ToWorker};
+use super::replay::Replay;
+use super::source::ModelSource;
+use super::state::{BackendChoice, PageState};
+
+/// Where the backend stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerStatus {
+    /// Starting.
+    Starting,
+    /// Running on a backend.
+    Ready {
+        /// Which.
+        backend: BackendKind,
+        /// In words.
+        detail: String,
+        /// Why not WebGPU, when it was wanted.
+        fallback: Option<String>,
+        /// Weights in f16.
+        half: bool,
+    },
+    /// Failed to start.
+    Failed(String),
+}
+
+/// Where the model stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelStatus {
+    /// Nothing asked yet.
+    None,
+    /// Downloading / uploading.
+    Loading {
+        /// What.
+        source: String,
+        /// Current file.
+        file: String,
+        /// Bytes so far.
+        loaded: u64,
+        /// Bytes in all.
+        total: Option<u64>,
+        /// From the browser's cache.
+        cached: bool,
+    },
+    /// Ready.
+    Loaded(LoadedModel),
+    /// Failed; the page keeps working (and keeps any previous model).
+    Failed(String),
+}
+
+/// How a run stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunStatus {
+    /// Sent, waiting for the worker.
+    Queued,
+    /// Steps are arriving.
+    Running,
+    /// Finished.
+    Done,
+    /// Stopped by the reader.
+    Cancelled,
+    /// Failed with a message.
+    Failed(String),
+    /// Loaded from a trajectory file.
+    Imported,
+}
+
+impl RunStatus {
+    /// Whether no more steps will come.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    /// A word for `data-status` and the badge.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Failed(_) => "failed",
+            RunStatus::Imported => "imported",
+        }
+    }
+}
+
+/// One lane of the page: a run live or replayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lane {
+    /// The worker's run id (0 for imported runs).
+    pub id: u32,
+    /// Its settings.
+    pub settings: Settings,
+    /// Its prompt.
+    pub prompt: String,
+    /// The model it runs on (resolved: a default becomes the shipped folder).
+    pub model: String,
+    /// Where that model comes from (to run the lane again).
+    pub source: ModelSource,
+    /// Waiting to be sent to the worker: a new run, or one to run again on a restarted worker
+    /// (after WebGPU failed under it).
+    pub to_send: bool,
+    /// Steps so far.
+    pub replay: Replay,
+    /// State.
+    pub status: RunStatus,
+    /// Milliseconds the worker has spent on it.
+    pub elapsed_ms: f64,
+    /// The finished record, for export.
+    pub trajectory: Option<Trajectory>,
+}
+
+impl Lane {
+    /// A short label: sampler and its main knobs.
+    pub fn label(&self) -> String {
+        let s = &self.settings;
+        let mut label = s.sampler().name().to_string();
+        if let Some(steps) = s.steps() {
+            label.push_str(&format!(" · {steps} steps"));
+        }
+        if s.get(Knob::FirstHitting) == Some(KnobValue::Flag(true)) {
+            label.push_str(" · first-hitting");
+        }
+        label
+    }
+
+    /// Committed tokens per second of model time up to step `at`.
+    pub fn tokens_per_second(&self, at: usize) -> Option<f64> {
+        let n = self.replay.committed_through(at);
+        let ms = self.step_ms(at)?;
+        (ms > 0.0).then(|| n as f64 * 1000.0 / ms)
+    }
+
+    fn step_ms(&self, at: usize) -> Option<f64> {
+        let last = self.replay.len().checked_sub(1)?;
+        if at >= last {
+            Some(self.elapsed_ms)
+        } else {
+            Some(self.elapsed_ms * (at + 1) as f64 / (last + 1) as f64)
+        }
+    }
+}
+
+/// What the shell must do after a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Stop the worker (if any) and start a new one; report a failure with
+    /// [`Session::spawn_failed`].
+    Spawn,
+    /// Post a message to the worker.
+    Send(ToWorker),
+    /// Post a message with the files the reader dropped beside it.
+    SendWithDropped(ToWorker),
+    /// Play the timeline from its first step (a new run, an import).
+    Play,
+    /// A step arrived (`first`: the run's first, for the page's performance mark).
+    Stepped {
+        /// Whether it is step 0.
+        first: bool,
+    },
+}
+
+/// Crashed workers replaced before the page gives up and says so.
+pub const MAX_WORKER_RESTARTS: u32 = 3;
+
+/// The page's worker, model and runs, and the counters that tell replies apart.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    /// The backend.
+    pub worker: WorkerStatus,
+    /// The model.
+    pub model: ModelStatus,
+    /// The runs shown.
+    pub lanes: Vec<Lane>,
+    next_run: u32,
+    /// Id of the newest load request; replies to older ones are ignored.
+    load_id: u32,
+    /// What the newest load asked for, resolved (a default becomes the shipped folder of the
+    /// first run's sampler).
+    loading: Option<ModelSource>,
+    /// Why WebGPU failed in this page, once it has (the CPU is used from then on).
+    gpu_failed: Option<String>,
+    /// Workers replaced after a crash.
+    crashes: u32,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            worker: WorkerStatus::Starting,
+            model: ModelStatus::None,
+            lanes: Vec::new(),
+            next_run: 0,
+            load_id: 0,
+            loading: None,
+            gpu_failed: None,
+            crashes: 0,
+        }
+    }
+}
+
+impl Session {
+    /// Whether any run is still going.
+    pub fn busy(&self) -> bool {
+        self.lanes.iter().any(|l| !l.status.is_final())
+    }
+
+    /// Whether a model is ready.
+    pub fn model_ready(&self) -> bool {
+        matches!(self.model, ModelStatus::Loaded(_))
+    }
+
+    /// Longest lane, in steps.
+    pub fn max_steps(&self) -> usize {
+        self.lanes.iter().map(|l| l.replay.len()).max().unwrap_or(0)
+    }
+
+    /// Why WebGPU failed under this page, if it did.
+    pub fn gpu_failed(&self) -> Option<&str> {
+        self.gpu_failed.as_deref()
+    }
+
+    /// (Re)starts the worker on the preferred backend — the CPU once WebGPU has failed — and
+    /// loads the page's model. Runs in flight die with the old worker.
+    pub fn restart(&mut self, state: &PageState) -> Vec<Command> {
+        self.end_unfinished(RunStatus::Cancelled);
+        self.worker = WorkerStatus::Starting;
+        let backend = if self.gpu_failed.is_some() {
+            BackendChoice::Cpu
+        } else {
+            state.backend
+        };
+        let mut effects = vec![
+            Command::Spawn,
+            Command::Send(ToWorker::Start {
+                backend,
+                half: !state.full_precision,
+            }),
+        ];
+        effects.extend(self.load_model(state.model.clone(), state));
+        effects
+    }
+
+    /// The worker could not even be started.
+    pub fn spawn_failed(&mut self, why: String) {
+        self.worker = WorkerStatus::Failed(why);
+    }
+
+    /// Asks the worker for a model (the default: the one trained for the current sampler).
+    pub fn load_model(&mut self, source: ModelSource, state: &PageState) -> Vec<Command> {
+        let source = source.for_sampler(state.settings.sampler());
+        self.loading = Some(source.clone());
+        self.load_id += 1;
+        self.model = ModelStatus::Loading {
+            source: source.to_string(),
+            file: String::new(),
+            loaded: 0,
+            total: None,
+            cached: false,
+        };
+        let dropped = matches!(source, ModelSource::Files(_));
+        let msg = ToWorker::Load {
+            load: self.load_id,
+            source,
+        };
+        vec![if dropped {
+            Command::SendWithDropped(msg)
+        } else {
+            Command::Send(msg)
+        }]
+    }
+
+    /// Loads the model the first run's sampler needs when that changed: on the default models,
+    /// switching from `bd3` to `ar` swaps the block-diffusion model for the autoregressive one.
+    pub fn follow_sampler(&mut self, state: &PageState) -> Vec<Command> {
+        let wanted = state.model.for_sampler(state.settings.sampler());
+        match &self.loading {
+            Some(current) if *current != wanted => self.load_model(state.model.clone(), state),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Starts a run (two for a race) with the page's prompt and settings; a race shares the
+    /// first run's seed.
+    pub fn run(&mut self, state: &PageState) -> Vec<Command> {
+        let mut effects = self.cancel();
+        let mut runs = vec![state.settings.clone()];
+        if let Some(b) = &state.race {
+            let mut b = b.clone();
+            b.draw_mut().seed = state.settings.seed();
+            runs.push(b);
+        }
+        self.lanes = runs
+            .into_iter()
+            .map(|settings| {
+                let source = state.model.for_sampler(settings.sampler());
+                Lane {
+                    id: 0,
+                    prompt: state.prompt.clone(),
+                    model: source.to_string(),
+                    source,
+                    settings,
+                    to_send: true,
+                    replay: Replay::default(),
+                    status: RunStatus::Queued,
+                    elapsed_ms: 0.0,
+                    trajectory: None,
+                }
+            })
+            .collect();
+        effects.extend(self.send_waiting());
+        effects
+    }
+
+    /// Sends every lane waiting to run, each under a new run id.
+    fn send_waiting(&mut self) -> Vec<Command> {
+        let mut effects = Vec::new();
+        for l in self.lanes.iter_mut().filter(|l| l.to_send) {
+            self.next_run += 1;
+            l.id = self.next_run;
+            l.to_send = false;
+            effects.push(Command::Send(ToWorker::Generate {
+                run: l.id,
+                prompt: l.prompt.clone(),
+                settings: l.settings.clone(),
+                model: l.source.clone(),
+            }));
+        }
+        effects.push(Command::Play);
+        effects
+    }
+
+    /// Stops the runs in progress (each after its current step).
+    pub fn cancel(&mut self) -> Vec<Command> {
+        self.lanes
+            .iter()
+            .filter(|l| !l.status.is_final())
+            .map(|l| Command::Send(ToWorker::Cancel { run: l.id }))
+            .collect()
+    }
+
+    /// Shows a recorded run (no model needed).
+    pub fn import(&mut self, t: Trajectory) -> Vec<Command> {
+        let mut effects = self.cancel();
+        self.lanes = vec![Lane {
+            id: 0,
+            settings: t.settings.clone(),
+            prompt: t.prompt.clone(),
+            model: t.model.name.clone(),
+            source: ModelSource::Default,
+            to_send: false,
+            replay: Replay::from_trajectory(&t),
+            status: RunStatus::Imported,
+            elapsed_ms: 0.0,
+            trajectory: Some(t),
+        }];
+        effects.push(Command::Play);
+        effects
+    }
+
+    fn lane_mut(&mut self, run: u32, f: impl FnOnce(&mut Lane)) {
+        if let Some(l) = self.lanes.iter_mut().find(|l| l.id == run) {
+            f(l)
+        }
+    }
+
+    /// Ends every run still queued or running with `status`.
+    fn end_unfinished(&mut self, status: RunStatus) {
+        for l in self.lanes.iter_mut().filter(|l| !l.status.is_final()) {
+            l.status = status.clone();
+        }
+    }
+
+    /// Whether the worker is (or was starting) on WebGPU, and WebGPU has not failed yet.
+    fn on_gpu(&self, state: &PageState) -> bool {
+        self.gpu_failed.is_none()
+            && match &self.worker {
+                WorkerStatus::Ready { backend, .. } => *backend == BackendKind::Wgpu,
+                // Crashed while starting: WebGPU only if that is what it was starting.
+                WorkerStatus::Starting => state.backend == BackendChoice::Auto,
+                WorkerStatus::Failed(_) => false,
+            }
+    }
+
+    /// The worker died outside any message (a trap, a script that did not load, a panic).
+    pub fn on_crash(&mut self, why: String, state: &PageState) -> Vec<Command> {
+        if self.on_gpu(state) && self.crashes < MAX_WORKER_RESTARTS {
+            // WebGPU failed (no adapter in the runtime, a lost device): the runs in flight are
+            // done again on the CPU.
+            self.crashes += 1;
+            return self.rerun_on_cpu(&why, None, state);
+        }
+        // Runs in flight and the model are lost with the worker.
+        self.end_unfinished(RunStatus::Failed(why.clone()));
+        self.model = ModelStatus::None;
+        self.crashes += 1;
+        if self.crashes <= MAX_WORKER_RESTARTS {
+            self.restart(state)
+        } else {
+            self.worker = WorkerStatus::Failed(format!(
+                "{why} (the model worker failed {} times; reload the page)",
+                self.crashes
+            ));
+            Vec::new()
+        }
+    }
+
+    /// Restarts the worker on the CPU and runs again, with the same settings and seed, every run
+    /// still going and `failed` (the run the GPU broke): WebGPU failed under it, and the CPU gives
+    /// the same tokens.
+    fn rerun_on_cpu(&mut self, why: &str, failed: Option<u32>, state: &PageState) -> Vec<Command> {
+        // The first line says it; a backend's error may go on with its causes and a backtrace.
+        let why = why.lines().next().unwrap_or_default();
+        self.gpu_failed = Some(format!(
+            "WebGPU failed ({why}); the run was done again on the CPU"
+        ));
+        let again: Vec<u32> = self
+            .lanes
+            .iter()
+            .filter(|l| !l.status.is_final() || Some(l.id) == failed)
+            .map(|l| l.id)
+            .collect();
+        let effects = self.restart(state);
+        for l in self.lanes.iter_mut().filter(|l| again.contains(&l.id)) {
+            l.status = RunStatus::Queued;
+            l.replay = Replay::default();
+            l.elapsed_ms = 0.0;
+            l.to_send = true;
+        }
+        effects
+    }
+
+    /// A message from the worker.
+    pub fn on_message(&mut self, msg: FromWorker, state: &PageState) -> Vec<Command> {
+        match msg {
+            FromWorker::Booted => {}
+            FromWorker::Ready {
+                backend,
+                detail,
+                fallback,
+                half,
+            } => {
+                self.worker = WorkerStatus::Ready {
+                    backend,
+                    detail,
+                    fallback: fallback.or_else(|| self.gpu_failed.clone()),
+                    half,
+                }
+            }
+            FromWorker::Progress { load, .. } | FromWorker::Loaded { load, .. }
+                if load != self.load_id => {}
+            FromWorker::Failed {
+                load: Some(load), ..
+            } if load != self.load_id => {}
+            FromWorker::Progress {
+                file,
+                loaded,
+                total,
+                cached,
+                ..
+            } => {
+                if let ModelStatus::Loading { source, .. } = &self.model {
+                    self.model = ModelStatus::Loading {
+                        source: source.clone(),
+                        file,
+                        loaded,
+                        total,
+                        cached,
+                    };
+                }
+            }
+            FromWorker::Loaded { model, .. } => {
+                self.model = ModelStatus::Loaded(model);
+                if self.lanes.iter().any(|l| l.to_send) {
+                    return self.send_waiting();
+                }
+                if state.autoplay && self.lanes.is_empty() {
+                    return self.run(state);
+                }
+            }
+            FromWorker::Started {
+                run,
+                mask_id,
+                prompt_ids,
+                canvas,
+                vocab,
+            } => self.lane_mut(run, |l| {
+                l.replay = Replay::new(prompt_ids, canvas, mask_id);
+                l.replay.add_vocab(vocab);
+                l.status = RunStatus::Running;
+            }),
+            FromWorker::Step {
+                run,
+                step,
+                vocab,
+                elapsed_ms,
+            } => {
+                let first = step.index == 0;
+                let mut known = false;
+                self.lane_mut(run, |l| {
+                    known = true;
+                    l.replay.add_vocab(vocab);
+                    l.replay.push(step);
+                    l.elapsed_ms = elapsed_ms;
+                });
+                if known {
+                    return vec![Command::Stepped { first }];
+                }
+            }
+            FromWorker::Done {
+                run,
+                trajectory,
+                elapsed_ms,
+            } => self.lane_mut(run, |l| {
+                l.status = RunStatus::Done;
+                l.elapsed_ms = elapsed_ms;
+                l.trajectory = Some(*trajectory);
+            }),
+            FromWorker::Cancelled { run } => {
+                self.lane_mut(run, |l| l.status = RunStatus::Cancelled)
+            }
+            FromWorker::Failed {
+                run: Some(run),
+                message,
+                device_fault: true,
+                ..
+            } if self.gpu_failed.is_none() && self.lanes.iter().any(|l| l.id == run) => {
+                return self.rerun_on_cpu(&message, Some(run), state);
+            }
+            FromWorker::Failed {
+                run: Some(run),
+                message,
+                ..
+            } => self.lane_mut(run, |l| l.status = RunStatus::Failed(message)),
+            FromWorker::Failed {
+                load: Some(_),
+                message,
+                ..
+            } => self.model = ModelStatus::Failed(message),
+            FromWorker::Failed {
+                run: None,
+                stage,
+                message,
+                ..
+            } => match stage.as_str() {
+                "load" => self.model = ModelStatus::Failed(message),
+                "panic" => return self.on_crash(message, state),
+                _ => self.worker = WorkerStatus::Failed(message),
+            },
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Attention;
+    use crate::sampler::{ModelSpec, SamplerKind, Step};
+
+    fn state(query: &str) -> PageState {
+        PageState::from_query(query).0
+    }
+
+    fn loaded(load: u32) -> FromWorker {
+        FromWorker::Loaded {
+            load,
+            model: LoadedModel {
+                name: "m".into(),
+                spec: ModelSpec {
+                    vocab_size: 8,
+                    model_length: 64,
+                    mask_id: 7,
+                    eos_id: None,
+                    attention: Attention::Bidirectional,
+                    time_conditioning: false,
+                },
+                parameters: 1,
+                shape: "tiny".into(),
+                load_seconds: 0.1,
+            },
+        }
+    }
+
+    fn ready(backend: BackendKind) -> FromWorker {
+        FromWorker::Ready {
+            backend,
+            detail: backend.name().into(),
+            fallback: None,
+            half: false,
+        }
+    }
+
+    fn step(run: u32, index: usize) -> FromWorker {
+        FromWorker::Step {
+            run,
+            step: Step {
+                index,
+                model_calls: index + 1,
+                commits: Vec::new(),
+                canvas: vec![1, 7],
+                masked: vec![false, true],
+                block: [1, 2],
+                candidates: Vec::new(),
+            },
+            vocab: Vec::new(),
+            elapsed_ms: 1.0,
+        }
+    }
+
+    /// The runs an effect list starts, with their settings.
+    fn generates(effects: &[Command]) -> Vec<(u32, Settings)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Command::Send(ToWorker::Generate { run, settings, .. }) => {
+                    Some((*run, settings.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn starts(effects: &[Command]) -> Vec<BackendChoice> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Command::Send(ToWorker::Start { backend, .. }) => Some(*backend),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_page_starts_the_worker_and_loads_its_sampler_s_model() {
+        let page = state("sampler=ar&gen=8");
+        let mut s = Session::default();
+        let effects = s.restart(&page);
+        assert_eq!(effects[0], Command::Spawn);
+        assert_eq!(starts(&effects), vec![BackendChoice::Auto]);
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Command::Send(ToWorker::Load { load: 1, source: ModelSource::Url(u) }) if u.ends_with("/default/ar/")
+        )));
+        assert!(matches!(s.model, ModelStatus::Loading { .. }));
+        // Autoplay off: a loaded model waits for Run.
+        assert!(s.on_message(loaded(1), &page).is_empty());
+        assert!(s.model_ready() && s.lanes.is_empty());
+    }
+
+    #[test]
+    fn replies_to_a_superseded_load_are_ignored() {
+        let page = state("autoplay=1");
+        let mut s = Session::default();
+        s.restart(&page);
+        s.load_model(ModelSource::Hub("o/n".into()), &page);
+        // Load 1's progress, failure and success come late: load 2 is what the page waits for.
+        s.on_message(
+            FromWorker::Failed {
+                run: None,
+                load: Some(1),
+                stage: "load".into(),
+                message: "404".into(),
+                device_fault: false,
+            },
+            &page,
+        );
+        assert!(s.on_message(loaded(1), &page).is_empty());
+        assert!(matches!(s.model, ModelStatus::Loading { .. }));
+        // Load 2 arrives and, with autoplay, the run starts.
+        let effects = s.on_message(loaded(2), &page);
+        assert_eq!(generates(&effects).len(), 1);
+        assert!(effects.contains(&Command::Play));
+    }
+
+    #[test]
+    fn a_race_runs_two_lanes_on_one_seed_and_steps_reach_their_lane() {
+        let page = state("sampler=bd3&seed=5&b.sampler=llada&b.steps=8&gen=16");
+        let mut s = Session::default();
+        s.restart(&page);
+        s.on_message(loaded(1), &page);
+        let runs = generates(&s.run(&page));
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].1.seed(), 5);
+        assert_eq!(runs[1].1.seed(), 5);
+        assert_eq!(runs[1].1.sampler(), SamplerKind::Llada);
+        let (a, b) = (runs[0].0, runs[1].0);
+        assert_eq!(
+            s.on_message(step(a, 0), &page),
+            vec![Command::Stepped { first: true }]
+        );
+        s.on_message(step(a, 1), &page);
+        s.on_message(step(b, 0), &page);
+        assert_eq!(s.lanes[0].replay.len(), 2);
+        assert_eq!(s.lanes[1].replay.len(), 1);
+        // A step of a run no lane has (cancelled and replaced) changes nothing.
+        assert!(s.on_message(step(99, 0), &page).is_empty());
+        assert!(s.busy());
+        // A new run cancels the ones in flight.
+        let effects = s.run(&page);
+        assert!(effects.contains(&Command::Send(ToWorker::Cancel { run: a })));
+        assert!(effects.contains(&Command::Send(ToWorker::Cancel { run: b })));
+    }
+
+    #[test]
+    fn webgpu_failing_under_a_run_reruns_it_on_the_cpu_with_the_same_settings() {
+        let page = state("sampler=bd3&b.sampler=ar&gen=8&seed=2");
+        let mut s = Session::default();
+        s.restart(&page);
+        s.on_message(ready(BackendKind::Wgpu), &page);
+        s.on_message(loaded(1), &page);
+        let first = generates(&s.run(&page));
+        s.on_message(step(first[0].0, 0), &page);
+        // The first lane's GPU returns NaN: both lanes go back to the queue, the worker restarts
+        // on the CPU and loads the model again.
+        let effects = s.on_message(
+            FromWorker::Failed {
+                run: Some(first[0].0),
+                load: None,
+                stage: "generate".into(),
+                message: "the wgpu backend returned 4 non-finite logits at step 1\nmore".into(),
+                device_fault: true,
+            },
+            &page,
+        );
+        assert_eq!(effects[0], Command::Spawn);
+        assert_eq!(starts(&effects), vec![BackendChoice::Cpu]);
+        assert!(
+            s.lanes
+                .iter()
+                .all(|l| l.status == RunStatus::Queued && l.replay.is_empty())
+        );
+        // The CPU worker comes up: the badge's reason names WebGPU's failure, first line only.
+        s.on_message(ready(BackendKind::Cpu), &page);
+        match &s.worker {
+            WorkerStatus::Ready {
+                fallback: Some(f), ..
+            } => {
+                assert_eq!(
+                    f,
+                    "WebGPU failed (the wgpu backend returned 4 non-finite logits at step 1); the run was done again on the CPU"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Its model loads: the same two runs go again, under new ids.
+        let again = generates(&s.on_message(loaded(2), &page));
+        assert_eq!(again.len(), 2);
+        assert_eq!(
+            again.iter().map(|r| &r.1).collect::<Vec<_>>(),
+            first.iter().map(|r| &r.1).collect::<Vec<_>>()
+        );
+        assert!(
+            again
+                .iter()
+                .all(|(id, _)| first.iter().all(|(old, _)| old != id))
+        );
+        // A second failure, now on the CPU, is the run's own: no third attempt.
+        let effects = s.on_message(
+            FromWorker::Failed {
+                run: Some(again[0].0),
+                load: None,
+                stage: "generate".into(),
+                message: "the cpu backend returned 4 non-finite logits".into(),
+                device_fault: false,
+            },
+            &page,
+        );
+        assert!(effects.is_empty());
+        assert!(matches!(s.lanes[0].status, RunStatus::Failed(_)));
+    }
+
+    #[test]
+    fn crashes_rerun_on_the_cpu_once_then_fail_the_runs_then_give_up() {
+        let page = state("gen=8");
+        let mut s = Session::default();
+        s.restart(&page);
+        s.on_message(ready(BackendKind::Wgpu), &page);
+        s.on_message(loaded(1), &page);
+        s.run(&page);
+        // A lost device kills the worker mid-run: rerun on the CPU.
+        let effects = s.on_crash("device lost".into(), &page);
+        assert_eq!(starts(&effects), vec![BackendChoice::Cpu]);
+        assert!(s.lanes[0].to_send);
+        s.on_message(ready(BackendKind::Cpu), &page);
+        s.on_message(loaded(2), &page);
+        // Crashes on the CPU fail the run and restart the worker, a few times only.
+        for _ in 1..MAX_WORKER_RESTARTS {
+            let effects = s.on_crash("trap".into(), &page);
+            assert_eq!(starts(&effects), vec![BackendChoice::Cpu]);
+        }
+        assert!(matches!(s.lanes[0].status, RunStatus::Failed(_)));
+        assert!(s.on_crash("trap".into(), &page).is_empty());
+        assert!(matches!(&s.worker, WorkerStatus::Failed(m) if m.contains("failed 4 times")));
+    }
+
+    #[test]
+    fn a_new_sampler_on_the_default_models_loads_its_own_model() {
+        let mut page = state("sampler=bd3");
+        let mut s = Session::default();
+        s.restart(&page);
+        assert!(s.follow_sampler(&page).is_empty());
+        page.settings = page.settings.switched(SamplerKind::Ar);
+        let effects = s.follow_sampler(&page);
+        assert!(matches!(
+            &effects[..],
+            [Command::Send(ToWorker::Load { load: 2, source: ModelSource::Url(u) })] if u.ends_with("/default/ar/")
+        ));
+        // Dropped files travel with their load.
+        let effects = s.load_model(ModelSource::Files("model.safetensors".into()), &page);
+        assert!(matches!(
+            &effects[..],
+            [Command::SendWithDropped(ToWorker::Load { .. })]
+        ));
+    }
+}
