@@ -10,6 +10,8 @@ scripts/install.sh base
 export UNMASK_REQUIRE_WGPU=1
 # tests/corpus.rs rebuilds data/corpus/ from the packages scripts/corpus-sources.sh unpacks here.
 export UNMASK_CORPUS_SOURCES="${UNMASK_CORPUS_SOURCES:-/var/tmp/unmask-corpus}"
+# tests/digits.rs rebuilds data/digits/ from the scikit-learn wheel scripts/digits-source.sh fetches.
+export UNMASK_DIGITS_SOURCES="${UNMASK_DIGITS_SOURCES:-/var/tmp/unmask-digits}"
 
 # The native test build and the tools' builds use different target directories: on a cold machine
 # they overlap (each has long single-crate stretches that leave a core idle).
@@ -20,6 +22,7 @@ native=$!
 trap 'kill -- -"$native" 2>/dev/null || true; rm -f "$native_log"' EXIT
 scripts/install.sh test
 scripts/corpus-sources.sh "$UNMASK_CORPUS_SOURCES" >/dev/null
+scripts/digits-source.sh "$UNMASK_DIGITS_SOURCES" >/dev/null
 if ! wait "$native"; then
     cat "$native_log" >&2
     exit 1

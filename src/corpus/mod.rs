@@ -25,8 +25,10 @@
 mod austen;
 mod bible;
 pub mod bpe;
+pub mod digits;
 mod rdata;
 mod sword;
+mod zip;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -140,6 +142,20 @@ pub enum CorpusError {
         /// The corpus folder.
         dir: PathBuf,
     },
+    /// The scikit-learn wheel holding the digits is not there.
+    #[error("{} is missing: run scripts/digits-source.sh (it downloads the scikit-learn wheel from PyPI), or point --wheel at it", path.display())]
+    MissingWheel {
+        /// The wheel looked for.
+        path: PathBuf,
+    },
+    /// The prepared digits are not there.
+    #[error("{} is missing: run `unmask prepare --digits --out {}` first", path.display(), dir.display())]
+    MissingDigits {
+        /// The file looked for.
+        path: PathBuf,
+        /// The digits folder.
+        dir: PathBuf,
+    },
     /// A prepared corpus file is damaged.
     #[error("{} is damaged ({detail}): run `unmask prepare` again", path.display())]
     Damaged {
@@ -164,7 +180,7 @@ impl Split {
     pub const ALL: [Split; 2] = [Split::Train, Split::Valid];
 
     /// Position in [`Split::ALL`].
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Split::Train => 0,
             Split::Valid => 1,
@@ -528,7 +544,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

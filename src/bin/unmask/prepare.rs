@@ -1,10 +1,11 @@
 //! `unmask prepare`: the training corpus and its tokenizer from the Debian packages'
-//! public-domain text (see `unmask::corpus`).
+//! public-domain text (see `unmask::corpus`), or with `--digits` the handwritten digits from the
+//! scikit-learn wheel (`unmask::corpus::digits`).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use unmask::corpus::{self, PrepareConfig};
+use unmask::corpus::{self, PrepareConfig, digits};
 
 /// Arguments of `unmask prepare`.
 #[derive(clap::Args)]
@@ -16,32 +17,45 @@ pub struct Args {
     /// scripts/corpus-sources.sh.
     #[arg(long, default_value_os_t = PathBuf::from(corpus::DEFAULT_SOURCES_DIR).join(corpus::BIBLE_SUBDIR))]
     bible: PathBuf,
-    /// Output folder: train.txt.gz, valid.txt.gz, tokenizer.json, manifest.json.
-    #[arg(long, default_value = corpus::DEFAULT_OUT_DIR)]
-    out: PathBuf,
+    /// Output folder: train.txt.gz, valid.txt.gz, tokenizer.json, manifest.json [default:
+    /// data/corpus; with --digits, data/digits: train.csv.gz, valid.csv.gz, manifest.json].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Tokens in the tokenizer, special tokens included.
     #[arg(long, default_value_t = corpus::DEFAULT_VOCAB_SIZE)]
     vocab_size: usize,
-    /// Expected share of chapters held out for validation (in steps of 1/256).
-    #[arg(long, default_value_t = corpus::DEFAULT_VALID_SHARE)]
-    valid_share: f64,
+    /// Expected share of chapters (or digits) held out for validation, in steps of 1/256
+    /// [default: 0.05; with --digits, 0.1].
+    #[arg(long)]
+    valid_share: Option<f64>,
+    /// Prepare the 8×8 handwritten digits instead of the text corpus.
+    #[arg(long)]
+    digits: bool,
+    /// The scikit-learn wheel holding the digits, as scripts/digits-source.sh downloads it.
+    #[arg(long, default_value_os_t = PathBuf::from(digits::DEFAULT_WHEEL_DIR).join(digits::WHEEL_FILE))]
+    wheel: PathBuf,
 }
 
 /// Prepares the corpus and prints what it holds.
 pub fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
+    if args.digits {
+        return prepare_digits(&args, started);
+    }
+    let out = args.out.unwrap_or_else(|| corpus::DEFAULT_OUT_DIR.into());
+    let valid_share = args.valid_share.unwrap_or(corpus::DEFAULT_VALID_SHARE);
     let config = PrepareConfig {
         command: format!(
             "unmask prepare --out {} --vocab-size {} --valid-share {}",
-            args.out.display(),
+            out.display(),
             args.vocab_size,
-            args.valid_share
+            valid_share
         ),
         austen: args.austen,
         bible: args.bible,
-        out: args.out,
+        out,
         vocab_size: args.vocab_size,
-        valid_share: args.valid_share,
+        valid_share,
     };
     let manifest = corpus::prepare(&config).map_err(|e| e.to_string())?;
     for (name, split) in &manifest.splits {
@@ -64,6 +78,36 @@ pub fn run(args: Args) -> Result<(), String> {
         "wrote {} ({} tokens) in {:.1}s",
         config.out.display(),
         manifest.vocab_size,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `unmask prepare --digits`.
+fn prepare_digits(args: &Args, started: Instant) -> Result<(), String> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| digits::DEFAULT_DIGITS_DIR.into());
+    let valid_share = args
+        .valid_share
+        .unwrap_or(digits::DEFAULT_DIGITS_VALID_SHARE);
+    let command = format!(
+        "unmask prepare --digits --out {} --valid-share {valid_share}",
+        out.display()
+    );
+    let manifest = digits::prepare_digits(&args.wheel, &out, valid_share, &command)
+        .map_err(|e| e.to_string())?;
+    for (split, counts) in corpus::Split::ALL.iter().zip(&manifest.per_class) {
+        outln!(
+            "{:5}  {:4} images, per class {counts:?}",
+            split.name(),
+            counts.iter().sum::<usize>()
+        );
+    }
+    outln!(
+        "wrote {} in {:.1}s",
+        out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
