@@ -42,3 +42,7 @@ for target in "${targets[@]}"; do
     # Keep only the inputs that add coverage.
     cargo +"$toolchain" fuzz cmin --sanitizer none --target-dir "$fuzz_target_dir" "$target" >/dev/null 2>&1
 done
+
+# Minimising renames inputs after their hashes: write the seeds again, which the replay test
+# (tests/fuzz_corpus.rs) looks for.
+(cd fuzz && CARGO_TARGET_DIR="$fuzz_target_dir" cargo +"$toolchain" run --quiet --release --bin seeds)

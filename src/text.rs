@@ -65,19 +65,45 @@ impl std::fmt::Debug for TextCodec {
     }
 }
 
+/// Reads `tokenizer.json` without letting a malformed one panic.
+///
+/// The `tokenizers` crate (0.23) `expect`s where it should err: its decoder reader panics on a
+/// JSON syntax error inside the file, its normalizer reader on a `Precompiled` normalizer it cannot
+/// read (both found by the `model_folder` fuzz target). So the bytes are parsed as JSON first —
+/// the crate then reads from a value, where no syntax error can occur — and every `Precompiled`
+/// section is read here before the crate tries.
+fn parse_tokenizer(bytes: &[u8]) -> Result<Tokenizer, TextError> {
+    let parse = |e: &dyn std::fmt::Display| TextError::Parse(e.to_string());
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| parse(&e))?;
+    check_precompiled(&value).map_err(|e| parse(&e))?;
+    serde_json::from_value(value).map_err(|e| parse(&e))
+}
+
+/// Reads every object of `value` tagged `"type": "Precompiled"` as that normalizer.
+fn check_precompiled(value: &serde_json::Value) -> Result<(), serde_json::Error> {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("type").and_then(|t| t.as_str()) == Some("Precompiled") {
+                serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())?;
+            }
+            map.values().try_for_each(check_precompiled)
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_precompiled),
+        _ => Ok(()),
+    }
+}
+
 impl TextCodec {
     /// The number of tokens `tokenizer.json` defines (added tokens included): the vocabulary of a
     /// model trained on it.
     pub fn vocab_size_of(bytes: &[u8]) -> Result<usize, TextError> {
-        let tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|e| TextError::Parse(e.to_string()))?;
+        let tokenizer = parse_tokenizer(bytes)?;
         Ok(tokenizer.get_vocab_size(true))
     }
 
     /// Reads `tokenizer.json` and checks it against the model's config.
     pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self, TextError> {
-        let mut tokenizer =
-            Tokenizer::from_bytes(bytes).map_err(|e| TextError::Parse(e.to_string()))?;
+        let mut tokenizer = parse_tokenizer(bytes)?;
         let size = tokenizer.get_vocab_size(true);
         let named = MASK_NAMES.iter().find_map(|n| tokenizer.token_to_id(n));
         let implied = (named.is_none() && size + 1 == config.vocab_size).then_some(size as u32);
@@ -178,5 +204,39 @@ impl TextCodec {
         self.tokenizer
             .decode(&[id], false)
             .unwrap_or_else(|_| format!("<{id}>"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TINY: &str = include_str!("../tests/fixtures/tiny/tokenizer.json");
+
+    #[test]
+    fn tokenizer_files_that_panic_the_tokenizers_crate_are_errors_here() {
+        assert!(parse_tokenizer(TINY.as_bytes()).is_ok());
+        // A syntax error inside the decoder: the crate's decoder reader `expect`s on it.
+        let broken = TINY.replace("\"decoder\": null", "\"decoder\": {\"type\": nul}");
+        assert!(matches!(
+            parse_tokenizer(broken.as_bytes()),
+            Err(TextError::Parse(_))
+        ));
+        // A Precompiled normalizer it cannot read: its normalizer reader `expect`s on that.
+        let mut value: serde_json::Value = serde_json::from_str(TINY).unwrap();
+        value["normalizer"] = serde_json::json!({"type": "Precompiled", "precompiled_charsmap": 5});
+        let bad = value.to_string();
+        assert!(matches!(
+            parse_tokenizer(bad.as_bytes()),
+            Err(TextError::Parse(_))
+        ));
+        // Nested in a sequence too.
+        value["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [
+            {"type": "Precompiled", "precompiled_charsmap": "not base64"}]});
+        let bad = value.to_string();
+        assert!(matches!(
+            parse_tokenizer(bad.as_bytes()),
+            Err(TextError::Parse(_))
+        ));
     }
 }
