@@ -85,6 +85,9 @@ pub enum Family {
     /// BD3-LM checkpoint) is this.
     #[default]
     Text,
+    /// Gaussian diffusion on images (DDPM, DDIM, classifier and classifier-free guidance) on a
+    /// DiT over patches: the handwritten digits.
+    Ddpm,
 }
 
 impl Family {
@@ -92,6 +95,7 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Text => "text",
+            Family::Ddpm => "ddpm",
         }
     }
 }

@@ -165,3 +165,55 @@ impl ModelError {
         )
     }
 }
+
+/// What an image sampler needs to know about its network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    /// Pixels along a side.
+    pub side: usize,
+    /// Classes the network is conditioned on (0: unconditional); class `classes` is the null
+    /// class of classifier-free guidance.
+    pub classes: usize,
+    /// The diffusion's steps T.
+    pub diffusion_steps: usize,
+    /// Its β schedule.
+    pub beta_schedule: crate::sampler::gaussian::BetaSchedule,
+}
+
+impl ImageSpec {
+    /// Pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.side * self.side
+    }
+}
+
+/// The noise predictor ε_θ(x_t, t, y) of Gaussian diffusion, as image samplers see it.
+#[allow(async_fn_in_trait)]
+pub trait NoisePredictor {
+    /// Facts about the network.
+    fn spec(&self) -> &ImageSpec;
+
+    /// ε̂ for each image of `x` (`[B · pixels]`, row-major, on the diffusion's scale) at time
+    /// index `t`, each with its class (`None`: the null class).
+    async fn predict_noise(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        classes: &[Option<usize>],
+    ) -> Result<Vec<f32>, ModelError>;
+}
+
+/// The noisy classifier p_φ(y | x_t, t) of classifier guidance.
+#[allow(async_fn_in_trait)]
+pub trait NoisyClassifier {
+    /// Classes it tells apart.
+    fn classes(&self) -> usize;
+
+    /// For each image of `x` at time `t`: ∇ₓ log p_φ(y | x_t) for its class `y`, and p_φ(y | x_t).
+    async fn log_prob_gradient(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        classes: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f64>), ModelError>;
+}

@@ -79,7 +79,10 @@ fn append(cached: Option<&Tensor<4>>, extra: Tensor<4>) -> Tensor<4> {
 }
 
 impl DitBlock {
-    fn forward(
+    /// One block on `x` `[B, L, d]` under the conditioning `cond` `[B, c]` (already through its
+    /// SiLU), rotary tables `rope`, an additive attention `bias`, and an optional KV cache whose
+    /// first `store` rows of `x` join it.
+    pub(crate) fn forward(
         &self,
         x: Tensor<3>,
         cond: &Tensor<2>,
@@ -162,7 +165,8 @@ pub struct FinalLayer {
 }
 
 impl FinalLayer {
-    fn forward(&self, x: Tensor<3>, cond: &Tensor<2>) -> Tensor<3> {
+    /// The modulated norm and the linear head on `x` `[B, L, d]`.
+    pub(crate) fn forward(&self, x: Tensor<3>, cond: &Tensor<2>) -> Tensor<3> {
         let mut y = self.norm_final.forward(x);
         if let Some(m) = &self.adaln_modulation {
             let m = chunks(m.forward(cond.clone()), 2);

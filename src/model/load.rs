@@ -82,13 +82,14 @@ pub enum LoadError {
 }
 
 /// Finds tensors by their reference name, under whatever prefix the file uses.
-struct Weights<'a> {
-    file: SafeTensors<'a>,
-    prefix: String,
+pub(crate) struct Weights<'a> {
+    pub(crate) file: SafeTensors<'a>,
+    pub(crate) prefix: String,
     device: &'a Device,
 }
 
 impl<'a> Weights<'a> {
+    /// A DiT checkpoint: its prefix is whatever precedes `vocab_embed.embedding`.
     fn new(bytes: &'a [u8], device: &'a Device) -> Result<Self, LoadError> {
         let file = SafeTensors::deserialize(bytes)?;
         const ANCHOR: &str = "vocab_embed.embedding";
@@ -108,12 +109,25 @@ impl<'a> Weights<'a> {
         })
     }
 
-    fn has(&self, name: &str) -> bool {
+    /// A checkpoint whose keys start with `prefix`.
+    pub(crate) fn with_prefix(
+        bytes: &'a [u8],
+        prefix: &str,
+        device: &'a Device,
+    ) -> Result<Self, LoadError> {
+        Ok(Self {
+            file: SafeTensors::deserialize(bytes)?,
+            prefix: prefix.to_owned(),
+            device,
+        })
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
         has(&self.file, &self.prefix, name)
     }
 
     /// The tensor `name` as f32 values, checked against `expected`.
-    fn read(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
+    pub(crate) fn read(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
         let key = format!("{}{name}", self.prefix);
         let view = self
             .file
@@ -150,14 +164,19 @@ impl<'a> Weights<'a> {
         Ok(values)
     }
 
-    fn tensor1(&self, name: &str, n: usize) -> Result<Tensor<1>, LoadError> {
+    pub(crate) fn tensor1(&self, name: &str, n: usize) -> Result<Tensor<1>, LoadError> {
         Ok(Tensor::from_data(
             TensorData::new(self.read(name, &[n])?, [n]),
             self.device,
         ))
     }
 
-    fn tensor2(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor<2>, LoadError> {
+    pub(crate) fn tensor2(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Tensor<2>, LoadError> {
         Ok(Tensor::from_data(
             TensorData::new(self.read(name, &[rows, cols])?, [rows, cols]),
             self.device,
@@ -165,7 +184,7 @@ impl<'a> Weights<'a> {
     }
 
     /// A PyTorch `nn.Linear(d_in, d_out)` stored as `{name}.weight` `[d_out, d_in]` (+ `{name}.bias`).
-    fn linear(
+    pub(crate) fn linear(
         &self,
         name: &str,
         d_in: usize,
@@ -204,7 +223,7 @@ impl<'a> Weights<'a> {
         })
     }
 
-    fn norm(&self, name: &str, d: usize) -> Result<LayerNorm, LoadError> {
+    pub(crate) fn norm(&self, name: &str, d: usize) -> Result<LayerNorm, LoadError> {
         Ok(LayerNorm {
             weight: Param::from_tensor(self.tensor1(&format!("{name}.weight"), d)?),
         })
@@ -236,8 +255,39 @@ pub fn check_header(
 ) -> Result<(), LoadError> {
     let head = "output_layer.linear.weight";
     let tied = !has(file, prefix, head);
-    let layout = checkpoint_layout(config);
-    for slot in layout.iter().filter(|s| !(tied && s.name == head)) {
+    let layout: Vec<TensorSlot> = checkpoint_layout(config)
+        .into_iter()
+        .filter(|s| !(tied && s.name == head))
+        .collect();
+    check_layout(
+        &layout,
+        file,
+        prefix,
+        |name| buffer_shape(name, config),
+        |name| {
+            if name.starts_with("blocks.") {
+                format!(" (n_blocks = {})", config.n_blocks)
+            } else if name.contains("adaLN_modulation") || name.starts_with("sigma_map.") {
+                format!(" (adaln = {})", config.adaln)
+            } else {
+                String::new()
+            }
+        },
+    )
+}
+
+/// Checks a checkpoint's header against the `layout` a config implies, both ways: every slot is
+/// present with its shape and a readable dtype, and every tensor under `prefix` is a slot or a
+/// buffer (`buffer` gives its expected shape); `why` says, for a tensor no slot describes, which
+/// config field disagrees (`" (n_blocks = 4)"`).
+pub(crate) fn check_layout(
+    layout: &[TensorSlot],
+    file: &SafeTensors<'_>,
+    prefix: &str,
+    buffer: impl Fn(&str) -> Option<Vec<usize>>,
+    why: impl Fn(&str) -> String,
+) -> Result<(), LoadError> {
+    for slot in layout {
         let key = format!("{prefix}{}", slot.name);
         let view = file
             .tensor(&key)
@@ -265,7 +315,7 @@ pub fn check_header(
         if expected.contains(name) {
             continue;
         }
-        if let Some(shape) = buffer_shape(name, config) {
+        if let Some(shape) = buffer(name) {
             let found = file
                 .tensor(key)
                 .map(|v| v.shape().to_vec())
@@ -279,16 +329,9 @@ pub fn check_header(
             }
             continue;
         }
-        let why = if name.starts_with("blocks.") {
-            format!(" (n_blocks = {})", config.n_blocks)
-        } else if name.contains("adaLN_modulation") || name.starts_with("sigma_map.") {
-            format!(" (adaln = {})", config.adaln)
-        } else {
-            String::new()
-        };
         return Err(LoadError::Unexpected {
             key: key.to_string(),
-            why,
+            why: why(name),
         });
     }
     Ok(())
@@ -527,6 +570,18 @@ pub fn write_safetensors(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
     dtype: Dtype,
 ) -> Result<Vec<u8>, LoadError> {
+    write_safetensors_under(tensors, DIT_PREFIX, dtype)
+}
+
+/// The prefix of the published DiT checkpoints' keys.
+pub const DIT_PREFIX: &str = "backbone.";
+
+/// Serialises named f32 tensors under `prefix`, in `dtype` (F32, F16 or BF16).
+pub fn write_safetensors_under(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    prefix: &str,
+    dtype: Dtype,
+) -> Result<Vec<u8>, LoadError> {
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, shape, values)| {
@@ -541,7 +596,7 @@ pub fn write_safetensors(
                     .collect(),
                 _ => values.iter().flat_map(|&x| x.to_le_bytes()).collect(),
             };
-            (format!("backbone.{name}"), shape.clone(), bytes)
+            (format!("{prefix}{name}"), shape.clone(), bytes)
         })
         .collect();
     let dtype = if matches!(dtype, Dtype::F16 | Dtype::BF16) {
@@ -584,18 +639,29 @@ pub fn random_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, Loa
 fn fill_checkpoint(
     config: &ModelConfig,
     seed: u64,
-    mut value: impl FnMut(&TensorSlot, &mut crate::rng::Rng) -> f32,
+    value: impl FnMut(&TensorSlot, &mut crate::rng::Rng) -> f32,
 ) -> Result<Vec<u8>, LoadError> {
+    write_safetensors(
+        &fill_layout(checkpoint_layout(config), seed, value),
+        Dtype::F32,
+    )
+}
+
+/// Every slot of `layout` filled with `value(slot, rng)`, slot by slot from one generator.
+pub(crate) fn fill_layout(
+    layout: Vec<TensorSlot>,
+    seed: u64,
+    mut value: impl FnMut(&TensorSlot, &mut crate::rng::Rng) -> f32,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = crate::rng::Rng::new(seed);
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = checkpoint_layout(config)
+    layout
         .into_iter()
         .map(|slot| {
             let n: usize = slot.shape.iter().product();
             let values = (0..n).map(|_| value(&slot, &mut rng)).collect();
             (slot.name, slot.shape, values)
         })
-        .collect();
-    write_safetensors(&tensors, Dtype::F32)
+        .collect()
 }
 
 /// Scale of the random vectors (biases) of [`random_checkpoint`].
@@ -606,20 +672,22 @@ const RANDOM_VECTOR_SCALE: f64 = 0.02;
 /// (PyTorch's `nn.Linear` default), the embedding likewise (`kaiming_uniform_(a=√5)`), LayerNorm
 /// scales at one, and the adaLN modulations and the output layer at zero. Deterministic in `seed`.
 pub fn initial_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
-    fill_checkpoint(config, seed, |slot, rng| {
-        let bound = match slot.role {
-            TensorRole::Embedding => 1.0 / (slot.shape[1] as f64).sqrt(),
-            TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => {
-                1.0 / (fan_in as f64).sqrt()
-            }
-            TensorRole::Norm => 0.0,
-        };
-        match (slot.role, slot.zero_init) {
-            (TensorRole::Norm, _) => 1.0,
-            (_, true) => 0.0,
-            _ => ((2.0 * rng.uniform() - 1.0) * bound) as f32,
-        }
-    })
+    fill_checkpoint(config, seed, initial_value)
+}
+
+/// PyTorch's default initialisation of a slot, drawn from `rng` (see [`initial_checkpoint`]):
+/// uniform in ±1/√fan_in, norms at one, zero-initialised slots at zero.
+pub(crate) fn initial_value(slot: &TensorSlot, rng: &mut crate::rng::Rng) -> f32 {
+    let bound = match slot.role {
+        TensorRole::Embedding => 1.0 / (slot.shape[1] as f64).sqrt(),
+        TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => 1.0 / (fan_in as f64).sqrt(),
+        TensorRole::Norm => 0.0,
+    };
+    match (slot.role, slot.zero_init) {
+        (TensorRole::Norm, _) => 1.0,
+        (_, true) => 0.0,
+        _ => ((2.0 * rng.uniform() - 1.0) * bound) as f32,
+    }
 }
 
 #[cfg(test)]

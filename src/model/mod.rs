@@ -4,6 +4,7 @@
 pub mod dit;
 pub mod layers;
 pub mod load;
+pub mod patch_dit;
 #[cfg(not(target_family = "wasm"))]
 pub mod save;
 

@@ -13,6 +13,10 @@
 
 pub mod ar;
 pub mod bd3;
+pub mod ddim;
+pub mod ddpm;
+pub mod gaussian;
+pub mod image;
 pub mod llada;
 pub mod mdlm;
 pub mod probs;
@@ -227,6 +231,35 @@ pub enum SettingsError {
         /// Why.
         why: CacheConflict,
     },
+    /// An image sampler's knob outside its range.
+    #[error("{field}: expected {expected}, got {value}")]
+    ImageKnob {
+        /// The knob.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What it takes.
+        expected: String,
+    },
+    /// A class the network was not trained on.
+    #[error("class {class} is not one of the model's {classes} classes")]
+    NoSuchClass {
+        /// Asked for.
+        class: usize,
+        /// The model's.
+        classes: usize,
+    },
+    /// Guidance steers to a class, and none was given.
+    #[error("guidance steers the sample to a class: give one")]
+    GuidanceNeedsClass,
+    /// Classifier guidance without a classifier.
+    #[error("classifier guidance needs a noisy classifier, and this model names none")]
+    NoClassifier,
+    /// Classifier-free guidance on a network trained without classes.
+    #[error(
+        "classifier-free guidance needs a model trained with classes; this one is unconditional"
+    )]
+    UnconditionalModel,
     /// An autoregressive run has nothing to predict position 0 from.
     #[error("the ar sampler cannot fill position 0: start the prompt with a token")]
     FirstPositionMasked,

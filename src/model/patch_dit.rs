@@ -1,0 +1,563 @@
+//! The network of the Gaussian diffusion family: a DiT over 2×2 patches of an image, conditioned
+//! on the diffusion time and (for the noise predictor) the class — Peebles & Xie, "Scalable
+//! Diffusion Models with Transformers", arXiv:2212.09748 (patchify, learned positions, adaLN-Zero
+//! blocks on c = t_emb + y_emb, the null class for classifier-free guidance, a linear
+//! unpatchify) — built from the very blocks of the text DiT ([`DitBlock`], [`FinalLayer`]).
+//!
+//! One architecture, two roles ([`Role`]): the noise predictor ε_θ(x_t, t, y) of DDPM (Ho et
+//! al. 2020), and the noisy classifier p_φ(y | x_t, t) of classifier guidance (Dhariwal & Nichol
+//! 2021, §4), which mean-pools the tokens before its head and sees no class.
+//!
+//! Checkpoint keys (no prefix; `nn.Linear` weights `[out, in]`, as in the text DiT):
+//!
+//! | key | shape | |
+//! |---|---|---|
+//! | `patch_embed.{weight,bias}` | `[d, p²]`, `[d]` | a patch's pixels to a token |
+//! | `pos_embed` | `[N, d]` | one row per patch, N = (side / p)² |
+//! | `t_embed.mlp.{0,2}.{weight,bias}` | `[c, 256]`, `[c, c]` | the time's sinusoidal features to c |
+//! | `y_embed` | `[classes + 1, c]` | denoiser only; the last row is the null class |
+//! | `blocks.{i}.*` | as the text DiT's | |
+//! | `final.norm_final.weight`, `final.adaLN_modulation.*` | `[d]`, `[2d, c]` | |
+//! | `final.linear.{weight,bias}` | `[p², d]` or `[classes, d]` | ε per patch, or class logits |
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::dit::{DitBlock, FinalLayer};
+use super::layers::{FREQUENCY_EMBEDDING_SIZE, rotary_tables, timestep_features};
+use super::load::{LoadError, TensorRole, TensorSlot, Weights, check_layout};
+use crate::config::{ConfigError, Family, MLP_RATIO};
+use crate::sampler::gaussian::BetaSchedule;
+
+/// Largest image side accepted.
+pub const MAX_SIDE: usize = 256;
+/// Most classes accepted.
+pub const MAX_CLASSES: usize = 1 << 16;
+
+/// What the network predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The noise ε in x_t (DDPM's ε_θ).
+    Denoiser,
+    /// The class of x_t (classifier guidance's p_φ).
+    Classifier,
+}
+
+/// `config.json` of a digits-family folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatchDitConfig {
+    /// Always [`Family::Ddpm`].
+    pub family: Family,
+    /// Noise predictor or classifier.
+    pub role: Role,
+    /// Pixels along a side (8 for the digits).
+    pub image_size: usize,
+    /// Pixels along a patch's side.
+    pub patch_size: usize,
+    /// Width of the residual stream.
+    pub hidden_dim: usize,
+    /// Width of the conditioning vector.
+    pub cond_dim: usize,
+    /// Transformer blocks.
+    pub n_blocks: usize,
+    /// Attention heads per block; `hidden_dim / n_heads` must be even (rotary pairs).
+    pub n_heads: usize,
+    /// Classes: the denoiser's conditions (plus a null class), the classifier's outputs.
+    pub classes: usize,
+    /// The diffusion's steps T.
+    pub diffusion_steps: usize,
+    /// The diffusion's β schedule.
+    pub beta_schedule: BetaSchedule,
+    /// A denoiser's noisy classifier, a folder relative to this one (`../ddpm-classifier`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<String>,
+}
+
+impl PatchDitConfig {
+    /// Parses and checks a `config.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let config: Self = serde_json::from_slice(bytes)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every size against its bound and against the others.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::limits::{self, check};
+        check("image_size", self.image_size, MAX_SIDE)?;
+        check("hidden_dim", self.hidden_dim, limits::MAX_HIDDEN_DIM)?;
+        check("cond_dim", self.cond_dim, limits::MAX_COND_DIM)?;
+        check("n_blocks", self.n_blocks, limits::MAX_BLOCKS)?;
+        check("n_heads", self.n_heads, limits::MAX_HEADS)?;
+        check("classes", self.classes, MAX_CLASSES)?;
+        check(
+            "diffusion_steps",
+            self.diffusion_steps,
+            crate::sampler::gaussian::MAX_STEPS,
+        )?;
+        let bad = |field, value: usize, hint| ConfigError::Unsupported {
+            field,
+            value: value.to_string(),
+            hint,
+        };
+        for (field, value) in [
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("hidden_dim", self.hidden_dim),
+            ("cond_dim", self.cond_dim),
+            ("n_blocks", self.n_blocks),
+            ("n_heads", self.n_heads),
+            ("diffusion_steps", self.diffusion_steps),
+        ] {
+            if value == 0 {
+                return Err(bad(field, value, "it must be positive"));
+            }
+        }
+        if !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(bad(
+                "patch_size",
+                self.patch_size,
+                "it must divide image_size",
+            ));
+        }
+        if !self.hidden_dim.is_multiple_of(self.n_heads)
+            || !(self.hidden_dim / self.n_heads).is_multiple_of(2)
+        {
+            return Err(bad(
+                "n_heads",
+                self.n_heads,
+                "hidden_dim / n_heads must be a whole, even head size",
+            ));
+        }
+        if self.role == Role::Classifier && self.classes < 2 {
+            return Err(bad(
+                "classes",
+                self.classes,
+                "a classifier needs at least two classes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Patches per image.
+    pub fn tokens(&self) -> usize {
+        (self.image_size / self.patch_size).pow(2)
+    }
+
+    /// Pixels per patch.
+    pub fn patch_pixels(&self) -> usize {
+        self.patch_size * self.patch_size
+    }
+
+    /// Pixels per image.
+    pub fn pixels(&self) -> usize {
+        self.image_size * self.image_size
+    }
+
+    /// Outputs per token of the head.
+    fn head_out(&self) -> usize {
+        match self.role {
+            Role::Denoiser => self.patch_pixels(),
+            Role::Classifier => self.classes,
+        }
+    }
+
+    /// Whether the network reads a class (a denoiser trained with classes).
+    pub fn conditional(&self) -> bool {
+        self.role == Role::Denoiser && self.classes > 0
+    }
+
+    /// The id of the null class (classifier-free guidance's ∅).
+    pub fn null_class(&self) -> usize {
+        self.classes
+    }
+
+    /// Every tensor of a checkpoint, in a fixed order (the table in the module docs).
+    pub fn layout(&self) -> Vec<TensorSlot> {
+        let (d, c, m) = (self.hidden_dim, self.cond_dim, MLP_RATIO * self.hidden_dim);
+        let mut slots = Vec::new();
+        let mut linear = |name: &str, d_in: usize, d_out: usize, zero: bool| {
+            slots.push(TensorSlot {
+                name: format!("{name}.weight"),
+                shape: vec![d_out, d_in],
+                role: TensorRole::Weight { fan_in: d_in },
+                zero_init: zero,
+            });
+            slots.push(TensorSlot {
+                name: format!("{name}.bias"),
+                shape: vec![d_out],
+                role: TensorRole::Bias { fan_in: d_in },
+                zero_init: zero,
+            });
+        };
+        linear("patch_embed", self.patch_pixels(), d, false);
+        linear("t_embed.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, false);
+        linear("t_embed.mlp.2", c, c, false);
+        for i in 0..self.n_blocks {
+            let p = format!("blocks.{i}");
+            linear(&format!("{p}.mlp.0"), d, m, false);
+            linear(&format!("{p}.mlp.2"), m, d, false);
+            linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true);
+        }
+        linear("final.adaLN_modulation", c, 2 * d, true);
+        linear("final.linear", d, self.head_out(), true);
+        let matrix = |name: &str, shape: [usize; 2], role| TensorSlot {
+            name: name.into(),
+            shape: shape.to_vec(),
+            role,
+            zero_init: false,
+        };
+        slots.push(matrix(
+            "pos_embed",
+            [self.tokens(), d],
+            TensorRole::Embedding,
+        ));
+        if self.conditional() {
+            slots.push(matrix(
+                "y_embed",
+                [self.classes + 1, c],
+                TensorRole::Embedding,
+            ));
+        }
+        for i in 0..self.n_blocks {
+            let p = format!("blocks.{i}");
+            slots.push(matrix(
+                &format!("{p}.attn_qkv.weight"),
+                [3 * d, d],
+                TensorRole::Weight { fan_in: d },
+            ));
+            slots.push(matrix(
+                &format!("{p}.attn_out.weight"),
+                [d, d],
+                TensorRole::Weight { fan_in: d },
+            ));
+            for norm in ["norm1", "norm2"] {
+                slots.push(TensorSlot {
+                    name: format!("{p}.{norm}.weight"),
+                    shape: vec![d],
+                    role: TensorRole::Norm,
+                    zero_init: false,
+                });
+            }
+        }
+        slots.push(TensorSlot {
+            name: "final.norm_final.weight".into(),
+            shape: vec![d],
+            role: TensorRole::Norm,
+            zero_init: false,
+        });
+        slots
+    }
+}
+
+/// The network.
+#[derive(Module, Debug)]
+pub struct PatchDit {
+    /// `patch_embed`: a patch's pixels to a token.
+    pub patch_embed: Linear,
+    /// `pos_embed`: `[N, d]`.
+    pub pos_embed: Param<Tensor<2>>,
+    /// `t_embed.mlp.0`.
+    pub t_mlp0: Linear,
+    /// `t_embed.mlp.2`.
+    pub t_mlp2: Linear,
+    /// `y_embed`: `[classes + 1, c]`, the denoiser's classes and the null class.
+    pub y_embed: Option<Param<Tensor<2>>>,
+    /// `blocks.{i}`.
+    pub blocks: Vec<DitBlock>,
+    /// `final`.
+    pub final_layer: FinalLayer,
+    /// Pixels along a patch's side.
+    pub patch_size: usize,
+    /// Whether the head pools the tokens (the classifier).
+    pub pooled: bool,
+}
+
+impl PatchDit {
+    /// The conditioning `silu(t_emb(t) + y_emb(y))`, `[B, c]`; `t` is the diffusion time index of
+    /// each image, `classes` its class (or the null class), when the network reads one.
+    fn conditioning(
+        &self,
+        t: &[f32],
+        classes: Option<Tensor<1, Int>>,
+        device: &Device,
+    ) -> Tensor<2> {
+        let features = Tensor::<2>::from_data(
+            TensorData::new(timestep_features(t), [t.len(), FREQUENCY_EMBEDDING_SIZE]),
+            device,
+        );
+        let mut c = self.t_mlp2.forward(silu(self.t_mlp0.forward(features)));
+        if let (Some(table), Some(classes)) = (&self.y_embed, classes) {
+            c = c + table.val().select(0, classes);
+        }
+        silu(c)
+    }
+
+    /// ε̂ `[B, pixels]` (denoiser) or class logits `[B, classes]` (classifier) for the images
+    /// `x` `[B, pixels]` (row-major) at times `t`, with `classes` for a conditional denoiser.
+    pub fn forward(&self, x: Tensor<2>, t: &[f32], classes: Option<Tensor<1, Int>>) -> Tensor<2> {
+        let device = x.device();
+        let [b, pixels] = x.dims();
+        let p = self.patch_size;
+        let side = (pixels as f64).sqrt().round() as usize;
+        let n = (side / p).pow(2);
+        let patches = patchify(x, side, p);
+        let d = self.pos_embed.val().dims()[1];
+        let mut h = self.patch_embed.forward(patches) + self.pos_embed.val().reshape([1, n, d]);
+        let cond = self.conditioning(t, classes, &device);
+        let heads = self.blocks.first().map_or(1, |blk| blk.n_heads);
+        let rope = rotary_tables(0, n, d / heads, &device);
+        for block in &self.blocks {
+            h = block.forward(h, &cond, &rope, None, None, 0);
+        }
+        if self.pooled {
+            let pooled = h.mean_dim(1); // [B, 1, d]
+            let logits = self.final_layer.forward(pooled, &cond); // [B, 1, classes]
+            let [_, _, k] = logits.dims();
+            return logits.reshape([b, k]);
+        }
+        unpatchify(self.final_layer.forward(h, &cond), side, p)
+    }
+}
+
+/// `[B, side²]` row-major images to `[B, N, p²]` patches, row by row:
+/// `[B, side/p, p, side/p, p]` → `[B, side/p, side/p, p, p]`.
+pub fn patchify(x: Tensor<2>, side: usize, p: usize) -> Tensor<3> {
+    let [b, _] = x.dims();
+    let k = side / p;
+    x.reshape([b, k, p, k, p])
+        .swap_dims(2, 3)
+        .reshape([b, k * k, p * p])
+}
+
+/// The inverse of [`patchify`].
+pub fn unpatchify(patches: Tensor<3>, side: usize, p: usize) -> Tensor<2> {
+    let [b, _, _] = patches.dims();
+    let k = side / p;
+    patches
+        .reshape([b, k, k, p, p])
+        .swap_dims(2, 3)
+        .reshape([b, side * side])
+}
+
+/// Builds the network of `config` from safetensors bytes, after checking the header against the
+/// config's layout both ways.
+pub fn load_patch_dit(
+    config: &PatchDitConfig,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<PatchDit, LoadError> {
+    let w = Weights::with_prefix(bytes, "", device)?;
+    check_layout(
+        &config.layout(),
+        &w.file,
+        "",
+        |_| None,
+        |name| {
+            if name.starts_with("blocks.") {
+                format!(" (n_blocks = {})", config.n_blocks)
+            } else if name == "y_embed" {
+                format!(" (role {:?}, classes {})", config.role, config.classes)
+            } else {
+                String::new()
+            }
+        },
+    )?;
+    let (d, c, m) = (
+        config.hidden_dim,
+        config.cond_dim,
+        MLP_RATIO * config.hidden_dim,
+    );
+    let mut blocks = Vec::with_capacity(config.n_blocks);
+    for i in 0..config.n_blocks {
+        let p = format!("blocks.{i}");
+        blocks.push(DitBlock {
+            norm1: w.norm(&format!("{p}.norm1"), d)?,
+            attn_qkv: w.linear(&format!("{p}.attn_qkv"), d, 3 * d, false)?,
+            attn_out: w.linear(&format!("{p}.attn_out"), d, d, false)?,
+            norm2: w.norm(&format!("{p}.norm2"), d)?,
+            mlp0: w.linear(&format!("{p}.mlp.0"), d, m, true)?,
+            mlp2: w.linear(&format!("{p}.mlp.2"), m, d, true)?,
+            adaln_modulation: Some(w.linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true)?),
+            n_heads: config.n_heads,
+        });
+    }
+    Ok(PatchDit {
+        patch_embed: w.linear("patch_embed", config.patch_pixels(), d, true)?,
+        pos_embed: Param::from_tensor(w.tensor2("pos_embed", config.tokens(), d)?),
+        t_mlp0: w.linear("t_embed.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true)?,
+        t_mlp2: w.linear("t_embed.mlp.2", c, c, true)?,
+        y_embed: if config.conditional() {
+            Some(Param::from_tensor(w.tensor2(
+                "y_embed",
+                config.classes + 1,
+                c,
+            )?))
+        } else {
+            None
+        },
+        blocks,
+        final_layer: FinalLayer {
+            norm_final: w.norm("final.norm_final", d)?,
+            adaln_modulation: Some(w.linear("final.adaLN_modulation", c, 2 * d, true)?),
+            linear: w.linear("final.linear", d, config.head_out(), true)?,
+        },
+        patch_size: config.patch_size,
+        pooled: config.role == Role::Classifier,
+    })
+}
+
+/// A checkpoint of `config` with PyTorch's default initialisation (DiT's adaLN-Zero: every
+/// modulation and the head at zero), deterministic in `seed`: where a training run starts.
+pub fn initial_patch_dit(config: &PatchDitConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
+    let tensors = super::load::fill_layout(config.layout(), seed, super::load::initial_value);
+    super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
+}
+
+/// A checkpoint of `config` whose every weight is random (the head too), for tests: outputs vary
+/// with the input from the start.
+pub fn random_patch_dit(config: &PatchDitConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
+    let tensors = super::load::fill_layout(config.layout(), seed, |slot, rng| {
+        let slot = TensorSlot {
+            zero_init: false,
+            ..slot.clone()
+        };
+        super::load::initial_value(&slot, rng)
+    });
+    super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn config(role: Role) -> PatchDitConfig {
+        PatchDitConfig {
+            family: Family::Ddpm,
+            role,
+            image_size: 8,
+            patch_size: 2,
+            hidden_dim: 16,
+            cond_dim: 8,
+            n_blocks: 2,
+            n_heads: 2,
+            classes: 10,
+            diffusion_steps: 100,
+            beta_schedule: BetaSchedule::Linear,
+            classifier: None,
+        }
+    }
+
+    #[test]
+    fn both_roles_load_and_give_outputs_of_their_shape_that_depend_on_every_input() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        for role in [Role::Denoiser, Role::Classifier] {
+            let c = config(role);
+            let net = load_patch_dit(&c, &random_patch_dit(&c, 3).unwrap(), &device).unwrap();
+            let x: Vec<f32> = (0..128)
+                .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+                .collect();
+            let run = |x: &[f32], t: f32, y: i64| {
+                let x = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [2, 64]), &device);
+                let y = Tensor::<1, Int>::from_data(TensorData::new(vec![y, y], [2]), &device);
+                net.forward(x, &[t, t], c.conditional().then_some(y))
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            };
+            let out = run(&x, 10.0, 3);
+            assert_eq!(out.len(), 2 * if role == Role::Denoiser { 64 } else { 10 });
+            assert_ne!(out, run(&x, 60.0, 3), "{role:?}: time ignored");
+            let mut moved = x.clone();
+            moved[5] += 0.5;
+            assert_ne!(out, run(&moved, 10.0, 3), "{role:?}: pixels ignored");
+            if role == Role::Denoiser {
+                assert_ne!(out, run(&x, 10.0, 7), "class ignored");
+                // The null class is a row of its own.
+                assert_ne!(out, run(&x, 10.0, 10));
+            }
+        }
+    }
+
+    #[test]
+    fn an_untrained_denoiser_predicts_zero_noise_and_headers_are_checked_both_ways() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let c = config(Role::Denoiser);
+        let net = load_patch_dit(&c, &initial_patch_dit(&c, 1).unwrap(), &device).unwrap();
+        let x = Tensor::<2>::ones([1, 64], &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64], [1]), &device);
+        let out = net
+            .forward(x, &[5.0], Some(y))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(
+            out.iter().all(|&v| v == 0.0),
+            "adaLN-Zero: the head starts at zero"
+        );
+        // A config with another depth, or with the classifier's head: refused before building.
+        let weights = initial_patch_dit(&c, 1).unwrap();
+        let deeper = PatchDitConfig {
+            n_blocks: 3,
+            ..c.clone()
+        };
+        assert!(matches!(
+            load_patch_dit(&deeper, &weights, &device),
+            Err(LoadError::MissingKey { .. })
+        ));
+        let shallower = PatchDitConfig {
+            n_blocks: 1,
+            ..c.clone()
+        };
+        assert!(matches!(
+            load_patch_dit(&shallower, &weights, &device),
+            Err(LoadError::Unexpected { .. })
+        ));
+        let classifier = PatchDitConfig {
+            role: Role::Classifier,
+            ..c
+        };
+        assert!(load_patch_dit(&classifier, &weights, &device).is_err());
+    }
+
+    #[test]
+    fn patches_are_square_blocks_and_unpatchify_undoes_patchify() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let x: Vec<f32> = (0..64).map(|i| i as f32).collect();
+        let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [1, 64]), &device);
+        let patches = patchify(t, 8, 2);
+        assert_eq!(patches.dims(), [1, 16, 4]);
+        let values = patches.clone().into_data().try_to_vec::<f32>().unwrap();
+        // Patch 0: rows 0–1, columns 0–1; patch 1: columns 2–3; patch 4: rows 2–3.
+        assert_eq!(&values[..4], &[0.0, 1.0, 8.0, 9.0]);
+        assert_eq!(&values[4..8], &[2.0, 3.0, 10.0, 11.0]);
+        assert_eq!(&values[16..20], &[16.0, 17.0, 24.0, 25.0]);
+        let back = unpatchify(patches, 8, 2)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(back, x);
+    }
+
+    #[test]
+    fn configs_are_bounded_and_consistent() {
+        let ok = serde_json::to_vec(&config(Role::Denoiser)).unwrap();
+        assert!(PatchDitConfig::from_json(&ok).is_ok());
+        for (field, value) in [
+            ("patch_size", 3_u64),
+            ("n_heads", 3),
+            ("n_blocks", 1 << 40),
+            ("image_size", 0),
+            ("diffusion_steps", 1 << 30),
+        ] {
+            let mut v = serde_json::to_value(config(Role::Denoiser)).unwrap();
+            v[field] = value.into();
+            let err = PatchDitConfig::from_json(v.to_string().as_bytes()).unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+    }
+}
