@@ -13,7 +13,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::Dtype;
 
-use crate::model::{Dit, f32_values};
+use crate::model::f32_values;
 
 /// The key of `run.json`-independent metadata in the saved state: the update count.
 const STEP_KEY: &str = "step";
@@ -45,7 +45,7 @@ impl AdamW {
     }
 
     /// One update of every parameter of `model` that has a gradient in `grads`.
-    pub fn step(&mut self, lr: f64, model: Dit, grads: &mut GradientsParams) -> Dit {
+    pub fn step<M: Module>(&mut self, lr: f64, model: M, grads: &mut GradientsParams) -> M {
         self.step += 1;
         model.map(&mut Update {
             optim: self,

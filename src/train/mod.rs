@@ -360,21 +360,7 @@ impl Trainer {
     }
 
     fn update_ema(&mut self) {
-        let current = self.model.valid();
-        if self.config.ema == 0.0 {
-            self.ema = current;
-            return;
-        }
-        // Warm start (as `torch_ema` with `use_num_updates`): the decay grows with the step
-        // count, so early weights do not dominate a short run's average.
-        let n = self.step as f64 + 1.0;
-        let decay = self.config.ema.min((1.0 + n) / (10.0 + n));
-        let mut values = Collect::default();
-        current.visit(&mut values);
-        self.ema = self.ema.clone().map(&mut Blend {
-            values: values.0,
-            decay,
-        });
+        self.ema = ema_update(self.ema.clone(), &self.model, self.config.ema, self.step);
     }
 
     /// The NLL (bound) per token of the EMA weights on the first `windows` validation windows
@@ -469,8 +455,26 @@ impl Trainer {
     }
 }
 
+/// The moving average after update `step` (0-based) of `model`: `decay` 0 keeps no average; the
+/// decay warms up (as `torch_ema` with `use_num_updates`) so that a short run's early weights do
+/// not dominate it.
+pub(crate) fn ema_update<M: Module>(ema: M, model: &M, decay: f64, step: usize) -> M {
+    let current = model.valid();
+    if decay == 0.0 {
+        return current;
+    }
+    let n = step as f64 + 1.0;
+    let decay = decay.min((1.0 + n) / (10.0 + n));
+    let mut values = Collect::default();
+    current.visit(&mut values);
+    ema.map(&mut Blend {
+        values: values.0,
+        decay,
+    })
+}
+
 /// Reads a one-element tensor.
-fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
+pub(crate) fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
     t.try_into_scalar::<f32>()
         .map(f64::from)
         .map_err(|e| TrainError::Backend(format!("{e:?}")))
@@ -478,7 +482,7 @@ fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
 
 /// Gives the parameters the ids 0, 1, 2, … in visiting order, so that a model rebuilt from a
 /// checkpoint has the ids its optimiser state and its EMA twin were saved under.
-fn renumber(dit: Dit) -> Dit {
+pub(crate) fn renumber<M: Module>(module: M) -> M {
     struct Renumber(u64);
     impl ModuleMapper for Renumber {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -487,13 +491,13 @@ fn renumber(dit: Dit) -> Dit {
             Param::from_mapped_value(ParamId::from(self.0), value, mapper)
         }
     }
-    dit.map(&mut Renumber(0))
+    module.map(&mut Renumber(0))
 }
 
 /// Scales all gradients by `min(1, max_norm / ‖g‖)`, ‖g‖ the norm over every parameter at once
 /// (PyTorch's `clip_grad_norm_`, which Lightning's `gradient_clip_val` calls); returns ‖g‖.
-fn clip_global_norm(
-    model: &Dit,
+pub(crate) fn clip_global_norm<M: Module>(
+    model: &M,
     grads: &mut GradientsParams,
     max_norm: f64,
 ) -> Result<f64, TrainError> {
