@@ -1,10 +1,14 @@
 //! A model folder in the Hugging Face layout — `config.json`, `model.safetensors`, `tokenizer.json` —
-//! read from bytes (the browser fetches them) or from a directory (the CLI).
+//! read from bytes (the browser fetches them) or from a directory (the CLI). A folder of the
+//! Gaussian diffusion family ([`ImageBundle`]) has no tokenizer; [`family_of`] tells them apart.
 
 use burn::tensor::Device;
 use thiserror::Error;
 
-use crate::config::{ConfigError, ModelConfig};
+use crate::config::{ConfigError, Family, ModelConfig};
+use crate::model::patch_dit::{
+    PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
+};
 use crate::model::{DitDenoiser, LoadError, load_dit};
 use crate::sampler::ModelSpec;
 use crate::text::{TextCodec, TextError};
@@ -134,6 +138,85 @@ impl ModelDir {
             config: &self.config,
             weights: &self.weights,
             tokenizer: &self.tokenizer,
+        }
+    }
+}
+
+/// The family a `config.json` declares; a config without `family` (every published MDLM and
+/// BD3-LM folder) is [`Family::Text`].
+pub fn family_of(config: &[u8]) -> Result<Family, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct Declared {
+        #[serde(default)]
+        family: Family,
+    }
+    Ok(serde_json::from_slice::<Declared>(config)?.family)
+}
+
+/// A network of the Gaussian diffusion family, whichever role its folder holds.
+pub enum ImageNetwork {
+    /// ε_θ: what the image samplers run.
+    Noise(PatchDitNoise),
+    /// p_φ(y | x_t): what classifier guidance steers with.
+    Classifier(PatchDitClassifier),
+}
+
+/// A ready image model: its config and its network on a device.
+pub struct ImageBundle {
+    /// `config.json`.
+    pub config: PatchDitConfig,
+    /// The network.
+    pub network: ImageNetwork,
+}
+
+impl ImageBundle {
+    /// Parses and checks `config.json` and the weights' header against it, then uploads them.
+    pub fn from_files(config: &[u8], weights: &[u8], device: &Device) -> Result<Self, BundleError> {
+        let config = PatchDitConfig::from_json(config)?;
+        let net = load_patch_dit(&config, weights, device)?;
+        let network = match config.role {
+            Role::Denoiser => {
+                ImageNetwork::Noise(PatchDitNoise::new(&config, net, device.clone())?)
+            }
+            Role::Classifier => {
+                ImageNetwork::Classifier(PatchDitClassifier::new(&config, net, device.clone())?)
+            }
+        };
+        Ok(Self { config, network })
+    }
+
+    /// Reads an image model folder (`config.json`, `model.safetensors`) from disk.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| BundleError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        Self::from_files(&read(CONFIG_FILE)?, &read(WEIGHTS_FILE)?, device)
+    }
+
+    /// The noise predictor, or why this folder is not one.
+    pub fn into_noise(self) -> Result<PatchDitNoise, BundleError> {
+        match self.network {
+            ImageNetwork::Noise(n) => Ok(n),
+            ImageNetwork::Classifier(_) => Err(BundleError::Load(LoadError::Role {
+                found: "noisy classifier",
+                wanted: "noise predictor",
+            })),
+        }
+    }
+
+    /// The noisy classifier, or why this folder is not one.
+    pub fn into_classifier(self) -> Result<PatchDitClassifier, BundleError> {
+        match self.network {
+            ImageNetwork::Classifier(c) => Ok(c),
+            ImageNetwork::Noise(_) => Err(BundleError::Load(LoadError::Role {
+                found: "noise predictor",
+                wanted: "noisy classifier",
+            })),
         }
     }
 }

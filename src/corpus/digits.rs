@@ -249,6 +249,19 @@ fn write_lines(path: &Path, lines: &[String]) -> Result<String, CorpusError> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// The manifest of prepared digits.
+pub fn read_manifest(dir: &Path) -> Result<DigitsManifest, CorpusError> {
+    let path: PathBuf = dir.join(DIGITS_MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|_| CorpusError::MissingDigits {
+        path: path.clone(),
+        dir: dir.to_path_buf(),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| CorpusError::Damaged {
+        path,
+        detail: e.to_string(),
+    })
+}
+
 /// The prepared digits of one split.
 pub fn read_digits(dir: &Path, split: Split) -> Result<Vec<Digit>, CorpusError> {
     let path: PathBuf = dir.join(split_file(split));

@@ -71,6 +71,15 @@ pub enum LoadError {
         /// What in config.json disagrees, when that can be said (`" (n_blocks = 4)"`).
         why: String,
     },
+    /// A network of the other role: a noisy classifier where a noise predictor is needed, or
+    /// the reverse.
+    #[error("this folder holds a {found}, but a {wanted} is needed here")]
+    Role {
+        /// What the folder's config.json says it is.
+        found: &'static str,
+        /// What was asked for.
+        wanted: &'static str,
+    },
     /// A dtype we do not read.
     #[error("tensor `{key}` is stored as {dtype}; Unmask reads f32, f16 and bf16")]
     Dtype {

@@ -124,19 +124,21 @@ pub fn f32_values(data: TensorData) -> Result<Vec<f32>, String> {
     data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
 }
 
-/// Reads `[B, L, V]` logits back to the host; a NaN or infinity anywhere is a
-/// [`ModelError::NonFinite`] (never handed to a sampler, whose probabilities it would poison).
-async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
-    let [b, l, v] = logits.dims();
-    let failed = |e: &dyn std::fmt::Debug| ModelError::Backend {
-        backend: crate::backend::describe(device),
-        message: format!("{e:?}"),
-    };
-    let data = logits.into_data_async().await.map_err(|e| failed(&e))?;
-    let values = f32_values(data).map_err(|message| ModelError::Backend {
+/// Reads a tensor back to the host; a NaN or infinity anywhere is a [`ModelError::NonFinite`]
+/// (never handed to a sampler, whose probabilities or images it would poison).
+pub(crate) async fn read_finite<const D: usize>(
+    t: Tensor<D>,
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
+    let failed = |message: String| ModelError::Backend {
         backend: crate::backend::describe(device),
         message,
-    })?;
+    };
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| failed(format!("{e:?}")))?;
+    let values = f32_values(data).map_err(failed)?;
     let count = values.iter().filter(|x| !x.is_finite()).count();
     if count > 0 {
         return Err(ModelError::NonFinite {
@@ -145,7 +147,13 @@ async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> 
             step: None,
         });
     }
-    Ok(Logits::new(values, b * l, v))
+    Ok(values)
+}
+
+/// Reads `[B, L, V]` logits back to the host, checked by [`read_finite`].
+async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
+    let [b, l, v] = logits.dims();
+    Ok(Logits::new(read_finite(logits, device).await?, b * l, v))
 }
 
 impl Denoiser for DitDenoiser {

@@ -30,6 +30,9 @@ use super::dit::{DitBlock, FinalLayer};
 use super::layers::{FREQUENCY_EMBEDDING_SIZE, rotary_tables, timestep_features};
 use super::load::{LoadError, TensorRole, TensorSlot, Weights, check_layout};
 use crate::config::{ConfigError, Family, MLP_RATIO};
+#[cfg(not(target_family = "wasm"))]
+use crate::network::NoisyClassifier;
+use crate::network::{ImageSpec, ModelError, NoisePredictor};
 use crate::sampler::gaussian::BetaSchedule;
 
 /// Largest image side accepted.
@@ -141,6 +144,14 @@ impl PatchDitConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Parameters of the network (the sum over its layout).
+    pub fn parameter_count(&self) -> u64 {
+        self.layout()
+            .iter()
+            .map(|slot| slot.shape.iter().map(|&n| n as u64).product::<u64>())
+            .sum()
     }
 
     /// Patches per image.
@@ -431,6 +442,209 @@ pub fn random_patch_dit(config: &PatchDitConfig, seed: u64) -> Result<Vec<u8>, L
     super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
 }
 
+impl PatchDitConfig {
+    /// What an image sampler needs to know of a noise predictor of this config.
+    pub fn image_spec(&self) -> ImageSpec {
+        ImageSpec {
+            side: self.image_size,
+            classes: if self.role == Role::Denoiser {
+                self.classes
+            } else {
+                0
+            },
+            diffusion_steps: self.diffusion_steps,
+            beta_schedule: self.beta_schedule,
+        }
+    }
+}
+
+/// Checks a batch of images and its time against a network's sizes; returns the batch size.
+fn check_images(
+    x: &[f32],
+    images: usize,
+    pixels: usize,
+    t: usize,
+    steps: usize,
+) -> Result<usize, ModelError> {
+    if images == 0 || x.len() != images * pixels {
+        return Err(ModelError::Unsupported(format!(
+            "{} values for {images} images of {pixels} pixels each: every image must be {pixels} values",
+            x.len()
+        )));
+    }
+    if t >= steps {
+        return Err(ModelError::Unsupported(format!(
+            "time {t} is outside the model's diffusion of {steps} steps"
+        )));
+    }
+    Ok(images)
+}
+
+/// A loaded noise predictor on its device: the [`NoisePredictor`] the image samplers run.
+#[derive(Clone, Debug)]
+pub struct PatchDitNoise {
+    net: PatchDit,
+    device: Device,
+    spec: ImageSpec,
+}
+
+impl PatchDitNoise {
+    /// Wraps a network of `config`, which must be a denoiser.
+    pub fn new(config: &PatchDitConfig, net: PatchDit, device: Device) -> Result<Self, LoadError> {
+        if config.role != Role::Denoiser {
+            return Err(LoadError::Role {
+                found: "noisy classifier",
+                wanted: "noise predictor",
+            });
+        }
+        Ok(Self {
+            net,
+            device,
+            spec: config.image_spec(),
+        })
+    }
+
+    /// The network.
+    pub fn net(&self) -> &PatchDit {
+        &self.net
+    }
+}
+
+impl NoisePredictor for PatchDitNoise {
+    fn spec(&self) -> &ImageSpec {
+        &self.spec
+    }
+
+    async fn predict_noise(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        classes: &[Option<usize>],
+    ) -> Result<Vec<f32>, ModelError> {
+        let spec = &self.spec;
+        let b = check_images(x, classes.len(), spec.pixels(), t, spec.diffusion_steps)?;
+        let labels = if spec.classes == 0 {
+            if classes.iter().any(Option::is_some) {
+                return Err(ModelError::Unsupported(
+                    "this model was trained without classes: it draws any digit".into(),
+                ));
+            }
+            None
+        } else {
+            let mut ids = Vec::with_capacity(b);
+            for class in classes {
+                match class {
+                    Some(y) if *y >= spec.classes => {
+                        return Err(ModelError::Unsupported(format!(
+                            "class {y} is outside the model's {} classes",
+                            spec.classes
+                        )));
+                    }
+                    Some(y) => ids.push(*y as i64),
+                    None => ids.push(spec.classes as i64),
+                }
+            }
+            Some(Tensor::<1, Int>::from_data(
+                TensorData::new(ids, [b]),
+                &self.device,
+            ))
+        };
+        let images = Tensor::<2>::from_data(
+            TensorData::new(x.to_vec(), [b, spec.pixels()]),
+            &self.device,
+        );
+        let eps = self.net.forward(images, &vec![t as f32; b], labels);
+        super::read_finite(eps, &self.device).await
+    }
+}
+
+/// A loaded noisy classifier on its device. Its gradient ∇ₓ log p_φ(y | x_t) is burn's autodiff
+/// of the very forward pass, not a hand-derived formula.
+#[derive(Clone, Debug)]
+pub struct PatchDitClassifier {
+    net: PatchDit,
+    device: Device,
+    classes: usize,
+    pixels: usize,
+    steps: usize,
+}
+
+impl PatchDitClassifier {
+    /// Wraps a network of `config`, which must be a classifier.
+    pub fn new(config: &PatchDitConfig, net: PatchDit, device: Device) -> Result<Self, LoadError> {
+        if config.role != Role::Classifier {
+            return Err(LoadError::Role {
+                found: "noise predictor",
+                wanted: "noisy classifier",
+            });
+        }
+        Ok(Self {
+            net,
+            device,
+            classes: config.classes,
+            pixels: config.pixels(),
+            steps: config.diffusion_steps,
+        })
+    }
+
+    /// The network.
+    pub fn net(&self) -> &PatchDit {
+        &self.net
+    }
+
+    /// p_φ(· | x_t) of each image: `[B · classes]` probabilities.
+    pub async fn probabilities(&self, x: &[f32], t: usize) -> Result<Vec<f32>, ModelError> {
+        let b = x.len() / self.pixels.max(1);
+        check_images(x, b, self.pixels, t, self.steps)?;
+        let images =
+            Tensor::<2>::from_data(TensorData::new(x.to_vec(), [b, self.pixels]), &self.device);
+        let logits = self.net.forward(images, &vec![t as f32; b], None);
+        super::read_finite(burn::tensor::activation::softmax(logits, 1), &self.device).await
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl NoisyClassifier for PatchDitClassifier {
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    async fn log_prob_gradient(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        classes: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f64>), ModelError> {
+        let b = check_images(x, classes.len(), self.pixels, t, self.steps)?;
+        if let Some(y) = classes.iter().find(|&&y| y >= self.classes) {
+            return Err(ModelError::Unsupported(format!(
+                "class {y} is outside the classifier's {} classes",
+                self.classes
+            )));
+        }
+        // x is the one leaf that records a tape; the weights stay constants of the graph.
+        let tape = self.device.clone().autodiff();
+        let images = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [b, self.pixels]), &tape)
+            .require_grad();
+        let logits = self.net.forward(images.clone(), &vec![t as f32; b], None);
+        let labels: Vec<i64> = classes.iter().map(|&y| y as i64).collect();
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [b, 1]), &tape);
+        let log_p = burn::tensor::activation::log_softmax(logits, 1).gather(1, labels);
+        // Images do not interact, so the gradient of the sum is each image's own gradient.
+        let grads = log_p.clone().sum().backward();
+        let gradient = images.grad(&grads).ok_or_else(|| ModelError::Backend {
+            backend: crate::backend::describe(&self.device),
+            message: "autodiff returned no gradient for the images".into(),
+        })?;
+        let gradient = super::read_finite(gradient, &self.device).await?;
+        let log_p = super::read_finite(log_p.inner(), &self.device).await?;
+        Ok((
+            gradient,
+            log_p.iter().map(|&l| f64::from(l).exp()).collect(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +736,71 @@ mod tests {
             ..c
         };
         assert!(load_patch_dit(&classifier, &weights, &device).is_err());
+    }
+
+    #[test]
+    fn the_classifier_gradient_is_the_derivative_of_log_p() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let c = config(Role::Classifier);
+        let net = load_patch_dit(&c, &random_patch_dit(&c, 5).unwrap(), &device).unwrap();
+        let mut classifier = PatchDitClassifier::new(&c, net, device).unwrap();
+        let x: Vec<f32> = (0..128)
+            .map(|i| ((i * 29) % 13) as f32 / 6.0 - 1.0)
+            .collect();
+        let (t, labels) = (30, [4, 8]);
+        let (grad, p) = pollster::block_on(classifier.log_prob_gradient(&x, t, &labels)).unwrap();
+        let probs = pollster::block_on(classifier.probabilities(&x, t)).unwrap();
+        for (i, &y) in labels.iter().enumerate() {
+            assert!((p[i] - f64::from(probs[i * 10 + y])).abs() < 1e-5);
+        }
+        // Central differences of log p(y | x) in a few pixels of each image.
+        let log_p = |x: &[f32], image: usize| {
+            let probs = pollster::block_on(classifier.probabilities(x, t)).unwrap();
+            f64::from(probs[image * 10 + labels[image]]).ln()
+        };
+        let h = 1e-2;
+        for pixel in [0, 9, 64 + 17, 64 + 63] {
+            let image = pixel / 64;
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[pixel] += h;
+            down[pixel] -= h;
+            let numeric = (log_p(&up, image) - log_p(&down, image)) / (2.0 * f64::from(h));
+            let exact = f64::from(grad[pixel]);
+            assert!(
+                (numeric - exact).abs() < 1e-2 * exact.abs().max(0.1),
+                "pixel {pixel}: autodiff {exact}, differences {numeric}"
+            );
+        }
+        // Each image's gradient is its own: moving the second image leaves the first's alone.
+        let mut moved = x.clone();
+        moved[64 + 5] += 0.5;
+        let (again, _) =
+            pollster::block_on(classifier.log_prob_gradient(&moved, t, &labels)).unwrap();
+        assert_eq!(&grad[..64], &again[..64]);
+        assert_ne!(&grad[64..], &again[64..]);
+    }
+
+    #[test]
+    fn the_noise_predictor_refuses_what_its_network_cannot_read() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let c = config(Role::Denoiser);
+        let net = load_patch_dit(&c, &random_patch_dit(&c, 5).unwrap(), &device).unwrap();
+        let mut noise = PatchDitNoise::new(&c, net.clone(), device.clone()).unwrap();
+        let x = vec![0.0; 64];
+        let ok = pollster::block_on(noise.predict_noise(&x, 3, &[Some(2)]));
+        assert_eq!(ok.unwrap().len(), 64);
+        for (x, t, class) in [
+            (vec![0.0; 63], 3, Some(2)),
+            (vec![0.0; 64], 100, Some(2)),
+            (vec![0.0; 64], 3, Some(10)),
+        ] {
+            let err = pollster::block_on(noise.predict_noise(&x, t, &[class])).unwrap_err();
+            assert!(matches!(err, ModelError::Unsupported(_)), "{err}");
+        }
+        assert!(matches!(
+            PatchDitClassifier::new(&c, net, device),
+            Err(LoadError::Role { .. })
+        ));
     }
 
     #[test]

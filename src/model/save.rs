@@ -1,4 +1,4 @@
-//! Writes a [`Dit`] back to `model.safetensors` under the reference's key names (the table in
+//! Writes a [`Dit`] (or a [`PatchDit`]) back to `model.safetensors` under the reference's key names (the table in
 //! [`super::load`]), so a model trained here loads like a published checkpoint, in the page too.
 //!
 //! Native only: it reads the weights back synchronously, which a browser cannot do.
@@ -10,6 +10,7 @@ use safetensors::Dtype;
 use super::dit::Dit;
 use super::layers::LayerNorm;
 use super::load::{LoadError, write_safetensors};
+use super::patch_dit::PatchDit;
 
 /// One tensor by name: key (without `backbone.`), PyTorch shape, values.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
@@ -40,6 +41,42 @@ pub fn dit_tensors(dit: &Dit) -> Vec<NamedTensor> {
     }
     linear("output_layer.linear", &head.linear, &mut out);
     out
+}
+
+/// Every weight of a [`PatchDit`] under the keys of [`super::patch_dit`]'s table.
+pub fn patch_dit_tensors(net: &PatchDit) -> Vec<NamedTensor> {
+    let mut out = Vec::new();
+    linear("patch_embed", &net.patch_embed, &mut out);
+    out.push(matrix("pos_embed", net.pos_embed.val()));
+    linear("t_embed.mlp.0", &net.t_mlp0, &mut out);
+    linear("t_embed.mlp.2", &net.t_mlp2, &mut out);
+    if let Some(table) = &net.y_embed {
+        out.push(matrix("y_embed", table.val()));
+    }
+    for (i, block) in net.blocks.iter().enumerate() {
+        let p = format!("blocks.{i}");
+        norm(&format!("{p}.norm1"), &block.norm1, &mut out);
+        norm(&format!("{p}.norm2"), &block.norm2, &mut out);
+        linear(&format!("{p}.attn_qkv"), &block.attn_qkv, &mut out);
+        linear(&format!("{p}.attn_out"), &block.attn_out, &mut out);
+        linear(&format!("{p}.mlp.0"), &block.mlp0, &mut out);
+        linear(&format!("{p}.mlp.2"), &block.mlp2, &mut out);
+        if let Some(m) = &block.adaln_modulation {
+            linear(&format!("{p}.adaLN_modulation"), m, &mut out);
+        }
+    }
+    let head = &net.final_layer;
+    norm("final.norm_final", &head.norm_final, &mut out);
+    if let Some(m) = &head.adaln_modulation {
+        linear("final.adaLN_modulation", m, &mut out);
+    }
+    linear("final.linear", &head.linear, &mut out);
+    out
+}
+
+/// `net` as safetensors bytes (no key prefix), stored in `dtype`.
+pub fn save_patch_dit(net: &PatchDit, dtype: Dtype) -> Result<Vec<u8>, LoadError> {
+    super::load::write_safetensors_under(&patch_dit_tensors(net), "", dtype)
 }
 
 /// `dit` as safetensors bytes, stored in `dtype` (F32, or F16/BF16 for half the size).

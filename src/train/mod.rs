@@ -13,8 +13,11 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod data;
+pub mod image_quality;
+pub mod images;
 pub mod objective;
 pub mod quality;
+pub mod recipe;
 
 use std::collections::HashMap;
 
@@ -33,96 +36,48 @@ use crate::sampler::{SamplerKind, Settings};
 use crate::text::TextCodec;
 use data::{Order, Windows, mix};
 pub use objective::{Batch, Objective, Shape, TimeSampling};
+pub use recipe::Recipe;
 
 /// Stream ids mixed into the seed, so the data order, the noise and the validation draw apart.
 const DATA_STREAM: u64 = 1;
 const NOISE_STREAM: u64 = 2;
 const VALID_STREAM: u64 = 3;
 
-/// The optimisation recipe, with the references' config names (`optim.*`, `lr_scheduler.*`,
-/// `training.*`, `trainer.*`, `loader.*`).
+/// A text run: what the DiT learns, the shared [`Recipe`], and how it is validated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// What the model learns.
     pub objective: Objective,
-    /// Windows per step (`loader.global_batch_size`).
-    pub batch_size: usize,
-    /// Peak learning rate (`optim.lr`).
-    pub lr: f64,
-    /// Steps of linear warmup from 0 to `lr` (`lr_scheduler.num_warmup_steps`).
-    pub warmup_steps: usize,
-    /// Length of the run (`trainer.max_steps`); the cosine reaches its floor here.
-    pub max_steps: usize,
-    /// Floor of the cosine decay, as a fraction of `lr`.
-    pub min_lr_ratio: f64,
-    /// AdamW's decoupled weight decay (`optim.weight_decay`).
-    pub weight_decay: f64,
-    /// AdamW β₁ (`optim.beta1`).
-    pub beta1: f64,
-    /// AdamW β₂ (`optim.beta2`).
-    pub beta2: f64,
-    /// AdamW ε (`optim.eps`).
-    pub eps: f64,
-    /// Largest global gradient norm (`trainer.gradient_clip_val`); 0 turns clipping off.
-    pub gradient_clip_val: f64,
-    /// Decay of the weights' moving average (`training.ema`); 0 keeps no average.
-    pub ema: f64,
+    /// Batch, optimiser, schedule, EMA, checkpoints and seed (flattened: `run.json` keeps the
+    /// references' flat names).
+    #[serde(flatten)]
+    pub recipe: Recipe,
     /// How diffusion times are drawn for the training loss.
     pub time_sampling: TimeSampling,
     /// Steps between validations (`trainer.val_check_interval`).
     pub val_every: usize,
     /// Validation windows per validation during the run (the final one reads the whole split).
     pub val_windows: usize,
-    /// Steps between checkpoints.
-    pub checkpoint_every: usize,
-    /// Seed of the initial weights, the data order and the noise.
-    pub seed: u64,
 }
 
 impl TrainConfig {
-    /// A recipe for `objective` with the references' optimiser settings (lr 3e-4, β = (0.9,
-    /// 0.999), ε = 1e-8, no weight decay, clip 1.0, EMA 0.9999 — lower here for short runs).
+    /// A run of `objective` with the default [`Recipe`].
     pub fn new(objective: Objective) -> Self {
         Self {
             objective,
-            batch_size: 8,
-            lr: 3e-4,
-            warmup_steps: 100,
-            max_steps: 1000,
-            min_lr_ratio: 0.1,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            gradient_clip_val: 1.0,
-            ema: 0.999,
+            recipe: Recipe::default(),
             time_sampling: TimeSampling::ELBO,
             val_every: 200,
             val_windows: 32,
-            checkpoint_every: 100,
-            seed: 0,
         }
-    }
-
-    /// The learning rate at `step`: linear warmup, then cosine decay to `min_lr_ratio · lr`.
-    pub fn lr_at(&self, step: usize) -> f64 {
-        if step < self.warmup_steps {
-            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
-        }
-        let span = self.max_steps.saturating_sub(self.warmup_steps).max(1);
-        let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
-        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
-        self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
     }
 
     /// Checks the values a run relies on.
     pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
+        self.recipe.validate()?;
         let bad = |m: String| Err(TrainError::Config(m));
-        if self.batch_size == 0 || self.max_steps == 0 {
-            return bad("batch_size and max_steps must be positive".into());
-        }
-        if self.lr.is_nan() || self.lr <= 0.0 || !(0.0..1.0).contains(&self.ema) {
-            return bad("lr must be positive and ema in [0, 1)".into());
+        if self.val_every == 0 {
+            return bad("val_every must be positive".into());
         }
         let t = &self.time_sampling;
         if !(0.0 < t.sampling_eps_min
@@ -277,7 +232,7 @@ impl Trainer {
         let fresh;
         let (weights, ema_weights, step) = match start {
             Start::Fresh => {
-                fresh = initial_checkpoint(&model_config, config.seed)?;
+                fresh = initial_checkpoint(&model_config, config.recipe.seed)?;
                 (&fresh[..], &fresh[..], 0)
             }
             Start::From { weights, ema, step } => (weights, ema, step),
@@ -286,8 +241,13 @@ impl Trainer {
         let plain = device.clone().inner();
         let model = renumber(load_dit(&model_config, weights, &plain)?.thaw_conditioning()).train();
         let ema = renumber(load_dit(&model_config, ema_weights, &plain)?.thaw_conditioning());
-        let optim = adamw::AdamW::new(config.beta1, config.beta2, config.eps, config.weight_decay);
-        let order = Order::new(mix(config.seed, DATA_STREAM), train.count());
+        let optim = adamw::AdamW::new(
+            config.recipe.beta1,
+            config.recipe.beta2,
+            config.recipe.eps,
+            config.recipe.weight_decay,
+        );
+        let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.count());
         Ok(Self {
             config,
             model_config,
@@ -310,7 +270,7 @@ impl Trainer {
 
     /// Whether the run has reached `max_steps`.
     pub fn is_done(&self) -> bool {
-        self.step >= self.config.max_steps
+        self.step >= self.config.recipe.max_steps
     }
 
     /// Training windows and validation windows.
@@ -320,7 +280,7 @@ impl Trainer {
 
     /// Tokens per step.
     pub fn tokens_per_step(&self) -> usize {
-        self.config.batch_size * self.model_config.model_length
+        self.config.recipe.batch_size * self.model_config.model_length
     }
 
     /// The tokenizer.
@@ -330,11 +290,14 @@ impl Trainer {
 
     /// One optimisation step on the next batch.
     pub fn train_step(&mut self) -> Result<StepReport, TrainError> {
-        let lr = self.config.lr_at(self.step);
-        let b = self.config.batch_size;
+        let lr = self.config.recipe.lr_at(self.step);
+        let b = self.config.recipe.batch_size;
         let indices: Vec<usize> = (0..b).map(|i| self.order.nth(self.step * b + i)).collect();
         let batch = self.train.batch(&indices);
-        let mut rng = Rng::new(mix(mix(self.config.seed, NOISE_STREAM), self.step as u64));
+        let mut rng = Rng::new(mix(
+            mix(self.config.recipe.seed, NOISE_STREAM),
+            self.step as u64,
+        ));
         let loss = objective::loss(
             &self.model,
             self.config.objective,
@@ -346,7 +309,11 @@ impl Trainer {
         );
         let loss_value = scalar(loss.clone())?;
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = clip_global_norm(&self.model, &mut grads, self.config.gradient_clip_val)?;
+        let grad_norm = clip_global_norm(
+            &self.model,
+            &mut grads,
+            self.config.recipe.gradient_clip_val,
+        )?;
         self.model = self.optim.step(lr, self.model.clone(), &mut grads);
         self.update_ema();
         self.step += 1;
@@ -360,7 +327,12 @@ impl Trainer {
     }
 
     fn update_ema(&mut self) {
-        self.ema = ema_update(self.ema.clone(), &self.model, self.config.ema, self.step);
+        self.ema = ema_update(
+            self.ema.clone(),
+            &self.model,
+            self.config.recipe.ema,
+            self.step,
+        );
     }
 
     /// The NLL (bound) per token of the EMA weights on the first `windows` validation windows
@@ -368,9 +340,9 @@ impl Trainer {
     pub fn evaluate(&self, windows: Option<usize>) -> Result<Evaluation, TrainError> {
         let count = windows.unwrap_or(usize::MAX).min(self.valid.count());
         let plain = self.device.clone().inner();
-        let b = self.config.batch_size;
+        let b = self.config.recipe.batch_size;
         let (mut total, mut tokens) = (0.0, 0usize);
-        let mut rng = Rng::new(mix(self.config.seed, VALID_STREAM));
+        let mut rng = Rng::new(mix(self.config.recipe.seed, VALID_STREAM));
         for start in (0..count).step_by(b) {
             let indices: Vec<usize> = (start..(start + b).min(count)).collect();
             let batch = self.valid.batch(&indices);

@@ -23,8 +23,11 @@ macro_rules! outln {
 }
 
 mod bench;
+mod images;
 mod prepare;
+mod progress;
 mod train;
+mod train_images;
 
 #[derive(Parser)]
 #[command(
@@ -61,24 +64,68 @@ enum Command {
     Prepare(prepare::Args),
 }
 
-/// The `--sampler` choices of `generate` and `quality`.
+/// The `--sampler` choices of `generate` and `quality`: the text family's four, and the
+/// Gaussian diffusion family's two.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SamplerArg {
     Llada,
     Mdlm,
     Bd3,
     Ar,
+    /// DDPM's ancestral chain over all T steps (ddpm family).
+    Ddpm,
+    /// DDIM over --steps of the T times (ddpm family).
+    Ddim,
 }
 
-impl From<SamplerArg> for SamplerKind {
-    fn from(arg: SamplerArg) -> Self {
-        match arg {
-            SamplerArg::Llada => SamplerKind::Llada,
-            SamplerArg::Mdlm => SamplerKind::Mdlm,
-            SamplerArg::Bd3 => SamplerKind::Bd3,
-            SamplerArg::Ar => SamplerKind::Ar,
+impl SamplerArg {
+    /// The text sampler it names, if it names one.
+    pub fn text(self) -> Option<SamplerKind> {
+        match self {
+            SamplerArg::Llada => Some(SamplerKind::Llada),
+            SamplerArg::Mdlm => Some(SamplerKind::Mdlm),
+            SamplerArg::Bd3 => Some(SamplerKind::Bd3),
+            SamplerArg::Ar => Some(SamplerKind::Ar),
+            SamplerArg::Ddpm | SamplerArg::Ddim => None,
         }
     }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerArg::Llada => "llada",
+            SamplerArg::Mdlm => "mdlm",
+            SamplerArg::Bd3 => "bd3",
+            SamplerArg::Ar => "ar",
+            SamplerArg::Ddpm => "ddpm",
+            SamplerArg::Ddim => "ddim",
+        }
+    }
+}
+
+/// The `--beta-schedule` choices.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BetaScheduleArg {
+    /// β linear from 1e-4 to 0.02 (Ho et al. 2020).
+    Linear,
+    /// ᾱ a squared cosine (Nichol & Dhariwal 2021).
+    Cosine,
+}
+
+impl From<BetaScheduleArg> for unmask::sampler::gaussian::BetaSchedule {
+    fn from(arg: BetaScheduleArg) -> Self {
+        match arg {
+            BetaScheduleArg::Linear => Self::Linear,
+            BetaScheduleArg::Cosine => Self::Cosine,
+        }
+    }
+}
+
+/// The `--variance` choices: σ_t² = β_t or the posterior's β̃_t (Ho et al. §3.2).
+#[derive(Clone, Copy, ValueEnum)]
+enum VarianceArg {
+    Beta,
+    Posterior,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,14 +143,17 @@ enum AttentionArg {
     Causal,
 }
 
+/// Tokens `generate` writes when --gen-length is not given.
+const DEFAULT_GEN_LENGTH: usize = 64;
+
 #[derive(Args)]
 struct GenerateArgs {
-    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    /// Model folder (config.json, model.safetensors, and tokenizer.json for text).
     #[arg(long)]
     model: PathBuf,
-    /// Prompt; write [MASK] anywhere to have it filled in place.
+    /// Prompt (text); write [MASK] anywhere to have it filled in place.
     #[arg(long)]
-    prompt: String,
+    prompt: Option<String>,
     /// Sampler [default: the one the model was trained for: config.json's `sampler`, else `ar`
     /// for a causal model, `bd3` for block diffusion, `mdlm` for masked diffusion].
     #[arg(long, value_enum)]
@@ -112,9 +162,9 @@ struct GenerateArgs {
     /// setting LLaDA and MDLM report their best samples at, as on the page].
     #[arg(long)]
     steps: Option<usize>,
-    /// Tokens to generate after the prompt.
-    #[arg(long, default_value_t = 64)]
-    gen_length: usize,
+    /// Tokens to generate after the prompt (text) [default: 64].
+    #[arg(long)]
+    gen_length: Option<usize>,
     /// Semi-autoregressive block (llada); must match the model's for bd3.
     #[arg(long)]
     block_length: Option<usize>,
@@ -130,9 +180,32 @@ struct GenerateArgs {
     /// Nucleus sampling p (default 0.9 for bd3).
     #[arg(long)]
     top_p: Option<f64>,
-    /// Classifier-free guidance scale (llada) [default: 0, off].
+    /// Classifier-free guidance scale w (llada, ddpm) [default: 0, off]; ddpm steers to --class
+    /// with (1 + w)·ε(x, y) − w·ε(x, ∅).
     #[arg(long)]
     cfg: Option<f64>,
+    /// The class to draw (ddpm) [default: any, from the unconditional prediction].
+    #[arg(long)]
+    class: Option<usize>,
+    /// Noisy classifier folder for classifier guidance (ddpm) [default: the one the model's
+    /// config.json names].
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Classifier guidance scale s (ddpm): each step's mean moves by s·Σ·∇ log p(class | x_t).
+    #[arg(long)]
+    classifier_scale: Option<f64>,
+    /// DDIM's η (ddpm family, ddim sampler): 0 deterministic, 1 DDPM's variance [default: 0].
+    #[arg(long)]
+    ddim_eta: Option<f64>,
+    /// σ_t² of DDPM's steps (ddpm sampler) [default: beta].
+    #[arg(long, value_enum)]
+    variance: Option<VarianceArg>,
+    /// Images drawn together (ddpm) [default: 1].
+    #[arg(long)]
+    count: Option<usize>,
+    /// Write the images as JSON here (ddpm): {"images": [[64 values, 0–16]], "classes": [..]}.
+    #[arg(long)]
+    images: Option<PathBuf>,
     /// Fast-dLLM confidence threshold: commit every position at least this sure.
     #[arg(long)]
     threshold: Option<f64>,
@@ -312,7 +385,7 @@ fn settings_error(e: &SettingsError) -> CliError {
 /// The run's settings: `sampler`'s defaults for `--gen-length` tokens in one step per token, then
 /// every flag given, each through the knob table (a flag the sampler has no knob for is refused).
 fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, CliError> {
-    let mut settings = Settings::for_tokens(sampler, args.gen_length);
+    let mut settings = Settings::for_tokens(sampler, args.gen_length.unwrap_or(DEFAULT_GEN_LENGTH));
     let ranked = args.steps.is_some() || args.remasking.is_some() || args.threshold.is_some();
     if sampler == SamplerKind::Bd3 && args.first_hitting.is_none() && ranked {
         settings
@@ -359,6 +432,24 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
 }
 
 fn generate(args: GenerateArgs) -> Result<(), CliError> {
+    let config = std::fs::read(args.model.join(unmask::bundle::CONFIG_FILE)).map_err(|e| {
+        CliError::Input(format!(
+            "{}: {e}",
+            args.model.join(unmask::bundle::CONFIG_FILE).display()
+        ))
+    })?;
+    let family = unmask::bundle::family_of(&config)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+    if family == unmask::config::Family::Ddpm {
+        return images::generate(&args);
+    }
+    images::refuse_image_flags(&args)?;
+    let Some(prompt) = args.prompt.as_deref() else {
+        return Err(CliError::Input(format!(
+            "{} is a text model: give --prompt",
+            args.model.display()
+        )));
+    };
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     // A folder that does not open is the reader's to fix: its message names the file and field.
     let mut bundle = Bundle::from_dir(&args.model, &device)
@@ -369,12 +460,19 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
             .set_attention(attention_of(a, &bundle.config).map_err(CliError::Input)?);
     }
     let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
-    let sampler = args
-        .sampler
-        .map_or_else(|| bundle.config.own_sampler(), SamplerKind::from);
+    let sampler = match args.sampler {
+        None => bundle.config.own_sampler(),
+        Some(arg) => arg.text().ok_or_else(|| {
+            CliError::Input(format!(
+                "--sampler {} draws images; {} is a text model (llada, mdlm, bd3 or ar)",
+                arg.name(),
+                args.model.display()
+            ))
+        })?,
+    };
     let settings = settings_of(&args, sampler)?;
     // Every setting and size is checked here, against the model, before its first call.
-    let mut generation = Generation::new(settings, &args.prompt, &bundle.codec, &spec)?;
+    let mut generation = Generation::new(settings, prompt, &bundle.codec, &spec)?;
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let codec = bundle.codec.clone();

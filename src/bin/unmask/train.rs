@@ -1,6 +1,5 @@
 //! `unmask train`: start, resume and export a training run (see `unmask::train`).
 
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -10,10 +9,9 @@ use unmask::bundle::TOKENIZER_FILE;
 use unmask::config::ModelConfig;
 use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
-use unmask::sampler::SamplerKind;
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
-use unmask::train::{Documents, Objective, Shape, Start, TrainConfig, Trainer};
+use unmask::train::{Documents, Objective, Recipe, Shape, Start, TrainConfig, Trainer};
 
 use crate::CliResult;
 
@@ -21,8 +19,6 @@ use crate::CliResult;
 const SAMPLE_PROMPT: &str = "It is a truth universally acknowledged";
 /// Tokens generated for each validation sample.
 const SAMPLE_TOKENS: usize = 48;
-/// Steps between progress lines when stderr is not a terminal.
-const LOG_EVERY: usize = 10;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ObjectiveArg {
@@ -32,6 +28,17 @@ pub enum ObjectiveArg {
     Bd3,
     /// Autoregressive (causal): for the ar sampler.
     Ar,
+    /// Gaussian diffusion's noise predictor on the digits (DDPM's L_simple with label dropout).
+    Ddpm,
+    /// The noisy classifier of classifier guidance, on the digits.
+    Classifier,
+}
+
+impl ObjectiveArg {
+    /// Whether it trains an image network.
+    pub fn is_image(self) -> bool {
+        matches!(self, ObjectiveArg::Ddpm | ObjectiveArg::Classifier)
+    }
 }
 
 /// Arguments of `unmask train`. The model and recipe flags set up a new run; a run directory
@@ -63,6 +70,29 @@ pub struct TrainArgs {
     /// Objective of a new run.
     #[arg(long, value_enum)]
     pub objective: Option<ObjectiveArg>,
+    /// Prepared digits (`unmask prepare --digits`), for the ddpm and classifier objectives.
+    #[arg(long, default_value = unmask::corpus::digits::DEFAULT_DIGITS_DIR)]
+    pub digits: PathBuf,
+    /// Share of steps a digit is trained on the null class (ddpm; classifier-free guidance's
+    /// p_uncond; 0 with --unconditional).
+    #[arg(long)]
+    pub label_dropout: Option<f64>,
+    /// Train the noise predictor without classes (ddpm).
+    #[arg(long)]
+    pub unconditional: bool,
+    /// Pixels along a patch's side (ddpm, classifier).
+    #[arg(long)]
+    pub patch_size: Option<usize>,
+    /// The diffusion's steps T (ddpm, classifier).
+    #[arg(long)]
+    pub diffusion_steps: Option<usize>,
+    /// The β schedule (ddpm, classifier).
+    #[arg(long, value_enum)]
+    pub beta_schedule: Option<super::BetaScheduleArg>,
+    /// The noisy classifier folder recorded in the exported config.json, relative to --out
+    /// (ddpm): the sampler's classifier when --classifier is not given.
+    #[arg(long)]
+    pub classifier: Option<String>,
     /// Block size (bd3).
     #[arg(long)]
     pub block_size: Option<usize>,
@@ -125,9 +155,31 @@ const DEFAULT_COND_DIM: usize = 64;
 const DEFAULT_BLOCK_SIZE: usize = 4;
 
 impl TrainArgs {
-    fn recipe_flags(&self) -> Vec<&'static str> {
+    /// The shared recipe of a new run: the flags given, the defaults elsewhere.
+    pub fn recipe(&self) -> Recipe {
+        let d = Recipe::default();
+        Recipe {
+            batch_size: self.batch_size.unwrap_or(d.batch_size),
+            lr: self.lr.unwrap_or(d.lr),
+            warmup_steps: self.warmup_steps.unwrap_or(d.warmup_steps),
+            max_steps: self.max_steps.unwrap_or(d.max_steps),
+            ema: self.ema.unwrap_or(d.ema),
+            gradient_clip_val: self.grad_clip.unwrap_or(d.gradient_clip_val),
+            weight_decay: self.weight_decay.unwrap_or(d.weight_decay),
+            checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
+        }
+    }
+
+    pub(crate) fn recipe_flags(&self) -> Vec<&'static str> {
         let given = [
             ("--objective", self.objective.is_some()),
+            ("--label-dropout", self.label_dropout.is_some()),
+            ("--unconditional", self.unconditional),
+            ("--patch-size", self.patch_size.is_some()),
+            ("--diffusion-steps", self.diffusion_steps.is_some()),
+            ("--beta-schedule", self.beta_schedule.is_some()),
             ("--block-size", self.block_size.is_some()),
             ("--model-length", self.model_length.is_some()),
             ("--hidden-dim", self.hidden_dim.is_some()),
@@ -154,12 +206,15 @@ impl TrainArgs {
 
     fn new_run(&self, vocab_size: usize) -> CliResult<(TrainConfig, ModelConfig)> {
         let objective = match self.objective {
-            None => return Err("a new run needs --objective (mdlm, bd3 or ar)".into()),
+            None => return Err("a new run needs --objective (mdlm, bd3 or ar on the corpus; ddpm or classifier on the digits)".into()),
             Some(ObjectiveArg::Mdlm) => Objective::Mdlm,
             Some(ObjectiveArg::Ar) => Objective::Ar,
             Some(ObjectiveArg::Bd3) => Objective::Bd3 {
                 block_size: self.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
             },
+            Some(ObjectiveArg::Ddpm | ObjectiveArg::Classifier) => {
+                return Err("the image objectives train on the digits, not the corpus".into());
+            }
         };
         let model = objective.model_config(
             vocab_size,
@@ -173,18 +228,9 @@ impl TrainArgs {
         );
         model.validate().map_err(|e| e.to_string())?;
         let mut train = TrainConfig::new(objective);
-        let d = train.clone();
-        train.batch_size = self.batch_size.unwrap_or(d.batch_size);
-        train.lr = self.lr.unwrap_or(d.lr);
-        train.warmup_steps = self.warmup_steps.unwrap_or(d.warmup_steps);
-        train.max_steps = self.max_steps.unwrap_or(d.max_steps);
-        train.ema = self.ema.unwrap_or(d.ema);
-        train.gradient_clip_val = self.grad_clip.unwrap_or(d.gradient_clip_val);
-        train.weight_decay = self.weight_decay.unwrap_or(d.weight_decay);
-        train.val_every = self.val_every.unwrap_or(d.val_every);
-        train.val_windows = self.val_windows.unwrap_or(d.val_windows);
-        train.checkpoint_every = self.checkpoint_every.unwrap_or(d.checkpoint_every);
-        train.seed = self.seed.unwrap_or(d.seed);
+        train.recipe = self.recipe();
+        train.val_every = self.val_every.unwrap_or(train.val_every);
+        train.val_windows = self.val_windows.unwrap_or(train.val_windows);
         train.validate(&model).map_err(|e| e.to_string())?;
         Ok((train, model))
     }
@@ -227,6 +273,24 @@ fn command_line() -> String {
 
 /// `unmask train`.
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    if args.objective.is_some_and(ObjectiveArg::is_image)
+        || super::train_images::holds_image_run(&args.run)
+    {
+        return super::train_images::run(args);
+    }
+    let image_flags = [
+        ("--label-dropout", args.label_dropout.is_some()),
+        ("--unconditional", args.unconditional),
+        ("--patch-size", args.patch_size.is_some()),
+        ("--diffusion-steps", args.diffusion_steps.is_some()),
+        ("--beta-schedule", args.beta_schedule.is_some()),
+        ("--classifier", args.classifier.is_some()),
+    ];
+    if let Some((flag, _)) = image_flags.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "{flag} is a flag of the image objectives (--objective ddpm or classifier)"
+        ));
+    }
     let dir = RunDir::new(&args.run);
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     let resuming = dir.exists();
@@ -257,7 +321,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             }
         };
         if let Some(max_steps) = args.max_steps {
-            state.train.max_steps = max_steps;
+            state.train.recipe.max_steps = max_steps;
         }
         (tokenizer, state, Some(weights))
     } else {
@@ -335,14 +399,15 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         },
         state.train.objective.name(),
         parameter_count(&state.model),
-        state.train.batch_size,
+        state.train.recipe.batch_size,
         state.model.model_length,
         train_windows,
-        (state.train.max_steps * state.train.batch_size) as f64 / train_windows as f64,
+        (state.train.recipe.max_steps * state.train.recipe.batch_size) as f64
+            / train_windows as f64,
         valid_windows,
         args.run.display(),
         state.step,
-        state.train.max_steps,
+        state.train.recipe.max_steps,
         args.backend.name(),
     );
     train_loop(&args, &dir, &mut trainer, &mut state, &tokenizer)?;
@@ -353,7 +418,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
             eprintln!(
                 "exporting at step {} of {}: the same command resumes the run and exports again",
                 trainer.step(),
-                state.train.max_steps
+                state.train.recipe.max_steps
             );
         }
         eprintln!("validating the EMA weights on the whole validation split…");
@@ -386,12 +451,11 @@ fn train_loop(
     let deadline = args
         .time_limit_minutes
         .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
-    let tty = std::io::stderr().is_terminal();
+    let progress = super::progress::Progress::new(state.step, state.train.recipe.max_steps);
     let session = Instant::now();
     let session_start_tokens = state.tokens_seen;
     let mut window_loss = (0.0, 0usize);
     let mut window_start = (Instant::now(), state.tokens_seen);
-    let max_steps = state.train.max_steps;
     let mut saved_at = state.step;
     let save_now = |trainer: &Trainer, state: &mut RunState| {
         save(
@@ -406,7 +470,7 @@ fn train_loop(
     };
     while !trainer.is_done() {
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            eprintln!("\ntime limit reached at step {}", trainer.step());
+            progress.println(&format!("time limit reached at step {}", trainer.step()));
             break;
         }
         let report = trainer.train_step().map_err(|e| e.to_string())?;
@@ -422,24 +486,13 @@ fn train_loop(
         window_loss.1 += 1;
         let elapsed = session.elapsed().as_secs_f64();
         let rate = (state.tokens_seen - session_start_tokens) as f64 / elapsed.max(1e-9);
-        let eta =
-            (max_steps - report.step) as f64 * trainer.tokens_per_step() as f64 / rate.max(1e-9);
-        let line = format!(
-            "step {}/{} {} loss {:.4} lr {:.2e} |g| {:.2} {:.0} tok/s eta {}",
+        progress.step(
             report.step,
-            max_steps,
-            bar(report.step, max_steps),
-            report.loss,
-            report.lr,
-            report.grad_norm,
-            rate,
-            duration(eta)
+            &format!(
+                "loss {:.4} lr {:.2e} |g| {:.2} {:.0} tok/s",
+                report.loss, report.lr, report.grad_norm, rate
+            ),
         );
-        if tty {
-            eprint!("\r{line}\x1b[K");
-        } else if report.step % LOG_EVERY == 0 {
-            eprintln!("{line}");
-        }
         let validate = report.step % state.train.val_every == 0 || trainer.is_done();
         if validate {
             let evaluation = trainer
@@ -458,10 +511,7 @@ fn train_loop(
                 valid: Some(evaluation),
                 sample: Some(sample.clone()),
             };
-            if tty {
-                eprintln!();
-            }
-            eprintln!(
+            progress.println(&format!(
                 "step {}: train loss {:.4}, validation NLL {:.4} (perplexity ≤ {:.2}, {} tokens)\n  sample: {}",
                 report.step,
                 entry.train_loss,
@@ -469,12 +519,12 @@ fn train_loop(
                 evaluation.perplexity,
                 evaluation.tokens,
                 sample.replace('\n', " ")
-            );
+            ));
             state.history.push(entry);
             window_loss = (0.0, 0);
             window_start = (Instant::now(), state.tokens_seen);
         }
-        if report.step % state.train.checkpoint_every == 0 || trainer.is_done() {
+        if report.step % state.train.recipe.checkpoint_every == 0 || trainer.is_done() {
             save_now(trainer, state)?;
             saved_at = report.step;
         }
@@ -482,7 +532,7 @@ fn train_loop(
     if saved_at != trainer.step() || state.step == 0 {
         save_now(trainer, state)?;
     }
-    let _ = std::io::stderr().flush();
+    progress.finish();
     Ok(())
 }
 
@@ -507,21 +557,6 @@ fn save(
     ));
     dir.save(trainer, &saved, tokenizer)
         .map_err(|e| e.to_string())
-}
-
-fn bar(done: usize, total: usize) -> String {
-    const WIDTH: usize = 20;
-    let filled = (done * WIDTH / total.max(1)).min(WIDTH);
-    format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
-}
-
-fn duration(seconds: f64) -> String {
-    let s = seconds.max(0.0) as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
 }
 
 /// Arguments of `unmask quality`.
@@ -550,19 +585,48 @@ pub struct QualityArgs {
     /// Print every sample.
     #[arg(long)]
     pub verbose: bool,
+    /// Prepared digits (ddpm family): the clean classifier's training split and the baseline.
+    #[arg(long, default_value = unmask::corpus::digits::DEFAULT_DIGITS_DIR)]
+    pub digits: PathBuf,
+    /// DDIM steps of every sample (ddpm family).
+    #[arg(long, default_value_t = unmask::train::image_quality::DEFAULT_STEPS)]
+    pub steps: usize,
+    /// Classifier-free guidance scales to score (ddpm family).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
+    pub cfg_scales: Vec<f64>,
+    /// Classifier guidance scales to score (ddpm family; needs a classifier).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,3,10")]
+    pub classifier_scales: Vec<f64>,
+    /// Noisy classifier folder (ddpm family) [default: the one the model's config.json names].
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
 }
 
 /// `unmask quality`.
 pub fn quality(args: QualityArgs) -> CliResult<()> {
     use unmask::train::quality;
+    let config_path = args.model.join(unmask::bundle::CONFIG_FILE);
+    let config =
+        std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    if unmask::bundle::family_of(&config).map_err(|e| format!("{}: {e}", config_path.display()))?
+        == unmask::config::Family::Ddpm
+    {
+        return super::images::quality(&args);
+    }
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     let mut bundle = unmask::Bundle::from_dir(&args.model, &device)
         .map_err(|e| format!("{}: {e}", args.model.display()))?;
     let docs = corpus::read_documents(&args.corpus, Split::Train).map_err(|e| e.to_string())?;
     let vocabulary = quality::vocabulary(&docs);
-    let sampler = args
-        .sampler
-        .map_or_else(|| bundle.config.own_sampler(), SamplerKind::from);
+    let sampler = match args.sampler {
+        None => bundle.config.own_sampler(),
+        Some(arg) => arg.text().ok_or_else(|| {
+            format!(
+                "--sampler {} draws images: unmask quality of a digits model takes no --sampler",
+                arg.name()
+            )
+        })?,
+    };
     let report =
         quality::check(&mut bundle, sampler, args.top_p, &vocabulary).map_err(|e| e.to_string())?;
     for s in report.samples.iter().filter(|_| args.verbose) {

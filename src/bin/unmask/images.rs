@@ -1,0 +1,391 @@
+//! `unmask generate` on a model of the Gaussian diffusion family: DDPM or DDIM, unguided or
+//! steered to `--class` by `--cfg` (classifier-free) or `--classifier-scale` (classifier
+//! guidance), with a live view of the first image in block characters.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use unmask::backend;
+use unmask::bundle::ImageBundle;
+use unmask::model::patch_dit::{PatchDitClassifier, PatchDitNoise};
+use unmask::network::{NoisePredictor, NoisyClassifier};
+use unmask::sampler::gaussian::Variance;
+use unmask::sampler::image::{Condition, Guidance, ImageRun, ImageSettings, ImageStep};
+use unmask::train::image_quality::to_data_scale;
+
+use crate::{CliError, GenerateArgs, SamplerArg, VarianceArg};
+
+/// Pixel values of the digits' own scale, 0 (blank) to this (ink).
+const DATA_MAX: f64 = unmask::corpus::digits::MAX_VALUE as f64;
+/// Shades of the block-character view, blank to ink.
+const SHADES: [&str; 5] = ["  ", "░░", "▒▒", "▓▓", "██"];
+
+/// The text family's flags: given with an image model, each is refused by name.
+fn text_flags(args: &GenerateArgs) -> Vec<&'static str> {
+    [
+        ("--prompt", args.prompt.is_some()),
+        ("--gen-length", args.gen_length.is_some()),
+        ("--block-length", args.block_length.is_some()),
+        ("--remasking", args.remasking.is_some()),
+        ("--temperature", args.temperature.is_some()),
+        ("--top-k", args.top_k.is_some()),
+        ("--top-p", args.top_p.is_some()),
+        ("--threshold", args.threshold.is_some()),
+        ("--first-hitting", args.first_hitting.is_some()),
+        ("--no-cache", args.no_cache),
+        ("--no-stop-at-eos", args.no_stop_at_eos),
+        ("--attention", args.attention.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect()
+}
+
+/// Refuses the image flags on a text model.
+pub fn refuse_image_flags(args: &GenerateArgs) -> Result<(), CliError> {
+    let given = [
+        ("--class", args.class.is_some()),
+        ("--classifier", args.classifier.is_some()),
+        ("--classifier-scale", args.classifier_scale.is_some()),
+        ("--ddim-eta", args.ddim_eta.is_some()),
+        ("--variance", args.variance.is_some()),
+        ("--count", args.count.is_some()),
+        ("--images", args.images.is_some()),
+    ];
+    match given.iter().find(|(_, g)| *g) {
+        Some((flag, _)) => Err(CliError::Input(format!(
+            "{flag} is a flag of the ddpm family; {} is a text model",
+            args.model.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The run's settings from the flags: DDIM when `--steps` or `--ddim-eta` (or `--sampler ddim`)
+/// asks for it, DDPM's whole chain otherwise.
+fn settings_of(args: &GenerateArgs) -> Result<ImageSettings, CliError> {
+    let input = |m: String| CliError::Input(m);
+    let guidance = match (args.cfg, args.classifier_scale) {
+        (Some(_), Some(_)) => {
+            return Err(input(
+                "--cfg and --classifier-scale are two kinds of guidance: give one (race them on the page)"
+                    .into(),
+            ));
+        }
+        (Some(w), None) => Guidance::Free { scale: w },
+        (None, Some(s)) => Guidance::Classifier { scale: s },
+        (None, None) => Guidance::None,
+    };
+    let condition = Condition {
+        class: args.class,
+        guidance,
+        count: args.count.unwrap_or(1),
+        seed: args.seed,
+    };
+    let ddim = match args.sampler {
+        Some(SamplerArg::Ddim) => true,
+        Some(SamplerArg::Ddpm) => false,
+        Some(other) => {
+            return Err(input(format!(
+                "--sampler {} writes text; {} is a ddpm-family model (ddpm or ddim)",
+                other.name(),
+                args.model.display()
+            )));
+        }
+        None => args.steps.is_some() || args.ddim_eta.is_some(),
+    };
+    if ddim {
+        if args.variance.is_some() {
+            return Err(input(
+                "--variance chooses DDPM's σ; DDIM's is set by --ddim-eta".into(),
+            ));
+        }
+        let steps = args
+            .steps
+            .ok_or_else(|| input("the ddim sampler needs --steps (e.g. 20, 50 or 100)".into()))?;
+        Ok(ImageSettings::Ddim {
+            steps,
+            eta: args.ddim_eta.unwrap_or(0.0),
+            condition,
+        })
+    } else {
+        if args.steps.is_some() || args.ddim_eta.is_some() {
+            return Err(input(
+                "the ddpm sampler walks all of the model's diffusion steps: drop --steps and --ddim-eta, or use --sampler ddim".into(),
+            ));
+        }
+        let variance = match args.variance {
+            None | Some(VarianceArg::Beta) => Variance::Beta,
+            Some(VarianceArg::Posterior) => Variance::Posterior,
+        };
+        Ok(ImageSettings::Ddpm {
+            variance,
+            condition,
+        })
+    }
+}
+
+/// The classifier folder: `--classifier`, else the one the model's config.json names (relative
+/// to the model folder).
+fn classifier_dir(args: &GenerateArgs, named: Option<&str>) -> Option<PathBuf> {
+    args.classifier
+        .clone()
+        .or_else(|| named.map(|rel| args.model.join(rel)))
+}
+
+/// One image as block characters, two per pixel so that it looks square.
+pub fn blocks(image: &[f64], side: usize) -> String {
+    let mut out = String::new();
+    for row in image.chunks(side) {
+        for &v in row {
+            let shade = ((v / DATA_MAX) * (SHADES.len() - 1) as f64).round() as usize;
+            out.push_str(SHADES[shade.min(SHADES.len() - 1)]);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Draws x_t and x̂₀ of the first image side by side.
+fn draw(step: &ImageStep, total: usize, side: usize) {
+    let pixels = side * side;
+    let x = to_data_scale(&step.x[..pixels], pixels).remove(0);
+    let x0 = to_data_scale(&step.x0[..pixels], pixels).remove(0);
+    let (left, right) = (blocks(&x, side), blocks(&x0, side));
+    let mut out = format!(
+        "\x1b[H\x1b[2Jstep {}/{}  t {}  noise {:.3}{}\n\n{:<w$}   x̂₀\n",
+        step.index + 1,
+        total,
+        step.t,
+        step.noise_level,
+        step.class_prob
+            .as_ref()
+            .and_then(|p| p.first())
+            .map(|p| format!("  p(class | x_t) {p:.3}"))
+            .unwrap_or_default(),
+        "x_t",
+        w = 2 * side
+    );
+    for (l, r) in left.lines().zip(right.lines()) {
+        out.push_str(&format!("{l}   {r}\n"));
+    }
+    let mut err = std::io::stderr();
+    let _ = err.write_all(out.as_bytes());
+    let _ = err.flush();
+}
+
+/// `{"images": [[…64 values…], …], "classes": [c or null, …]}`.
+#[derive(serde::Serialize)]
+struct ImagesFile {
+    images: Vec<Vec<f64>>,
+    classes: Vec<Option<usize>>,
+}
+
+fn open(dir: &Path, device: &burn::tensor::Device) -> Result<ImageBundle, CliError> {
+    ImageBundle::from_dir(dir, device)
+        .map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))
+}
+
+/// `unmask generate` on a ddpm-family folder.
+pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
+    let flags = text_flags(args);
+    if !flags.is_empty() {
+        return Err(CliError::Input(format!(
+            "{} is a ddpm-family model (images): {} {} of the text family",
+            args.model.display(),
+            flags.join(", "),
+            if flags.len() == 1 {
+                "is a flag"
+            } else {
+                "are flags"
+            }
+        )));
+    }
+    if args.trace.is_some() {
+        return Err(CliError::Input(
+            "--trace writes text trajectories; ddpm-family trajectories come with the page's digits view".into(),
+        ));
+    }
+    let settings = settings_of(args)?;
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let bundle = open(&args.model, &device)?;
+    let named = bundle.config.classifier.clone();
+    let mut noise: PatchDitNoise = bundle
+        .into_noise()
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+    let wants_classifier = matches!(settings.condition().guidance, Guidance::Classifier { .. })
+        || args.classifier.is_some();
+    let mut classifier: Option<PatchDitClassifier> = match classifier_dir(args, named.as_deref()) {
+        Some(dir) if wants_classifier => {
+            let c = open(&dir, &device)?
+                .into_classifier()
+                .map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
+            if NoisyClassifier::classes(&c) != noise.spec().classes {
+                return Err(CliError::Input(format!(
+                    "{} tells {} classes apart but the model draws {}",
+                    dir.display(),
+                    NoisyClassifier::classes(&c),
+                    noise.spec().classes
+                )));
+            }
+            Some(c)
+        }
+        _ => None,
+    };
+    let spec = noise.spec().clone();
+    // Every setting is checked against the model here, before its first call.
+    let mut run = ImageRun::new(&settings, &spec, classifier.is_some())
+        .map_err(|e| CliError::Input(format!("{e}{}", hint(&e))))?;
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let total = run.total_steps();
+    let mut last = None;
+    while let Some(step) = pollster::block_on(run.step(&mut noise, classifier.as_mut()))? {
+        if live {
+            draw(&step, total, spec.side);
+            std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
+        }
+        last = Some(step);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let last = last.ok_or_else(|| CliError::Failed("the run took no step".into()))?;
+    let images = to_data_scale(&last.x, spec.pixels());
+    let condition = settings.condition();
+    if let Some(path) = &args.images {
+        let file = ImagesFile {
+            classes: vec![condition.class; images.len()],
+            images: images.clone(),
+        };
+        let json = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    for (i, image) in images.iter().enumerate() {
+        if images.len() > 1 {
+            outln!("image {}", i + 1);
+        }
+        outln!("{}", blocks(image, spec.side).trim_end_matches('\n'));
+    }
+    if !args.quiet {
+        eprintln!(
+            "{} {} steps, {} model calls, {} image{} in {:.2}s: {:.1} steps/s on {}",
+            settings.name(),
+            total,
+            run.model_calls(),
+            images.len(),
+            if images.len() == 1 { "" } else { "s" },
+            elapsed,
+            total as f64 / elapsed.max(1e-9),
+            args.backend.name()
+        );
+    }
+    Ok(())
+}
+
+/// What to do about a settings error, in flags.
+fn hint(e: &unmask::sampler::SettingsError) -> &'static str {
+    use unmask::sampler::SettingsError as E;
+    match e {
+        E::NoSuchClass { .. } => " (see --class)",
+        E::GuidanceNeedsClass => " (add --class)",
+        E::NoClassifier => " (add --classifier DIR)",
+        E::UnconditionalModel => " (leave out --cfg, or use --classifier-scale)",
+        _ => "",
+    }
+}
+
+/// `unmask quality` on a ddpm-family folder.
+pub fn quality(args: &crate::train::QualityArgs) -> crate::CliResult<()> {
+    use unmask::corpus::Split;
+    use unmask::train::image_quality::{self, PER_CLASS};
+    if args.sampler.is_some() {
+        return Err(
+            "a digits model is scored with DDIM: leave out --sampler (--steps sets its steps)"
+                .into(),
+        );
+    }
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let fail = |dir: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", dir.display());
+    let bundle = ImageBundle::from_dir(&args.model, &device).map_err(|e| fail(&args.model, &e))?;
+    let named = bundle.config.classifier.clone();
+    let conditional = bundle.config.classes > 0;
+    let mut noise = bundle.into_noise().map_err(|e| fail(&args.model, &e))?;
+    let dir = args
+        .classifier
+        .clone()
+        .or_else(|| named.map(|rel| args.model.join(rel)));
+    let mut classifier = match &dir {
+        Some(dir) => Some(
+            ImageBundle::from_dir(dir, &device)
+                .and_then(ImageBundle::into_classifier)
+                .map_err(|e| fail(dir, &e))?,
+        ),
+        None => None,
+    };
+    let mut guidances = Vec::new();
+    if conditional {
+        guidances.extend(
+            args.cfg_scales
+                .iter()
+                .map(|&scale| Guidance::Free { scale }),
+        );
+    }
+    if classifier.is_some() {
+        guidances.extend(
+            args.classifier_scales
+                .iter()
+                .map(|&scale| Guidance::Classifier { scale }),
+        );
+    }
+    if guidances.is_empty() {
+        return Err(format!(
+            "{} is unconditional and names no classifier: nothing steers it to a class (add --classifier DIR)",
+            args.model.display()
+        ));
+    }
+    let read =
+        |split| unmask::corpus::digits::read_digits(&args.digits, split).map_err(|e| e.to_string());
+    let (train, valid) = (read(Split::Train)?, read(Split::Valid)?);
+    let started = Instant::now();
+    let report = pollster::block_on(image_quality::check(
+        &mut noise,
+        classifier.as_mut(),
+        &guidances,
+        args.steps,
+        &train,
+        &valid,
+    ))
+    .map_err(|e| e.to_string())?;
+    outln!(
+        "{} (DDIM {} steps, {} samples of each class per setting, {:.1}s):",
+        args.model.display(),
+        report.steps,
+        PER_CLASS,
+        started.elapsed().as_secs_f64()
+    );
+    outln!("| guidance | scale | accuracy | nearest training image |");
+    outln!("|---|---|---|---|");
+    for s in &report.scores {
+        let (kind, scale) = match s.guidance {
+            Guidance::Free { scale } => ("classifier-free", scale),
+            Guidance::Classifier { scale } => ("classifier", scale),
+            Guidance::None => ("none", 0.0),
+        };
+        outln!(
+            "| {kind} | {scale} | {:.1}% | {:.2} ({:.2}× validation) |",
+            100.0 * s.accuracy,
+            s.nearest_train_distance,
+            s.nearest_train_distance / report.validation_nearest_train_distance.max(1e-9)
+        );
+    }
+    outln!(
+        "validation split: the clean classifier's accuracy {:.1}%, nearest training image {:.2}",
+        100.0 * report.validation_accuracy,
+        report.validation_nearest_train_distance
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}

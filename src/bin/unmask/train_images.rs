@@ -1,0 +1,309 @@
+//! `unmask train --objective ddpm|classifier`: the digits family's networks (see
+//! `unmask::train::images`), with the text runs' flags, run directory and resume.
+
+use std::path::Path;
+use std::time::Instant;
+
+use unmask::backend;
+use unmask::config::Family;
+use unmask::corpus::Split;
+use unmask::corpus::digits::{self, CLASSES, SIDE};
+use unmask::model::patch_dit::{PatchDitConfig, Role};
+use unmask::train::checkpoint::RUN_FILE;
+use unmask::train::images::{
+    DEFAULT_LABEL_DROPOUT, IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageHistoryEntry, ImageObjective,
+    ImageRunState, ImageStart, ImageTrainConfig, ImageTrainer, export_image_model, load_image_run,
+    save_image_run,
+};
+
+use super::progress::Progress;
+use super::train::{ObjectiveArg, TrainArgs};
+use crate::CliResult;
+
+/// Architecture defaults of a new digits run (sized for 2 CPU cores: see README "Digits").
+const DEFAULT_PATCH_SIZE: usize = 2;
+const DEFAULT_HIDDEN_DIM: usize = 64;
+const DEFAULT_COND_DIM: usize = 64;
+const DEFAULT_N_BLOCKS: usize = 4;
+const DEFAULT_N_HEADS: usize = 4;
+/// Validation every this many steps unless --val-every says otherwise.
+const DEFAULT_VAL_EVERY: usize = 500;
+
+/// Whether `dir` holds an image run (its run.json says so).
+pub fn holds_image_run(dir: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: String,
+    }
+    std::fs::read(dir.join(RUN_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Format>(&bytes).ok())
+        .is_some_and(|f| f.format == IMAGE_RUN_FORMAT)
+}
+
+fn new_run(args: &TrainArgs) -> CliResult<ImageRunState> {
+    let objective = match args.objective {
+        Some(ObjectiveArg::Ddpm) => ImageObjective::Ddpm {
+            label_dropout: match (args.unconditional, args.label_dropout) {
+                (true, Some(p)) if p > 0.0 => {
+                    return Err(
+                        "--unconditional trains without classes: drop --label-dropout".into(),
+                    );
+                }
+                (true, _) => 0.0,
+                (false, p) => p.unwrap_or(DEFAULT_LABEL_DROPOUT),
+            },
+        },
+        Some(ObjectiveArg::Classifier) => {
+            if args.unconditional || args.label_dropout.is_some() {
+                return Err(
+                    "--unconditional and --label-dropout are flags of the ddpm objective".into(),
+                );
+            }
+            ImageObjective::Classifier
+        }
+        _ => return Err("an image run needs --objective ddpm or classifier".into()),
+    };
+    let text_only = [
+        ("--block-size", args.block_size.is_some()),
+        ("--model-length", args.model_length.is_some()),
+        ("--val-windows", args.val_windows.is_some()),
+        ("--warm-start", args.warm_start.is_some()),
+    ];
+    if let Some((flag, _)) = text_only.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "{flag} is a flag of the text objectives, not of --objective {}",
+            objective.name()
+        ));
+    }
+    if args.classifier.is_some() && objective == ImageObjective::Classifier {
+        return Err(
+            "--classifier names the noise predictor's classifier: drop it from a classifier run"
+                .into(),
+        );
+    }
+    let role = objective.role();
+    let model = PatchDitConfig {
+        family: Family::Ddpm,
+        role,
+        image_size: SIDE,
+        patch_size: args.patch_size.unwrap_or(DEFAULT_PATCH_SIZE),
+        hidden_dim: args.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
+        cond_dim: args.cond_dim.unwrap_or(DEFAULT_COND_DIM),
+        n_blocks: args.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
+        n_heads: args.n_heads.unwrap_or(DEFAULT_N_HEADS),
+        classes: if role == Role::Denoiser && args.unconditional {
+            0
+        } else {
+            CLASSES
+        },
+        diffusion_steps: args
+            .diffusion_steps
+            .unwrap_or(unmask::sampler::gaussian::DEFAULT_STEPS),
+        beta_schedule: args
+            .beta_schedule
+            .map_or(unmask::sampler::gaussian::BetaSchedule::Linear, Into::into),
+        classifier: args.classifier.clone(),
+    };
+    model.validate().map_err(|e| e.to_string())?;
+    let train = ImageTrainConfig {
+        objective,
+        recipe: args.recipe(),
+        val_every: args.val_every.unwrap_or(DEFAULT_VAL_EVERY),
+    };
+    train.validate(&model).map_err(|e| e.to_string())?;
+    let manifest = digits::read_manifest(&args.digits).map_err(|e| e.to_string())?;
+    Ok(ImageRunState {
+        format: IMAGE_RUN_FORMAT.into(),
+        version: IMAGE_RUN_VERSION,
+        train,
+        model,
+        step: 0,
+        images_seen: 0,
+        train_seconds: 0.0,
+        backends: Vec::new(),
+        history: Vec::new(),
+        commands: Vec::new(),
+        data: format!(
+            "{} (training split sha256 {})",
+            args.digits.display(),
+            manifest.sha256[0]
+        ),
+    })
+}
+
+/// `unmask train` for the image objectives.
+pub fn run(args: TrainArgs) -> CliResult<()> {
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let saved = load_image_run(&args.run).map_err(|e| e.to_string())?;
+    let resuming = saved.is_some();
+    let (mut state, files) = match saved {
+        Some((mut state, files)) => {
+            let flags = args.recipe_flags();
+            if !flags.is_empty() {
+                return Err(format!(
+                    "a resumed run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
+                    flags.join(", ")
+                ));
+            }
+            if let Some(max_steps) = args.max_steps {
+                state.train.recipe.max_steps = max_steps;
+            }
+            (state, Some(files))
+        }
+        None => (new_run(&args)?, None),
+    };
+    state
+        .commands
+        .push(std::env::args().collect::<Vec<_>>().join(" "));
+    let read = |split| digits::read_digits(&args.digits, split).map_err(|e| e.to_string());
+    let (train, valid) = (read(Split::Train)?, read(Split::Valid)?);
+    let start = match &files {
+        None => ImageStart::Fresh,
+        Some([weights, ema, _]) => ImageStart::From {
+            weights,
+            ema,
+            step: state.step,
+        },
+    };
+    let mut trainer = ImageTrainer::new(
+        state.train.clone(),
+        state.model.clone(),
+        train,
+        valid,
+        &device,
+        start,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some([_, _, optimizer]) = files {
+        trainer
+            .load_optimizer(optimizer)
+            .map_err(|e| e.to_string())?;
+    }
+    let (n_train, n_valid) = trainer.image_counts();
+    let r = &state.train.recipe;
+    eprintln!(
+        "{} {} run: {} parameters, {} images per step, {} training images ({:.1} epochs planned), {} validation images; {} at step {}/{} on {}",
+        if resuming { "resuming the" } else { "new" },
+        state.train.objective.name(),
+        state.model.parameter_count(),
+        r.batch_size,
+        n_train,
+        (r.max_steps * r.batch_size) as f64 / n_train as f64,
+        n_valid,
+        args.run.display(),
+        state.step,
+        r.max_steps,
+        args.backend.name(),
+    );
+    train_loop(&args, &mut trainer, &mut state)?;
+    if let Some(out) = &args.out {
+        let state = load_image_run(&args.run)
+            .map_err(|e| e.to_string())?
+            .map(|(s, _)| s)
+            .ok_or("the run directory vanished before the export")?;
+        let evaluation = trainer.evaluate().map_err(|e| e.to_string())?;
+        let dtype = if args.half {
+            safetensors::Dtype::F16
+        } else {
+            safetensors::Dtype::F32
+        };
+        export_image_model(out, &trainer, &state, dtype, evaluation).map_err(|e| e.to_string())?;
+        eprintln!("exported {} ({})", out.display(), describe(&evaluation));
+    }
+    Ok(())
+}
+
+fn describe(e: &unmask::train::images::ImageEvaluation) -> String {
+    match e.accuracy {
+        Some(a) => format!(
+            "validation cross-entropy {:.4}, accuracy {:.1}% on noised images, {} images",
+            e.loss,
+            100.0 * a,
+            e.images
+        ),
+        None => format!("validation ε-MSE {:.4} over {} images", e.loss, e.images),
+    }
+}
+
+fn train_loop(
+    args: &TrainArgs,
+    trainer: &mut ImageTrainer,
+    state: &mut ImageRunState,
+) -> CliResult<()> {
+    let deadline = args
+        .time_limit_minutes
+        .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let progress = Progress::new(state.step, state.train.recipe.max_steps);
+    let session = Instant::now();
+    let session_start = state.images_seen;
+    let mut window = (0.0, 0usize, Instant::now(), state.images_seen);
+    let mut saved_at = state.step;
+    let save = |trainer: &ImageTrainer, state: &ImageRunState| -> CliResult<()> {
+        let mut saved = state.clone();
+        let seconds = session.elapsed().as_secs_f64();
+        saved.train_seconds += seconds;
+        saved.backends.push(format!(
+            "{}: {:.0} images/s over {} steps",
+            args.backend.name(),
+            (state.images_seen - session_start) as f64 / seconds.max(1e-9),
+            (state.images_seen - session_start) / state.train.recipe.batch_size as u64
+        ));
+        save_image_run(&args.run, trainer, &saved).map_err(|e| e.to_string())
+    };
+    while !trainer.is_done() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            progress.println(&format!("time limit reached at step {}", trainer.step()));
+            break;
+        }
+        let report = trainer.train_step().map_err(|e| e.to_string())?;
+        if !report.loss.is_finite() {
+            return Err(format!(
+                "the loss became {} at step {}: lower --lr or --grad-clip and start a new run (the last checkpoint is step {saved_at})",
+                report.loss, report.step
+            ));
+        }
+        state.step = report.step;
+        state.images_seen += report.images as u64;
+        window.0 += report.loss;
+        window.1 += 1;
+        let rate =
+            (state.images_seen - session_start) as f64 / session.elapsed().as_secs_f64().max(1e-9);
+        progress.step(
+            report.step,
+            &format!(
+                "loss {:.4} lr {:.2e} |g| {:.2} {:.0} images/s",
+                report.loss, report.lr, report.grad_norm, rate
+            ),
+        );
+        if report.step % state.train.val_every == 0 || trainer.is_done() {
+            let valid = trainer.evaluate().map_err(|e| e.to_string())?;
+            let seconds = window.2.elapsed().as_secs_f64();
+            let entry = ImageHistoryEntry {
+                step: report.step,
+                train_loss: window.0 / window.1.max(1) as f64,
+                lr: report.lr,
+                images_seen: state.images_seen,
+                images_per_second: (state.images_seen - window.3) as f64 / seconds.max(1e-9),
+                valid,
+            };
+            progress.println(&format!(
+                "step {}: train loss {:.4}, {}",
+                report.step,
+                entry.train_loss,
+                describe(&valid)
+            ));
+            state.history.push(entry);
+            window = (0.0, 0, Instant::now(), state.images_seen);
+        }
+        if report.step % state.train.recipe.checkpoint_every == 0 || trainer.is_done() {
+            save(trainer, state)?;
+            saved_at = report.step;
+        }
+    }
+    if saved_at != trainer.step() || state.step == 0 {
+        save(trainer, state)?;
+    }
+    progress.finish();
+    Ok(())
+}
