@@ -139,7 +139,11 @@ fn run(
     net: &mut Oracle,
     classifier: Option<&mut Analytic>,
 ) -> Result<Vec<ImageStep>, SampleError> {
-    let mut r = ImageRun::new(settings, &net.spec.clone(), classifier.is_some())?;
+    let mut r = ImageRun::new(
+        settings,
+        &net.spec.clone(),
+        classifier.as_ref().map(|c| c.classes()),
+    )?;
     let mut steps = Vec::new();
     let mut classifier = classifier;
     while let Some(s) = pollster::block_on(r.step(net, classifier.as_deref_mut()))? {
@@ -337,14 +341,14 @@ fn settings_a_network_cannot_serve_are_refused_before_the_first_call() {
         ),
     ];
     for (settings, said) in cases {
-        let err = ImageRun::new(&settings, &spec, false).expect_err("accepted");
+        let err = ImageRun::new(&settings, &spec, None).expect_err("accepted");
         assert!(err.to_string().contains(said), "{said}: {err}");
     }
     let unconditional = ImageSpec { classes: 0, ..spec };
     let err = ImageRun::new(
         &at(condition(Some(0), Guidance::Free { scale: 1.0 }, 0)),
         &unconditional,
-        false,
+        None,
     )
     .err()
     .unwrap();

@@ -162,7 +162,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
             ..Condition::default()
         },
     };
-    let mut run = ImageRun::new(&settings, &spec, false).unwrap();
+    let mut run = ImageRun::new(&settings, &spec, None).unwrap();
     let mut steps = 0;
     while let Some(step) =
         pollster::block_on(run.step(&mut noise, None::<&mut PatchDitClassifier>)).unwrap()

@@ -160,12 +160,12 @@ pub struct ImageRun {
 }
 
 impl ImageRun {
-    /// Checks `settings` against the network (and whether a classifier is at hand) and draws
-    /// x_T ~ N(0, I).
+    /// Checks `settings` against the network (and the classes of the classifier at hand, if
+    /// any) and draws x_T ~ N(0, I).
     pub fn new(
         settings: &ImageSettings,
         spec: &ImageSpec,
-        has_classifier: bool,
+        classifier_classes: Option<usize>,
     ) -> Result<Self, SettingsError> {
         let c = settings.condition();
         let range =
@@ -180,14 +180,6 @@ impl ImageRun {
                 c.count.to_string(),
                 format!("1 to {MAX_IMAGES}"),
             ));
-        }
-        if let Some(y) = c.class
-            && y >= spec.classes.max(1)
-        {
-            return Err(SettingsError::NoSuchClass {
-                class: y,
-                classes: spec.classes,
-            });
         }
         match c.guidance {
             Guidance::None => {}
@@ -204,11 +196,19 @@ impl ImageRun {
                 }
             }
         }
-        if matches!(c.guidance, Guidance::Classifier { .. }) && !has_classifier {
-            return Err(SettingsError::NoClassifier);
-        }
-        if matches!(c.guidance, Guidance::Free { .. }) && spec.classes == 0 {
-            return Err(SettingsError::UnconditionalModel);
+        // Classifier guidance steers the unconditional prediction: the class is the
+        // classifier's. Elsewhere it is the network's own.
+        let classes = match c.guidance {
+            Guidance::Classifier { .. } => classifier_classes.ok_or(SettingsError::NoClassifier)?,
+            Guidance::Free { .. } if spec.classes == 0 => {
+                return Err(SettingsError::UnconditionalModel);
+            }
+            _ => spec.classes,
+        };
+        if let Some(y) = c.class
+            && y >= classes
+        {
+            return Err(SettingsError::NoSuchClass { class: y, classes });
         }
         let schedule = Schedule::new(spec.beta_schedule, spec.diffusion_steps)
             .map_err(|e| range("diffusion_steps", e.0.to_string(), e.to_string()))?;

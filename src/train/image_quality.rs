@@ -183,7 +183,7 @@ pub async fn samples<N: NoisePredictor, C: NoisyClassifier>(
         },
     };
     let spec = net.spec().clone();
-    let mut run = ImageRun::new(&settings, &spec, classifier.is_some())?;
+    let mut run = ImageRun::new(&settings, &spec, classifier.as_ref().map(|c| c.classes()))?;
     // The classifier only steers classifier guidance: elsewhere it is not called at all.
     let mut classifier = classifier.filter(|_| matches!(guidance, Guidance::Classifier { .. }));
     let mut last = None;

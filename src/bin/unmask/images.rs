@@ -221,22 +221,18 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
             let c = open(&dir, &device)?
                 .into_classifier()
                 .map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
-            if NoisyClassifier::classes(&c) != noise.spec().classes {
-                return Err(CliError::Input(format!(
-                    "{} tells {} classes apart but the model draws {}",
-                    dir.display(),
-                    NoisyClassifier::classes(&c),
-                    noise.spec().classes
-                )));
-            }
             Some(c)
         }
         _ => None,
     };
     let spec = noise.spec().clone();
     // Every setting is checked against the model here, before its first call.
-    let mut run = ImageRun::new(&settings, &spec, classifier.is_some())
-        .map_err(|e| CliError::Input(format!("{e}{}", hint(&e))))?;
+    let mut run = ImageRun::new(
+        &settings,
+        &spec,
+        classifier.as_ref().map(NoisyClassifier::classes),
+    )
+    .map_err(|e| CliError::Input(format!("{e}{}", hint(&e))))?;
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let total = run.total_steps();
