@@ -12,6 +12,7 @@ use unmask::backend::{BackendKind, init};
 use unmask::bundle::{Bundle, ModelFiles};
 use unmask::engine::Generation;
 use unmask::fuzzing::pack_model_folder;
+use unmask::model::patch_dit::{PatchDitConfig, Role, random_patch_dit};
 use unmask::model::random_checkpoint;
 use unmask::sampler::{SamplerKind, Settings};
 use unmask::{Attention, ModelConfig};
@@ -44,6 +45,34 @@ fn main() -> Result<(), String> {
         "seed-tiny-narrow",
         &pack_model_folder(&config_bytes, &tokenizer, &weights),
     )?;
+
+    // The ddpm family's two roles, narrow too; their folders have no tokenizer.
+    for (name, role) in [
+        ("seed-ddpm-denoiser", Role::Denoiser),
+        ("seed-ddpm-classifier", Role::Classifier),
+    ] {
+        let c = PatchDitConfig {
+            family: unmask::config::Family::Ddpm,
+            role,
+            image_size: 4,
+            patch_size: 2,
+            hidden_dim: 8,
+            cond_dim: 4,
+            n_blocks: 1,
+            n_heads: 2,
+            classes: 3,
+            diffusion_steps: 10,
+            beta_schedule: unmask::sampler::gaussian::BetaSchedule::Linear,
+            classifier: None,
+        };
+        let config = serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?;
+        let weights = random_patch_dit(&c, 2).map_err(|e| e.to_string())?;
+        write(
+            "model_folder",
+            name,
+            &pack_model_folder(&config, b"", &weights),
+        )?;
+    }
 
     let device = init(BackendKind::Cpu).map_err(|e| e.to_string())?;
     let files = ModelFiles {

@@ -82,9 +82,14 @@ pub async fn init_async(kind: BackendKind) -> Result<Device, BackendError> {
     }
 }
 
-/// Starts `kind`, blocking (native only).
+/// Starts `kind`, blocking (native only). One thread at a time starts a device: two threads
+/// starting wgpu at once (parallel tests) would both set it up, which its EGL layer refuses.
 #[cfg(not(target_family = "wasm"))]
 pub fn init(kind: BackendKind) -> Result<Device, BackendError> {
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STARTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     pollster::block_on(init_async(kind))
 }
 

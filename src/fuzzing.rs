@@ -55,7 +55,11 @@ pub fn model_folder(data: &[u8]) {
     let Ok(device) = init(BackendKind::Cpu) else {
         return;
     };
-    let Ok(mut bundle) = Bundle::from_files(unpack_model_folder(data), &device) else {
+    let files = unpack_model_folder(data);
+    if let Ok(crate::config::Family::Ddpm) = crate::bundle::family_of(files.config) {
+        return image_folder(files.config, files.weights, &device);
+    }
+    let Ok(mut bundle) = Bundle::from_files(files, &device) else {
         return;
     };
     let spec = bundle.model_spec();
@@ -65,12 +69,46 @@ pub fn model_folder(data: &[u8]) {
     }
 }
 
+/// A ddpm-family folder (config.json and weights; no tokenizer): one DDIM step of each role.
+fn image_folder(config: &[u8], weights: &[u8], device: &burn::tensor::Device) {
+    use crate::bundle::{ImageBundle, ImageNetwork};
+    use crate::network::NoisePredictor;
+    use crate::sampler::image::{Condition, ImageRun, ImageSettings};
+    let Ok(bundle) = ImageBundle::from_files(config, weights, device) else {
+        return;
+    };
+    let settings = ImageSettings::Ddim {
+        steps: 1,
+        eta: 0.0,
+        condition: Condition::default(),
+    };
+    match bundle.network {
+        ImageNetwork::Noise(mut noise) => {
+            let spec = noise.spec().clone();
+            if let Ok(mut run) = ImageRun::new(&settings, &spec, None) {
+                let none: Option<&mut crate::model::patch_dit::PatchDitClassifier> = None;
+                let _ = pollster::block_on(run.step(&mut noise, none));
+            }
+        }
+        ImageNetwork::Classifier(classifier) => {
+            let x = vec![0.0; bundle.config.pixels()];
+            let _ = pollster::block_on(classifier.probabilities(&x, 0));
+        }
+    }
+}
+
 /// Trajectory import: a file that passes [`Trajectory::from_json`] is replayed as the page does,
 /// every cell and candidate at its first, middle and last step.
 pub fn trajectory(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if let Ok(crate::config::Family::Ddpm) = crate::trajectory::kind_of(text) {
+        if let Ok(t) = crate::trajectory::images::ImageTrajectory::from_json(text) {
+            let _ = t.to_json();
+        }
+        return;
+    }
     let Ok(t) = Trajectory::from_json(text) else {
         return;
     };

@@ -105,6 +105,10 @@ fn draw(model: &Path, args: &[&str]) -> Images {
 fn generate_writes_images_on_the_data_scale_and_a_seed_repeats_them() {
     let root = folders();
     let ddpm = root.join("ddpm");
+    let inspect = unmask(&["inspect", "--model", ddpm.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&inspect.stdout);
+    assert!(said.contains("family      ddpm (Denoiser)"), "{said}");
+    assert!(said.contains("classifier  ../classifier"), "{said}");
     let a = draw(&ddpm, &["--class", "3", "--count", "3", "--seed", "5"]);
     assert_eq!(a.images.len(), 3);
     assert_eq!(a.classes, vec![Some(3); 3]);
@@ -141,6 +145,45 @@ fn generate_writes_images_on_the_data_scale_and_a_seed_repeats_them() {
         ],
     );
     assert_ne!(unguided.images, guided.images, "the classifier steers");
+    // --trace writes the run: every step's x_t and x̂₀, the last one the samples.
+    let trace = root.join("run.json");
+    let traced = draw(
+        &ddpm,
+        &[
+            "--steps",
+            "6",
+            "--class",
+            "2",
+            "--classifier-scale",
+            "1",
+            "--count",
+            "2",
+            "--trace",
+            trace.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let t = unmask::trajectory::images::ImageTrajectory::from_json(&text).unwrap();
+    assert_eq!((t.steps.len(), t.stats.model_calls), (6, 6));
+    assert!(t.model.classifier.is_some());
+    let last = &t.steps[5];
+    assert!(last.class_prob.as_ref().is_some_and(|p| p.len() == 2));
+    for (image, stored) in traced.images.iter().zip(last.x.chunks(64)) {
+        for (a, b) in image.iter().zip(stored) {
+            let b = ((f64::from(*b) + 1.0) * 8.0).clamp(0.0, 16.0);
+            assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+        }
+    }
+    // The text reader names the family instead of failing on a missing field.
+    let err = unmask::Trajectory::from_json(&text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ddpm trajectory"), "{err}");
+    // A damaged file is refused: a step with a pixel missing.
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["steps"][3]["x0"].as_array_mut().unwrap().pop();
+    let err = unmask::trajectory::images::ImageTrajectory::from_json(&v.to_string()).unwrap_err();
+    assert!(err.to_string().contains("step 3"), "{err}");
     let unconditional = draw(&root.join("unconditional"), &["--steps", "5"]);
     assert_eq!(unconditional.classes, vec![None]);
     // Classifier guidance steers an unconditional model to the classifier's classes.

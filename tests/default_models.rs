@@ -1,4 +1,4 @@
-//! The models the page ships (`www/models/default/{mdlm,bd3,ar}`): each loads into the
+//! The models the page ships (`www/models/default/{mdlm,bd3,ar,ddpm,ddpm-classifier}`): each loads into the
 //! architecture, generates with its own sampler, fits the page's size budget, and records the
 //! `unmask train` commands that made it.
 
@@ -89,4 +89,103 @@ fn the_shipped_bd3_model_loads_and_generates() {
 #[test]
 fn the_shipped_ar_model_loads_and_generates() {
     check("ar", Attention::Causal);
+}
+
+/// The shipped digits folders: the noise predictor and the classifier it names.
+mod digits {
+    use super::*;
+    use unmask::bundle::ImageBundle;
+    use unmask::corpus::Split;
+    use unmask::corpus::digits::{CLASSES, read_digits};
+    use unmask::model::patch_dit::{PatchDitClassifier, PatchDitNoise};
+    use unmask::sampler::image::Guidance;
+    use unmask::train::image_quality::{DigitClassifier, samples};
+    use unmask::train::images::ImageProvenance;
+
+    /// DDIM steps of the samples here (the quality check uses 100).
+    const STEPS: usize = 25;
+
+    fn open() -> (PatchDitNoise, PatchDitClassifier) {
+        let device = backend::init(BackendKind::Cpu).unwrap();
+        let ddpm = ImageBundle::from_dir(&folder("ddpm"), &device).unwrap();
+        let named = ddpm
+            .config
+            .classifier
+            .clone()
+            .expect("ddpm names its classifier");
+        let classifier = ImageBundle::from_dir(&folder("ddpm").join(named), &device)
+            .unwrap()
+            .into_classifier()
+            .unwrap();
+        (ddpm.into_noise().unwrap(), classifier)
+    }
+
+    /// The clean classifier's mean probability of the class asked for, over a few samples of
+    /// every class with `guidance`, same seeds whatever the guidance.
+    fn target_probability(guidance: Guidance) -> f64 {
+        let (mut noise, mut classifier) = open();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/digits");
+        let judge = DigitClassifier::train(&read_digits(&dir, Split::Train).unwrap());
+        let mut total = 0.0;
+        for class in 0..CLASSES {
+            let images = pollster::block_on(samples(
+                &mut noise,
+                Some(&mut classifier),
+                class,
+                guidance,
+                STEPS,
+            ))
+            .unwrap();
+            total += images
+                .iter()
+                .map(|i| judge.probability(i, class))
+                .sum::<f64>()
+                / images.len() as f64;
+        }
+        total / CLASSES as f64
+    }
+
+    #[test]
+    fn the_shipped_digits_folders_load_record_their_training_and_fit_the_budget() {
+        for name in ["ddpm", "ddpm-classifier"] {
+            let dir = folder(name);
+            let size: u64 = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum();
+            assert!(size <= MAX_FOLDER_BYTES, "{name} is {size} bytes");
+            let provenance: ImageProvenance =
+                serde_json::from_slice(&std::fs::read(dir.join(TRAINING_FILE)).unwrap()).unwrap();
+            assert!(provenance.run.step > 0, "{name} was never trained");
+            assert!(
+                provenance
+                    .run
+                    .commands
+                    .iter()
+                    .all(|c| c.contains(" train "))
+            );
+            assert_eq!(provenance.dtype, "f16");
+        }
+        open();
+    }
+
+    #[test]
+    fn classifier_free_guidance_draws_the_class_better_than_the_conditional_model_alone() {
+        let alone = target_probability(Guidance::Free { scale: 0.0 });
+        let guided = target_probability(Guidance::Free { scale: 3.0 });
+        assert!(guided > alone, "w = 3: {guided}, w = 0: {alone}");
+        assert!(
+            alone > 0.5,
+            "the conditional model reads its class: {alone}"
+        );
+    }
+
+    #[test]
+    fn classifier_guidance_steers_the_unconditional_model_to_the_class() {
+        let unguided = target_probability(Guidance::Classifier { scale: 0.0 });
+        let guided = target_probability(Guidance::Classifier { scale: 3.0 });
+        assert!(guided > unguided, "s = 3: {guided}, s = 0: {unguided}");
+        // Unguided, the unconditional model draws any digit: about one in ten is the class.
+        assert!(unguided < 0.3, "s = 0: {unguided}");
+    }
 }

@@ -47,3 +47,89 @@ fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
     let on_cpu = run_all(settings, &prompt, &mut cpu.model);
     assert_eq!(on_gpu.last().unwrap().canvas, on_cpu.last().unwrap().canvas);
 }
+
+#[test]
+fn wgpu_draws_the_cpu_backend_s_digit_with_and_without_classifier_guidance() {
+    use unmask::config::Family;
+    use unmask::model::patch_dit::{
+        PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit, random_patch_dit,
+    };
+    use unmask::sampler::gaussian::BetaSchedule;
+    use unmask::sampler::image::{Condition, Guidance, ImageRun, ImageSettings};
+
+    let device = match backend::init(BackendKind::Wgpu) {
+        Ok(d) => d,
+        Err(e) if std::env::var_os("UNMASK_REQUIRE_WGPU").is_none() => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("UNMASK_REQUIRE_WGPU is set but wgpu did not start: {e}"),
+    };
+    let cpu = backend::init(BackendKind::Cpu).unwrap();
+    let config = |role| PatchDitConfig {
+        family: Family::Ddpm,
+        role,
+        image_size: 8,
+        patch_size: 2,
+        hidden_dim: 32,
+        cond_dim: 32,
+        n_blocks: 2,
+        n_heads: 2,
+        classes: 10,
+        diffusion_steps: 100,
+        beta_schedule: BetaSchedule::Linear,
+        classifier: None,
+    };
+    let (dc, cc) = (config(Role::Denoiser), config(Role::Classifier));
+    let (dw, cw) = (
+        random_patch_dit(&dc, 7).unwrap(),
+        random_patch_dit(&cc, 8).unwrap(),
+    );
+    let draw = |device: &burn::tensor::Device, guidance| {
+        let mut noise = PatchDitNoise::new(
+            &dc,
+            load_patch_dit(&dc, &dw, device).unwrap(),
+            device.clone(),
+        )
+        .unwrap();
+        let mut classifier = PatchDitClassifier::new(
+            &cc,
+            load_patch_dit(&cc, &cw, device).unwrap(),
+            device.clone(),
+        )
+        .unwrap();
+        let settings = ImageSettings::Ddim {
+            steps: 10,
+            eta: 1.0,
+            condition: Condition {
+                class: Some(4),
+                guidance,
+                count: 2,
+                seed: 3,
+            },
+        };
+        let spec = unmask::network::NoisePredictor::spec(&noise).clone();
+        let mut run = ImageRun::new(&settings, &spec, Some(10)).unwrap();
+        let mut last = None;
+        while let Some(step) =
+            pollster::block_on(run.step(&mut noise, Some(&mut classifier))).unwrap()
+        {
+            last = Some(step);
+        }
+        last.unwrap()
+    };
+    for guidance in [
+        Guidance::None,
+        Guidance::Free { scale: 2.0 },
+        Guidance::Classifier { scale: 3.0 },
+    ] {
+        let (a, b) = (draw(&device, guidance), draw(&cpu, guidance));
+        let diff = max_abs_diff(&a.x, &b.x);
+        assert!(diff < 1e-3, "{guidance:?}: max |Δx| = {diff}");
+        let (pa, pb) = (a.class_prob.unwrap(), b.class_prob.unwrap());
+        assert!(
+            pa.iter().zip(&pb).all(|(x, y)| (x - y).abs() < 1e-3),
+            "{pa:?} {pb:?}"
+        );
+    }
+}

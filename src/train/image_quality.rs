@@ -95,6 +95,14 @@ impl DigitClassifier {
             .unwrap_or(0)
     }
 
+    /// p(`class` | image) of an image on the 0–16 scale.
+    pub fn probability(&self, pixels: &[f64], class: usize) -> f64 {
+        self.probabilities_of(&features(pixels))
+            .get(class)
+            .copied()
+            .unwrap_or(0.0)
+    }
+
     /// Its accuracy on labelled digits.
     pub fn accuracy(&self, digits: &[Digit]) -> f64 {
         let right = digits

@@ -13,6 +13,7 @@ use unmask::network::{NoisePredictor, NoisyClassifier};
 use unmask::sampler::gaussian::Variance;
 use unmask::sampler::image::{Condition, Guidance, ImageRun, ImageSettings, ImageStep};
 use unmask::train::image_quality::to_data_scale;
+use unmask::trajectory::images::ImageTrajectory;
 
 use crate::{CliError, GenerateArgs, SamplerArg, VarianceArg};
 
@@ -202,11 +203,6 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
             }
         )));
     }
-    if args.trace.is_some() {
-        return Err(CliError::Input(
-            "--trace writes text trajectories; ddpm-family trajectories come with the page's digits view".into(),
-        ));
-    }
     let settings = settings_of(args)?;
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     let bundle = open(&args.model, &device)?;
@@ -236,16 +232,33 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let total = run.total_steps();
-    let mut last = None;
+    let mut steps = Vec::with_capacity(total);
     while let Some(step) = pollster::block_on(run.step(&mut noise, classifier.as_mut()))? {
         if live {
             draw(&step, total, spec.side);
             std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
         }
-        last = Some(step);
+        // Every step is kept for --trace only (a DDPM run of many images is large); otherwise
+        // the last.
+        if args.trace.is_none() {
+            steps.clear();
+        }
+        steps.push(step);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let last = last.ok_or_else(|| CliError::Failed("the run took no step".into()))?;
+    if let Some(path) = &args.trace {
+        let used = matches!(settings.condition().guidance, Guidance::Classifier { .. })
+            .then(|| classifier_dir(args, named.as_deref()))
+            .flatten()
+            .map(|d| d.display().to_string());
+        let name = args.model.display().to_string();
+        let trajectory = ImageTrajectory::new(&name, &spec, used, settings.clone(), &steps);
+        std::fs::write(path, trajectory.to_json())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let last = steps
+        .last()
+        .ok_or_else(|| CliError::Failed("the run took no step".into()))?;
     let images = to_data_scale(&last.x, spec.pixels());
     let condition = settings.condition();
     if let Some(path) = &args.images {
@@ -382,6 +395,52 @@ pub fn quality(args: &crate::train::QualityArgs) -> crate::CliResult<()> {
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `unmask inspect` on a ddpm-family folder.
+pub fn inspect(dir: &Path) -> crate::CliResult<()> {
+    let device = backend::init(unmask::backend::BackendKind::Cpu).map_err(|e| e.to_string())?;
+    let bundle =
+        ImageBundle::from_dir(dir, &device).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let c = &bundle.config;
+    outln!("model       {}", dir.display());
+    outln!("family      ddpm ({:?})", c.role);
+    outln!(
+        "images      {0}×{0} pixels in {1}×{1} patches: {2} tokens",
+        c.image_size,
+        c.patch_size,
+        c.tokens()
+    );
+    outln!(
+        "layers      {} blocks, hidden {}, {} heads, cond {}",
+        c.n_blocks,
+        c.hidden_dim,
+        c.n_heads,
+        c.cond_dim
+    );
+    outln!(
+        "parameters  {} ({:.2}M)",
+        c.parameter_count(),
+        c.parameter_count() as f64 / 1e6
+    );
+    outln!(
+        "classes     {}{}",
+        c.classes,
+        if c.conditional() {
+            " and the null class"
+        } else {
+            ""
+        }
+    );
+    outln!(
+        "diffusion   T = {}, {:?} β",
+        c.diffusion_steps,
+        c.beta_schedule
+    );
+    if let Some(classifier) = &c.classifier {
+        outln!("classifier  {classifier}");
     }
     Ok(())
 }

@@ -584,6 +584,14 @@ fn forward(args: ForwardArgs) -> CliResult<()> {
 }
 
 fn inspect(dir: &Path) -> CliResult<()> {
+    let config_path = dir.join(unmask::bundle::CONFIG_FILE);
+    let config =
+        std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    if unmask::bundle::family_of(&config).map_err(|e| format!("{}: {e}", config_path.display()))?
+        == unmask::config::Family::Ddpm
+    {
+        return images::inspect(dir);
+    }
     let files = ModelDir::read(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let device = backend::init(BackendKind::Cpu).map_err(|e| e.to_string())?;
     let bundle = Bundle::from_files(files.files(), &device)

@@ -5,7 +5,10 @@
 //! tagged type, and keeps steps small: a step holds its commits, block and candidates, and the
 //! canvas only where it cannot be derived (`len`, when BD3-LM or AR cut the canvas at EOS); the
 //! canvas after each step and its masked flags are rebuilt on reading. Version 1 files (flat
-//! settings, whole canvases) still import.
+//! settings, whole canvases) still import. Runs of the Gaussian diffusion family (`kind:
+//! "ddpm"`) have their own payload ([`images`]); [`kind_of`] reads a file's family first.
+
+pub mod images;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -97,6 +100,14 @@ pub enum TrajectoryError {
         format: String,
         /// Its version.
         version: u32,
+    },
+    /// A run of another family than the reader's.
+    #[error("this is a {} trajectory, not a {} one", found.name(), expected.name())]
+    Kind {
+        /// The file's `kind`.
+        found: Family,
+        /// The reader's.
+        expected: Family,
     },
     /// The steps contradict each other or the canvas (a hand-edited or damaged file).
     #[error("the trajectory is inconsistent: {0}; export it again")]
@@ -196,6 +207,23 @@ impl Trajectory {
 struct Header {
     format: String,
     version: u32,
+    /// Absent before version 2: text.
+    #[serde(default)]
+    kind: Family,
+}
+
+/// The family of a trajectory file, read from its header alone: which reader it needs.
+pub fn kind_of(text: &str) -> Result<Family, TrajectoryError> {
+    let header: Header = serde_json::from_str(text)?;
+    if header.format != TRAJECTORY_FORMAT
+        || !(OLDEST_TRAJECTORY_VERSION..=TRAJECTORY_VERSION).contains(&header.version)
+    {
+        return Err(TrajectoryError::Version {
+            format: header.format,
+            version: header.version,
+        });
+    }
+    Ok(header.kind)
 }
 
 /// One step as version 2 stores it.
@@ -371,6 +399,12 @@ impl<'de> Deserialize<'de> for Trajectory {
             return Err(D::Error::custom(TrajectoryError::Version {
                 format: header.format,
                 version: header.version,
+            }));
+        }
+        if header.kind != Family::Text {
+            return Err(D::Error::custom(TrajectoryError::Kind {
+                found: header.kind,
+                expected: Family::Text,
             }));
         }
         if header.version == 1 {
