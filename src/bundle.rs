@@ -45,7 +45,7 @@ pub enum BundleError {
     Text(#[from] TextError),
     /// A file could not be read.
     #[error(
-        "cannot read {path}: {source}; a model folder holds config.json, model.safetensors and tokenizer.json"
+        "cannot read {path}: {source}; a model folder holds config.json and model.safetensors (and tokenizer.json for text)"
     )]
     Io {
         /// The path.
@@ -140,6 +140,17 @@ impl ModelDir {
             tokenizer: &self.tokenizer,
         }
     }
+}
+
+/// `dir`'s `config.json`, and the family it declares.
+#[cfg(not(target_family = "wasm"))]
+pub fn read_family(dir: &std::path::Path) -> Result<Family, BundleError> {
+    let path = dir.join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| BundleError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(family_of(&bytes)?)
 }
 
 /// The family a `config.json` declares; a config without `family` (every published MDLM and

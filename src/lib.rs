@@ -24,6 +24,7 @@ pub mod config;
 #[cfg(not(target_family = "wasm"))]
 pub mod corpus;
 pub mod engine;
+pub mod export;
 pub mod float_json;
 #[cfg(not(target_family = "wasm"))]
 pub mod fuzzing;

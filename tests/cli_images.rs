@@ -174,6 +174,37 @@ fn generate_writes_images_on_the_data_scale_and_a_seed_repeats_them() {
             assert!((a - b).abs() < 1e-3, "{a} vs {b}");
         }
     }
+    // Pictures: the samples as a PNG grid, the run as an APNG of six frames, an SVG.
+    let (png, apng, svg) = (root.join("s.png"), root.join("r.png"), root.join("s.svg"));
+    draw(
+        &ddpm,
+        &[
+            "--steps",
+            "6",
+            "--count",
+            "3",
+            "--png",
+            png.to_str().unwrap(),
+            "--apng",
+            apng.to_str().unwrap(),
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+    );
+    let read = |path: &Path| {
+        let decoder = png::Decoder::new(std::io::Cursor::new(std::fs::read(path).unwrap()));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        (
+            info.width,
+            info.height,
+            info.animation_control().map_or(1, |a| a.num_frames),
+        )
+    };
+    // Cells of 8 × 8 pixels drawn 8× with 2-pixel gaps: three in a row, one row.
+    assert_eq!(read(&png), (2 + 3 * 66, 2 + 66, 1));
+    assert_eq!(read(&apng), (2 + 2 * 66, 2 + 66, 6));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
     // The text reader names the family instead of failing on a missing field.
     let err = unmask::Trajectory::from_json(&text)
         .unwrap_err()

@@ -53,6 +53,9 @@ pub fn refuse_image_flags(args: &GenerateArgs) -> Result<(), CliError> {
         ("--variance", args.variance.is_some()),
         ("--count", args.count.is_some()),
         ("--images", args.images.is_some()),
+        ("--png", args.png.is_some()),
+        ("--apng", args.apng.is_some()),
+        ("--svg", args.svg.is_some()),
     ];
     match given.iter().find(|(_, g)| *g) {
         Some((flag, _)) => Err(CliError::Input(format!(
@@ -238,9 +241,9 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
             draw(&step, total, spec.side);
             std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
         }
-        // Every step is kept for --trace only (a DDPM run of many images is large); otherwise
-        // the last.
-        if args.trace.is_none() {
+        // Every step is kept for --trace and --apng only (a DDPM run of many images is
+        // large); otherwise the last.
+        if args.trace.is_none() && args.apng.is_none() {
             steps.clear();
         }
         steps.push(step);
@@ -269,6 +272,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         let json = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    write_pictures(args, &steps, spec.side)?;
     for (i, image) in images.iter().enumerate() {
         if images.len() > 1 {
             outln!("image {}", i + 1);
@@ -287,6 +291,49 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
             total as f64 / elapsed.max(1e-9),
             args.backend.name()
         );
+    }
+    Ok(())
+}
+
+/// Output pixels per image pixel in the pictures.
+const PICTURE_SCALE: usize = 8;
+/// Images per row of the PNG grid.
+const GRID_COLUMNS: usize = 10;
+/// Milliseconds per frame of the animation.
+const FRAME_MS: u16 = 80;
+
+/// --png, --apng and --svg.
+fn write_pictures(args: &GenerateArgs, steps: &[ImageStep], side: usize) -> Result<(), CliError> {
+    use unmask::export;
+    let failed = |e: export::ExportError| CliError::Failed(e.to_string());
+    let write = |path: &Path, bytes: &[u8]| {
+        std::fs::write(path, bytes)
+            .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
+    };
+    let Some(last) = steps.last() else {
+        return Ok(());
+    };
+    let pixels = side * side;
+    if let Some(path) = &args.png {
+        let images: Vec<&[f32]> = last.x.chunks(pixels).collect();
+        let picture = export::grid(&images, side, GRID_COLUMNS, PICTURE_SCALE).map_err(failed)?;
+        write(path, &export::encode_png(&picture).map_err(failed)?)?;
+    }
+    if let Some(path) = &args.apng {
+        let frames = export::run_frames(steps, side, PICTURE_SCALE).map_err(failed)?;
+        write(
+            path,
+            &export::encode_apng(&frames, FRAME_MS).map_err(failed)?,
+        )?;
+    }
+    if let Some(path) = &args.svg {
+        let first = last.x.get(..pixels).unwrap_or_default();
+        write(
+            path,
+            export::svg(first, side, PICTURE_SCALE)
+                .map_err(failed)?
+                .as_bytes(),
+        )?;
     }
     Ok(())
 }

@@ -206,6 +206,15 @@ struct GenerateArgs {
     /// Write the images as JSON here (ddpm): {"images": [[64 values, 0–16]], "classes": [..]}.
     #[arg(long)]
     images: Option<PathBuf>,
+    /// Draw the samples as one PNG grid here (ddpm), ten to a row.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Draw the run of the first image as an animated PNG here (ddpm): x_t beside x̂₀ per step.
+    #[arg(long)]
+    apng: Option<PathBuf>,
+    /// Draw the first sample as SVG here (ddpm).
+    #[arg(long)]
+    svg: Option<PathBuf>,
     /// Fast-dLLM confidence threshold: commit every position at least this sure.
     #[arg(long)]
     threshold: Option<f64>,
@@ -432,13 +441,7 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
 }
 
 fn generate(args: GenerateArgs) -> Result<(), CliError> {
-    let config = std::fs::read(args.model.join(unmask::bundle::CONFIG_FILE)).map_err(|e| {
-        CliError::Input(format!(
-            "{}: {e}",
-            args.model.join(unmask::bundle::CONFIG_FILE).display()
-        ))
-    })?;
-    let family = unmask::bundle::family_of(&config)
+    let family = unmask::bundle::read_family(&args.model)
         .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
     if family == unmask::config::Family::Ddpm {
         return images::generate(&args);
@@ -584,10 +587,7 @@ fn forward(args: ForwardArgs) -> CliResult<()> {
 }
 
 fn inspect(dir: &Path) -> CliResult<()> {
-    let config_path = dir.join(unmask::bundle::CONFIG_FILE);
-    let config =
-        std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    if unmask::bundle::family_of(&config).map_err(|e| format!("{}: {e}", config_path.display()))?
+    if unmask::bundle::read_family(dir).map_err(|e| format!("{}: {e}", dir.display()))?
         == unmask::config::Family::Ddpm
     {
         return images::inspect(dir);

@@ -605,10 +605,8 @@ pub struct QualityArgs {
 /// `unmask quality`.
 pub fn quality(args: QualityArgs) -> CliResult<()> {
     use unmask::train::quality;
-    let config_path = args.model.join(unmask::bundle::CONFIG_FILE);
-    let config =
-        std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-    if unmask::bundle::family_of(&config).map_err(|e| format!("{}: {e}", config_path.display()))?
+    if unmask::bundle::read_family(&args.model)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?
         == unmask::config::Family::Ddpm
     {
         return super::images::quality(&args);

@@ -1,0 +1,299 @@
+//! Pictures of image runs for posts that cannot embed the page: samples as one PNG grid, a whole
+//! run as an animated PNG (APNG: each step's x_t beside the x̂₀ it predicted), an image as SVG.
+//! Pixels are drawn as blocks, never smoothed, ink dark on a light ground; PNG and APNG come from
+//! the `png` crate (image-rs), the SVG is a few `rect`s.
+
+use thiserror::Error;
+
+use crate::sampler::image::ImageStep;
+
+/// Blank background between the images of a grid, in output pixels.
+pub const GAP: usize = 2;
+/// Largest picture side written, in output pixels.
+pub const MAX_SIDE: usize = 8192;
+/// Most frames of an animation: longer runs are sampled evenly (the last step always kept).
+pub const MAX_FRAMES: usize = 120;
+
+/// What can go wrong drawing a picture.
+#[derive(Debug, Error)]
+pub enum ExportError {
+    /// Nothing to draw.
+    #[error("there is nothing to draw: {0}")]
+    Empty(&'static str),
+    /// A picture larger than [`MAX_SIDE`].
+    #[error(
+        "the picture would be {width}×{height} pixels, more than {MAX_SIDE} a side: lower the scale or the count"
+    )]
+    TooLarge {
+        /// Its width.
+        width: usize,
+        /// Its height.
+        height: usize,
+    },
+    /// An image whose pixel count is not `side²`.
+    #[error("an image has {found} pixels, not {side}×{side}")]
+    Size {
+        /// Pixels found.
+        found: usize,
+        /// The side expected.
+        side: usize,
+    },
+    /// The encoder's own error.
+    #[error("encoding the PNG failed: {0}")]
+    Encode(String),
+}
+
+/// A grey picture, one byte per pixel (0 black, 255 white).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picture {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Row-major grey levels.
+    pub gray: Vec<u8>,
+}
+
+/// The grey level of a pixel on the diffusion's scale (−1 blank, 1 ink): ink dark.
+pub fn gray_of(value: f32) -> u8 {
+    let ink = ((value.clamp(-1.0, 1.0) + 1.0) / 2.0).clamp(0.0, 1.0);
+    (255.0 * (1.0 - ink)).round() as u8
+}
+
+/// `images` (each `side²` values, row-major, on the diffusion's scale) in rows of `columns`, each
+/// pixel a `scale × scale` block, [`GAP`] blank pixels around and between them.
+pub fn grid(
+    images: &[&[f32]],
+    side: usize,
+    columns: usize,
+    scale: usize,
+) -> Result<Picture, ExportError> {
+    if images.is_empty() || side == 0 || columns == 0 || scale == 0 {
+        return Err(ExportError::Empty("no images, or a zero size"));
+    }
+    if let Some(image) = images.iter().find(|i| i.len() != side * side) {
+        return Err(ExportError::Size {
+            found: image.len(),
+            side,
+        });
+    }
+    let columns = columns.min(images.len());
+    let rows = images.len().div_ceil(columns);
+    let cell = side.saturating_mul(scale);
+    let extent = |n: usize| {
+        n.saturating_mul(cell.saturating_add(GAP))
+            .saturating_add(GAP)
+    };
+    let (width, height) = (extent(columns), extent(rows));
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return Err(ExportError::TooLarge { width, height });
+    }
+    let mut gray = vec![255u8; width * height];
+    for (n, image) in images.iter().enumerate() {
+        let (x0, y0) = (
+            GAP + (n % columns) * (cell + GAP),
+            GAP + (n / columns) * (cell + GAP),
+        );
+        for (i, &v) in image.iter().enumerate() {
+            let level = gray_of(v);
+            let (px, py) = (x0 + (i % side) * scale, y0 + (i / side) * scale);
+            for row in py..py + scale {
+                gray[row * width + px..row * width + px + scale].fill(level);
+            }
+        }
+    }
+    Ok(Picture {
+        width,
+        height,
+        gray,
+    })
+}
+
+fn encoder_error(e: ::png::EncodingError) -> ExportError {
+    ExportError::Encode(e.to_string())
+}
+
+/// A PNG of `picture`.
+pub fn encode_png(picture: &Picture) -> Result<Vec<u8>, ExportError> {
+    encode_apng(std::slice::from_ref(picture), 0)
+}
+
+/// An animated PNG of `frames` (all of one size), each shown `delay_ms`, looping; one frame is a
+/// plain PNG.
+pub fn encode_apng(frames: &[Picture], delay_ms: u16) -> Result<Vec<u8>, ExportError> {
+    let first = frames.first().ok_or(ExportError::Empty("no frames"))?;
+    if frames
+        .iter()
+        .any(|f| (f.width, f.height) != (first.width, first.height))
+    {
+        return Err(ExportError::Empty("frames of different sizes"));
+    }
+    let size = |n: usize| {
+        u32::try_from(n).map_err(|_| ExportError::TooLarge {
+            width: first.width,
+            height: first.height,
+        })
+    };
+    let mut out = Vec::new();
+    {
+        let mut encoder = ::png::Encoder::new(&mut out, size(first.width)?, size(first.height)?);
+        encoder.set_color(::png::ColorType::Grayscale);
+        encoder.set_depth(::png::BitDepth::Eight);
+        if frames.len() > 1 {
+            encoder
+                .set_animated(size(frames.len())?, 0)
+                .map_err(encoder_error)?;
+            encoder
+                .set_frame_delay(delay_ms, 1000)
+                .map_err(encoder_error)?;
+        }
+        let mut writer = encoder.write_header().map_err(encoder_error)?;
+        for frame in frames {
+            writer
+                .write_image_data(&frame.gray)
+                .map_err(encoder_error)?;
+        }
+        writer.finish().map_err(encoder_error)?;
+    }
+    Ok(out)
+}
+
+/// The steps an animation of `total` steps shows: all of them up to [`MAX_FRAMES`], else evenly
+/// spaced ones, the last always included.
+pub fn frame_steps(total: usize) -> Vec<usize> {
+    if total <= MAX_FRAMES {
+        return (0..total).collect();
+    }
+    let mut picked: Vec<usize> = (0..MAX_FRAMES)
+        .map(|k| k * (total - 1) / (MAX_FRAMES - 1))
+        .collect();
+    picked.dedup();
+    picked
+}
+
+/// The frames of a run's first image: x_t beside x̂₀ at each step of [`frame_steps`].
+pub fn run_frames(
+    steps: &[ImageStep],
+    side: usize,
+    scale: usize,
+) -> Result<Vec<Picture>, ExportError> {
+    let pixels = side * side;
+    frame_steps(steps.len())
+        .into_iter()
+        .map(|i| {
+            let s = &steps[i];
+            let (x, x0) = (s.x.get(..pixels), s.x0.get(..pixels));
+            match (x, x0) {
+                (Some(x), Some(x0)) => grid(&[x, x0], side, 2, scale),
+                _ => Err(ExportError::Size {
+                    found: s.x.len().min(s.x0.len()),
+                    side,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// An SVG of one image: a `rect` per pixel that is not blank, on a white ground.
+pub fn svg(image: &[f32], side: usize, scale: usize) -> Result<String, ExportError> {
+    if image.len() != side * side || side == 0 {
+        return Err(ExportError::Size {
+            found: image.len(),
+            side,
+        });
+    }
+    let extent = side * scale;
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{extent}\" height=\"{extent}\" viewBox=\"0 0 {side} {side}\" shape-rendering=\"crispEdges\">\n<rect width=\"{side}\" height=\"{side}\" fill=\"#ffffff\"/>\n"
+    );
+    for (i, &v) in image.iter().enumerate() {
+        let level = gray_of(v);
+        if level < 255 {
+            out.push_str(&format!(
+                "<rect x=\"{}\" y=\"{}\" width=\"1\" height=\"1\" fill=\"#{level:02x}{level:02x}{level:02x}\"/>\n",
+                i % side,
+                i / side
+            ));
+        }
+    }
+    out.push_str("</svg>\n");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8]) -> (::png::OutputInfo, Vec<u8>, u32) {
+        let decoder = ::png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let frames = reader
+            .info()
+            .animation_control()
+            .map_or(1, |a| a.num_frames);
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        (info, buf, frames)
+    }
+
+    #[test]
+    fn a_grid_draws_every_pixel_as_a_block_ink_dark_and_round_trips_through_png() {
+        let ink = [1.0f32; 4];
+        let blank = [-1.0f32; 4];
+        let mut half = [-1.0f32; 4];
+        half[3] = 1.0;
+        let pic = grid(&[&ink, &blank, &half], 2, 2, 3).unwrap();
+        // Two columns, two rows of 2×3-pixel cells with 2-pixel gaps.
+        assert_eq!((pic.width, pic.height), (2 + 2 * (6 + 2), 2 + 2 * (6 + 2)));
+        let at = |x: usize, y: usize| pic.gray[y * pic.width + x];
+        assert_eq!(at(2, 2), 0, "ink is black");
+        assert_eq!(at(2 + 8, 2), 255, "blank is white");
+        // The third image's last pixel (row 1, column 1) is ink: its 3×3 block at (5, 13)..(8, 16).
+        assert_eq!(at(2 + 3, 2 + 8 + 3), 0);
+        assert_eq!(at(2 + 2, 2 + 8 + 2), 255);
+        let (info, buf, frames) = decode(&encode_png(&pic).unwrap());
+        assert_eq!(
+            (info.width as usize, info.height as usize, frames),
+            (pic.width, pic.height, 1)
+        );
+        assert_eq!(buf[..pic.gray.len()], pic.gray[..]);
+    }
+
+    #[test]
+    fn an_animation_has_one_frame_per_shown_step_and_long_runs_are_sampled() {
+        let step = |i: usize| ImageStep {
+            index: i,
+            model_calls: i + 1,
+            t: 9 - i,
+            noise_level: 0.5,
+            x: vec![i as f32 / 10.0; 4],
+            x0: vec![0.0; 4],
+            class_prob: None,
+        };
+        let steps: Vec<ImageStep> = (0..10).map(step).collect();
+        let frames = run_frames(&steps, 2, 2).unwrap();
+        assert_eq!(frames.len(), 10);
+        let (_, _, count) = decode(&encode_apng(&frames, 100).unwrap());
+        assert_eq!(count, 10);
+        let long = frame_steps(1000);
+        assert_eq!(long.len(), MAX_FRAMES);
+        assert_eq!((long[0], *long.last().unwrap()), (0, 999));
+        assert!(long.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn bad_sizes_are_errors_and_svg_draws_only_ink() {
+        assert!(matches!(
+            grid(&[&[0.0; 3]], 2, 1, 1),
+            Err(ExportError::Size { .. })
+        ));
+        assert!(matches!(
+            grid(&[&[0.0; 4]], 2, 1, 5000),
+            Err(ExportError::TooLarge { .. })
+        ));
+        assert!(matches!(encode_apng(&[], 10), Err(ExportError::Empty(_))));
+        let svg = svg(&[1.0, -1.0, -1.0, 0.0], 2, 10).unwrap();
+        assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
+        assert!(svg.contains("fill=\"#000000\"") && svg.contains("fill=\"#808080\""));
+    }
+}
