@@ -20,13 +20,19 @@ fn folder(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn check(name: &str, attention: Attention) {
+/// Checks that folder `name` fits the page's budget.
+fn fits(name: &str) {
     let dir = folder(name);
     let size: u64 = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     assert!(size <= MAX_FOLDER_BYTES, "{name} is {size} bytes");
+}
+
+fn check(name: &str, attention: Attention) {
+    let dir = folder(name);
+    fits(name);
     let weights = std::fs::metadata(dir.join(WEIGHTS_FILE)).unwrap().len();
     assert!(
         weights > 1024 * 1024,
@@ -149,11 +155,7 @@ mod digits {
     fn the_shipped_digits_folders_load_record_their_training_and_fit_the_budget() {
         for name in ["ddpm", "ddpm-classifier"] {
             let dir = folder(name);
-            let size: u64 = std::fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().metadata().unwrap().len())
-                .sum();
-            assert!(size <= MAX_FOLDER_BYTES, "{name} is {size} bytes");
+            fits(name);
             let provenance: ImageProvenance =
                 serde_json::from_slice(&std::fs::read(dir.join(TRAINING_FILE)).unwrap()).unwrap();
             assert!(provenance.run.step > 0, "{name} was never trained");

@@ -11,11 +11,11 @@ use unmask::corpus::digits::{Digit, read_digits};
 use unmask::model::patch_dit::{PatchDitClassifier, PatchDitConfig, Role};
 use unmask::sampler::gaussian::BetaSchedule;
 use unmask::sampler::image::{Condition, ImageRun, ImageSettings};
-use unmask::train::Recipe;
 use unmask::train::images::{
-    IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageObjective, ImageRunState, ImageStart,
-    ImageTrainConfig, ImageTrainer, export_image_model, load_image_run, save_image_run,
+    IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageObjective, ImageRunState, ImageTrainConfig,
+    ImageTrainer, export_image_model, load_image_run, save_image_run,
 };
+use unmask::train::{Recipe, Start};
 
 fn digits(split: Split) -> Vec<Digit> {
     read_digits(
@@ -58,7 +58,7 @@ fn recipe(objective: ImageObjective, steps: usize) -> ImageTrainConfig {
     }
 }
 
-fn trainer(objective: ImageObjective, steps: usize, start: ImageStart<'_>) -> ImageTrainer {
+fn trainer(objective: ImageObjective, steps: usize, start: Start<'_>) -> ImageTrainer {
     let device = backend::init(BackendKind::Cpu).unwrap();
     ImageTrainer::new(
         recipe(objective, steps),
@@ -76,7 +76,7 @@ const DDPM: ImageObjective = ImageObjective::Ddpm { label_dropout: 0.2 };
 #[test]
 fn a_few_steps_lower_the_loss_of_both_objectives() {
     for (objective, steps) in [(DDPM, 40), (ImageObjective::Classifier, 150)] {
-        let mut t = trainer(objective, steps, ImageStart::Fresh);
+        let mut t = trainer(objective, steps, Start::Fresh);
         let before = t.evaluate().unwrap();
         while !t.is_done() {
             t.train_step().unwrap();
@@ -102,11 +102,11 @@ fn a_few_steps_lower_the_loss_of_both_objectives() {
 
 #[test]
 fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
-    let mut whole = trainer(DDPM, 6, ImageStart::Fresh);
+    let mut whole = trainer(DDPM, 6, Start::Fresh);
     while !whole.is_done() {
         whole.train_step().unwrap();
     }
-    let mut first = trainer(DDPM, 6, ImageStart::Fresh);
+    let mut first = trainer(DDPM, 6, Start::Fresh);
     for _ in 0..3 {
         first.train_step().unwrap();
     }
@@ -131,7 +131,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let mut second = trainer(
         DDPM,
         6,
-        ImageStart::From {
+        Start::From {
             weights: &weights,
             ema: &ema,
             step: saved.step,
@@ -184,7 +184,7 @@ fn a_recipe_that_does_not_fit_the_network_is_refused() {
             digits(Split::Train),
             digits(Split::Valid),
             &device,
-            ImageStart::Fresh,
+            Start::Fresh,
         )
         .err()
         .map(|e| e.to_string())

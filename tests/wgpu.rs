@@ -11,15 +11,22 @@ use unmask::bundle::Bundle;
 use unmask::config::Attention;
 use unmask::sampler::{SamplerKind, Settings};
 
-#[test]
-fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
-    let device = match backend::init(BackendKind::Wgpu) {
-        Ok(d) => d,
+/// The wgpu device, or `None` (a skip) without an adapter unless `UNMASK_REQUIRE_WGPU` is set.
+fn wgpu() -> Option<burn::tensor::Device> {
+    match backend::init(BackendKind::Wgpu) {
+        Ok(d) => Some(d),
         Err(e) if std::env::var_os("UNMASK_REQUIRE_WGPU").is_none() => {
             eprintln!("skipped: {e}");
-            return;
+            None
         }
         Err(e) => panic!("UNMASK_REQUIRE_WGPU is set but wgpu did not start: {e}"),
+    }
+}
+
+#[test]
+fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
+    let Some(device) = wgpu() else {
+        return;
     };
     let mut gpu = Bundle::from_dir(&fixture_dir(), &device).unwrap();
     let mut cpu = tiny();
@@ -57,13 +64,8 @@ fn wgpu_draws_the_cpu_backend_s_digit_with_and_without_classifier_guidance() {
     use unmask::sampler::gaussian::BetaSchedule;
     use unmask::sampler::image::{Condition, Guidance, ImageRun, ImageSettings};
 
-    let device = match backend::init(BackendKind::Wgpu) {
-        Ok(d) => d,
-        Err(e) if std::env::var_os("UNMASK_REQUIRE_WGPU").is_none() => {
-            eprintln!("skipped: {e}");
-            return;
-        }
-        Err(e) => panic!("UNMASK_REQUIRE_WGPU is set but wgpu did not start: {e}"),
+    let Some(device) = wgpu() else {
+        return;
     };
     let cpu = backend::init(BackendKind::Cpu).unwrap();
     let config = |role| PatchDitConfig {

@@ -22,18 +22,7 @@ pub fn dit_tensors(dit: &Dit) -> Vec<NamedTensor> {
         linear("sigma_map.mlp.0", &map.mlp0, &mut out);
         linear("sigma_map.mlp.2", &map.mlp2, &mut out);
     }
-    for (i, block) in dit.blocks.iter().enumerate() {
-        let p = format!("blocks.{i}");
-        norm(&format!("{p}.norm1"), &block.norm1, &mut out);
-        norm(&format!("{p}.norm2"), &block.norm2, &mut out);
-        linear(&format!("{p}.attn_qkv"), &block.attn_qkv, &mut out);
-        linear(&format!("{p}.attn_out"), &block.attn_out, &mut out);
-        linear(&format!("{p}.mlp.0"), &block.mlp0, &mut out);
-        linear(&format!("{p}.mlp.2"), &block.mlp2, &mut out);
-        if let Some(m) = &block.adaln_modulation {
-            linear(&format!("{p}.adaLN_modulation"), m, &mut out);
-        }
-    }
+    blocks(&dit.blocks, &mut out);
     let head = &dit.output_layer;
     norm("output_layer.norm_final", &head.norm_final, &mut out);
     if let Some(m) = &head.adaln_modulation {
@@ -53,18 +42,7 @@ pub fn patch_dit_tensors(net: &PatchDit) -> Vec<NamedTensor> {
     if let Some(table) = &net.y_embed {
         out.push(matrix("y_embed", table.val()));
     }
-    for (i, block) in net.blocks.iter().enumerate() {
-        let p = format!("blocks.{i}");
-        norm(&format!("{p}.norm1"), &block.norm1, &mut out);
-        norm(&format!("{p}.norm2"), &block.norm2, &mut out);
-        linear(&format!("{p}.attn_qkv"), &block.attn_qkv, &mut out);
-        linear(&format!("{p}.attn_out"), &block.attn_out, &mut out);
-        linear(&format!("{p}.mlp.0"), &block.mlp0, &mut out);
-        linear(&format!("{p}.mlp.2"), &block.mlp2, &mut out);
-        if let Some(m) = &block.adaln_modulation {
-            linear(&format!("{p}.adaLN_modulation"), m, &mut out);
-        }
-    }
+    blocks(&net.blocks, &mut out);
     let head = &net.final_layer;
     norm("final.norm_final", &head.norm_final, &mut out);
     if let Some(m) = &head.adaln_modulation {
@@ -82,6 +60,22 @@ pub fn save_patch_dit(net: &PatchDit, dtype: Dtype) -> Result<Vec<u8>, LoadError
 /// `dit` as safetensors bytes, stored in `dtype` (F32, or F16/BF16 for half the size).
 pub fn save_dit(dit: &Dit, dtype: Dtype) -> Result<Vec<u8>, LoadError> {
     write_safetensors(&dit_tensors(dit), dtype)
+}
+
+/// `blocks.{i}.*` of either network (the same block type).
+fn blocks(blocks: &[super::dit::DitBlock], out: &mut Vec<NamedTensor>) {
+    for (i, block) in blocks.iter().enumerate() {
+        let p = format!("blocks.{i}");
+        norm(&format!("{p}.norm1"), &block.norm1, out);
+        norm(&format!("{p}.norm2"), &block.norm2, out);
+        linear(&format!("{p}.attn_qkv"), &block.attn_qkv, out);
+        linear(&format!("{p}.attn_out"), &block.attn_out, out);
+        linear(&format!("{p}.mlp.0"), &block.mlp0, out);
+        linear(&format!("{p}.mlp.2"), &block.mlp2, out);
+        if let Some(m) = &block.adaln_modulation {
+            linear(&format!("{p}.adaLN_modulation"), m, out);
+        }
+    }
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -27,7 +27,7 @@ use super::checkpoint::{
     CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, write_atomic,
 };
 use super::data::{Order, mix};
-use super::{Recipe, TrainError, adamw, clip_global_norm, ema_update, renumber, scalar};
+use super::{Recipe, Start, TrainError, adamw, clip_global_norm, ema_update, renumber, scalar};
 use crate::bundle::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::corpus::digits::Digit;
 use crate::model::patch_dit::{PatchDit, PatchDitConfig, Role, initial_patch_dit, load_patch_dit};
@@ -225,22 +225,6 @@ fn loss(
     }
 }
 
-/// Where an image run's weights come from.
-#[derive(Clone, Copy, Debug)]
-pub enum ImageStart<'a> {
-    /// Fresh weights for the architecture, seeded by the recipe.
-    Fresh,
-    /// Saved weights (safetensors bytes), `step` steps into the run.
-    From {
-        /// Current weights.
-        weights: &'a [u8],
-        /// Their moving average.
-        ema: &'a [u8],
-        /// Steps already taken.
-        step: usize,
-    },
-}
-
 /// An image run in memory: the network, its EMA, the optimiser and the digits.
 pub struct ImageTrainer {
     /// The recipe.
@@ -267,7 +251,7 @@ impl ImageTrainer {
         train: Vec<Digit>,
         valid: Vec<Digit>,
         device: &Device,
-        start: ImageStart<'_>,
+        start: Start<'_>,
     ) -> Result<Self, TrainError> {
         config.validate(&model_config)?;
         for (split, digits) in [("train", &train), ("validation", &valid)] {
@@ -298,19 +282,18 @@ impl ImageTrainer {
             .map_err(|e| TrainError::Config(e.to_string()))?;
         let fresh;
         let (weights, ema_weights, step) = match start {
-            ImageStart::Fresh => {
+            Start::Fresh => {
                 fresh = initial_patch_dit(&model_config, config.recipe.seed)?;
                 (&fresh[..], &fresh[..], 0)
             }
-            ImageStart::From { weights, ema, step } => (weights, ema, step),
+            Start::From { weights, ema, step } => (weights, ema, step),
         };
         let device = device.clone().autodiff();
         let plain = device.clone().inner();
         let model = renumber(load_patch_dit(&model_config, weights, &plain)?).train();
         let ema = renumber(load_patch_dit(&model_config, ema_weights, &plain)?);
-        let r = &config.recipe;
-        let optim = adamw::AdamW::new(r.beta1, r.beta2, r.eps, r.weight_decay);
-        let order = Order::new(mix(r.seed, DATA_STREAM), train.len());
+        let optim = config.recipe.optimizer();
+        let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.len());
         Ok(Self {
             config,
             model_config,

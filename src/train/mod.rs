@@ -241,12 +241,7 @@ impl Trainer {
         let plain = device.clone().inner();
         let model = renumber(load_dit(&model_config, weights, &plain)?.thaw_conditioning()).train();
         let ema = renumber(load_dit(&model_config, ema_weights, &plain)?.thaw_conditioning());
-        let optim = adamw::AdamW::new(
-            config.recipe.beta1,
-            config.recipe.beta2,
-            config.recipe.eps,
-            config.recipe.weight_decay,
-        );
+        let optim = config.recipe.optimizer();
         let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.count());
         Ok(Self {
             config,

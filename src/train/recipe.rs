@@ -72,6 +72,11 @@ impl Recipe {
         self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
     }
 
+    /// A fresh AdamW with this recipe's β, ε and weight decay.
+    pub fn optimizer(&self) -> super::adamw::AdamW {
+        super::adamw::AdamW::new(self.beta1, self.beta2, self.eps, self.weight_decay)
+    }
+
     /// Checks the values every run relies on.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: &str| Err(TrainError::Config(m.into()));

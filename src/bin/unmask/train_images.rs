@@ -9,10 +9,11 @@ use unmask::config::Family;
 use unmask::corpus::Split;
 use unmask::corpus::digits::{self, CLASSES, SIDE};
 use unmask::model::patch_dit::{PatchDitConfig, Role};
+use unmask::train::Start;
 use unmask::train::checkpoint::RUN_FILE;
 use unmask::train::images::{
     DEFAULT_LABEL_DROPOUT, IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageHistoryEntry, ImageObjective,
-    ImageRunState, ImageStart, ImageTrainConfig, ImageTrainer, export_image_model, load_image_run,
+    ImageRunState, ImageTrainConfig, ImageTrainer, export_image_model, load_image_run,
     save_image_run,
 };
 
@@ -159,8 +160,8 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     let read = |split| digits::read_digits(&args.digits, split).map_err(|e| e.to_string());
     let (train, valid) = (read(Split::Train)?, read(Split::Valid)?);
     let start = match &files {
-        None => ImageStart::Fresh,
-        Some([weights, ema, _]) => ImageStart::From {
+        None => Start::Fresh,
+        Some([weights, ema, _]) => Start::From {
             weights,
             ema,
             step: state.step,
