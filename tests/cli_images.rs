@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fixture_dir;
-use unmask::config::Family;
 use unmask::model::patch_dit::{PatchDitConfig, Role, random_patch_dit};
-use unmask::sampler::gaussian::BetaSchedule;
 
 fn unmask(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_unmask"))
@@ -20,18 +18,11 @@ fn unmask(args: &[&str]) -> std::process::Output {
 
 fn config(role: Role, classes: usize, classifier: Option<&str>) -> PatchDitConfig {
     PatchDitConfig {
-        family: Family::Ddpm,
-        role,
-        image_size: 8,
-        patch_size: 2,
-        hidden_dim: 16,
         cond_dim: 16,
-        n_blocks: 1,
-        n_heads: 2,
         classes,
         diffusion_steps: 50,
-        beta_schedule: BetaSchedule::Linear,
         classifier: classifier.map(str::to_owned),
+        ..PatchDitConfig::digits(role, 16, 1, 2)
     }
 }
 

@@ -5,11 +5,9 @@ use std::path::Path;
 
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::ImageBundle;
-use unmask::config::Family;
 use unmask::corpus::Split;
 use unmask::corpus::digits::{Digit, read_digits};
 use unmask::model::patch_dit::{PatchDitClassifier, PatchDitConfig, Role};
-use unmask::sampler::gaussian::BetaSchedule;
 use unmask::sampler::image::{Condition, ImageRun, ImageSettings};
 use unmask::train::images::{
     IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageObjective, ImageRunState, ImageTrainConfig,
@@ -27,18 +25,8 @@ fn digits(split: Split) -> Vec<Digit> {
 
 fn model(role: Role) -> PatchDitConfig {
     PatchDitConfig {
-        family: Family::Ddpm,
-        role,
-        image_size: 8,
-        patch_size: 2,
-        hidden_dim: 32,
-        cond_dim: 32,
-        n_blocks: 2,
-        n_heads: 2,
-        classes: 10,
         diffusion_steps: 100,
-        beta_schedule: BetaSchedule::Linear,
-        classifier: None,
+        ..PatchDitConfig::digits(role, 32, 2, 2)
     }
 }
 

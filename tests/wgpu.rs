@@ -57,11 +57,9 @@ fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
 
 #[test]
 fn wgpu_draws_the_cpu_backend_s_digit_with_and_without_classifier_guidance() {
-    use unmask::config::Family;
     use unmask::model::patch_dit::{
         PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit, random_patch_dit,
     };
-    use unmask::sampler::gaussian::BetaSchedule;
     use unmask::sampler::image::{Condition, Guidance, ImageRun, ImageSettings};
 
     let Some(device) = wgpu() else {
@@ -69,18 +67,8 @@ fn wgpu_draws_the_cpu_backend_s_digit_with_and_without_classifier_guidance() {
     };
     let cpu = backend::init(BackendKind::Cpu).unwrap();
     let config = |role| PatchDitConfig {
-        family: Family::Ddpm,
-        role,
-        image_size: 8,
-        patch_size: 2,
-        hidden_dim: 32,
-        cond_dim: 32,
-        n_blocks: 2,
-        n_heads: 2,
-        classes: 10,
         diffusion_steps: 100,
-        beta_schedule: BetaSchedule::Linear,
-        classifier: None,
+        ..PatchDitConfig::digits(role, 32, 2, 2)
     };
     let (dc, cc) = (config(Role::Denoiser), config(Role::Classifier));
     let (dw, cw) = (

@@ -81,6 +81,26 @@ pub struct PatchDitConfig {
 }
 
 impl PatchDitConfig {
+    /// A network of `role` for the 8×8 digits: 2×2 patches, 10 classes, DDPM's T = 1000 on the
+    /// linear schedule, `hidden_dim` wide (and the conditioning as wide), `n_blocks` deep with
+    /// `n_heads` heads.
+    pub fn digits(role: Role, hidden_dim: usize, n_blocks: usize, n_heads: usize) -> Self {
+        Self {
+            family: Family::Ddpm,
+            role,
+            image_size: crate::corpus::digits::SIDE,
+            patch_size: 2,
+            hidden_dim,
+            cond_dim: hidden_dim,
+            n_blocks,
+            n_heads,
+            classes: crate::corpus::digits::CLASSES,
+            diffusion_steps: crate::sampler::gaussian::DEFAULT_STEPS,
+            beta_schedule: BetaSchedule::Linear,
+            classifier: None,
+        }
+    }
+
     /// Parses and checks a `config.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let config: Self = serde_json::from_slice(bytes)?;
@@ -651,18 +671,9 @@ mod tests {
 
     pub(crate) fn config(role: Role) -> PatchDitConfig {
         PatchDitConfig {
-            family: Family::Ddpm,
-            role,
-            image_size: 8,
-            patch_size: 2,
-            hidden_dim: 16,
             cond_dim: 8,
-            n_blocks: 2,
-            n_heads: 2,
-            classes: 10,
             diffusion_steps: 100,
-            beta_schedule: BetaSchedule::Linear,
-            classifier: None,
+            ..PatchDitConfig::digits(role, 16, 2, 2)
         }
     }
 

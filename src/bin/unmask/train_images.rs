@@ -5,9 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use unmask::backend;
-use unmask::config::Family;
 use unmask::corpus::Split;
-use unmask::corpus::digits::{self, CLASSES, SIDE};
+use unmask::corpus::digits::{self, CLASSES};
 use unmask::model::patch_dit::{PatchDitConfig, Role};
 use unmask::train::Start;
 use unmask::train::checkpoint::RUN_FILE;
@@ -85,14 +84,8 @@ fn new_run(args: &TrainArgs) -> CliResult<ImageRunState> {
     }
     let role = objective.role();
     let model = PatchDitConfig {
-        family: Family::Ddpm,
-        role,
-        image_size: SIDE,
         patch_size: args.patch_size.unwrap_or(DEFAULT_PATCH_SIZE),
-        hidden_dim: args.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
         cond_dim: args.cond_dim.unwrap_or(DEFAULT_COND_DIM),
-        n_blocks: args.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
-        n_heads: args.n_heads.unwrap_or(DEFAULT_N_HEADS),
         classes: if role == Role::Denoiser && args.unconditional {
             0
         } else {
@@ -105,6 +98,12 @@ fn new_run(args: &TrainArgs) -> CliResult<ImageRunState> {
             .beta_schedule
             .map_or(unmask::sampler::gaussian::BetaSchedule::Linear, Into::into),
         classifier: args.classifier.clone(),
+        ..PatchDitConfig::digits(
+            role,
+            args.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
+            args.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
+            args.n_heads.unwrap_or(DEFAULT_N_HEADS),
+        )
     };
     model.validate().map_err(|e| e.to_string())?;
     let train = ImageTrainConfig {
