@@ -83,7 +83,8 @@ pub struct PatchDitConfig {
 impl PatchDitConfig {
     /// A network of `role` for the 8×8 digits: 2×2 patches, 10 classes, DDPM's T = 1000 on the
     /// linear schedule, `hidden_dim` wide (and the conditioning as wide), `n_blocks` deep with
-    /// `n_heads` heads.
+    /// `n_heads` heads. (Native only, with the digits' reader.)
+    #[cfg(not(target_family = "wasm"))]
     pub fn digits(role: Role, hidden_dim: usize, n_blocks: usize, n_heads: usize) -> Self {
         Self {
             family: Family::Ddpm,
@@ -612,6 +613,11 @@ impl PatchDitClassifier {
         &self.net
     }
 
+    /// Classes it tells apart.
+    pub fn class_count(&self) -> usize {
+        self.classes
+    }
+
     /// p_φ(· | x_t) of each image: `[B · classes]` probabilities.
     pub async fn probabilities(&self, x: &[f32], t: usize) -> Result<Vec<f32>, ModelError> {
         let b = x.len() / self.pixels.max(1);
@@ -626,7 +632,7 @@ impl PatchDitClassifier {
 #[cfg(not(target_family = "wasm"))]
 impl NoisyClassifier for PatchDitClassifier {
     fn classes(&self) -> usize {
-        self.classes
+        self.class_count()
     }
 
     async fn log_prob_gradient(
