@@ -2,6 +2,7 @@
 //! [`LOG_EVERY`] steps in a log.
 
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -61,4 +62,20 @@ impl Progress {
             bar.abandon();
         }
     }
+}
+
+/// When a run given `--time-limit-minutes` stops.
+pub fn deadline(minutes: Option<f64>) -> Option<Instant> {
+    minutes.map(|m| Instant::now() + Duration::from_secs_f64(m.max(0.0) * 60.0))
+}
+
+/// Refuses a step whose loss is not a number: the run stops with what to do, and the last
+/// checkpoint (step `saved_at`) stays as it was.
+pub fn check_loss(loss: f64, step: usize, saved_at: usize) -> Result<(), String> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(format!(
+        "the loss became {loss} at step {step}: lower --lr or --grad-clip and start a new run (the last checkpoint is step {saved_at})"
+    ))
 }

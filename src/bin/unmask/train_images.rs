@@ -231,9 +231,7 @@ fn train_loop(
     trainer: &mut ImageTrainer,
     state: &mut ImageRunState,
 ) -> CliResult<()> {
-    let deadline = args
-        .time_limit_minutes
-        .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let deadline = super::progress::deadline(args.time_limit_minutes);
     let progress = Progress::new(state.step, state.train.recipe.max_steps);
     let session = Instant::now();
     let session_start = state.images_seen;
@@ -257,12 +255,7 @@ fn train_loop(
             break;
         }
         let report = trainer.train_step().map_err(|e| e.to_string())?;
-        if !report.loss.is_finite() {
-            return Err(format!(
-                "the loss became {} at step {}: lower --lr or --grad-clip and start a new run (the last checkpoint is step {saved_at})",
-                report.loss, report.step
-            ));
-        }
+        super::progress::check_loss(report.loss, report.step, saved_at)?;
         state.step = report.step;
         state.images_seen += report.images as u64;
         window.0 += report.loss;
