@@ -489,18 +489,15 @@ fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
 /// A saved run's current weights, their EMA and the optimiser state (safetensors bytes).
 pub type SavedTensors = [Vec<u8>; 3];
 
-/// The saved state of an image run in `dir`, when there is one: `run.json`, the weights, their
-/// EMA and the optimiser state.
-pub fn load_image_run(dir: &Path) -> Result<Option<(ImageRunState, SavedTensors)>, TrainError> {
+/// `run.json` of the image run in `dir`, when there is one.
+pub fn image_run_state(dir: &Path) -> Result<Option<ImageRunState>, TrainError> {
     let path = dir.join(RUN_FILE);
     if !path.is_file() {
         return Ok(None);
     }
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| io(&p, format!("{e}; the run directory is damaged")))
-    };
-    let state: ImageRunState = serde_json::from_slice(&read(RUN_FILE)?).map_err(|e| {
+    let bytes = std::fs::read(&path)
+        .map_err(|e| io(&path, format!("{e}; the run directory is damaged")))?;
+    let state: ImageRunState = serde_json::from_slice(&bytes).map_err(|e| {
         io(
             &path,
             format!(
@@ -516,6 +513,19 @@ pub fn load_image_run(dir: &Path) -> Result<Option<(ImageRunState, SavedTensors)
             ),
         ));
     }
+    Ok(Some(state))
+}
+
+/// The saved state of an image run in `dir`, when there is one: `run.json`, the weights, their
+/// EMA and the optimiser state.
+pub fn load_image_run(dir: &Path) -> Result<Option<(ImageRunState, SavedTensors)>, TrainError> {
+    let Some(state) = image_run_state(dir)? else {
+        return Ok(None);
+    };
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| io(&p, format!("{e}; the run directory is damaged")))
+    };
     let files = [
         read(CURRENT_WEIGHTS)?,
         read(EMA_WEIGHTS)?,

@@ -12,8 +12,8 @@ use unmask::train::Start;
 use unmask::train::checkpoint::RUN_FILE;
 use unmask::train::images::{
     DEFAULT_LABEL_DROPOUT, IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageHistoryEntry, ImageObjective,
-    ImageRunState, ImageTrainConfig, ImageTrainer, export_image_model, load_image_run,
-    save_image_run,
+    ImageRunState, ImageTrainConfig, ImageTrainer, export_image_model, image_run_state,
+    load_image_run, save_image_run,
 };
 
 use super::progress::Progress;
@@ -198,9 +198,9 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     );
     train_loop(&args, &mut trainer, &mut state)?;
     if let Some(out) = &args.out {
-        let state = load_image_run(&args.run)
+        // The saved state: its history, time and backends span every session of the run.
+        let state = image_run_state(&args.run)
             .map_err(|e| e.to_string())?
-            .map(|(s, _)| s)
             .ok_or("the run directory vanished before the export")?;
         let evaluation = trainer.evaluate().map_err(|e| e.to_string())?;
         let dtype = if args.half {
