@@ -54,8 +54,12 @@ pub struct Picture {
     pub gray: Vec<u8>,
 }
 
-/// The grey level of a pixel on the diffusion's scale (−1 blank, 1 ink): ink dark.
+/// The grey level of a pixel on the diffusion's scale (−1 blank, 1 ink): ink dark, clamped; a
+/// value that is not a number is blank.
 pub fn gray_of(value: f32) -> u8 {
+    if value.is_nan() {
+        return u8::MAX;
+    }
     let ink = ((value.clamp(-1.0, 1.0) + 1.0) / 2.0).clamp(0.0, 1.0);
     (255.0 * (1.0 - ink)).round() as u8
 }
@@ -234,6 +238,15 @@ mod tests {
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
         (info, buf, frames)
+    }
+
+    #[test]
+    fn ink_is_dark_paper_light_and_not_a_number_blank() {
+        assert_eq!(gray_of(1.0), 0);
+        assert_eq!(gray_of(-1.0), 255);
+        assert_eq!(gray_of(7.0), 0);
+        assert_eq!(gray_of(0.0), 128);
+        assert_eq!(gray_of(f32::NAN), 255);
     }
 
     #[test]

@@ -83,6 +83,73 @@ pub mod option {
     }
 }
 
+/// The same for `Vec<f32>` (pixels): each element a number, or one of the three strings.
+pub mod f32s {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `xs`.
+    pub fn serialize<S: Serializer>(xs: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(xs.len()))?;
+        for &x in xs {
+            if x.is_finite() {
+                seq.serialize_element(&x)?;
+            } else {
+                seq.serialize_element(&Finite(f64::from(x)))?;
+            }
+        }
+        seq.end()
+    }
+
+    struct Finite(f64);
+
+    impl serde::Serialize for Finite {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            super::serialize(&self.0, serializer)
+        }
+    }
+
+    /// Reads what [`serialize`] writes (and `null` as NaN).
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super")] f64);
+        Ok(Vec::<Wrapped>::deserialize(deserializer)?
+            .into_iter()
+            .map(|Wrapped(x)| x as f32)
+            .collect())
+    }
+}
+
+/// The same for `Option<Vec<f64>>` (per-image probabilities).
+pub mod option_f64s {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrapped(#[serde(with = "super")] f64);
+
+    /// Writes `xs`.
+    pub fn serialize<S: Serializer>(
+        xs: &Option<Vec<f64>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match xs {
+            Some(xs) => {
+                let wrapped: Vec<Wrapped> = xs.iter().map(|&x| Wrapped(x)).collect();
+                wrapped.serialize(serializer)
+            }
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads `null` as `None`, a list as [`super::deserialize`] reads each element.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<f64>>, D::Error> {
+        Ok(Option::<Vec<Wrapped>>::deserialize(deserializer)?
+            .map(|v| v.into_iter().map(|Wrapped(x)| x).collect()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};
@@ -114,5 +181,32 @@ mod tests {
         assert!(old.x.is_nan() && old.y.is_none());
         assert_eq!(serde_json::from_str::<Both>(r#"{"x":2}"#).unwrap().x, 2.0);
         assert!(serde_json::from_str::<Both>(r#"{"x":"many"}"#).is_err());
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Lists {
+        #[serde(with = "super::f32s")]
+        x: Vec<f32>,
+        #[serde(with = "super::option_f64s", default)]
+        p: Option<Vec<f64>>,
+    }
+
+    #[test]
+    fn lists_with_non_finite_values_round_trip_and_finite_ones_stay_numbers() {
+        let lists = Lists {
+            x: vec![0.5, f32::NAN, f32::NEG_INFINITY, -0.12345],
+            p: Some(vec![f64::INFINITY, 0.25]),
+        };
+        let json = serde_json::to_string(&lists).unwrap();
+        assert_eq!(
+            json,
+            r#"{"x":[0.5,"NaN","-inf",-0.12345],"p":["inf",0.25]}"#
+        );
+        let back: Lists = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.x[0], 0.5);
+        assert!(back.x[1].is_nan() && back.x[2] == f32::NEG_INFINITY);
+        assert_eq!(back.p, lists.p);
+        let none: Lists = serde_json::from_str(r#"{"x":[]}"#).unwrap();
+        assert_eq!(none, Lists { x: vec![], p: None });
     }
 }

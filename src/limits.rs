@@ -20,6 +20,8 @@ pub const MAX_COND_DIM: usize = 1 << 15;
 pub const MAX_BLOCKS: usize = 1 << 10;
 /// Most attention heads per block: 1,024 (LLaDA-8B has 32).
 pub const MAX_HEADS: usize = 1 << 10;
+/// Most classes an image network may be conditioned on.
+pub const MAX_CLASSES: usize = 1 << 16;
 
 /// Whether `value` is at most `max`; otherwise the message every front end shows.
 pub fn check(field: &'static str, value: usize, max: usize) -> Result<(), TooLarge> {

@@ -62,3 +62,33 @@ fn prepare_rebuilds_the_committed_files_from_the_wheel() {
     assert!(err.to_string().contains("SHA-256"), "{err}");
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn the_page_s_real_digits_are_the_first_validation_image_of_each_class() {
+    let valid = digits::read_digits(&committed(), Split::Valid).unwrap();
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default/ddpm/examples.json");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let examples = unmask::page::images::DigitExamples::from_json(&text).unwrap();
+    assert_eq!(
+        examples,
+        digits::examples(&valid),
+        "run `unmask prepare --digits --examples {}`",
+        shipped.display()
+    );
+    assert_eq!(
+        examples.images.iter().map(|e| e.class).collect::<Vec<_>>(),
+        (0..CLASSES).collect::<Vec<_>>()
+    );
+    for e in &examples.images {
+        let first = valid
+            .iter()
+            .find(|d| usize::from(d.label) == e.class)
+            .unwrap();
+        assert_eq!(e.x, first.scaled());
+    }
+    // A damaged file is refused with what is wrong.
+    let err = unmask::page::images::DigitExamples::from_json(&text.replacen("-1.0", "-3.0", 1))
+        .unwrap_err();
+    assert!(err.contains("[−1, 1]"), "{err}");
+}

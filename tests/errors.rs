@@ -273,7 +273,10 @@ fn knobs_a_sampler_does_not_have_are_refused_not_ignored() {
     // The settings types cannot hold them; setting one by name is refused with its owners.
     let mut mdlm = Settings::for_tokens(SamplerKind::Mdlm, 8);
     for (knob, message) in [
-        (Knob::Cfg, "no cfg_scale setting (it belongs to llada)"),
+        (
+            Knob::Cfg,
+            "no cfg_scale setting (it belongs to llada, ddim and ddpm)",
+        ),
         (
             Knob::Threshold,
             "no threshold setting (it belongs to llada and bd3)",

@@ -314,7 +314,7 @@ fn settings_a_network_cannot_serve_are_refused_before_the_first_call() {
         ),
         (
             at(condition(Some(1), Guidance::Free { scale: f64::NAN }, 0)),
-            "guidance scale",
+            "cfg_scale",
         ),
         (
             at(Condition {

@@ -2,9 +2,12 @@
 //! page stays responsive while the GPU (or the CPU fallback) works.
 //!
 //! `www/worker.js` imports the same wasm module as the page and calls [`start`]. Each run is an
-//! async task stepping a [`Generation`] on its own fork of the model (same weights, its own KV
-//! cache), so the two runs of a race interleave step by step. Between steps a task yields to the
-//! event loop, which is where a `cancel` message gets in.
+//! async task stepping a [`Generation`] (text) or an [`ImageRun`] (digits) on its own fork of the
+//! model (same weights, its own KV cache), so the two runs of a race interleave step by step.
+//! Between steps a task yields to the event loop, which is where a `cancel` message gets in.
+//!
+//! A digits model (`family: "ddpm"`) loads with the noisy classifier its config names beside it;
+//! a classifier that fails to load turns classifier guidance off and says why, the rest runs.
 //!
 //! It holds at most two models: the one loaded last, and the one a race's second run needs when
 //! it differs (on the default models, an `ar` run raced against `bd3` runs on another model).
@@ -19,13 +22,22 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 
 use crate::backend::{self, BackendKind};
-use crate::bundle::{Bundle, CONFIG_FILE, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE};
-use crate::config::ModelConfig;
+use crate::bundle::{
+    Bundle, CONFIG_FILE, ImageBundle, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE, family_of,
+};
+use crate::config::{Family, ModelConfig};
 use crate::engine::Generation;
+use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
 use crate::model::{largest_tensor_elements, parameter_count};
-use crate::page::protocol::{FromWorker, LoadedModel, ToWorker};
+use crate::network::NoisePredictor;
+use crate::page::protocol::{
+    ClassifierStatus, FromWorker, Job, LoadedModel, Network, Opening, RunStep, ToWorker,
+};
 use crate::page::source::{GPT2_TOKENIZER_URL, ModelSource, classify_dropped};
 use crate::page::state::BackendChoice;
+use crate::sampler::image::{ImageRun, ImageSettings};
+use crate::trajectory::AnyTrajectory;
+use crate::trajectory::images::ImageTrajectory;
 
 use super::fetch::fetch_bytes;
 use super::{js_error, now_ms};
@@ -51,7 +63,25 @@ struct State {
 /// A loaded model and where it came from.
 struct Held {
     source: ModelSource,
-    bundle: Rc<Bundle>,
+    bundle: Rc<Loaded>,
+}
+
+/// A model of either family, on the backend.
+enum Loaded {
+    /// A text denoiser with its tokenizer.
+    Text(Bundle),
+    /// A digits noise predictor and the classifier its folder names.
+    Ddpm(Box<Digits>),
+}
+
+/// A digits model.
+struct Digits {
+    config: PatchDitConfig,
+    noise: PatchDitNoise,
+    /// The classifier and where it came from, when it loaded.
+    classifier: Option<(String, PatchDitClassifier)>,
+    /// What the page is told about it.
+    classifier_status: Option<ClassifierStatus>,
 }
 
 /// Most models held at once (the page's model and a race's second one).
@@ -59,7 +89,7 @@ const MAX_HELD: usize = 2;
 
 impl State {
     /// The held model loaded from `source`, if any.
-    fn held(&self, source: &ModelSource) -> Option<Rc<Bundle>> {
+    fn held(&self, source: &ModelSource) -> Option<Rc<Loaded>> {
         self.models
             .iter()
             .find(|h| &h.source == source)
@@ -68,7 +98,7 @@ impl State {
 
     /// Holds `bundle` as the page's model; an older copy of the same source is dropped, and of
     /// the others only the newest stays (a race's model).
-    fn hold_loaded(&mut self, source: ModelSource, bundle: Bundle) {
+    fn hold_loaded(&mut self, source: ModelSource, bundle: Loaded) {
         self.models.retain(|h| h.source != source);
         self.models.insert(
             0,
@@ -81,7 +111,7 @@ impl State {
     }
 
     /// Holds `bundle` beside the page's model (replacing any other second model).
-    fn hold_beside(&mut self, source: ModelSource, bundle: Bundle) -> Rc<Bundle> {
+    fn hold_beside(&mut self, source: ModelSource, bundle: Loaded) -> Rc<Loaded> {
         let bundle = Rc::new(bundle);
         self.models.truncate(MAX_HELD - 1);
         self.models.push(Held {
@@ -107,6 +137,19 @@ fn fail(run: Option<u32>, stage: &str, message: impl Into<String>) {
         stage: stage.into(),
         message: message.into(),
         device_fault: false,
+        knob: None,
+    });
+}
+
+/// A run whose settings do not describe a run on this model: the message, and the knob to change.
+fn fail_settings(run: u32, e: &crate::sampler::SettingsError) {
+    post(&FromWorker::Failed {
+        run: Some(run),
+        load: None,
+        stage: "generate".into(),
+        message: e.to_string(),
+        device_fault: false,
+        knob: e.fix().map(|f| f.knob.key().to_owned()),
     });
 }
 
@@ -195,25 +238,34 @@ async fn drain(state: Rc<RefCell<State>>) {
                         stage: "load".into(),
                         message,
                         device_fault: false,
+                        knob: None,
                     }),
                 }
             }
-            ToWorker::Generate {
-                run,
-                prompt,
-                settings,
-                model,
-            } => {
+            ToWorker::Generate { run, job, model } => {
                 // Here, in order, so the race's two runs share one load of a second model.
                 match model_for(&state, &model).await {
-                    Ok(bundle) => spawn_local(generate(
-                        state.clone(),
-                        run,
-                        prompt,
-                        settings,
-                        bundle,
-                        model.to_string(),
-                    )),
+                    Ok(loaded) => {
+                        let name = model.to_string();
+                        match (job, &*loaded) {
+                            (Job::Text { prompt, settings }, Loaded::Text(_)) => spawn_local(
+                                generate(state.clone(), run, prompt, settings, loaded, name),
+                            ),
+                            (Job::Ddpm { settings }, Loaded::Ddpm(_)) => {
+                                spawn_local(draw(state.clone(), run, settings, loaded, name))
+                            }
+                            (job, held) => fail(
+                                Some(run),
+                                "generate",
+                                format!(
+                                    "{name} is a {} model and this run is a {} run; load a {} model",
+                                    held.family().name(),
+                                    job.family().name(),
+                                    job.family().name()
+                                ),
+                            ),
+                        }
+                    }
                     Err(e) => fail(Some(run), "load", e),
                 }
             }
@@ -304,7 +356,7 @@ async fn file_bytes(file: &File) -> Result<Vec<u8>, String> {
 }
 
 /// The model a run asked for: a held one, or else `source` loaded now and held beside the page's.
-async fn model_for(state: &Rc<RefCell<State>>, source: &ModelSource) -> Result<Rc<Bundle>, String> {
+async fn model_for(state: &Rc<RefCell<State>>, source: &ModelSource) -> Result<Rc<Loaded>, String> {
     if let Some(bundle) = state.borrow().held(source) {
         return Ok(bundle);
     }
@@ -317,32 +369,67 @@ async fn model_for(state: &Rc<RefCell<State>>, source: &ModelSource) -> Result<R
     Ok(state.borrow_mut().hold_beside(source.clone(), bundle))
 }
 
+impl Loaded {
+    fn family(&self) -> Family {
+        match self {
+            Loaded::Text(_) => Family::Text,
+            Loaded::Ddpm(_) => Family::Ddpm,
+        }
+    }
+}
+
 /// What the page shows of a model.
-fn describe(bundle: &Bundle, source: &ModelSource) -> LoadedModel {
-    let c = &bundle.config;
-    LoadedModel {
-        name: source.to_string(),
-        spec: bundle.model_spec(),
-        parameters: parameter_count(c),
-        shape: format!(
-            "{} blocks × {} wide, {} heads, {} attention",
-            c.n_blocks,
-            c.hidden_dim,
-            c.n_heads,
-            c.attention().name()
-        ),
-        load_seconds: 0.0,
+fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
+    match loaded {
+        Loaded::Text(bundle) => {
+            let c = &bundle.config;
+            LoadedModel {
+                name: source.to_string(),
+                network: Network::Text(bundle.model_spec()),
+                parameters: parameter_count(c),
+                shape: format!(
+                    "{} blocks × {} wide, {} heads, {} attention",
+                    c.n_blocks,
+                    c.hidden_dim,
+                    c.n_heads,
+                    c.attention().name()
+                ),
+                load_seconds: 0.0,
+            }
+        }
+        Loaded::Ddpm(d) => {
+            let c = &d.config;
+            LoadedModel {
+                name: source.to_string(),
+                network: Network::Ddpm {
+                    spec: d.noise.spec().clone(),
+                    classifier: d.classifier_status.clone(),
+                },
+                parameters: c.parameter_count(),
+                shape: format!(
+                    "{} blocks × {} wide, {} heads, {}×{} patches, T = {}",
+                    c.n_blocks,
+                    c.hidden_dim,
+                    c.n_heads,
+                    c.patch_size,
+                    c.patch_size,
+                    c.diffusion_steps
+                ),
+                load_seconds: 0.0,
+            }
+        }
     }
 }
 
 /// Reads a model from `source` onto the backend. `progress` is the page's load id when the page
-/// shows the download (a race's second model loads without a bar).
+/// shows the download (a race's second model loads without a bar). The config decides the
+/// family: a digits folder needs no tokenizer, and brings the classifier it names.
 async fn load(
     state: &Rc<RefCell<State>>,
     progress: Option<u32>,
     source: &ModelSource,
     files: Option<Array>,
-) -> Result<Bundle, String> {
+) -> Result<Loaded, String> {
     let device = state
         .borrow()
         .device
@@ -354,6 +441,10 @@ async fn load(
             let names: Vec<String> = files.iter().map(|f| f.name()).collect();
             let (c, w, t) = classify_dropped(&names)?;
             let config = file_bytes(&files[c]).await?;
+            if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
+                let weights = file_bytes(&files[w]).await?;
+                return load_digits(progress, source, &config, &weights, &device).await;
+            }
             check_fits(state, &config)?;
             let tokenizer = match t {
                 Some(t) => file_bytes(&files[t]).await?,
@@ -367,6 +458,10 @@ async fn load(
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
+            if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
+                let weights = download(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
+                return load_digits(progress, source, &config, &weights, &device).await;
+            }
             check_fits(state, &config)?;
             let tokenizer = match download_raw(progress, &url(TOKENIZER_FILE), TOKENIZER_FILE).await
             {
@@ -389,7 +484,78 @@ async fn load(
         },
         &device,
     )
+    .map(Loaded::Text)
     .map_err(|e| e.to_string())
+}
+
+/// A digits noise predictor from its files, and the classifier its config names beside it.
+async fn load_digits(
+    progress: Option<u32>,
+    source: &ModelSource,
+    config: &[u8],
+    weights: &[u8],
+    device: &burn::tensor::Device,
+) -> Result<Loaded, String> {
+    let bundle = ImageBundle::from_files(config, weights, device).map_err(|e| e.to_string())?;
+    let config = bundle.config.clone();
+    let noise = bundle.into_noise().map_err(|e| {
+        format!("{e}: this folder is a noisy classifier; load the ddpm model that names it")
+    })?;
+    let (classifier, classifier_status) = match &config.classifier {
+        None => (None, None),
+        Some(named) => match source.beside(named) {
+            None => (
+                None,
+                Some(ClassifierStatus::Failed {
+                    name: named.clone(),
+                    message: format!(
+                        "the classifier `{named}` cannot be found beside {source}; classifier guidance is off"
+                    ),
+                }),
+            ),
+            Some(at) => match load_classifier(progress, &at, device).await {
+                Ok(c) => (
+                    Some((at.to_string(), c.clone())),
+                    Some(ClassifierStatus::Loaded {
+                        name: at.to_string(),
+                        classes: c.class_count(),
+                    }),
+                ),
+                Err(message) => (
+                    None,
+                    Some(ClassifierStatus::Failed {
+                        name: at.to_string(),
+                        message: format!("{at}: {message}; classifier guidance is off"),
+                    }),
+                ),
+            },
+        },
+    };
+    Ok(Loaded::Ddpm(Box::new(Digits {
+        config,
+        noise,
+        classifier,
+        classifier_status,
+    })))
+}
+
+/// The noisy classifier in the folder `at`.
+async fn load_classifier(
+    progress: Option<u32>,
+    at: &ModelSource,
+    device: &burn::tensor::Device,
+) -> Result<PatchDitClassifier, String> {
+    let url = |f: &str| at.file_url(f).ok_or("dropped files name no folder");
+    let config = download(progress, &url(CONFIG_FILE)?, "classifier config.json").await?;
+    let weights = download(
+        progress,
+        &url(WEIGHTS_FILE)?,
+        "classifier model.safetensors",
+    )
+    .await?;
+    ImageBundle::from_files(&config, &weights, device)
+        .and_then(ImageBundle::into_classifier)
+        .map_err(|e| e.to_string())
 }
 
 /// Refuses, before any weights are downloaded, a model whose largest tensor cannot be one buffer
@@ -464,19 +630,43 @@ async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
+/// Whether a failure is the GPU's (lost, unreadable, non-finite numbers): the page recovers from
+/// that on the CPU; the CPU failing, or bad input, is the reader's to fix.
+fn device_fault(state: &Rc<RefCell<State>>, e: &crate::sampler::SampleError) -> bool {
+    let on_gpu = state.borrow().gpu_max_binding.is_some();
+    on_gpu && matches!(e, crate::sampler::SampleError::Model(m) if m.is_device_fault())
+}
+
+fn failed_run(state: &Rc<RefCell<State>>, run: u32, e: crate::sampler::SampleError) {
+    if let crate::sampler::SampleError::Settings(e) = &e {
+        return fail_settings(run, e);
+    }
+    post(&FromWorker::Failed {
+        run: Some(run),
+        load: None,
+        stage: "generate".into(),
+        device_fault: device_fault(state, &e),
+        message: e.to_string(),
+        knob: None,
+    });
+}
+
 async fn generate(
     state: Rc<RefCell<State>>,
     run: u32,
     prompt: String,
     settings: crate::sampler::Settings,
-    bundle: Rc<Bundle>,
+    loaded: Rc<Loaded>,
     name: String,
 ) {
+    let Loaded::Text(bundle) = &*loaded else {
+        return fail(Some(run), "generate", "not a text model");
+    };
     let spec = bundle.model_spec();
     let mut model = bundle.model.fork();
     let mut generation = match Generation::new(settings, &prompt, &bundle.codec, &spec) {
         Ok(g) => g,
-        Err(e) => return fail(Some(run), "generate", e.to_string()),
+        Err(e) => return failed_run(&state, run, e),
     };
     let t0 = now_ms();
     let mut known: HashSet<u32> = HashSet::new();
@@ -489,10 +679,12 @@ async fn generate(
     let vocab = new_vocab(&mut canvas.iter().copied());
     post(&FromWorker::Started {
         run,
-        mask_id: spec.mask_id,
-        prompt_ids: generation.prompt_ids().to_vec(),
-        canvas,
-        vocab,
+        opening: Opening::Text {
+            mask_id: spec.mask_id,
+            prompt_ids: generation.prompt_ids().to_vec(),
+            canvas,
+            vocab,
+        },
     });
     loop {
         if state.borrow_mut().cancelled.remove(&run) {
@@ -508,8 +700,10 @@ async fn generate(
                 let vocab = new_vocab(&mut ids);
                 post(&FromWorker::Step {
                     run,
-                    step: step.clone(),
-                    vocab,
+                    step: RunStep::Text {
+                        step: step.clone(),
+                        vocab,
+                    },
                     elapsed_ms: now_ms() - t0,
                 });
             }
@@ -517,24 +711,72 @@ async fn generate(
                 let trajectory = generation.trajectory(&name, &bundle.codec, &spec);
                 return post(&FromWorker::Done {
                     run,
-                    trajectory: Box::new(trajectory),
+                    trajectory: Box::new(AnyTrajectory::Text(trajectory)),
                     elapsed_ms: now_ms() - t0,
                 });
             }
-            Err(e) => {
-                // A GPU that fails mid-run (lost, unreadable, non-finite numbers) is the page's to
-                // recover from, on the CPU; the CPU failing, or bad input, is the reader's to fix.
-                let on_gpu = state.borrow().gpu_max_binding.is_some();
-                let device_fault = on_gpu
-                    && matches!(&e, crate::sampler::SampleError::Model(m) if m.is_device_fault());
-                return post(&FromWorker::Failed {
-                    run: Some(run),
-                    load: None,
-                    stage: "generate".into(),
-                    message: e.to_string(),
-                    device_fault,
+            Err(e) => return failed_run(&state, run, e),
+        }
+        yield_now().await;
+    }
+}
+
+/// Runs an image chain on a digits model, one noise-predictor call per step.
+async fn draw(
+    state: Rc<RefCell<State>>,
+    run: u32,
+    settings: ImageSettings,
+    loaded: Rc<Loaded>,
+    name: String,
+) {
+    let Loaded::Ddpm(digits) = &*loaded else {
+        return fail(Some(run), "generate", "not a digits model");
+    };
+    let spec = digits.noise.spec().clone();
+    let mut noise = digits.noise.clone();
+    let (classifier_name, mut classifier) = match &digits.classifier {
+        Some((n, c)) => (Some(n.clone()), Some(c.clone())),
+        None => (None, None),
+    };
+    let classes = classifier.as_ref().map(PatchDitClassifier::class_count);
+    let mut image_run = match ImageRun::new(&settings, &spec, classes) {
+        Ok(r) => r,
+        Err(e) => return fail_settings(run, &e),
+    };
+    let t0 = now_ms();
+    post(&FromWorker::Started {
+        run,
+        opening: Opening::Ddpm {
+            side: spec.side,
+            count: settings.condition().count,
+            x: image_run.images().iter().map(|&v| v as f32).collect(),
+            steps: image_run.total_steps(),
+        },
+    });
+    let mut steps = Vec::with_capacity(image_run.total_steps());
+    loop {
+        if state.borrow_mut().cancelled.remove(&run) {
+            return post(&FromWorker::Cancelled { run });
+        }
+        match image_run.step(&mut noise, classifier.as_mut()).await {
+            Ok(Some(step)) => {
+                post(&FromWorker::Step {
+                    run,
+                    step: RunStep::Ddpm(step.clone()),
+                    elapsed_ms: now_ms() - t0,
+                });
+                steps.push(step);
+            }
+            Ok(None) => {
+                let trajectory =
+                    ImageTrajectory::new(&name, &spec, classifier_name, settings, &steps);
+                return post(&FromWorker::Done {
+                    run,
+                    trajectory: Box::new(AnyTrajectory::Ddpm(trajectory)),
+                    elapsed_ms: now_ms() - t0,
                 });
             }
+            Err(e) => return failed_run(&state, run, e),
         }
         yield_now().await;
     }

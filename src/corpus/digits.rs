@@ -148,6 +148,24 @@ pub fn split_file(split: Split) -> &'static str {
     }
 }
 
+/// The page's real digits: the first validation image of each class, in class order.
+pub fn examples(valid: &[Digit]) -> crate::page::images::DigitExamples {
+    let mut images: Vec<crate::page::images::DigitExample> = Vec::new();
+    for class in 0..CLASSES {
+        if let Some(d) = valid.iter().find(|d| usize::from(d.label) == class) {
+            images.push(crate::page::images::DigitExample {
+                class,
+                x: d.scaled().to_vec(),
+            });
+        }
+    }
+    crate::page::images::DigitExamples {
+        licence: LICENCE.into(),
+        side: SIDE,
+        images,
+    }
+}
+
 /// Reads the wheel, checks it and writes the prepared digits to `out`.
 pub fn prepare_digits(
     wheel: &Path,

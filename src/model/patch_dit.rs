@@ -30,15 +30,13 @@ use super::dit::{DitBlock, FinalLayer};
 use super::layers::{FREQUENCY_EMBEDDING_SIZE, rotary_tables, timestep_features};
 use super::load::{LoadError, TensorRole, TensorSlot, Weights, check_layout};
 use crate::config::{ConfigError, Family, MLP_RATIO};
-#[cfg(not(target_family = "wasm"))]
-use crate::network::NoisyClassifier;
-use crate::network::{ImageSpec, ModelError, NoisePredictor};
+use crate::network::{ImageSpec, ModelError, NoisePredictor, NoisyClassifier};
 use crate::sampler::gaussian::BetaSchedule;
 
 /// Largest image side accepted.
 pub const MAX_SIDE: usize = 256;
 /// Most classes accepted.
-pub const MAX_CLASSES: usize = 1 << 16;
+pub const MAX_CLASSES: usize = crate::limits::MAX_CLASSES;
 
 /// What the network predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -629,7 +627,6 @@ impl PatchDitClassifier {
     }
 }
 
-#[cfg(not(target_family = "wasm"))]
 impl NoisyClassifier for PatchDitClassifier {
     fn classes(&self) -> usize {
         self.class_count()

@@ -5,12 +5,19 @@
 //! that. Then: [`ToWorker::Start`] picks the backend, [`ToWorker::Load`] loads a model,
 //! [`ToWorker::Generate`] streams one [`FromWorker::Step`] per sampler step and ends with
 //! [`FromWorker::Done`], [`FromWorker::Cancelled`] or [`FromWorker::Failed`].
+//!
+//! Every family speaks the same messages: a run asks for a [`Job`] (a prompt and a text sampler,
+//! or an image chain), and its opening, steps and record carry the family's own payload
+//! ([`Opening`], [`RunStep`], [`AnyTrajectory`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::config::Family;
+use crate::network::ImageSpec;
+use crate::sampler::image::{ImageSettings, ImageStep};
 use crate::sampler::{ModelSpec, Settings, Step};
-use crate::trajectory::Trajectory;
+use crate::trajectory::AnyTrajectory;
 
 use super::source::ModelSource;
 use super::state::BackendChoice;
@@ -39,10 +46,8 @@ pub enum ToWorker {
     Generate {
         /// The page's id for this run.
         run: u32,
-        /// Prompt text.
-        prompt: String,
-        /// Sampler and knobs.
-        settings: Settings,
+        /// What to run.
+        job: Job,
         /// The model to run on: the one loaded last, or (in a race across samplers on the
         /// default models) another, which the worker loads and keeps beside it.
         model: ModelSource,
@@ -54,13 +59,108 @@ pub enum ToWorker {
     },
 }
 
+/// What one run is asked to do, in its family's terms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    /// Text: a prompt (`[MASK]` in it infills) and a text sampler.
+    Text {
+        /// Prompt text.
+        prompt: String,
+        /// Sampler and knobs.
+        settings: Settings,
+    },
+    /// Images: a reverse chain of Gaussian diffusion, its class and guidance.
+    Ddpm {
+        /// Chain and knobs.
+        settings: ImageSettings,
+    },
+}
+
+impl Job {
+    /// Its family.
+    pub fn family(&self) -> Family {
+        match self {
+            Job::Text { .. } => Family::Text,
+            Job::Ddpm { .. } => Family::Ddpm,
+        }
+    }
+
+    /// The seed of every draw.
+    pub fn seed(&self) -> u64 {
+        match self {
+            Job::Text { settings, .. } => settings.seed(),
+            Job::Ddpm { settings } => settings.seed(),
+        }
+    }
+
+    /// Runs on `seed` (a race shares the first run's).
+    pub fn set_seed(&mut self, seed: u64) {
+        match self {
+            Job::Text { settings, .. } => settings.draw_mut().seed = seed,
+            Job::Ddpm { settings } => settings.condition_mut().seed = seed,
+        }
+    }
+
+    /// The text sampler's settings, for a text job.
+    pub fn text(&self) -> Option<&Settings> {
+        match self {
+            Job::Text { settings, .. } => Some(settings),
+            Job::Ddpm { .. } => None,
+        }
+    }
+
+    /// The chain's settings, for an image job.
+    pub fn images(&self) -> Option<&ImageSettings> {
+        match self {
+            Job::Ddpm { settings } => Some(settings),
+            Job::Text { .. } => None,
+        }
+    }
+}
+
+/// What a loaded network is, by family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Network {
+    /// A denoiser of tokens.
+    Text(ModelSpec),
+    /// A noise predictor of images, with the noisy classifier its folder names.
+    Ddpm {
+        /// What the image samplers see.
+        spec: ImageSpec,
+        /// The classifier for guidance and the p(y | x_t) plot, when the folder names one.
+        classifier: Option<ClassifierStatus>,
+    },
+}
+
+/// The noisy classifier beside an image model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierStatus {
+    /// Loaded.
+    Loaded {
+        /// Where from.
+        name: String,
+        /// Classes it tells apart.
+        classes: usize,
+    },
+    /// Named by the model's folder but not loaded: classifier guidance is off, the rest works.
+    Failed {
+        /// Where from.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
 /// What a loaded model is, for the page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadedModel {
     /// Its name (source).
     pub name: String,
     /// What the samplers see.
-    pub spec: ModelSpec,
+    pub network: Network,
     /// Parameter count.
     pub parameters: u64,
     /// `hidden_dim`, `n_blocks`, `n_heads` in words.
@@ -68,6 +168,78 @@ pub struct LoadedModel {
     /// Seconds from the load request to a ready model.
     #[serde(with = "crate::float_json")]
     pub load_seconds: f64,
+}
+
+impl LoadedModel {
+    /// Its family.
+    pub fn family(&self) -> Family {
+        match self.network {
+            Network::Text(_) => Family::Text,
+            Network::Ddpm { .. } => Family::Ddpm,
+        }
+    }
+
+    /// The text denoiser's spec, for a text model.
+    pub fn text_spec(&self) -> Option<&ModelSpec> {
+        match &self.network {
+            Network::Text(spec) => Some(spec),
+            Network::Ddpm { .. } => None,
+        }
+    }
+}
+
+/// A run's state before its first step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Opening {
+    /// The canvas: prompt then masks.
+    Text {
+        /// The mask id of the model it runs on.
+        mask_id: u32,
+        /// The prompt's ids (masks to infill included).
+        prompt_ids: Vec<u32>,
+        /// Prompt then masks.
+        canvas: Vec<u32>,
+        /// Text of the ids on that canvas.
+        vocab: Vec<(u32, String)>,
+    },
+    /// Pure noise x_T.
+    Ddpm {
+        /// Pixels along a side.
+        side: usize,
+        /// Images drawn together.
+        count: usize,
+        /// x_T, `[count · side²]`.
+        #[serde(with = "crate::float_json::f32s")]
+        x: Vec<f32>,
+        /// Steps the run will take.
+        steps: usize,
+    },
+}
+
+/// One step of a run, in its family's terms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStep {
+    /// Commits and candidates.
+    Text {
+        /// The step.
+        step: Step,
+        /// Text of token ids not sent before in this run.
+        vocab: Vec<(u32, String)>,
+    },
+    /// x_t and x̂₀.
+    Ddpm(ImageStep),
+}
+
+impl RunStep {
+    /// The step's 0-based number.
+    pub fn index(&self) -> usize {
+        match self {
+            RunStep::Text { step, .. } => step.index,
+            RunStep::Ddpm(step) => step.index,
+        }
+    }
 }
 
 /// Worker → page.
@@ -107,27 +279,19 @@ pub enum FromWorker {
         /// What it is.
         model: LoadedModel,
     },
-    /// A run was accepted: its prompt and the canvas before the first step.
+    /// A run was accepted: its state before the first step.
     Started {
         /// Which run.
         run: u32,
-        /// The mask id of the model it runs on.
-        mask_id: u32,
-        /// The prompt's ids (masks to infill included).
-        prompt_ids: Vec<u32>,
-        /// Prompt then masks.
-        canvas: Vec<u32>,
-        /// Text of the ids on that canvas.
-        vocab: Vec<(u32, String)>,
+        /// The canvas or the noise.
+        opening: Opening,
     },
     /// One step of a run.
     Step {
         /// Which run.
         run: u32,
         /// The step.
-        step: Step,
-        /// Text of token ids not sent before in this run.
-        vocab: Vec<(u32, String)>,
+        step: RunStep,
         /// Milliseconds since the run started.
         #[serde(with = "crate::float_json")]
         elapsed_ms: f64,
@@ -137,7 +301,7 @@ pub enum FromWorker {
         /// Which run.
         run: u32,
         /// The whole record (for export).
-        trajectory: Box<Trajectory>,
+        trajectory: Box<AnyTrajectory>,
         /// Milliseconds the run took.
         #[serde(with = "crate::float_json")]
         elapsed_ms: f64,
@@ -161,6 +325,10 @@ pub enum FromWorker {
         /// non-finite numbers): the page reruns the run on the CPU.
         #[serde(default)]
         device_fault: bool,
+        /// For settings that do not describe a run, the link key of the knob to change (the
+        /// page names its control).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        knob: Option<String>,
     },
 }
 
@@ -201,8 +369,10 @@ mod tests {
     fn messages_round_trip_as_json() {
         let m = ToWorker::Generate {
             run: 3,
-            prompt: "<b>hi</b> [MASK]".into(),
-            settings: Settings::defaults(SamplerKind::Llada),
+            job: Job::Text {
+                prompt: "<b>hi</b> [MASK]".into(),
+                settings: Settings::defaults(SamplerKind::Llada),
+            },
             model: ModelSource::Default.for_sampler(SamplerKind::Llada),
         };
         assert_eq!(serde_json::from_str::<ToWorker>(&m.to_json()).unwrap(), m);
@@ -212,6 +382,7 @@ mod tests {
             stage: "load".into(),
             message: "404".into(),
             device_fault: false,
+            knob: None,
         };
         assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
         assert!(m.to_json().starts_with(r#"{"failed":"#));
@@ -219,7 +390,9 @@ mod tests {
 
     #[test]
     fn a_finished_run_with_its_trajectory_survives_the_trip() {
-        use crate::trajectory::{ModelInfo, Stats, TRAJECTORY_FORMAT, TRAJECTORY_VERSION};
+        use crate::trajectory::{
+            ModelInfo, Stats, TRAJECTORY_FORMAT, TRAJECTORY_VERSION, Trajectory,
+        };
         // The vocabulary is keyed by token id: JSON object keys are strings, which an internally
         // tagged enum could not read back.
         let trajectory = Trajectory {
@@ -247,7 +420,7 @@ mod tests {
         };
         let m = FromWorker::Done {
             run: 1,
-            trajectory: Box::new(trajectory),
+            trajectory: Box::new(AnyTrajectory::Text(trajectory)),
             elapsed_ms: 2.5,
         };
         assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
@@ -255,7 +428,10 @@ mod tests {
 
     /// One message of every kind, each float field set to `x` (NaN, ±∞ or a number).
     fn every_message(x: f64) -> (Vec<ToWorker>, Vec<FromWorker>) {
+        use crate::sampler::image::{Condition, Guidance};
         use crate::sampler::{Candidates, Commit, Step, TopToken};
+        use crate::trajectory::Trajectory;
+        use crate::trajectory::images::ImageTrajectory;
         let settings = Settings::Llada(crate::sampler::LladaSettings {
             cfg_scale: x,
             threshold: Some(x),
@@ -312,6 +488,38 @@ mod tests {
             final_ids: vec![1, 2],
             stats: Default::default(),
         };
+        let image_settings = ImageSettings::Ddim {
+            steps: 2,
+            eta: x,
+            condition: Condition {
+                class: Some(3),
+                guidance: Guidance::Classifier { scale: x },
+                count: 1,
+                seed: 4,
+            },
+        };
+        let image_spec = ImageSpec {
+            side: 1,
+            classes: 10,
+            diffusion_steps: 4,
+            beta_schedule: crate::sampler::gaussian::BetaSchedule::Linear,
+        };
+        let image_step = ImageStep {
+            index: 0,
+            model_calls: 1,
+            t: 3,
+            noise_level: x,
+            x: vec![x as f32],
+            x0: vec![x as f32],
+            class_prob: Some(vec![x]),
+        };
+        let image_trajectory = ImageTrajectory::new(
+            "digits",
+            &image_spec,
+            Some("../c".into()),
+            image_settings.clone(),
+            std::slice::from_ref(&image_step),
+        );
         let to = vec![
             ToWorker::Start {
                 backend: BackendChoice::Auto,
@@ -323,9 +531,18 @@ mod tests {
             },
             ToWorker::Generate {
                 run: 1,
-                prompt: "a".into(),
-                settings,
+                job: Job::Text {
+                    prompt: "a".into(),
+                    settings: settings.clone(),
+                },
                 model: ModelSource::Hub("o/n".into()),
+            },
+            ToWorker::Generate {
+                run: 2,
+                job: Job::Ddpm {
+                    settings: image_settings.clone(),
+                },
+                model: ModelSource::Default,
             },
             ToWorker::Cancel { run: 1 },
         ];
@@ -348,7 +565,23 @@ mod tests {
                 load: 1,
                 model: LoadedModel {
                     name: "tiny".into(),
-                    spec,
+                    network: Network::Text(spec),
+                    parameters: 10,
+                    shape: "1 block".into(),
+                    load_seconds: x,
+                },
+            },
+            FromWorker::Loaded {
+                load: 2,
+                model: LoadedModel {
+                    name: "digits".into(),
+                    network: Network::Ddpm {
+                        spec: image_spec.clone(),
+                        classifier: Some(ClassifierStatus::Failed {
+                            name: "../c".into(),
+                            message: "404".into(),
+                        }),
+                    },
                     parameters: 10,
                     shape: "1 block".into(),
                     load_seconds: x,
@@ -356,20 +589,43 @@ mod tests {
             },
             FromWorker::Started {
                 run: 1,
-                mask_id: 7,
-                prompt_ids: vec![1],
-                canvas: vec![1, 7],
-                vocab: vec![(1, "a".into())],
+                opening: Opening::Text {
+                    mask_id: 7,
+                    prompt_ids: vec![1],
+                    canvas: vec![1, 7],
+                    vocab: vec![(1, "a".into())],
+                },
+            },
+            FromWorker::Started {
+                run: 2,
+                opening: Opening::Ddpm {
+                    side: 1,
+                    count: 1,
+                    x: vec![x as f32],
+                    steps: 2,
+                },
             },
             FromWorker::Step {
                 run: 1,
-                step,
-                vocab: vec![(2, "b".into())],
+                step: RunStep::Text {
+                    step,
+                    vocab: vec![(2, "b".into())],
+                },
+                elapsed_ms: x,
+            },
+            FromWorker::Step {
+                run: 2,
+                step: RunStep::Ddpm(image_step),
                 elapsed_ms: x,
             },
             FromWorker::Done {
                 run: 1,
-                trajectory: Box::new(trajectory),
+                trajectory: Box::new(AnyTrajectory::Text(trajectory)),
+                elapsed_ms: x,
+            },
+            FromWorker::Done {
+                run: 2,
+                trajectory: Box::new(AnyTrajectory::Ddpm(image_trajectory)),
                 elapsed_ms: x,
             },
             FromWorker::Cancelled { run: 1 },
@@ -379,6 +635,7 @@ mod tests {
                 stage: "generate".into(),
                 message: "the GPU failed".into(),
                 device_fault: true,
+                knob: Some("steps".into()),
             },
         ];
         (to, from)

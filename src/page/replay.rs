@@ -37,6 +37,54 @@ pub struct Cell {
     pub in_block: bool,
 }
 
+/// A lane's steps, in its family's terms.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// Tokens.
+    Text(Replay),
+    /// Images.
+    Ddpm(super::images::ImageReplay),
+}
+
+impl Record {
+    /// An empty record for a run of `family`, before its opening arrives.
+    pub fn empty(family: crate::config::Family) -> Self {
+        match family {
+            crate::config::Family::Text => Record::Text(Replay::default()),
+            crate::config::Family::Ddpm => Record::Ddpm(Default::default()),
+        }
+    }
+
+    /// Steps so far.
+    pub fn len(&self) -> usize {
+        match self {
+            Record::Text(r) => r.len(),
+            Record::Ddpm(r) => r.len(),
+        }
+    }
+
+    /// Whether no step has arrived.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The token replay, for a text run.
+    pub fn text(&self) -> Option<&Replay> {
+        match self {
+            Record::Text(r) => Some(r),
+            Record::Ddpm(_) => None,
+        }
+    }
+
+    /// The image replay, for an image run.
+    pub fn images(&self) -> Option<&super::images::ImageReplay> {
+        match self {
+            Record::Ddpm(r) => Some(r),
+            Record::Text(_) => None,
+        }
+    }
+}
+
 /// The steps of one run and what they imply.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Replay {

@@ -8,11 +8,13 @@
 //! native tests below drive every path the page takes.
 
 use crate::backend::BackendKind;
-use crate::sampler::{Knob, KnobValue, Settings};
-use crate::trajectory::Trajectory;
+use crate::sampler::image::Guidance;
+use crate::sampler::{Knob, KnobValue};
+use crate::trajectory::AnyTrajectory;
 
-use super::protocol::{FromWorker, LoadedModel, ToWorker};
-use super::replay::Replay;
+use super::images::ImageReplay;
+use super::protocol::{FromWorker, Job, LoadedModel, Opening, RunStep, ToWorker};
+use super::replay::{Record, Replay};
 use super::source::ModelSource;
 use super::state::{BackendChoice, PageState};
 
@@ -101,10 +103,8 @@ impl RunStatus {
 pub struct Lane {
     /// The worker's run id (0 for imported runs).
     pub id: u32,
-    /// Its settings.
-    pub settings: Settings,
-    /// Its prompt.
-    pub prompt: String,
+    /// What it runs: a prompt and a text sampler, or an image chain.
+    pub job: Job,
     /// The model it runs on (resolved: a default becomes the shipped folder).
     pub model: String,
     /// Where that model comes from (to run the lane again).
@@ -113,44 +113,91 @@ pub struct Lane {
     /// (after WebGPU failed under it).
     pub to_send: bool,
     /// Steps so far.
-    pub replay: Replay,
+    pub record: Record,
     /// State.
     pub status: RunStatus,
     /// Milliseconds the worker has spent on it.
     pub elapsed_ms: f64,
     /// The finished record, for export.
-    pub trajectory: Option<Trajectory>,
+    pub trajectory: Option<AnyTrajectory>,
 }
 
 impl Lane {
     /// A short label: sampler and its main knobs.
     pub fn label(&self) -> String {
-        let s = &self.settings;
-        let mut label = s.sampler().name().to_string();
-        if let Some(steps) = s.steps() {
-            label.push_str(&format!(" · {steps} steps"));
+        match &self.job {
+            Job::Text { settings: s, .. } => {
+                let mut label = s.sampler().name().to_string();
+                if let Some(steps) = s.steps() {
+                    label.push_str(&format!(" · {steps} steps"));
+                }
+                if s.get(Knob::FirstHitting) == Some(KnobValue::Flag(true)) {
+                    label.push_str(" · first-hitting");
+                }
+                label
+            }
+            Job::Ddpm { settings: s } => {
+                let mut label = s.name().to_string();
+                if let Some(KnobValue::Number(n)) = s.get(Knob::Steps) {
+                    label.push_str(&format!(" · {n} steps"));
+                }
+                let c = s.condition();
+                match c.class {
+                    Some(y) => label.push_str(&format!(" · class {y}")),
+                    None => label.push_str(" · any class"),
+                }
+                match c.guidance {
+                    Guidance::None => {}
+                    Guidance::Free { scale } => label.push_str(&format!(" · cfg {scale}")),
+                    Guidance::Classifier { scale } => {
+                        label.push_str(&format!(" · classifier {scale}"))
+                    }
+                }
+                label
+            }
         }
-        if s.get(Knob::FirstHitting) == Some(KnobValue::Flag(true)) {
-            label.push_str(" · first-hitting");
-        }
-        label
     }
 
-    /// Committed tokens per second of model time up to step `at`.
+    /// The token replay, for a text lane.
+    pub fn text(&self) -> Option<&Replay> {
+        self.record.text()
+    }
+
+    /// The image replay, for an image lane.
+    pub fn images(&self) -> Option<&ImageReplay> {
+        self.record.images()
+    }
+
+    /// Committed tokens per second of model time up to step `at` (text lanes).
     pub fn tokens_per_second(&self, at: usize) -> Option<f64> {
-        let n = self.replay.committed_through(at);
+        let n = self.text()?.committed_through(at);
+        let ms = self.step_ms(at)?;
+        (ms > 0.0).then(|| n as f64 * 1000.0 / ms)
+    }
+
+    /// Steps per second of model time up to step `at`.
+    pub fn steps_per_second(&self, at: usize) -> Option<f64> {
+        let n = at.min(self.record.len().checked_sub(1)?) + 1;
         let ms = self.step_ms(at)?;
         (ms > 0.0).then(|| n as f64 * 1000.0 / ms)
     }
 
     fn step_ms(&self, at: usize) -> Option<f64> {
-        let last = self.replay.len().checked_sub(1)?;
+        let last = self.record.len().checked_sub(1)?;
         if at >= last {
             Some(self.elapsed_ms)
         } else {
             Some(self.elapsed_ms * (at + 1) as f64 / (last + 1) as f64)
         }
     }
+}
+
+/// The page's label of the knob a link calls `key`.
+fn knob_label(key: &str) -> Option<&'static str> {
+    crate::sampler::KNOBS
+        .iter()
+        .find(|k| k.key == key)
+        .map(|k| k.label)
 }
 
 /// What the shell must do after a transition.
@@ -224,7 +271,7 @@ impl Session {
 
     /// Longest lane, in steps.
     pub fn max_steps(&self) -> usize {
-        self.lanes.iter().map(|l| l.replay.len()).max().unwrap_or(0)
+        self.lanes.iter().map(|l| l.record.len()).max().unwrap_or(0)
     }
 
     /// Why WebGPU failed under this page, if it did.
@@ -258,9 +305,10 @@ impl Session {
         self.worker = WorkerStatus::Failed(why);
     }
 
-    /// Asks the worker for a model (the default: the one trained for the current sampler).
+    /// Asks the worker for a model (the default: the one shipped for the first run's family and
+    /// sampler).
     pub fn load_model(&mut self, source: ModelSource, state: &PageState) -> Vec<Command> {
-        let source = source.for_sampler(state.settings.sampler());
+        let source = source.for_job(&state.job());
         self.loading = Some(source.clone());
         self.load_id += 1;
         self.model = ModelStatus::Loading {
@@ -282,10 +330,11 @@ impl Session {
         }]
     }
 
-    /// Loads the model the first run's sampler needs when that changed: on the default models,
-    /// switching from `bd3` to `ar` swaps the block-diffusion model for the autoregressive one.
+    /// Loads the model the first run needs when that changed: on the default models, switching
+    /// from `bd3` to `ar` swaps the block-diffusion model for the autoregressive one, and
+    /// switching to the digits loads the DDPM model.
     pub fn follow_sampler(&mut self, state: &PageState) -> Vec<Command> {
-        let wanted = state.model.for_sampler(state.settings.sampler());
+        let wanted = state.model.for_job(&state.job());
         match &self.loading {
             Some(current) if *current != wanted => self.load_model(state.model.clone(), state),
             _ => Vec::new(),
@@ -296,24 +345,18 @@ impl Session {
     /// first run's seed.
     pub fn run(&mut self, state: &PageState) -> Vec<Command> {
         let mut effects = self.cancel();
-        let mut runs = vec![state.settings.clone()];
-        if let Some(b) = &state.race {
-            let mut b = b.clone();
-            b.draw_mut().seed = state.settings.seed();
-            runs.push(b);
-        }
-        self.lanes = runs
+        self.lanes = state
+            .jobs()
             .into_iter()
-            .map(|settings| {
-                let source = state.model.for_sampler(settings.sampler());
+            .map(|job| {
+                let source = state.model.for_job(&job);
                 Lane {
                     id: 0,
-                    prompt: state.prompt.clone(),
                     model: source.to_string(),
                     source,
-                    settings,
+                    record: Record::empty(job.family()),
+                    job,
                     to_send: true,
-                    replay: Replay::default(),
                     status: RunStatus::Queued,
                     elapsed_ms: 0.0,
                     trajectory: None,
@@ -333,8 +376,7 @@ impl Session {
             l.to_send = false;
             effects.push(Command::Send(ToWorker::Generate {
                 run: l.id,
-                prompt: l.prompt.clone(),
-                settings: l.settings.clone(),
+                job: l.job.clone(),
                 model: l.source.clone(),
             }));
         }
@@ -352,16 +394,30 @@ impl Session {
     }
 
     /// Shows a recorded run (no model needed).
-    pub fn import(&mut self, t: Trajectory) -> Vec<Command> {
+    pub fn import(&mut self, t: AnyTrajectory) -> Vec<Command> {
         let mut effects = self.cancel();
+        let (job, record) = match &t {
+            AnyTrajectory::Text(t) => (
+                Job::Text {
+                    prompt: t.prompt.clone(),
+                    settings: t.settings.clone(),
+                },
+                Record::Text(Replay::from_trajectory(t)),
+            ),
+            AnyTrajectory::Ddpm(t) => (
+                Job::Ddpm {
+                    settings: t.settings.clone(),
+                },
+                Record::Ddpm(ImageReplay::from_trajectory(t)),
+            ),
+        };
         self.lanes = vec![Lane {
             id: 0,
-            settings: t.settings.clone(),
-            prompt: t.prompt.clone(),
-            model: t.model.name.clone(),
+            job,
+            model: t.model_name().to_owned(),
             source: ModelSource::Default,
             to_send: false,
-            replay: Replay::from_trajectory(&t),
+            record,
             status: RunStatus::Imported,
             elapsed_ms: 0.0,
             trajectory: Some(t),
@@ -435,7 +491,7 @@ impl Session {
         let effects = self.restart(state);
         for l in self.lanes.iter_mut().filter(|l| again.contains(&l.id)) {
             l.status = RunStatus::Queued;
-            l.replay = Replay::default();
+            l.record = Record::empty(l.job.family());
             l.elapsed_ms = 0.0;
             l.to_send = true;
         }
@@ -490,29 +546,45 @@ impl Session {
                     return self.run(state);
                 }
             }
-            FromWorker::Started {
-                run,
-                mask_id,
-                prompt_ids,
-                canvas,
-                vocab,
-            } => self.lane_mut(run, |l| {
-                l.replay = Replay::new(prompt_ids, canvas, mask_id);
-                l.replay.add_vocab(vocab);
+            FromWorker::Started { run, opening } => self.lane_mut(run, |l| {
+                l.record = match opening {
+                    Opening::Text {
+                        mask_id,
+                        prompt_ids,
+                        canvas,
+                        vocab,
+                    } => {
+                        let mut replay = Replay::new(prompt_ids, canvas, mask_id);
+                        replay.add_vocab(vocab);
+                        Record::Text(replay)
+                    }
+                    Opening::Ddpm {
+                        side,
+                        count,
+                        x,
+                        steps,
+                    } => Record::Ddpm(ImageReplay::new(side, count, x, steps)),
+                };
                 l.status = RunStatus::Running;
             }),
             FromWorker::Step {
                 run,
                 step,
-                vocab,
                 elapsed_ms,
             } => {
-                let first = step.index == 0;
+                let first = step.index() == 0;
                 let mut known = false;
                 self.lane_mut(run, |l| {
                     known = true;
-                    l.replay.add_vocab(vocab);
-                    l.replay.push(step);
+                    match (&mut l.record, step) {
+                        (Record::Text(r), RunStep::Text { step, vocab }) => {
+                            r.add_vocab(vocab);
+                            r.push(step);
+                        }
+                        (Record::Ddpm(r), RunStep::Ddpm(step)) => r.push(step),
+                        // A step of the other family cannot come from this run's worker.
+                        _ => {}
+                    }
                     l.elapsed_ms = elapsed_ms;
                 });
                 if known {
@@ -542,8 +614,15 @@ impl Session {
             FromWorker::Failed {
                 run: Some(run),
                 message,
+                knob,
                 ..
-            } => self.lane_mut(run, |l| l.status = RunStatus::Failed(message)),
+            } => {
+                let message = match knob.as_deref().and_then(knob_label) {
+                    Some(label) => format!("{message} — change “{label}” above"),
+                    None => message,
+                };
+                self.lane_mut(run, |l| l.status = RunStatus::Failed(message))
+            }
             FromWorker::Failed {
                 load: Some(_),
                 message,
@@ -568,7 +647,8 @@ impl Session {
 mod tests {
     use super::*;
     use crate::config::Attention;
-    use crate::sampler::{ModelSpec, SamplerKind, Step};
+    use crate::page::protocol::Network;
+    use crate::sampler::{ModelSpec, SamplerKind, Settings, Step};
 
     fn state(query: &str) -> PageState {
         PageState::from_query(query).0
@@ -579,14 +659,14 @@ mod tests {
             load,
             model: LoadedModel {
                 name: "m".into(),
-                spec: ModelSpec {
+                network: Network::Text(ModelSpec {
                     vocab_size: 8,
                     model_length: 64,
                     mask_id: 7,
                     eos_id: None,
                     attention: Attention::Bidirectional,
                     time_conditioning: false,
-                },
+                }),
                 parameters: 1,
                 shape: "tiny".into(),
                 load_seconds: 0.1,
@@ -606,16 +686,18 @@ mod tests {
     fn step(run: u32, index: usize) -> FromWorker {
         FromWorker::Step {
             run,
-            step: Step {
-                index,
-                model_calls: index + 1,
-                commits: Vec::new(),
-                canvas: vec![1, 7],
-                masked: vec![false, true],
-                block: [1, 2],
-                candidates: Vec::new(),
+            step: RunStep::Text {
+                step: Step {
+                    index,
+                    model_calls: index + 1,
+                    commits: Vec::new(),
+                    canvas: vec![1, 7],
+                    masked: vec![false, true],
+                    block: [1, 2],
+                    candidates: Vec::new(),
+                },
+                vocab: Vec::new(),
             },
-            vocab: Vec::new(),
             elapsed_ms: 1.0,
         }
     }
@@ -625,9 +707,11 @@ mod tests {
         effects
             .iter()
             .filter_map(|e| match e {
-                Command::Send(ToWorker::Generate { run, settings, .. }) => {
-                    Some((*run, settings.clone()))
-                }
+                Command::Send(ToWorker::Generate {
+                    run,
+                    job: Job::Text { settings, .. },
+                    ..
+                }) => Some((*run, settings.clone())),
                 _ => None,
             })
             .collect()
@@ -674,6 +758,7 @@ mod tests {
                 stage: "load".into(),
                 message: "404".into(),
                 device_fault: false,
+                knob: None,
             },
             &page,
         );
@@ -703,8 +788,8 @@ mod tests {
         );
         s.on_message(step(a, 1), &page);
         s.on_message(step(b, 0), &page);
-        assert_eq!(s.lanes[0].replay.len(), 2);
-        assert_eq!(s.lanes[1].replay.len(), 1);
+        assert_eq!(s.lanes[0].record.len(), 2);
+        assert_eq!(s.lanes[1].record.len(), 1);
         // A step of a run no lane has (cancelled and replaced) changes nothing.
         assert!(s.on_message(step(99, 0), &page).is_empty());
         assert!(s.busy());
@@ -732,6 +817,7 @@ mod tests {
                 stage: "generate".into(),
                 message: "the wgpu backend returned 4 non-finite logits at step 1\nmore".into(),
                 device_fault: true,
+                knob: None,
             },
             &page,
         );
@@ -740,7 +826,7 @@ mod tests {
         assert!(
             s.lanes
                 .iter()
-                .all(|l| l.status == RunStatus::Queued && l.replay.is_empty())
+                .all(|l| l.status == RunStatus::Queued && l.record.is_empty())
         );
         // The CPU worker comes up: the badge's reason names WebGPU's failure, first line only.
         s.on_message(ready(BackendKind::Cpu), &page);
@@ -775,6 +861,7 @@ mod tests {
                 stage: "generate".into(),
                 message: "the cpu backend returned 4 non-finite logits".into(),
                 device_fault: false,
+                knob: None,
             },
             &page,
         );
@@ -824,5 +911,168 @@ mod tests {
             &effects[..],
             [Command::SendWithDropped(ToWorker::Load { .. })]
         ));
+    }
+
+    fn digits_loaded(load: u32) -> FromWorker {
+        use crate::page::protocol::ClassifierStatus;
+        FromWorker::Loaded {
+            load,
+            model: LoadedModel {
+                name: "./models/default/ddpm/".into(),
+                network: Network::Ddpm {
+                    spec: crate::network::ImageSpec {
+                        side: 2,
+                        classes: 10,
+                        diffusion_steps: 10,
+                        beta_schedule: crate::sampler::gaussian::BetaSchedule::Linear,
+                    },
+                    classifier: Some(ClassifierStatus::Loaded {
+                        name: "./models/default/ddpm-classifier/".into(),
+                        classes: 10,
+                    }),
+                },
+                parameters: 1,
+                shape: "tiny".into(),
+                load_seconds: 0.1,
+            },
+        }
+    }
+
+    fn image_step(run: u32, index: usize) -> FromWorker {
+        FromWorker::Step {
+            run,
+            step: RunStep::Ddpm(crate::sampler::image::ImageStep {
+                index,
+                model_calls: index + 1,
+                t: 9 - index,
+                noise_level: 0.5,
+                x: vec![0.25; 4],
+                x0: vec![1.0; 4],
+                class_prob: Some(vec![0.5]),
+            }),
+            elapsed_ms: 2.0 * (index + 1) as f64,
+        }
+    }
+
+    #[test]
+    fn a_digits_link_loads_the_digits_model_and_races_two_guidances_on_one_seed() {
+        let page = state("family=ddpm&class=7&classifier_scale=3&seed=1&b.sampler=ddim&b.cfg=2");
+        let mut s = Session::default();
+        let effects = s.restart(&page);
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Command::Send(ToWorker::Load { source: ModelSource::Url(u), .. }) if u.ends_with("/default/ddpm/")
+        )));
+        s.on_message(digits_loaded(1), &page);
+        let jobs: Vec<(u32, Job)> = s
+            .run(&page)
+            .into_iter()
+            .filter_map(|e| match e {
+                Command::Send(ToWorker::Generate { run, job, .. }) => Some((run, job)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(jobs.len(), 2);
+        let guidance: Vec<Guidance> = jobs
+            .iter()
+            .map(|(_, j)| j.images().unwrap().condition().guidance)
+            .collect();
+        assert_eq!(
+            guidance,
+            [
+                Guidance::Classifier { scale: 3.0 },
+                Guidance::Free { scale: 2.0 }
+            ]
+        );
+        assert!(
+            jobs.iter()
+                .all(|(_, j)| j.seed() == 1 && j.images().unwrap().condition().class == Some(7))
+        );
+        assert_eq!(
+            s.lanes[0].label(),
+            "ddim · 50 steps · class 7 · classifier 3"
+        );
+        // The opening and the steps land in their lane's image record.
+        let a = jobs[0].0;
+        s.on_message(
+            FromWorker::Started {
+                run: a,
+                opening: Opening::Ddpm {
+                    side: 2,
+                    count: 1,
+                    x: vec![0.0; 4],
+                    steps: 50,
+                },
+            },
+            &page,
+        );
+        assert_eq!(s.lanes[0].status, RunStatus::Running);
+        assert_eq!(
+            s.on_message(image_step(a, 0), &page),
+            vec![Command::Stepped { first: true }]
+        );
+        s.on_message(image_step(a, 1), &page);
+        let images = s.lanes[0].images().expect("an image lane");
+        assert_eq!((images.len(), images.total()), (2, 50));
+        assert_eq!(images.class_prob_series(), &[Some(0.5), Some(0.5)]);
+        assert!(s.lanes[0].text().is_none());
+        assert_eq!(s.lanes[0].steps_per_second(1), Some(500.0));
+        // A text step sent to an image lane changes nothing.
+        s.on_message(step(a, 2), &page);
+        assert_eq!(s.lanes[0].record.len(), 2);
+        // Settings the model refuses: the core's message, and the control to change named.
+        let b = jobs[1].0;
+        let e = crate::sampler::SettingsError::NoSuchClass {
+            class: 7,
+            classes: 5,
+        };
+        s.on_message(
+            FromWorker::Failed {
+                run: Some(b),
+                load: None,
+                stage: "generate".into(),
+                message: e.to_string(),
+                device_fault: false,
+                knob: e.fix().map(|f| f.knob.key().to_owned()),
+            },
+            &page,
+        );
+        assert_eq!(
+            s.lanes[1].status,
+            RunStatus::Failed(
+                "class 7 is not one of the model's 5 classes — change “class” above".into()
+            )
+        );
+    }
+
+    #[test]
+    fn an_imported_image_trajectory_replays_without_a_model() {
+        use crate::trajectory::images::ImageTrajectory;
+        let settings = crate::sampler::image::ImageSettings::defaults(
+            crate::sampler::image::ImageSampler::Ddim,
+        );
+        let spec = crate::network::ImageSpec {
+            side: 2,
+            classes: 10,
+            diffusion_steps: 10,
+            beta_schedule: crate::sampler::gaussian::BetaSchedule::Linear,
+        };
+        let steps: Vec<_> = (0..3)
+            .map(|i| match image_step(0, i) {
+                FromWorker::Step {
+                    step: RunStep::Ddpm(s),
+                    ..
+                } => s,
+                _ => unreachable!(),
+            })
+            .collect();
+        let t = ImageTrajectory::new("digits", &spec, None, settings.clone(), &steps);
+        let mut s = Session::default();
+        let effects = s.import(AnyTrajectory::Ddpm(t));
+        assert_eq!(effects, vec![Command::Play]);
+        assert_eq!(s.lanes[0].status, RunStatus::Imported);
+        assert_eq!(s.lanes[0].job, Job::Ddpm { settings });
+        assert_eq!(s.lanes[0].images().map(ImageReplay::len), Some(3));
+        assert_eq!(s.max_steps(), 3);
     }
 }

@@ -9,6 +9,8 @@ use std::fmt;
 use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::sampler::SamplerKind;
 
+use super::protocol::Job;
+
 /// The tokenizer a GPT-2-based checkpoint falls back to when its folder has none.
 pub const GPT2_TOKENIZER_URL: &str =
     "https://huggingface.co/openai-community/gpt2/resolve/main/tokenizer.json";
@@ -48,6 +50,10 @@ pub const TRAINED_MODELS: [TrainedModel; 3] = [
         serves: &[SamplerKind::Ar],
     },
 ];
+
+/// The shipped digits model (Gaussian diffusion, class-conditional); its config names the noisy
+/// classifier beside it (`../ddpm-classifier`).
+pub const DIGITS_MODEL_DIR: &str = "./models/default/ddpm/";
 
 /// The shipped model a sampler runs on when the page's model is [`ModelSource::Default`].
 pub fn trained_for(sampler: SamplerKind) -> &'static TrainedModel {
@@ -131,6 +137,77 @@ impl ModelSource {
         match self {
             Self::Default => Self::Url(trained_for(sampler).dir.into()),
             other => other.clone(),
+        }
+    }
+
+    /// The model `job` runs on: the shipped model of its family (for text, of its sampler) when
+    /// this is [`ModelSource::Default`], else this very source.
+    pub fn for_job(&self, job: &Job) -> ModelSource {
+        match (self, job) {
+            (_, Job::Text { settings, .. }) => self.for_sampler(settings.sampler()),
+            (Self::Default, Job::Ddpm { .. }) => Self::Url(DIGITS_MODEL_DIR.into()),
+            (other, Job::Ddpm { .. }) => other.clone(),
+        }
+    }
+
+    /// The folder a config names relative to this one (a digits model's `classifier`): a
+    /// sibling folder on the same site, or for a Hugging Face repo `../name` as the same owner's
+    /// repo. `None` for dropped files and for paths that leave the site or the owner.
+    pub fn beside(&self, relative: &str) -> Option<ModelSource> {
+        let relative = relative.trim().trim_end_matches('/');
+        if relative.is_empty()
+            || relative
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return None;
+        }
+        if relative.starts_with("https://") || relative.starts_with("http://") {
+            return Some(Self::Url(format!("{relative}/")));
+        }
+        match self {
+            Self::Default | Self::Files(_) => None,
+            Self::Hub(id) => {
+                let (owner, _) = id.split_once('/')?;
+                let name = relative.strip_prefix("../")?;
+                Self::parse(&format!("{owner}/{name}")).ok()
+            }
+            Self::Url(_) if relative.starts_with('/') => Some(Self::Url(format!("{relative}/"))),
+            Self::Url(dir) => {
+                // Resolve `..` and `.` against the folder, keeping its scheme and host.
+                let (root, path) = match dir.find("://") {
+                    Some(i) => {
+                        let after = i + 3;
+                        let host_end = dir[after..].find('/').map_or(dir.len(), |j| after + j);
+                        (&dir[..host_end], &dir[host_end..])
+                    }
+                    None => ("", dir.as_str()),
+                };
+                let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+                for part in relative.split('/') {
+                    match part {
+                        "" | "." => {}
+                        ".." => match parts.last() {
+                            Some(&"..") | None => {
+                                if !root.is_empty() {
+                                    return None;
+                                }
+                                parts.push("..")
+                            }
+                            Some(&".") => {
+                                parts.pop();
+                                parts.push("..")
+                            }
+                            Some(_) => {
+                                parts.pop();
+                            }
+                        },
+                        p => parts.push(p),
+                    }
+                }
+                let lead = if path.starts_with('/') { "/" } else { "" };
+                Some(Self::Url(format!("{root}{lead}{}/", parts.join("/"))))
+            }
         }
     }
 
@@ -264,6 +341,49 @@ mod tests {
         );
         let hub = ModelSource::Hub("owner/name".into());
         assert_eq!(hub.for_sampler(SamplerKind::Ar), hub);
+    }
+
+    #[test]
+    fn the_digits_model_and_the_classifier_it_names_are_shipped() {
+        let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+        let job = Job::Ddpm {
+            settings: crate::sampler::image::ImageSettings::defaults(
+                crate::sampler::image::ImageSampler::Ddim,
+            ),
+        };
+        let source = ModelSource::Default.for_job(&job);
+        assert_eq!(source, ModelSource::Url(DIGITS_MODEL_DIR.into()));
+        let config = std::fs::read(www.join(DIGITS_MODEL_DIR).join(CONFIG_FILE)).unwrap();
+        let config = crate::model::patch_dit::PatchDitConfig::from_json(&config).unwrap();
+        let named = config
+            .classifier
+            .expect("the digits model names its classifier");
+        let Some(ModelSource::Url(dir)) = source.beside(&named) else {
+            panic!("{named} does not resolve beside {source}");
+        };
+        assert_eq!(dir, "./models/default/ddpm-classifier/");
+        assert!(www.join(&dir).join(WEIGHTS_FILE).is_file(), "{dir}");
+    }
+
+    #[test]
+    fn folders_beside_a_source_resolve_like_relative_links() {
+        let url = |s: &str| Some(ModelSource::Url(s.into()));
+        let site = ModelSource::Url("https://h.example/a/b/".into());
+        assert_eq!(site.beside("../c"), url("https://h.example/a/c/"));
+        assert_eq!(site.beside("./c/"), url("https://h.example/a/b/c/"));
+        assert_eq!(site.beside("/x"), url("/x/"));
+        assert_eq!(site.beside("../../../x"), None, "it stays on the site");
+        assert_eq!(
+            ModelSource::Url("../m/".into()).beside("../../c"),
+            url("../../c/")
+        );
+        assert_eq!(
+            ModelSource::Hub("o/ddpm".into()).beside("../ddpm-classifier"),
+            Some(ModelSource::Hub("o/ddpm-classifier".into()))
+        );
+        assert_eq!(ModelSource::Hub("o/ddpm".into()).beside("c"), None);
+        assert_eq!(ModelSource::Files("m".into()).beside("../c"), None);
+        assert_eq!(site.beside(" "), None);
     }
 
     #[test]

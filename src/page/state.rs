@@ -1,5 +1,6 @@
-//! The page's whole state as a URL query: model, prompt, sampler, every knob, seed, race, autoplay,
-//! embed, theme, backend and playback speed. A shared link reproduces the run exactly (the seed
+//! The page's whole state as a URL query: the family (`family=ddpm` for the digits; text by
+//! default), model, prompt, sampler, every knob, seed, race, autoplay, embed, theme, backend and
+//! playback speed. A shared link reproduces the run exactly (the seed
 //! fixes every draw). Reading a query never fails: each bad value is reported with what is
 //! expected and the default is kept, so a half-broken link still opens a working page.
 
@@ -7,6 +8,11 @@ use crate::sampler::{
     KNOBS, Knob, KnobKind, KnobSpec, KnobValue, Remasking, SamplerKind, Settings,
 };
 
+use crate::config::Family;
+use crate::sampler::gaussian::Variance;
+use crate::sampler::image::{Guidance, ImageSampler, ImageSettings};
+
+use super::protocol::Job;
 use super::source::ModelSource;
 
 /// The prompt on a fresh page, for the default models (trained on Austen and the Bible).
@@ -53,6 +59,9 @@ impl Theme {
 /// Everything a link carries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageState {
+    /// What the page runs: text, or the digits of Gaussian diffusion. Each family keeps its
+    /// own settings below, so switching back finds them as they were.
+    pub family: Family,
     /// The model to load.
     pub model: ModelSource,
     /// The prompt (`[MASK]` in it infills).
@@ -61,6 +70,10 @@ pub struct PageState {
     pub settings: Settings,
     /// A second sampler raced against the first on the same prompt and seed.
     pub race: Option<Settings>,
+    /// The image chain, its class and guidance (family `ddpm`).
+    pub ddpm: ImageSettings,
+    /// A second chain or guidance raced against the first on the same seed.
+    pub ddpm_race: Option<ImageSettings>,
     /// Start the run as soon as the model is loaded.
     pub autoplay: bool,
     /// A minimal frame for blog posts: canvas, timeline and a run button.
@@ -78,10 +91,13 @@ pub struct PageState {
 impl Default for PageState {
     fn default() -> Self {
         Self {
+            family: Family::Text,
             model: ModelSource::Default,
             prompt: DEFAULT_PROMPT.into(),
             settings: Settings::defaults(SamplerKind::Bd3),
             race: None,
+            ddpm: ImageSettings::defaults(ImageSampler::Ddim),
+            ddpm_race: None,
             autoplay: false,
             embed: false,
             theme: Theme::Auto,
@@ -93,6 +109,65 @@ impl Default for PageState {
 }
 
 impl PageState {
+    /// The runs the page's Run button starts: the first, and the race's second on its seed.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs = match self.family {
+            Family::Text => std::iter::once(&self.settings)
+                .chain(&self.race)
+                .map(|settings| Job::Text {
+                    prompt: self.prompt.clone(),
+                    settings: settings.clone(),
+                })
+                .collect::<Vec<_>>(),
+            Family::Ddpm => std::iter::once(&self.ddpm)
+                .chain(&self.ddpm_race)
+                .map(|settings| Job::Ddpm {
+                    settings: settings.clone(),
+                })
+                .collect(),
+        };
+        let seed = self.seed();
+        jobs.iter_mut().for_each(|j| j.set_seed(seed));
+        jobs
+    }
+
+    /// The first run.
+    pub fn job(&self) -> Job {
+        self.jobs().swap_remove(0)
+    }
+
+    /// The seed of the page's family.
+    pub fn seed(&self) -> u64 {
+        match self.family {
+            Family::Text => self.settings.seed(),
+            Family::Ddpm => self.ddpm.seed(),
+        }
+    }
+
+    /// Sets the seed of the page's runs (both of a race).
+    pub fn set_seed(&mut self, seed: u64) {
+        match self.family {
+            Family::Text => {
+                for s in std::iter::once(&mut self.settings).chain(&mut self.race) {
+                    s.draw_mut().seed = seed;
+                }
+            }
+            Family::Ddpm => {
+                for s in std::iter::once(&mut self.ddpm).chain(&mut self.ddpm_race) {
+                    s.condition_mut().seed = seed;
+                }
+            }
+        }
+    }
+
+    /// Whether a race is on.
+    pub fn racing(&self) -> bool {
+        match self.family {
+            Family::Text => self.race.is_some(),
+            Family::Ddpm => self.ddpm_race.is_some(),
+        }
+    }
+
     /// Reads a query string (with or without its leading `?`). Returns the state and one message
     /// per value that was ignored.
     pub fn from_query(query: &str) -> (Self, Vec<String>) {
@@ -122,9 +197,25 @@ impl PageState {
                 state.prompt = v.to_owned();
             }
         }
-        state.settings = read_settings(&pairs, "", None, &mut errors)
-            .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
-        state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
+        if let Some(v) = get("family") {
+            match v {
+                "text" => state.family = Family::Text,
+                "ddpm" => state.family = Family::Ddpm,
+                other => errors.push(format!("family: expected text or ddpm, got `{other}`")),
+            }
+        }
+        match state.family {
+            Family::Text => {
+                state.settings = read_settings(&pairs, "", None, &mut errors)
+                    .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
+                state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
+            }
+            Family::Ddpm => {
+                state.ddpm = read_image_settings(&pairs, "", None, &mut errors)
+                    .unwrap_or_else(|| ImageSettings::defaults(ImageSampler::Ddim));
+                state.ddpm_race = read_image_settings(&pairs, "b.", Some(&state.ddpm), &mut errors);
+            }
+        }
         let mut flag = |key: &str, out: &mut bool| {
             if let Some(v) = get(key) {
                 match parse_bool(v) {
@@ -181,10 +272,21 @@ impl PageState {
             "model".into(),
             self.model.to_param().unwrap_or_else(|| "default".into()),
         ));
-        out.push(("prompt".into(), self.prompt.clone()));
-        write_settings(&mut out, "", &self.settings);
-        if let Some(b) = &self.race {
-            write_settings(&mut out, "b.", b);
+        match self.family {
+            Family::Text => {
+                out.push(("prompt".into(), self.prompt.clone()));
+                write_settings(&mut out, "", &self.settings);
+                if let Some(b) = &self.race {
+                    write_settings(&mut out, "b.", b);
+                }
+            }
+            Family::Ddpm => {
+                out.insert(0, ("family".into(), Family::Ddpm.name().into()));
+                write_image_settings(&mut out, "", &self.ddpm);
+                if let Some(b) = &self.ddpm_race {
+                    write_image_settings(&mut out, "b.", b);
+                }
+            }
         }
         if self.autoplay {
             out.push(("autoplay".into(), "1".into()));
@@ -233,6 +335,7 @@ fn parse_knob(spec: &KnobSpec, raw: &str) -> Option<KnobValue> {
         KnobKind::Whole { .. } | KnobKind::Real { .. } => KnobValue::Number(raw.parse().ok()?),
         KnobKind::Flag => KnobValue::Flag(parse_bool(raw)?),
         KnobKind::Remasking => KnobValue::Remasking(Remasking::from_name(raw)?),
+        KnobKind::Variance => KnobValue::Variance(Variance::from_name(raw)?),
     };
     spec.admits(value).then_some(value)
 }
@@ -243,6 +346,7 @@ fn write_knob(value: KnobValue) -> String {
         KnobValue::Number(x) => fmt_num(x),
         KnobValue::Flag(b) => (b as u8).to_string(),
         KnobValue::Remasking(r) => r.name().into(),
+        KnobValue::Variance(v) => v.name().into(),
         KnobValue::Off => "none".into(),
     }
 }
@@ -349,6 +453,98 @@ fn write_settings(out: &mut Vec<(String, String)>, prefix: &str, s: &Settings) {
     }
 }
 
+/// Reads one image run's settings under `prefix` through [`KNOBS`]; `None` when the prefix names
+/// no chain (for the race: no race). The race starts from the first run's class and count and
+/// always runs on its seed; its guidance is its own. `cfg` and `classifier_scale` are one choice:
+/// a link giving both keeps the classifier's and says so.
+fn read_image_settings(
+    pairs: &[(String, String)],
+    prefix: &str,
+    first: Option<&ImageSettings>,
+    errors: &mut Vec<String>,
+) -> Option<ImageSettings> {
+    let get = |key: &str| {
+        let key = format!("{prefix}{key}");
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let sampler = match get("sampler") {
+        None if !prefix.is_empty() => return None,
+        None => ImageSampler::Ddim,
+        Some(v) => match ImageSampler::from_name(&v) {
+            Some(s) => s,
+            None => {
+                errors.push(format!(
+                    "{prefix}sampler: expected ddim or ddpm for the digits, got `{v}`"
+                ));
+                if prefix.is_empty() {
+                    ImageSampler::Ddim
+                } else {
+                    return None;
+                }
+            }
+        },
+    };
+    let mut s = ImageSettings::defaults(sampler);
+    if let Some(first) = first {
+        let c = s.condition_mut();
+        c.class = first.condition().class;
+        c.count = first.condition().count;
+    }
+    if get(Knob::ClassifierScale.key()).is_some()
+        && get(Knob::Cfg.key()).is_some_and(|w| w.trim() != "0")
+    {
+        errors.push(format!(
+            "{prefix}cfg: classifier-free and classifier guidance are one choice; {prefix}classifier_scale kept"
+        ));
+    }
+    for spec in &KNOBS {
+        if spec.knob == Knob::Seed && first.is_some() {
+            continue;
+        }
+        let Some(raw) = get(spec.key) else { continue };
+        let key = format!("{prefix}{}", spec.key);
+        let Some(value) = parse_knob(spec, &raw) else {
+            errors.push(format!("{key}: expected {}, got `{raw}`", spec.expected()));
+            continue;
+        };
+        if s.set(spec.knob, value).is_err() {
+            errors.push(format!(
+                "{key}: the {} sampler has no such setting; ignored",
+                sampler.name()
+            ));
+        }
+    }
+    if let Some(first) = first {
+        s.condition_mut().seed = first.seed();
+    }
+    Some(s)
+}
+
+/// Writes every knob the image run's chain has, through [`KNOBS`]: of the two guidance knobs
+/// only the one in use (the race leaves out the seed it shares).
+fn write_image_settings(out: &mut Vec<(String, String)>, prefix: &str, s: &ImageSettings) {
+    out.push((format!("{prefix}sampler"), s.sampler().name().into()));
+    let guidance = s.condition().guidance;
+    for spec in &KNOBS {
+        let skip = match spec.knob {
+            Knob::Seed => !prefix.is_empty(),
+            Knob::Cfg => !matches!(guidance, Guidance::Free { .. }),
+            Knob::ClassifierScale => !matches!(guidance, Guidance::Classifier { .. }),
+            _ => false,
+        };
+        if skip {
+            continue;
+        }
+        if let Some(value) = s.get(spec.knob) {
+            out.push((format!("{prefix}{}", spec.key), write_knob(value)));
+        }
+    }
+}
+
 /// Splits `a=1&b=x%20y` into decoded pairs (`+` is a space, as in forms).
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -409,6 +605,9 @@ mod tests {
     #[test]
     fn a_full_state_survives_the_round_trip_through_a_link() {
         let state = PageState {
+            family: Family::Text,
+            ddpm: ImageSettings::defaults(ImageSampler::Ddim),
+            ddpm_race: None,
             prompt: "a & b = [MASK] 100% <img src=x>\nnext line é".into(),
             model: ModelSource::Hub("kuleshov-group/mdlm-owt".into()),
             settings: Settings::Llada(LladaSettings {
@@ -599,5 +798,74 @@ mod tests {
         assert_eq!(decode_component("%FF"), "\u{FFFD}");
         let s = "∑ <&> ?=#";
         assert_eq!(decode_component(&encode_component(s)), s);
+    }
+
+    #[test]
+    fn a_digits_link_reads_its_family_chain_class_and_guidance() {
+        use crate::sampler::image::Guidance;
+        let (s, errors) = PageState::from_query("family=ddpm&class=7&classifier_scale=3&seed=1");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.family, Family::Ddpm);
+        let c = s.ddpm.condition();
+        assert_eq!(
+            (c.class, c.guidance, c.seed),
+            (Some(7), Guidance::Classifier { scale: 3.0 }, 1)
+        );
+        assert_eq!(s.ddpm.sampler(), ImageSampler::Ddim);
+        // The text settings are untouched, and the link it writes reads back the same.
+        assert_eq!(s.settings, PageState::default().settings);
+        let (back, errors) = PageState::from_query(&s.to_query());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(back, s);
+        let q = s.to_query();
+        assert!(q.starts_with("family=ddpm&"), "{q}");
+        assert!(!q.contains("prompt=") && !q.contains("cfg="), "{q}");
+    }
+
+    #[test]
+    fn a_digits_race_and_a_full_chain_survive_the_link() {
+        let mut state = PageState {
+            family: Family::Ddpm,
+            ..PageState::default()
+        };
+        state.ddpm = ImageSettings::defaults(ImageSampler::Ddpm);
+        state
+            .ddpm
+            .set(Knob::Variance, KnobValue::Variance(Variance::Posterior))
+            .unwrap();
+        state.ddpm.set(Knob::Class, KnobValue::Number(3.0)).unwrap();
+        state.ddpm.set(Knob::Count, KnobValue::Number(4.0)).unwrap();
+        state.ddpm.set(Knob::Cfg, KnobValue::Number(1.5)).unwrap();
+        state.set_seed(11);
+        let mut b = state.ddpm.switched(ImageSampler::Ddim);
+        b.set(Knob::Eta, KnobValue::Number(0.5)).unwrap();
+        b.set(Knob::Cfg, KnobValue::Number(0.0)).unwrap();
+        state.ddpm_race = Some(b);
+        let (back, errors) = PageState::from_query(&state.to_query());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(back, state);
+        assert_eq!(back.jobs().len(), 2);
+        assert!(back.jobs().iter().all(|j| j.seed() == 11));
+    }
+
+    #[test]
+    fn bad_digits_values_are_reported_and_the_defaults_kept() {
+        let (s, errors) = PageState::from_query(
+            "family=ddpm&sampler=llada&eta=2&class=x&temperature=1&cfg=2&classifier_scale=1&count=0",
+        );
+        let text = errors.join("\n");
+        for key in ["sampler", "eta", "class", "temperature", "cfg", "count"] {
+            assert!(text.contains(&format!("{key}:")), "{key} in {text}");
+        }
+        assert_eq!(s.ddpm.sampler(), ImageSampler::Ddim);
+        assert_eq!(s.ddpm.condition().class, None);
+        assert_eq!(s.ddpm.condition().count, 1);
+        assert!(matches!(
+            s.ddpm.condition().guidance,
+            crate::sampler::image::Guidance::Classifier { scale } if scale == 1.0
+        ));
+        let (s, errors) = PageState::from_query("family=images");
+        assert_eq!(s.family, Family::Text);
+        assert!(errors[0].starts_with("family:"), "{errors:?}");
     }
 }

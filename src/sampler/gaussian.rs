@@ -49,6 +49,24 @@ pub enum Variance {
     Posterior,
 }
 
+impl Variance {
+    /// Both, in the order the page offers them.
+    pub const ALL: [Variance; 2] = [Variance::Beta, Variance::Posterior];
+
+    /// The name in settings files, links and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variance::Beta => "beta",
+            Variance::Posterior => "posterior",
+        }
+    }
+
+    /// The variance called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
+
 /// A schedule's numbers, indexed by time `0..T`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {

@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::image_knobs::{DEFAULT_DDIM_STEPS, ImageSampler};
+
 use super::gaussian::{Schedule, Variance};
 use super::{SampleError, SettingsError};
 use crate::network::{ImageSpec, NoisePredictor, NoisyClassifier};
@@ -131,10 +133,13 @@ pub struct ImageStep {
     pub noise_level: f64,
     /// The images after this step (x at the next time; the samples after the last step),
     /// `[count · pixels]`.
+    #[serde(with = "crate::float_json::f32s")]
     pub x: Vec<f32>,
     /// x̂₀ predicted at this step, `[count · pixels]`.
+    #[serde(with = "crate::float_json::f32s")]
     pub x0: Vec<f32>,
     /// p_φ(y | x_t) of the target class for each image, when a classifier is at hand.
+    #[serde(with = "crate::float_json::option_f64s", default)]
     pub class_prob: Option<Vec<f64>>,
 }
 
@@ -167,6 +172,8 @@ impl ImageRun {
         spec: &ImageSpec,
         classifier_classes: Option<usize>,
     ) -> Result<Self, SettingsError> {
+        // Every range of the knob table (NaN and infinities included); then what the model decides.
+        settings.validate()?;
         let c = settings.condition();
         let range =
             |field: &'static str, value: String, expected: String| SettingsError::ImageKnob {
@@ -174,27 +181,8 @@ impl ImageRun {
                 value,
                 expected,
             };
-        if !(1..=MAX_IMAGES).contains(&c.count) {
-            return Err(range(
-                "count",
-                c.count.to_string(),
-                format!("1 to {MAX_IMAGES}"),
-            ));
-        }
-        match c.guidance {
-            Guidance::None => {}
-            Guidance::Classifier { scale } | Guidance::Free { scale } => {
-                if !(0.0..=MAX_GUIDANCE_SCALE).contains(&scale) {
-                    return Err(range(
-                        "guidance scale",
-                        scale.to_string(),
-                        format!("0 to {MAX_GUIDANCE_SCALE}"),
-                    ));
-                }
-                if c.class.is_none() {
-                    return Err(SettingsError::GuidanceNeedsClass);
-                }
-            }
+        if !matches!(c.guidance, Guidance::None) && c.class.is_none() {
+            return Err(SettingsError::GuidanceNeedsClass);
         }
         // Classifier guidance steers the unconditional prediction: the class is the
         // classifier's. Elsewhere it is the network's own.
@@ -214,16 +202,13 @@ impl ImageRun {
             .map_err(|e| range("diffusion_steps", e.0.to_string(), e.to_string()))?;
         let times = match settings {
             ImageSettings::Ddpm { .. } => (0..schedule.steps()).rev().collect(),
-            ImageSettings::Ddim { steps, eta, .. } => {
+            ImageSettings::Ddim { steps, .. } => {
                 if !(1..=schedule.steps()).contains(steps) {
                     return Err(range(
                         "steps",
                         steps.to_string(),
                         format!("1 to {} (the model's diffusion steps)", schedule.steps()),
                     ));
-                }
-                if !(0.0..=1.0).contains(eta) {
-                    return Err(range("eta", eta.to_string(), "0 to 1".into()));
                 }
                 schedule.respaced(*steps)
             }

@@ -17,6 +17,7 @@ pub mod ddim;
 pub mod ddpm;
 pub mod gaussian;
 pub mod image;
+mod image_knobs;
 pub mod llada;
 pub mod mdlm;
 pub mod probs;
@@ -127,10 +128,10 @@ pub enum CacheConflict {
 #[derive(Clone, Debug, PartialEq, Error)]
 pub enum SettingsError {
     /// A knob the sampler does not read.
-    #[error("the {} sampler has no {} setting (it belongs to {})", sampler.name(), knob.field(), users_of(*knob))]
+    #[error("the {sampler} sampler has no {} setting (it belongs to {})", knob.field(), users_of(*knob))]
     NoSuchKnob {
-        /// The sampler.
-        sampler: SamplerKind,
+        /// The sampler's name.
+        sampler: &'static str,
         /// The knob.
         knob: Knob,
     },
@@ -267,7 +268,7 @@ pub enum SettingsError {
 
 /// The samplers that have `knob`, for messages ("llada and bd3").
 fn users_of(knob: Knob) -> String {
-    let users: Vec<&str> = SamplerKind::ALL
+    let mut users: Vec<&str> = SamplerKind::ALL
         .iter()
         .filter(|&&s| {
             let mut settings = Settings::defaults(s);
@@ -277,7 +278,16 @@ fn users_of(knob: Knob) -> String {
         })
         .map(|s| s.name())
         .collect();
-    users.join(" and ")
+    users.extend(
+        image::ImageSampler::ALL
+            .iter()
+            .filter(|&&s| image::ImageSettings::defaults(s).has(knob))
+            .map(|s| s.name()),
+    );
+    match users.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => users.join(""),
+    }
 }
 
 /// What to change to get past a [`SettingsError`]: a knob, and its new value where one is
@@ -311,6 +321,15 @@ impl SettingsError {
             SettingsError::CacheUnsupported { .. } => {
                 fix(Knob::Cache, Some(KnobValue::Flag(false)))
             }
+            SettingsError::ImageKnob { field, .. } => KNOBS
+                .iter()
+                .find(|k| k.field == *field)
+                .and_then(|k| fix(k.knob, None)),
+            SettingsError::NoSuchClass { .. } | SettingsError::GuidanceNeedsClass => {
+                fix(Knob::Class, None)
+            }
+            SettingsError::NoClassifier => fix(Knob::ClassifierScale, Some(KnobValue::Off)),
+            SettingsError::UnconditionalModel => fix(Knob::Cfg, Some(KnobValue::Number(0.0))),
             _ => None,
         }
     }

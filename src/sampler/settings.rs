@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::gaussian::Variance;
 use super::{Remasking, SamplerKind, SettingsError};
 
 /// Steps accepted at most: MDLM samples with T ≫ L (its paper's longest schedule is T = 5000), and
@@ -29,6 +30,8 @@ pub const MAX_TEMPERATURE: f64 = 10.0;
 pub const MAX_CFG_SCALE: f64 = 100.0;
 /// Largest seed (2^53 − 1: exact in JavaScript numbers too, so a link carries it unchanged).
 pub const MAX_SEED: u64 = (1 << 53) - 1;
+/// Largest class id a link or a flag may name (the model's own count is checked at the run).
+pub const MAX_CLASS: usize = crate::limits::MAX_CLASSES - 1;
 
 /// How every sampler draws a token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -245,6 +248,16 @@ pub enum Knob {
     StopAtEos,
     /// Seed of every draw.
     Seed,
+    /// DDIM's η.
+    Eta,
+    /// DDPM's σ_t² choice.
+    Variance,
+    /// The class an image run draws.
+    Class,
+    /// Classifier guidance's scale s.
+    ClassifierScale,
+    /// Images drawn together.
+    Count,
 }
 
 /// What values a knob takes.
@@ -270,6 +283,8 @@ pub enum KnobKind {
     Flag,
     /// One of the remasking rules.
     Remasking,
+    /// One of DDPM's two variances.
+    Variance,
 }
 
 /// One knob's value.
@@ -281,6 +296,8 @@ pub enum KnobValue {
     Flag(bool),
     /// A remasking rule.
     Remasking(Remasking),
+    /// A reverse-step variance.
+    Variance(Variance),
     /// An optional knob switched off (`none` in links, an empty field on the page).
     Off,
 }
@@ -305,13 +322,13 @@ pub struct KnobSpec {
 }
 
 /// Every knob, in the order the page shows them.
-pub static KNOBS: [KnobSpec; 13] = [
+pub static KNOBS: [KnobSpec; 18] = [
     KnobSpec {
         knob: Knob::Steps,
         key: "steps",
         field: "steps",
         label: "steps",
-        help: "Denoising steps over the whole generation (LLaDA steps, MDLM T)",
+        help: "Denoising steps over the whole generation (LLaDA steps, MDLM T, DDIM's steps)",
         kind: KnobKind::Whole {
             min: 1,
             max: MAX_STEPS as u64,
@@ -454,6 +471,65 @@ pub static KNOBS: [KnobSpec; 13] = [
         },
         optional: false,
     },
+    KnobSpec {
+        knob: Knob::Eta,
+        key: "eta",
+        field: "eta",
+        label: "η",
+        help: "DDIM's η: 0 deterministic, 1 the variance of DDPM's posterior",
+        kind: KnobKind::Real {
+            min: 0.0,
+            max: 1.0,
+            step: 0.1,
+        },
+        optional: false,
+    },
+    KnobSpec {
+        knob: Knob::Variance,
+        key: "variance",
+        field: "variance",
+        label: "σ²",
+        help: "DDPM's step variance: beta (σ² = β_t) or posterior (σ² = β̃_t)",
+        kind: KnobKind::Variance,
+        optional: false,
+    },
+    KnobSpec {
+        knob: Knob::Class,
+        key: "class",
+        field: "class",
+        label: "class",
+        help: "The digit to draw (empty: any, unconditionally)",
+        kind: KnobKind::Whole {
+            min: 0,
+            max: MAX_CLASS as u64,
+        },
+        optional: true,
+    },
+    KnobSpec {
+        knob: Knob::ClassifierScale,
+        key: "classifier_scale",
+        field: "classifier_scale",
+        label: "classifier scale",
+        help: "Classifier guidance: the noisy classifier's gradient times s steers each step (empty: off)",
+        kind: KnobKind::Real {
+            min: 0.0,
+            max: super::image::MAX_GUIDANCE_SCALE,
+            step: 0.5,
+        },
+        optional: true,
+    },
+    KnobSpec {
+        knob: Knob::Count,
+        key: "count",
+        field: "count",
+        label: "images",
+        help: "Images drawn together, each from its own noise",
+        kind: KnobKind::Whole {
+            min: 1,
+            max: super::image::MAX_IMAGES as u64,
+        },
+        optional: false,
+    },
 ];
 
 impl Knob {
@@ -484,6 +560,7 @@ impl KnobSpec {
             (KnobKind::Real { min, max, .. }, KnobValue::Number(x)) => x >= min && x <= max,
             (KnobKind::Flag, KnobValue::Flag(_)) => true,
             (KnobKind::Remasking, KnobValue::Remasking(_)) => true,
+            (KnobKind::Variance, KnobValue::Variance(_)) => true,
             _ => false,
         }
     }
@@ -505,6 +582,9 @@ impl KnobSpec {
             KnobKind::Remasking => {
                 let names: Vec<&str> = Remasking::ALL.iter().map(|r| r.name()).collect();
                 format!("one of {}", names.join(", "))
+            }
+            KnobKind::Variance => {
+                format!("one of {}", Variance::ALL.map(Variance::name).join(", "))
             }
         }
     }
@@ -683,7 +763,10 @@ impl Settings {
             expected: spec.expected(),
         };
         if !self.has(knob) {
-            return Err(SettingsError::NoSuchKnob { sampler, knob });
+            return Err(SettingsError::NoSuchKnob {
+                sampler: sampler.name(),
+                knob,
+            });
         }
         if !spec.admits(value) {
             return Err(out_of_range());
@@ -786,11 +869,12 @@ impl Settings {
 }
 
 /// A value as a message shows it.
-fn describe(value: KnobValue) -> String {
+pub(crate) fn describe(value: KnobValue) -> String {
     match value {
         KnobValue::Number(x) => format!("{x}"),
         KnobValue::Flag(b) => format!("{}", b as u8),
         KnobValue::Remasking(r) => r.name().into(),
+        KnobValue::Variance(v) => v.name().into(),
         KnobValue::Off => "none".into(),
     }
 }

@@ -141,6 +141,9 @@ impl ImageTrajectory {
             crate::sampler::gaussian::MAX_STEPS,
         )
         .map_err(too_large)?;
+        self.settings
+            .validate()
+            .map_err(|e| TrajectoryError::Inconsistent(e.to_string()))?;
         let count = self.settings.condition().count;
         check("count", count, MAX_IMAGES).map_err(too_large)?;
         if self.steps.len() > m.diffusion_steps {

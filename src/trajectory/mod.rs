@@ -202,6 +202,52 @@ impl Trajectory {
     }
 }
 
+/// A run of any family: what the page exports, imports and replays. In messages it travels
+/// externally tagged (`{"text": …}`, `{"ddpm": …}`); as a file it is the family's own format,
+/// told apart by its `kind` ([`AnyTrajectory::from_json`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnyTrajectory {
+    /// Masked or autoregressive text.
+    Text(Trajectory),
+    /// Gaussian diffusion on images.
+    Ddpm(images::ImageTrajectory),
+}
+
+impl AnyTrajectory {
+    /// Reads and checks a trajectory file of any family and version this build reads.
+    pub fn from_json(text: &str) -> Result<Self, TrajectoryError> {
+        Ok(match kind_of(text)? {
+            Family::Text => AnyTrajectory::Text(Trajectory::from_json(text)?),
+            Family::Ddpm => AnyTrajectory::Ddpm(images::ImageTrajectory::from_json(text)?),
+        })
+    }
+
+    /// The file's text.
+    pub fn to_json(&self) -> String {
+        match self {
+            AnyTrajectory::Text(t) => t.to_json(),
+            AnyTrajectory::Ddpm(t) => t.to_json(),
+        }
+    }
+
+    /// Its family.
+    pub fn kind(&self) -> Family {
+        match self {
+            AnyTrajectory::Text(_) => Family::Text,
+            AnyTrajectory::Ddpm(_) => Family::Ddpm,
+        }
+    }
+
+    /// The model's name.
+    pub fn model_name(&self) -> &str {
+        match self {
+            AnyTrajectory::Text(t) => &t.model.name,
+            AnyTrajectory::Ddpm(t) => &t.model.name,
+        }
+    }
+}
+
 /// The first fields of every version, read before the rest.
 #[derive(Deserialize)]
 struct Header {

@@ -7,13 +7,15 @@ use wasm_bindgen::JsCast;
 
 use crate::backend::BackendKind;
 use crate::browser::client::{ModelWorker, WorkerEvent};
+use crate::config::Family;
 use crate::page::session::{Command, Lane, ModelStatus, RunStatus, Session, WorkerStatus};
 use crate::page::source::ModelSource;
 use crate::page::state::PageState;
-use crate::trajectory::Trajectory;
+use crate::trajectory::AnyTrajectory;
 
 use super::canvas::{Inspector, TokenCanvas};
 use super::controls::{Controls, ModelPanel, SharePanel};
+use super::digits::{DigitsPlots, DigitsView, ForwardView};
 use super::plots::Plots;
 use super::timeline::Timeline;
 
@@ -180,15 +182,34 @@ impl Ctx {
         self.transition(|s, _| s.cancel());
     }
 
-    /// Shows a recorded run (no model needed), with its prompt and settings in the page's link.
-    pub fn import(&self, t: Trajectory) {
-        self.state.update(|s| {
-            s.prompt = t.prompt.clone();
-            s.settings = t.settings.clone();
-            s.race = None;
+    /// Shows a recorded run (no model needed), with its family, prompt and settings in the
+    /// page's link.
+    pub fn import(&self, t: AnyTrajectory) {
+        self.state.update(|s| match &t {
+            AnyTrajectory::Text(t) => {
+                s.family = Family::Text;
+                s.prompt = t.prompt.clone();
+                s.settings = t.settings.clone();
+                s.race = None;
+            }
+            AnyTrajectory::Ddpm(t) => {
+                s.family = Family::Ddpm;
+                s.ddpm = t.settings.clone();
+                s.ddpm_race = None;
+            }
         });
         self.follow_sampler();
         self.transition(|s, _| s.import(t));
+    }
+
+    /// Switches the page to `family`: its settings as they were, and its model.
+    pub fn switch_family(&self, family: Family) {
+        if self.state.with_untracked(|s| s.family) == family {
+            return;
+        }
+        self.cancel();
+        self.state.update(|s| s.family = family);
+        self.follow_sampler();
     }
 
     fn on_worker_event(&self, event: WorkerEvent) {
@@ -335,6 +356,9 @@ pub fn App() -> impl IntoView {
             </Show>
             <Lanes/>
             <Timeline/>
+            <Show when=move || !embed() && ctx.state.with(|s| s.family == Family::Ddpm)>
+                <ForwardView/>
+            </Show>
             <Show when=move || !embed()>
                 <div class="panels">
                     <ModelPanel/>
@@ -461,13 +485,14 @@ fn Lanes() -> impl IntoView {
 #[component]
 fn Placeholder() -> impl IntoView {
     let ctx = ctx();
+    let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
     view! {
         <div class="lane placeholder">
             <p>
-                {move || if ctx.model_ready() {
-                    "Press Run: the masks will resolve into text, step by step."
-                } else {
-                    "Loading the model…"
+                {move || match (ctx.model_ready(), digits()) {
+                    (false, _) => "Loading the model…",
+                    (true, false) => "Press Run: the masks will resolve into text, step by step.",
+                    (true, true) => "Press Run: a digit will emerge from the noise, step by step.",
                 }}
             </p>
         </div>
@@ -487,11 +512,12 @@ fn LaneView(lane: usize) -> impl IntoView {
             _ => None,
         })
     };
+    let family = move || ctx.lanes_with(|l| l.get(lane).map(|l| l.job.family()));
     let at = move || {
         let cursor = ctx.cursor.get();
         ctx.lanes_with(|l| {
             l.get(lane)
-                .map_or(0, |l| cursor.min(l.replay.len().saturating_sub(1)))
+                .map_or(0, |l| cursor.min(l.record.len().saturating_sub(1)))
         })
     };
     let counters = move || {
@@ -500,31 +526,56 @@ fn LaneView(lane: usize) -> impl IntoView {
             let Some(l) = lanes.get(lane) else {
                 return Vec::new();
             };
-            let step = l.replay.step(at);
-            let calls = step.map_or(0, |s| s.model_calls);
-            let masked = step.map_or(0, |s| s.masked.iter().filter(|&&m| m).count());
-            let tps = l
-                .tokens_per_second(at)
-                .map_or("–".into(), |t| format!("{t:.1}"));
-            vec![
-                (
-                    "step",
-                    format!(
-                        "{}/{}",
-                        if l.replay.is_empty() { 0 } else { at + 1 },
-                        l.replay.len()
-                    ),
+            let len = l.record.len();
+            let mut counters = vec![(
+                "step",
+                format!(
+                    "{}/{}",
+                    if len == 0 { 0 } else { at + 1 },
+                    match l.images() {
+                        Some(r) => r.total(),
+                        None => len,
+                    }
                 ),
-                ("model calls", calls.to_string()),
-                ("masked", masked.to_string()),
-                ("tokens/s", tps),
-            ]
+            )];
+            if let Some(r) = l.text() {
+                let step = r.step(at);
+                let calls = step.map_or(0, |s| s.model_calls);
+                let masked = step.map_or(0, |s| s.masked.iter().filter(|&&m| m).count());
+                let tps = l
+                    .tokens_per_second(at)
+                    .map_or("–".into(), |t| format!("{t:.1}"));
+                counters.extend([
+                    ("model calls", calls.to_string()),
+                    ("masked", masked.to_string()),
+                    ("tokens/s", tps),
+                ]);
+            }
+            if let Some(r) = l.images() {
+                let step = r.step(at);
+                counters.extend([
+                    ("t", step.map_or("–".into(), |s| s.t.to_string())),
+                    (
+                        "noise",
+                        step.map_or("–".into(), |s| format!("{:.3}", s.noise_level)),
+                    ),
+                    (
+                        "steps/s",
+                        l.steps_per_second(at)
+                            .map_or("–".into(), |t| format!("{t:.1}")),
+                    ),
+                ]);
+            }
+            counters
         })
     };
     let text = move || {
         ctx.lanes_with(|l| {
             l.get(lane)
-                .and_then(|l| l.trajectory.as_ref().map(|t| t.text.clone()))
+                .and_then(|l| match &l.trajectory {
+                    Some(AnyTrajectory::Text(t)) => Some(t.text.clone()),
+                    _ => None,
+                })
                 .unwrap_or_default()
         })
     };
@@ -535,22 +586,31 @@ fn LaneView(lane: usize) -> impl IntoView {
             l.get(lane).filter(|_| mixed).map(|l| l.model.clone())
         })
     };
+    let text_attr = move |f: &dyn Fn(&crate::page::Replay) -> String| {
+        ctx.lanes_with(|l| {
+            l.get(lane)
+                .and_then(|l| l.text())
+                .map(f)
+                .unwrap_or_default()
+        })
+    };
     view! {
         <article
             class="lane"
             data-testid="lane"
+            data-family=move || family().map_or("", |f| f.name())
             data-status=status
-            data-steps=move || ctx.lanes_with(|l| l.get(lane).map_or(0, |l| l.replay.len()))
-            data-masked=move || {
+            data-steps=move || ctx.lanes_with(|l| l.get(lane).map_or(0, |l| l.record.len()))
+            data-masked=move || text_attr(&|r| serde_json::to_string(&r.masked_series()).unwrap_or_default())
+            data-text=text
+            data-generated=move || text_attr(&|r| r.committed_through(usize::MAX).to_string())
+            data-samples=move || {
                 ctx.lanes_with(|l| {
                     l.get(lane)
-                        .map(|l| serde_json::to_string(&l.replay.masked_series()).unwrap_or_default())
+                        .filter(|l| l.status.is_final())
+                        .and_then(|l| l.images()?.samples().map(|x| serde_json::to_string(x).unwrap_or_default()))
                         .unwrap_or_default()
                 })
-            }
-            data-text=text
-            data-generated=move || {
-                ctx.lanes_with(|l| l.get(lane).map_or(0, |l| l.replay.committed_through(usize::MAX)))
             }
             data-elapsed-ms=move || ctx.lanes_with(|l| l.get(lane).map_or(0.0, |l| l.elapsed_ms))
         >
@@ -568,9 +628,19 @@ fn LaneView(lane: usize) -> impl IntoView {
                 </dl>
             </header>
             {move || error().map(|e| view! { <p class="notice error" data-testid="run-error">{e}</p> })}
-            <TokenCanvas lane/>
-            <Inspector lane/>
-            <Plots lane/>
+            {move || match family() {
+                Some(Family::Ddpm) => view! {
+                    <DigitsView lane/>
+                    <DigitsPlots lane/>
+                }
+                .into_any(),
+                _ => view! {
+                    <TokenCanvas lane/>
+                    <Inspector lane/>
+                    <Plots lane/>
+                }
+                .into_any(),
+            }}
         </article>
     }
 }

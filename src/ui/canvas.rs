@@ -37,7 +37,12 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
     let ctx = ctx();
     let cells = Memo::new(move |_| {
         let at = ctx.cursor.get();
-        ctx.lanes_with(|l| l.get(lane).map(|l| l.replay.cells(at)).unwrap_or_default())
+        ctx.lanes_with(|l| {
+            l.get(lane)
+                .and_then(|l| l.text())
+                .map(|r| r.cells(at))
+                .unwrap_or_default()
+        })
     });
     let select = move |pos: usize| ctx.selected.set(Some((lane, pos)));
     let on_key = move |ev: web_sys::KeyboardEvent| {
@@ -130,7 +135,7 @@ pub fn Inspector(lane: usize) -> impl IntoView {
         let (l, pos) = ctx.selected.get().filter(|(l, _)| *l == lane)?;
         let at = ctx.cursor.get();
         ctx.lanes_with(|lanes| {
-            let r = &lanes.get(l)?.replay;
+            let r = lanes.get(l)?.text()?;
             let cell = r.cells(at).into_iter().nth(pos)?;
             let head = format!("position {pos}");
             Some(match cell.state {

@@ -1,5 +1,6 @@
-//! Controls: the prompt and every knob of the chosen sampler, the race, the model source and
-//! backend, sharing and trajectory files.
+//! Controls: the family, the prompt and every knob of the chosen sampler (for the digits: chain,
+//! class and guidance), the race, the model source and backend, sharing, trajectory files and
+//! pictures.
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -7,12 +8,17 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
+use crate::config::Family;
+use crate::page::images::PictureKind;
+use crate::page::protocol::{ClassifierStatus, Network};
 use crate::page::source::{ModelSource, TRAINED_MODELS};
 use crate::page::state::{BackendChoice, PageState, Theme};
+use crate::sampler::gaussian::Variance;
+use crate::sampler::image::{Guidance, ImageSampler};
 use crate::sampler::{
     KNOBS, Knob, KnobKind, KnobSpec, KnobValue, Remasking, SamplerKind, Settings,
 };
-use crate::trajectory::Trajectory;
+use crate::trajectory::AnyTrajectory;
 
 use super::app::ctx;
 use crate::page::session::ModelStatus;
@@ -34,27 +40,43 @@ fn read(which: Which) -> impl Fn() -> Option<Settings> + Copy {
     }
 }
 
-fn edit(which: Which, f: impl FnOnce(&mut Settings)) {
-    ctx().state.update(|s| match which {
-        Which::A => f(&mut s.settings),
-        Which::B => {
-            if let Some(b) = &mut s.race {
-                f(b)
-            }
+/// `knob`'s value in the settings `which` of the page's family (`None`: that sampler has none).
+fn knob_value(which: Which, knob: Knob) -> Option<KnobValue> {
+    ctx().state.with(|s| match (s.family, which) {
+        (Family::Text, Which::A) => s.settings.get(knob),
+        (Family::Text, Which::B) => s.race.as_ref()?.get(knob),
+        (Family::Ddpm, Which::A) => s.ddpm.get(knob),
+        (Family::Ddpm, Which::B) => s.ddpm_race.as_ref()?.get(knob),
+    })
+}
+
+/// Sets `knob` in the settings `which` of the page's family, through the knob table; whether the
+/// value was taken.
+fn set_knob(which: Which, knob: Knob, value: KnobValue) -> bool {
+    let mut ok = false;
+    ctx().state.update(|s| {
+        ok = match (s.family, which) {
+            (Family::Text, Which::A) => s.settings.set(knob, value).is_ok(),
+            (Family::Text, Which::B) => s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok()),
+            (Family::Ddpm, Which::A) => s.ddpm.set(knob, value).is_ok(),
+            (Family::Ddpm, Which::B) => s
+                .ddpm_race
+                .as_mut()
+                .is_some_and(|b| b.set(knob, value).is_ok()),
         }
     });
+    ok
 }
 
 /// A number field for one knob of [`KNOBS`]: its range and step from the table, empty for an
 /// optional knob that is off; a value the table refuses marks the field invalid and changes nothing.
 fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
-    let settings = read(which);
     let (min, max, step) = match spec.kind {
         KnobKind::Whole { min, max } => (min as f64, max as f64, 1.0),
         KnobKind::Real { min, max, step } => (min, max, step),
         _ => (0.0, 0.0, 1.0),
     };
-    let value = move || match settings().and_then(|s| s.get(spec.knob)) {
+    let value = move || match knob_value(which, spec.knob) {
         Some(KnobValue::Number(x)) => x.to_string(),
         _ => String::new(),
     };
@@ -79,11 +101,7 @@ fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
                     } else {
                         raw.parse::<f64>().ok().map(KnobValue::Number)
                     };
-                    let ok = parsed.is_some_and(|v| {
-                        let mut ok = false;
-                        edit(which, |s| ok = s.set(spec.knob, v).is_ok());
-                        ok
-                    });
+                    let ok = parsed.is_some_and(|v| set_knob(which, spec.knob, v));
                     invalid.set(!ok);
                 }
             />
@@ -93,20 +111,14 @@ fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
 
 /// A checkbox for one on/off knob of [`KNOBS`].
 fn check_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
-    let settings = read(which);
     view! {
         <label class="knob check" title=spec.help>
             <input
                 type="checkbox"
                 data-knob=spec.key
-                prop:checked=move || {
-                    settings().and_then(|s| s.get(spec.knob)) == Some(KnobValue::Flag(true))
-                }
+                prop:checked=move || knob_value(which, spec.knob) == Some(KnobValue::Flag(true))
                 on:change=move |ev| {
-                    let on = event_target_checked(&ev);
-                    edit(which, |s| {
-                        let _ = s.set(spec.knob, KnobValue::Flag(on));
-                    });
+                    set_knob(which, spec.knob, KnobValue::Flag(event_target_checked(&ev)));
                 }
             />
             <span>{spec.label}</span>
@@ -114,34 +126,56 @@ fn check_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
     }
 }
 
-/// The remasking rule's choice.
-fn remasking_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
-    let settings = read(which);
+/// A choice among named values (the remasking rule, DDPM's variance).
+fn choice_knob(
+    which: Which,
+    spec: &'static KnobSpec,
+    options: Vec<(&'static str, KnobValue)>,
+) -> impl IntoView {
+    let picked = options.clone();
     view! {
         <label class="knob" title=spec.help>
             <span>{spec.label}</span>
             <select data-knob=spec.key on:change=move |ev| {
-                if let Some(r) = Remasking::from_name(&event_target_value(&ev)) {
-                    edit(which, |s| {
-                        let _ = s.set(spec.knob, KnobValue::Remasking(r));
-                    });
+                let name = event_target_value(&ev);
+                if let Some(&(_, v)) = picked.iter().find(|(n, _)| *n == name) {
+                    set_knob(which, spec.knob, v);
                 }
             }>
-                {Remasking::ALL
+                {options
                     .into_iter()
-                    .map(|r| view! {
-                        <option
-                            value=r.name()
-                            selected=move || {
-                                settings().and_then(|s| s.get(spec.knob)) == Some(KnobValue::Remasking(r))
-                            }
-                        >
-                            {r.name()}
+                    .map(|(name, v)| view! {
+                        <option value=name selected=move || knob_value(which, spec.knob) == Some(v)>
+                            {name}
                         </option>
                     })
                     .collect_view()}
             </select>
         </label>
+    }
+}
+
+/// The control of one knob, by its kind.
+fn knob_control(which: Which, spec: &'static KnobSpec) -> AnyView {
+    match spec.kind {
+        KnobKind::Flag => check_knob(which, spec).into_any(),
+        KnobKind::Remasking => choice_knob(
+            which,
+            spec,
+            Remasking::ALL
+                .map(|r| (r.name(), KnobValue::Remasking(r)))
+                .to_vec(),
+        )
+        .into_any(),
+        KnobKind::Variance => choice_knob(
+            which,
+            spec,
+            Variance::ALL
+                .map(|v| (v.name(), KnobValue::Variance(v)))
+                .to_vec(),
+        )
+        .into_any(),
+        KnobKind::Whole { .. } | KnobKind::Real { .. } => number_knob(which, spec).into_any(),
     }
 }
 
@@ -189,59 +223,242 @@ fn sampler_select(which: Which) -> impl IntoView {
 }
 
 /// The knobs of one run: every row of [`KNOBS`] its sampler has as its settings stand (the seed
-/// has its own row, shared by a race).
+/// has its own row, shared by a race; the digits' class and guidance have theirs).
 fn knobs(which: Which) -> impl IntoView {
-    let settings = read(which);
+    let ctx = ctx();
+    let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
     view! {
         <div class="knobs">
-            {sampler_select(which)}
+            {move || if digits() {
+                view! { {image_sampler_select(which)} {class_select(which)} {guidance_select(which)} }.into_any()
+            } else {
+                sampler_select(which).into_any()
+            }}
             {KNOBS
                 .iter()
-                .filter(|spec| spec.knob != Knob::Seed)
+                .filter(|spec| !matches!(spec.knob, Knob::Seed | Knob::Class | Knob::ClassifierScale))
                 .map(|spec| {
-                    let shown = move || settings().is_some_and(|s| s.has(spec.knob));
-                    let control = move || match spec.kind {
-                        KnobKind::Flag => check_knob(which, spec).into_any(),
-                        KnobKind::Remasking => remasking_knob(which, spec).into_any(),
-                        KnobKind::Whole { .. } | KnobKind::Real { .. } => {
-                            number_knob(which, spec).into_any()
-                        }
+                    // The digits' cfg is a scale of the guidance control.
+                    let shown = move || {
+                        knob_value(which, spec.knob).is_some()
+                            && !(digits() && spec.knob == Knob::Cfg)
                     };
-                    view! { <Show when=shown>{control}</Show> }
+                    view! { <Show when=shown>{move || knob_control(which, spec)}</Show> }
                 })
                 .collect_view()}
         </div>
     }
 }
 
-/// Prompt, knobs, seed, run and race.
+/// DDIM or DDPM.
+fn image_sampler_select(which: Which) -> impl IntoView {
+    let ctx = ctx();
+    let current = move || {
+        ctx.state.with(|s| match which {
+            Which::A => Some(s.ddpm.sampler()),
+            Which::B => s.ddpm_race.as_ref().map(|b| b.sampler()),
+        })
+    };
+    view! {
+        <label class="knob" title="DDIM: a few deterministic (η = 0) steps; DDPM: the ancestral chain over all T steps">
+            <span>{if which == Which::A { "sampler" } else { "race against" }}</span>
+            <select
+                data-testid=if which == Which::A { "sampler" } else { "sampler-b" }
+                on:change=move |ev| {
+                    if let Some(kind) = ImageSampler::from_name(&event_target_value(&ev)) {
+                        ctx.state.update(|s| match which {
+                            Which::A => s.ddpm = s.ddpm.switched(kind),
+                            Which::B => {
+                                if let Some(b) = &mut s.ddpm_race {
+                                    *b = b.switched(kind)
+                                }
+                            }
+                        });
+                    }
+                }
+            >
+                {ImageSampler::ALL
+                    .map(|k| view! {
+                        <option value=k.name() selected=move || current() == Some(k)>{k.name()}</option>
+                    })
+                    .collect_view()}
+            </select>
+        </label>
+    }
+}
+
+/// The classes the loaded digits model draws (ten before it has loaded).
+fn model_classes() -> usize {
+    match ctx().model_status() {
+        ModelStatus::Loaded(m) => match m.network {
+            Network::Ddpm { spec, .. } if spec.classes > 0 => spec.classes,
+            _ => crate::page::images::DIGIT_CLASSES,
+        },
+        _ => crate::page::images::DIGIT_CLASSES,
+    }
+}
+
+/// Whether the loaded digits model brought its classifier, or why not.
+fn classifier_state() -> Result<(), String> {
+    match ctx().model_status() {
+        ModelStatus::Loaded(m) => match m.network {
+            Network::Ddpm {
+                classifier: Some(ClassifierStatus::Loaded { .. }),
+                ..
+            } => Ok(()),
+            Network::Ddpm {
+                classifier: Some(ClassifierStatus::Failed { message, .. }),
+                ..
+            } => Err(message),
+            _ => Err("this model names no noisy classifier".into()),
+        },
+        _ => Err("the model is still loading".into()),
+    }
+}
+
+/// The digit to draw, or any.
+fn class_select(which: Which) -> impl IntoView {
+    let spec = Knob::Class.spec();
+    view! {
+        <label class="knob" title=spec.help>
+            <span>{spec.label}</span>
+            <select data-knob=spec.key on:change=move |ev| {
+                let v = event_target_value(&ev);
+                let value = v.parse::<f64>().map_or(KnobValue::Off, KnobValue::Number);
+                set_knob(which, Knob::Class, value);
+            }>
+                <option value="" selected=move || knob_value(which, Knob::Class) == Some(KnobValue::Off)>"any"</option>
+                {move || {
+                    (0..model_classes())
+                        .map(|y| {
+                            let v = KnobValue::Number(y as f64);
+                            view! {
+                                <option value=y.to_string() selected=move || knob_value(which, Knob::Class) == Some(v)>
+                                    {y.to_string()}
+                                </option>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </select>
+        </label>
+    }
+}
+
+/// How the run is steered to its class, and how hard.
+fn guidance_select(which: Which) -> impl IntoView {
+    let ctx = ctx();
+    let guidance = move || {
+        ctx.state.with(|s| match which {
+            Which::A => Some(s.ddpm.condition().guidance),
+            Which::B => s.ddpm_race.as_ref().map(|b| b.condition().guidance),
+        })
+    };
+    let kind = move || match guidance() {
+        Some(Guidance::Free { .. }) => "free",
+        Some(Guidance::Classifier { .. }) => "classifier",
+        _ => "none",
+    };
+    let classifier = move || classifier_state();
+    let scale_spec = move || match guidance() {
+        Some(Guidance::Free { .. }) => Some(Knob::Cfg.spec()),
+        Some(Guidance::Classifier { .. }) => Some(Knob::ClassifierScale.spec()),
+        _ => None,
+    };
+    view! {
+        <label class="knob" title="Classifier-free guidance mixes the model's conditional and unconditional predictions; classifier guidance adds the noisy classifier's gradient">
+            <span>"guidance"</span>
+            <select data-testid=if which == Which::A { "guidance" } else { "guidance-b" } on:change=move |ev| {
+                let (knob, value) = match event_target_value(&ev).as_str() {
+                    "free" => (Knob::Cfg, KnobValue::Number(DEFAULT_CFG)),
+                    "classifier" => (Knob::ClassifierScale, KnobValue::Number(DEFAULT_CLASSIFIER_SCALE)),
+                    _ => (
+                        if kind() == "free" { Knob::Cfg } else { Knob::ClassifierScale },
+                        if kind() == "free" { KnobValue::Number(0.0) } else { KnobValue::Off },
+                    ),
+                };
+                // Guidance steers to a class: pick one when there is none.
+                if knob_value(which, Knob::Class) == Some(KnobValue::Off) && value != KnobValue::Off && value != KnobValue::Number(0.0) {
+                    set_knob(which, Knob::Class, KnobValue::Number(DEFAULT_CLASS as f64));
+                }
+                set_knob(which, knob, value);
+            }>
+                <option value="none" selected=move || kind() == "none">"none"</option>
+                <option value="free" selected=move || kind() == "free">"classifier-free"</option>
+                <option
+                    value="classifier"
+                    selected=move || kind() == "classifier"
+                    disabled=move || classifier().is_err() && kind() != "classifier"
+                    title=move || classifier().err().unwrap_or_default()
+                >
+                    "classifier"
+                </option>
+            </select>
+        </label>
+        {move || scale_spec().map(|spec| number_knob(which, spec))}
+    }
+}
+
+/// Classifier-free guidance's scale when the reader picks it (Ho & Salimans report w = 0.3–4).
+const DEFAULT_CFG: f64 = 1.0;
+/// Classifier guidance's scale when the reader picks it (the shipped classifier reaches 92% at 3).
+const DEFAULT_CLASSIFIER_SCALE: f64 = 3.0;
+/// The class guidance picks when none was chosen.
+const DEFAULT_CLASS: usize = 7;
+
+/// Text or the digits.
+fn family_select() -> impl IntoView {
+    let ctx = ctx();
+    let family = move || ctx.state.with(|s| s.family);
+    view! {
+        <div class="family" role="radiogroup" aria-label="What to generate">
+            {[(Family::Text, "Text", "Masked, block and autoregressive text diffusion"), (Family::Ddpm, "Digits", "Gaussian diffusion (DDPM, DDIM) on 8×8 handwritten digits, with guidance")]
+                .map(|(f, label, title)| view! {
+                    <label class="tab" class:active=move || family() == f title=title>
+                        <input
+                            type="radio"
+                            name="family"
+                            data-testid=format!("family-{}", f.name())
+                            prop:checked=move || family() == f
+                            on:change=move |_| ctx.switch_family(f)
+                        />
+                        <span>{label}</span>
+                    </label>
+                })
+                .collect_view()}
+        </div>
+    }
+}
+
+/// Family, prompt, knobs, seed, run and race.
 #[component]
 pub fn Controls() -> impl IntoView {
     let ctx = ctx();
-    let racing = move || ctx.state.with(|s| s.race.is_some());
+    let racing = move || ctx.state.with(PageState::racing);
+    let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
     view! {
         <section class="controls" aria-label="Sampler settings">
-            <label class="prompt">
-                <span>"Prompt — "<code>"[MASK]"</code>" in it is filled in place"</span>
-                <textarea
-                    data-testid="prompt"
-                    rows="2"
-                    prop:value=move || ctx.state.with(|s| s.prompt.clone())
-                    on:input=move |ev| {
-                        let v = event_target_value(&ev);
-                        ctx.state.update(|s| s.prompt = v);
-                    }
-                ></textarea>
-            </label>
+            {family_select()}
+            <Show when=move || !digits()>
+                <label class="prompt">
+                    <span>"Prompt — "<code>"[MASK]"</code>" in it is filled in place"</span>
+                    <textarea
+                        data-testid="prompt"
+                        rows="2"
+                        prop:value=move || ctx.state.with(|s| s.prompt.clone())
+                        on:input=move |ev| {
+                            let v = event_target_value(&ev);
+                            ctx.state.update(|s| s.prompt = v);
+                        }
+                    ></textarea>
+                </label>
+            </Show>
             {knobs(Which::A)}
             <div class="knobs row">
                 {number_knob(Which::A, Knob::Seed.spec())}
                 <button title="New random seed" aria-label="New random seed" on:click=move |_| {
                     let seed = (js_sys::Math::random() * 1e9) as u64;
-                    ctx.state.update(|s| {
-                        s.settings.draw_mut().seed = seed;
-                        if let Some(b) = &mut s.race { b.draw_mut().seed = seed; }
-                    });
+                    ctx.state.update(|s| s.set_seed(seed));
                 }>"new seed"</button>
                 <label class="knob check" title="Run a second sampler on the same prompt and seed, side by side">
                     <input
@@ -250,11 +467,28 @@ pub fn Controls() -> impl IntoView {
                         prop:checked=racing
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            ctx.state.update(|s| {
-                                s.race = on.then(|| {
-                                    let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
-                                    s.settings.switched(other)
-                                });
+                            ctx.state.update(|s| match s.family {
+                                Family::Text => {
+                                    s.race = on.then(|| {
+                                        let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
+                                        s.settings.switched(other)
+                                    });
+                                }
+                                Family::Ddpm => {
+                                    s.ddpm_race = on.then(|| {
+                                        // The same chain and class: unguided against guided.
+                                        let mut b = s.ddpm.clone();
+                                        let c = b.condition_mut();
+                                        c.guidance = match c.guidance {
+                                            Guidance::None => Guidance::Free { scale: DEFAULT_CFG },
+                                            _ => Guidance::None,
+                                        };
+                                        if c.class.is_none() {
+                                            c.class = Some(DEFAULT_CLASS);
+                                        }
+                                        b
+                                    });
+                                }
                             });
                         }
                     />
@@ -338,10 +572,26 @@ pub fn ModelPanel() -> impl IntoView {
         _ => None,
     };
     let info = move || match ctx.model_status() {
-        ModelStatus::Loaded(m) => Some(format!(
-            "{} — {}, vocabulary {}, context {}, loaded in {:.1} s",
-            m.name, m.shape, m.spec.vocab_size, m.spec.model_length, m.load_seconds
-        )),
+        ModelStatus::Loaded(m) => Some(match &m.network {
+            Network::Text(spec) => format!(
+                "{} — {}, vocabulary {}, context {}, loaded in {:.1} s",
+                m.name, m.shape, spec.vocab_size, spec.model_length, m.load_seconds
+            ),
+            Network::Ddpm { spec, classifier } => format!(
+                "{} — {}, {}×{} images, {} classes, loaded in {:.1} s; {}",
+                m.name,
+                m.shape,
+                spec.side,
+                spec.side,
+                spec.classes,
+                m.load_seconds,
+                match classifier {
+                    Some(ClassifierStatus::Loaded { name, .. }) => format!("classifier {name}"),
+                    Some(ClassifierStatus::Failed { message, .. }) => message.clone(),
+                    None => "no classifier".into(),
+                }
+            ),
+        }),
         _ => None,
     };
     let cache_note = RwSignal::new(String::new());
@@ -378,6 +628,7 @@ pub fn ModelPanel() -> impl IntoView {
                                 on:click=move |_| {
                                     ctx.state.update(|s| {
                                         s.model = ModelSource::Default;
+                                        s.family = Family::Text;
                                         s.settings = s.settings.switched(m.sampler);
                                     });
                                     ctx.load_model(ModelSource::Default);
@@ -388,6 +639,20 @@ pub fn ModelPanel() -> impl IntoView {
                         }
                     })
                     .collect_view()}
+                <button
+                    type="button"
+                    data-testid="trained-ddpm"
+                    title="The default digits model (./models/default/ddpm/, DDPM trained by unmask train) with its noisy classifier"
+                    on:click=move |_| {
+                        ctx.state.update(|s| {
+                            s.model = ModelSource::Default;
+                            s.family = Family::Ddpm;
+                        });
+                        ctx.load_model(ModelSource::Default);
+                    }
+                >
+                    "Digits"
+                </button>
             </div>
             {move || error.get().map(|e| view! { <p class="notice error">{e}</p> })}
             <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json on the page."</p>
@@ -452,11 +717,12 @@ async fn copy_text(text: String) -> Result<(), String> {
         .map_err(|e| js_error(&e))
 }
 
-fn download(name: &str, text: &str) -> Result<(), String> {
-    let parts = js_sys::Array::of1(&text.into());
+/// Offers `bytes` as a file called `name` of type `mime`.
+fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
     let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/json");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+    options.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
         .map_err(|e| js_error(&e))?;
     let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js_error(&e))?;
     let a: web_sys::HtmlAnchorElement = document()
@@ -515,11 +781,32 @@ pub fn SharePanel() -> impl IntoView {
     let export = move |_| {
         let t = ctx.lanes_with(|l| l.first().and_then(|l| l.trajectory.clone()));
         note.set(match t {
-            Some(t) => match download("unmask-trajectory.json", &t.to_json()) {
+            Some(t) => match download(
+                "unmask-trajectory.json",
+                "application/json",
+                t.to_json().as_bytes(),
+            ) {
                 Ok(()) => "trajectory saved".into(),
                 Err(e) => format!("could not save: {e}"),
             },
             None => "finish a run first: there is no trajectory to export yet".into(),
+        });
+    };
+    let digits = move || ctx.lanes_with(|l| l.first().is_some_and(|l| l.images().is_some()));
+    let picture = move |kind: PictureKind| {
+        let at = ctx.cursor.get_untracked();
+        let file = ctx.lanes_with(|l| {
+            l.first()
+                .and_then(|l| l.images())
+                .map(|r| r.picture(at, kind))
+        });
+        note.set(match file {
+            Some(Ok(f)) => match download(f.name, f.mime, &f.bytes) {
+                Ok(()) => format!("{} saved", f.name),
+                Err(e) => format!("could not save: {e}"),
+            },
+            Some(Err(e)) => format!("no picture yet: {e}"),
+            None => "run the digits first: there is no picture to save yet".into(),
         });
     };
     let import = move |ev: leptos::ev::Event| {
@@ -540,7 +827,7 @@ pub fn SharePanel() -> impl IntoView {
                     return note.set(format!("could not read {}: {}", file.name(), js_error(&e)));
                 }
             };
-            match Trajectory::from_json(&text) {
+            match AnyTrajectory::from_json(&text) {
                 Ok(t) => {
                     ctx.import(t);
                     note.set(format!("replaying {}", file.name()));
@@ -562,6 +849,12 @@ pub fn SharePanel() -> impl IntoView {
                 <button on:click=move |_| copy(link(), "link")>"Copy link"</button>
                 <button on:click=move |_| copy(snippet(), "embed snippet")>"Copy embed"</button>
                 <button data-testid="export" on:click=export>"Export trajectory"</button>
+                <Show when=digits>
+                    <button data-testid="export-png" title="The step shown: x_t beside x̂₀ for every image" on:click=move |_| picture(PictureKind::View)>"PNG"</button>
+                    <button data-testid="export-svg" title="The first image at the step shown, as SVG" on:click=move |_| picture(PictureKind::Vector)>"SVG"</button>
+                    <button data-testid="export-apng" title="The whole run of the first image, animated" on:click=move |_| picture(PictureKind::Animation)>"Animation"</button>
+                    <button data-testid="export-grid" title="Every finished sample in one grid" on:click=move |_| picture(PictureKind::Samples)>"Samples grid"</button>
+                </Show>
                 <label class="file-button">
                     "Import trajectory"
                     <input type="file" accept=".json,application/json" data-testid="import" on:change=import/>

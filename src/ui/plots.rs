@@ -8,10 +8,10 @@ use super::app::ctx;
 use super::canvas::confidence_hue;
 
 /// Plot width and height in SVG units.
-const W: f64 = 300.0;
-const H: f64 = 90.0;
+pub(crate) const W: f64 = 300.0;
+pub(crate) const H: f64 = 90.0;
 
-fn polyline(values: &[Option<f64>], max: f64, steps: usize) -> String {
+pub(crate) fn polyline(values: &[Option<f64>], max: f64, steps: usize) -> String {
     let dx = if steps > 1 {
         W / (steps - 1) as f64
     } else {
@@ -33,10 +33,10 @@ pub fn Plots(lane: usize) -> impl IntoView {
     let ctx = ctx();
     let series = Memo::new(move |_| {
         ctx.lanes_with(|l| {
-            l.get(lane).map(|l| {
-                let masked = l.replay.masked_series().to_vec();
-                let conf = l.replay.confidence_series().to_vec();
-                (masked, conf, l.replay.width())
+            l.get(lane).and_then(|l| l.text()).map(|r| {
+                let masked = r.masked_series().to_vec();
+                let conf = r.confidence_series().to_vec();
+                (masked, conf, r.width())
             })
         })
     });
@@ -93,8 +93,7 @@ pub fn Plots(lane: usize) -> impl IntoView {
     let heatmap = move || {
         let at = ctx.cursor.get();
         ctx.lanes_with(|l| {
-            let l = l.get(lane)?;
-            let r = &l.replay;
+            let r = l.get(lane)?.text()?;
             let steps = r.len().max(1);
             let width = r.width().max(1);
             let cells: Vec<_> = (0..width)

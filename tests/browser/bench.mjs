@@ -5,7 +5,9 @@
 //   - committed tokens per second of model time, per sampler, on WebGPU (SwiftShader here) and on
 //     the CPU fallback;
 //   - the wasm module's size, raw and gzipped.
-// Usage: node tests/browser/bench.mjs   (after `trunk build`); prints Markdown for BENCHMARKS.md.
+//   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance.
+// Usage: node tests/browser/bench.mjs [--digits]   (after `trunk build`; --digits: only the
+// digits); prints Markdown for BENCHMARKS.md.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -54,9 +56,11 @@ async function done(page) {
   })));
 }
 
+const onlyDigits = process.argv.includes('--digits');
 const rows = [];
+const speed = [];
 const query = 'autoplay=1&sampler=bd3&gen=24&seed=1';
-{
+if (!onlyDigits) {
   const context = await browser.newContext();
   const page = await context.newPage();
   await watchLongTasks(page);
@@ -73,8 +77,7 @@ const samplers = {
   bd3: 'sampler=bd3&gen=24', llada: 'sampler=llada&gen=24&steps=24', mdlm: 'sampler=mdlm&gen=24&steps=24',
   ar: 'sampler=ar&gen=24',
 };
-const speed = [];
-for (const gpu of [true, false]) {
+for (const gpu of onlyDigits ? [] : [true, false]) {
   const context = await browser.newContext();
   const page = await context.newPage();
   if (!gpu) await removeWebGpu(context, page);
@@ -89,6 +92,21 @@ for (const gpu of [true, false]) {
   }
   await context.close();
 }
+const digits = {
+  unguided: 'class=7', 'classifier-free w = 1': 'class=7&cfg=1', 'classifier s = 3': 'class=7&classifier_scale=3',
+};
+const digitSpeed = [];
+for (const gpu of [true, false]) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  if (!gpu) await removeWebGpu(context, page);
+  for (const [name, q] of Object.entries(digits)) {
+    await page.goto(`${origin}?family=ddpm&autoplay=1&seed=1&steps=50&${q}`);
+    const [lane] = await done(page);
+    digitSpeed.push(`| DDIM, ${name} | ${gpu ? 'WebGPU (SwiftShader)' : 'CPU (wasm)'} | ${lane.steps} | ${lane.ms.toFixed(0)} | ${(lane.steps * 1000 / lane.ms).toFixed(1)} |`);
+  }
+  await context.close();
+}
 await browser.close();
 server.close();
 
@@ -99,3 +117,5 @@ console.log(rows.join('\n'));
 console.log(`| wasm module | ${(wasm.length / 1e6).toFixed(1)} MB raw | ${(gz.length / 1e6).toFixed(1)} MB gzip -9 |`);
 console.log('\n| sampler | backend | tokens | steps | ms | tokens/s |\n|---|---|---|---|---|---|');
 console.log(speed.join('\n'));
+console.log('\n| digits run | backend | steps | ms | steps/s |\n|---|---|---|---|---|');
+console.log(digitSpeed.join('\n'));

@@ -609,3 +609,104 @@ test('NaN weights: the GPU\'s non-finite logits send the run to the CPU, whose o
     await context.close();
   }
 });
+
+// The digits family (issue 14): Gaussian diffusion on the shipped 8×8 digits model. DDIM with a
+// few steps keeps SwiftShader's share of CI small.
+
+/** The CLI's trace of a digits run (`unmask generate --model …/ddpm`), pixels on the diffusion's
+ *  scale. */
+function cliDigits(args) {
+  const trace = path.join(tmp, `digits-${Math.random().toString(36).slice(2)}.json`);
+  execFileSync(cliBin, ['generate', '--model', defaultModel('ddpm'), '--quiet', '--trace', trace, ...args]);
+  return { trace, recorded: JSON.parse(readFileSync(trace, 'utf8')) };
+}
+
+/** The finished samples of every lane (the diffusion's scale). */
+async function samples(page) {
+  return page.$$eval('[data-testid=lane]', (ls) => ls.map((l) => JSON.parse(l.dataset.samples || 'null')));
+}
+
+function assertClose(found, expected, tolerance, what) {
+  assert.ok(Array.isArray(found), `${what}: no samples`);
+  assert.equal(found.length, expected.length, `${what}: ${found.length} values, not ${expected.length}`);
+  const worst = Math.max(...found.map((v, i) => Math.abs(v - expected[i])));
+  assert.ok(worst <= tolerance, `${what}: a pixel differs by ${worst}`);
+}
+
+const digitCases = [
+  {
+    name: 'classifier guidance on WebGPU',
+    gpu: true,
+    query: 'family=ddpm&class=7&classifier_scale=3&seed=1&steps=12',
+    args: ['--class', '7', '--classifier-scale', '3', '--seed', '1', '--sampler', 'ddim', '--steps', '12'],
+  },
+  {
+    name: 'classifier-free guidance on the CPU fallback',
+    gpu: false,
+    query: 'family=ddpm&class=3&cfg=1.5&seed=2&steps=10',
+    args: ['--class', '3', '--cfg', '1.5', '--seed', '2', '--sampler', 'ddim', '--steps', '10'],
+  },
+];
+
+for (const c of digitCases) {
+  test(`digits: DDIM with ${c.name} draws the CLI's digit within 1e-3`, async () => {
+    const { page, context, problems } = await open(c.query, { gpu: c.gpu });
+    try {
+      assert.equal(await backendOf(page), c.gpu ? 'wgpu' : 'cpu');
+      await loaded(page, 'models/default/ddpm/');
+      // The classifier the model names loaded beside it.
+      assert.match(await page.textContent('[data-testid=model-info]'), /classifier \.\/models\/default\/ddpm-classifier\//);
+      const [lane] = await run(page);
+      await shot(page, `digits-${c.gpu ? 'webgpu' : 'cpu'}`);
+      assert.equal(lane.status, 'done');
+      const { recorded } = cliDigits(c.args);
+      assert.equal(lane.steps, recorded.steps.length);
+      const [found] = await samples(page);
+      assertClose(found, recorded.steps.at(-1).x, 1e-3, c.name);
+      // The classifier watched every step: its plot is drawn beside ‖x_t‖.
+      assert.equal(await page.locator('[data-testid=class-prob]').count(), 1);
+      assert.equal(await page.locator('[data-testid=norm]').count(), 1);
+      assert.equal(await page.locator('[data-testid=digits] canvas').count(), 2);
+      assert.match(page.url(), /family=ddpm&/);
+      // The forward view noises a real digit to the t of its slider.
+      await page.fill('[data-testid=forward-t]', '999');
+      assert.match(await page.textContent('[data-testid=forward]'), /0\.00\d·x₀ \+ 1\.000·ε at t = 999/);
+      await assertClean(page, problems);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test('digits: a race of guided against unguided shares the seed; its trajectory and a v1 text one replay', async () => {
+  const { trace, recorded } = cliDigits(['--class', '2', '--cfg', '2', '--seed', '4', '--sampler', 'ddim', '--steps', '6']);
+  const { page, context, problems } = await open('family=ddpm&class=2&cfg=2&seed=4&steps=6&b.sampler=ddim&b.steps=6', { gpu: false });
+  try {
+    await loaded(page, 'models/default/ddpm/');
+    const raced = await run(page);
+    assert.equal(raced.length, 2);
+    assert.ok(raced.every((l) => l.status === 'done' && l.steps === 6), JSON.stringify(raced));
+    const [guided, unguided] = await samples(page);
+    assertClose(guided, recorded.steps.at(-1).x, 1e-3, 'the race\'s guided lane');
+    assert.ok(guided.some((v, i) => Math.abs(v - unguided[i]) > 1e-2), 'guidance changed nothing');
+    // The PNG button offers a file.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-png]')]);
+    assert.equal(download.suggestedFilename(), 'unmask-step.png');
+    // The CLI's ddpm trajectory (version 2) replays with no model.
+    await page.setInputFiles('[data-testid=import]', trace);
+    const [replayed] = await run(page, { click: false });
+    assert.equal(replayed.status, 'imported');
+    assert.equal(replayed.steps, 6);
+    assertClose((await samples(page))[0], recorded.steps.at(-1).x, 0, 'the replay');
+    // A version-1 text trajectory replays too, and the page turns back to text.
+    const v1 = path.join(fixtures, 'trajectories/v1-bd3.json');
+    await page.setInputFiles('[data-testid=import]', v1);
+    const [text] = await run(page, { click: false });
+    assert.equal(text.status, 'imported');
+    assert.equal(text.steps, JSON.parse(readFileSync(v1, 'utf8')).steps.length);
+    assert.doesNotMatch(page.url(), /family=ddpm/);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});

@@ -11,7 +11,8 @@ use unmask::bundle::ImageBundle;
 use unmask::model::patch_dit::{PatchDitClassifier, PatchDitNoise};
 use unmask::network::{NoisePredictor, NoisyClassifier};
 use unmask::sampler::gaussian::Variance;
-use unmask::sampler::image::{Condition, Guidance, ImageRun, ImageSettings, ImageStep};
+use unmask::sampler::image::{Guidance, ImageRun, ImageSampler, ImageSettings, ImageStep};
+use unmask::sampler::{Knob, KnobValue};
 use unmask::train::image_quality::to_data_scale;
 use unmask::trajectory::images::ImageTrajectory;
 
@@ -67,29 +68,19 @@ pub fn refuse_image_flags(args: &GenerateArgs) -> Result<(), CliError> {
 }
 
 /// The run's settings from the flags: DDIM when `--steps` or `--ddim-eta` (or `--sampler ddim`)
-/// asks for it, DDPM's whole chain otherwise.
+/// asks for it, DDPM's whole chain otherwise; then every flag given, each through the knob table
+/// (its range, and whether the chain reads it).
 fn settings_of(args: &GenerateArgs) -> Result<ImageSettings, CliError> {
     let input = |m: String| CliError::Input(m);
-    let guidance = match (args.cfg, args.classifier_scale) {
-        (Some(_), Some(_)) => {
-            return Err(input(
-                "--cfg and --classifier-scale are two kinds of guidance: give one (race them on the page)"
-                    .into(),
-            ));
-        }
-        (Some(w), None) => Guidance::Free { scale: w },
-        (None, Some(s)) => Guidance::Classifier { scale: s },
-        (None, None) => Guidance::None,
-    };
-    let condition = Condition {
-        class: args.class,
-        guidance,
-        count: args.count.unwrap_or(1),
-        seed: args.seed,
-    };
-    let ddim = match args.sampler {
-        Some(SamplerArg::Ddim) => true,
-        Some(SamplerArg::Ddpm) => false,
+    if args.cfg.is_some() && args.classifier_scale.is_some() {
+        return Err(input(
+            "--cfg and --classifier-scale are two kinds of guidance: give one (race them on the page)"
+                .into(),
+        ));
+    }
+    let sampler = match args.sampler {
+        Some(SamplerArg::Ddim) => ImageSampler::Ddim,
+        Some(SamplerArg::Ddpm) => ImageSampler::Ddpm,
         Some(other) => {
             return Err(input(format!(
                 "--sampler {} writes text; {} is a ddpm-family model (ddpm or ddim)",
@@ -97,37 +88,56 @@ fn settings_of(args: &GenerateArgs) -> Result<ImageSettings, CliError> {
                 args.model.display()
             )));
         }
-        None => args.steps.is_some() || args.ddim_eta.is_some(),
+        None if args.steps.is_some() || args.ddim_eta.is_some() => ImageSampler::Ddim,
+        None => ImageSampler::Ddpm,
     };
-    if ddim {
-        if args.variance.is_some() {
+    match sampler {
+        ImageSampler::Ddim if args.variance.is_some() => {
             return Err(input(
                 "--variance chooses DDPM's σ; DDIM's is set by --ddim-eta".into(),
             ));
         }
-        let steps = args
-            .steps
-            .ok_or_else(|| input("the ddim sampler needs --steps (e.g. 20, 50 or 100)".into()))?;
-        Ok(ImageSettings::Ddim {
-            steps,
-            eta: args.ddim_eta.unwrap_or(0.0),
-            condition,
-        })
-    } else {
-        if args.steps.is_some() || args.ddim_eta.is_some() {
+        ImageSampler::Ddim if args.steps.is_none() => {
+            return Err(input(
+                "the ddim sampler needs --steps (e.g. 20, 50 or 100)".into(),
+            ));
+        }
+        ImageSampler::Ddpm if args.steps.is_some() || args.ddim_eta.is_some() => {
             return Err(input(
                 "the ddpm sampler walks all of the model's diffusion steps: drop --steps and --ddim-eta, or use --sampler ddim".into(),
             ));
         }
-        let variance = match args.variance {
-            None | Some(VarianceArg::Beta) => Variance::Beta,
-            Some(VarianceArg::Posterior) => Variance::Posterior,
-        };
-        Ok(ImageSettings::Ddpm {
-            variance,
-            condition,
-        })
+        _ => {}
     }
+    let number = |x: f64| KnobValue::Number(x);
+    let given = [
+        (Knob::Steps, args.steps.map(|n| number(n as f64))),
+        (Knob::Eta, args.ddim_eta.map(number)),
+        (
+            Knob::Variance,
+            args.variance.map(|v| {
+                KnobValue::Variance(match v {
+                    VarianceArg::Beta => Variance::Beta,
+                    VarianceArg::Posterior => Variance::Posterior,
+                })
+            }),
+        ),
+        (Knob::Class, args.class.map(|y| number(y as f64))),
+        // Classifier-free guidance at w = 0 is the conditional model alone, as `cfg=0` is.
+        (Knob::Cfg, args.cfg.map(number)),
+        (Knob::ClassifierScale, args.classifier_scale.map(number)),
+        (Knob::Count, args.count.map(|n| number(n as f64))),
+        (Knob::Seed, Some(number(args.seed as f64))),
+    ];
+    let mut settings = ImageSettings::defaults(sampler);
+    for (knob, value) in given {
+        if let Some(value) = value {
+            settings
+                .set(knob, value)
+                .map_err(|e| crate::settings_error(&e))?;
+        }
+    }
+    Ok(settings)
 }
 
 /// The classifier folder: `--classifier`, else the one the model's config.json names (relative

@@ -368,6 +368,11 @@ fn flag_of(knob: Knob) -> &'static str {
         Knob::Cache => "--no-cache",
         Knob::StopAtEos => "--no-stop-at-eos",
         Knob::Seed => "--seed",
+        Knob::Eta => "--ddim-eta",
+        Knob::Variance => "--variance",
+        Knob::Class => "--class",
+        Knob::ClassifierScale => "--classifier-scale",
+        Knob::Count => "--count",
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Args {
     /// Prepare the 8×8 handwritten digits instead of the text corpus.
     #[arg(long)]
     digits: bool,
+    /// With --digits: also write the page's real digits (one validation image per class, from the
+    /// prepared files) to this file, as www/models/default/ddpm/examples.json ships them.
+    #[arg(long, requires = "digits")]
+    examples: Option<PathBuf>,
     /// The scikit-learn wheel holding the digits, as scripts/digits-source.sh downloads it.
     #[arg(long, default_value_os_t = PathBuf::from(digits::DEFAULT_WHEEL_DIR).join(digits::WHEEL_FILE))]
     wheel: PathBuf,
@@ -104,6 +108,12 @@ fn prepare_digits(args: &Args, started: Instant) -> Result<(), String> {
             split.name(),
             counts.iter().sum::<usize>()
         );
+    }
+    if let Some(file) = &args.examples {
+        let valid = digits::read_digits(&out, corpus::Split::Valid).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(&digits::examples(&valid)).map_err(|e| e.to_string())?;
+        std::fs::write(file, json + "\n").map_err(|e| format!("{}: {e}", file.display()))?;
+        outln!("wrote {}", file.display());
     }
     outln!(
         "wrote {} in {:.1}s",
