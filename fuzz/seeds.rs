@@ -117,6 +117,9 @@ fn main() -> Result<(), String> {
         "sampler=mdlm&steps=128&gen=64&top_k=40&top_p=0.95&cache=0&b.sampler=ar&b.eos=0",
         "model=./fixtures/tiny/&sampler=bd3&threshold=0.9&first_hitting=0&embed=1&autoplay=1&theme=dark&backend=cpu&precision=f32&speed=16",
         "model=owner%2Fname&prompt=%3Cimg+src%3Dx%3E+%5BMASK%5D&steps=banana&theme=neon",
+        "family=ddpm&class=7&classifier_scale=3&seed=1",
+        "family=ddpm&sampler=ddpm&variance=posterior&class=3&cfg=1.5&count=4&b.sampler=ddim&b.steps=20&b.eta=0.5",
+        "family=ddpm&sampler=ddim&steps=0&eta=nan&class=-1&cfg=2&classifier_scale=inf&temperature=1",
     ]
     .iter()
     .enumerate()

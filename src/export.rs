@@ -224,6 +224,87 @@ pub fn svg(image: &[f32], side: usize, scale: usize) -> Result<String, ExportErr
     Ok(out)
 }
 
+/// Hue for a confidence in [0, 1]: red (unsure) to green (sure), as the page colours tokens.
+pub fn confidence_hue(confidence: f64) -> f64 {
+    confidence.clamp(0.0, 1.0) * 130.0
+}
+
+/// Width of a text picture, in pixels: cells wrap onto a new line past it.
+pub const TEXT_WIDTH: f64 = 760.0;
+const FONT_PX: f64 = 14.0;
+/// A monospace character's advance at [`FONT_PX`].
+const CHAR_PX: f64 = 8.4;
+const CELL_PAD: f64 = 4.0;
+const CELL_GAP: f64 = 3.0;
+const LINE_PX: f64 = 24.0;
+
+fn xml_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".into(),
+            '<' => "&lt;".into(),
+            '>' => "&gt;".into(),
+            '"' => "&quot;".into(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// An SVG of a text canvas at one step, laid out as the page draws it: prompt tokens grey and
+/// italic, masked cells hatched boxes, committed tokens on their confidence's colour (the step's
+/// own commits stronger), the block being denoised outlined.
+pub fn cells_svg(cells: &[crate::page::Cell]) -> String {
+    use crate::page::CellState;
+    let (mut x, mut y) = (CELL_GAP, CELL_GAP);
+    let mut body = String::new();
+    for cell in cells {
+        let shown = crate::page::replay::visible(&cell.text);
+        let chars = shown.chars().count().max(2) as f64;
+        let w = chars * CHAR_PX + 2.0 * CELL_PAD;
+        if x + w > TEXT_WIDTH && x > CELL_GAP {
+            x = CELL_GAP;
+            y += LINE_PX + CELL_GAP;
+        }
+        let (fill, ink, style) = match cell.state {
+            CellState::Prompt => ("none".to_string(), "#777777", " font-style=\"italic\""),
+            CellState::Masked => ("url(#masked)".to_string(), "#000000", ""),
+            CellState::Committed {
+                confidence, fresh, ..
+            } => (
+                format!(
+                    "hsl({:.0},75%,50%)\" fill-opacity=\"{}",
+                    confidence_hue(confidence),
+                    if fresh { 0.55 } else { 0.25 }
+                ),
+                "#111111",
+                if fresh { " font-weight=\"bold\"" } else { "" },
+            ),
+        };
+        let stroke = if cell.in_block {
+            " stroke=\"#3b5bdb\" stroke-width=\"1\""
+        } else {
+            ""
+        };
+        body.push_str(&format!(
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{LINE_PX}\" rx=\"4\" fill=\"{fill}\"{stroke}/>\n"
+        ));
+        if !shown.is_empty() {
+            body.push_str(&format!(
+                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\"{style} xml:space=\"preserve\">{}</text>\n",
+                x + CELL_PAD,
+                y + LINE_PX * 0.7,
+                xml_text(&shown)
+            ));
+        }
+        x += w + CELL_GAP;
+    }
+    let height = y + LINE_PX + CELL_GAP;
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{TEXT_WIDTH}\" height=\"{height:.0}\" viewBox=\"0 0 {TEXT_WIDTH} {height:.0}\" font-family=\"ui-monospace, Menlo, monospace\" font-size=\"{FONT_PX}\">\n<defs><pattern id=\"masked\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f1f1f1\"/><rect width=\"2\" height=\"6\" fill=\"#d0d0d0\"/></pattern></defs>\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n{body}</svg>\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +319,58 @@ mod tests {
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
         (info, buf, frames)
+    }
+
+    #[test]
+    fn a_text_canvas_draws_every_cell_its_text_escaped_and_wraps() {
+        use crate::page::{Cell, CellState};
+        let cell = |position, text: &str, state| Cell {
+            position,
+            text: text.into(),
+            state,
+            in_block: position == 2,
+        };
+        let mut cells = vec![
+            cell(0, "<b>&", CellState::Prompt),
+            cell(1, "", CellState::Masked),
+            cell(
+                2,
+                " word\n",
+                CellState::Committed {
+                    step: 0,
+                    confidence: 1.0,
+                    fresh: true,
+                },
+            ),
+        ];
+        let svg = cells_svg(&cells);
+        assert_eq!(svg.matches("<rect x=").count(), 3, "{svg}");
+        assert!(svg.contains("&lt;b&gt;&amp;</text>"), "{svg}");
+        // Whitespace made visible as the page shows it; a sure fresh token green and bold.
+        assert!(
+            svg.contains(">·word↵</text>") || svg.contains("> word↵</text>"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("hsl(130,75%,50%)") && svg.contains("font-weight=\"bold\""),
+            "{svg}"
+        );
+        assert!(svg.contains("stroke=\"#3b5bdb\""), "the block is outlined");
+        assert_eq!(svg.matches("<text").count(), 2, "a masked cell has no text");
+        let one_line = svg.clone();
+        // Enough cells wrap onto more lines: the picture grows taller.
+        cells.extend((3..200).map(|i| cell(i, "abc", CellState::Masked)));
+        let height = |s: &str| {
+            s.split("height=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert!(height(&cells_svg(&cells)) > 5.0 * height(&one_line));
     }
 
     #[test]

@@ -97,15 +97,30 @@ fn image_folder(config: &[u8], weights: &[u8], device: &burn::tensor::Device) {
     }
 }
 
-/// Trajectory import: a file that passes [`Trajectory::from_json`] is replayed as the page does,
-/// every cell and candidate at its first, middle and last step.
+/// Trajectory import: a file that passes [`crate::trajectory::AnyTrajectory::from_json`] is
+/// replayed as the page does: for text every cell and candidate at its first, middle and last
+/// step; for images each frame and picture.
 pub fn trajectory(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     if let Ok(crate::config::Family::Ddpm) = crate::trajectory::kind_of(text) {
-        if let Ok(t) = crate::trajectory::images::ImageTrajectory::from_json(text) {
+        if let Ok(crate::trajectory::AnyTrajectory::Ddpm(t)) =
+            crate::trajectory::AnyTrajectory::from_json(text)
+        {
             let _ = t.to_json();
+            // Replayed as the page does: each frame, the plots' series and the pictures.
+            let replay = crate::page::images::ImageReplay::from_trajectory(&t);
+            for at in [0, replay.len() / 2, replay.len()] {
+                let _ = replay.frame(at);
+                for kind in [
+                    crate::page::images::PictureKind::View,
+                    crate::page::images::PictureKind::Vector,
+                ] {
+                    let _ = replay.picture(at, kind);
+                }
+            }
+            let _ = (replay.norm_series(), replay.class_prob_series());
         }
         return;
     }

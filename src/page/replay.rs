@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use crate::sampler::{Candidates, Step};
 use crate::trajectory::Trajectory;
 
+/// How a token's text is shown in a cell: whitespace made visible.
+pub fn visible(text: &str) -> String {
+    text.replace('\n', "↵").replace('\t', "⇥")
+}
+
 /// What a canvas cell is at some step.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CellState {

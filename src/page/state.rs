@@ -282,6 +282,10 @@ impl PageState {
             }
             Family::Ddpm => {
                 out.insert(0, ("family".into(), Family::Ddpm.name().into()));
+                // The text tab's prompt travels only when the reader changed it.
+                if self.prompt != DEFAULT_PROMPT {
+                    out.push(("prompt".into(), self.prompt.clone()));
+                }
                 write_image_settings(&mut out, "", &self.ddpm);
                 if let Some(b) = &self.ddpm_race {
                     write_image_settings(&mut out, "b.", b);
@@ -820,6 +824,9 @@ mod tests {
         let q = s.to_query();
         assert!(q.starts_with("family=ddpm&"), "{q}");
         assert!(!q.contains("prompt=") && !q.contains("cfg="), "{q}");
+        // A prompt the reader typed on the text tab survives a digits link.
+        let (typed, _) = PageState::from_query("family=ddpm&prompt=Once");
+        assert_eq!(PageState::from_query(&typed.to_query()).0.prompt, "Once");
     }
 
     #[test]

@@ -7,15 +7,8 @@ use crate::page::replay::{Cell, CellState};
 
 use super::app::ctx;
 
-/// Hue for a confidence in [0, 1]: red (unsure) to green (sure).
-pub fn confidence_hue(confidence: f64) -> f64 {
-    confidence.clamp(0.0, 1.0) * 130.0
-}
-
-/// How a token's text is shown in a cell: whitespace made visible.
-pub fn visible(text: &str) -> String {
-    text.replace('\n', "↵").replace('\t', "⇥")
-}
+pub use crate::export::confidence_hue;
+pub use crate::page::replay::visible;
 
 fn cell_class(cell: &Cell) -> String {
     let mut class = String::from("cell");

@@ -736,6 +736,52 @@ fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Rasterises an SVG picture in the browser (an image element drawn onto a canvas) and offers it
+/// as a PNG file called `name`.
+async fn download_svg_as_png(name: &str, svg: &str) -> Result<(), String> {
+    let parts = js_sys::Array::of1(&svg.into());
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("image/svg+xml");
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+        .map_err(|e| js_error(&e))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| js_error(&e))?;
+    let image = web_sys::HtmlImageElement::new().map_err(|e| js_error(&e))?;
+    let loaded = js_sys::Promise::new(&mut |resolve, reject| {
+        image.set_onload(Some(&resolve));
+        image.set_onerror(Some(&reject));
+    });
+    image.set_src(&url);
+    let drawn = JsFuture::from(loaded).await;
+    let _ = web_sys::Url::revoke_object_url(&url);
+    drawn.map_err(|_| "the browser could not draw the picture".to_string())?;
+    let canvas: web_sys::HtmlCanvasElement = document()
+        .create_element("canvas")
+        .map_err(|e| js_error(&e))?
+        .unchecked_into();
+    canvas.set_width(image.natural_width());
+    canvas.set_height(image.natural_height());
+    let context = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<web_sys::CanvasRenderingContext2d>().ok())
+        .ok_or("no 2D canvas here")?;
+    context
+        .draw_image_with_html_image_element(&image, 0.0, 0.0)
+        .map_err(|e| js_error(&e))?;
+    let data = canvas
+        .to_data_url_with_type("image/png")
+        .map_err(|e| js_error(&e))?;
+    let a: web_sys::HtmlAnchorElement = document()
+        .create_element("a")
+        .map_err(|e| js_error(&e))?
+        .unchecked_into();
+    a.set_href(&data);
+    a.set_download(name);
+    a.click();
+    Ok(())
+}
+
 /// The address of this page showing `state`.
 pub fn page_link(state: &PageState) -> String {
     let loc = window().location();
@@ -809,6 +855,34 @@ pub fn SharePanel() -> impl IntoView {
             None => "run the digits first: there is no picture to save yet".into(),
         });
     };
+    let text_lane = move || ctx.lanes_with(|l| l.first().is_some_and(|l| l.text().is_some()));
+    let text_svg = move || {
+        let at = ctx.cursor.get_untracked();
+        ctx.lanes_with(|l| {
+            l.first()
+                .and_then(|l| l.text())
+                .map(|r| crate::export::cells_svg(&r.cells(at)))
+        })
+    };
+    let text_picture = move |png: bool| {
+        let Some(svg) = text_svg() else {
+            return note.set("run something first: there is no picture to save yet".into());
+        };
+        if !png {
+            return note.set(
+                match download("unmask-step.svg", "image/svg+xml", svg.as_bytes()) {
+                    Ok(()) => "unmask-step.svg saved".into(),
+                    Err(e) => format!("could not save: {e}"),
+                },
+            );
+        }
+        leptos::task::spawn_local(async move {
+            note.set(match download_svg_as_png("unmask-step.png", &svg).await {
+                Ok(()) => "unmask-step.png saved".into(),
+                Err(e) => format!("could not save: {e}"),
+            });
+        });
+    };
     let import = move |ev: leptos::ev::Event| {
         let Some(input) = ev
             .target()
@@ -849,6 +923,10 @@ pub fn SharePanel() -> impl IntoView {
                 <button on:click=move |_| copy(link(), "link")>"Copy link"</button>
                 <button on:click=move |_| copy(snippet(), "embed snippet")>"Copy embed"</button>
                 <button data-testid="export" on:click=export>"Export trajectory"</button>
+                <Show when=text_lane>
+                    <button data-testid="export-text-png" title="The canvas at the step shown, as PNG" on:click=move |_| text_picture(true)>"PNG"</button>
+                    <button data-testid="export-text-svg" title="The canvas at the step shown, as SVG" on:click=move |_| text_picture(false)>"SVG"</button>
+                </Show>
                 <Show when=digits>
                     <button data-testid="export-png" title="The step shown: x_t beside x̂₀ for every image" on:click=move |_| picture(PictureKind::View)>"PNG"</button>
                     <button data-testid="export-svg" title="The first image at the step shown, as SVG" on:click=move |_| picture(PictureKind::Vector)>"SVG"</button>

@@ -327,6 +327,14 @@ test('an imported trajectory replays with no model loaded', async () => {
     await page.keyboard.press('ArrowRight');
     await page.keyboard.press('l');
     assert.equal((await page.textContent('[data-testid=step-label]')).trim(), `3 / ${recorded.steps.length}`);
+    // The canvas at that step as pictures, for posts that cannot embed the page.
+    for (const [button, file] of [['export-text-svg', 'unmask-step.svg'], ['export-text-png', 'unmask-step.png']]) {
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid=${button}]`)]);
+      assert.equal(download.suggestedFilename(), file);
+      const bytes = readFileSync(await download.path());
+      if (file.endsWith('.png')) assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+      else assert.match(bytes.toString(), /^<svg [^>]*>[\s\S]*<text /);
+    }
   } finally {
     await context.close();
   }
@@ -705,6 +713,25 @@ test('digits: a race of guided against unguided shares the seed; its trajectory 
     assert.equal(text.status, 'imported');
     assert.equal(text.steps, JSON.parse(readFileSync(v1, 'utf8')).steps.length);
     assert.doesNotMatch(page.url(), /family=ddpm/);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('digits: a class outside the model gets a clear error naming its control, and the page keeps working', async () => {
+  const { page, context, problems } = await open('family=ddpm&class=12&seed=1&steps=3', { gpu: false });
+  try {
+    await loaded(page, 'models/default/ddpm/');
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'failed');
+    assert.equal(
+      (await page.textContent('[data-testid=run-error]')).trim(),
+      'class 12 is not one of the model\'s 10 classes — change “class” above');
+    // The page keeps working: a class the model has runs.
+    await page.selectOption('[data-knob=class]', '4');
+    const [again] = await run(page);
+    assert.equal(again.status, 'done');
     await assertClean(page, problems);
   } finally {
     await context.close();
