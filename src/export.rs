@@ -126,22 +126,75 @@ pub fn encode_png(picture: &Picture) -> Result<Vec<u8>, ExportError> {
 /// plain PNG.
 pub fn encode_apng(frames: &[Picture], delay_ms: u16) -> Result<Vec<u8>, ExportError> {
     let first = frames.first().ok_or(ExportError::Empty("no frames"))?;
-    if frames
+    let data: Vec<&[u8]> = frames
         .iter()
-        .any(|f| (f.width, f.height) != (first.width, first.height))
-    {
-        return Err(ExportError::Empty("frames of different sizes"));
-    }
-    let size = |n: usize| {
-        u32::try_from(n).map_err(|_| ExportError::TooLarge {
-            width: first.width,
-            height: first.height,
+        .map(|f| {
+            if (f.width, f.height) != (first.width, first.height) {
+                return Err(ExportError::Empty("frames of different sizes"));
+            }
+            Ok(f.gray.as_slice())
         })
-    };
+        .collect::<Result<_, _>>()?;
+    encode(
+        first.width,
+        first.height,
+        ::png::ColorType::Grayscale,
+        &data,
+        delay_ms,
+    )
+}
+
+/// A colour picture, four bytes (red, green, blue, alpha) per pixel: what the browser draws a
+/// text canvas into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColorPicture {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Row-major RGBA bytes.
+    pub rgba: Vec<u8>,
+}
+
+/// An animated PNG of colour `frames` (all of one size), as [`encode_apng`].
+pub fn encode_apng_rgba(frames: &[ColorPicture], delay_ms: u16) -> Result<Vec<u8>, ExportError> {
+    let first = frames.first().ok_or(ExportError::Empty("no frames"))?;
+    let data: Vec<&[u8]> = frames
+        .iter()
+        .map(|f| {
+            if (f.width, f.height) != (first.width, first.height) {
+                return Err(ExportError::Empty("frames of different sizes"));
+            }
+            if f.rgba.len() != f.width.saturating_mul(f.height).saturating_mul(4) {
+                return Err(ExportError::Empty("a frame's bytes are not its size"));
+            }
+            Ok(f.rgba.as_slice())
+        })
+        .collect::<Result<_, _>>()?;
+    encode(
+        first.width,
+        first.height,
+        ::png::ColorType::Rgba,
+        &data,
+        delay_ms,
+    )
+}
+
+fn encode(
+    width: usize,
+    height: usize,
+    color: ::png::ColorType,
+    frames: &[&[u8]],
+    delay_ms: u16,
+) -> Result<Vec<u8>, ExportError> {
+    if width > MAX_SIDE || height > MAX_SIDE || width == 0 || height == 0 {
+        return Err(ExportError::TooLarge { width, height });
+    }
+    let size = |n: usize| u32::try_from(n).map_err(|_| ExportError::TooLarge { width, height });
     let mut out = Vec::new();
     {
-        let mut encoder = ::png::Encoder::new(&mut out, size(first.width)?, size(first.height)?);
-        encoder.set_color(::png::ColorType::Grayscale);
+        let mut encoder = ::png::Encoder::new(&mut out, size(width)?, size(height)?);
+        encoder.set_color(color);
         encoder.set_depth(::png::BitDepth::Eight);
         if frames.len() > 1 {
             encoder
@@ -153,9 +206,7 @@ pub fn encode_apng(frames: &[Picture], delay_ms: u16) -> Result<Vec<u8>, ExportE
         }
         let mut writer = encoder.write_header().map_err(encoder_error)?;
         for frame in frames {
-            writer
-                .write_image_data(&frame.gray)
-                .map_err(encoder_error)?;
+            writer.write_image_data(frame).map_err(encoder_error)?;
         }
         writer.finish().map_err(encoder_error)?;
     }
@@ -251,10 +302,22 @@ fn xml_text(text: &str) -> String {
         .collect()
 }
 
+/// A text canvas as SVG, and its size in pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextSvg {
+    /// The document.
+    pub svg: String,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
 /// An SVG of a text canvas at one step, laid out as the page draws it: prompt tokens grey and
 /// italic, masked cells hatched boxes, committed tokens on their confidence's colour (the step's
-/// own commits stronger), the block being denoised outlined.
-pub fn cells_svg(cells: &[crate::page::Cell]) -> String {
+/// own commits stronger), the block being denoised outlined. At least `min_height` pixels tall
+/// (an animation's frames share the tallest one's height).
+pub fn cells_svg(cells: &[crate::page::Cell], min_height: u32) -> TextSvg {
     use crate::page::CellState;
     let (mut x, mut y) = (CELL_GAP, CELL_GAP);
     let mut body = String::new();
@@ -299,10 +362,15 @@ pub fn cells_svg(cells: &[crate::page::Cell]) -> String {
         }
         x += w + CELL_GAP;
     }
-    let height = y + LINE_PX + CELL_GAP;
-    format!(
+    let height = (y + LINE_PX + CELL_GAP).ceil().max(f64::from(min_height));
+    let svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{TEXT_WIDTH}\" height=\"{height:.0}\" viewBox=\"0 0 {TEXT_WIDTH} {height:.0}\" font-family=\"ui-monospace, Menlo, monospace\" font-size=\"{FONT_PX}\">\n<defs><pattern id=\"masked\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f1f1f1\"/><rect width=\"2\" height=\"6\" fill=\"#d0d0d0\"/></pattern></defs>\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n{body}</svg>\n"
-    )
+    );
+    TextSvg {
+        svg,
+        width: TEXT_WIDTH as u32,
+        height: height as u32,
+    }
 }
 
 #[cfg(test)]
@@ -343,7 +411,8 @@ mod tests {
                 },
             ),
         ];
-        let svg = cells_svg(&cells);
+        let picture = cells_svg(&cells, 0);
+        let svg = picture.svg.clone();
         assert_eq!(svg.matches("<rect x=").count(), 3, "{svg}");
         assert!(svg.contains("&lt;b&gt;&amp;</text>"), "{svg}");
         // Whitespace made visible as the page shows it; a sure fresh token green and bold.
@@ -357,20 +426,42 @@ mod tests {
         );
         assert!(svg.contains("stroke=\"#3b5bdb\""), "the block is outlined");
         assert_eq!(svg.matches("<text").count(), 2, "a masked cell has no text");
-        let one_line = svg.clone();
-        // Enough cells wrap onto more lines: the picture grows taller.
+        assert!(
+            svg.contains(&format!("height=\"{}\"", picture.height)),
+            "{svg}"
+        );
+        // Enough cells wrap onto more lines: the picture grows taller; a frame keeps a height.
         cells.extend((3..200).map(|i| cell(i, "abc", CellState::Masked)));
-        let height = |s: &str| {
-            s.split("height=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .parse::<f64>()
-                .unwrap()
+        let tall = cells_svg(&cells, 0);
+        assert!(tall.height > 5 * picture.height);
+        assert_eq!(cells_svg(&cells[..3], tall.height).height, tall.height);
+        assert_eq!(tall.width, picture.width);
+    }
+
+    #[test]
+    fn colour_frames_make_an_animation_and_bad_sizes_are_refused() {
+        let frame = |v: u8| ColorPicture {
+            width: 2,
+            height: 1,
+            rgba: vec![v; 8],
         };
-        assert!(height(&cells_svg(&cells)) > 5.0 * height(&one_line));
+        let bytes = encode_apng_rgba(&[frame(0), frame(200), frame(90)], 100).unwrap();
+        let (info, first, frames) = decode(&bytes);
+        assert_eq!((info.width, info.height, frames), (2, 1, 3));
+        assert_eq!(info.color_type, ::png::ColorType::Rgba);
+        assert_eq!(first, vec![0; 8]);
+        let short = ColorPicture {
+            rgba: vec![0; 7],
+            ..frame(0)
+        };
+        assert!(encode_apng_rgba(&[short], 100).is_err());
+        let wide = ColorPicture {
+            width: 3,
+            rgba: vec![0; 12],
+            ..frame(0)
+        };
+        assert!(encode_apng_rgba(&[frame(0), wide], 100).is_err());
+        assert!(encode_apng_rgba(&[], 100).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
 use crate::config::Family;
+use crate::export::{ColorPicture, TextSvg, cells_svg, encode_apng_rgba};
 use crate::page::images::PictureKind;
 use crate::page::protocol::{ClassifierStatus, Network};
 use crate::page::source::{ModelSource, TRAINED_MODELS};
@@ -736,10 +737,9 @@ fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Rasterises an SVG picture in the browser (an image element drawn onto a canvas) and offers it
-/// as a PNG file called `name`.
-async fn download_svg_as_png(name: &str, svg: &str) -> Result<(), String> {
-    let parts = js_sys::Array::of1(&svg.into());
+/// Rasterises an SVG picture in the browser (an image element drawn onto a canvas): its pixels.
+async fn rasterize(picture: &TextSvg) -> Result<ColorPicture, String> {
+    let parts = js_sys::Array::of1(&picture.svg.as_str().into());
     let options = web_sys::BlobPropertyBag::new();
     options.set_type("image/svg+xml");
     let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
@@ -758,8 +758,8 @@ async fn download_svg_as_png(name: &str, svg: &str) -> Result<(), String> {
         .create_element("canvas")
         .map_err(|e| js_error(&e))?
         .unchecked_into();
-    canvas.set_width(image.natural_width());
-    canvas.set_height(image.natural_height());
+    canvas.set_width(picture.width);
+    canvas.set_height(picture.height);
     let context = canvas
         .get_context("2d")
         .ok()
@@ -769,17 +769,34 @@ async fn download_svg_as_png(name: &str, svg: &str) -> Result<(), String> {
     context
         .draw_image_with_html_image_element(&image, 0.0, 0.0)
         .map_err(|e| js_error(&e))?;
-    let data = canvas
-        .to_data_url_with_type("image/png")
+    let data = context
+        .get_image_data(
+            0.0,
+            0.0,
+            f64::from(picture.width),
+            f64::from(picture.height),
+        )
         .map_err(|e| js_error(&e))?;
-    let a: web_sys::HtmlAnchorElement = document()
-        .create_element("a")
-        .map_err(|e| js_error(&e))?
-        .unchecked_into();
-    a.set_href(&data);
-    a.set_download(name);
-    a.click();
-    Ok(())
+    Ok(ColorPicture {
+        width: picture.width as usize,
+        height: picture.height as usize,
+        rgba: data.data().0,
+    })
+}
+
+/// A text run's canvases (the step shown, or every frame of an animation) as one PNG: one frame
+/// is a plain PNG, more an animated one, all as tall as the tallest.
+async fn text_png(frames: Vec<Vec<crate::page::Cell>>) -> Result<Vec<u8>, String> {
+    let height = frames
+        .iter()
+        .map(|cells| cells_svg(cells, 0).height)
+        .max()
+        .unwrap_or(1);
+    let mut pictures = Vec::with_capacity(frames.len());
+    for cells in &frames {
+        pictures.push(rasterize(&cells_svg(cells, height)).await?);
+    }
+    encode_apng_rgba(&pictures, crate::page::images::ANIMATION_DELAY_MS).map_err(|e| e.to_string())
 }
 
 /// The address of this page showing `state`.
@@ -856,19 +873,26 @@ pub fn SharePanel() -> impl IntoView {
         });
     };
     let text_lane = move || ctx.lanes_with(|l| l.first().is_some_and(|l| l.text().is_some()));
-    let text_svg = move || {
+    // The text canvas at the step shown (`whole`: at every step of the animation's frames).
+    let text_frames = move |whole: bool| {
         let at = ctx.cursor.get_untracked();
         ctx.lanes_with(|l| {
-            l.first()
-                .and_then(|l| l.text())
-                .map(|r| crate::export::cells_svg(&r.cells(at)))
+            let r = l.first()?.text()?;
+            let steps = if whole {
+                crate::export::frame_steps(r.len())
+            } else {
+                vec![at]
+            };
+            Some(steps.into_iter().map(|s| r.cells(s)).collect::<Vec<_>>())
         })
     };
-    let text_picture = move |png: bool| {
-        let Some(svg) = text_svg() else {
+    let text_picture = move |kind: PictureKind| {
+        let whole = kind == PictureKind::Animation;
+        let Some(frames) = text_frames(whole).filter(|f| !f.is_empty()) else {
             return note.set("run something first: there is no picture to save yet".into());
         };
-        if !png {
+        if kind == PictureKind::Vector {
+            let svg = cells_svg(&frames[0], 0).svg;
             return note.set(
                 match download("unmask-step.svg", "image/svg+xml", svg.as_bytes()) {
                     Ok(()) => "unmask-step.svg saved".into(),
@@ -876,10 +900,19 @@ pub fn SharePanel() -> impl IntoView {
                 },
             );
         }
+        let (name, mime) = if whole {
+            ("unmask-run.png", "image/apng")
+        } else {
+            ("unmask-step.png", "image/png")
+        };
+        note.set("drawing…".into());
         leptos::task::spawn_local(async move {
-            note.set(match download_svg_as_png("unmask-step.png", &svg).await {
-                Ok(()) => "unmask-step.png saved".into(),
-                Err(e) => format!("could not save: {e}"),
+            note.set(match text_png(frames).await {
+                Ok(bytes) => match download(name, mime, &bytes) {
+                    Ok(()) => format!("{name} saved"),
+                    Err(e) => format!("could not save: {e}"),
+                },
+                Err(e) => format!("could not draw the picture: {e}"),
             });
         });
     };
@@ -924,8 +957,9 @@ pub fn SharePanel() -> impl IntoView {
                 <button on:click=move |_| copy(snippet(), "embed snippet")>"Copy embed"</button>
                 <button data-testid="export" on:click=export>"Export trajectory"</button>
                 <Show when=text_lane>
-                    <button data-testid="export-text-png" title="The canvas at the step shown, as PNG" on:click=move |_| text_picture(true)>"PNG"</button>
-                    <button data-testid="export-text-svg" title="The canvas at the step shown, as SVG" on:click=move |_| text_picture(false)>"SVG"</button>
+                    <button data-testid="export-text-png" title="The canvas at the step shown, as PNG" on:click=move |_| text_picture(PictureKind::View)>"PNG"</button>
+                    <button data-testid="export-text-svg" title="The canvas at the step shown, as SVG" on:click=move |_| text_picture(PictureKind::Vector)>"SVG"</button>
+                    <button data-testid="export-text-apng" title="The whole run, animated (up to 120 frames)" on:click=move |_| text_picture(PictureKind::Animation)>"Animation"</button>
                 </Show>
                 <Show when=digits>
                     <button data-testid="export-png" title="The step shown: x_t beside x̂₀ for every image" on:click=move |_| picture(PictureKind::View)>"PNG"</button>

@@ -328,12 +328,15 @@ test('an imported trajectory replays with no model loaded', async () => {
     await page.keyboard.press('l');
     assert.equal((await page.textContent('[data-testid=step-label]')).trim(), `3 / ${recorded.steps.length}`);
     // The canvas at that step as pictures, for posts that cannot embed the page.
-    for (const [button, file] of [['export-text-svg', 'unmask-step.svg'], ['export-text-png', 'unmask-step.png']]) {
+    for (const [button, file] of [['export-text-svg', 'unmask-step.svg'], ['export-text-png', 'unmask-step.png'],
+      ['export-text-apng', 'unmask-run.png']]) {
       const [download] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid=${button}]`)]);
       assert.equal(download.suggestedFilename(), file);
       const bytes = readFileSync(await download.path());
-      if (file.endsWith('.png')) assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
-      else assert.match(bytes.toString(), /^<svg [^>]*>[\s\S]*<text /);
+      if (file.endsWith('.svg')) assert.match(bytes.toString(), /^<svg [^>]*>[\s\S]*<text /);
+      else assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+      // The animation has a frame per step (acTL), the step's picture none.
+      assert.equal(bytes.includes('acTL'), button === 'export-text-apng', button);
     }
   } finally {
     await context.close();
