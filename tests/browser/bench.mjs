@@ -6,8 +6,8 @@
 //     the CPU fallback;
 //   - the wasm module's size, raw and gzipped.
 //   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance.
-// Usage: node tests/browser/bench.mjs [--digits]   (after `trunk build`; --digits: only the
-// digits); prints Markdown for BENCHMARKS.md.
+// Usage: node tests/browser/bench.mjs [--digits | --cpu]   (after `trunk build`; --digits: only
+// the digits; --cpu: only the CPU fallback's runs); prints Markdown for BENCHMARKS.md.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -57,10 +57,13 @@ async function done(page) {
 }
 
 const onlyDigits = process.argv.includes('--digits');
+const onlyCpu = process.argv.includes('--cpu');
+/** The backends measured: WebGPU (SwiftShader here) and the CPU fallback (`gpu = false`). */
+const backends = onlyCpu ? [false] : [true, false];
 const rows = [];
 const speed = [];
 const query = 'autoplay=1&sampler=bd3&gen=24&seed=1';
-if (!onlyDigits) {
+if (!onlyDigits && !onlyCpu) {
   const context = await browser.newContext();
   const page = await context.newPage();
   await watchLongTasks(page);
@@ -77,10 +80,13 @@ const samplers = {
   bd3: 'sampler=bd3&gen=24', llada: 'sampler=llada&gen=24&steps=24', mdlm: 'sampler=mdlm&gen=24&steps=24',
   ar: 'sampler=ar&gen=24',
 };
-for (const gpu of onlyDigits ? [] : [true, false]) {
+for (const gpu of onlyDigits ? [] : backends) {
   const context = await browser.newContext();
   const page = await context.newPage();
   if (!gpu) await removeWebGpu(context, page);
+  // One run first, not counted: it compiles the kernels and lets the wasm engine tier up.
+  await page.goto(`${origin}?autoplay=1&seed=2&sampler=bd3&gen=24`);
+  await done(page);
   for (const [name, q] of Object.entries(samplers)) {
     await page.goto(`${origin}?autoplay=1&seed=1&${q}`);
     const [lane] = await done(page);
@@ -96,7 +102,7 @@ const digits = {
   unguided: 'class=7', 'classifier-free w = 1': 'class=7&cfg=1', 'classifier s = 3': 'class=7&classifier_scale=3',
 };
 const digitSpeed = [];
-for (const gpu of [true, false]) {
+for (const gpu of backends) {
   const context = await browser.newContext();
   const page = await context.newPage();
   if (!gpu) await removeWebGpu(context, page);

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** The built page (`trunk build`). */
-export const dist = path.resolve(here, '../../dist');
+/** The built page (`trunk build`; `UNMASK_DIST` for another build, e.g. to compare two). */
+export const dist = path.resolve(process.env.UNMASK_DIST ?? path.resolve(here, '../../dist'));
 /** Test models (`tests/fixtures/`), served beside the page but never part of it. */
 export const fixtures = path.resolve(here, '../fixtures');
 
