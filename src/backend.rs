@@ -101,6 +101,12 @@ pub fn use_half_precision(device: &mut Device) -> bool {
         && device.configure(burn::tensor::FloatDType::F16).is_ok()
 }
 
+/// Whether `device` computes in host memory (the CPU backend): reading its tensors back is a
+/// copy, not a transfer.
+pub fn is_host(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
 /// A short human description of a device, for messages.
 pub fn describe(device: &Device) -> String {
     format!("{device:?}")

@@ -91,6 +91,12 @@ impl Generation {
         Ok(())
     }
 
+    /// Whether steps report each masked position's most likely tokens (on by default; off for
+    /// runs nobody inspects: then no step computes them).
+    pub fn show_candidates(&mut self, show: bool) {
+        self.sampler.show_candidates(show);
+    }
+
     /// Steps so far.
     pub fn steps(&self) -> &[Step] {
         &self.steps

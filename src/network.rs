@@ -1,6 +1,7 @@
 //! What samplers and networks agree on, and nothing else: the facts a sampler needs about a
-//! model ([`ModelSpec`]), the [`Denoiser`] trait it calls, the [`Logits`] it gets back and the
-//! [`ModelError`] a call can fail with. Samplers (`sampler`) depend on this module, never on a
+//! model ([`ModelSpec`]), the [`Denoiser`] trait it calls, the [`Rows`] of logits it gets back
+//! (left where the network computed them, and reduced there to a token and a few numbers per row
+//! by a [`Reduce`] request) and the [`ModelError`] a call can fail with. Samplers (`sampler`) depend on this module, never on a
 //! network; networks (`model`) implement it, never reaching into a sampler; tests drive samplers
 //! with a fake [`Denoiser`].
 
@@ -28,7 +29,8 @@ pub struct ModelSpec {
     pub time_conditioning: bool,
 }
 
-/// Row-major logits `[rows, vocab]` read back from the model.
+/// Row-major logits `[rows, vocab]` on the host: what a fake [`Denoiser`] returns, and what a
+/// device's [`Rows`] become when a request needs every value (top-p).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Logits {
     data: Vec<f32>,
@@ -73,9 +75,90 @@ impl Logits {
     }
 }
 
+/// How one row's token is drawn. The randomness is drawn beforehand from the sampler's seeded
+/// generator on the CPU, in the order the samplers always drew it, so a seed gives the same run
+/// wherever the reduction happens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowDraw {
+    /// The most likely token (temperature 0, MDLM's final pass).
+    Greedy,
+    /// Inverse-CDF: the first token, in vocabulary order, whose cumulative weight reaches
+    /// `u ·` the row's total, `u` uniform in [0, 1).
+    Categorical(f64),
+    /// Gumbel-max (LLaDA): `argmax(l / T − ln(−ln u))`, one uniform per vocabulary entry.
+    Gumbel(Vec<f64>),
+}
+
+/// One row to reduce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowQuery {
+    /// Its row in the prediction.
+    pub row: usize,
+    /// How its token is drawn.
+    pub draw: RowDraw,
+}
+
+/// What a sampler asks of a prediction's rows: a token each, with the numbers it ranks and shows
+/// them by. Computed where the logits are, so what crosses back to the CPU is O(rows × candidates),
+/// not O(rows × vocabulary).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduce {
+    /// The mask token: its logit is −∞ before every softmax (SUBS), so it is never predicted.
+    pub mask_id: u32,
+    /// Softmax temperature of the draws (greedy rows ignore it).
+    pub temperature: f64,
+    /// Draws keep only the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Draws keep only the smallest most-likely set with mass ≥ p.
+    pub top_p: Option<f64>,
+    /// The rows, in the order their results come back.
+    pub rows: Vec<RowQuery>,
+    /// Whether to compute each row's margin (Dream's `topk_margin` order).
+    pub margin: bool,
+    /// Whether to compute each row's negative entropy (Dream's `entropy` order).
+    pub entropy: bool,
+    /// The most likely tokens to return per row (0: none; the inspector shows them).
+    pub candidates: usize,
+}
+
+/// One row's result, under the untempered SUBS distribution p = softmax(logits), p(mask) = 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduced {
+    /// The token drawn.
+    pub token: u32,
+    /// p(token).
+    pub prob: f64,
+    /// p of the most likely token minus p of the second (Dream's `topk_margin`; 0 unless asked
+    /// for).
+    pub margin: f64,
+    /// Σ p ln p (0 unless asked for).
+    pub neg_entropy: f64,
+    /// The most likely tokens with their p, most likely first.
+    pub top: Vec<(u32, f64)>,
+}
+
+/// A prediction's rows of logits, wherever they live: [`Logits`] on the host, or a device tensor
+/// (`model::DeviceRows`) reduced by kernels on the device.
+#[allow(async_fn_in_trait)]
+pub trait Rows: Sized {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+
+    /// Classifier-free guidance: `uncond + (s + 1)(self − uncond)` (LLaDA `generate.py`), kept
+    /// finite.
+    fn guided(self, uncond: Self, scale: f64) -> Self;
+
+    /// Draws and scores the rows `request` names. A NaN or infinity in a reduced row is a
+    /// [`ModelError::NonFinite`].
+    async fn reduce(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError>;
+}
+
 /// The model as samplers see it: distributions over the vocabulary for positions of a canvas.
 #[allow(async_fn_in_trait)] // Futures are awaited in place; wasm futures are not Send anyway.
 pub trait Denoiser {
+    /// Where its predictions live.
+    type Rows: Rows;
+
     /// Facts about the model.
     fn spec(&self) -> &ModelSpec;
 
@@ -87,7 +170,7 @@ pub trait Denoiser {
         batch: &[&[u32]],
         targets: Range<usize>,
         sigma: f32,
-    ) -> Result<Vec<Logits>, ModelError>;
+    ) -> Result<Vec<Self::Rows>, ModelError>;
 
     /// Cached prediction: `commit` (finished tokens right after the cached ones) joins the cache, and
     /// `block` (the tokens being denoised, right after them) is run without being stored. Returns
@@ -98,7 +181,7 @@ pub trait Denoiser {
         commit: &[u32],
         block: &[u32],
         sigma: f32,
-    ) -> Result<Logits, ModelError>;
+    ) -> Result<Self::Rows, ModelError>;
 
     /// Empties the cache.
     fn reset_cache(&mut self);

@@ -52,6 +52,7 @@ fn kv_cached_blocks_equal_the_uncached_forward() {
     for start in (0..tokens.len()).step_by(bs) {
         let block = &tokens[start..(start + bs).min(tokens.len())];
         let got = pollster::block_on(bundle.model.predict_cached(prev, block, 0.0)).unwrap();
+        let got = pollster::block_on(got.to_host()).unwrap();
         let want = &full.as_slice()[start * v..(start + block.len()) * v];
         let diff = max_abs_diff(got.as_slice(), want);
         assert!(diff < TOLERANCE, "block at {start}: max |Δ| = {diff}");
@@ -69,6 +70,7 @@ fn causal_kv_cache_equals_the_uncached_forward() {
     let v = full.vocab();
     for (i, &t) in tokens.iter().enumerate().take(8) {
         let got = pollster::block_on(bundle.model.predict_cached(&[t], &[], 0.0)).unwrap();
+        let got = pollster::block_on(got.to_host()).unwrap();
         let diff = max_abs_diff(got.as_slice(), &full.as_slice()[i * v..(i + 1) * v]);
         assert!(diff < TOLERANCE, "position {i}: max |Δ| = {diff}");
     }

@@ -123,3 +123,109 @@ fn wgpu_draws_the_cpu_backend_s_digit_with_and_without_classifier_guidance() {
         );
     }
 }
+
+#[test]
+fn the_samplers_reduction_on_wgpu_agrees_with_the_host_s() {
+    use burn::tensor::{DType, Tensor, TensorData};
+    use unmask::model::DeviceRows;
+    use unmask::rng::Rng;
+    use unmask::sampler::probs::reduce_row;
+    use unmask::sampler::{Logits, Reduce, RowDraw, RowQuery, Rows};
+
+    let Some(device) = wgpu() else {
+        return;
+    };
+    let (rows, vocab, mask) = (32, 500, 3u32);
+    let mut rng = Rng::new(21);
+    let data: Vec<f32> = (0..rows * vocab)
+        .map(|_| (rng.uniform() * 10.0 - 5.0) as f32)
+        .collect();
+    let host = Logits::new(data.clone(), rows, vocab);
+    let tensor =
+        Tensor::<2>::from_data(TensorData::new(data, [rows, vocab]), (&device, DType::F32));
+    let on_gpu = DeviceRows::new(tensor, device, Default::default());
+    let settings = [
+        (None, None),
+        (Some(7), None),
+        (None, Some(0.5)),
+        (Some(30), Some(0.5)),
+    ];
+    for (i, (top_k, top_p)) in settings.into_iter().enumerate() {
+        let request = Reduce {
+            mask_id: mask,
+            temperature: 0.7,
+            top_k,
+            top_p,
+            rows: (0..rows)
+                .map(|row| RowQuery {
+                    row,
+                    draw: match (row + i) % 3 {
+                        0 => RowDraw::Greedy,
+                        1 => RowDraw::Categorical(rng.uniform()),
+                        _ => RowDraw::Gumbel((0..vocab).map(|_| rng.uniform()).collect()),
+                    },
+                })
+                .collect(),
+            margin: true,
+            entropy: true,
+            candidates: 5,
+        };
+        let got = pollster::block_on(on_gpu.reduce(&request)).unwrap();
+        for (q, g) in request.rows.iter().zip(&got) {
+            let want = reduce_row(host.row(q.row), &request, &q.draw);
+            assert_eq!(g.token, want.token, "row {} ({top_k:?}, {top_p:?})", q.row);
+            assert!((g.prob - want.prob).abs() < 1e-5, "row {}", q.row);
+            assert!((g.margin - want.margin).abs() < 1e-5, "row {}", q.row);
+            assert!(
+                (g.neg_entropy - want.neg_entropy).abs() < 1e-4,
+                "row {}",
+                q.row
+            );
+            let ids = |t: &[(u32, f64)]| t.iter().map(|c| c.0).collect::<Vec<_>>();
+            assert_eq!(ids(&g.top), ids(&want.top), "row {}", q.row);
+        }
+    }
+}
+
+#[test]
+fn every_sampler_draws_the_same_run_on_wgpu_as_on_the_cpu_backend() {
+    use unmask::config::Attention::{BlockCausal, Causal};
+    use unmask::sampler::{Knob, KnobValue, Remasking};
+    let Some(device) = wgpu() else {
+        return;
+    };
+    let mut gpu = Bundle::from_dir(&fixture_dir(), &device).unwrap();
+    let mut cpu = tiny();
+    let prompt = ids(&reference()["golden"]["prompt"]);
+    for (sampler, attention) in [
+        (SamplerKind::Llada, Attention::Bidirectional),
+        (SamplerKind::Mdlm, Attention::Bidirectional),
+        (SamplerKind::Bd3, BlockCausal { block_size: 4 }),
+        (SamplerKind::Ar, Causal),
+    ] {
+        gpu.model.set_attention(attention);
+        cpu.model.set_attention(attention);
+        let mut settings = Settings::for_tokens(sampler, 8);
+        settings.draw_mut().seed = 4;
+        settings.draw_mut().temperature = 1.0;
+        if settings.has(Knob::Remasking) {
+            settings
+                .set(Knob::Remasking, KnobValue::Remasking(Remasking::Margin))
+                .unwrap();
+        }
+        let on_gpu = run_all(settings.clone(), &prompt, &mut gpu.model);
+        let on_cpu = run_all(settings, &prompt, &mut cpu.model);
+        let commits = |steps: &[unmask::sampler::Step]| {
+            steps
+                .iter()
+                .map(|s| {
+                    s.commits
+                        .iter()
+                        .map(|c| (c.position, c.token))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(commits(&on_gpu), commits(&on_cpu), "{sampler:?}");
+    }
+}

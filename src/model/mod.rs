@@ -5,10 +5,13 @@ pub mod dit;
 pub mod layers;
 pub mod load;
 pub mod patch_dit;
+pub mod reduce;
 #[cfg(not(target_family = "wasm"))]
 pub mod save;
 
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -17,6 +20,7 @@ pub use load::{
     LoadError, checkpoint_layout, initial_checkpoint, largest_tensor_elements, load_dit,
     parameter_count, random_checkpoint,
 };
+pub use reduce::DeviceRows;
 
 use crate::config::Attention;
 pub use crate::network::ModelError;
@@ -28,6 +32,7 @@ pub struct DitDenoiser {
     device: Device,
     spec: ModelSpec,
     cache: KvCache,
+    read_back: Arc<AtomicU64>,
 }
 
 impl DitDenoiser {
@@ -38,7 +43,18 @@ impl DitDenoiser {
             device,
             spec,
             cache: KvCache::default(),
+            read_back: Arc::default(),
         }
+    }
+
+    /// Bytes its predictions have read back to the host so far (`unmask bench` reports them per
+    /// step).
+    pub fn bytes_read_back(&self) -> u64 {
+        self.read_back.load(Ordering::Relaxed)
+    }
+
+    fn rows(&self, logits: Tensor<2>) -> DeviceRows {
+        DeviceRows::new(logits, self.device.clone(), self.read_back.clone())
     }
 
     /// A second denoiser on the same weights (burn tensors are shared, not copied) with its own
@@ -157,6 +173,8 @@ async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> 
 }
 
 impl Denoiser for DitDenoiser {
+    type Rows = DeviceRows;
+
     fn spec(&self) -> &ModelSpec {
         &self.spec
     }
@@ -166,7 +184,7 @@ impl Denoiser for DitDenoiser {
         batch: &[&[u32]],
         targets: Range<usize>,
         sigma: f32,
-    ) -> Result<Vec<Logits>, ModelError> {
+    ) -> Result<Vec<DeviceRows>, ModelError> {
         let len = batch.first().map_or(0, |s| s.len());
         let (fed, rows) = if self.spec.attention == Attention::Causal {
             if targets.start == 0 {
@@ -190,8 +208,10 @@ impl Denoiser for DitDenoiser {
             0,
         );
         let out = out.narrow(1, rows.start, rows.len());
-        let all = read(out, &self.device).await?;
-        Ok(all.split(batch.len()))
+        let [b, n, v] = out.dims();
+        Ok((0..b)
+            .map(|i| self.rows(out.clone().narrow(0, i, 1).reshape([n, v])))
+            .collect())
     }
 
     async fn predict_cached(
@@ -199,7 +219,7 @@ impl Denoiser for DitDenoiser {
         commit: &[u32],
         block: &[u32],
         sigma: f32,
-    ) -> Result<Logits, ModelError> {
+    ) -> Result<DeviceRows, ModelError> {
         let attention = self.spec.attention;
         if !attention.is_cacheable() {
             return Err(ModelError::Unsupported(
@@ -236,7 +256,11 @@ impl Denoiser for DitDenoiser {
         } else {
             commit.len()..fed.len()
         };
-        read(out.narrow(1, rows.start, rows.len()), &self.device).await
+        let [_, _, v] = out.dims();
+        Ok(self.rows(
+            out.narrow(1, rows.start, rows.len())
+                .reshape([rows.len(), v]),
+        ))
     }
 
     fn reset_cache(&mut self) {

@@ -5,10 +5,9 @@
 //! block size 1. Each masked position, in order, is predicted from everything before it; a
 //! mask written in the prompt is filled the same way. Stops after the first generated EOS.
 
-use super::probs::{draw_token, subs_probs, top_tokens};
 use super::{
-    ArSettings, Base, CacheConflict, Candidates, Canvas, Commit, Denoiser, ModelSpec, SampleError,
-    SamplerKind, SettingsError, Step, TOP_CANDIDATES, loglinear_sigma,
+    ArSettings, Base, CacheConflict, Candidates, Canvas, Commit, Denoiser, ModelError, ModelSpec,
+    RowQuery, Rows, SampleError, SamplerKind, SettingsError, Step, loglinear_sigma,
 };
 
 /// The AR sampler's state.
@@ -63,7 +62,7 @@ impl Ar {
         };
         let t = self.base.canvas.masked_count() as f64 / self.base.canvas.len() as f64;
         let sigma = loglinear_sigma(t);
-        let logits = if self.use_cache {
+        let rows = if self.use_cache {
             if self.base.progress.model_calls == 0 {
                 model.reset_cache();
             }
@@ -81,18 +80,25 @@ impl Ar {
                 .remove(0)
         };
         self.base.progress.model_calls += 1;
-        let row = logits.row(0);
-        let probs = subs_probs(row, self.base.draw.mask_id);
-        let token = draw_token(row, &self.base.draw, &mut self.base.rng);
+        let query = RowQuery {
+            row: 0,
+            draw: self.base.plan(),
+        };
+        let reduced = rows.reduce(&self.base.request(vec![query], None)).await?;
+        let Some(r) = reduced.first() else {
+            return Err(ModelError::Unsupported("the reduction returned no row".into()).into());
+        };
+        let token = r.token;
         let commits = vec![Commit {
             position,
             token,
-            confidence: probs[token as usize],
+            confidence: r.prob,
         }];
-        let candidates = vec![Candidates {
-            position,
-            top: top_tokens(&probs, TOP_CANDIDATES),
-        }];
+        let candidates = if self.base.candidates > 0 {
+            vec![Candidates::of(position, r)]
+        } else {
+            Vec::new()
+        };
         self.base.canvas.apply(&commits);
         if self.eos_id == Some(token) && position >= self.base.canvas.prompt_len() {
             self.base.canvas.truncate(position + 1);

@@ -15,11 +15,10 @@
 //! EOS.
 
 use super::llada::{score, select};
-use super::probs::{draw_token, subs_probs, top_tokens};
 use super::{
     Base, Bd3Order, Bd3Settings, BlockSchedule, CacheConflict, Candidates, Canvas, Commit,
-    Denoiser, ModelSpec, Remasking, SampleError, SamplerKind, SettingsError, Step, TOP_CANDIDATES,
-    check_steps, loglinear_sigma,
+    Denoiser, ModelSpec, Remasking, RowDraw, RowQuery, Rows, SampleError, SamplerKind,
+    SettingsError, Step, check_steps, loglinear_sigma,
 };
 use crate::config::Attention;
 
@@ -165,7 +164,7 @@ impl Bd3 {
         let range = self.block_range();
         let t = self.base.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
         let sigma = loglinear_sigma(t);
-        let logits = if self.use_cache {
+        let rows = if self.use_cache {
             if self.base.progress.model_calls == 0 {
                 model.reset_cache();
             }
@@ -183,38 +182,42 @@ impl Bd3 {
         self.base.progress.model_calls += 1;
         let row_of = |p: usize| p - range.start;
         let (commits, candidates) = if self.first_hitting {
-            // Candidates first (no randomness), then one uniform pick and one draw.
-            let candidates: Vec<Candidates> = masked
+            // One uniform pick, then its token's draw; the candidates of every masked position
+            // come from the same reduction when they are shown.
+            let chosen = masked[self.base.rng.below(masked.len())];
+            let draw = self.base.plan();
+            let shown = self.base.candidates > 0;
+            let positions: Vec<usize> = if shown { masked.clone() } else { vec![chosen] };
+            let queries = positions
                 .iter()
-                .map(|&position| Candidates {
-                    position,
-                    top: top_tokens(
-                        &subs_probs(logits.row(row_of(position)), self.base.draw.mask_id),
-                        TOP_CANDIDATES,
-                    ),
+                .map(|&p| RowQuery {
+                    row: row_of(p),
+                    draw: if p == chosen {
+                        draw.clone()
+                    } else {
+                        RowDraw::Greedy
+                    },
                 })
                 .collect();
-            let position = masked[self.base.rng.below(masked.len())];
-            let row = logits.row(row_of(position));
-            let token = draw_token(row, &self.base.draw, &mut self.base.rng);
-            let prob = subs_probs(row, self.base.draw.mask_id)[token as usize];
-            (
-                vec![Commit {
-                    position,
-                    token,
-                    confidence: prob,
-                }],
-                candidates,
-            )
+            let reduced = rows.reduce(&self.base.request(queries, None)).await?;
+            let mut commits = Vec::with_capacity(1);
+            let mut candidates = Vec::new();
+            for (&position, r) in positions.iter().zip(&reduced) {
+                if shown {
+                    candidates.push(Candidates::of(position, r));
+                }
+                if position == chosen {
+                    commits.push(Commit {
+                        position,
+                        token: r.token,
+                        confidence: r.prob,
+                    });
+                }
+            }
+            (commits, candidates)
         } else {
-            let (scored, candidates) = score(
-                &logits,
-                row_of,
-                &masked,
-                &self.base.draw,
-                self.remasking,
-                &mut self.base.rng,
-            );
+            let (scored, candidates) =
+                score(&rows, row_of, &masked, &mut self.base, self.remasking).await?;
             let count = self.schedule.next_count(masked.len());
             (select(scored, count, self.threshold), candidates)
         };

@@ -12,12 +12,12 @@
 //! whose token has probability ≥ τ and at least the most confident. Masks written in the prompt
 //! are filled during the first block.
 
-use super::probs::{TokenDraw, confidence, draw_token, guide, subs_probs, top_tokens};
+use super::probs::confidence;
 use super::{
-    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, LladaSettings, Logits, ModelSpec,
-    Remasking, SampleError, SettingsError, Step, TOP_CANDIDATES, check_steps, loglinear_sigma,
+    Base, BlockSchedule, Candidates, Canvas, Commit, Denoiser, LladaSettings, ModelError,
+    ModelSpec, Remasking, RowQuery, Rows, SampleError, SettingsError, Step, check_steps,
+    loglinear_sigma,
 };
-use crate::rng::Rng;
 
 /// A masked position's prediction.
 #[derive(Clone, Debug)]
@@ -28,35 +28,46 @@ pub(crate) struct Scored {
     pub confidence: f64,
 }
 
-/// Predicts x0 at every position of `positions` (`row_of` maps a position to its row of `logits`)
-/// and scores it; returns the scores and the top candidates, in position order.
-pub(crate) fn score(
-    logits: &Logits,
+/// Predicts x0 at every position of `positions` (`row_of` maps a position to its row of `rows`)
+/// and scores it; returns the scores and the top candidates, in position order. The draws come
+/// from the run's generator before the call, in the order the positions are listed (each row's
+/// token, then the `random` rule's uniform), so a seed means the same run on every backend.
+pub(crate) async fn score<R: Rows>(
+    rows: &R,
     row_of: impl Fn(usize) -> usize,
     positions: &[usize],
-    draw: &TokenDraw,
+    base: &mut Base,
     remasking: Remasking,
-    rng: &mut Rng,
-) -> (Vec<Scored>, Vec<Candidates>) {
-    let mut scored = Vec::with_capacity(positions.len());
-    let mut candidates = Vec::with_capacity(positions.len());
+) -> Result<(Vec<Scored>, Vec<Candidates>), SampleError> {
+    let mut queries = Vec::with_capacity(positions.len());
+    let mut uniforms = Vec::with_capacity(positions.len());
     for &position in positions {
-        let row = logits.row(row_of(position));
-        let token = draw_token(row, draw, rng);
-        let probs = subs_probs(row, draw.mask_id);
-        let confidence = confidence(remasking, &probs, token, rng);
-        scored.push(Scored {
-            position,
-            token,
-            prob: probs[token as usize],
-            confidence,
+        queries.push(RowQuery {
+            row: row_of(position),
+            draw: base.plan(),
         });
-        candidates.push(Candidates {
-            position,
-            top: top_tokens(&probs, TOP_CANDIDATES),
+        uniforms.push(if remasking == Remasking::Random {
+            base.rng.uniform()
+        } else {
+            0.0
         });
     }
-    (scored, candidates)
+    let request = base.request(queries, Some(remasking));
+    let reduced = rows.reduce(&request).await?;
+    let mut scored = Vec::with_capacity(positions.len());
+    let mut candidates = Vec::with_capacity(positions.len());
+    for ((&position, r), &uniform) in positions.iter().zip(&reduced).zip(&uniforms) {
+        scored.push(Scored {
+            position,
+            token: r.token,
+            prob: r.prob,
+            confidence: confidence(remasking, r, uniform),
+        });
+        if base.candidates > 0 {
+            candidates.push(Candidates::of(position, r));
+        }
+    }
+    Ok((scored, candidates))
 }
 
 /// The `count` most confident predictions (earlier position first on ties), or with a threshold τ,
@@ -176,17 +187,22 @@ impl Llada {
         let targets = first..active[active.len() - 1] + 1;
         let t = self.base.canvas.masked_count() as f64 / self.initially_masked.max(1) as f64;
         let sigma = loglinear_sigma(t);
-        let logits = if self.cfg_scale > 0.0 {
+        let rows = if self.cfg_scale > 0.0 {
             let uncond = self.base.canvas.unconditional();
-            let out = model
+            let mut out = model
                 .predict(
                     &[self.base.canvas.tokens(), &uncond],
                     targets.clone(),
                     sigma,
                 )
                 .await?;
-            let guided = guide(out[0].as_slice(), out[1].as_slice(), self.cfg_scale);
-            Logits::new(guided, out[0].rows(), out[0].vocab())
+            let (Some(uncond), Some(cond)) = (out.pop(), out.pop()) else {
+                return Err(ModelError::Unsupported(
+                    "the model returned fewer predictions than sequences".into(),
+                )
+                .into());
+            };
+            cond.guided(uncond, self.cfg_scale)
         } else {
             model
                 .predict(&[self.base.canvas.tokens()], targets.clone(), sigma)
@@ -195,13 +211,13 @@ impl Llada {
         };
         self.base.progress.model_calls += 1;
         let (scored, candidates) = score(
-            &logits,
+            &rows,
             |p| p - first,
             &active,
-            &self.base.draw,
+            &mut self.base,
             self.remasking,
-            &mut self.base.rng,
-        );
+        )
+        .await?;
         let count = self.schedule.next_count(active.len());
         let commits = select(scored, count, self.threshold);
         self.base.canvas.apply(&commits);

@@ -10,12 +10,14 @@
 //! model ignores time, the next step's p(x0) would be the same: the cache reuses it and skips the
 //! call (`ddpm_cache`). Masks left after the last step are filled by one argmax pass (the
 //! reference's noise removal).
+//!
+//! With the cache, a call whose iteration commits nothing is not a step of its own: the
+//! iterations that reuse its prediction follow in the same `step`, until one commits (so every
+//! step still makes at most one call, and skipped iterations reduce nothing).
 
-use super::llada::Scored;
-use super::probs::{TokenDraw, draw_token, subs_probs, top_tokens};
 use super::{
-    Base, Candidates, Canvas, Commit, Denoiser, Logits, MdlmSettings, ModelSpec, SampleError,
-    SettingsError, Step, TOP_CANDIDATES, loglinear_sigma,
+    Base, Candidates, Canvas, Commit, Denoiser, MdlmSettings, ModelSpec, RowDraw, RowQuery, Rows,
+    SampleError, SettingsError, Step, loglinear_sigma,
 };
 
 /// The reference's smallest time, `sampling_eps`.
@@ -29,8 +31,6 @@ pub struct Mdlm {
     iteration: usize,
     use_cache: bool,
     time_conditioning: bool,
-    /// Logits of the last call, rows for positions `cached_from..`, while still valid.
-    cached: Option<(usize, Logits)>,
     finished: bool,
 }
 
@@ -51,7 +51,6 @@ impl Mdlm {
             iteration: 0,
             use_cache: settings.use_cache,
             time_conditioning: spec.time_conditioning,
-            cached: None,
             finished: false,
         })
     }
@@ -60,30 +59,12 @@ impl Mdlm {
         1.0 - (1.0 - SAMPLING_EPS) * i as f64 / self.steps as f64
     }
 
-    /// Logits for every masked position, from the cache when it is still valid.
-    async fn logits<D: Denoiser>(
-        &mut self,
-        model: &mut D,
-        masked: &[usize],
-        t: f64,
-    ) -> Result<(usize, Logits), SampleError> {
-        if let Some(hit) = self.cached.take() {
-            self.base.progress.skipped_calls += 1;
-            return Ok(hit);
-        }
-        let first = masked[0];
-        let targets = first..masked[masked.len() - 1] + 1;
-        let logits = model
-            .predict(&[self.base.canvas.tokens()], targets, loglinear_sigma(t))
-            .await?
-            .remove(0);
-        self.base.progress.model_calls += 1;
-        Ok((first, logits))
-    }
-
     /// Runs one denoising step (a model call unless the cache answers it).
     pub async fn step<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<Step>, SampleError> {
         let whole = 0..self.base.canvas.len();
+        let may_reuse = self.use_cache && !self.time_conditioning;
+        // The prediction, rows for positions `first..`, while nothing has changed since.
+        let mut held: Option<(usize, D::Rows)> = None;
         loop {
             let masked = self.base.canvas.masked_in(whole.clone());
             if masked.is_empty() || self.finished {
@@ -91,53 +72,74 @@ impl Mdlm {
             }
             let noise_removal = self.iteration >= self.steps;
             let (t, s) = (self.time(self.iteration), self.time(self.iteration + 1));
-            let calls_before = self.base.progress.model_calls;
-            let (first, logits) = self.logits(model, &masked, t).await?;
-            let mut scored = Vec::new();
-            let mut candidates = Vec::with_capacity(masked.len());
-            for &position in &masked {
-                let row = logits.row(position - first);
-                let probs = subs_probs(row, self.base.draw.mask_id);
-                candidates.push(Candidates {
-                    position,
-                    top: top_tokens(&probs, TOP_CANDIDATES),
-                });
-                let token = if noise_removal {
-                    let greedy = TokenDraw {
-                        temperature: 0.0,
-                        ..self.base.draw
-                    };
-                    draw_token(row, &greedy, &mut self.base.rng)
+            let (first, rows) = match held.take() {
+                Some(hit) => {
+                    self.base.progress.skipped_calls += 1;
+                    hit
+                }
+                None => {
+                    let first = masked[0];
+                    let targets = first..masked[masked.len() - 1] + 1;
+                    let rows = model
+                        .predict(&[self.base.canvas.tokens()], targets, loglinear_sigma(t))
+                        .await?
+                        .remove(0);
+                    self.base.progress.model_calls += 1;
+                    (first, rows)
+                }
+            };
+            // Which masked positions move to a token, and the randomness of each token: drawn in
+            // position order, each position's move before its token, as the reference does.
+            let mut draws: Vec<Option<RowDraw>> = Vec::with_capacity(masked.len());
+            for _ in &masked {
+                draws.push(if noise_removal {
+                    Some(RowDraw::Greedy)
                 } else if self.base.rng.uniform() < (t - s) / t {
-                    draw_token(row, &self.base.draw, &mut self.base.rng)
+                    Some(self.base.plan())
                 } else {
-                    continue;
-                };
-                scored.push(Scored {
-                    position,
-                    token,
-                    prob: probs[token as usize],
-                    confidence: 0.0,
+                    None
                 });
             }
             self.iteration += 1;
             self.finished = noise_removal;
-            let called = self.base.progress.model_calls > calls_before;
-            if scored.is_empty() && self.use_cache && !self.time_conditioning {
-                // Nothing changed: the next step would see the same input.
-                self.cached = Some((first, logits));
-            }
-            if scored.is_empty() && !called {
+            let moving = draws.iter().flatten().count();
+            if moving == 0 && may_reuse {
+                // Nothing changed: the next iteration sees the same input.
+                held = Some((first, rows));
                 continue;
             }
-            let commits: Vec<Commit> = scored
-                .into_iter()
-                .map(|s| Commit {
-                    position: s.position,
-                    token: s.token,
-                    confidence: s.prob,
-                })
-                .collect();
+            let shown = self.base.candidates > 0;
+            // The moving rows, and with the candidates shown every masked one.
+            let (mut positions, mut queries, mut moves) = (Vec::new(), Vec::new(), Vec::new());
+            for (&position, draw) in masked.iter().zip(draws) {
+                if shown || draw.is_some() {
+                    positions.push(position);
+                    moves.push(draw.is_some());
+                    queries.push(RowQuery {
+                        row: position - first,
+                        draw: draw.unwrap_or(RowDraw::Greedy),
+                    });
+                }
+            }
+            let reduced = if queries.is_empty() {
+                Vec::new()
+            } else {
+                rows.reduce(&self.base.request(queries, None)).await?
+            };
+            let mut commits = Vec::with_capacity(moving);
+            let mut candidates = Vec::new();
+            for ((&position, r), &moves) in positions.iter().zip(&reduced).zip(&moves) {
+                if shown {
+                    candidates.push(Candidates::of(position, r));
+                }
+                if moves {
+                    commits.push(Commit {
+                        position,
+                        token: r.token,
+                        confidence: r.prob,
+                    });
+                }
+            }
             self.base.canvas.apply(&commits);
             return Ok(Some(self.base.progress.emit(
                 &self.base.canvas,

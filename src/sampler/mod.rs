@@ -33,7 +33,9 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use crate::network::{Denoiser, Logits, ModelError, ModelSpec};
+pub use crate::network::{
+    Denoiser, Logits, ModelError, ModelSpec, Reduce, Reduced, RowDraw, RowQuery, Rows,
+};
 
 /// Which sampler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -508,6 +510,10 @@ pub struct Base {
     pub progress: Progress,
     pub(crate) draw: probs::TokenDraw,
     pub(crate) rng: crate::rng::Rng,
+    /// Candidates reported per predicted position ([`TOP_CANDIDATES`], or 0 when nothing shows
+    /// them: then no step computes them).
+    pub(crate) candidates: usize,
+    vocab: usize,
 }
 
 impl Base {
@@ -517,6 +523,41 @@ impl Base {
             progress: Progress::default(),
             draw: probs::TokenDraw::new(draw, spec.mask_id, gumbel),
             rng: crate::rng::Rng::new(draw.seed),
+            candidates: TOP_CANDIDATES,
+            vocab: spec.vocab_size,
+        }
+    }
+
+    /// The randomness of the next row's token, from the run's generator.
+    pub(crate) fn plan(&mut self) -> RowDraw {
+        probs::plan_draw(&self.draw, self.vocab, &mut self.rng)
+    }
+
+    /// A request for `rows` under the run's draw settings, with the numbers `ranking` ranks by.
+    pub(crate) fn request(&self, rows: Vec<RowQuery>, ranking: Option<Remasking>) -> Reduce {
+        Reduce {
+            mask_id: self.draw.mask_id,
+            temperature: self.draw.temperature,
+            top_k: self.draw.top_k,
+            top_p: self.draw.top_p,
+            rows,
+            margin: ranking == Some(Remasking::Margin),
+            entropy: ranking == Some(Remasking::Entropy),
+            candidates: self.candidates,
+        }
+    }
+}
+
+impl Candidates {
+    /// The candidates a reduced row reports for `position`.
+    pub(crate) fn of(position: usize, reduced: &Reduced) -> Self {
+        Candidates {
+            position,
+            top: reduced
+                .top
+                .iter()
+                .map(|&(token, prob)| TopToken { token, prob })
+                .collect(),
         }
     }
 }
@@ -711,6 +752,22 @@ impl AnySampler {
             AnySampler::Mdlm(s) => s.step(model).await,
             AnySampler::Bd3(s) => s.step(model).await,
             AnySampler::Ar(s) => s.step(model).await,
+        }
+    }
+
+    /// Whether steps report each position's most likely tokens (the page's inspector and
+    /// `--trace` show them; a quiet run, a quality check or a training sample does not compute
+    /// them).
+    pub fn show_candidates(&mut self, show: bool) {
+        self.base_mut().candidates = if show { TOP_CANDIDATES } else { 0 };
+    }
+
+    fn base_mut(&mut self) -> &mut Base {
+        match self {
+            AnySampler::Llada(s) => &mut s.base,
+            AnySampler::Mdlm(s) => &mut s.base,
+            AnySampler::Bd3(s) => &mut s.base,
+            AnySampler::Ar(s) => &mut s.base,
         }
     }
 

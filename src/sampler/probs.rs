@@ -1,4 +1,6 @@
-//! Turning one row of logits into a token, a probability and a confidence, on the CPU in f64.
+//! Turning one row of logits into a token, a probability and a confidence, on the CPU in f64:
+//! the reference the device reduction (`model::reduce`) is tested against, and the [`Rows`] of
+//! host [`Logits`].
 //!
 //! - SUBS (MDLM, arXiv:2406.07524 §3.2): the mask token's logit is −∞, so it is never predicted.
 //! - Temperature sampling by Gumbel-max in f64 (LLaDA `generate.py` `add_gumbel_noise`, whose
@@ -8,6 +10,7 @@
 //! - Confidence scores of LLaDA (`low_confidence`, `random`) and Dream (`topk_margin`, `entropy`).
 
 use super::{Remasking, TopToken};
+use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows};
 use crate::rng::Rng;
 
 /// How a token is drawn from a row: a run's [`Draw`](super::Draw) settings with the model's mask.
@@ -142,23 +145,42 @@ fn filtered_log_weights(logits: &[f32], draw: &TokenDraw) -> Vec<f64> {
 /// Temperatures below this are greedy: dividing logits by less would overflow f64.
 pub const MIN_TEMPERATURE: f64 = 1e-6;
 
-/// Draws a token from a row of logits.
-pub fn draw_token(logits: &[f32], draw: &TokenDraw, rng: &mut Rng) -> u32 {
+/// Draws the randomness of one row's token from `rng`, as [`draw_token`] consumes it: nothing
+/// when greedy, one uniform per vocabulary entry for Gumbel-max, one uniform otherwise.
+pub fn plan_draw(draw: &TokenDraw, vocab: usize, rng: &mut Rng) -> RowDraw {
     if draw.temperature < MIN_TEMPERATURE {
-        let l: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
-        return argmax(&l, Some(draw.mask_id as usize)) as u32;
+        RowDraw::Greedy
+    } else if draw.gumbel {
+        RowDraw::Gumbel((0..vocab).map(|_| rng.uniform()).collect())
+    } else {
+        RowDraw::Categorical(rng.uniform())
     }
+}
+
+/// The token `plan` picks from a row of logits under `draw`'s temperature and filters.
+pub fn draw_row(logits: &[f32], draw: &TokenDraw, plan: &RowDraw) -> u32 {
+    let u = match plan {
+        RowDraw::Greedy => {
+            let l: Vec<f64> = logits.iter().map(|&x| x as f64).collect();
+            return argmax(&l, Some(draw.mask_id as usize)) as u32;
+        }
+        RowDraw::Gumbel(uniforms) => {
+            // argmax(l/T + g), g = −ln(−ln u): a draw from softmax(l/T).
+            let w = filtered_log_weights(logits, draw);
+            let noisy: Vec<f64> = w
+                .iter()
+                .zip(uniforms)
+                .map(|(&x, &u)| x - (-u.ln()).ln())
+                .collect();
+            return argmax(&noisy, None) as u32;
+        }
+        RowDraw::Categorical(u) => *u,
+    };
     let w = filtered_log_weights(logits, draw);
-    if draw.gumbel {
-        // argmax(l/T + g), g = −ln(−ln u): a draw from softmax(l/T). One uniform per vocabulary
-        // entry, in order, so the stream of draws does not depend on the filters.
-        let noisy: Vec<f64> = w.iter().map(|&x| x - (-rng.uniform().ln()).ln()).collect();
-        return argmax(&noisy, None) as u32;
-    }
     let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let weights: Vec<f64> = w.iter().map(|&x| (x - max).exp()).collect();
     let total: f64 = weights.iter().sum();
-    let target = rng.uniform() * total;
+    let target = u * total;
     let mut acc = 0.0;
     let mut last = 0;
     for (i, &x) in weights.iter().enumerate() {
@@ -173,20 +195,96 @@ pub fn draw_token(logits: &[f32], draw: &TokenDraw, rng: &mut Rng) -> u32 {
     last as u32
 }
 
-/// How sure the model is at a position, for ranking which positions to commit; larger is surer.
-pub fn confidence(remasking: Remasking, probs: &[f64], token: u32, rng: &mut Rng) -> f64 {
-    match remasking {
-        Remasking::LowConfidence => probs[token as usize],
-        Remasking::Random => rng.uniform(),
-        Remasking::Margin => {
-            let top = top_tokens(probs, 2);
+/// Draws a token from a row of logits.
+pub fn draw_token(logits: &[f32], draw: &TokenDraw, rng: &mut Rng) -> u32 {
+    let plan = plan_draw(draw, logits.len(), rng);
+    draw_row(logits, draw, &plan)
+}
+
+/// One row reduced on the host, in f64: what the device reduction must agree with.
+pub fn reduce_row(logits: &[f32], request: &Reduce, plan: &RowDraw) -> Reduced {
+    let draw = TokenDraw {
+        mask_id: request.mask_id,
+        temperature: request.temperature,
+        top_k: request.top_k,
+        top_p: request.top_p,
+        gumbel: matches!(plan, RowDraw::Gumbel(_)),
+    };
+    let token = draw_row(logits, &draw, plan);
+    let probs = subs_probs(logits, request.mask_id);
+    let top = top_tokens(&probs, request.candidates.max(2));
+    Reduced {
+        token,
+        prob: probs[token as usize],
+        margin: if request.margin {
             top[0].prob - top.get(1).map_or(0.0, |t| t.prob)
-        }
-        Remasking::Entropy => probs
+        } else {
+            0.0
+        },
+        neg_entropy: if request.entropy {
+            neg_entropy(&probs)
+        } else {
+            0.0
+        },
+        top: top
             .iter()
-            .filter(|&&p| p > 0.0)
-            .map(|&p| p * p.ln())
-            .sum(),
+            .take(request.candidates)
+            .map(|t| (t.token, t.prob))
+            .collect(),
+    }
+}
+
+/// Σ p ln p over the tokens with p > 0.
+fn neg_entropy(probs: &[f64]) -> f64 {
+    probs
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| p * p.ln())
+        .sum()
+}
+
+impl Rows for Logits {
+    fn rows(&self) -> usize {
+        Logits::rows(self)
+    }
+
+    fn guided(self, uncond: Self, scale: f64) -> Self {
+        let (rows, vocab) = (Logits::rows(&self), self.vocab());
+        Logits::new(
+            guide(self.as_slice(), uncond.as_slice(), scale),
+            rows,
+            vocab,
+        )
+    }
+
+    async fn reduce(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
+        request
+            .rows
+            .iter()
+            .map(|q| {
+                let row = self.row(q.row);
+                let count = row.iter().filter(|x| !x.is_finite()).count();
+                if count > 0 {
+                    return Err(ModelError::NonFinite {
+                        backend: "host".into(),
+                        count,
+                        step: None,
+                    });
+                }
+                Ok(reduce_row(row, request, &q.draw))
+            })
+            .collect()
+    }
+}
+
+/// How sure the model is at a position, for ranking which positions to commit; larger is surer.
+/// `uniform` is the draw of the `random` rule (taken from the generator before the call).
+pub fn confidence(remasking: Remasking, reduced: &Reduced, uniform: f64) -> f64 {
+    match remasking {
+        Remasking::LowConfidence => reduced.prob,
+        Remasking::Random => uniform,
+        Remasking::Margin => reduced.margin,
+        Remasking::Entropy => reduced.neg_entropy,
     }
 }
 
@@ -324,19 +422,29 @@ mod tests {
 
     #[test]
     fn confidence_scores_rank_a_peaked_row_above_a_flat_one() {
-        let peaked = subs_probs(&[5.0, 0.0, 0.0], 9);
-        let flat = subs_probs(&[0.0, 0.0, 0.0], 9);
-        let mut rng = Rng::new(0);
+        let request = Reduce {
+            mask_id: 9,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            rows: Vec::new(),
+            margin: true,
+            entropy: true,
+            candidates: 0,
+        };
+        let peaked_row = reduce_row(&[5.0, 0.0, 0.0], &request, &RowDraw::Greedy);
+        let flat_row = reduce_row(&[0.0, 0.0, 0.0], &request, &RowDraw::Greedy);
         for r in [
             Remasking::LowConfidence,
             Remasking::Margin,
             Remasking::Entropy,
         ] {
             assert!(
-                confidence(r, &peaked, 0, &mut rng) > confidence(r, &flat, 0, &mut rng),
+                confidence(r, &peaked_row, 0.0) > confidence(r, &flat_row, 0.0),
                 "{r:?}"
             );
         }
+        let peaked = subs_probs(&[5.0, 0.0, 0.0], 9);
         let top = top_tokens(&peaked, 5);
         assert_eq!(top.len(), 3);
         assert_eq!(top[0].token, 0);

@@ -381,6 +381,7 @@ impl Trainer {
         let mut model = DitDenoiser::new(dit, plain, spec.clone());
         let mut run = Generation::new(settings, prompt, &self.codec, &spec)
             .map_err(|e| TrainError::Sample(e.to_string()))?;
+        run.show_candidates(false);
         pollster::block_on(run.run(&mut model, |_| {}))
             .map_err(|e| TrainError::Sample(e.to_string()))?;
         Ok(self.codec.decode(run.sampler().canvas().tokens()))

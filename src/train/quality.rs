@@ -248,6 +248,7 @@ pub fn check(
             seed: seed as u64,
         };
         let mut run = Generation::new(settings, prompt, &bundle.codec, &spec)?;
+        run.show_candidates(false);
         pollster::block_on(run.run(&mut bundle.model, |_| {}))?;
         let canvas = run.sampler().canvas();
         let generated = &canvas.tokens()[canvas.prompt_len().min(canvas.tokens().len())..];

@@ -123,6 +123,8 @@ impl Fake {
 }
 
 impl Denoiser for Fake {
+    type Rows = Logits;
+
     fn spec(&self) -> &ModelSpec {
         &self.spec
     }

@@ -145,8 +145,12 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
                 .map(|t| if t == mask { 0 } else { t })
                 .collect();
             let secs = time(args.repeats, || {
-                pollster::block_on(model.predict(&[&tokens], l - 1..l, 0.0))
-                    .map_err(|e| e.to_string())
+                pollster::block_on(async {
+                    let rows = model.predict(&[&tokens], l - 1..l, 0.0).await?;
+                    // Read back, so the forward has run.
+                    rows[0].to_host().await
+                })
+                .map_err(|e| e.to_string())
             })?;
             outln!("| {} | forward L={l} | {:.1} ms |", kind.name(), secs * 1e3);
         }
@@ -181,20 +185,25 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             let spec = model.spec().clone();
             let mut generation =
                 Generation::from_ids(settings, &prompt, &spec).map_err(|e| e.to_string())?;
+            // What a quiet run computes: no candidates.
+            generation.show_candidates(false);
+            let read_before = model.bytes_read_back();
             let start = Instant::now();
             pollster::block_on(generation.run(&mut model, |_| {})).map_err(|e| e.to_string())?;
             let secs = start.elapsed().as_secs_f64();
+            let read_back = model.bytes_read_back() - read_before;
             let progress = generation.sampler().progress();
             let tokens: usize = generation.steps().iter().map(|s| s.commits.len()).sum();
             if sampler == SamplerKind::Bd3 {
                 bd3_times.push(secs);
             }
             outln!(
-                "| {} | {label}: {} tokens | {:.1} tokens/s, {:.2} calls/token |",
+                "| {} | {label}: {} tokens | {:.1} tokens/s, {:.2} calls/token, {} B read back per step |",
                 kind.name(),
                 tokens,
                 tokens as f64 / secs,
-                progress.model_calls as f64 / tokens.max(1) as f64
+                progress.model_calls as f64 / tokens.max(1) as f64,
+                read_back / progress.steps.max(1) as u64
             );
         }
         if let [cached, uncached] = bd3_times[..] {

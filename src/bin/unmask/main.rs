@@ -481,6 +481,8 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let settings = settings_of(&args, sampler)?;
     // Every setting and size is checked here, against the model, before its first call.
     let mut generation = Generation::new(settings, prompt, &bundle.codec, &spec)?;
+    // Only a trace keeps each position's candidates; without one they are not computed.
+    generation.show_candidates(args.trace.is_some());
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let codec = bundle.codec.clone();

@@ -1,0 +1,737 @@
+//! The samplers' per-row reduction on the device, where the logits are: SUBS (the mask's logit
+//! → −∞, MDLM arXiv:2406.07524 §3.2), softmax, the drawn token (greedy, inverse-CDF, or LLaDA's
+//! Gumbel-max with the noise uploaded), p(token), Dream's margin and entropy, the top candidates
+//! and the non-finite check, as burn tensor ops on whatever backend holds the rows. One readback
+//! per call of `5 + 2·candidates` f32 per row replaces the `vocabulary` f32 per row the host
+//! reduction needs (`sampler::probs`, the f64 reference these ops are tested against).
+//!
+//! On the CPU backend the logits are in host memory already and the rows go through the host's
+//! f64 loop instead, which costs less there than the kernels' launches; the kernels are tested
+//! on it all the same.
+//!
+//! Top-p needs each row sorted (burn's GPU backends sort by reading the tensor back): the device
+//! ranks each row's [`NUCLEUS_WINDOW`] most likely tokens instead, and the host draws from the
+//! nucleus when it lies within them (the same kept set and draw as `sampler::probs`), reading a
+//! row whole only when its nucleus is wider (a flat distribution).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
+
+use super::f32_values;
+use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows};
+use crate::sampler::probs::MIN_TEMPERATURE;
+
+/// Columns of the packed readback before the candidates: token, p(token), margin, Σ p ln p,
+/// the row's count of non-finite logits, and its untempered and tempered log-normalisers.
+const FIXED_COLUMNS: usize = 7;
+
+/// Rows of logits `[rows, vocab]` on a device, reduced there.
+#[derive(Clone, Debug)]
+pub struct DeviceRows {
+    logits: Tensor<2>,
+    device: Device,
+    read_back: Arc<AtomicU64>,
+}
+
+impl DeviceRows {
+    /// Wraps `[rows, vocab]` logits; bytes read back are added to `read_back`.
+    pub fn new(logits: Tensor<2>, device: Device, read_back: Arc<AtomicU64>) -> Self {
+        Self {
+            logits,
+            device,
+            read_back,
+        }
+    }
+
+    /// Vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.logits.dims()[1]
+    }
+
+    fn failed(&self, message: String) -> ModelError {
+        ModelError::Backend {
+            backend: crate::backend::describe(&self.device),
+            message,
+        }
+    }
+
+    async fn read<const D: usize>(&self, t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+        let data = t
+            .into_data_async()
+            .await
+            .map_err(|e| self.failed(format!("{e:?}")))?;
+        let values = f32_values(data).map_err(|e| self.failed(e))?;
+        self.read_back
+            .fetch_add(4 * values.len() as u64, Ordering::Relaxed);
+        Ok(values)
+    }
+
+    /// Every value on the host, checked for NaN and infinities (parity checks, top-p).
+    pub async fn to_host(&self) -> Result<Logits, ModelError> {
+        let [rows, vocab] = self.logits.dims();
+        let values = super::read_finite(self.logits.clone(), &self.device).await?;
+        self.read_back
+            .fetch_add(4 * values.len() as u64, Ordering::Relaxed);
+        Ok(Logits::new(values, rows, vocab))
+    }
+
+    /// Top-p: the requested rows read whole, reduced on the host.
+    async fn reduce_on_host(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
+        let index: Vec<i32> = request.rows.iter().map(|q| q.row as i32).collect();
+        let n = index.len();
+        let picked = self.logits.clone().select(
+            0,
+            Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &self.device),
+        );
+        let host = DeviceRows::new(picked, self.device.clone(), self.read_back.clone())
+            .to_host()
+            .await?;
+        let renumbered = Reduce {
+            rows: request
+                .rows
+                .iter()
+                .enumerate()
+                .map(|(i, q)| crate::network::RowQuery {
+                    row: i,
+                    draw: q.draw.clone(),
+                })
+                .collect(),
+            ..request.clone()
+        };
+        host.reduce(&renumbered).await
+    }
+}
+
+impl Rows for DeviceRows {
+    fn rows(&self) -> usize {
+        self.logits.dims()[0]
+    }
+
+    fn guided(self, uncond: Self, scale: f64) -> Self {
+        let s = scale as f32;
+        let cond = self.logits.cast(FloatDType::F32);
+        let uncond = uncond.logits.cast(FloatDType::F32);
+        let guided = (uncond.clone() + (cond - uncond) * (s + 1.0)).clamp(f32::MIN, f32::MAX);
+        Self {
+            logits: guided,
+            ..self
+        }
+    }
+
+    async fn reduce(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
+        if crate::backend::is_host(&self.device) {
+            // The logits are in host memory already: the f64 loop costs less than the kernels'
+            // launches (BENCHMARKS.md, "sampling on the device").
+            self.reduce_on_host(request).await
+        } else {
+            self.reduce_with_kernels(request).await
+        }
+    }
+}
+
+impl DeviceRows {
+    /// The reduction as tensor ops on the rows' device, whatever it is (tests run it on the CPU
+    /// backend too).
+    pub async fn reduce_with_kernels(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
+        let n = request.rows.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let [rows, vocab] = self.logits.dims();
+        if let Some(q) = request.rows.iter().find(|q| q.row >= rows) {
+            return Err(ModelError::Unsupported(format!(
+                "row {} asked of a prediction with {rows} rows",
+                q.row
+            )));
+        }
+        if let Some(q) = request.rows.iter().find(|q| match &q.draw {
+            RowDraw::Gumbel(u) => u.len() != vocab,
+            _ => false,
+        }) {
+            return Err(ModelError::Unsupported(format!(
+                "row {}: Gumbel draws must number the vocabulary's {vocab}",
+                q.row
+            )));
+        }
+        let plan = Plan::new(request, vocab);
+        if plan.stride >= vocab {
+            // Reading the rows whole costs less than the window.
+            return self.reduce_on_host(request).await;
+        }
+        let packed = self.read(self.kernels(request, &plan)).await?;
+        let count: usize = packed
+            .chunks(plan.stride)
+            .map(|row| row[NON_FINITE].max(0.0) as usize)
+            .sum();
+        if count > 0 {
+            return Err(ModelError::NonFinite {
+                backend: crate::backend::describe(&self.device),
+                count,
+                step: None,
+            });
+        }
+        let mut reduced = Vec::with_capacity(n);
+        let mut whole = Vec::new();
+        for (i, (q, row)) in request
+            .rows
+            .iter()
+            .zip(packed.chunks(plan.stride))
+            .enumerate()
+        {
+            let mut r = Reduced {
+                token: row[TOKEN] as u32,
+                prob: row[PROB] as f64,
+                margin: row[MARGIN] as f64,
+                neg_entropy: row[NEG_ENTROPY] as f64,
+                top: (0..plan.shown)
+                    .map(|j| {
+                        let at = FIXED_COLUMNS + j;
+                        (row[at + plan.shown] as u32, row[at] as f64)
+                    })
+                    .collect(),
+            };
+            if let (Some(window), Some(top_p)) = (plan.nucleus, request.top_p) {
+                let at = FIXED_COLUMNS + 2 * plan.shown;
+                let values = &row[at..at + window];
+                let ids = &row[at + window..at + 2 * window];
+                match nucleus_draw(
+                    values,
+                    ids,
+                    row[LOG_TEMPERED_TOTAL],
+                    top_p,
+                    request,
+                    &q.draw,
+                ) {
+                    Some(Nucleus::Drawn(token, tempered)) => {
+                        r.token = token;
+                        r.prob =
+                            (tempered as f64 * request.temperature - row[LOG_TOTAL] as f64).exp();
+                    }
+                    Some(Nucleus::Greedy) => {}
+                    None => whole.push(i),
+                }
+            }
+            reduced.push(r);
+        }
+        if !whole.is_empty() {
+            // Nuclei wider than the window: those rows whole, on the host.
+            let wide = Reduce {
+                rows: whole.iter().map(|&i| request.rows[i].clone()).collect(),
+                ..request.clone()
+            };
+            for (&i, r) in whole.iter().zip(self.reduce_on_host(&wide).await?) {
+                reduced[i] = r;
+            }
+        }
+        Ok(reduced)
+    }
+}
+
+/// Column of the packed readback: the drawn (or most likely) token.
+const TOKEN: usize = 0;
+/// Column: p(token).
+const PROB: usize = 1;
+/// Column: the margin, when asked for.
+const MARGIN: usize = 2;
+/// Column: Σ p ln p, when asked for.
+const NEG_ENTROPY: usize = 3;
+/// Column: the row's count of non-finite logits.
+const NON_FINITE: usize = 4;
+/// Column: log Σ exp(logits), the untempered normaliser.
+const LOG_TOTAL: usize = 5;
+/// Column: log Σ exp(logits / T), the tempered one (top-p's mass).
+const LOG_TEMPERED_TOTAL: usize = 6;
+
+/// Tokens read back per row for top-p: the nucleus is drawn on the host when it lies within
+/// them, and the row is read whole when it does not (a flat distribution), or when the window
+/// would be as large as the row.
+pub const NUCLEUS_WINDOW: usize = 256;
+
+/// The shape of one reduction: which columns it packs.
+struct Plan {
+    /// Candidates per row.
+    shown: usize,
+    /// Top tokens ranked on the device (candidates, margin).
+    ranked: usize,
+    /// With top-p: the tempered top tokens read back per row.
+    nucleus: Option<usize>,
+    /// Columns per row.
+    stride: usize,
+    /// Whether any row draws (at a temperature above greedy).
+    sampled: bool,
+}
+
+impl Plan {
+    fn new(request: &Reduce, vocab: usize) -> Self {
+        let sampled = request.temperature >= MIN_TEMPERATURE
+            && request.rows.iter().any(|q| q.draw != RowDraw::Greedy);
+        let shown = request.candidates.min(vocab);
+        let ranked = shown.max(if request.margin { 2 } else { 0 }).min(vocab);
+        let nucleus = request.top_p.filter(|_| sampled).map(|_| {
+            NUCLEUS_WINDOW
+                .min(request.top_k.unwrap_or(vocab))
+                .min(vocab)
+                .max(1)
+        });
+        Plan {
+            shown,
+            ranked,
+            nucleus,
+            stride: FIXED_COLUMNS + 2 * shown + 2 * nucleus.unwrap_or(0),
+            sampled,
+        }
+    }
+}
+
+impl DeviceRows {
+    /// The reduction's kernels: one `[rows, stride]` tensor to read back.
+    fn kernels(&self, request: &Reduce, plan: &Plan) -> Tensor<2> {
+        let n = request.rows.len();
+        let vocab = self.vocab();
+        let device = &self.device;
+        let f32s = |values: Vec<f32>, shape: [usize; 2]| {
+            Tensor::<2>::from_data(TensorData::new(values, shape), (device, DType::F32))
+        };
+        let flags = |f: &dyn Fn(&RowDraw) -> bool| {
+            let flags: Vec<f32> = request
+                .rows
+                .iter()
+                .map(|q| f32::from(u8::from(f(&q.draw))))
+                .collect();
+            f32s(flags, [n, 1]).greater_elem(0.5)
+        };
+        let index: Vec<i32> = request.rows.iter().map(|q| q.row as i32).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), device);
+        let raw = self.logits.clone().select(0, index).cast(FloatDType::F32);
+        let non_finite = raw
+            .clone()
+            .is_finite()
+            .bool_not()
+            .cast(FloatDType::F32)
+            .sum_dim(1);
+        let mask = request.mask_id as usize;
+        // SUBS: the mask is never predicted.
+        let x = if mask < vocab {
+            raw.slice_fill([0..n, mask..mask + 1], f32::NEG_INFINITY)
+        } else {
+            raw
+        };
+        let max = x.clone().max_dim(1);
+        let shifted = x.clone() - max.clone();
+        let log_sum = shifted.clone().exp().sum_dim(1).log();
+        let log_p = shifted - log_sum.clone();
+        let p = log_p.clone().exp();
+        let log_total = max + log_sum;
+
+        // The tokens: the most likely for every row, replaced where a row draws otherwise (with
+        // top-p the host draws from the nucleus read back below).
+        let mut token = x.clone().argmax(1);
+        let zeros = || Tensor::<2>::zeros([n, 1], (device, DType::F32));
+        let mut log_tempered_total = zeros();
+        let mut nucleus = Vec::new();
+        if plan.sampled {
+            let mut tempered = x.clone() / request.temperature as f32;
+            if let Some(window) = plan.nucleus {
+                let top = tempered.clone().max_dim(1);
+                log_tempered_total = (tempered.clone() - top.clone()).exp().sum_dim(1).log() + top;
+                let (values, ids) = tempered.topk_with_indices(window, 1);
+                nucleus = vec![values, ids.cast(FloatDType::F32)];
+            } else {
+                if let Some(k) = request.top_k.filter(|&k| k < vocab) {
+                    let k = k.max(1);
+                    let kth = tempered.clone().topk(k, 1).narrow(1, k - 1, 1);
+                    let below = tempered.clone().lower(kth.expand([n, vocab]));
+                    tempered = tempered.mask_fill(below, f32::NEG_INFINITY);
+                }
+                let categorical = |d: &RowDraw| matches!(d, RowDraw::Categorical(_));
+                if request.rows.iter().any(|q| categorical(&q.draw)) {
+                    // The first token whose cumulative weight reaches u · total: the count of
+                    // those below it.
+                    let top = tempered.clone().max_dim(1);
+                    let cumulative = (tempered.clone() - top).exp().cumsum(1);
+                    let total = cumulative.clone().narrow(1, vocab - 1, 1);
+                    let u: Vec<f32> = request
+                        .rows
+                        .iter()
+                        .map(|q| match q.draw {
+                            // u = 0 would stop on a leading token of weight 0.
+                            RowDraw::Categorical(u) => (u as f32).max(f32::MIN_POSITIVE),
+                            _ => 0.5,
+                        })
+                        .collect();
+                    let target = total * f32s(u, [n, 1]);
+                    let drawn = cumulative
+                        .lower(target.expand([n, vocab]))
+                        .int()
+                        .sum_dim(1)
+                        .clamp_max(vocab as i32 - 1);
+                    token = token.mask_where(flags(&categorical), drawn);
+                }
+                let gumbel = |d: &RowDraw| matches!(d, RowDraw::Gumbel(_));
+                if request.rows.iter().any(|q| gumbel(&q.draw)) {
+                    // g = −ln(−ln u) from the generator's f64 uniforms, uploaded in f32.
+                    let mut noise = Vec::with_capacity(n * vocab);
+                    for q in &request.rows {
+                        match &q.draw {
+                            RowDraw::Gumbel(u) => {
+                                noise.extend(u.iter().map(|&u| -((-u.ln()).ln()) as f32))
+                            }
+                            _ => noise.extend(std::iter::repeat_n(0.0, vocab)),
+                        }
+                    }
+                    let drawn = (tempered + f32s(noise, [n, vocab])).argmax(1);
+                    token = token.mask_where(flags(&gumbel), drawn);
+                }
+            }
+        }
+
+        let prob = p.clone().gather(1, token.clone());
+        let (top, top_ids) = top_by_max(p.clone(), plan.ranked);
+        let margin = match &top {
+            Some(top) if request.margin && plan.ranked >= 2 => {
+                top.clone().narrow(1, 0, 1) - top.clone().narrow(1, 1, 1)
+            }
+            _ => zeros(),
+        };
+        let neg_entropy = if request.entropy {
+            // 0 · ln 0 is 0: the mask's −∞ is clamped to the least finite value first.
+            (p * log_p.clamp_min(f32::MIN)).sum_dim(1)
+        } else {
+            zeros()
+        };
+        let mut columns = vec![
+            token.cast(FloatDType::F32),
+            prob,
+            margin,
+            neg_entropy,
+            non_finite,
+            log_total,
+            log_tempered_total,
+        ];
+        if let (Some(top), Some(ids)) = (top, top_ids)
+            && plan.shown > 0
+        {
+            columns.push(top.narrow(1, 0, plan.shown));
+            columns.push(ids.narrow(1, 0, plan.shown).cast(FloatDType::F32));
+        }
+        columns.extend(nucleus);
+        Tensor::cat(columns, 1)
+    }
+}
+
+/// The `k` largest values of each row and their indices, most likely first, by `k` passes of a
+/// row maximum (burn's `topk` sorts whole rows on some backends; candidates need five).
+fn top_by_max(values: Tensor<2>, k: usize) -> (Option<Tensor<2>>, Option<Tensor<2, Int>>) {
+    if k == 0 {
+        return (None, None);
+    }
+    let [n, vocab] = values.dims();
+    let iota = Tensor::<1, Int>::arange(0..vocab as i64, &values.device())
+        .reshape([1, vocab])
+        .expand([n, vocab]);
+    let (mut tops, mut ids) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    let mut rest = values;
+    for i in 0..k {
+        let (top, id) = rest.clone().max_dim_with_indices(1);
+        if i + 1 < k {
+            let taken = iota.clone().equal(id.clone().expand([n, vocab]));
+            rest = rest.mask_fill(taken, f32::NEG_INFINITY);
+        }
+        tops.push(top);
+        ids.push(id);
+    }
+    (Some(Tensor::cat(tops, 1)), Some(Tensor::cat(ids, 1)))
+}
+
+/// What the host makes of a row's nucleus window.
+enum Nucleus {
+    /// The token drawn, and its tempered logit.
+    Drawn(u32, f32),
+    /// The row is greedy: the device's most likely token stands.
+    Greedy,
+}
+
+/// Top-p on the host from the row's `values` (tempered logits, descending) and their `ids`:
+/// the kept set as `sampler::probs` keeps it (the tokens whose cumulative tempered mass stays
+/// within p, at least the top one, at most top-k), and the draw from it. `None` when the nucleus
+/// may reach past the window.
+fn nucleus_draw(
+    values: &[f32],
+    ids: &[f32],
+    log_tempered_total: f32,
+    top_p: f64,
+    request: &Reduce,
+    draw: &RowDraw,
+) -> Option<Nucleus> {
+    if matches!(draw, RowDraw::Greedy) {
+        return Some(Nucleus::Greedy);
+    }
+    let mut order: Vec<usize> = (0..values.len())
+        .filter(|&j| values[j].is_finite())
+        .collect();
+    order.sort_by(|&a, &b| {
+        values[b]
+            .total_cmp(&values[a])
+            .then(ids[a].total_cmp(&ids[b]))
+    });
+    let mut mass = 0.0;
+    let within = order
+        .iter()
+        .take_while(|&&j| {
+            mass += (values[j] as f64 - log_tempered_total as f64).exp();
+            mass <= top_p
+        })
+        .count();
+    let cap = request.top_k.unwrap_or(usize::MAX);
+    if within == order.len() && order.len() < cap && order.len() == values.len() {
+        // Every window token fits in p: the nucleus may hold more than the window.
+        return None;
+    }
+    let keep = within.max(1).min(cap.max(1));
+    let mut kept: Vec<(u32, f32)> = order[..keep]
+        .iter()
+        .map(|&j| (ids[j] as u32, values[j]))
+        .collect();
+    // Vocabulary order, as the host's walk and its Gumbel noise go.
+    kept.sort_by_key(|&(id, _)| id);
+    let (token, value) = match draw {
+        RowDraw::Greedy => return Some(Nucleus::Greedy),
+        RowDraw::Gumbel(uniforms) => kept
+            .iter()
+            .map(|&(id, v)| (id, v, v as f64 - (-uniforms[id as usize].ln()).ln()))
+            .fold(None, |best: Option<(u32, f32, f64)>, c| match best {
+                Some(b) if b.2 >= c.2 => Some(b),
+                _ => Some(c),
+            })
+            .map(|(id, v, _)| (id, v))?,
+        RowDraw::Categorical(u) => {
+            let top = kept
+                .iter()
+                .map(|&(_, v)| v as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = kept.iter().map(|&(_, v)| (v as f64 - top).exp()).collect();
+            let target = u * weights.iter().sum::<f64>();
+            let mut acc = 0.0;
+            let mut pick = kept[kept.len() - 1];
+            for (&c, &w) in kept.iter().zip(&weights) {
+                acc += w;
+                if acc >= target {
+                    pick = c;
+                    break;
+                }
+            }
+            pick
+        }
+    };
+    Some(Nucleus::Drawn(token, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::RowQuery;
+    use crate::rng::Rng;
+    use crate::sampler::probs::reduce_row;
+
+    const ROWS: usize = 48;
+    const VOCAB: usize = 2000;
+    const MASK: u32 = (VOCAB - 1) as u32;
+
+    /// Rows of spread-out logits, the mask's the largest (SUBS must still never pick it).
+    fn logits(seed: u64) -> Logits {
+        let mut rng = Rng::new(seed);
+        let data = (0..ROWS * VOCAB)
+            .map(|i| {
+                if i % VOCAB == MASK as usize {
+                    50.0
+                } else {
+                    (rng.uniform() * 8.0 - 4.0) as f32
+                }
+            })
+            .collect();
+        Logits::new(data, ROWS, VOCAB)
+    }
+
+    fn on_device(host: &Logits) -> DeviceRows {
+        let device = Device::flex();
+        let t = Tensor::<2>::from_data(
+            TensorData::new(host.as_slice().to_vec(), [host.rows(), host.vocab()]),
+            (&device, DType::F32),
+        );
+        DeviceRows::new(t, device, Arc::default())
+    }
+
+    fn request(draws: impl Fn(&mut Rng) -> RowDraw, candidates: usize) -> Reduce {
+        let mut rng = Rng::new(99);
+        Reduce {
+            mask_id: MASK,
+            temperature: 0.8,
+            top_k: None,
+            top_p: None,
+            // Every other row, in a shuffled order.
+            rows: (0..ROWS / 2)
+                .map(|i| RowQuery {
+                    row: (i * 7) % ROWS,
+                    draw: draws(&mut rng),
+                })
+                .collect(),
+            margin: true,
+            entropy: true,
+            candidates,
+        }
+    }
+
+    /// The device's reduction of `request` against the host's f64 one, row by row.
+    fn agree(host: &Logits, request: &Reduce) {
+        let device = pollster::block_on(on_device(host).reduce_with_kernels(request)).unwrap();
+        assert_eq!(device.len(), request.rows.len());
+        for (q, got) in request.rows.iter().zip(&device) {
+            let want = reduce_row(host.row(q.row), request, &q.draw);
+            assert_eq!(got.token, want.token, "row {}: {:?}", q.row, q.draw);
+            assert_ne!(got.token, MASK);
+            let close = |a: f64, b: f64, what: &str| {
+                // f32 sums over the vocabulary against f64 ones.
+                assert!(
+                    (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                    "row {} {what}: {a} vs {b}",
+                    q.row
+                )
+            };
+            close(got.prob, want.prob, "p(token)");
+            close(got.margin, want.margin, "margin");
+            close(got.neg_entropy, want.neg_entropy, "Σ p ln p");
+            assert_eq!(got.top.len(), request.candidates);
+            for (g, w) in got.top.iter().zip(&want.top) {
+                assert_eq!(g.0, w.0, "row {} candidates", q.row);
+                close(g.1, w.1, "candidate p");
+            }
+        }
+    }
+
+    #[test]
+    fn greedy_rows_agree_with_the_host() {
+        agree(&logits(1), &request(|_| RowDraw::Greedy, 5));
+    }
+
+    #[test]
+    fn categorical_draws_agree_with_the_host_with_and_without_top_k() {
+        let host = logits(2);
+        let mut r = request(|rng| RowDraw::Categorical(rng.uniform()), 0);
+        agree(&host, &r);
+        r.top_k = Some(3);
+        agree(&host, &r);
+        // The ends of the unit interval still land on tokens the filters keep.
+        for u in [0.0, 1.0 - f64::EPSILON] {
+            r.rows
+                .iter_mut()
+                .for_each(|q| q.draw = RowDraw::Categorical(u));
+            agree(&host, &r);
+        }
+    }
+
+    #[test]
+    fn gumbel_draws_agree_with_the_host_and_mix_with_greedy_rows() {
+        let host = logits(3);
+        let mut r = request(
+            |rng| {
+                if rng.uniform() < 0.3 {
+                    RowDraw::Greedy
+                } else {
+                    RowDraw::Gumbel((0..VOCAB).map(|_| rng.uniform()).collect())
+                }
+            },
+            2,
+        );
+        agree(&host, &r);
+        r.top_k = Some(10);
+        agree(&host, &r);
+    }
+
+    #[test]
+    fn top_p_draws_from_the_nucleus_window_or_reads_a_flat_row_whole() {
+        // Odd rows peaked (the nucleus fits the window), even rows flat (it does not).
+        let flat = logits(4);
+        let data: Vec<f32> = (0..ROWS * VOCAB)
+            .map(|i| {
+                let l = flat.as_slice()[i];
+                if (i / VOCAB) % 2 == 1 && i % VOCAB != MASK as usize {
+                    l * 4.0
+                } else {
+                    l
+                }
+            })
+            .collect();
+        let host = Logits::new(data, ROWS, VOCAB);
+        for draws in [
+            |rng: &mut Rng| RowDraw::Categorical(rng.uniform()),
+            |rng: &mut Rng| RowDraw::Gumbel((0..VOCAB).map(|_| rng.uniform()).collect()),
+        ] {
+            for top_k in [None, Some(40), Some(200)] {
+                let mut r = request(draws, 5);
+                r.top_p = Some(0.6);
+                r.top_k = top_k;
+                agree(&host, &r);
+            }
+            // The peaked rows alone read back far less than their logits.
+            let mut r = request(draws, 5);
+            r.top_p = Some(0.6);
+            r.rows.retain(|q| q.row % 2 == 1);
+            let rows = on_device(&host);
+            pollster::block_on(rows.reduce_with_kernels(&r)).unwrap();
+            let per_row = rows.read_back.load(Ordering::Relaxed) / r.rows.len() as u64;
+            assert!(per_row < 2 * VOCAB as u64, "{per_row} bytes per row");
+        }
+    }
+
+    #[test]
+    fn what_crosses_back_is_a_few_numbers_per_row_not_the_vocabulary() {
+        let host = logits(5);
+        for candidates in [0, 5] {
+            let rows = on_device(&host);
+            let r = request(|rng| RowDraw::Categorical(rng.uniform()), candidates);
+            pollster::block_on(rows.reduce_with_kernels(&r)).unwrap();
+            let per_row = rows.read_back.load(Ordering::Relaxed) / r.rows.len() as u64;
+            // The aim of the speed issue: ≤ 64 bytes per row plus the candidates shown.
+            assert!(
+                per_row <= 64 + 8 * candidates as u64,
+                "{per_row} bytes per row with {candidates} candidates"
+            );
+            assert!(per_row < 4 * VOCAB as u64);
+        }
+    }
+
+    #[test]
+    fn a_non_finite_logit_in_a_reduced_row_is_an_error() {
+        let mut data = logits(6).as_slice().to_vec();
+        data[7 * VOCAB + 11] = f32::NAN;
+        data[7 * VOCAB + 12] = f32::INFINITY;
+        let host = Logits::new(data, ROWS, VOCAB);
+        let r = request(|_| RowDraw::Greedy, 0);
+        assert!(r.rows.iter().any(|q| q.row == 7));
+        match pollster::block_on(on_device(&host).reduce_with_kernels(&r)) {
+            Err(ModelError::NonFinite { count, .. }) => assert_eq!(count, 2),
+            other => panic!("expected NonFinite, got {other:?}"),
+        }
+        // Rows that are not reduced are not read.
+        let mut fine = r.clone();
+        fine.rows.retain(|q| q.row != 7);
+        assert!(pollster::block_on(on_device(&host).reduce_with_kernels(&fine)).is_ok());
+    }
+
+    #[test]
+    fn guidance_on_the_device_equals_the_host_s() {
+        let (cond, uncond) = (logits(7), logits(8));
+        let host = cond.clone().guided(uncond.clone(), 2.5);
+        let device = on_device(&cond).guided(on_device(&uncond), 2.5);
+        let device = pollster::block_on(device.to_host()).unwrap();
+        let diff = host
+            .as_slice()
+            .iter()
+            .zip(device.as_slice())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "max |Δ| = {diff}");
+    }
+}
