@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Unmask needs on Debian, skipping what is already there.
-# Usage: scripts/install.sh          build and serve the page (Rust, wasm32, Trunk, wasm-bindgen)
+# Usage: scripts/install.sh          build and serve the page (Rust, wasm32, Trunk, wasm-bindgen,
+#                                    binaryen's wasm-opt from npm)
 #        scripts/install.sh test     the same, plus what the tests use (lavapipe, Chromium, Node)
 #        scripts/install.sh base     only Rust, the wasm32 target and the C toolchain
 set -euo pipefail
@@ -50,11 +51,16 @@ bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/,
 wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $bindgen_version" \
     || cargo_install wasm-bindgen-cli --version "$bindgen_version"
 
+# binaryen's wasm-opt for the page's post-build pass (Trunk.toml), from npm: Debian's is too old.
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+if [ ! -x tools/node_modules/binaryen/bin/wasm-opt ]; then
+    (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if [ "${1:-}" = "test" ]; then
     # Mesa's lavapipe gives native wgpu a Vulkan device; Chromium (headless, SwiftShader WebGPU)
     # and Node with playwright-core drive the page.
     apt_install mesa-vulkan-drivers chromium
-    command -v npm >/dev/null 2>&1 || apt_install nodejs npm
     if [ ! -d tests/browser/node_modules/playwright-core ]; then
         (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
     fi

@@ -2,7 +2,7 @@
 # Runs every test: unit and integration tests (fixture parity, samplers, errors, CLI, wgpu on
 # lavapipe, data/corpus/ rebuilt from its Debian packages), the fuzz target's build, the page's
 # build (Trunk, wasm32) and the page in headless Chromium (WebGPU on SwiftShader, and the CPU
-# fallback).
+# fallback), after the page's size gate (scripts/size-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh base
@@ -32,4 +32,5 @@ trap 'rm -f "$native_log"' EXIT
 cargo test --locked --all-targets
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 trunk build --locked
+scripts/size-check.sh dist/unmask-web_bg.wasm
 UNMASK_BIN="$CARGO_TARGET_DIR/debug/unmask" node --test tests/browser/*.test.mjs
