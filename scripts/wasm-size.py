@@ -2,10 +2,10 @@
 """Code bytes of a wasm module per crate, read from its name section (what twiggy's `top` tells,
 grouped by the first path segment of each function's name).
 
-The page's module has no name section (`strip = true` in `[profile.web]`); build one with names
-to measure it:
+The page's module has no name section (wasm-opt drops it, scripts/wasm-opt.sh); build one
+without that pass to measure it:
 
-    CARGO_PROFILE_WEB_STRIP=false UNMASK_WASM_OPT=0 trunk build --locked
+    UNMASK_WASM_OPT=0 trunk build --locked
     python3 scripts/wasm-size.py dist/unmask-web_bg.wasm [rows]
 """
 import collections
@@ -74,7 +74,7 @@ def main():
             code = (at, at + size)
         at += size
     if names is None:
-        sys.exit("the module has no name section: build it with CARGO_PROFILE_WEB_STRIP=false")
+        sys.exit("the module has no name section: build it with UNMASK_WASM_OPT=0 trunk build")
     count, at = leb(data, code[0])
     sizes = []
     for _ in range(count):
