@@ -23,13 +23,17 @@ fn wgpu() -> Option<burn::tensor::Device> {
     }
 }
 
+/// The tiny fixture model on wgpu and on the CPU backend, or `None` (a skip) as [`wgpu`].
+fn fixture_on_both() -> Option<(Bundle, Bundle)> {
+    let device = wgpu()?;
+    Some((Bundle::from_dir(&fixture_dir(), &device).unwrap(), tiny()))
+}
+
 #[test]
 fn wgpu_logits_and_trajectories_match_the_cpu_backend() {
-    let Some(device) = wgpu() else {
+    let Some((mut gpu, mut cpu)) = fixture_on_both() else {
         return;
     };
-    let mut gpu = Bundle::from_dir(&fixture_dir(), &device).unwrap();
-    let mut cpu = tiny();
     let tokens = ids(&reference()["tokens"]);
     for attention in [
         Attention::Bidirectional,
@@ -191,11 +195,9 @@ fn the_samplers_reduction_on_wgpu_agrees_with_the_host_s() {
 fn every_sampler_draws_the_same_run_on_wgpu_as_on_the_cpu_backend() {
     use unmask::config::Attention::{BlockCausal, Causal};
     use unmask::sampler::{Knob, KnobValue, Remasking};
-    let Some(device) = wgpu() else {
+    let Some((mut gpu, mut cpu)) = fixture_on_both() else {
         return;
     };
-    let mut gpu = Bundle::from_dir(&fixture_dir(), &device).unwrap();
-    let mut cpu = tiny();
     let prompt = ids(&reference()["golden"]["prompt"]);
     for (sampler, attention) in [
         (SamplerKind::Llada, Attention::Bidirectional),

@@ -140,9 +140,8 @@ pub fn f32_values(data: TensorData) -> Result<Vec<f32>, String> {
     data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
 }
 
-/// Reads a tensor back to the host; a NaN or infinity anywhere is a [`ModelError::NonFinite`]
-/// (never handed to a sampler, whose probabilities or images it would poison).
-pub(crate) async fn read_finite<const D: usize>(
+/// Reads a tensor back to the host as f32; a failed readback is a [`ModelError::Backend`].
+pub(crate) async fn read_values<const D: usize>(
     t: Tensor<D>,
     device: &Device,
 ) -> Result<Vec<f32>, ModelError> {
@@ -154,7 +153,16 @@ pub(crate) async fn read_finite<const D: usize>(
         .into_data_async()
         .await
         .map_err(|e| failed(format!("{e:?}")))?;
-    let values = f32_values(data).map_err(failed)?;
+    f32_values(data).map_err(failed)
+}
+
+/// Reads a tensor back to the host; a NaN or infinity anywhere is a [`ModelError::NonFinite`]
+/// (never handed to a sampler, whose probabilities or images it would poison).
+pub(crate) async fn read_finite<const D: usize>(
+    t: Tensor<D>,
+    device: &Device,
+) -> Result<Vec<f32>, ModelError> {
+    let values = read_values(t, device).await?;
     let count = values.iter().filter(|x| !x.is_finite()).count();
     if count > 0 {
         return Err(ModelError::NonFinite {

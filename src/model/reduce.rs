@@ -2,8 +2,9 @@
 //! → −∞, MDLM arXiv:2406.07524 §3.2), softmax, the drawn token (greedy, inverse-CDF, or LLaDA's
 //! Gumbel-max with the noise uploaded), p(token), Dream's margin and entropy, the top candidates
 //! and the non-finite check, as burn tensor ops on whatever backend holds the rows. One readback
-//! per call of `5 + 2·candidates` f32 per row replaces the `vocabulary` f32 per row the host
-//! reduction needs (`sampler::probs`, the f64 reference these ops are tested against).
+//! per call of `7 + 2·candidates` f32 per row (and the top-p window's) replaces the `vocabulary`
+//! f32 per row the host reduction needs (`sampler::probs`, the f64 reference these ops are tested
+//! against).
 //!
 //! On the CPU backend the logits are in host memory already and the rows go through the host's
 //! f64 loop instead, which costs less there than the kernels' launches; the kernels are tested
@@ -19,9 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
-use super::f32_values;
 use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows};
-use crate::sampler::probs::MIN_TEMPERATURE;
+use crate::sampler::probs::{MIN_TEMPERATURE, gumbel_max, inverse_cdf, reduce_rows};
 
 /// Columns of the packed readback before the candidates: token, p(token), margin, Σ p ln p,
 /// the row's count of non-finite logits, and its untempered and tempered log-normalisers.
@@ -50,34 +50,29 @@ impl DeviceRows {
         self.logits.dims()[1]
     }
 
-    fn failed(&self, message: String) -> ModelError {
-        ModelError::Backend {
-            backend: crate::backend::describe(&self.device),
-            message,
-        }
+    /// Reads `t` back, counting its bytes.
+    async fn read<const D: usize>(&self, t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
+        let values = super::read_values(t, &self.device).await?;
+        self.count_read(&values);
+        Ok(values)
     }
 
-    async fn read<const D: usize>(&self, t: Tensor<D>) -> Result<Vec<f32>, ModelError> {
-        let data = t
-            .into_data_async()
-            .await
-            .map_err(|e| self.failed(format!("{e:?}")))?;
-        let values = f32_values(data).map_err(|e| self.failed(e))?;
+    fn count_read(&self, values: &[f32]) {
         self.read_back
             .fetch_add(4 * values.len() as u64, Ordering::Relaxed);
-        Ok(values)
     }
 
     /// Every value on the host, checked for NaN and infinities (parity checks, top-p).
     pub async fn to_host(&self) -> Result<Logits, ModelError> {
         let [rows, vocab] = self.logits.dims();
         let values = super::read_finite(self.logits.clone(), &self.device).await?;
-        self.read_back
-            .fetch_add(4 * values.len() as u64, Ordering::Relaxed);
+        self.count_read(&values);
         Ok(Logits::new(values, rows, vocab))
     }
 
-    /// Top-p: the requested rows read whole, reduced on the host.
+    /// The requested rows read whole (checked for NaN and infinities as they are read) and
+    /// reduced on the host: the CPU backend's path, and the device's for rows too small for the
+    /// kernels or with a nucleus wider than the window.
     async fn reduce_on_host(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
         let index: Vec<i32> = request.rows.iter().map(|q| q.row as i32).collect();
         let n = index.len();
@@ -100,7 +95,7 @@ impl DeviceRows {
                 .collect(),
             ..request.clone()
         };
-        host.reduce(&renumbered).await
+        Ok(reduce_rows(&host, &renumbered))
     }
 }
 
@@ -496,35 +491,16 @@ fn nucleus_draw(
         .collect();
     // Vocabulary order, as the host's walk and its Gumbel noise go.
     kept.sort_by_key(|&(id, _)| id);
-    let (token, value) = match draw {
+    let log_weights: Vec<f64> = kept.iter().map(|&(_, v)| v as f64).collect();
+    let pick = match draw {
         RowDraw::Greedy => return Some(Nucleus::Greedy),
-        RowDraw::Gumbel(uniforms) => kept
-            .iter()
-            .map(|&(id, v)| (id, v, v as f64 - (-uniforms[id as usize].ln()).ln()))
-            .fold(None, |best: Option<(u32, f32, f64)>, c| match best {
-                Some(b) if b.2 >= c.2 => Some(b),
-                _ => Some(c),
-            })
-            .map(|(id, v, _)| (id, v))?,
-        RowDraw::Categorical(u) => {
-            let top = kept
-                .iter()
-                .map(|&(_, v)| v as f64)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let weights: Vec<f64> = kept.iter().map(|&(_, v)| (v as f64 - top).exp()).collect();
-            let target = u * weights.iter().sum::<f64>();
-            let mut acc = 0.0;
-            let mut pick = kept[kept.len() - 1];
-            for (&c, &w) in kept.iter().zip(&weights) {
-                acc += w;
-                if acc >= target {
-                    pick = c;
-                    break;
-                }
-            }
-            pick
+        RowDraw::Gumbel(uniforms) => {
+            let noise: Vec<f64> = kept.iter().map(|&(id, _)| uniforms[id as usize]).collect();
+            gumbel_max(&log_weights, &noise)
         }
+        RowDraw::Categorical(u) => inverse_cdf(&log_weights, *u),
     };
+    let (token, value) = kept[pick];
     Some(Nucleus::Drawn(token, value))
 }
 

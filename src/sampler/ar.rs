@@ -94,11 +94,8 @@ impl Ar {
             token,
             confidence: r.prob,
         }];
-        let candidates = if self.base.candidates > 0 {
-            vec![Candidates::of(position, r)]
-        } else {
-            Vec::new()
-        };
+        let candidates: Vec<Candidates> =
+            self.base.candidates_of(position, r).into_iter().collect();
         self.base.canvas.apply(&commits);
         if self.eos_id == Some(token) && position >= self.base.canvas.prompt_len() {
             self.base.canvas.truncate(position + 1);

@@ -16,9 +16,9 @@
 
 use super::llada::{score, select};
 use super::{
-    Base, Bd3Order, Bd3Settings, BlockSchedule, CacheConflict, Candidates, Canvas, Commit,
-    Denoiser, ModelSpec, Remasking, RowDraw, RowQuery, Rows, SampleError, SamplerKind,
-    SettingsError, Step, check_steps, loglinear_sigma,
+    Base, Bd3Order, Bd3Settings, BlockSchedule, CacheConflict, Canvas, Commit, Denoiser, ModelSpec,
+    Remasking, RowDraw, RowQuery, Rows, SampleError, SamplerKind, SettingsError, Step, check_steps,
+    loglinear_sigma,
 };
 use crate::config::Attention;
 
@@ -186,7 +186,7 @@ impl Bd3 {
             // come from the same reduction when they are shown.
             let chosen = masked[self.base.rng.below(masked.len())];
             let draw = self.base.plan();
-            let shown = self.base.candidates > 0;
+            let shown = self.base.shows_candidates();
             let positions: Vec<usize> = if shown { masked.clone() } else { vec![chosen] };
             let queries = positions
                 .iter()
@@ -203,9 +203,7 @@ impl Bd3 {
             let mut commits = Vec::with_capacity(1);
             let mut candidates = Vec::new();
             for (&position, r) in positions.iter().zip(&reduced) {
-                if shown {
-                    candidates.push(Candidates::of(position, r));
-                }
+                candidates.extend(self.base.candidates_of(position, r));
                 if position == chosen {
                     commits.push(Commit {
                         position,

@@ -63,9 +63,7 @@ pub(crate) async fn score<R: Rows>(
             prob: r.prob,
             confidence: confidence(remasking, r, uniform),
         });
-        if base.candidates > 0 {
-            candidates.push(Candidates::of(position, r));
-        }
+        candidates.extend(base.candidates_of(position, r));
     }
     Ok((scored, candidates))
 }

@@ -16,8 +16,8 @@
 //! step still makes at most one call, and skipped iterations reduce nothing).
 
 use super::{
-    Base, Candidates, Canvas, Commit, Denoiser, MdlmSettings, ModelSpec, RowDraw, RowQuery, Rows,
-    SampleError, SettingsError, Step, loglinear_sigma,
+    Base, Canvas, Commit, Denoiser, MdlmSettings, ModelSpec, RowDraw, RowQuery, Rows, SampleError,
+    SettingsError, Step, loglinear_sigma,
 };
 
 /// The reference's smallest time, `sampling_eps`.
@@ -108,7 +108,7 @@ impl Mdlm {
                 held = Some((first, rows));
                 continue;
             }
-            let shown = self.base.candidates > 0;
+            let shown = self.base.shows_candidates();
             // The moving rows, and with the candidates shown every masked one.
             let (mut positions, mut queries, mut moves) = (Vec::new(), Vec::new(), Vec::new());
             for (&position, draw) in masked.iter().zip(draws) {
@@ -129,9 +129,7 @@ impl Mdlm {
             let mut commits = Vec::with_capacity(moving);
             let mut candidates = Vec::new();
             for ((&position, r), &moves) in positions.iter().zip(&reduced).zip(&moves) {
-                if shown {
-                    candidates.push(Candidates::of(position, r));
-                }
+                candidates.extend(self.base.candidates_of(position, r));
                 if moves {
                     commits.push(Commit {
                         position,

@@ -533,6 +533,17 @@ impl Base {
         probs::plan_draw(&self.draw, self.vocab, &mut self.rng)
     }
 
+    /// Whether steps report candidates.
+    pub(crate) fn shows_candidates(&self) -> bool {
+        self.candidates > 0
+    }
+
+    /// The candidates a reduced row reports for `position`, when steps report them.
+    pub(crate) fn candidates_of(&self, position: usize, reduced: &Reduced) -> Option<Candidates> {
+        self.shows_candidates()
+            .then(|| Candidates::of(position, reduced))
+    }
+
     /// A request for `rows` under the run's draw settings, with the numbers `ranking` ranks by.
     pub(crate) fn request(&self, rows: Vec<RowQuery>, ranking: Option<Remasking>) -> Reduce {
         Reduce {

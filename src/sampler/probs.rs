@@ -166,21 +166,23 @@ pub fn draw_row(logits: &[f32], draw: &TokenDraw, plan: &RowDraw) -> u32 {
         }
         RowDraw::Gumbel(uniforms) => {
             // argmax(l/T + g), g = −ln(−ln u): a draw from softmax(l/T).
-            let w = filtered_log_weights(logits, draw);
-            let noisy: Vec<f64> = w
-                .iter()
-                .zip(uniforms)
-                .map(|(&x, &u)| x - (-u.ln()).ln())
-                .collect();
-            return argmax(&noisy, None) as u32;
+            return gumbel_max(&filtered_log_weights(logits, draw), uniforms) as u32;
         }
         RowDraw::Categorical(u) => *u,
     };
     let w = filtered_log_weights(logits, draw);
-    let max = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let weights: Vec<f64> = w.iter().map(|&x| (x - max).exp()).collect();
-    let total: f64 = weights.iter().sum();
-    let target = u * total;
+    inverse_cdf(&w, u) as u32
+}
+
+/// Inverse-CDF on log-weights, in their order: the first index whose cumulative weight reaches
+/// `u ·` the total (indices of weight 0, log-weight −∞, never), or the last of positive weight.
+pub fn inverse_cdf(log_weights: &[f64], u: f64) -> usize {
+    let max = log_weights
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = log_weights.iter().map(|&x| (x - max).exp()).collect();
+    let target = u * weights.iter().sum::<f64>();
     let mut acc = 0.0;
     let mut last = 0;
     for (i, &x) in weights.iter().enumerate() {
@@ -188,11 +190,21 @@ pub fn draw_row(logits: &[f32], draw: &TokenDraw, plan: &RowDraw) -> u32 {
             acc += x;
             last = i;
             if acc >= target {
-                return i as u32;
+                return i;
             }
         }
     }
-    last as u32
+    last
+}
+
+/// Gumbel-max on log-weights: `argmax(w − ln(−ln u))`, one uniform per weight, the first on ties.
+pub fn gumbel_max(log_weights: &[f64], uniforms: &[f64]) -> usize {
+    let noisy: Vec<f64> = log_weights
+        .iter()
+        .zip(uniforms)
+        .map(|(&x, &u)| x - (-u.ln()).ln())
+        .collect();
+    argmax(&noisy, None)
 }
 
 /// Draws a token from a row of logits.
@@ -258,23 +270,30 @@ impl Rows for Logits {
     }
 
     async fn reduce(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
-        request
+        let count: usize = request
             .rows
             .iter()
-            .map(|q| {
-                let row = self.row(q.row);
-                let count = row.iter().filter(|x| !x.is_finite()).count();
-                if count > 0 {
-                    return Err(ModelError::NonFinite {
-                        backend: "host".into(),
-                        count,
-                        step: None,
-                    });
-                }
-                Ok(reduce_row(row, request, &q.draw))
-            })
-            .collect()
+            .map(|q| self.row(q.row).iter().filter(|x| !x.is_finite()).count())
+            .sum();
+        if count > 0 {
+            return Err(ModelError::NonFinite {
+                backend: "host".into(),
+                count,
+                step: None,
+            });
+        }
+        Ok(reduce_rows(self, request))
     }
+}
+
+/// The rows `request` names, reduced on the host; the caller has checked them for NaN and
+/// infinities.
+pub fn reduce_rows(logits: &Logits, request: &Reduce) -> Vec<Reduced> {
+    request
+        .rows
+        .iter()
+        .map(|q| reduce_row(logits.row(q.row), request, &q.draw))
+        .collect()
 }
 
 /// How sure the model is at a position, for ranking which positions to commit; larger is surer.
