@@ -77,7 +77,7 @@ fn main() -> Result<(), String> {
     let device = init(BackendKind::Cpu).map_err(|e| e.to_string())?;
     let files = ModelFiles {
         config: &config_bytes,
-        weights: &weights,
+        weights: std::slice::from_ref(&weights),
         tokenizer: &tokenizer,
     };
     let mut bundle = Bundle::from_files(files, &device).map_err(|e| e.to_string())?;

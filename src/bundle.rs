@@ -1,22 +1,32 @@
-//! A model folder in the Hugging Face layout — `config.json`, `model.safetensors`, `tokenizer.json` —
-//! read from bytes (the browser fetches them) or from a directory (the CLI). A folder of the
+//! A model folder in the Hugging Face layout — `config.json`, `model.safetensors` (or
+//! `model.safetensors.index.json` and its shards), `tokenizer.json` — read from bytes (the
+//! browser fetches them) or from a directory (the CLI). A folder of the
 //! Gaussian diffusion family ([`ImageBundle`]) has no tokenizer; [`family_of`] tells them apart.
+
+use std::ops::Range;
 
 use burn::tensor::Device;
 use thiserror::Error;
 
-use crate::config::{ConfigError, Family, ModelConfig};
+use crate::config::{Attention, ConfigError, Family, ModelConfig};
 use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
 };
-use crate::model::{DitDenoiser, LoadError, load_dit};
-use crate::sampler::ModelSpec;
-use crate::text::{TextCodec, TextError};
+use crate::model::{
+    Architecture, DeviceRows, DitDenoiser, LoadError, TransformerConfig, TransformerDenoiser,
+    largest_tensor_elements, llada, load_dit, load_transformer, parameter_count, qwen,
+};
+use crate::network::{Denoiser, Logits, ModelError};
+use crate::sampler::{ModelSpec, SamplerKind};
+use crate::text::{Embedding, TextCodec, TextError};
 
 /// The three files of a model folder.
 pub const CONFIG_FILE: &str = "config.json";
 /// Weights file name.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The index of a checkpoint split into shards (`model-00001-of-00004.safetensors`, …), as
+/// transformers' `save_pretrained` writes it: `{"weight_map": {key: file}}`.
+pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
 /// Tokenizer file name.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
@@ -25,8 +35,8 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub struct ModelFiles<'a> {
     /// `config.json`.
     pub config: &'a [u8],
-    /// `model.safetensors`.
-    pub weights: &'a [u8],
+    /// `model.safetensors`, or the shards its index names, in the index's order.
+    pub weights: &'a [Vec<u8>],
     /// `tokenizer.json`.
     pub tokenizer: &'a [u8],
 }
@@ -45,7 +55,7 @@ pub enum BundleError {
     Text(#[from] TextError),
     /// A file could not be read.
     #[error(
-        "cannot read {path}: {source}; a model folder holds config.json and model.safetensors (and tokenizer.json for text)"
+        "cannot read {path}: {source}; a model folder holds config.json and model.safetensors (or model.safetensors.index.json and its shards), and tokenizer.json for text"
     )]
     Io {
         /// The path.
@@ -53,47 +63,297 @@ pub enum BundleError {
         /// Why.
         source: std::io::Error,
     },
+    /// The shard index is not what transformers writes, or disagrees with the shards.
+    #[error("model.safetensors.index.json: {0}")]
+    Index(String),
+    /// The DiT is one file.
+    #[error(
+        "this checkpoint is split into {shards} shards, but a DiT (MDLM / BD3-LM) checkpoint is one model.safetensors"
+    )]
+    Sharded {
+        /// How many.
+        shards: usize,
+    },
+}
+
+/// A text model's `config.json`, whichever network it describes: the DiT of MDLM and BD3-LM
+/// (the published MDLM/BD3-LM folders and Unmask's defaults) or the decoder transformer of
+/// LLaDA, Dream and the A2D Qwen models, told apart by `model_type`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TextConfig {
+    /// `bd3lm`, `mdlm`, `ar`: [`ModelConfig`].
+    Dit(ModelConfig),
+    /// `a2d-qwen3`, `a2d-qwen2`, `Dream`, `llada`: [`TransformerConfig`].
+    Transformer(TransformerConfig),
+}
+
+/// The `model_type`s of the published families Unmask has no network for, with what to say.
+const UNSUPPORTED_MODEL_TYPES: [&str; 6] =
+    ["qwen2", "qwen3", "llama", "qwen3_moe", "llada_moe", "rnd1"];
+
+impl TextConfig {
+    /// Parses and validates a text model's `config.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        #[derive(serde::Deserialize)]
+        struct Declared {
+            #[serde(default)]
+            model_type: Option<String>,
+            #[serde(default)]
+            hidden_dim: Option<serde_json::Value>,
+        }
+        let declared: Declared = serde_json::from_slice(bytes)?;
+        let transformer = |c| Ok(Self::Transformer(c));
+        match declared.model_type.as_deref() {
+            _ if declared.hidden_dim.is_some() => Ok(Self::Dit(ModelConfig::from_json(bytes)?)),
+            Some("a2d-qwen3") => transformer(qwen::config(Architecture::A2dQwen3, bytes)?),
+            Some("a2d-qwen2") => transformer(qwen::config(Architecture::A2dQwen2, bytes)?),
+            Some("Dream" | "dream") => transformer(qwen::config(Architecture::Dream, bytes)?),
+            Some("llada" | "LLaDA") => transformer(llada::config(bytes)?),
+            Some(t) if UNSUPPORTED_MODEL_TYPES.contains(&t) => Err(ConfigError::Unsupported {
+                field: "model_type",
+                value: t.to_owned(),
+                hint: "Unmask runs the diffusion LMs a2d-qwen3, a2d-qwen2, Dream and llada, and its own DiT (bd3lm, mdlm, ar); autoregressive and mixture-of-experts checkpoints are not among them",
+            }),
+            _ => Ok(Self::Dit(ModelConfig::from_json(bytes)?)),
+        }
+    }
+
+    /// Rows of the embedding (the logits per position).
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Dit(c) => c.vocab_size,
+            Self::Transformer(c) => c.vocab_size,
+        }
+    }
+
+    /// The longest canvas.
+    pub fn model_length(&self) -> usize {
+        match self {
+            Self::Dit(c) => c.model_length,
+            Self::Transformer(c) => c.max_position_embeddings,
+        }
+    }
+
+    /// How the model attends when sampling.
+    pub fn attention(&self) -> Attention {
+        match self {
+            Self::Dit(c) => c.attention(),
+            Self::Transformer(c) => c.attention(),
+        }
+    }
+
+    /// Tokens per block of a block-diffusion model.
+    pub fn block_size(&self) -> Option<usize> {
+        match self {
+            Self::Dit(c) => c.block_size,
+            Self::Transformer(c) => c.block_size,
+        }
+    }
+
+    /// The sampler the CLI runs when none is asked for: the DiT's own (see
+    /// [`ModelConfig::own_sampler`]); for the transformers, LLaDA's semi-autoregressive
+    /// low-confidence remasking (what LLaDA's and dllm's A2D-MDLM authors sample with) or BD3-LM's
+    /// block sampler for the block-causal variants.
+    pub fn own_sampler(&self) -> SamplerKind {
+        match self {
+            Self::Dit(c) => c.own_sampler(),
+            Self::Transformer(c) => match c.attention() {
+                Attention::BlockCausal { .. } => SamplerKind::Bd3,
+                _ => SamplerKind::Llada,
+            },
+        }
+    }
+
+    /// Whether σ changes the output.
+    pub fn time_conditioning(&self) -> bool {
+        match self {
+            Self::Dit(c) => c.time_conditioning,
+            Self::Transformer(_) => false,
+        }
+    }
+
+    /// The mask id config.json names, if it names one.
+    pub fn mask_token_id(&self) -> Option<u32> {
+        match self {
+            Self::Dit(c) => c.mask_token_id,
+            Self::Transformer(c) => c.mask_token_id,
+        }
+    }
+
+    /// Parameters the checkpoint holds.
+    pub fn parameter_count(&self) -> u64 {
+        match self {
+            Self::Dit(c) => parameter_count(c),
+            Self::Transformer(c) => c.parameter_count(),
+        }
+    }
+
+    /// Elements of the largest tensor: it must fit one GPU storage buffer.
+    pub fn largest_tensor_elements(&self) -> u64 {
+        match self {
+            Self::Dit(c) => largest_tensor_elements(c),
+            Self::Transformer(c) => c.largest_tensor_elements(),
+        }
+    }
+
+    /// What the model is, in a few words (`bd3lm DiT`, `a2d-qwen3`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dit(c) => format!("{} DiT", c.model_type.as_deref().unwrap_or("MDLM/BD3-LM")),
+            Self::Transformer(c) => c.architecture.model_type().to_owned(),
+        }
+    }
+
+    /// The tokenizer's constraints: how many rows the embedding has, whether the tokenizer may
+    /// have fewer (the published transformers pad theirs), the mask id config.json names.
+    pub fn embedding(&self) -> Embedding {
+        Embedding {
+            rows: self.vocab_size(),
+            padded: matches!(self, Self::Transformer(_)),
+            mask_token_id: self.mask_token_id(),
+        }
+    }
+}
+
+/// A text network on a device, whichever it is.
+pub enum TextModel {
+    /// MDLM / BD3-LM.
+    Dit(DitDenoiser),
+    /// LLaDA, Dream, A2D.
+    Transformer(TransformerDenoiser),
+}
+
+macro_rules! each {
+    ($self:expr, $m:ident => $body:expr) => {
+        match $self {
+            TextModel::Dit($m) => $body,
+            TextModel::Transformer($m) => $body,
+        }
+    };
+}
+
+impl TextModel {
+    /// A second denoiser on the same weights with its own empty KV cache (the page's race).
+    pub fn fork(&self) -> Self {
+        match self {
+            Self::Dit(m) => Self::Dit(m.fork()),
+            Self::Transformer(m) => Self::Transformer(m.fork()),
+        }
+    }
+
+    /// Attends with `attention` from now on.
+    pub fn set_attention(&mut self, attention: Attention) {
+        each!(self, m => m.set_attention(attention))
+    }
+
+    /// Raw logits `[B·L·V]` without the cache (see [`crate::model::NetworkDenoiser::logits`]).
+    pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
+        each!(self, m => m.logits(batch, sigma).await)
+    }
+
+    /// Bytes read back to the host so far.
+    pub fn bytes_read_back(&self) -> u64 {
+        each!(self, m => m.bytes_read_back())
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        each!(self, m => m.device())
+    }
+}
+
+impl Denoiser for TextModel {
+    type Rows = DeviceRows;
+
+    fn spec(&self) -> &ModelSpec {
+        each!(self, m => m.spec())
+    }
+
+    async fn predict(
+        &mut self,
+        batch: &[&[u32]],
+        targets: Range<usize>,
+        sigma: f32,
+    ) -> Result<Vec<DeviceRows>, ModelError> {
+        each!(self, m => m.predict(batch, targets, sigma).await)
+    }
+
+    async fn predict_cached(
+        &mut self,
+        commit: &[u32],
+        block: &[u32],
+        sigma: f32,
+    ) -> Result<DeviceRows, ModelError> {
+        each!(self, m => m.predict_cached(commit, block, sigma).await)
+    }
+
+    fn reset_cache(&mut self) {
+        each!(self, m => m.reset_cache())
+    }
 }
 
 /// A ready model: its config, its tokenizer and the network on a device.
 pub struct Bundle {
     /// `config.json`.
-    pub config: ModelConfig,
+    pub config: TextConfig,
     /// The tokenizer, special tokens resolved.
     pub codec: TextCodec,
     /// The network, ready for the samplers.
-    pub model: DitDenoiser,
+    pub model: TextModel,
 }
 
-/// The facts samplers need, from a config and its tokenizer.
+/// The facts samplers need, from a DiT config and its tokenizer.
 pub fn model_spec(config: &ModelConfig, codec: &TextCodec) -> ModelSpec {
+    text_spec(&TextConfig::Dit(config.clone()), codec)
+}
+
+/// The facts samplers need, from any text config and its tokenizer.
+pub fn text_spec(config: &TextConfig, codec: &TextCodec) -> ModelSpec {
     ModelSpec {
-        vocab_size: config.vocab_size,
-        model_length: config.model_length,
+        vocab_size: config.vocab_size(),
+        model_length: config.model_length(),
         mask_id: codec.mask_id(),
         eos_id: codec.eos_id(),
         attention: config.attention(),
-        time_conditioning: config.time_conditioning,
+        time_conditioning: config.time_conditioning(),
     }
 }
 
 impl Bundle {
     /// Parses and checks all three files, then uploads the weights to `device`.
     pub fn from_files(files: ModelFiles<'_>, device: &Device) -> Result<Self, BundleError> {
-        let config = ModelConfig::from_json(files.config)?;
-        let codec = TextCodec::from_bytes(files.tokenizer, &config)?;
-        let dit = load_dit(&config, files.weights, device)?;
-        let spec = model_spec(&config, &codec);
+        let config = TextConfig::from_json(files.config)?;
+        let codec = TextCodec::for_embedding(files.tokenizer, config.embedding())?;
+        let spec = text_spec(&config, &codec);
+        let model = match &config {
+            TextConfig::Dit(c) => {
+                let [weights] = files.weights else {
+                    return Err(BundleError::Sharded {
+                        shards: files.weights.len(),
+                    });
+                };
+                TextModel::Dit(DitDenoiser::new(
+                    load_dit(c, weights, device)?,
+                    device.clone(),
+                    spec,
+                ))
+            }
+            TextConfig::Transformer(c) => TextModel::Transformer(TransformerDenoiser::new(
+                load_transformer(c, files.weights, device)?,
+                device.clone(),
+                spec,
+            )),
+        };
         Ok(Self {
-            model: DitDenoiser::new(dit, device.clone(), spec),
             config,
             codec,
+            model,
         })
     }
 
     /// The facts samplers need about this model.
     pub fn model_spec(&self) -> ModelSpec {
-        model_spec(&self.config, &self.codec)
+        text_spec(&self.config, &self.codec)
     }
 
     /// Reads a model folder from disk.
@@ -108,14 +368,67 @@ impl Bundle {
 pub struct ModelDir {
     /// `config.json`.
     pub config: Vec<u8>,
-    /// `model.safetensors`.
-    pub weights: Vec<u8>,
+    /// `model.safetensors`, or the shards of `model.safetensors.index.json` in its order.
+    pub weights: Vec<Vec<u8>>,
     /// `tokenizer.json`.
     pub tokenizer: Vec<u8>,
 }
 
+/// The shard files `index` (a `model.safetensors.index.json`) names, each once, in the order
+/// of their first key.
+pub fn shard_files(index: &[u8]) -> Result<Vec<String>, BundleError> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let index: Index =
+        serde_json::from_slice(index).map_err(|e| BundleError::Index(e.to_string()))?;
+    let mut files: Vec<String> = index.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    if let Some(bad) = files.iter().find(|f| {
+        f.contains('/') || f.contains('\\') || f.starts_with('.') || !f.ends_with(".safetensors")
+    }) {
+        return Err(BundleError::Index(format!(
+            "it names `{bad}`; shards are .safetensors files beside it"
+        )));
+    }
+    if files.is_empty() {
+        return Err(BundleError::Index("its weight_map is empty".into()));
+    }
+    Ok(files)
+}
+
+/// Checks that every key `index` maps to a shard is in that shard.
+pub fn check_shards(index: &[u8], shards: &[(String, &[u8])]) -> Result<(), BundleError> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let index: Index =
+        serde_json::from_slice(index).map_err(|e| BundleError::Index(e.to_string()))?;
+    let mut names = std::collections::HashMap::new();
+    for (file, bytes) in shards {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(LoadError::from)?;
+        names.insert(file.as_str(), meta);
+    }
+    for (key, file) in &index.weight_map {
+        let Some(meta) = names.get(file.as_str()) else {
+            return Err(BundleError::Index(format!(
+                "`{key}` is in `{file}`, which was not read"
+            )));
+        };
+        if meta.info(key).is_none() {
+            return Err(BundleError::Index(format!(
+                "it puts `{key}` in `{file}`, which does not hold it; the shards and the index are from different checkpoints"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ModelDir {
-    /// Reads `dir`'s three files.
+    /// Reads `dir`'s files: `model.safetensors`, or else the index and its shards.
     #[cfg(not(target_family = "wasm"))]
     pub fn read(dir: &std::path::Path) -> Result<Self, BundleError> {
         let read = |name: &str| {
@@ -125,9 +438,26 @@ impl ModelDir {
                 source,
             })
         };
+        let weights = if dir.join(WEIGHTS_FILE).exists() || !dir.join(WEIGHTS_INDEX_FILE).exists() {
+            vec![read(WEIGHTS_FILE)?]
+        } else {
+            let index = read(WEIGHTS_INDEX_FILE)?;
+            let files = shard_files(&index)?;
+            let shards = files
+                .iter()
+                .map(|f| read(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let named: Vec<(String, &[u8])> = files
+                .iter()
+                .cloned()
+                .zip(shards.iter().map(Vec::as_slice))
+                .collect();
+            check_shards(&index, &named)?;
+            shards
+        };
         Ok(Self {
             config: read(CONFIG_FILE)?,
-            weights: read(WEIGHTS_FILE)?,
+            weights,
             tokenizer: read(TOKENIZER_FILE)?,
         })
     }

@@ -32,8 +32,9 @@ pub fn pack_model_folder(config: &[u8], tokenizer: &[u8], weights: &[u8]) -> Vec
     out
 }
 
-/// The three files of a packed input; lengths past the end are cut to what is there.
-pub fn unpack_model_folder(data: &[u8]) -> ModelFiles<'_> {
+/// The three files of a packed input — config, tokenizer, weights — as borrowed slices; lengths
+/// past the end are cut to what is there.
+pub fn unpack_model_folder(data: &[u8]) -> PackedFolder<'_> {
     let length = |at: usize| {
         data.get(at..at + LENGTH_BYTES)
             .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
@@ -42,11 +43,22 @@ pub fn unpack_model_folder(data: &[u8]) -> ModelFiles<'_> {
     let rest = data.get(2 * LENGTH_BYTES..).unwrap_or_default();
     let (config, rest) = rest.split_at(config_len.min(rest.len()));
     let (tokenizer, weights) = rest.split_at(tokenizer_len.min(rest.len()));
-    ModelFiles {
+    PackedFolder {
         config,
         weights,
         tokenizer,
     }
+}
+
+/// The files of a packed model folder.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedFolder<'a> {
+    /// `config.json`.
+    pub config: &'a [u8],
+    /// `model.safetensors`.
+    pub weights: &'a [u8],
+    /// `tokenizer.json`.
+    pub tokenizer: &'a [u8],
 }
 
 /// The model loader: `config.json`, `tokenizer.json` and `model.safetensors` from bytes, as the
@@ -59,7 +71,13 @@ pub fn model_folder(data: &[u8]) {
     if let Ok(crate::config::Family::Ddpm) = crate::bundle::family_of(files.config) {
         return image_folder(files.config, files.weights, &device);
     }
-    let Ok(mut bundle) = Bundle::from_files(files, &device) else {
+    let weights = [files.weights.to_vec()];
+    let folder = ModelFiles {
+        config: files.config,
+        weights: &weights,
+        tokenizer: files.tokenizer,
+    };
+    let Ok(mut bundle) = Bundle::from_files(folder, &device) else {
         return;
     };
     let spec = bundle.model_spec();

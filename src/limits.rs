@@ -18,6 +18,8 @@ pub const MAX_HIDDEN_DIM: usize = 1 << 15;
 pub const MAX_COND_DIM: usize = 1 << 15;
 /// Most transformer blocks: 1,024 (LLaDA-8B has 32).
 pub const MAX_BLOCKS: usize = 1 << 10;
+/// Widest MLP hidden layer: 2¹⁷, about 10× LLaDA-8B's 12,288.
+pub const MAX_MLP_DIM: usize = 1 << 17;
 /// Most attention heads per block: 1,024 (LLaDA-8B has 32).
 pub const MAX_HEADS: usize = 1 << 10;
 /// Most classes an image network may be conditioned on.
@@ -56,6 +58,7 @@ mod tests {
             MAX_COND_DIM,
             MAX_BLOCKS,
             MAX_HEADS,
+            MAX_MLP_DIM,
         ];
         for a in bounds {
             for b in bounds {

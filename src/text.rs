@@ -2,7 +2,7 @@
 //!
 //! The `tokenizers` crate is built with its wasm-compatible features on every target, so the CLI
 //! and the browser tokenize identically. The mask token is found, in order: `mask_token_id` in
-//! config.json; a `[MASK]`, `<mask>` or `<|mask|>` token in the tokenizer; or, for the GPT-2-based
+//! config.json; a `[MASK]`, `<mask>`, `<|mask|>` (Qwen) or `<|mdm_mask|>` (LLaDA) token in the tokenizer; or, for the GPT-2-based
 //! MDLM/BD3-LM checkpoints whose embedding has one row more than GPT-2's vocabulary, the last row.
 
 use thiserror::Error;
@@ -13,7 +13,7 @@ use crate::config::ModelConfig;
 /// What `[MASK]` looks like in a prompt, whatever the tokenizer calls its mask.
 pub const MASK_MARKER: &str = "[MASK]";
 
-const MASK_NAMES: [&str; 3] = ["[MASK]", "<mask>", "<|mask|>"];
+const MASK_NAMES: [&str; 4] = ["[MASK]", "<mask>", "<|mask|>", "<|mdm_mask|>"];
 const BOS_NAMES: [&str; 4] = ["<bos>", "<s>", "<|endoftext|>", "[CLS]"];
 const EOS_NAMES: [&str; 4] = ["<eos>", "</s>", "<|endoftext|>", "[SEP]"];
 
@@ -30,7 +30,7 @@ pub enum TextError {
     NoMask,
     /// Tokenizer and embedding disagree.
     #[error(
-        "the tokenizer has {tokenizer} tokens but the model's embedding has {model} rows (vocab_size); they are not from the same model"
+        "the tokenizer has {tokenizer} tokens but the model's embedding has {model} rows (vocab_size), or the mask id is beyond them; they are not from the same model"
     )]
     VocabMismatch {
         /// Tokens in tokenizer.json.
@@ -41,6 +41,18 @@ pub enum TextError {
     /// Encoding failed.
     #[error("the prompt could not be tokenized: {0}")]
     Encode(String),
+}
+
+/// What a tokenizer must agree with: the embedding it indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedding {
+    /// Rows of the embedding (`vocab_size`).
+    pub rows: usize,
+    /// Whether the rows may outnumber the tokens (Qwen pads 151,669 tokens to 151,936 rows);
+    /// otherwise they match, or exceed them by the one mask row of the GPT-2-based checkpoints.
+    pub padded: bool,
+    /// The mask id config.json names, if any.
+    pub mask_token_id: Option<u32>,
 }
 
 /// A tokenizer with the model's special tokens resolved.
@@ -101,13 +113,26 @@ impl TextCodec {
         Ok(tokenizer.get_vocab_size(true))
     }
 
-    /// Reads `tokenizer.json` and checks it against the model's config.
+    /// Reads `tokenizer.json` and checks it against a DiT's config.
     pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self, TextError> {
+        Self::for_embedding(
+            bytes,
+            Embedding {
+                rows: config.vocab_size,
+                padded: false,
+                mask_token_id: config.mask_token_id,
+            },
+        )
+    }
+
+    /// Reads `tokenizer.json` and checks it against the embedding it indexes.
+    pub fn for_embedding(bytes: &[u8], embedding: Embedding) -> Result<Self, TextError> {
         let mut tokenizer = parse_tokenizer(bytes)?;
         let size = tokenizer.get_vocab_size(true);
         let named = MASK_NAMES.iter().find_map(|n| tokenizer.token_to_id(n));
-        let implied = (named.is_none() && size + 1 == config.vocab_size).then_some(size as u32);
-        let mask_id = config
+        let implied = (named.is_none() && !embedding.padded && size + 1 == embedding.rows)
+            .then_some(size as u32);
+        let mask_id = embedding
             .mask_token_id
             .or(named)
             .or(implied)
@@ -120,10 +145,15 @@ impl TextCodec {
                 .map_err(|e| TextError::Parse(e.to_string()))?;
         }
         let size = tokenizer.get_vocab_size(true);
-        if size != config.vocab_size || mask_id as usize >= config.vocab_size {
+        let fits = if embedding.padded {
+            size <= embedding.rows
+        } else {
+            size == embedding.rows
+        };
+        if !fits || mask_id as usize >= embedding.rows {
             return Err(TextError::VocabMismatch {
                 tokenizer: size,
-                model: config.vocab_size,
+                model: embedding.rows,
             });
         }
         let find = |names: &[&str]| names.iter().find_map(|n| tokenizer.token_to_id(n));

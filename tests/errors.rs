@@ -18,7 +18,7 @@ fn open(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<Bundle, Bundl
     Bundle::from_files(
         ModelFiles {
             config,
-            weights,
+            weights: &[weights.to_vec()],
             tokenizer,
         },
         &device,
@@ -261,7 +261,7 @@ fn mutated_weight_files_never_panic() {
 fn the_model_rejects_token_ids_outside_its_vocabulary() {
     use unmask::sampler::Denoiser;
     let mut bundle = common::tiny();
-    let v = bundle.config.vocab_size as u32;
+    let v = bundle.config.vocab_size() as u32;
     let err = pollster::block_on(bundle.model.logits(&[&[1, v]], 0.0)).unwrap_err();
     assert!(err.to_string().contains(&format!("token id {v}")), "{err}");
     assert!(pollster::block_on(bundle.model.predict(&[&[1, v + 5]], 0..1, 0.0)).is_err());

@@ -16,7 +16,7 @@ fn logits_match_the_reference_in_every_attention_mode() {
     let r = reference();
     let tokens = ids(&r["tokens"]);
     let mut bundle = tiny();
-    let bs = bundle.config.block_size.unwrap();
+    let bs = bundle.config.block_size().unwrap();
     for (name, attention) in [
         ("bidirectional", Attention::Bidirectional),
         ("block-causal", Attention::BlockCausal { block_size: bs }),
@@ -43,7 +43,7 @@ fn kv_cached_blocks_equal_the_uncached_forward() {
     let r = reference();
     let tokens = ids(&r["tokens"]);
     let mut bundle = tiny();
-    let bs = bundle.config.block_size.unwrap();
+    let bs = bundle.config.block_size().unwrap();
     let full = pollster::block_on(bundle.model.logits(&[&tokens], 0.0)).unwrap();
     let v = full.vocab();
     bundle.model.reset_cache();
@@ -143,7 +143,7 @@ fn f16_and_bf16_checkpoints_load_as_their_f32_values() {
             let b = Bundle::from_files(
                 ModelFiles {
                     config: &config,
-                    weights,
+                    weights: &[weights.to_vec()],
                     tokenizer: &tokenizer,
                 },
                 &device,
@@ -283,7 +283,7 @@ fn a_time_conditioned_model_reads_sigma_like_the_reference() {
     let config = config.to_string();
     let files = ModelFiles {
         config: config.as_bytes(),
-        weights: &weights,
+        weights: std::slice::from_ref(&weights),
         tokenizer: &tokenizer,
     };
     let bundle = Bundle::from_files(files, &device).unwrap();

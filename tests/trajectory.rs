@@ -54,7 +54,7 @@ fn version_2_keeps_only_what_cannot_be_derived_and_round_trips_an_eos_cut() {
             SamplerKind::Ar => Attention::Causal,
             _ => Attention::BlockCausal { block_size: 4 },
         };
-        let vocab = bundle.config.vocab_size;
+        let vocab = bundle.config.vocab_size();
         // Call the third generated token EOS: the run stops there and the canvas is cut.
         let mut settings = Settings::for_tokens(sampler, 20);
         settings

@@ -23,12 +23,12 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
-    Bundle, CONFIG_FILE, ImageBundle, ModelFiles, TOKENIZER_FILE, WEIGHTS_FILE, family_of,
+    Bundle, CONFIG_FILE, ImageBundle, ModelFiles, TOKENIZER_FILE, TextConfig, WEIGHTS_FILE,
+    family_of,
 };
-use crate::config::{Family, ModelConfig};
+use crate::config::Family;
 use crate::engine::Generation;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
-use crate::model::{largest_tensor_elements, parameter_count};
 use crate::network::NoisePredictor;
 use crate::page::protocol::{
     ClassifierStatus, FromWorker, Job, LoadedModel, Network, Opening, RunStep, ToWorker,
@@ -386,14 +386,25 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
             LoadedModel {
                 name: source.to_string(),
                 network: Network::Text(bundle.model_spec()),
-                parameters: parameter_count(c),
-                shape: format!(
-                    "{} blocks × {} wide, {} heads, {} attention",
-                    c.n_blocks,
-                    c.hidden_dim,
-                    c.n_heads,
-                    c.attention().name()
-                ),
+                parameters: c.parameter_count(),
+                shape: match c {
+                    TextConfig::Dit(d) => format!(
+                        "{} blocks × {} wide, {} heads, {} attention",
+                        d.n_blocks,
+                        d.hidden_dim,
+                        d.n_heads,
+                        c.attention().name()
+                    ),
+                    TextConfig::Transformer(t) => format!(
+                        "{}: {} blocks × {} wide, {}/{} heads, {} attention",
+                        t.architecture.model_type(),
+                        t.num_hidden_layers,
+                        t.hidden_size,
+                        t.num_attention_heads,
+                        t.num_key_value_heads,
+                        c.attention().name()
+                    ),
+                },
                 load_seconds: 0.0,
             }
         }
@@ -479,7 +490,7 @@ async fn load(
     Bundle::from_files(
         ModelFiles {
             config: &config,
-            weights: &weights,
+            weights: std::slice::from_ref(&weights),
             tokenizer: &tokenizer,
         },
         &device,
@@ -564,8 +575,10 @@ fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
     let Some(max) = state.borrow().gpu_max_binding else {
         return Ok(());
     };
-    let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
-    let bytes = largest_tensor_elements(&config).saturating_mul(bytes_per_weight(state));
+    let config = TextConfig::from_json(config).map_err(|e| e.to_string())?;
+    let bytes = config
+        .largest_tensor_elements()
+        .saturating_mul(bytes_per_weight(state));
     if bytes > max {
         return Err(format!(
             "this model's largest tensor is {:.0} MB, more than this GPU's largest buffer ({:.0} MB); tick \"force CPU\" to run it on the CPU",
@@ -587,11 +600,11 @@ async fn fallback_tokenizer(
     config: &[u8],
     why: &str,
 ) -> Result<Vec<u8>, String> {
-    let config = ModelConfig::from_json(config).map_err(|e| e.to_string())?;
-    if config.vocab_size != GPT2_MASKED_VOCAB {
+    let config = TextConfig::from_json(config).map_err(|e| e.to_string())?;
+    if !matches!(config, TextConfig::Dit(_)) || config.vocab_size() != GPT2_MASKED_VOCAB {
         return Err(format!(
             "{why}, and its vocabulary ({} tokens) is not GPT-2's plus a mask ({GPT2_MASKED_VOCAB}); add its tokenizer.json",
-            config.vocab_size
+            config.vocab_size()
         ));
     }
     download(progress, GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await

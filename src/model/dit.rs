@@ -16,12 +16,13 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::layers::{
-    LayerNorm, TimestepEmbedder, apply_rotary, chunks, gelu_tanh, modulate, rotary_tables,
+    LayerNorm, ROTARY_BASE, TimestepEmbedder, apply_rotary, chunks, gelu_tanh, modulate,
+    rotary_tables,
 };
 use crate::config::Attention;
 
 /// Score given to a key a query may not see; finite so that no backend meets `-inf - -inf`.
-const MASKED_SCORE: f32 = -1.0e30;
+pub(crate) const MASKED_SCORE: f32 = -1.0e30;
 
 /// One transformer block (`backbone.blocks.{i}`).
 #[derive(Module, Debug)]
@@ -67,6 +68,40 @@ impl KvCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl KvCache {
+    /// Makes room for `layers` blocks (a fresh cache has none) and returns the one of block `i`.
+    pub(crate) fn layer(&mut self, layers: usize, i: usize) -> &mut LayerCache {
+        if self.layers.len() != layers {
+            self.layers = vec![LayerCache::default(); layers];
+        }
+        &mut self.layers[i]
+    }
+
+    /// Counts `stored` more positions, once every block has stored them.
+    pub(crate) fn advance(&mut self, stored: usize) {
+        self.len += stored;
+    }
+}
+
+impl LayerCache {
+    /// The keys and values a query of this call sees — the cached ones, then `keys` and
+    /// `values` (`[B, H, L, Dh]`) — after the first `store` rows of the call join the cache.
+    pub(crate) fn extend(
+        &mut self,
+        keys: Tensor<4>,
+        values: Tensor<4>,
+        store: usize,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let k_all = append(self.keys.as_ref(), keys.clone());
+        let v_all = append(self.values.as_ref(), values.clone());
+        if store > 0 {
+            self.keys = Some(append(self.keys.as_ref(), keys.narrow(2, 0, store)));
+            self.values = Some(append(self.values.as_ref(), values.narrow(2, 0, store)));
+        }
+        (k_all, v_all)
     }
 }
 
@@ -117,15 +152,7 @@ impl DitBlock {
         let k = apply_rotary(split(1), cos, sin);
         let v = split(2);
         let (k_all, v_all) = match cache {
-            Some(c) => {
-                let k_all = append(c.keys.as_ref(), k.clone());
-                let v_all = append(c.values.as_ref(), v.clone());
-                if store > 0 {
-                    c.keys = Some(append(c.keys.as_ref(), k.narrow(2, 0, store)));
-                    c.values = Some(append(c.values.as_ref(), v.narrow(2, 0, store)));
-                }
-                (k_all, v_all)
-            }
+            Some(c) => c.extend(k, v, store),
             None => (k, v),
         };
         let mut scores = q.matmul(k_all.swap_dims(2, 3)) / (dh as f64).sqrt(); // [B, H, L, Lk]
@@ -248,14 +275,9 @@ impl Dit {
     ) -> Tensor<3> {
         let device = tokens.device();
         let [_, l] = tokens.dims();
-        let rope = rotary_tables(start, l, self.head_dim(), &device);
+        let rope = rotary_tables(start, l, self.head_dim(), ROTARY_BASE, &device);
         let key_start = if cache.is_some() { 0 } else { start };
         let bias = attention_bias(attention, start, l, key_start, &device);
-        if let Some(c) = cache.as_deref_mut()
-            && c.layers.len() != self.blocks.len()
-        {
-            c.layers = vec![LayerCache::default(); self.blocks.len()];
-        }
         let cond = self.conditioning(sigma, &device);
         let x = self.trunk(
             tokens,
@@ -266,7 +288,7 @@ impl Dit {
             store,
         );
         if let Some(c) = cache {
-            c.len += store;
+            c.advance(store);
         }
         self.output_layer.forward(x, &cond)
     }
@@ -287,7 +309,7 @@ impl Dit {
         let device = tokens.device();
         let [_, two_n] = tokens.dims();
         let n = two_n / 2;
-        let (cos, sin) = rotary_tables(0, n, self.head_dim(), &device);
+        let (cos, sin) = rotary_tables(0, n, self.head_dim(), ROTARY_BASE, &device);
         let rope = (
             Tensor::cat(vec![cos.clone(), cos], 2),
             Tensor::cat(vec![sin.clone(), sin], 2),
@@ -321,8 +343,9 @@ impl Dit {
             .val()
             .select(0, tokens.reshape([b * l]))
             .reshape([b, l, d]);
+        let n = self.blocks.len();
         for (i, block) in self.blocks.iter().enumerate() {
-            let layer = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let layer = cache.as_deref_mut().map(|c| c.layer(n, i));
             x = block.forward(x, cond, rope, bias, layer, store);
         }
         x
@@ -350,7 +373,7 @@ pub fn block_diffusion_allows(query: usize, key: usize, n: usize, block_size: us
 
 /// Additive attention bias `[1, 1, L, Lk]` (0 where allowed, [`MASKED_SCORE`] where not) for
 /// queries at `start..start+len` and keys at `key_start..start+len`; `None` when nothing is masked.
-fn attention_bias(
+pub(crate) fn attention_bias(
     attention: Attention,
     start: usize,
     len: usize,

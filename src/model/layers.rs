@@ -20,7 +20,8 @@ pub const FREQUENCY_EMBEDDING_SIZE: usize = 256;
 /// Longest period of the sinusoidal timestep embedding (`max_period`).
 pub const TIMESTEP_MAX_PERIOD: f64 = 10_000.0;
 
-/// Base of the rotary embedding's frequencies.
+/// Base of the rotary embedding's frequencies in the DiT (`Rotary(dim, base=10_000)`); the
+/// decoder transformers read theirs from config.json (`rope_theta`).
 pub const ROTARY_BASE: f64 = 10_000.0;
 
 /// LayerNorm without a bias: `layer_norm(x) * weight`, normalised over the last axis.
@@ -117,16 +118,19 @@ pub fn timestep_features(sigma: &[f32]) -> Vec<f32> {
 }
 
 /// Rotary tables for absolute positions `start..start + len`: `(cos, sin)`, each `[1, 1, len, head_dim]`,
-/// in the half-split layout of `rotate_half` (frequencies repeated over both halves).
+/// in the half-split layout of `rotate_half` (frequencies repeated over both halves), with the
+/// frequencies `base^(−2i/head_dim)`. Computed in f32, as the references do (transformers'
+/// `_compute_default_rope_parameters`, OLMo's `RotaryEmbedding`), so long positions round alike.
 pub fn rotary_tables(
     start: usize,
     len: usize,
     head_dim: usize,
+    base: f64,
     device: &Device,
 ) -> (Tensor<4>, Tensor<4>) {
     let half = head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0 / (ROTARY_BASE as f32).powf((2 * i) as f32 / head_dim as f32))
+        .map(|i| 1.0 / (base as f32).powf((2 * i) as f32 / head_dim as f32))
         .collect();
     let mut cos = Vec::with_capacity(len * head_dim);
     let mut sin = Vec::with_capacity(len * head_dim);

@@ -42,7 +42,7 @@ pub enum LoadError {
     Format(#[from] safetensors::SafeTensorError),
     /// A tensor the architecture needs is absent.
     #[error(
-        "model.safetensors has no tensor `{key}`; is this an MDLM/BD3-LM DiT checkpoint matching config.json?"
+        "model.safetensors has no tensor `{key}`; is this a checkpoint of the architecture config.json names?"
     )]
     MissingKey {
         /// The full key looked for.
@@ -149,28 +149,7 @@ impl<'a> Weights<'a> {
                 found: view.shape().to_vec(),
             });
         }
-        let bytes = view.data();
-        let values = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(LoadError::Dtype {
-                    key,
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
-        Ok(values)
+        decode(&key, &view)
     }
 
     pub(crate) fn tensor1(&self, name: &str, n: usize) -> Result<Tensor<1>, LoadError> {
@@ -237,6 +216,34 @@ impl<'a> Weights<'a> {
             weight: Param::from_tensor(self.tensor1(&format!("{name}.weight"), d)?),
         })
     }
+}
+
+/// The values of a stored tensor (`key` names it in errors) as f32: f32, f16 and bf16 are read.
+pub(crate) fn decode(
+    key: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> Result<Vec<f32>, LoadError> {
+    let bytes = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(LoadError::Dtype {
+                key: key.to_owned(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    })
 }
 
 fn has(file: &SafeTensors<'_>, prefix: &str, name: &str) -> bool {

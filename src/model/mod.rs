@@ -1,13 +1,19 @@
-//! The DiT of MDLM / BD3-LM ([`dit`]), its pieces ([`layers`]), checkpoint reading ([`load`]) and
-//! the [`DitDenoiser`] that lets the samplers call it.
+//! The networks that predict tokens — the DiT of MDLM / BD3-LM ([`dit`], its pieces in
+//! [`layers`], checkpoints in [`load`]) and the decoder transformer of LLaDA, Dream and the A2D
+//! Qwen models ([`transformer`], their configs and names in [`qwen`] and [`llada`]) — and the
+//! [`NetworkDenoiser`] that lets the samplers call either.
 
 pub mod dit;
 pub mod layers;
+pub mod llada;
 pub mod load;
 pub mod patch_dit;
+pub mod presets;
+pub mod qwen;
 pub mod reduce;
 #[cfg(not(target_family = "wasm"))]
 pub mod save;
+pub mod transformer;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,25 +27,85 @@ pub use load::{
     parameter_count, random_checkpoint,
 };
 pub use reduce::DeviceRows;
+pub use transformer::{Architecture, Transformer, TransformerConfig, load_transformer};
 
 use crate::config::Attention;
 pub use crate::network::ModelError;
 use crate::network::{Denoiser, Logits, ModelSpec};
 
-/// A loaded [`Dit`] on a device, with its KV cache: the [`Denoiser`] every sampler runs on.
-pub struct DitDenoiser {
-    dit: Dit,
+/// A network that maps token ids to raw logits, with a KV cache: what [`NetworkDenoiser`] needs.
+pub trait Network: Clone {
+    /// Raw logits `[B, L, V]` for `tokens` `[B, L]` at absolute positions `start..start + L`,
+    /// under `attention`, noise level `sigma` per sequence (ignored by networks without time
+    /// conditioning). With a cache, `start` is its length and the first `store` rows join it.
+    fn logits(
+        &self,
+        tokens: Tensor<2, Int>,
+        sigma: &[f32],
+        attention: Attention,
+        start: usize,
+        cache: Option<&mut KvCache>,
+        store: usize,
+    ) -> Tensor<3>;
+
+    /// Whether position i's logits come out at row i − 1 (Dream); position 0 then reads row 0,
+    /// as Dream's `generation_utils.py` does.
+    fn shifts_logits(&self) -> bool {
+        false
+    }
+}
+
+impl Network for Dit {
+    fn logits(
+        &self,
+        tokens: Tensor<2, Int>,
+        sigma: &[f32],
+        attention: Attention,
+        start: usize,
+        cache: Option<&mut KvCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        self.forward(tokens, sigma, attention, start, cache, store)
+    }
+}
+
+impl Network for Transformer {
+    fn logits(
+        &self,
+        tokens: Tensor<2, Int>,
+        _sigma: &[f32],
+        attention: Attention,
+        start: usize,
+        cache: Option<&mut KvCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        self.forward(tokens, attention, start, cache, store)
+    }
+
+    fn shifts_logits(&self) -> bool {
+        self.shift_logits
+    }
+}
+
+/// A loaded network on a device, with its KV cache: the [`Denoiser`] every sampler runs on.
+pub struct NetworkDenoiser<N> {
+    network: N,
     device: Device,
     spec: ModelSpec,
     cache: KvCache,
     read_back: Arc<AtomicU64>,
 }
 
-impl DitDenoiser {
+/// The DiT of MDLM and BD3-LM as a [`Denoiser`].
+pub type DitDenoiser = NetworkDenoiser<Dit>;
+/// The decoder transformer of LLaDA, Dream and the A2D models as a [`Denoiser`].
+pub type TransformerDenoiser = NetworkDenoiser<Transformer>;
+
+impl<N: Network> NetworkDenoiser<N> {
     /// Wraps a model; `spec.attention` decides how it attends.
-    pub fn new(dit: Dit, device: Device, spec: ModelSpec) -> Self {
+    pub fn new(network: N, device: Device, spec: ModelSpec) -> Self {
         Self {
-            dit,
+            network,
             device,
             spec,
             cache: KvCache::default(),
@@ -60,12 +126,12 @@ impl DitDenoiser {
     /// A second denoiser on the same weights (burn tensors are shared, not copied) with its own
     /// empty KV cache, so two runs can interleave on one model (the page's race).
     pub fn fork(&self) -> Self {
-        Self::new(self.dit.clone(), self.device.clone(), self.spec.clone())
+        Self::new(self.network.clone(), self.device.clone(), self.spec.clone())
     }
 
     /// The network.
-    pub fn dit(&self) -> &Dit {
-        &self.dit
+    pub fn network(&self) -> &N {
+        &self.network
     }
 
     /// The device it runs on.
@@ -112,12 +178,13 @@ impl DitDenoiser {
         }
     }
 
-    /// Raw logits for every position of every sequence, `[B·L·V]`, without the cache.
+    /// Raw logits for every position of every sequence, `[B·L·V]`, without the cache — as the
+    /// network computes them (a shifting network's row i is position i + 1's).
     pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
         let l = batch.first().map_or(0, |s| s.len());
         self.check_len(l)?;
         self.check_ids(batch.iter().flat_map(|s| s.iter()))?;
-        let out = self.dit.forward(
+        let out = self.network.logits(
             self.tokens(batch),
             &vec![sigma; batch.len()],
             self.spec.attention,
@@ -180,7 +247,7 @@ async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> 
     Ok(Logits::new(read_finite(logits, device).await?, b * l, v))
 }
 
-impl Denoiser for DitDenoiser {
+impl<N: Network> Denoiser for NetworkDenoiser<N> {
     type Rows = DeviceRows;
 
     fn spec(&self) -> &ModelSpec {
@@ -207,7 +274,7 @@ impl Denoiser for DitDenoiser {
         self.check_len(fed)?;
         self.check_ids(batch.iter().flat_map(|s| s.iter()))?;
         let cut: Vec<&[u32]> = batch.iter().map(|s| &s[..fed]).collect();
-        let out = self.dit.forward(
+        let out = self.network.logits(
             self.tokens(&cut),
             &vec![sigma; batch.len()],
             self.spec.attention,
@@ -215,7 +282,19 @@ impl Denoiser for DitDenoiser {
             None,
             0,
         );
-        let out = out.narrow(1, rows.start, rows.len());
+        // A causal pass is shifted already (row i − 1 predicts position i, `rows` above).
+        let shift = self.network.shifts_logits() && self.spec.attention != Attention::Causal;
+        let out = if shift && rows.start == 0 && !rows.is_empty() {
+            // Position 0 has no row before it and reads its own (Dream's `generation_utils.py`).
+            Tensor::cat(
+                vec![out.clone().narrow(1, 0, 1), out.narrow(1, 0, rows.end - 1)],
+                1,
+            )
+        } else if shift {
+            out.narrow(1, rows.start - 1, rows.len())
+        } else {
+            out.narrow(1, rows.start, rows.len())
+        };
         let [b, n, v] = out.dims();
         Ok((0..b)
             .map(|i| self.rows(out.clone().narrow(0, i, 1).reshape([n, v])))
@@ -232,6 +311,11 @@ impl Denoiser for DitDenoiser {
         if !attention.is_cacheable() {
             return Err(ModelError::Unsupported(
                 "a bidirectional model has no KV cache: every position sees the whole canvas; run without the cache".into(),
+            ));
+        }
+        if self.network.shifts_logits() {
+            return Err(ModelError::Unsupported(
+                "a model whose logits are shifted by one (Dream) runs without the KV cache".into(),
             ));
         }
         let causal = attention == Attention::Causal;
@@ -251,7 +335,7 @@ impl Denoiser for DitDenoiser {
         }
         self.check_len(start + fed.len())?;
         self.check_ids(&fed)?;
-        let out = self.dit.forward(
+        let out = self.network.logits(
             self.tokens(&[&fed]),
             &[sigma],
             attention,

@@ -27,7 +27,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::dit::{DitBlock, FinalLayer};
-use super::layers::{FREQUENCY_EMBEDDING_SIZE, rotary_tables, timestep_features};
+use super::layers::{FREQUENCY_EMBEDDING_SIZE, ROTARY_BASE, rotary_tables, timestep_features};
 use super::load::{LoadError, TensorRole, TensorSlot, Weights, check_layout};
 use crate::config::{ConfigError, Family, MLP_RATIO};
 use crate::network::{ImageSpec, ModelError, NoisePredictor, NoisyClassifier};
@@ -340,7 +340,7 @@ impl PatchDit {
         let mut h = self.patch_embed.forward(patches) + self.pos_embed.val().reshape([1, n, d]);
         let cond = self.conditioning(t, classes, &device);
         let heads = self.blocks.first().map_or(1, |blk| blk.n_heads);
-        let rope = rotary_tables(0, n, d / heads, &device);
+        let rope = rotary_tables(0, n, d / heads, ROTARY_BASE, &device);
         for block in &self.blocks {
             h = block.forward(h, &cond, &rope, None, None, 0);
         }

@@ -7,16 +7,19 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use unmask::backend::{self, BackendKind};
-use unmask::bundle::{Bundle, CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use unmask::bundle::{Bundle, CONFIG_FILE, TOKENIZER_FILE, TextConfig, TextModel, WEIGHTS_FILE};
 use unmask::config::{Attention, ModelConfig};
 use unmask::engine::Generation;
-use unmask::model::{DitDenoiser, load_dit, parameter_count, random_checkpoint};
+use unmask::model::presets::Preset as Published;
+use unmask::model::{
+    DitDenoiser, TransformerDenoiser, load_dit, load_transformer, random_checkpoint, transformer,
+};
 use unmask::rng::Rng;
 use unmask::sampler::{Denoiser, Knob, KnobValue, ModelSpec, SamplerKind, Settings};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model folder; without it a random-weight DiT of `--preset`'s shape.
+    /// Model folder; without it a random-weight model of `--preset`'s shape.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Shape of the random-weight model when no folder is given.
@@ -40,20 +43,89 @@ pub struct BenchArgs {
 }
 
 /// Random-weight model shapes.
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Preset {
     /// Hidden 256, 4 blocks, 4 heads, vocab 4096, block 4 (6.2 M parameters).
     Small,
     /// The published kuleshov-group OWT checkpoints' shape: hidden 768, 12 blocks, 12 heads,
     /// cond 128, vocab 50258 (GPT-2 + mask), block 4 (169.6 M parameters).
     Owt170m,
+    /// dllm's Qwen3-0.6B-diffusion-mdlm (0.60 B parameters, vocab 151,936).
+    #[value(name = "a2d-qwen3-0.6b")]
+    A2dQwen3,
+    /// dllm's Qwen3-0.6B-diffusion-bd3lm: the same, block-causal with blocks of 32.
+    #[value(name = "a2d-qwen3-0.6b-bd3lm")]
+    A2dQwen3Bd3lm,
+    /// dllm's Qwen2.5-Coder-0.5B-Instruct-diffusion-mdlm (0.49 B).
+    #[value(name = "a2d-qwen2.5-coder-0.5b")]
+    A2dQwen2Coder,
+    /// LLaDA-8B-Instruct (8.0 B).
+    #[value(name = "llada-8b")]
+    Llada8b,
+    /// Dream-v0-Instruct-7B (7.6 B).
+    #[value(name = "dream-7b")]
+    Dream7b,
+}
+
+impl Preset {
+    /// The published model whose config.json this preset is, if it is one.
+    fn published(self) -> Option<&'static Published> {
+        let name = match self {
+            Preset::Small | Preset::Owt170m => return None,
+            Preset::A2dQwen3 => "a2d-qwen3-0.6b",
+            Preset::A2dQwen3Bd3lm => "a2d-qwen3-0.6b-bd3lm",
+            Preset::A2dQwen2Coder => "a2d-qwen2.5-coder-0.5b",
+            Preset::Llada8b => "llada-8b",
+            Preset::Dream7b => "dream-7b",
+        };
+        Published::find(name)
+    }
+}
+
+/// A synthetic model: its config.json and weights, and where the mask is.
+struct Synthetic {
+    config: TextConfig,
+    config_json: Vec<u8>,
+    weights: Vec<u8>,
+    mask_id: u32,
+    mask_token: &'static str,
+}
+
+/// The random-weight model of `preset`, its weights stored as `dtype`.
+fn synthetic(preset: Preset, seed: u64, dtype: safetensors::Dtype) -> Result<Synthetic, String> {
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    match preset.published() {
+        Some(p) => {
+            let config = p.transformer().map_err(|e| fail(&e))?;
+            let weights =
+                transformer::random_checkpoint(&config, seed, dtype).map_err(|e| fail(&e))?;
+            Ok(Synthetic {
+                config: TextConfig::Transformer(config),
+                config_json: p.config.as_bytes().to_vec(),
+                weights,
+                mask_id: p.mask_id,
+                mask_token: p.mask_token,
+            })
+        }
+        None => {
+            let config = synthetic_config(preset);
+            let weights = random_checkpoint(&config, seed).map_err(|e| fail(&e))?;
+            Ok(Synthetic {
+                config_json: serde_json::to_vec_pretty(&config).map_err(|e| fail(&e))?,
+                mask_id: config.vocab_size as u32 - 1,
+                config: TextConfig::Dit(config),
+                weights,
+                mask_token: "[MASK]",
+            })
+        }
+    }
 }
 
 /// The synthetic model measured when no folder is given.
 fn synthetic_config(preset: Preset) -> ModelConfig {
     let (vocab_size, hidden_dim, n_blocks, n_heads) = match preset {
-        Preset::Small => (4096, 256, 4, 4),
         Preset::Owt170m => (50258, 768, 12, 12),
+        _ => (4096, 256, 4, 4),
     };
     ModelConfig {
         family: unmask::config::Family::Text,
@@ -75,7 +147,7 @@ fn synthetic_config(preset: Preset) -> ModelConfig {
     }
 }
 
-fn load(args: &BenchArgs, kind: BackendKind) -> Result<(DitDenoiser, ModelConfig), String> {
+fn load(args: &BenchArgs, kind: BackendKind) -> Result<(TextModel, TextConfig), String> {
     let device = backend::init(kind).map_err(|e| e.to_string())?;
     match &args.model {
         Some(dir) => {
@@ -83,22 +155,29 @@ fn load(args: &BenchArgs, kind: BackendKind) -> Result<(DitDenoiser, ModelConfig
             Ok((b.model, b.config))
         }
         None => {
-            let config = synthetic_config(args.preset);
-            let dit = load_dit(
-                &config,
-                &random_checkpoint(&config, 1).map_err(|e| e.to_string())?,
-                &device,
-            )
-            .map_err(|e| e.to_string())?;
+            // f32 weights: what the forward computes in, so nothing is converted at load.
+            let s = synthetic(args.preset, 1, safetensors::Dtype::F32)?;
             let spec = ModelSpec {
-                vocab_size: config.vocab_size,
-                model_length: config.model_length,
-                mask_id: config.mask_token_id.unwrap_or(0),
+                vocab_size: s.config.vocab_size(),
+                model_length: s.config.model_length(),
+                mask_id: s.mask_id,
                 eos_id: None,
-                attention: config.attention(),
+                attention: s.config.attention(),
                 time_conditioning: false,
             };
-            Ok((DitDenoiser::new(dit, device, spec), config))
+            let model = match &s.config {
+                TextConfig::Dit(c) => TextModel::Dit(DitDenoiser::new(
+                    load_dit(c, &s.weights, &device).map_err(|e| e.to_string())?,
+                    device,
+                    spec,
+                )),
+                TextConfig::Transformer(c) => TextModel::Transformer(TransformerDenoiser::new(
+                    load_transformer(c, &[s.weights], &device).map_err(|e| e.to_string())?,
+                    device,
+                    spec,
+                )),
+            };
+            Ok((model, s.config))
         }
     }
 }
@@ -125,19 +204,18 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
         };
         if kind == args.backends[0] {
             eprintln!(
-                "model: {} params, hidden {}, {} blocks, vocab {}",
-                parameter_count(&config),
-                config.hidden_dim,
-                config.n_blocks,
-                config.vocab_size
+                "model: {}, {} params, vocab {}",
+                config.describe(),
+                config.parameter_count(),
+                config.vocab_size()
             );
         }
         let native = model.spec().attention;
         let mut rng = Rng::new(7);
         let mask = model.spec().mask_id;
-        let vocab = config.vocab_size;
+        let vocab = config.vocab_size();
         for &l in &args.lengths {
-            if l == 0 || l > config.model_length {
+            if l == 0 || l > config.model_length() {
                 continue;
             }
             let tokens: Vec<u32> = (0..l)
@@ -233,15 +311,15 @@ pub struct InitArgs {
 }
 
 /// A word-level tokenizer with `vocab_size` ids: `<pad>`, `<bos>`, `<eos>`, `<unk>`, words `w4`…,
-/// and `[MASK]` last, so any id decodes to a readable placeholder.
-fn synthetic_tokenizer(vocab_size: usize) -> serde_json::Value {
+/// and the mask (`mask`, e.g. `[MASK]`) last, so any id decodes to a readable placeholder.
+fn synthetic_tokenizer(vocab_size: usize, mask: &str) -> serde_json::Value {
     let special = ["<pad>", "<bos>", "<eos>", "<unk>"];
     let mut vocab = serde_json::Map::new();
     let mut added = Vec::new();
     for id in 0..vocab_size {
         let word = match id {
             i if i < special.len() => special[i].to_string(),
-            i if i == vocab_size - 1 => "[MASK]".to_string(),
+            i if i == vocab_size - 1 => mask.to_string(),
             i => format!("w{i}"),
         };
         if id < special.len() || id == vocab_size - 1 {
@@ -260,15 +338,22 @@ fn synthetic_tokenizer(vocab_size: usize) -> serde_json::Value {
 }
 
 /// Writes a random-weight model folder of a preset's shape (for page benchmarks and as a fresh
-/// start): config.json, model.safetensors (f32) and a synthetic tokenizer.json.
+/// start): config.json, model.safetensors and a synthetic tokenizer.json whose last token is
+/// the mask (at the published mask id for the published presets; their embeddings' padding
+/// rows have no token). The DiT presets' weights are f32, the published ones' bf16, as
+/// published.
 pub fn init(args: InitArgs) -> Result<(), String> {
-    let config = synthetic_config(args.preset);
+    let dtype = match args.preset.published() {
+        Some(_) => safetensors::Dtype::BF16,
+        None => safetensors::Dtype::F32,
+    };
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-    let weights = random_checkpoint(&config, args.seed).map_err(|e| e.to_string())?;
-    let config_json = serde_json::to_vec_pretty(&config).map_err(|e| e.to_string())?;
+    let s = synthetic(args.preset, args.seed, dtype)?;
+    let (config, config_json, weights) = (s.config, s.config_json, s.weights);
     let tokenizer_json =
-        serde_json::to_vec(&synthetic_tokenizer(config.vocab_size)).map_err(|e| e.to_string())?;
+        serde_json::to_vec(&synthetic_tokenizer(s.mask_id as usize + 1, s.mask_token))
+            .map_err(|e| e.to_string())?;
     for (name, bytes) in [
         (CONFIG_FILE, &config_json),
         (WEIGHTS_FILE, &weights),
@@ -291,7 +376,7 @@ pub fn init(args: InitArgs) -> Result<(), String> {
     outln!(
         "wrote {} ({} parameters, {:.1} MB of weights)",
         args.out.display(),
-        parameter_count(&config),
+        config.parameter_count(),
         weights.len() as f64 / 1e6
     );
     Ok(())

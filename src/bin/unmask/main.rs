@@ -8,10 +8,9 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use unmask::backend::{self, BackendKind};
-use unmask::bundle::{Bundle, ModelDir, model_spec};
+use unmask::bundle::{Bundle, ModelDir, TextConfig};
 use unmask::config::Attention;
 use unmask::engine::Generation;
-use unmask::model::parameter_count;
 use unmask::sampler::{
     Fix, Knob, KnobValue, Remasking, SamplerKind, Settings, SettingsError, Step,
 };
@@ -340,13 +339,13 @@ fn open(dir: &Path, backend: BackendKind) -> CliResult<Bundle> {
     Bundle::from_dir(dir, &device).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-fn attention_of(arg: AttentionArg, config: &unmask::ModelConfig) -> CliResult<Attention> {
+fn attention_of(arg: AttentionArg, config: &unmask::bundle::TextConfig) -> CliResult<Attention> {
     Ok(match arg {
         AttentionArg::Bidirectional => Attention::Bidirectional,
         AttentionArg::Causal => Attention::Causal,
         AttentionArg::BlockCausal => Attention::BlockCausal {
             block_size: config
-                .block_size
+                .block_size()
                 .ok_or("block-causal attention needs block_size in config.json")?,
         },
     })
@@ -604,41 +603,67 @@ fn inspect(dir: &Path) -> CliResult<()> {
     let bundle = Bundle::from_files(files.files(), &device)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let c = &bundle.config;
-    let spec = model_spec(c, &bundle.codec);
+    let spec = bundle.model_spec();
     outln!("model       {}", dir.display());
-    outln!(
-        "type        {}",
-        c.model_type.as_deref().unwrap_or("(unspecified)")
-    );
+    outln!("type        {}", c.describe());
     outln!(
         "attention   {}{}",
         spec.attention.name(),
-        c.block_size
+        c.block_size()
             .map(|b| format!(" (block_size {b})"))
             .unwrap_or_default()
     );
-    outln!(
-        "layers      {} blocks, hidden {}, {} heads of {}, cond {}, mlp {}",
-        c.n_blocks,
-        c.hidden_dim,
-        c.n_heads,
-        c.head_dim(),
-        c.cond_dim,
-        c.mlp_dim()
-    );
-    outln!("context     {} positions", c.model_length);
-    outln!("time cond.  {}", c.time_conditioning);
+    match c {
+        TextConfig::Dit(c) => outln!(
+            "layers      {} blocks, hidden {}, {} heads of {}, cond {}, mlp {}",
+            c.n_blocks,
+            c.hidden_dim,
+            c.n_heads,
+            c.head_dim(),
+            c.cond_dim,
+            c.mlp_dim()
+        ),
+        TextConfig::Transformer(t) => outln!(
+            "layers      {} blocks, hidden {}, {} query / {} key-value heads of {}, mlp {}, rope θ {}{}{}{}",
+            t.num_hidden_layers,
+            t.hidden_size,
+            t.num_attention_heads,
+            t.num_key_value_heads,
+            t.head_dim,
+            t.intermediate_size,
+            t.rope_theta,
+            if t.qkv_bias { ", q/k/v bias" } else { "" },
+            if t.qk_norm { ", q/k norm" } else { "" },
+            if t.tie_word_embeddings {
+                ", tied head"
+            } else {
+                ""
+            },
+        ),
+    }
+    if let TextConfig::Transformer(t) = c
+        && t.shift_logits
+    {
+        outln!("logits      shifted: position i is read off row i − 1");
+    }
+    outln!("context     {} positions", c.model_length());
+    outln!("time cond.  {}", c.time_conditioning());
     outln!(
         "parameters  {} ({:.2}M)",
-        parameter_count(c),
-        parameter_count(c) as f64 / 1e6
+        c.parameter_count(),
+        c.parameter_count() as f64 / 1e6
     );
-    let file = safetensors::SafeTensors::deserialize(&files.weights).map_err(|e| e.to_string())?;
     let mut dtypes = std::collections::BTreeMap::<String, (usize, usize)>::new();
-    for (_, t) in file.tensors() {
-        let e = dtypes.entry(format!("{:?}", t.dtype())).or_default();
-        e.0 += 1;
-        e.1 += t.data().len();
+    for shard in &files.weights {
+        let file = safetensors::SafeTensors::deserialize(shard).map_err(|e| e.to_string())?;
+        for (_, t) in file.tensors() {
+            let e = dtypes.entry(format!("{:?}", t.dtype())).or_default();
+            e.0 += 1;
+            e.1 += t.data().len();
+        }
+    }
+    if files.weights.len() > 1 {
+        outln!("shards      {}", files.weights.len());
     }
     for (dtype, (n, bytes)) in dtypes {
         outln!(
@@ -650,7 +675,7 @@ fn inspect(dir: &Path) -> CliResult<()> {
     outln!(
         "vocabulary  {} tokens (model {})",
         codec.vocab_size(),
-        c.vocab_size
+        c.vocab_size()
     );
     outln!(
         "mask        {} {:?}",

@@ -1,0 +1,827 @@
+//! The decoder-style transformer of the diffusion LMs people run — LLaDA, Dream and dllm's A2D
+//! conversions of Qwen2 and Qwen3 — under a diffusion model's attention mask instead of a causal
+//! one.
+//!
+//! They are one network with different flags and tensor names: a token embedding; `layers`
+//! pre-norm blocks of RMSNorm → grouped-query attention with rotary positions (θ from the
+//! config; q/k/v biases in Qwen2 and Dream; a per-head RMSNorm of q and k before the rotary in
+//! Qwen3) → residual, then RMSNorm → SwiGLU MLP `down(silu(gate(x)) ⊙ up(x))` → residual; a
+//! final RMSNorm and the head (tied to the embedding or not) to raw logits.
+//!
+//! Follows transformers 4.57 `models/qwen3/modeling_qwen3.py` and `models/qwen2/modeling_qwen2.py`
+//! (`Qwen3RMSNorm`, `Qwen3Attention`, `apply_rotary_pos_emb`, `rotate_half`, `repeat_kv`,
+//! `Qwen3MLP`), which dllm's `dllm/pipelines/a2d/models/qwen3/modeling_qwen3.py` runs with a
+//! padding-only mask; dllm's `dllm/pipelines/llada/models/modeling_llada.py` (`LLaDALlamaBlock`,
+//! `RotaryEmbedding`, `RMSLayerNorm`) and `dllm/pipelines/dream/models/modeling_dream.py`
+//! compute the same functions under other names. Written again here for burn.
+//!
+//! The architectures' own files ([`super::qwen`], [`super::llada`]) read each `config.json` into
+//! a [`TransformerConfig`] and name the tensors ([`Architecture::key`]); this file builds and runs
+//! the network and checks a checkpoint's header against the config before a tensor is read.
+//! Grouped-query attention never copies the shared keys: the queries of the heads that share a
+//! key/value head are stacked along the sequence axis and meet that head's keys in one matmul.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::Serialize;
+
+use super::dit::{KvCache, LayerCache, attention_bias};
+use super::layers::{apply_rotary, rotary_tables};
+use super::load::{
+    LoadError, TensorRole, TensorSlot, decode, fill_layout, write_safetensors_under,
+};
+use crate::config::{Attention, ConfigError};
+
+/// Which published architecture a [`TransformerConfig`] came from: it decides the tensor names
+/// and what the CLI and the page call the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Architecture {
+    /// dllm's A2D conversion of Qwen3 (`model_type` `a2d-qwen3`): q/k RMSNorm, no biases.
+    A2dQwen3,
+    /// dllm's A2D conversion of Qwen2 / Qwen2.5 (`a2d-qwen2`): q/k/v biases.
+    A2dQwen2,
+    /// Dream (`Dream`): Qwen2.5's layout, position i − 1 predicting token i.
+    Dream,
+    /// LLaDA (`llada`): OLMo's names for a LLaMA-style network.
+    Llada,
+}
+
+impl Architecture {
+    /// The `model_type` config.json carries.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::A2dQwen3 => "a2d-qwen3",
+            Architecture::A2dQwen2 => "a2d-qwen2",
+            Architecture::Dream => "Dream",
+            Architecture::Llada => "llada",
+        }
+    }
+
+    /// The checkpoint key of `tensor`, in this architecture's names.
+    pub fn key(self, tensor: Key) -> String {
+        match self {
+            Architecture::Llada => super::llada::key(tensor),
+            _ => super::qwen::key(tensor),
+        }
+    }
+}
+
+/// A tensor of the network, named in no architecture's words ([`Architecture::key`] names it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    /// The token embedding `[V, d]`.
+    Embedding,
+    /// A projection of block `layer`; `bias` asks for its bias instead of its weight.
+    Linear {
+        /// The block.
+        layer: usize,
+        /// Which projection.
+        projection: Projection,
+        /// The bias rather than the weight.
+        bias: bool,
+    },
+    /// An RMSNorm scale of block `layer`.
+    Norm {
+        /// The block.
+        layer: usize,
+        /// Which norm.
+        norm: BlockNorm,
+    },
+    /// The final RMSNorm `[d]`.
+    FinalNorm,
+    /// The output head `[V, d]` (absent when tied to the embedding).
+    Head,
+}
+
+/// The linear layers of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// Queries, `[h·Dh, d]`.
+    Query,
+    /// Keys, `[kv·Dh, d]`.
+    Key,
+    /// Values, `[kv·Dh, d]`.
+    Value,
+    /// Attention output, `[d, h·Dh]`.
+    Output,
+    /// The MLP's gated branch (under SiLU), `[m, d]`.
+    Gate,
+    /// The MLP's linear branch, `[m, d]`.
+    Up,
+    /// The MLP's output, `[d, m]`.
+    Down,
+}
+
+/// The RMSNorms of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockNorm {
+    /// Before attention, `[d]`.
+    Attention,
+    /// Before the MLP, `[d]`.
+    Mlp,
+    /// Per head over the queries, `[Dh]` (Qwen3).
+    Query,
+    /// Per head over the keys, `[Dh]` (Qwen3).
+    Key,
+}
+
+/// The network's shape and flags, whatever config.json they were read from. Field names follow
+/// transformers' Qwen configs; [`super::llada`] maps OLMo's names onto them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TransformerConfig {
+    /// The published architecture.
+    pub architecture: Architecture,
+    /// Rows of the embedding and of the head: the tokenizer's vocabulary, padded (Qwen pads
+    /// 151,669 tokens to 151,936 rows; LLaDA's `embedding_size`).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP's hidden layer.
+    pub intermediate_size: usize,
+    /// Number of blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads; each serves `num_attention_heads / num_key_value_heads` query heads.
+    pub num_key_value_heads: usize,
+    /// Size of one head (Qwen3 sets it apart from `hidden_size / num_attention_heads`).
+    pub head_dim: usize,
+    /// Base of the rotary frequencies.
+    pub rope_theta: f64,
+    /// The RMSNorms' epsilon.
+    pub rms_norm_eps: f64,
+    /// Whether q, k and v carry biases (Qwen2, Dream).
+    pub qkv_bias: bool,
+    /// Whether q and k pass a per-head RMSNorm before the rotary (Qwen3).
+    pub qk_norm: bool,
+    /// Whether the head is the embedding (no head tensor in the checkpoint).
+    pub tie_word_embeddings: bool,
+    /// Whether position i's logits come out at row i − 1 (Dream; `shift_logits` in llama.cpp's
+    /// converter): the denoiser realigns them, the samplers never see the shift.
+    pub shift_logits: bool,
+    /// The longest canvas (`max_position_embeddings`).
+    pub max_position_embeddings: usize,
+    /// Block size of the block-causal (BD3-LM) variants; `None`: bidirectional.
+    pub block_size: Option<usize>,
+    /// The mask token, when config.json names it (`mask_token_id`).
+    pub mask_token_id: Option<u32>,
+}
+
+impl TransformerConfig {
+    /// Checks every size against [`crate::limits`] and every relation the forward pass relies
+    /// on, naming the field that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::limits::{self, check};
+        let sizes = [
+            ("vocab_size", self.vocab_size, limits::MAX_VOCAB_SIZE),
+            ("hidden_size", self.hidden_size, limits::MAX_HIDDEN_DIM),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::MAX_MLP_DIM,
+            ),
+            (
+                "num_hidden_layers",
+                self.num_hidden_layers,
+                limits::MAX_BLOCKS,
+            ),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                limits::MAX_HEADS,
+            ),
+            (
+                "num_key_value_heads",
+                self.num_key_value_heads,
+                limits::MAX_HEADS,
+            ),
+            ("head_dim", self.head_dim, limits::MAX_HIDDEN_DIM),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                limits::MAX_MODEL_LENGTH,
+            ),
+        ];
+        for (field, value, max) in sizes {
+            check(field, value, max)?;
+            if value == 0 {
+                return Err(ConfigError::Unsupported {
+                    field,
+                    value: "0".into(),
+                    hint: "it must be positive",
+                });
+            }
+        }
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
+            return Err(ConfigError::Unsupported {
+                field: "num_key_value_heads",
+                value: self.num_key_value_heads.to_string(),
+                hint: "it must divide num_attention_heads (grouped-query attention)",
+            });
+        }
+        if !self.head_dim.is_multiple_of(2) {
+            return Err(ConfigError::Unsupported {
+                field: "head_dim",
+                value: self.head_dim.to_string(),
+                hint: "it must be even (the rotary embedding rotates pairs)",
+            });
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.rope_theta) {
+            return Err(ConfigError::Unsupported {
+                field: "rope_theta",
+                value: self.rope_theta.to_string(),
+                hint: "it must be a positive number",
+            });
+        }
+        if !positive(self.rms_norm_eps) {
+            return Err(ConfigError::Unsupported {
+                field: "rms_norm_eps",
+                value: self.rms_norm_eps.to_string(),
+                hint: "it must be a positive number",
+            });
+        }
+        if let Some(b) = self.block_size {
+            check("block_size", b, limits::MAX_MODEL_LENGTH)?;
+            if b == 0 {
+                return Err(ConfigError::Unsupported {
+                    field: "block_size",
+                    value: "0".into(),
+                    hint: "it must be positive",
+                });
+            }
+        }
+        if let Some(m) = self
+            .mask_token_id
+            .filter(|&m| m as usize >= self.vocab_size)
+        {
+            return Err(ConfigError::Unsupported {
+                field: "mask_token_id",
+                value: m.to_string(),
+                hint: "it must be below vocab_size",
+            });
+        }
+        Ok(())
+    }
+
+    /// How the model attends when sampling.
+    pub fn attention(&self) -> Attention {
+        match self.block_size {
+            Some(block_size) => Attention::BlockCausal { block_size },
+            None => Attention::Bidirectional,
+        }
+    }
+
+    /// Every tensor a checkpoint holds, with its shape in PyTorch's layout, in a fixed order.
+    pub fn layout(&self) -> Vec<TensorSlot> {
+        let arch = self.architecture;
+        let (d, m, v, dh) = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.vocab_size,
+            self.head_dim,
+        );
+        let (q, kv) = (self.num_attention_heads * dh, self.num_key_value_heads * dh);
+        let mut slots = vec![slot(
+            arch.key(Key::Embedding),
+            vec![v, d],
+            TensorRole::Embedding,
+        )];
+        for layer in 0..self.num_hidden_layers {
+            let norm = |norm, n| {
+                slot(
+                    arch.key(Key::Norm { layer, norm }),
+                    vec![n],
+                    TensorRole::Norm,
+                )
+            };
+            slots.push(norm(BlockNorm::Attention, d));
+            let projections = [
+                (Projection::Query, d, q, self.qkv_bias),
+                (Projection::Key, d, kv, self.qkv_bias),
+                (Projection::Value, d, kv, self.qkv_bias),
+                (Projection::Output, q, d, false),
+            ];
+            let mlp = [
+                (Projection::Gate, d, m, false),
+                (Projection::Up, d, m, false),
+                (Projection::Down, m, d, false),
+            ];
+            for (projection, fan_in, out, bias) in projections {
+                slots.push(slot(
+                    arch.key(Key::Linear {
+                        layer,
+                        projection,
+                        bias: false,
+                    }),
+                    vec![out, fan_in],
+                    TensorRole::Weight { fan_in },
+                ));
+                if bias {
+                    slots.push(slot(
+                        arch.key(Key::Linear {
+                            layer,
+                            projection,
+                            bias: true,
+                        }),
+                        vec![out],
+                        TensorRole::Bias { fan_in },
+                    ));
+                }
+            }
+            if self.qk_norm {
+                slots.push(norm(BlockNorm::Query, dh));
+                slots.push(norm(BlockNorm::Key, dh));
+            }
+            slots.push(norm(BlockNorm::Mlp, d));
+            for (projection, fan_in, out, _) in mlp {
+                slots.push(slot(
+                    arch.key(Key::Linear {
+                        layer,
+                        projection,
+                        bias: false,
+                    }),
+                    vec![out, fan_in],
+                    TensorRole::Weight { fan_in },
+                ));
+            }
+        }
+        slots.push(slot(arch.key(Key::FinalNorm), vec![d], TensorRole::Norm));
+        if !self.tie_word_embeddings {
+            slots.push(slot(
+                arch.key(Key::Head),
+                vec![v, d],
+                TensorRole::Weight { fan_in: d },
+            ));
+        }
+        slots
+    }
+
+    /// Parameters the checkpoint holds, counted in `u64` (an 8B count wraps `usize` in wasm32).
+    pub fn parameter_count(&self) -> u64 {
+        self.layout()
+            .iter()
+            .map(|s| s.shape.iter().map(|&x| x as u64).product::<u64>())
+            .sum()
+    }
+
+    /// Elements of the largest tensor (the embedding, in every published shape): it must fit
+    /// one GPU storage buffer.
+    pub fn largest_tensor_elements(&self) -> u64 {
+        self.layout()
+            .iter()
+            .map(|s| s.shape.iter().map(|&x| x as u64).product::<u64>())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn slot(name: String, shape: Vec<usize>, role: TensorRole) -> TensorSlot {
+    TensorSlot {
+        name,
+        shape,
+        role,
+        zero_init: false,
+    }
+}
+
+/// RMSNorm, `x / √(mean(x²) + ε) · weight` over the last axis, computed in f32 whatever the
+/// device computes in: in f16, `mean(x²)` overflows once activations pass 256.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// Scale, `[n]`.
+    pub weight: Param<Tensor<1>>,
+    /// ε.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Normalises `x` over its last axis.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let x = x.cast(FloatDType::F32);
+        let inv_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
+            .sqrt()
+            .recip();
+        let normed = (x * inv_rms).cast(FloatDType::from(dtype));
+        normed * self.weight.val().unsqueeze::<D>()
+    }
+}
+
+/// One block.
+#[derive(Module, Debug)]
+pub struct DecoderBlock {
+    /// Before attention.
+    pub attention_norm: RmsNorm,
+    /// Queries, `[d] → [h·Dh]`.
+    pub q_proj: Linear,
+    /// Keys, `[d] → [kv·Dh]`.
+    pub k_proj: Linear,
+    /// Values, `[d] → [kv·Dh]`.
+    pub v_proj: Linear,
+    /// Attention output, `[h·Dh] → [d]`.
+    pub o_proj: Linear,
+    /// Per-head query norm (Qwen3).
+    pub q_norm: Option<RmsNorm>,
+    /// Per-head key norm (Qwen3).
+    pub k_norm: Option<RmsNorm>,
+    /// Before the MLP.
+    pub mlp_norm: RmsNorm,
+    /// The gated branch, `[d] → [m]`.
+    pub gate_proj: Linear,
+    /// The linear branch, `[d] → [m]`.
+    pub up_proj: Linear,
+    /// The MLP's output, `[m] → [d]`.
+    pub down_proj: Linear,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Size of a head.
+    pub head_dim: usize,
+}
+
+impl DecoderBlock {
+    /// One block on `x` `[B, L, d]` with rotary tables `rope`, an additive attention `bias`
+    /// `[1, 1, L, Lk]`, and an optional KV cache whose first `store` rows of `x` join it.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &(Tensor<4>, Tensor<4>),
+        bias: Option<&Tensor<4>>,
+        cache: Option<&mut LayerCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        let [b, l, _] = x.dims();
+        let (h, kv, dh) = (self.heads, self.kv_heads, self.head_dim);
+        let y = self.attention_norm.forward(x.clone());
+        let split = |proj: &Linear, n: usize, norm: &Option<RmsNorm>| {
+            let t = proj.forward(y.clone()).reshape([b, l, n, dh]);
+            let t = match norm {
+                Some(norm) => norm.forward(t),
+                None => t,
+            };
+            t.swap_dims(1, 2) // [B, n, L, Dh]
+        };
+        let (cos, sin) = rope;
+        let q = apply_rotary(split(&self.q_proj, h, &self.q_norm), cos, sin);
+        let k = apply_rotary(split(&self.k_proj, kv, &self.k_norm), cos, sin);
+        let v = split(&self.v_proj, kv, &None);
+        let (k_all, v_all) = match cache {
+            Some(c) => c.extend(k, v, store),
+            None => (k, v),
+        };
+        let lk = k_all.dims()[2];
+        let group = h / kv;
+        // Query head j·group + g reads key/value head j (`repeat_kv`): stack each group's
+        // queries along the sequence axis instead of repeating the keys.
+        let q = q.reshape([b, kv, group * l, dh]);
+        let mut scores = q.matmul(k_all.swap_dims(2, 3)) / (dh as f64).sqrt();
+        if let Some(bias) = bias {
+            scores = (scores.reshape([b, h, l, lk]) + bias.clone()).reshape([b, kv, group * l, lk]);
+        }
+        let attended = softmax(scores, 3)
+            .matmul(v_all) // [B, kv, group·L, Dh]
+            .reshape([b, h, l, dh])
+            .swap_dims(1, 2)
+            .reshape([b, l, h * dh]);
+        let x = x + self.o_proj.forward(attended);
+        let y = self.mlp_norm.forward(x.clone());
+        let mlp = self
+            .down_proj
+            .forward(silu(self.gate_proj.forward(y.clone())) * self.up_proj.forward(y));
+        x + mlp
+    }
+}
+
+/// The whole network.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// The token embedding, `[V, d]`.
+    pub embedding: Param<Tensor<2>>,
+    /// The blocks.
+    pub blocks: Vec<DecoderBlock>,
+    /// The final norm.
+    pub norm: RmsNorm,
+    /// The head `[d] → [V]`; `None`: tied to the embedding.
+    pub head: Option<Linear>,
+    /// Base of the rotary frequencies.
+    pub rope_theta: f64,
+    /// Whether position i's logits come out at row i − 1.
+    pub shift_logits: bool,
+}
+
+impl Transformer {
+    /// Rows of the embedding.
+    pub fn vocab_size(&self) -> usize {
+        self.embedding.val().dims()[0]
+    }
+
+    fn head_dim(&self) -> usize {
+        self.blocks.first().map_or(2, |b| b.head_dim)
+    }
+
+    /// Raw logits `[B, L, V]` for `tokens` `[B, L]` at absolute positions `start..start + L`.
+    ///
+    /// With a cache, `start` must equal its length: the rows attend to the cached positions and
+    /// to each other under `attention`, and the first `store` rows join the cache. Without one,
+    /// `start` only shifts the rotary positions.
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        attention: Attention,
+        start: usize,
+        mut cache: Option<&mut KvCache>,
+        store: usize,
+    ) -> Tensor<3> {
+        let device = tokens.device();
+        let [b, l] = tokens.dims();
+        let rope = rotary_tables(start, l, self.head_dim(), self.rope_theta, &device);
+        let key_start = if cache.is_some() { 0 } else { start };
+        let bias = attention_bias(attention, start, l, key_start, &device);
+        let embedding = self.embedding.val();
+        let d = embedding.dims()[1];
+        let mut x = embedding
+            .clone()
+            .select(0, tokens.reshape([b * l]))
+            .reshape([b, l, d]);
+        let n = self.blocks.len();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let layer = cache.as_deref_mut().map(|c| c.layer(n, i));
+            x = block.forward(x, &rope, bias.as_ref(), layer, store);
+        }
+        if let Some(c) = cache {
+            c.advance(store);
+        }
+        let x = self.norm.forward(x);
+        match &self.head {
+            Some(head) => head.forward(x),
+            None => {
+                let v = embedding.dims()[0];
+                x.reshape([b * l, d])
+                    .matmul(embedding.transpose())
+                    .reshape([b, l, v])
+            }
+        }
+    }
+}
+
+/// A checkpoint's tensors across its shards (`model-0000N-of-0000M.safetensors`), by key.
+pub struct Shards<'a> {
+    files: Vec<SafeTensors<'a>>,
+    index: HashMap<String, usize>,
+}
+
+impl<'a> Shards<'a> {
+    /// Parses every shard's header; a key in two shards is an error.
+    pub fn new(shards: &'a [Vec<u8>]) -> Result<Self, LoadError> {
+        let mut files = Vec::with_capacity(shards.len());
+        let mut index = HashMap::new();
+        for (i, bytes) in shards.iter().enumerate() {
+            let file = SafeTensors::deserialize(bytes)?;
+            for name in file.names() {
+                if index.insert(name.to_owned(), i).is_some() {
+                    return Err(LoadError::Unexpected {
+                        key: name.to_owned(),
+                        why: " twice (in two shards)".into(),
+                    });
+                }
+            }
+            files.push(file);
+        }
+        Ok(Self { files, index })
+    }
+
+    /// The tensor stored under `key`.
+    pub fn view(&self, key: &str) -> Option<TensorView<'a>> {
+        let file = self.files.get(*self.index.get(key)?)?;
+        file.tensor(key).ok()
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+}
+
+/// Tensors a checkpoint may hold beside the weights, checked by shape and never read: rotary
+/// frequencies some exports keep as buffers (recomputed here), and the head of a tied model
+/// written out anyway (transformers ties it to the embedding at load, as this does).
+fn buffer_shape(key: &str, config: &TransformerConfig) -> Option<Vec<usize>> {
+    if key.ends_with("rotary_emb.inv_freq") {
+        return Some(vec![config.head_dim / 2]);
+    }
+    (config.tie_word_embeddings && key == config.architecture.key(Key::Head))
+        .then(|| vec![config.vocab_size, config.hidden_size])
+}
+
+/// Checks the checkpoint's header against `config` both ways, before a tensor is read: every
+/// tensor the config implies is there with its shape and a readable dtype, and every tensor
+/// there is one the config implies (or a rotary buffer).
+pub fn check_header(config: &TransformerConfig, shards: &Shards<'_>) -> Result<(), LoadError> {
+    let layout = config.layout();
+    for slot in &layout {
+        let view = shards
+            .view(&slot.name)
+            .ok_or_else(|| LoadError::MissingKey {
+                key: slot.name.clone(),
+            })?;
+        if view.shape() != slot.shape.as_slice() {
+            return Err(LoadError::Shape {
+                key: slot.name.clone(),
+                expected: slot.shape.clone(),
+                found: view.shape().to_vec(),
+            });
+        }
+        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(LoadError::Dtype {
+                key: slot.name.clone(),
+                dtype: format!("{:?}", view.dtype()),
+            });
+        }
+    }
+    let expected: std::collections::HashSet<&str> =
+        layout.iter().map(|s| s.name.as_str()).collect();
+    let mut keys: Vec<&str> = shards.keys().filter(|k| !expected.contains(k)).collect();
+    keys.sort_unstable();
+    for key in keys {
+        match buffer_shape(key, config) {
+            Some(shape) => {
+                let found = shards
+                    .view(key)
+                    .map(|v| v.shape().to_vec())
+                    .unwrap_or_default();
+                if found != shape {
+                    return Err(LoadError::Shape {
+                        key: key.to_owned(),
+                        expected: shape,
+                        found,
+                    });
+                }
+            }
+            None => {
+                let why = if key.contains(".layers.") || key.contains(".blocks.") {
+                    format!(" (num_hidden_layers = {})", config.num_hidden_layers)
+                } else {
+                    String::new()
+                };
+                return Err(LoadError::Unexpected {
+                    key: key.to_owned(),
+                    why,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads checked tensors onto a device.
+struct Reader<'s, 'a> {
+    shards: &'s Shards<'a>,
+    device: &'s Device,
+}
+
+impl Reader<'_, '_> {
+    fn values(&self, key: &str) -> Result<(Vec<f32>, Vec<usize>), LoadError> {
+        let view = self.shards.view(key).ok_or_else(|| LoadError::MissingKey {
+            key: key.to_owned(),
+        })?;
+        Ok((decode(key, &view)?, view.shape().to_vec()))
+    }
+
+    fn vector(&self, key: &str) -> Result<Tensor<1>, LoadError> {
+        let (values, _) = self.values(key)?;
+        let n = values.len();
+        Ok(Tensor::from_data(TensorData::new(values, [n]), self.device))
+    }
+
+    fn norm(&self, key: &str, eps: f64) -> Result<RmsNorm, LoadError> {
+        Ok(RmsNorm {
+            weight: Param::from_tensor(self.vector(key)?),
+            eps,
+        })
+    }
+
+    /// PyTorch's `[out, in]` weight (and bias) as burn's `[in, out]` linear layer.
+    fn linear(&self, weight: &str, bias: Option<&str>) -> Result<Linear, LoadError> {
+        let (values, shape) = self.values(weight)?;
+        let (d_out, d_in) = (shape[0], shape[1]);
+        let mut transposed = vec![0.0f32; values.len()];
+        for o in 0..d_out {
+            for i in 0..d_in {
+                transposed[i * d_out + o] = values[o * d_in + i];
+            }
+        }
+        Ok(Linear {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(transposed, [d_in, d_out]),
+                self.device,
+            )),
+            bias: bias
+                .map(|key| self.vector(key).map(Param::from_tensor))
+                .transpose()?,
+        })
+    }
+}
+
+/// Builds the network `config` describes from its checkpoint's shards, on `device`, after
+/// [`check_header`] has found every tensor where the config puts it.
+pub fn load_transformer(
+    config: &TransformerConfig,
+    shards: &[Vec<u8>],
+    device: &Device,
+) -> Result<Transformer, LoadError> {
+    let shards = Shards::new(shards)?;
+    check_header(config, &shards)?;
+    let r = Reader {
+        shards: &shards,
+        device,
+    };
+    let arch = config.architecture;
+    let eps = config.rms_norm_eps;
+    let linear = |layer, projection, bias: bool| {
+        let key = |bias| {
+            arch.key(Key::Linear {
+                layer,
+                projection,
+                bias,
+            })
+        };
+        r.linear(&key(false), bias.then(|| key(true)).as_deref())
+    };
+    let norm = |layer, norm| r.norm(&arch.key(Key::Norm { layer, norm }), eps);
+    let mut blocks = Vec::with_capacity(config.num_hidden_layers);
+    for layer in 0..config.num_hidden_layers {
+        let qkv = config.qkv_bias;
+        blocks.push(DecoderBlock {
+            attention_norm: norm(layer, BlockNorm::Attention)?,
+            q_proj: linear(layer, Projection::Query, qkv)?,
+            k_proj: linear(layer, Projection::Key, qkv)?,
+            v_proj: linear(layer, Projection::Value, qkv)?,
+            o_proj: linear(layer, Projection::Output, false)?,
+            q_norm: config
+                .qk_norm
+                .then(|| norm(layer, BlockNorm::Query))
+                .transpose()?,
+            k_norm: config
+                .qk_norm
+                .then(|| norm(layer, BlockNorm::Key))
+                .transpose()?,
+            mlp_norm: norm(layer, BlockNorm::Mlp)?,
+            gate_proj: linear(layer, Projection::Gate, false)?,
+            up_proj: linear(layer, Projection::Up, false)?,
+            down_proj: linear(layer, Projection::Down, false)?,
+            heads: config.num_attention_heads,
+            kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+        });
+    }
+    let (embedding, shape) = r.values(&arch.key(Key::Embedding))?;
+    let embedding = Tensor::from_data(TensorData::new(embedding, [shape[0], shape[1]]), device);
+    Ok(Transformer {
+        embedding: Param::from_tensor(embedding),
+        blocks,
+        norm: r.norm(&arch.key(Key::FinalNorm), eps)?,
+        head: (!config.tie_word_embeddings)
+            .then(|| r.linear(&arch.key(Key::Head), None))
+            .transpose()?,
+        rope_theta: config.rope_theta,
+        shift_logits: config.shift_logits,
+    })
+}
+
+/// How far [`random_checkpoint`]'s norm scales stray from one (uniformly, either way).
+const RANDOM_NORM_JITTER: f64 = 0.1;
+
+/// A checkpoint of `config` with random weights and the architecture's key names, as one
+/// safetensors file (benchmarks, `unmask init --preset`, tests): matrices and biases uniform
+/// with the variance of N(0, 1/fan_in), so activations keep their scale through the blocks, the
+/// embedding with unit variance, norm scales 1 ± 0.1 so that they matter. Deterministic in
+/// `seed`; stored as `dtype` (F32, F16 or BF16).
+pub fn random_checkpoint(
+    config: &TransformerConfig,
+    seed: u64,
+    dtype: Dtype,
+) -> Result<Vec<u8>, LoadError> {
+    let tensors = fill_layout(config.layout(), seed, |slot, rng| {
+        let u = rng.uniform() - 0.5;
+        match slot.role {
+            TensorRole::Norm => (1.0 + u * 2.0 * RANDOM_NORM_JITTER) as f32,
+            TensorRole::Embedding => (u * 12f64.sqrt()) as f32,
+            TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => {
+                (u * (12.0 / fan_in as f64).sqrt()) as f32
+            }
+        }
+    });
+    write_safetensors_under(&tensors, "", dtype)
+}
