@@ -35,7 +35,7 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub struct ModelFiles<'a> {
     /// `config.json`.
     pub config: &'a [u8],
-    /// `model.safetensors`, or the shards its index names, in the index's order.
+    /// `model.safetensors`, or the shards its index names, sorted by name.
     pub weights: &'a [Vec<u8>],
     /// `tokenizer.json`.
     pub tokenizer: &'a [u8],
@@ -368,63 +368,68 @@ impl Bundle {
 pub struct ModelDir {
     /// `config.json`.
     pub config: Vec<u8>,
-    /// `model.safetensors`, or the shards of `model.safetensors.index.json` in its order.
+    /// `model.safetensors`, or the shards of `model.safetensors.index.json`, sorted by name.
     pub weights: Vec<Vec<u8>>,
     /// `tokenizer.json`.
     pub tokenizer: Vec<u8>,
 }
 
-/// The shard files `index` (a `model.safetensors.index.json`) names, each once, in the order
-/// of their first key.
-pub fn shard_files(index: &[u8]) -> Result<Vec<String>, BundleError> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: std::collections::BTreeMap<String, String>,
-    }
-    let index: Index =
-        serde_json::from_slice(index).map_err(|e| BundleError::Index(e.to_string()))?;
-    let mut files: Vec<String> = index.weight_map.into_values().collect();
-    files.sort();
-    files.dedup();
-    if let Some(bad) = files.iter().find(|f| {
-        f.contains('/') || f.contains('\\') || f.starts_with('.') || !f.ends_with(".safetensors")
-    }) {
-        return Err(BundleError::Index(format!(
-            "it names `{bad}`; shards are .safetensors files beside it"
-        )));
-    }
-    if files.is_empty() {
-        return Err(BundleError::Index("its weight_map is empty".into()));
-    }
-    Ok(files)
+/// A `model.safetensors.index.json`: which shard holds each tensor.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct ShardIndex {
+    weight_map: std::collections::BTreeMap<String, String>,
 }
 
-/// Checks that every key `index` maps to a shard is in that shard.
-pub fn check_shards(index: &[u8], shards: &[(String, &[u8])]) -> Result<(), BundleError> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        weight_map: std::collections::BTreeMap<String, String>,
+impl ShardIndex {
+    /// Parses an index.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {
+        serde_json::from_slice(bytes).map_err(|e| BundleError::Index(e.to_string()))
     }
-    let index: Index =
-        serde_json::from_slice(index).map_err(|e| BundleError::Index(e.to_string()))?;
-    let mut names = std::collections::HashMap::new();
-    for (file, bytes) in shards {
-        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(LoadError::from)?;
-        names.insert(file.as_str(), meta);
-    }
-    for (key, file) in &index.weight_map {
-        let Some(meta) = names.get(file.as_str()) else {
+
+    /// The shard files it names, each once, sorted by name; each must be a `.safetensors` file
+    /// beside the index.
+    pub fn files(&self) -> Result<Vec<String>, BundleError> {
+        let mut files: Vec<String> = self.weight_map.values().cloned().collect();
+        files.sort();
+        files.dedup();
+        if let Some(bad) = files.iter().find(|f| {
+            f.contains('/')
+                || f.contains('\\')
+                || f.starts_with('.')
+                || !f.ends_with(".safetensors")
+        }) {
             return Err(BundleError::Index(format!(
-                "`{key}` is in `{file}`, which was not read"
-            )));
-        };
-        if meta.info(key).is_none() {
-            return Err(BundleError::Index(format!(
-                "it puts `{key}` in `{file}`, which does not hold it; the shards and the index are from different checkpoints"
+                "it names `{bad}`; shards are .safetensors files beside it"
             )));
         }
+        if files.is_empty() {
+            return Err(BundleError::Index("its weight_map is empty".into()));
+        }
+        Ok(files)
     }
-    Ok(())
+
+    /// Checks that every key it maps to a shard is in that shard (`shards`: file name, bytes).
+    pub fn check(&self, shards: &[(String, &[u8])]) -> Result<(), BundleError> {
+        let mut names = std::collections::HashMap::new();
+        for (file, bytes) in shards {
+            let (_, meta) =
+                safetensors::SafeTensors::read_metadata(bytes).map_err(LoadError::from)?;
+            names.insert(file.as_str(), meta);
+        }
+        for (key, file) in &self.weight_map {
+            let Some(meta) = names.get(file.as_str()) else {
+                return Err(BundleError::Index(format!(
+                    "`{key}` is in `{file}`, which was not read"
+                )));
+            };
+            if meta.info(key).is_none() {
+                return Err(BundleError::Index(format!(
+                    "it puts `{key}` in `{file}`, which does not hold it; the shards and the index are from different checkpoints"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ModelDir {
@@ -441,8 +446,8 @@ impl ModelDir {
         let weights = if dir.join(WEIGHTS_FILE).exists() || !dir.join(WEIGHTS_INDEX_FILE).exists() {
             vec![read(WEIGHTS_FILE)?]
         } else {
-            let index = read(WEIGHTS_INDEX_FILE)?;
-            let files = shard_files(&index)?;
+            let index = ShardIndex::from_json(&read(WEIGHTS_INDEX_FILE)?)?;
+            let files = index.files()?;
             let shards = files
                 .iter()
                 .map(|f| read(f))
@@ -452,7 +457,7 @@ impl ModelDir {
                 .cloned()
                 .zip(shards.iter().map(Vec::as_slice))
                 .collect();
-            check_shards(&index, &named)?;
+            index.check(&named)?;
             shards
         };
         Ok(Self {

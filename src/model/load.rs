@@ -191,13 +191,7 @@ impl<'a> Weights<'a> {
         d_out: usize,
         bias: bool,
     ) -> Result<Linear, LoadError> {
-        let mut transposed = vec![0.0f32; weight.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                transposed[i * d_out + o] = weight[o * d_in + i];
-            }
-        }
-        let weight = Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), self.device);
+        let weight = torch_weight(weight, d_in, d_out, self.device);
         let bias = if bias {
             Some(Param::from_tensor(
                 self.tensor1(&format!("{name}.bias"), d_out)?,
@@ -215,6 +209,41 @@ impl<'a> Weights<'a> {
         Ok(LayerNorm {
             weight: Param::from_tensor(self.tensor1(&format!("{name}.weight"), d)?),
         })
+    }
+}
+
+/// A PyTorch `nn.Linear(d_in, d_out)` weight, stored `[d_out, d_in]`, as burn's `[d_in, d_out]`.
+pub(crate) fn torch_weight(
+    weight: Vec<f32>,
+    d_in: usize,
+    d_out: usize,
+    device: &Device,
+) -> Tensor<2> {
+    let mut transposed = vec![0.0f32; weight.len()];
+    for o in 0..d_out {
+        for i in 0..d_in {
+            transposed[i * d_out + o] = weight[o * d_in + i];
+        }
+    }
+    Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), device)
+}
+
+/// Where a checked header's tensors are looked up: one safetensors file, or a checkpoint's shards
+/// ([`super::transformer::Shards`]).
+pub(crate) trait TensorSource {
+    /// The tensor stored under `key`.
+    fn view(&self, key: &str) -> Option<safetensors::tensor::TensorView<'_>>;
+    /// Every key, in the order unexpected ones are reported.
+    fn keys(&self) -> Vec<&str>;
+}
+
+impl TensorSource for SafeTensors<'_> {
+    fn view(&self, key: &str) -> Option<safetensors::tensor::TensorView<'_>> {
+        self.tensor(key).ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.names()
     }
 }
 
@@ -298,7 +327,7 @@ pub fn check_header(
 /// config field disagrees (`" (n_blocks = 4)"`).
 pub(crate) fn check_layout(
     layout: &[TensorSlot],
-    file: &SafeTensors<'_>,
+    file: &impl TensorSource,
     prefix: &str,
     buffer: impl Fn(&str) -> Option<Vec<usize>>,
     why: impl Fn(&str) -> String,
@@ -306,8 +335,8 @@ pub(crate) fn check_layout(
     for slot in layout {
         let key = format!("{prefix}{}", slot.name);
         let view = file
-            .tensor(&key)
-            .map_err(|_| LoadError::MissingKey { key: key.clone() })?;
+            .view(&key)
+            .ok_or_else(|| LoadError::MissingKey { key: key.clone() })?;
         if view.shape() != slot.shape.as_slice() {
             return Err(LoadError::Shape {
                 key,
@@ -324,7 +353,7 @@ pub(crate) fn check_layout(
     }
     let expected: std::collections::HashSet<&str> =
         layout.iter().map(|s| s.name.as_str()).collect();
-    for key in file.names() {
+    for key in file.keys() {
         let Some(name) = key.strip_prefix(prefix) else {
             continue;
         };
@@ -333,7 +362,7 @@ pub(crate) fn check_layout(
         }
         if let Some(shape) = buffer(name) {
             let found = file
-                .tensor(key)
+                .view(key)
                 .map(|v| v.shape().to_vec())
                 .unwrap_or_default();
             if found != shape {

@@ -34,7 +34,8 @@ use serde::Serialize;
 use super::dit::{KvCache, LayerCache, attention_bias};
 use super::layers::{apply_rotary, rotary_tables};
 use super::load::{
-    LoadError, TensorRole, TensorSlot, decode, fill_layout, write_safetensors_under,
+    LoadError, TensorRole, TensorSlot, TensorSource, check_layout, decode, fill_layout,
+    torch_weight, write_safetensors_under,
 };
 use crate::config::{Attention, ConfigError};
 
@@ -607,10 +608,18 @@ impl<'a> Shards<'a> {
         let file = self.files.get(*self.index.get(key)?)?;
         file.tensor(key).ok()
     }
+}
 
-    /// Every key, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.index.keys().map(String::as_str)
+impl TensorSource for Shards<'_> {
+    fn view(&self, key: &str) -> Option<TensorView<'_>> {
+        Shards::view(self, key)
+    }
+
+    /// Sorted, so that the first unexpected key reported is the same on every run.
+    fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.index.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
     }
 }
 
@@ -629,60 +638,19 @@ fn buffer_shape(key: &str, config: &TransformerConfig) -> Option<Vec<usize>> {
 /// tensor the config implies is there with its shape and a readable dtype, and every tensor
 /// there is one the config implies (or a rotary buffer).
 pub fn check_header(config: &TransformerConfig, shards: &Shards<'_>) -> Result<(), LoadError> {
-    let layout = config.layout();
-    for slot in &layout {
-        let view = shards
-            .view(&slot.name)
-            .ok_or_else(|| LoadError::MissingKey {
-                key: slot.name.clone(),
-            })?;
-        if view.shape() != slot.shape.as_slice() {
-            return Err(LoadError::Shape {
-                key: slot.name.clone(),
-                expected: slot.shape.clone(),
-                found: view.shape().to_vec(),
-            });
-        }
-        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-            return Err(LoadError::Dtype {
-                key: slot.name.clone(),
-                dtype: format!("{:?}", view.dtype()),
-            });
-        }
-    }
-    let expected: std::collections::HashSet<&str> =
-        layout.iter().map(|s| s.name.as_str()).collect();
-    let mut keys: Vec<&str> = shards.keys().filter(|k| !expected.contains(k)).collect();
-    keys.sort_unstable();
-    for key in keys {
-        match buffer_shape(key, config) {
-            Some(shape) => {
-                let found = shards
-                    .view(key)
-                    .map(|v| v.shape().to_vec())
-                    .unwrap_or_default();
-                if found != shape {
-                    return Err(LoadError::Shape {
-                        key: key.to_owned(),
-                        expected: shape,
-                        found,
-                    });
-                }
+    check_layout(
+        &config.layout(),
+        shards,
+        "",
+        |key| buffer_shape(key, config),
+        |key| {
+            if key.contains(".layers.") || key.contains(".blocks.") {
+                format!(" (num_hidden_layers = {})", config.num_hidden_layers)
+            } else {
+                String::new()
             }
-            None => {
-                let why = if key.contains(".layers.") || key.contains(".blocks.") {
-                    format!(" (num_hidden_layers = {})", config.num_hidden_layers)
-                } else {
-                    String::new()
-                };
-                return Err(LoadError::Unexpected {
-                    key: key.to_owned(),
-                    why,
-                });
-            }
-        }
-    }
-    Ok(())
+        },
+    )
 }
 
 /// Reads checked tensors onto a device.
@@ -716,17 +684,8 @@ impl Reader<'_, '_> {
     fn linear(&self, weight: &str, bias: Option<&str>) -> Result<Linear, LoadError> {
         let (values, shape) = self.values(weight)?;
         let (d_out, d_in) = (shape[0], shape[1]);
-        let mut transposed = vec![0.0f32; values.len()];
-        for o in 0..d_out {
-            for i in 0..d_in {
-                transposed[i * d_out + o] = values[o * d_in + i];
-            }
-        }
         Ok(Linear {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(transposed, [d_in, d_out]),
-                self.device,
-            )),
+            weight: Param::from_tensor(torch_weight(values, d_in, d_out, self.device)),
             bias: bias
                 .map(|key| self.vector(key).map(Param::from_tensor))
                 .transpose()?,
