@@ -1,8 +1,9 @@
 //! Writes the seed corpora of the fuzz targets into `fuzz/corpus/TARGET/` (run by
 //! scripts/fuzz.sh before fuzzing; the seeds are committed with everything the fuzzers found).
 //!
-//! The model seed is the tiny fixture's config and tokenizer with a narrower random-weight
-//! checkpoint (a few KB, so that libFuzzer mutates it quickly); the trajectory seeds are runs of
+//! The model seeds are the tiny fixture's config and tokenizer with a narrower random-weight
+//! checkpoint (a few KB, so that libFuzzer mutates it quickly) and the dllm parity fixtures (one
+//! per transformer architecture); the trajectory seeds are runs of
 //! each sampler on it (and two version-1 files); the link seeds are links the page and its tests
 //! write.
 
@@ -46,6 +47,24 @@ fn main() -> Result<(), String> {
         &pack_model_folder(&config_bytes, &tokenizer, &weights),
     )?;
 
+    // The diffusion LMs' decoder transformer: the dllm parity fixtures (hidden 32, a few KB
+    // of weights each), one per architecture.
+    for name in ["a2d-qwen3", "a2d-qwen3-bd3lm", "a2d-qwen2", "llada", "dream"] {
+        let dir = root.join("../tests/fixtures/dllm").join(name);
+        let read = |file: &str| {
+            std::fs::read(dir.join(file)).map_err(|e| format!("{name}/{file}: {e}"))
+        };
+        write(
+            "model_folder",
+            &format!("seed-dllm-{name}"),
+            &pack_model_folder(
+                &read("config.json")?,
+                &read("tokenizer.json")?,
+                &read("model.safetensors")?,
+            ),
+        )?;
+    }
+
     // The ddpm family's two roles, narrow too; their folders have no tokenizer.
     for (name, role) in [
         ("seed-ddpm-denoiser", Role::Denoiser),
@@ -79,6 +98,7 @@ fn main() -> Result<(), String> {
         config: &config_bytes,
         weights: std::slice::from_ref(&weights),
         tokenizer: &tokenizer,
+        tokenizer_config: None,
     };
     let mut bundle = Bundle::from_files(files, &device).map_err(|e| e.to_string())?;
     for sampler in SamplerKind::ALL {

@@ -8,6 +8,7 @@ use std::ops::Range;
 use burn::tensor::Device;
 use thiserror::Error;
 
+use crate::chat::{SpecialTokens, TOKENIZER_CONFIG_FILE};
 use crate::config::{Attention, ConfigError, Family, ModelConfig};
 use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
@@ -39,6 +40,9 @@ pub struct ModelFiles<'a> {
     pub weights: &'a [Vec<u8>],
     /// `tokenizer.json`.
     pub tokenizer: &'a [u8],
+    /// `tokenizer_config.json`, where the folder has one: its `bos_token` and `eos_token` decide
+    /// the prompt's BOS and where runs stop.
+    pub tokenizer_config: Option<&'a [u8]>,
 }
 
 /// What can go wrong opening a model folder.
@@ -66,6 +70,9 @@ pub enum BundleError {
     /// The shard index is not what transformers writes, or disagrees with the shards.
     #[error("model.safetensors.index.json: {0}")]
     Index(String),
+    /// `tokenizer_config.json`.
+    #[error(transparent)]
+    TokenizerConfig(#[from] crate::chat::ChatError),
     /// The DiT is one file.
     #[error(
         "this checkpoint is split into {shards} shards, but a DiT (MDLM / BD3-LM) checkpoint is one model.safetensors"
@@ -91,6 +98,9 @@ pub enum TextConfig {
 const UNSUPPORTED_MODEL_TYPES: [&str; 6] =
     ["qwen2", "qwen3", "llama", "qwen3_moe", "llada_moe", "rnd1"];
 
+/// The `model_type`s of the DiT's folders (the published MDLM / BD3-LM ones, Unmask's own).
+const DIT_MODEL_TYPES: [&str; 3] = ["mdlm", "bd3lm", "ar"];
+
 impl TextConfig {
     /// Parses and validates a text model's `config.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -113,6 +123,13 @@ impl TextConfig {
                 field: "model_type",
                 value: t.to_owned(),
                 hint: "Unmask runs the diffusion LMs a2d-qwen3, a2d-qwen2, Dream and llada, and its own DiT (bd3lm, mdlm, ar); autoregressive and mixture-of-experts checkpoints are not among them",
+            }),
+            // A DiT config is told by `hidden_dim` (above); any other type is a network Unmask
+            // does not know, which the DiT's parser would only call a malformed DiT.
+            Some(t) if !DIT_MODEL_TYPES.contains(&t) => Err(ConfigError::Unsupported {
+                field: "model_type",
+                value: t.to_owned(),
+                hint: "Unmask knows a2d-qwen3, a2d-qwen2, Dream and llada, and its own DiT (bd3lm, mdlm, ar)",
             }),
             _ => Ok(Self::Dit(ModelConfig::from_json(bytes)?)),
         }
@@ -323,7 +340,10 @@ impl Bundle {
     /// Parses and checks all three files, then uploads the weights to `device`.
     pub fn from_files(files: ModelFiles<'_>, device: &Device) -> Result<Self, BundleError> {
         let config = TextConfig::from_json(files.config)?;
-        let codec = TextCodec::for_embedding(files.tokenizer, config.embedding())?;
+        let mut codec = TextCodec::for_embedding(files.tokenizer, config.embedding())?;
+        if let Some(bytes) = files.tokenizer_config {
+            codec = codec.with_special_tokens(&SpecialTokens::from_tokenizer_config(bytes)?);
+        }
         let spec = text_spec(&config, &codec);
         let model = match &config {
             TextConfig::Dit(c) => {
@@ -372,6 +392,8 @@ pub struct ModelDir {
     pub weights: Vec<Vec<u8>>,
     /// `tokenizer.json`.
     pub tokenizer: Vec<u8>,
+    /// `tokenizer_config.json`, if the folder has one.
+    pub tokenizer_config: Option<Vec<u8>>,
 }
 
 /// A `model.safetensors.index.json`: which shard holds each tensor.
@@ -460,10 +482,18 @@ impl ModelDir {
             index.check(&named)?;
             shards
         };
+        let optional = |name: &str| {
+            if dir.join(name).exists() {
+                read(name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
         Ok(Self {
             config: read(CONFIG_FILE)?,
             weights,
             tokenizer: read(TOKENIZER_FILE)?,
+            tokenizer_config: optional(TOKENIZER_CONFIG_FILE)?,
         })
     }
 
@@ -473,6 +503,7 @@ impl ModelDir {
             config: &self.config,
             weights: &self.weights,
             tokenizer: &self.tokenizer,
+            tokenizer_config: self.tokenizer_config.as_deref(),
         }
     }
 }

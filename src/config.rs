@@ -72,6 +72,17 @@ pub enum ConfigError {
     },
 }
 
+/// Tells a config key that is `null` (`Some(None)`) from one that is absent (`None`, with
+/// `#[serde(default, deserialize_with = "nullable")]`): the references give the two different
+/// meanings (LLaDA's `embedding_size`, a tokenizer's `bos_token`).
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// Which family of diffusion a model belongs to: one id, spelled the same in config.json
 /// (`family`), in the page's links (`family=`), in trajectories (`kind`) and in the shipped
 /// folders' names.

@@ -76,6 +76,7 @@ pub fn model_folder(data: &[u8]) {
         config: files.config,
         weights: &weights,
         tokenizer: files.tokenizer,
+        tokenizer_config: None,
     };
     let Ok(mut bundle) = Bundle::from_files(folder, &device) else {
         return;

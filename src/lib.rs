@@ -7,6 +7,7 @@
 //!   and an exact KV cache;
 //! - [`sampler`]: LLaDA, MDLM, BD3-LM and autoregressive samplers that emit every [`sampler::Step`];
 //! - [`bundle`] and [`text`]: model folders (config.json, model.safetensors, tokenizer.json) from bytes;
+//! - [`chat`]: conversations through a model's own chat template, and its authors' chat sampler;
 //! - [`engine`] and [`trajectory`]: a run, step by step, and its JSON record;
 //! - [`backend`]: the one file that names burn's CPU and wgpu backends;
 //! - `corpus` and `train` (native only): the training corpus and its tokenizer (`unmask
@@ -20,6 +21,7 @@ pub mod backend;
 #[cfg(target_arch = "wasm32")]
 pub mod browser;
 pub mod bundle;
+pub mod chat;
 pub mod config;
 #[cfg(not(target_family = "wasm"))]
 pub mod corpus;

@@ -203,6 +203,19 @@ pub enum ModelError {
     /// A request the model cannot serve.
     #[error("{0}")]
     Unsupported(String),
+    /// The positions asked for are empty or run past the canvas (a sampler's bug, never a
+    /// user's: reported rather than a panic inside the backend).
+    #[error("cannot predict positions {start}..{end} of a {len}-token canvas: {why}")]
+    Targets {
+        /// First position asked for.
+        start: usize,
+        /// One past the last.
+        end: usize,
+        /// The canvas's length.
+        len: usize,
+        /// What is wrong with them.
+        why: &'static str,
+    },
     /// The backend failed (device lost, readback error).
     #[error("the {backend} backend failed: {message}")]
     Backend {

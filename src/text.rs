@@ -172,6 +172,29 @@ impl TextCodec {
         })
     }
 
+    /// Takes BOS and EOS from `tokenizer_config.json` where it names them, so that prompts start,
+    /// and runs stop, as transformers' tokenizer has them. A `null` BOS means none (Qwen's
+    /// tokenizers have no BOS, though their `<|endoftext|>` looks like one); a `null` or unknown
+    /// EOS keeps the one found by name.
+    pub fn with_special_tokens(mut self, special: &crate::chat::SpecialTokens) -> Self {
+        let tokenizer = &self.tokenizer;
+        let id = |name: &Option<String>| name.as_deref().and_then(|n| tokenizer.token_to_id(n));
+        let bos = special.bos_token.as_ref().map(id);
+        let eos = special.eos_token.as_ref().map(id);
+        if let Some(bos) = bos {
+            self.bos_id = bos;
+        }
+        if let Some(eos) = eos {
+            self.eos_id = eos.or(self.eos_id);
+        }
+        self
+    }
+
+    /// The id of the token spelled `token` (added tokens included), if there is one.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
     /// The mask token id.
     pub fn mask_id(&self) -> u32 {
         self.mask_id

@@ -476,3 +476,75 @@ fn without_sampler_a_folder_runs_the_sampler_it_was_trained_for() {
         assert_eq!(t.settings.sampler().name(), sampler, "{}", dir.display());
     }
 }
+
+#[test]
+fn random_presets_too_large_for_the_memory_limit_are_refused_before_allocating() {
+    let dir = tmp("init-too-large");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = unmask(&[
+        "init",
+        "--preset",
+        "llada-8b",
+        "--memory-limit",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("8.02 B parameters") && err.contains("--memory-limit (1.0 GB)"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing is written");
+    let out = unmask(&[
+        "bench",
+        "--preset",
+        "a2d-qwen3-0.6b",
+        "--memory-limit",
+        "0.5",
+        "--backends",
+        "cpu",
+        "--forward-only",
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| cpu | unavailable |") && table.contains("needs about"),
+        "{table}"
+    );
+}
+
+#[test]
+fn block_causal_attention_takes_the_block_length_when_config_json_has_none() {
+    // dllm's published -bd3lm folders keep their block size in the sampler, not config.json.
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dllm/a2d-qwen3");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "the cat",
+            "--attention",
+            "block-causal",
+            "--sampler",
+            "bd3",
+            "--gen-length",
+            "8",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        unmask(&args)
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("give --block-length"), "{err}");
+    let out = run(&["--block-length", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -310,6 +310,7 @@ fn a_config_the_weights_do_not_back_is_refused_before_loading() {
                 config,
                 weights: &weights,
                 tokenizer: &read("tokenizer.json"),
+                tokenizer_config: None,
             },
             &device,
         )
@@ -335,4 +336,222 @@ fn a_config_the_weights_do_not_back_is_refused_before_loading() {
     let err = load(&untied).unwrap();
     assert!(err.contains("lm_head.weight"), "{err}");
     assert!(load(&read("config.json")).is_none());
+}
+
+/// A fixture's bundle with an edited config.json and its own weights and tokenizer.
+fn bundle_with(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Result<Bundle, BundleError> {
+    let read = |f: &str| std::fs::read(dir(name).join(f)).unwrap();
+    Bundle::from_files(
+        unmask::bundle::ModelFiles {
+            config: &config_with(name, edit),
+            weights: &[read(WEIGHTS_FILE)],
+            tokenizer: &read("tokenizer.json"),
+            tokenizer_config: None,
+        },
+        &backend::init(BackendKind::Cpu).unwrap(),
+    )
+}
+
+#[test]
+fn the_mask_named_in_config_json_wins_over_the_tokenizers() {
+    // The fixtures' tokenizers name `<|mask|>` 47; config.json's id, where given, is taken.
+    for name in ["llada", "a2d-qwen3"] {
+        let bundle = bundle_with(name, |c| c["mask_token_id"] = 40.into()).unwrap();
+        assert_eq!(bundle.codec.mask_id(), 40, "{name}");
+        let bundle = bundle_with(name, |c| {
+            c.as_object_mut().unwrap().remove("mask_token_id");
+        })
+        .unwrap();
+        assert_eq!(bundle.codec.mask_id(), 47, "{name}");
+    }
+}
+
+#[test]
+fn predictions_of_no_position_or_past_the_canvas_are_errors() {
+    for name in FOLDERS {
+        let r = reference(name);
+        let mut bundle = open(&dir(name)).unwrap();
+        let tokens = ids(&r["tokens"]);
+        let n = tokens.len();
+        let mut predict = |batch: &[&[u32]], targets: std::ops::Range<usize>| {
+            pollster::block_on(bundle.model.predict(batch, targets, 0.0)).map(|rows| rows.len())
+        };
+        for targets in [3..3, 0..n + 1, n..n + 2] {
+            let err = predict(&[&tokens], targets.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("cannot predict positions"),
+                "{name} {targets:?}: {err}"
+            );
+        }
+        let short = &tokens[..n - 1];
+        let err = predict(&[&tokens, short], 0..2).unwrap_err().to_string();
+        assert!(err.contains("differ in length"), "{name}: {err}");
+        assert!(predict(&[], 0..1).is_err(), "{name}");
+        // One position at the start: Dream's shifted rows have nothing before position 0.
+        assert_eq!(predict(&[&tokens], 0..1).unwrap(), 1, "{name}");
+    }
+    // Dream's position 0 alone reads row 0, as it does among the others.
+    let r = reference("dream");
+    let mut bundle = open(&dir("dream")).unwrap();
+    let rows = pollster::block_on(bundle.model.predict(&[&ids(&r["tokens"])], 0..1, 0.0)).unwrap();
+    let got = pollster::block_on(rows[0].to_host()).unwrap();
+    let v = bundle.model.spec().vocab_size;
+    let diff = max_abs_diff(got.row(0), &flat(&r["logits"])[..v]);
+    assert!(diff < TOLERANCE, "max |Δ| = {diff}");
+}
+
+#[test]
+fn an_unknown_model_type_is_named_not_parsed_as_a_dit() {
+    let err = TextConfig::from_json(&config_with("a2d-qwen3", |c| {
+        c["model_type"] = "mamba".into()
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("model_type = mamba") && !err.contains("hidden_dim"),
+        "{err}"
+    );
+}
+
+#[test]
+fn llada_reads_absent_fields_as_the_references_defaults() {
+    let without = |field: &'static str| {
+        TextConfig::from_json(&config_with("llada", |c| {
+            c.as_object_mut().unwrap().remove(field);
+        }))
+    };
+    // OLMo's defaults describe another network, refused by name.
+    for (field, default) in [
+        ("rope", "false"),
+        ("block_type", "sequential"),
+        ("layer_norm_type", "default"),
+        ("activation_type", "swiglu"),
+    ] {
+        let err = without(field).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("{field} = {default}")),
+            "{field}: {err}"
+        );
+    }
+    let transformer = |c: Result<TextConfig, _>| match c.unwrap() {
+        TextConfig::Transformer(t) => t,
+        TextConfig::Dit(_) => panic!("read as a DiT"),
+    };
+    // Tied by default; 50,304 rows when embedding_size is absent, vocab_size's when null.
+    assert!(transformer(without("weight_tying")).tie_word_embeddings);
+    assert_eq!(transformer(without("embedding_size")).vocab_size, 50_304);
+    let null = TextConfig::from_json(&config_with("llada", |c| {
+        c["embedding_size"] = serde_json::Value::Null
+    }));
+    assert_eq!(transformer(null).vocab_size, 60);
+    // One key/value head from multi_query_attention, or a clash with n_kv_heads.
+    let mqa = TextConfig::from_json(&config_with("llada", |c| {
+        c["multi_query_attention"] = true.into();
+        c["n_kv_heads"] = serde_json::Value::Null;
+    }));
+    assert_eq!(transformer(mqa).num_key_value_heads, 1);
+    let clash = TextConfig::from_json(&config_with("llada", |c| {
+        c["multi_query_attention"] = true.into()
+    }))
+    .unwrap_err()
+    .to_string();
+    assert!(clash.contains("multi_query_attention"), "{clash}");
+    // The defaults reach the header check: 50,304 rows are not the fixture's 64.
+    let err = bundle_with("llada", |c| {
+        c.as_object_mut().unwrap().remove("embedding_size");
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("[50304, 32]"), "{err}");
+}
+
+#[test]
+fn a_tensor_in_two_shards_names_both() {
+    let folder = sharded("a2d-qwen2", "duplicate");
+    // The second shard also holds the first shard's first tensor.
+    let read = |i: usize| {
+        std::fs::read(folder.join(format!("model-0000{i}-of-00002.safetensors"))).unwrap()
+    };
+    let (one, two) = (read(1), read(2));
+    let (one, two) = (
+        safetensors::SafeTensors::deserialize(&one).unwrap(),
+        safetensors::SafeTensors::deserialize(&two).unwrap(),
+    );
+    let mut first = one.names();
+    first.sort();
+    let key = first[0].to_owned();
+    let mut views: Vec<(String, safetensors::tensor::TensorView)> = two
+        .names()
+        .into_iter()
+        .map(|n| (n.to_owned(), two.tensor(n).unwrap()))
+        .collect();
+    views.push((key.clone(), one.tensor(&key).unwrap()));
+    let bytes = safetensors::serialize(views, None).unwrap();
+    std::fs::write(folder.join("model-00002-of-00002.safetensors"), bytes).unwrap();
+    let err = open(&folder).err().unwrap().to_string();
+    assert!(
+        err.contains(&key) && err.contains("shard 1 and again in shard 2"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(folder);
+}
+
+#[test]
+fn mutated_transformer_folders_never_panic() {
+    use unmask::fuzzing::{model_folder, pack_model_folder};
+    let values = [
+        serde_json::json!(0),
+        serde_json::json!(1),
+        serde_json::json!(3),
+        serde_json::json!(-1),
+        serde_json::json!(0.5),
+        serde_json::json!(1u64 << 40),
+        serde_json::Value::Null,
+        serde_json::json!("silu"),
+        serde_json::json!(true),
+    ];
+    let mut rng = unmask::rng::Rng::new(16);
+    for name in FOLDERS {
+        let read = |f: &str| std::fs::read(dir(name).join(f)).unwrap();
+        let (config, tokenizer, weights) = (
+            read("config.json"),
+            read("tokenizer.json"),
+            read(WEIGHTS_FILE),
+        );
+        let fields: Vec<String> =
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&config)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+        for i in 0..40 {
+            let (mut c, mut w) = (config.clone(), weights.clone());
+            match i % 3 {
+                // One field of config.json set to a value of another kind or size.
+                0 => {
+                    let field = &fields[rng.below(fields.len())];
+                    let value = values[rng.below(values.len())].clone();
+                    c = config_with(name, |j| j[field.as_str()] = value);
+                }
+                // Bytes of the weights' header flipped.
+                1 => {
+                    for _ in 0..4 {
+                        let at = rng.below(2000.min(w.len()));
+                        w[at] = rng.next_u64() as u8;
+                    }
+                }
+                // The weights cut short.
+                _ => w.truncate(rng.below(w.len())),
+            }
+            let packed = pack_model_folder(&c, &tokenizer, &w);
+            let outcome = std::panic::catch_unwind(|| model_folder(&packed));
+            assert!(outcome.is_ok(), "{name}: mutation {i} panicked");
+        }
+    }
 }

@@ -20,6 +20,7 @@ fn open(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<Bundle, Bundl
             config,
             weights: &[weights.to_vec()],
             tokenizer,
+            tokenizer_config: None,
         },
         &device,
     )

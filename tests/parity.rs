@@ -145,6 +145,7 @@ fn f16_and_bf16_checkpoints_load_as_their_f32_values() {
                     config: &config,
                     weights: &[weights.to_vec()],
                     tokenizer: &tokenizer,
+                    tokenizer_config: None,
                 },
                 &device,
             )
@@ -285,6 +286,7 @@ fn a_time_conditioned_model_reads_sigma_like_the_reference() {
         config: config.as_bytes(),
         weights: std::slice::from_ref(&weights),
         tokenizer: &tokenizer,
+        tokenizer_config: None,
     };
     let bundle = Bundle::from_files(files, &device).unwrap();
     let sigma = r["time_conditioned"]["sigma"].as_f64().unwrap() as f32;

@@ -26,6 +26,7 @@ use crate::bundle::{
     Bundle, CONFIG_FILE, ImageBundle, ModelFiles, TOKENIZER_FILE, TextConfig, WEIGHTS_FILE,
     family_of,
 };
+use crate::chat::TOKENIZER_CONFIG_FILE;
 use crate::config::Family;
 use crate::engine::Generation;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
@@ -446,7 +447,7 @@ async fn load(
         .device
         .clone()
         .ok_or("no backend yet: the page starts one before loading")?;
-    let (config, weights, tokenizer) = match (source, files) {
+    let (config, weights, tokenizer, special) = match (source, files) {
         (ModelSource::Files(_), Some(files)) => {
             let files: Vec<File> = files.iter().filter_map(|f| f.dyn_into().ok()).collect();
             let names: Vec<String> = files.iter().map(|f| f.name()).collect();
@@ -463,7 +464,7 @@ async fn load(
                     fallback_tokenizer(progress, &config, "no tokenizer file was dropped").await?
                 }
             };
-            (config, file_bytes(&files[w]).await?, tokenizer)
+            (config, file_bytes(&files[w]).await?, tokenizer, None)
         }
         (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
         (source, _) => {
@@ -484,7 +485,22 @@ async fn load(
                 Err(e) => return Err(e.to_string()),
             };
             let weights = download(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
-            (config, weights, tokenizer)
+            // The transformers' folders name BOS and EOS there (the DiT's never have one).
+            let transformer = matches!(
+                TextConfig::from_json(&config),
+                Ok(TextConfig::Transformer(_))
+            );
+            let special = if transformer {
+                let file = TOKENIZER_CONFIG_FILE;
+                match download_raw(progress, &url(file), file).await {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e.to_string()),
+                }
+            } else {
+                None
+            };
+            (config, weights, tokenizer, special)
         }
     };
     Bundle::from_files(
@@ -492,6 +508,7 @@ async fn load(
             config: &config,
             weights: std::slice::from_ref(&weights),
             tokenizer: &tokenizer,
+            tokenizer_config: special.as_deref(),
         },
         &device,
     )

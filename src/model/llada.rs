@@ -60,23 +60,35 @@ pub fn key(tensor: Key) -> String {
     }
 }
 
-/// OLMo's defaults (`ModelConfig` in `configuration_llada.py`).
+/// OLMo's defaults (`ModelConfig` in `configuration_llada.py`), which `LLaDAConfig` starts from
+/// before config.json's fields: an absent field means these, not LLaDA's values. The published
+/// config.json spells every field out, so only a hand-written one can meet them — and then it
+/// describes OLMo's GPT-2-sized network (LayerNorm, sequential block, no rotary), which the
+/// checks below refuse by name.
 const DEFAULT_ROPE_THETA: f64 = 10_000.0;
 const DEFAULT_RMS_NORM_EPS: f64 = 1e-5;
 const DEFAULT_MLP_RATIO: usize = 4;
 const DEFAULT_MAX_SEQUENCE_LENGTH: usize = 1024;
+/// GPT-2's 50,257 tokens padded to a multiple of 128.
+const DEFAULT_EMBEDDING_SIZE: usize = 50_304;
+const DEFAULT_ACTIVATION: &str = "swiglu";
+const DEFAULT_BLOCK_TYPE: &str = "sequential";
+const DEFAULT_LAYER_NORM_TYPE: &str = "default";
 
 fn default_true() -> bool {
     true
 }
 
-/// LLaDA's config.json, with OLMo's field names.
+/// LLaDA's config.json, with OLMo's field names and OLMo's defaults.
 #[derive(Debug, Deserialize)]
 struct LladaJson {
     d_model: usize,
     n_heads: usize,
     #[serde(default)]
     n_kv_heads: Option<usize>,
+    /// OLMo's older spelling of one key/value head (`effective_n_kv_heads`).
+    #[serde(default)]
+    multi_query_attention: Option<bool>,
     n_layers: usize,
     #[serde(default)]
     mlp_ratio: Option<usize>,
@@ -85,11 +97,13 @@ struct LladaJson {
     #[serde(default)]
     max_sequence_length: Option<usize>,
     vocab_size: usize,
-    #[serde(default)]
-    embedding_size: Option<usize>,
-    #[serde(default)]
-    weight_tying: bool,
+    /// Absent: [`DEFAULT_EMBEDDING_SIZE`]; `null`: `vocab_size` (`embedding_size or vocab_size`
+    /// in `modeling_llada.py`).
+    #[serde(default, deserialize_with = "crate::config::nullable")]
+    embedding_size: Option<Option<usize>>,
     #[serde(default = "default_true")]
+    weight_tying: bool,
+    #[serde(default)]
     rope: bool,
     #[serde(default)]
     rope_theta: Option<f64>,
@@ -98,7 +112,10 @@ struct LladaJson {
     #[serde(default)]
     include_bias: bool,
     #[serde(default)]
-    include_qkv_bias: bool,
+    include_qkv_bias: Option<bool>,
+    /// `None`: follows `include_bias`.
+    #[serde(default)]
+    bias_for_layer_norm: Option<bool>,
     #[serde(default)]
     alibi: bool,
     #[serde(default)]
@@ -117,8 +134,42 @@ struct LladaJson {
     layer_norm_type: Option<String>,
     #[serde(default)]
     activation_type: Option<String>,
+    /// OLMo's default (50256, GPT-2's end of text) belongs to no LLaDA: absent, the tokenizer
+    /// names the mask (`<|mdm_mask|>`, 126336 in the published models).
     #[serde(default)]
     mask_token_id: Option<u32>,
+}
+
+impl LladaJson {
+    /// `effective_n_kv_heads` of `configuration_llada.py`.
+    fn kv_heads(&self) -> Result<usize, ConfigError> {
+        match (self.n_kv_heads, self.multi_query_attention) {
+            (None, Some(true)) => Ok(1),
+            (None, _) => Ok(self.n_heads),
+            (Some(n), None) => Ok(n),
+            (Some(n), Some(mqa)) => {
+                let implied = if mqa { 1 } else { self.n_heads };
+                if n == implied {
+                    Ok(n)
+                } else {
+                    Err(ConfigError::Unsupported {
+                        field: "multi_query_attention",
+                        value: mqa.to_string(),
+                        hint: "it contradicts n_kv_heads: set one of the two (null for the other)",
+                    })
+                }
+            }
+        }
+    }
+
+    /// Rows of the embedding and of the head.
+    fn embedding_size(&self) -> usize {
+        match self.embedding_size {
+            None => DEFAULT_EMBEDDING_SIZE,
+            Some(None) => self.vocab_size,
+            Some(Some(rows)) => rows,
+        }
+    }
 }
 
 /// Reads LLaDA's config.json.
@@ -126,6 +177,11 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
     let j: LladaJson = serde_json::from_slice(bytes)?;
     let unsupported = |field, value: String, hint| ConfigError::Unsupported { field, value, hint };
     let flags = [
+        (
+            "bias_for_layer_norm",
+            j.bias_for_layer_norm.unwrap_or(j.include_bias),
+            "norm biases are not implemented: LLaDA's RMSNorms have none",
+        ),
         (
             "alibi",
             j.alibi,
@@ -138,7 +194,7 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
         ),
         (
             "include_qkv_bias",
-            j.include_qkv_bias,
+            j.include_qkv_bias.unwrap_or(false),
             "q/k/v biases are not implemented for LLaDA: it has none",
         ),
         (
@@ -188,28 +244,39 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
         (
             "block_type",
             j.block_type.as_deref(),
-            &["llama"][..],
+            DEFAULT_BLOCK_TYPE,
+            "llama",
             "only LLaDA's llama block is implemented",
         ),
         (
             "layer_norm_type",
             j.layer_norm_type.as_deref(),
-            &["rms"][..],
+            DEFAULT_LAYER_NORM_TYPE,
+            "rms",
             "only RMSNorm is implemented",
         ),
         (
             "activation_type",
             j.activation_type.as_deref(),
-            &["silu"][..],
+            DEFAULT_ACTIVATION,
+            "silu",
             "the llama block's MLP is silu(ff_proj) · up_proj (silu)",
         ),
     ];
-    for (field, value, allowed, hint) in named {
-        if let Some(v) = value.filter(|v| !allowed.contains(v)) {
-            return Err(unsupported(field, v.to_owned(), hint));
+    for (field, value, default, supported, hint) in named {
+        match value {
+            Some(v) if v == supported => {}
+            Some(v) => return Err(unsupported(field, v.to_owned(), hint)),
+            None => {
+                return Err(unsupported(
+                    field,
+                    format!("{default} (OLMo's default: config.json leaves it out)"),
+                    hint,
+                ));
+            }
         }
     }
-    let embedding_size = j.embedding_size.unwrap_or(j.vocab_size);
+    let embedding_size = j.embedding_size();
     if embedding_size < j.vocab_size {
         return Err(unsupported(
             "embedding_size",
@@ -236,7 +303,7 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
         ),
         num_hidden_layers: j.n_layers,
         num_attention_heads: j.n_heads,
-        num_key_value_heads: j.n_kv_heads.unwrap_or(j.n_heads),
+        num_key_value_heads: j.kv_heads()?,
         head_dim: j.d_model / heads,
         rope_theta: j.rope_theta.unwrap_or(DEFAULT_ROPE_THETA),
         rms_norm_eps: j.rms_norm_eps.unwrap_or(DEFAULT_RMS_NORM_EPS),

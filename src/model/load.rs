@@ -71,6 +71,18 @@ pub enum LoadError {
         /// What in config.json disagrees, when that can be said (`" (n_blocks = 4)"`).
         why: String,
     },
+    /// Two shards of one checkpoint hold the same tensor.
+    #[error(
+        "tensor `{key}` is in shard {first} and again in shard {second} (counted from 1, in name order); the shards overlap: re-download the checkpoint or re-shard it"
+    )]
+    Duplicate {
+        /// The key.
+        key: String,
+        /// The first shard holding it, counted from 1.
+        first: usize,
+        /// The second.
+        second: usize,
+    },
     /// A network of the other role: a noisy classifier where a noise predictor is needed, or
     /// the reverse.
     #[error("this folder holds a {found}, but a {wanted} is needed here")]

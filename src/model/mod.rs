@@ -182,6 +182,7 @@ impl<N: Network> NetworkDenoiser<N> {
     /// network computes them (a shifting network's row i is position i + 1's).
     pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
         let l = batch.first().map_or(0, |s| s.len());
+        check_targets(batch, &(0..l))?;
         self.check_len(l)?;
         self.check_ids(batch.iter().flat_map(|s| s.iter()))?;
         let out = self.network.logits(
@@ -193,6 +194,31 @@ impl<N: Network> NetworkDenoiser<N> {
             0,
         );
         read(out, &self.device).await
+    }
+}
+
+/// Rejects a prediction no network pass can serve: no sequences, sequences of different
+/// lengths, or target positions that are empty or past the canvas.
+fn check_targets(batch: &[&[u32]], targets: &Range<usize>) -> Result<(), ModelError> {
+    let len = batch.first().map_or(0, |s| s.len());
+    let wrong = |why| {
+        Err(ModelError::Targets {
+            start: targets.start,
+            end: targets.end,
+            len,
+            why,
+        })
+    };
+    if batch.is_empty() {
+        wrong("the batch holds no sequence")
+    } else if batch.iter().any(|s| s.len() != len) {
+        wrong("the batch's sequences differ in length")
+    } else if targets.is_empty() {
+        wrong("no position asked for")
+    } else if targets.end > len {
+        wrong("past the canvas's end")
+    } else {
+        Ok(())
     }
 }
 
@@ -261,6 +287,7 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
         sigma: f32,
     ) -> Result<Vec<DeviceRows>, ModelError> {
         let len = batch.first().map_or(0, |s| s.len());
+        check_targets(batch, &targets)?;
         let (fed, rows) = if self.spec.attention == Attention::Causal {
             if targets.start == 0 {
                 return Err(ModelError::Unsupported(
@@ -284,12 +311,13 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
         );
         // A causal pass is shifted already (row i − 1 predicts position i, `rows` above).
         let shift = self.network.shifts_logits() && self.spec.attention != Attention::Causal;
-        let out = if shift && rows.start == 0 && !rows.is_empty() {
+        let out = if shift && rows.start == 0 {
             // Position 0 has no row before it and reads its own (Dream's `generation_utils.py`).
-            Tensor::cat(
-                vec![out.clone().narrow(1, 0, 1), out.narrow(1, 0, rows.end - 1)],
-                1,
-            )
+            let first = out.clone().narrow(1, 0, 1);
+            match rows.end - 1 {
+                0 => first,
+                rest => Tensor::cat(vec![first, out.narrow(1, 0, rest)], 1),
+            }
         } else if shift {
             out.narrow(1, rows.start - 1, rows.len())
         } else {

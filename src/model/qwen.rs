@@ -167,6 +167,8 @@ pub fn config(architecture: Architecture, bytes: &[u8]) -> Result<TransformerCon
         block_size: j.block_size,
         mask_token_id: j.mask_token_id,
     };
+    // After `validate`, which bounds both factors: the product cannot overflow.
+    config.validate()?;
     if !qwen3 && j.hidden_size != heads * head_dim {
         return Err(unsupported(
             "head_dim",
@@ -174,6 +176,5 @@ pub fn config(architecture: Architecture, bytes: &[u8]) -> Result<TransformerCon
             "Qwen2 and Dream need hidden_size = num_attention_heads · head_dim",
         ));
     }
-    config.validate()?;
     Ok(config)
 }

@@ -591,10 +591,11 @@ impl<'a> Shards<'a> {
         for (i, bytes) in shards.iter().enumerate() {
             let file = SafeTensors::deserialize(bytes)?;
             for name in file.names() {
-                if index.insert(name.to_owned(), i).is_some() {
-                    return Err(LoadError::Unexpected {
+                if let Some(first) = index.insert(name.to_owned(), i) {
+                    return Err(LoadError::Duplicate {
                         key: name.to_owned(),
-                        why: " twice (in two shards)".into(),
+                        first: first + 1,
+                        second: i + 1,
                     });
                 }
             }

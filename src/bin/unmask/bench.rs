@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Tokens generated per sampler run.
     #[arg(long, default_value_t = 64)]
     gen_length: usize,
+    /// Memory the random-weight model may take, in GB [default: what the system has available].
+    #[arg(long)]
+    memory_limit: Option<f64>,
 }
 
 /// Random-weight model shapes.
@@ -89,6 +92,59 @@ struct Synthetic {
     weights: Vec<u8>,
     mask_id: u32,
     mask_token: &'static str,
+}
+
+/// Bytes per parameter that building a random-weight checkpoint holds at its peak: the drawn
+/// f32 values, their encoding as `dtype`, and the serialised file.
+fn build_bytes_per_parameter(dtype: safetensors::Dtype) -> u64 {
+    4 + 2 * dtype.bitsize() as u64 / 8
+}
+
+/// The memory the system has free for new allocations (Linux's `MemAvailable`), if it says.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses, before allocating anything, a random-weight model that needs more than `limit_gb`
+/// (default: the available memory) at `bytes_per_parameter`: the 8B presets need tens of GB,
+/// and running out of memory would abort the process instead of saying so.
+fn check_memory(
+    preset: Preset,
+    bytes_per_parameter: u64,
+    limit_gb: Option<f64>,
+) -> Result<(), String> {
+    let parameters = match preset.published() {
+        Some(p) => p
+            .transformer()
+            .map_err(|e| e.to_string())?
+            .parameter_count(),
+        None => unmask::model::parameter_count(&synthetic_config(preset)),
+    };
+    let need = parameters.saturating_mul(bytes_per_parameter);
+    let (limit, whose) = match limit_gb {
+        Some(gb) if gb.is_finite() && gb > 0.0 => ((gb * 1e9) as u64, "--memory-limit"),
+        Some(gb) => {
+            return Err(format!(
+                "--memory-limit {gb} must be a positive number of GB"
+            ));
+        }
+        None => match available_memory() {
+            Some(bytes) => (bytes, "this machine's available memory"),
+            None => return Ok(()),
+        },
+    };
+    if need > limit {
+        return Err(format!(
+            "this preset's random-weight model ({:.2} B parameters) needs about {:.1} GB of memory, above {whose} ({:.1} GB); pick a smaller preset (a2d-qwen3-0.6b) or raise --memory-limit",
+            parameters as f64 / 1e9,
+            need as f64 / 1e9,
+            limit as f64 / 1e9
+        ));
+    }
+    Ok(())
 }
 
 /// The random-weight model of `preset`, its weights stored as `dtype`.
@@ -156,7 +212,15 @@ fn load(args: &BenchArgs, kind: BackendKind) -> Result<(TextModel, TextConfig), 
         }
         None => {
             // f32 weights: what the forward computes in, so nothing is converted at load.
-            let s = synthetic(args.preset, 1, safetensors::Dtype::F32)?;
+            let dtype = safetensors::Dtype::F32;
+            // Building the file, then the loaded copy beside it.
+            let loaded = 4;
+            check_memory(
+                args.preset,
+                build_bytes_per_parameter(dtype) + loaded,
+                args.memory_limit,
+            )?;
+            let s = synthetic(args.preset, 1, dtype)?;
             let spec = ModelSpec {
                 vocab_size: s.config.vocab_size(),
                 model_length: s.config.model_length(),
@@ -308,6 +372,10 @@ pub struct InitArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Memory the random weights may take while they are built, in GB [default: what the system
+    /// has available].
+    #[arg(long)]
+    pub memory_limit: Option<f64>,
 }
 
 /// A word-level tokenizer with `vocab_size` ids: `<pad>`, `<bos>`, `<eos>`, `<unk>`, words `w4`…,
@@ -347,6 +415,11 @@ pub fn init(args: InitArgs) -> Result<(), String> {
         Some(_) => safetensors::Dtype::BF16,
         None => safetensors::Dtype::F32,
     };
+    check_memory(
+        args.preset,
+        build_bytes_per_parameter(dtype),
+        args.memory_limit,
+    )?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let s = synthetic(args.preset, args.seed, dtype)?;

@@ -22,6 +22,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod chat;
 mod images;
 mod prepare;
 mod progress;
@@ -43,6 +44,8 @@ struct Cli {
 enum Command {
     /// Generate text, showing every step as masks resolve.
     Generate(GenerateArgs),
+    /// Chat with an instruction-tuned diffusion LM (LLaDA, Dream, A2D), each reply unmasking live.
+    Chat(chat::ChatArgs),
     /// Write the model's logits for a sequence to a safetensors file (parity checks).
     Forward(ForwardArgs),
     /// Describe a model folder: architecture, parameters, dtypes, tokenizer.
@@ -313,6 +316,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate(args),
+        Command::Chat(args) => chat::run(args),
         Command::Forward(args) => forward(args).map_err(CliError::from),
         Command::Inspect { model } => inspect(&model).map_err(CliError::from),
         Command::Bench(args) => bench::run(args).map_err(CliError::from),
@@ -339,14 +343,26 @@ fn open(dir: &Path, backend: BackendKind) -> CliResult<Bundle> {
     Bundle::from_dir(dir, &device).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-fn attention_of(arg: AttentionArg, config: &unmask::bundle::TextConfig) -> CliResult<Attention> {
+/// The attention `arg` asks for; block-causal takes config.json's `block_size`, else `block`
+/// (`--block-length`: dllm's published `-bd3lm` folders keep their block size, 32, in the
+/// sampler, not in config.json).
+fn attention_of(
+    arg: AttentionArg,
+    config: &unmask::bundle::TextConfig,
+    block: Option<usize>,
+) -> CliResult<Attention> {
     Ok(match arg {
         AttentionArg::Bidirectional => Attention::Bidirectional,
         AttentionArg::Causal => Attention::Causal,
         AttentionArg::BlockCausal => Attention::BlockCausal {
-            block_size: config
-                .block_size()
-                .ok_or("block-causal attention needs block_size in config.json")?,
+            block_size: match (config.block_size(), block) {
+                (Some(own), _) => own,
+                (None, Some(0)) => return Err("--block-length must be positive".into()),
+                (None, Some(b)) => b,
+                (None, None) => {
+                    return Err("block-causal attention needs a block size: config.json has no block_size, so give --block-length (dllm's -bd3lm models use 32)".into());
+                }
+            },
         },
     })
 }
@@ -462,9 +478,9 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let mut bundle = Bundle::from_dir(&args.model, &device)
         .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
     if let Some(a) = args.attention {
-        bundle
-            .model
-            .set_attention(attention_of(a, &bundle.config).map_err(CliError::Input)?);
+        bundle.model.set_attention(
+            attention_of(a, &bundle.config, args.block_length).map_err(CliError::Input)?,
+        );
     }
     let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
     let sampler = match args.sampler {
@@ -488,7 +504,7 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let prompt_len = generation.prompt_ids().len();
     pollster::block_on(generation.run(&mut bundle.model, |step| {
         if live {
-            draw(step, prompt_len, &codec);
+            draw(step, 0, prompt_len, &codec);
             std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
         }
     }))?;
@@ -516,9 +532,10 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Redraws the canvas: prompt dimmed, masks as placeholders, this step's commits highlighted by
-/// confidence (LLaDA's app colours: red < 0.3, yellow < 0.7, green), the current block underlined.
-fn draw(step: &Step, prompt_len: usize, codec: &unmask::text::TextCodec) {
+/// Redraws the canvas from position `from` on: prompt dimmed, masks as placeholders, this step's
+/// commits highlighted by confidence (LLaDA's app colours: red < 0.3, yellow < 0.7, green), the
+/// current block underlined.
+fn draw(step: &Step, from: usize, prompt_len: usize, codec: &unmask::text::TextCodec) {
     let mut out = String::from("\x1b[H\x1b[2J");
     out.push_str(&format!(
         "step {}  model calls {}  masked {}\n\n",
@@ -526,7 +543,8 @@ fn draw(step: &Step, prompt_len: usize, codec: &unmask::text::TextCodec) {
         step.model_calls,
         step.masked.iter().filter(|&&m| m).count()
     ));
-    for (i, (&token, &masked)) in step.canvas.iter().zip(&step.masked).enumerate() {
+    let cells = step.canvas.iter().zip(&step.masked).enumerate();
+    for (i, (&token, &masked)) in cells.skip(from) {
         let in_block = (step.block[0]..step.block[1]).contains(&i);
         let fresh = step.commits.iter().find(|c| c.position == i);
         let text = if masked {
@@ -554,7 +572,9 @@ fn draw(step: &Step, prompt_len: usize, codec: &unmask::text::TextCodec) {
 fn forward(args: ForwardArgs) -> CliResult<()> {
     let mut bundle = open(&args.model, args.backend)?;
     if let Some(a) = args.attention {
-        bundle.model.set_attention(attention_of(a, &bundle.config)?);
+        bundle
+            .model
+            .set_attention(attention_of(a, &bundle.config, None)?);
     }
     let ids = match (&args.ids, &args.text) {
         (Some(ids), _) => ids.clone(),
