@@ -138,6 +138,9 @@ struct LladaJson {
     /// names the mask (`<|mdm_mask|>`, 126336 in the published models).
     #[serde(default)]
     mask_token_id: Option<u32>,
+    /// Unmask's weight-only quantization (`unmask quantize`), absent in published folders.
+    #[serde(default)]
+    quantization: Option<super::quant::Quantization>,
 }
 
 impl LladaJson {
@@ -314,6 +317,7 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
         max_position_embeddings: j.max_sequence_length.unwrap_or(DEFAULT_MAX_SEQUENCE_LENGTH),
         block_size: None,
         mask_token_id: j.mask_token_id,
+        quantization: j.quantization,
     };
     config.validate()?;
     Ok(config)

@@ -83,6 +83,9 @@ pub enum LoadError {
         /// The second.
         second: usize,
     },
+    /// A matrix that cannot be quantized (`unmask quantize`).
+    #[error(transparent)]
+    Quant(#[from] super::quant::QuantError),
     /// A network of the other role: a noisy classifier where a noise predictor is needed, or
     /// the reverse.
     #[error("this folder holds a {found}, but a {wanted} is needed here")]
@@ -93,14 +96,19 @@ pub enum LoadError {
         wanted: &'static str,
     },
     /// A dtype we do not read.
-    #[error("tensor `{key}` is stored as {dtype}; Unmask reads f32, f16 and bf16")]
+    #[error("tensor `{key}` is stored as {dtype}; Unmask reads it as {expected}")]
     Dtype {
         /// The key.
         key: String,
         /// Its dtype.
         dtype: String,
+        /// What it may be.
+        expected: &'static str,
     },
 }
+
+/// The dtypes a float tensor may be stored as.
+const FLOAT_DTYPES: &str = "f32, f16 or bf16";
 
 /// Finds tensors by their reference name, under whatever prefix the file uses.
 pub(crate) struct Weights<'a> {
@@ -282,6 +290,7 @@ pub(crate) fn decode(
             return Err(LoadError::Dtype {
                 key: key.to_owned(),
                 dtype: format!("{other:?}"),
+                expected: FLOAT_DTYPES,
             });
         }
     })
@@ -356,9 +365,26 @@ pub(crate) fn check_layout(
                 found: view.shape().to_vec(),
             });
         }
-        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        let (readable, expected) = match slot.role {
+            TensorRole::Quantized(QuantPart::Values(format)) => (
+                view.dtype() == format.dtype(),
+                match format {
+                    super::quant::QuantFormat::Q8 => "I8 (q8 values)",
+                    super::quant::QuantFormat::Q4 => "U8 (q4 values, two to a byte)",
+                },
+            ),
+            TensorRole::Quantized(QuantPart::Scales) => {
+                (view.dtype() == Dtype::F16, "F16 (block scales)")
+            }
+            _ => (
+                matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16),
+                FLOAT_DTYPES,
+            ),
+        };
+        if !readable {
             return Err(LoadError::Dtype {
                 key,
+                expected,
                 dtype: format!("{:?}", view.dtype()),
             });
         }
@@ -518,6 +544,18 @@ pub enum TensorRole {
     },
     /// A LayerNorm scale `[d]`.
     Norm,
+    /// A stored part of a quantized matrix ([`super::quant`]); only the decoder transformers'
+    /// stored layouts hold these, never a layout that is initialised or drawn at random.
+    Quantized(QuantPart),
+}
+
+/// What a quantized matrix stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantPart {
+    /// The integers (`qweight`).
+    Values(super::quant::QuantFormat),
+    /// The f16 block scales (`scales`).
+    Scales,
 }
 
 /// One tensor of a checkpoint, as the reference names and shapes it.
@@ -738,7 +776,7 @@ pub(crate) fn initial_value(slot: &TensorSlot, rng: &mut crate::rng::Rng) -> f32
     let bound = match slot.role {
         TensorRole::Embedding => 1.0 / (slot.shape[1] as f64).sqrt(),
         TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => 1.0 / (fan_in as f64).sqrt(),
-        TensorRole::Norm => 0.0,
+        TensorRole::Norm | TensorRole::Quantized(_) => 0.0,
     };
     match (slot.role, slot.zero_init) {
         (TensorRole::Norm, _) => 1.0,

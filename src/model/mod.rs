@@ -9,6 +9,7 @@ pub mod llada;
 pub mod load;
 pub mod patch_dit;
 pub mod presets;
+pub mod quant;
 pub mod qwen;
 pub mod reduce;
 #[cfg(not(target_family = "wasm"))]

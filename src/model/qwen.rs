@@ -99,6 +99,9 @@ struct QwenJson {
     /// dllm's BD3-LM conversions: tokens per block.
     #[serde(default)]
     block_size: Option<usize>,
+    /// Unmask's weight-only quantization (`unmask quantize`), absent in published folders.
+    #[serde(default)]
+    quantization: Option<super::quant::Quantization>,
 }
 
 /// Reads a Qwen-layout config.json as `architecture` (one of the three this file serves).
@@ -166,6 +169,7 @@ pub fn config(architecture: Architecture, bytes: &[u8]) -> Result<TransformerCon
         max_position_embeddings: j.max_position_embeddings.unwrap_or(DEFAULT_MAX_POSITIONS),
         block_size: j.block_size,
         mask_token_id: j.mask_token_id,
+        quantization: j.quantization,
     };
     // After `validate`, which bounds both factors: the product cannot overflow.
     config.validate()?;

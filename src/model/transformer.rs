@@ -34,8 +34,12 @@ use serde::Serialize;
 use super::dit::{KvCache, LayerCache, attention_bias};
 use super::layers::{apply_rotary, rotary_tables};
 use super::load::{
-    LoadError, TensorRole, TensorSlot, TensorSource, check_layout, decode, fill_layout,
+    LoadError, QuantPart, TensorRole, TensorSlot, TensorSource, check_layout, decode, fill_layout,
     torch_weight, write_safetensors_under,
+};
+use super::quant::{
+    QUANT_BLOCK, QuantFormat, Quantization, quantize_matrix, quantized_keys, quantized_shapes,
+    quantized_tensor,
 };
 use crate::config::{Attention, ConfigError};
 
@@ -173,6 +177,8 @@ pub struct TransformerConfig {
     pub block_size: Option<usize>,
     /// The mask token, when config.json names it (`mask_token_id`).
     pub mask_token_id: Option<u32>,
+    /// How the matrices are stored, when `unmask quantize` wrote them ([`super::quant`]).
+    pub quantization: Option<Quantization>,
 }
 
 impl TransformerConfig {
@@ -259,6 +265,27 @@ impl TransformerConfig {
                     field: "block_size",
                     value: "0".into(),
                     hint: "it must be positive",
+                });
+            }
+        }
+        if let Some(q) = self.quantization {
+            if q.block_size != QUANT_BLOCK {
+                return Err(ConfigError::Unsupported {
+                    field: "quantization",
+                    value: format!("block_size {}", q.block_size),
+                    hint: "the blocks hold 32 weights",
+                });
+            }
+            let inputs = [
+                self.hidden_size,
+                self.num_attention_heads * self.head_dim,
+                self.intermediate_size,
+            ];
+            if let Some(n) = inputs.iter().find(|n| !n.is_multiple_of(QUANT_BLOCK)) {
+                return Err(ConfigError::Unsupported {
+                    field: "quantization",
+                    value: format!("{} (a matrix with {n} inputs)", q.format.name()),
+                    hint: "every matrix's input size must be a multiple of the block of 32",
                 });
             }
         }
@@ -366,6 +393,31 @@ impl TransformerConfig {
             ));
         }
         slots
+    }
+
+    /// The tensors as a checkpoint of this config stores them: [`TransformerConfig::layout`],
+    /// with each matrix (the embedding included) replaced by its quantized values and scales
+    /// when the config is quantized.
+    pub fn stored_layout(&self) -> Vec<TensorSlot> {
+        let Some(q) = self.quantization else {
+            return self.layout();
+        };
+        let mut stored = Vec::new();
+        for logical in self.layout() {
+            match (logical.role, logical.shape.as_slice()) {
+                (TensorRole::Embedding | TensorRole::Weight { .. }, &[rows, cols]) => {
+                    let (values_key, scales_key) = quantized_keys(&logical.name);
+                    let (values, scales) = quantized_shapes(q.format, rows, cols);
+                    let part = |name, shape: [usize; 2], part| {
+                        slot(name, shape.to_vec(), TensorRole::Quantized(part))
+                    };
+                    stored.push(part(values_key, values, QuantPart::Values(q.format)));
+                    stored.push(part(scales_key, scales, QuantPart::Scales));
+                }
+                _ => stored.push(logical),
+            }
+        }
+        stored
     }
 
     /// Parameters the checkpoint holds, counted in `u64` (an 8B count wraps `usize` in wasm32).
@@ -552,9 +604,11 @@ impl Transformer {
         let bias = attention_bias(attention, start, l, key_start, &device);
         let embedding = self.embedding.val();
         let d = embedding.dims()[1];
+        // A quantized embedding's rows come out dequantized (a no-op on a float one).
         let mut x = embedding
             .clone()
             .select(0, tokens.reshape([b * l]))
+            .dequantize()
             .reshape([b, l, d]);
         let n = self.blocks.len();
         for (i, block) in self.blocks.iter().enumerate() {
@@ -631,8 +685,10 @@ fn buffer_shape(key: &str, config: &TransformerConfig) -> Option<Vec<usize>> {
     if key.ends_with("rotary_emb.inv_freq") {
         return Some(vec![config.head_dim / 2]);
     }
-    (config.tie_word_embeddings && key == config.architecture.key(Key::Head))
-        .then(|| vec![config.vocab_size, config.hidden_size])
+    (config.tie_word_embeddings
+        && config.quantization.is_none()
+        && key == config.architecture.key(Key::Head))
+    .then(|| vec![config.vocab_size, config.hidden_size])
 }
 
 /// Checks the checkpoint's header against `config` both ways, before a tensor is read: every
@@ -640,7 +696,7 @@ fn buffer_shape(key: &str, config: &TransformerConfig) -> Option<Vec<usize>> {
 /// there is one the config implies (or a rotary buffer).
 pub fn check_header(config: &TransformerConfig, shards: &Shards<'_>) -> Result<(), LoadError> {
     check_layout(
-        &config.layout(),
+        &config.stored_layout(),
         shards,
         "",
         |key| buffer_shape(key, config),
@@ -658,9 +714,44 @@ pub fn check_header(config: &TransformerConfig, shards: &Shards<'_>) -> Result<(
 struct Reader<'s, 'a> {
     shards: &'s Shards<'a>,
     device: &'s Device,
+    quantization: Option<Quantization>,
 }
 
 impl Reader<'_, '_> {
+    fn view(&self, key: &str) -> Result<TensorView<'_>, LoadError> {
+        self.shards.view(key).ok_or_else(|| LoadError::MissingKey {
+            key: key.to_owned(),
+        })
+    }
+
+    /// The matrix stored under `weight` (`[rows, cols]` in PyTorch's layout), quantized when
+    /// the checkpoint is: its bytes go to the device as they are.
+    fn matrix(&self, weight: &str) -> Result<Tensor<2>, LoadError> {
+        match self.quantization {
+            Some(q) => {
+                let (values_key, scales_key) = quantized_keys(weight);
+                let (values, scales) = (self.view(&values_key)?, self.view(&scales_key)?);
+                let rows = values.shape()[0];
+                let cols = values.shape()[1] * q.format.per_byte();
+                Ok(quantized_tensor(
+                    values.data(),
+                    scales.data(),
+                    rows,
+                    cols,
+                    q.format,
+                    self.device,
+                ))
+            }
+            None => {
+                let (values, shape) = self.values(weight)?;
+                Ok(Tensor::from_data(
+                    TensorData::new(values, [shape[0], shape[1]]),
+                    self.device,
+                ))
+            }
+        }
+    }
+
     fn values(&self, key: &str) -> Result<(Vec<f32>, Vec<usize>), LoadError> {
         let view = self.shards.view(key).ok_or_else(|| LoadError::MissingKey {
             key: key.to_owned(),
@@ -683,10 +774,16 @@ impl Reader<'_, '_> {
 
     /// PyTorch's `[out, in]` weight (and bias) as burn's `[in, out]` linear layer.
     fn linear(&self, weight: &str, bias: Option<&str>) -> Result<Linear, LoadError> {
-        let (values, shape) = self.values(weight)?;
-        let (d_out, d_in) = (shape[0], shape[1]);
+        let weight = match self.quantization {
+            // Transposed as a view: the blocks run along the input axis either way.
+            Some(_) => self.matrix(weight)?.transpose(),
+            None => {
+                let (values, shape) = self.values(weight)?;
+                torch_weight(values, shape[1], shape[0], self.device)
+            }
+        };
         Ok(Linear {
-            weight: Param::from_tensor(torch_weight(values, d_in, d_out, self.device)),
+            weight: Param::from_tensor(weight),
             bias: bias
                 .map(|key| self.vector(key).map(Param::from_tensor))
                 .transpose()?,
@@ -706,6 +803,7 @@ pub fn load_transformer(
     let r = Reader {
         shards: &shards,
         device,
+        quantization: config.quantization,
     };
     let arch = config.architecture;
     let eps = config.rms_norm_eps;
@@ -746,8 +844,7 @@ pub fn load_transformer(
             head_dim: config.head_dim,
         });
     }
-    let (embedding, shape) = r.values(&arch.key(Key::Embedding))?;
-    let embedding = Tensor::from_data(TensorData::new(embedding, [shape[0], shape[1]]), device);
+    let embedding = r.matrix(&arch.key(Key::Embedding))?;
     Ok(Transformer {
         embedding: Param::from_tensor(embedding),
         blocks,
@@ -758,6 +855,50 @@ pub fn load_transformer(
         rope_theta: config.rope_theta,
         shift_logits: config.shift_logits,
     })
+}
+
+/// The checkpoint of `config` (unquantized, in `shards`) with every matrix block-quantized as
+/// `format` ([`super::quant`]'s layout), as one safetensors file; norms and biases are copied as
+/// they are stored. Tensor by tensor, so that only the output is held whole. `config` gets its
+/// `quantization` set by the caller, in config.json.
+pub fn quantize_checkpoint(
+    config: &TransformerConfig,
+    shards: &[Vec<u8>],
+    format: QuantFormat,
+) -> Result<Vec<u8>, LoadError> {
+    let shards = Shards::new(shards)?;
+    check_header(config, &shards)?;
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for logical in config.layout() {
+        let view = shards
+            .view(&logical.name)
+            .ok_or_else(|| LoadError::MissingKey {
+                key: logical.name.clone(),
+            })?;
+        match (logical.role, logical.shape.as_slice()) {
+            (TensorRole::Embedding | TensorRole::Weight { .. }, &[rows, cols]) => {
+                let values = decode(&logical.name, &view)?;
+                let q = quantize_matrix(&logical.name, &values, rows, cols, format)?;
+                let (values_key, scales_key) = quantized_keys(&logical.name);
+                let (values_shape, scales_shape) = quantized_shapes(format, rows, cols);
+                tensors.push((values_key, format.dtype(), values_shape.to_vec(), q.values));
+                tensors.push((scales_key, Dtype::F16, scales_shape.to_vec(), q.scales));
+            }
+            _ => tensors.push((
+                logical.name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )),
+        }
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(safetensors::serialize(views, None)?)
 }
 
 /// How far [`random_checkpoint`]'s norm scales stray from one (uniformly, either way).
@@ -781,6 +922,8 @@ pub fn random_checkpoint(
             TensorRole::Weight { fan_in } | TensorRole::Bias { fan_in } => {
                 (u * (12.0 / fan_in as f64).sqrt()) as f32
             }
+            // A logical layout holds no stored parts.
+            TensorRole::Quantized(_) => 0.0,
         }
     });
     write_safetensors_under(&tensors, "", dtype)

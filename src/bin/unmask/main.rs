@@ -26,6 +26,7 @@ mod chat;
 mod images;
 mod prepare;
 mod progress;
+mod quantize;
 mod train;
 mod train_images;
 
@@ -58,6 +59,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a random-weight model folder of a preset's shape (benchmarks, a fresh start).
     Init(bench::InitArgs),
+    /// Write a copy of a LLaDA / Dream / A2D folder with its matrices quantized to 8 or 4 bits.
+    Quantize(quantize::QuantizeArgs),
     /// Train a model (MDLM, BD3-LM or AR) on the prepared corpus; resumes a run directory.
     Train(train::TrainArgs),
     /// Score a model's generations from 20 fixed prompts: known-word share, longest repeat.
@@ -321,6 +324,7 @@ fn main() -> ExitCode {
         Command::Inspect { model } => inspect(&model).map_err(CliError::from),
         Command::Bench(args) => bench::run(args).map_err(CliError::from),
         Command::Init(args) => bench::init(args).map_err(CliError::from),
+        Command::Quantize(args) => quantize::run(args),
         Command::Train(args) => train::run(args).map_err(CliError::from),
         Command::Quality(args) => train::quality(args).map_err(CliError::from),
         Command::Prepare(args) => prepare::run(args).map_err(CliError::from),
