@@ -205,6 +205,15 @@ impl TextConfig {
         }
     }
 
+    /// Bytes of the largest tensor on a device that holds floats in `float_bytes`: it must fit
+    /// one GPU storage buffer (a quantized one is smaller).
+    pub fn largest_tensor_bytes(&self, float_bytes: u64) -> u64 {
+        match self {
+            Self::Dit(c) => largest_tensor_elements(c).saturating_mul(float_bytes),
+            Self::Transformer(c) => c.largest_tensor_bytes(float_bytes),
+        }
+    }
+
     /// Elements of the largest tensor: it must fit one GPU storage buffer.
     pub fn largest_tensor_elements(&self) -> u64 {
         match self {

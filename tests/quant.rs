@@ -332,6 +332,12 @@ fn unmask_quantize_writes_a_folder_that_chats_and_refuses_what_it_cannot_quantiz
         "{}",
         String::from_utf8_lossy(&chat.stderr)
     );
+    let inspect = unmask(&["inspect", "--model", q4.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("weights     q4: every matrix in blocks of 32"),
+        "{text}"
+    );
     // Never twice, never over existing files, never a DiT.
     let again = run(&q4, &out.join("again"), "q8");
     assert_eq!(again.status.code(), Some(2));

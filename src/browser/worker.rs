@@ -593,9 +593,7 @@ fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     let config = TextConfig::from_json(config).map_err(|e| e.to_string())?;
-    let bytes = config
-        .largest_tensor_elements()
-        .saturating_mul(bytes_per_weight(state));
+    let bytes = config.largest_tensor_bytes(bytes_per_weight(state));
     if bytes > max {
         return Err(format!(
             "this model's largest tensor is {:.0} MB, more than this GPU's largest buffer ({:.0} MB); tick \"force CPU\" to run it on the CPU",

@@ -103,6 +103,22 @@ mod tests {
     }
 
     #[test]
+    fn a_quantized_embedding_fits_a_webgpu_binding_the_f16_one_does_not() {
+        use crate::model::quant::{QuantFormat, Quantization};
+        let mut c = config("a2d-qwen3-0.6b");
+        // 151,936 × 1,024 at f16: 311 MB, above WebGPU's default 128 MiB binding.
+        assert_eq!(c.largest_tensor_bytes(2), 151_936 * 1_024 * 2);
+        c.quantization = Some(Quantization::new(QuantFormat::Q4));
+        // Half a byte a weight plus an f16 scale per 32: 87.5 MB.
+        assert_eq!(c.largest_tensor_bytes(2), 151_936 * 512 + 151_936 * 32 * 2);
+        c.quantization = Some(Quantization::new(QuantFormat::Q8));
+        assert_eq!(
+            c.largest_tensor_bytes(2),
+            151_936 * 1_024 + 151_936 * 32 * 2
+        );
+    }
+
+    #[test]
     fn every_preset_loads_and_its_mask_fits_the_embedding() {
         for p in PRESETS {
             let c = p.transformer().unwrap();

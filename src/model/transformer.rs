@@ -428,6 +428,27 @@ impl TransformerConfig {
             .sum()
     }
 
+    /// Bytes of the largest tensor on a device that holds floats in `float_bytes` (the
+    /// embedding, in every published shape): it must fit one GPU storage buffer. A quantized
+    /// matrix is one buffer of its values and its scales.
+    pub fn largest_tensor_bytes(&self, float_bytes: u64) -> u64 {
+        self.layout()
+            .iter()
+            .map(|s| {
+                let elements = s.shape.iter().map(|&x| x as u64).product::<u64>();
+                match (self.quantization, s.role) {
+                    (Some(q), TensorRole::Embedding | TensorRole::Weight { .. }) => {
+                        let values = elements / q.format.per_byte() as u64;
+                        let scales = elements / QUANT_BLOCK as u64 * 2;
+                        values + scales
+                    }
+                    _ => elements.saturating_mul(float_bytes),
+                }
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Elements of the largest tensor (the embedding, in every published shape): it must fit
     /// one GPU storage buffer.
     pub fn largest_tensor_elements(&self) -> u64 {

@@ -670,6 +670,15 @@ fn inspect(dir: &Path) -> CliResult<()> {
     {
         outln!("logits      shifted: position i is read off row i − 1");
     }
+    if let TextConfig::Transformer(t) = c
+        && let Some(q) = t.quantization
+    {
+        outln!(
+            "weights     {}: every matrix in blocks of {} with an f16 scale",
+            q.format.name(),
+            q.block_size
+        );
+    }
     outln!("context     {} positions", c.model_length());
     outln!("time cond.  {}", c.time_conditioning());
     outln!(
