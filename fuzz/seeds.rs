@@ -14,7 +14,9 @@ use unmask::bundle::{Bundle, ModelFiles};
 use unmask::engine::Generation;
 use unmask::fuzzing::pack_model_folder;
 use unmask::model::patch_dit::{PatchDitConfig, Role, random_patch_dit};
+use unmask::model::quant::QuantFormat;
 use unmask::model::random_checkpoint;
+use unmask::model::transformer::quantize_checkpoint;
 use unmask::sampler::{SamplerKind, Settings};
 use unmask::{Attention, ModelConfig};
 
@@ -63,6 +65,30 @@ fn main() -> Result<(), String> {
                 &read("model.safetensors")?,
             ),
         )?;
+    }
+
+    // a2d-qwen3 quantized, both formats.
+    {
+        let dir = root.join("../tests/fixtures/dllm/a2d-qwen3");
+        let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
+        let config_json = read("config.json")?;
+        let Ok(unmask::bundle::TextConfig::Transformer(config)) =
+            unmask::bundle::TextConfig::from_json(&config_json)
+        else {
+            return Err("a2d-qwen3's config.json is not a transformer's".into());
+        };
+        for format in [QuantFormat::Q8, QuantFormat::Q4] {
+            let weights = quantize_checkpoint(&config, &[read("model.safetensors")?], format)
+                .map_err(|e| e.to_string())?;
+            let mut json: serde_json::Value =
+                serde_json::from_slice(&config_json).map_err(|e| e.to_string())?;
+            json["quantization"] = serde_json::json!({"format": format.name(), "block_size": 32});
+            write(
+                "model_folder",
+                &format!("seed-dllm-a2d-qwen3-{}", format.name()),
+                &pack_model_folder(json.to_string().as_bytes(), &read("tokenizer.json")?, &weights),
+            )?;
+        }
     }
 
     // The ddpm family's two roles, narrow too; their folders have no tokenizer.

@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config::Attention;
 use crate::model::{Architecture, TransformerConfig};
 use crate::sampler::{Bd3Order, Bd3Settings, Draw, LladaSettings, Remasking, Settings};
 use crate::text::TextCodec;
@@ -56,6 +57,15 @@ pub enum ChatError {
     /// `tokenizer_config.json` is not the JSON transformers writes.
     #[error("tokenizer_config.json is not valid: {0}")]
     Json(#[from] serde_json::Error),
+    /// `chat_template` is a list of named templates without a `default`.
+    #[error(
+        "tokenizer_config.json has several chat templates ({}) and none named default",
+        names.join(", ")
+    )]
+    NoDefault {
+        /// Their names.
+        names: Vec<String>,
+    },
     /// The model was not tuned for chat, or its folder lacks the template.
     #[error(
         "this model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); it was not tuned for chat: give it a plain prompt instead (`unmask generate`)"
@@ -112,16 +122,22 @@ enum TemplateField {
     Named(Vec<NamedTemplate>),
 }
 
-/// The parts of `tokenizer_config.json` Unmask reads.
+/// `tokenizer_config.json`'s special tokens.
 #[derive(Clone, Debug, Default, Deserialize)]
-struct TokenizerConfigJson {
-    #[serde(default)]
-    chat_template: Option<TemplateField>,
+struct SpecialTokensJson {
     /// `Some(None)`: the key is there and `null`.
     #[serde(default, deserialize_with = "crate::config::nullable")]
     bos_token: Option<Option<TokenName>>,
     #[serde(default, deserialize_with = "crate::config::nullable")]
     eos_token: Option<Option<TokenName>>,
+}
+
+/// `tokenizer_config.json`'s template, read only for chat: a malformed one does not stop a
+/// folder from loading.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct TemplateJson {
+    #[serde(default)]
+    chat_template: Option<TemplateField>,
 }
 
 /// BOS and EOS as `tokenizer_config.json` names them: `None` where it is silent (the tokenizer's
@@ -137,7 +153,7 @@ pub struct SpecialTokens {
 impl SpecialTokens {
     /// Reads them from `tokenizer_config.json`.
     pub fn from_tokenizer_config(bytes: &[u8]) -> Result<Self, ChatError> {
-        let j: TokenizerConfigJson = serde_json::from_slice(bytes)?;
+        let j: SpecialTokensJson = serde_json::from_slice(bytes)?;
         let name = |t: Option<Option<TokenName>>| t.map(|t| t.map(TokenName::into_string));
         Ok(Self {
             bos_token: name(j.bos_token),
@@ -188,31 +204,40 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     /// The template of a model folder: `chat_template.jinja` when given (newer saves), else
-    /// `chat_template` in `tokenizer_config.json` (a list's `"default"` entry, else its first).
+    /// `chat_template` in `tokenizer_config.json` (a list's `"default"` entry, as transformers
+    /// picks it). `bos_token` and `eos_token` come from `tokenizer_config.json`, else from the
+    /// tokenizer (`codec`).
     pub fn from_tokenizer_config(
         tokenizer_config: &[u8],
         jinja: Option<&str>,
+        codec: Option<&TextCodec>,
     ) -> Result<Self, ChatError> {
-        let j: TokenizerConfigJson = serde_json::from_slice(tokenizer_config)?;
-        let source = match (jinja, j.chat_template) {
-            (Some(file), _) => file.to_owned(),
-            (None, Some(TemplateField::One(s))) => s,
-            (None, Some(TemplateField::Named(list))) => {
-                let default = list.iter().position(|t| t.name == "default").unwrap_or(0);
-                list.into_iter()
-                    .nth(default)
-                    .ok_or(ChatError::NoTemplate)?
-                    .template
-            }
-            (None, None) => return Err(ChatError::NoTemplate),
+        let source = match jinja {
+            Some(file) => file.to_owned(),
+            None => match serde_json::from_slice::<TemplateJson>(tokenizer_config)?.chat_template {
+                Some(TemplateField::One(s)) => s,
+                Some(TemplateField::Named(list)) => {
+                    let names: Vec<String> = list.iter().map(|t| t.name.clone()).collect();
+                    list.into_iter()
+                        .find(|t| t.name == "default")
+                        .ok_or(ChatError::NoDefault { names })?
+                        .template
+                }
+                None => return Err(ChatError::NoTemplate),
+            },
         };
-        let name = |t: Option<Option<TokenName>>| {
-            t.flatten().map(TokenName::into_string).unwrap_or_default()
+        let special = SpecialTokens::from_tokenizer_config(tokenizer_config)?;
+        let name = |named: Option<Option<String>>, id: Option<u32>| match named {
+            Some(name) => name.unwrap_or_default(),
+            None => codec
+                .zip(id)
+                .and_then(|(c, id)| c.token_name(id))
+                .unwrap_or_default(),
         };
         Ok(Self {
             source,
-            bos_token: name(j.bos_token),
-            eos_token: name(j.eos_token),
+            bos_token: name(special.bos_token, codec.and_then(TextCodec::bos_id)),
+            eos_token: name(special.eos_token, codec.and_then(TextCodec::eos_id)),
         })
     }
 
@@ -238,13 +263,13 @@ impl ChatTemplate {
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
-            .map_err(|e| ChatError::Render(describe(&e)))?;
+            .map_err(|e| ChatError::Render(e.to_string()))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         let template = env
             .template_from_str(&self.source)
-            .map_err(|e| ChatError::Render(describe(&e)))?;
+            .map_err(|e| ChatError::Render(e.to_string()))?;
         let context = minijinja::context! {
             messages => minijinja::value::Serde(messages),
             add_generation_prompt => add_generation_prompt,
@@ -253,7 +278,7 @@ impl ChatTemplate {
         };
         template.render(context).map_err(|e| match raised(&e) {
             Some(message) => ChatError::Refused(message),
-            None => ChatError::Render(describe(&e)),
+            None => ChatError::Render(e.to_string()),
         })
     }
 }
@@ -283,14 +308,6 @@ fn raised(e: &minijinja::Error) -> Option<String> {
         current = err.source();
     }
     None
-}
-
-/// A template error in one line, with its line number when known.
-fn describe(e: &minijinja::Error) -> String {
-    match e.line() {
-        Some(line) => format!("{e} (template line {line})"),
-        None => e.to_string(),
-    }
 }
 
 /// The ids that end an assistant's turn: the tokenizer's EOS and every [`END_OF_TURN_TOKENS`]
@@ -363,11 +380,13 @@ impl Conversation {
     }
 }
 
-/// The sampler the model's authors chat with (see the module's docs), for `architecture` under
-/// its configured attention.
-pub fn chat_settings(config: &TransformerConfig) -> Settings {
+/// The sampler the model's authors chat with (see the module's docs), for `config`'s
+/// architecture run under `attention` (its own, or block-causal for a published `-bd3lm` folder
+/// whose config.json has no block size).
+pub fn chat_settings(config: &TransformerConfig, attention: Attention) -> Settings {
     let greedy = Draw::at(0.0);
-    match (config.architecture, config.block_size) {
+    let block_causal = matches!(attention, Attention::BlockCausal { .. });
+    match (config.architecture, block_causal) {
         (Architecture::Dream, _) => Settings::Llada(LladaSettings {
             gen_length: CHAT_GEN_LENGTH,
             steps: CHAT_STEPS,
@@ -380,7 +399,7 @@ pub fn chat_settings(config: &TransformerConfig) -> Settings {
                 ..Draw::at(DREAM_TEMPERATURE)
             },
         }),
-        (_, Some(_)) => Settings::Bd3(Bd3Settings {
+        (_, true) => Settings::Bd3(Bd3Settings {
             gen_length: CHAT_GEN_LENGTH,
             block_length: None,
             order: Bd3Order::Ranked {
@@ -392,7 +411,7 @@ pub fn chat_settings(config: &TransformerConfig) -> Settings {
             stop_at_eos: true,
             draw: greedy,
         }),
-        (_, None) => Settings::Llada(LladaSettings {
+        (_, false) => Settings::Llada(LladaSettings {
             gen_length: CHAT_GEN_LENGTH,
             steps: CHAT_STEPS,
             block_length: Some(CHAT_BLOCK_LENGTH),
@@ -412,7 +431,7 @@ mod tests {
         let config = serde_json::json!({
             "chat_template": source, "bos_token": "<s>", "eos_token": {"content": "</s>"}
         });
-        ChatTemplate::from_tokenizer_config(config.to_string().as_bytes(), None).unwrap()
+        ChatTemplate::from_tokenizer_config(config.to_string().as_bytes(), None, None).unwrap()
     }
 
     #[test]
@@ -465,7 +484,7 @@ mod tests {
             .render(&[Message::new(Role::User, "  ")], false)
             .unwrap_err();
         assert!(matches!(err, ChatError::Empty { index: 1 }), "{err}");
-        let none = ChatTemplate::from_tokenizer_config(b"{\"eos_token\": null}", None);
+        let none = ChatTemplate::from_tokenizer_config(b"{\"eos_token\": null}", None, None);
         assert!(matches!(none, Err(ChatError::NoTemplate)));
     }
 
@@ -476,10 +495,22 @@ mod tests {
             {"name": "default", "template": "plain"},
         ]})
         .to_string();
-        let t = ChatTemplate::from_tokenizer_config(config.as_bytes(), None).unwrap();
+        let t = ChatTemplate::from_tokenizer_config(config.as_bytes(), None, None).unwrap();
         assert_eq!(t.source(), "plain");
-        let t = ChatTemplate::from_tokenizer_config(config.as_bytes(), Some("file")).unwrap();
+        let t = ChatTemplate::from_tokenizer_config(config.as_bytes(), Some("file"), None).unwrap();
         assert_eq!(t.source(), "file");
+        // Without a default, transformers refuses to guess.
+        let config = serde_json::json!({"chat_template": [
+            {"name": "tool_use", "template": "tools"},
+            {"name": "rag", "template": "docs"},
+        ]})
+        .to_string();
+        let err = ChatTemplate::from_tokenizer_config(config.as_bytes(), None, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("(tool_use, rag) and none named default"),
+            "{err}"
+        );
     }
 
     #[test]

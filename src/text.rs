@@ -174,20 +174,27 @@ impl TextCodec {
 
     /// Takes BOS and EOS from `tokenizer_config.json` where it names them, so that prompts start,
     /// and runs stop, as transformers' tokenizer has them. A `null` BOS means none (Qwen's
-    /// tokenizers have no BOS, though their `<|endoftext|>` looks like one); a `null` or unknown
-    /// EOS keeps the one found by name.
+    /// tokenizers have no BOS, though their `<|endoftext|>` looks like one); a `null` EOS, or a
+    /// name the tokenizer does not have, keeps the one found by name.
     pub fn with_special_tokens(mut self, special: &crate::chat::SpecialTokens) -> Self {
         let tokenizer = &self.tokenizer;
         let id = |name: &Option<String>| name.as_deref().and_then(|n| tokenizer.token_to_id(n));
         let bos = special.bos_token.as_ref().map(id);
         let eos = special.eos_token.as_ref().map(id);
-        if let Some(bos) = bos {
-            self.bos_id = bos;
+        match (&special.bos_token, bos) {
+            (Some(None), _) => self.bos_id = None,
+            (_, Some(Some(found))) => self.bos_id = Some(found),
+            _ => {}
         }
-        if let Some(eos) = eos {
-            self.eos_id = eos.or(self.eos_id);
+        if let Some(Some(found)) = eos {
+            self.eos_id = Some(found);
         }
         self
+    }
+
+    /// How the tokenizer spells token `id` (special tokens included), if it has it.
+    pub fn token_name(&self, id: u32) -> Option<String> {
+        self.tokenizer.id_to_token(id)
     }
 
     /// The id of the token spelled `token` (added tokens included), if there is one.

@@ -27,7 +27,7 @@ fn dir(name: &str) -> PathBuf {
 
 fn template(name: &str) -> ChatTemplate {
     let bytes = std::fs::read(dir(name).join("tokenizer_config.json")).unwrap();
-    ChatTemplate::from_tokenizer_config(&bytes, None).unwrap()
+    ChatTemplate::from_tokenizer_config(&bytes, None, None).unwrap()
 }
 
 fn open(name: &str) -> Bundle {
@@ -98,7 +98,7 @@ const QWEN3_STYLE: &str = r#"{%- if messages[0].role == 'system' %}
 #[test]
 fn a_qwen3_style_template_renders_as_transformers_would() {
     let config = serde_json::json!({"chat_template": QWEN3_STYLE, "eos_token": "<|im_end|>"});
-    let t = ChatTemplate::from_tokenizer_config(config.to_string().as_bytes(), None).unwrap();
+    let t = ChatTemplate::from_tokenizer_config(config.to_string().as_bytes(), None, None).unwrap();
     let messages = [
         Message::new(Role::System, "sys"),
         Message::new(Role::User, "hi"),
@@ -127,7 +127,7 @@ fn a_reply_ends_at_the_first_end_of_turn_token() {
 #[test]
 fn each_architecture_chats_with_its_authors_sampler() {
     let settings = |name: &str| match open(name).config {
-        TextConfig::Transformer(c) => chat_settings(&c),
+        TextConfig::Transformer(c) => chat_settings(&c, c.attention()),
         TextConfig::Dit(_) => panic!("{name} read as a DiT"),
     };
     for name in ["llada", "a2d-qwen3", "a2d-qwen2"] {
@@ -234,4 +234,43 @@ fn unmask_chat_refuses_models_without_a_chat_format() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mask token (<|mask|>)"), "{err}");
+}
+
+#[test]
+fn a_bd3lm_folder_without_a_block_size_chats_block_causal_with_the_block_given() {
+    // dllm's published -bd3lm folders keep the block in the sampler, as this fixture does.
+    let model = dir("a2d-qwen3");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "chat",
+            "--model",
+            model.to_str().unwrap(),
+            "--message",
+            "the cat sat",
+            "--gen-length",
+            "8",
+            "--attention",
+            "block-causal",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        unmask(&args)
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --block-length"));
+    let out = run(&["--block-length", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // The same prompt through BD3-LM's sampler in the model's own attention is what ran.
+    let config = match open("a2d-qwen3").config {
+        TextConfig::Transformer(c) => c,
+        TextConfig::Dit(_) => panic!("read as a DiT"),
+    };
+    let block = unmask::config::Attention::BlockCausal { block_size: 4 };
+    assert!(matches!(chat_settings(&config, block), Settings::Bd3(_)));
 }

@@ -517,13 +517,25 @@ fn mutated_transformer_folders_never_panic() {
         serde_json::json!(true),
     ];
     let mut rng = unmask::rng::Rng::new(16);
-    for name in FOLDERS {
-        let read = |f: &str| std::fs::read(dir(name).join(f)).unwrap();
-        let (config, tokenizer, weights) = (
-            read("config.json"),
-            read("tokenizer.json"),
-            read(WEIGHTS_FILE),
-        );
+    // The five folders, and a2d-qwen3 quantized to 4 bits.
+    let read = |name: &str, f: &str| std::fs::read(dir(name).join(f)).unwrap();
+    let mut folders: Vec<(&str, Vec<u8>, Vec<u8>)> = FOLDERS
+        .iter()
+        .map(|&name| (name, read(name, "config.json"), read(name, WEIGHTS_FILE)))
+        .collect();
+    let TextConfig::Transformer(qwen3) = TextConfig::from_json(&folders[0].1).unwrap() else {
+        panic!("a2d-qwen3 read as a DiT")
+    };
+    let q4 = unmask::model::quant::QuantFormat::Q4;
+    let quantized =
+        unmask::model::transformer::quantize_checkpoint(&qwen3, &[folders[0].2.clone()], q4)
+            .unwrap();
+    let q4_config = config_with("a2d-qwen3", |c| {
+        c["quantization"] = serde_json::json!({"format": "q4", "block_size": 32})
+    });
+    folders.push(("a2d-qwen3", q4_config, quantized));
+    for (name, config, weights) in folders {
+        let tokenizer = read(name, "tokenizer.json");
         let fields: Vec<String> =
             serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&config)
                 .unwrap()
@@ -536,8 +548,9 @@ fn mutated_transformer_folders_never_panic() {
                 // One field of config.json set to a value of another kind or size.
                 0 => {
                     let field = &fields[rng.below(fields.len())];
-                    let value = values[rng.below(values.len())].clone();
-                    c = config_with(name, |j| j[field.as_str()] = value);
+                    let mut json: serde_json::Value = serde_json::from_slice(&config).unwrap();
+                    json[field.as_str()] = values[rng.below(values.len())].clone();
+                    c = json.to_string().into_bytes();
                 }
                 // Bytes of the weights' header flipped.
                 1 => {

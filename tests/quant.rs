@@ -11,7 +11,6 @@ use common::{flat, ids, max_abs_diff};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, BundleError, ModelFiles, TextConfig};
 use unmask::model::TransformerConfig;
-use unmask::model::load::TensorRole;
 use unmask::model::quant::{QuantFormat, QuantizedMatrix, dequantize_matrix, quantized_keys};
 use unmask::model::transformer::quantize_checkpoint;
 
@@ -77,16 +76,16 @@ fn dequantized(config: &TransformerConfig, quantized: &[u8], format: QuantFormat
     let file = safetensors::SafeTensors::deserialize(quantized).unwrap();
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for slot in config.layout() {
-        let values = match (slot.role, slot.shape.as_slice()) {
-            (TensorRole::Embedding | TensorRole::Weight { .. }, &[rows, cols]) => {
+        let values = match slot.matrix() {
+            Some((rows, cols)) => {
                 let (v, s) = quantized_keys(&slot.name);
                 let m = QuantizedMatrix {
                     values: file.tensor(&v).unwrap().data().to_vec(),
                     scales: file.tensor(&s).unwrap().data().to_vec(),
                 };
-                dequantize_matrix(&m, rows, cols, format)
+                dequantize_matrix(&m, rows, cols, format).unwrap()
             }
-            _ => flat_f32(file.tensor(&slot.name).unwrap().data()),
+            None => flat_f32(file.tensor(&slot.name).unwrap().data()),
         };
         tensors.push((slot.name, slot.shape, values));
     }
@@ -343,6 +342,7 @@ fn unmask_quantize_writes_a_folder_that_chats_and_refuses_what_it_cannot_quantiz
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("quantized already"));
     let over = run(&src, &q4, "q8");
+    assert!(!over.status.success());
     assert!(String::from_utf8_lossy(&over.stderr).contains("not overwritten"));
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
     let dit = run(&tiny, &out.join("dit"), "q8");

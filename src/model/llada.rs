@@ -181,11 +181,6 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
     let unsupported = |field, value: String, hint| ConfigError::Unsupported { field, value, hint };
     let flags = [
         (
-            "bias_for_layer_norm",
-            j.bias_for_layer_norm.unwrap_or(j.include_bias),
-            "norm biases are not implemented: LLaDA's RMSNorms have none",
-        ),
-        (
             "alibi",
             j.alibi,
             "ALiBi is not implemented: LLaDA uses rotary positions",
@@ -194,6 +189,11 @@ pub fn config(bytes: &[u8]) -> Result<TransformerConfig, ConfigError> {
             "include_bias",
             j.include_bias,
             "biases are not implemented: LLaDA has none",
+        ),
+        (
+            "bias_for_layer_norm",
+            j.bias_for_layer_norm.unwrap_or(j.include_bias),
+            "norm biases are not implemented: LLaDA's RMSNorms have none",
         ),
         (
             "include_qkv_bias",

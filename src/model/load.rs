@@ -572,6 +572,19 @@ pub struct TensorSlot {
     pub zero_init: bool,
 }
 
+impl TensorSlot {
+    /// `[rows, cols]` when it is a matrix: the embedding or a linear layer's weight (what
+    /// [`super::quant`] quantizes).
+    pub fn matrix(&self) -> Option<(usize, usize)> {
+        match (self.role, self.shape.as_slice()) {
+            (TensorRole::Embedding | TensorRole::Weight { .. }, &[rows, cols]) => {
+                Some((rows, cols))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Every tensor a checkpoint of `config` holds, in a fixed order (the table in the module docs).
 pub fn checkpoint_layout(config: &ModelConfig) -> Vec<TensorSlot> {
     let (d, c, v, m) = (

@@ -136,6 +136,29 @@ pub enum QuantError {
         /// The tensor.
         key: String,
     },
+    /// A weight so large that its block's scale overflows f16 (|w| above 65,504 × the
+    /// largest level).
+    #[error("`{key}` holds a weight of {largest}, beyond what an f16 scale reaches")]
+    Range {
+        /// The tensor.
+        key: String,
+        /// Its largest |w|.
+        largest: f32,
+    },
+    /// Stored bytes that do not fill the matrix's shape.
+    #[error("`{key}`: {found} bytes where a [{rows}, {cols}] matrix stores {expected}")]
+    Length {
+        /// The tensor.
+        key: String,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Bytes it stores.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
 }
 
 /// A quantized `[rows, cols]` matrix: the values' bytes and the scales' bytes, as stored.
@@ -161,6 +184,16 @@ pub fn quantize_matrix(
             cols,
         });
     }
+    let elements = rows.checked_mul(cols).filter(|&n| n == w.len());
+    if elements.is_none() {
+        return Err(QuantError::Length {
+            key: key.to_owned(),
+            rows,
+            cols,
+            expected: rows.saturating_mul(cols).saturating_mul(4),
+            found: w.len().saturating_mul(4),
+        });
+    }
     if w.iter().any(|x| !x.is_finite()) {
         return Err(QuantError::NonFinite {
             key: key.to_owned(),
@@ -169,9 +202,15 @@ pub fn quantize_matrix(
     let max_level = format.max_level();
     let mut levels = Vec::with_capacity(rows * cols);
     let mut scales = Vec::with_capacity(rows * cols / QUANT_BLOCK * 2);
-    for block in w[..rows * cols].chunks_exact(QUANT_BLOCK) {
+    for block in w.chunks_exact(QUANT_BLOCK) {
         let largest = block.iter().fold(0f32, |m, x| m.max(x.abs()));
         let scale = half::f16::from_f32(largest / max_level);
+        if !scale.is_finite() {
+            return Err(QuantError::Range {
+                key: key.to_owned(),
+                largest,
+            });
+        }
         scales.extend_from_slice(&scale.to_le_bytes());
         let s = scale.to_f32();
         levels.extend(block.iter().map(|&x| {
@@ -192,13 +231,40 @@ pub fn quantize_matrix(
     Ok(QuantizedMatrix { values, scales })
 }
 
+/// Checks that `values` and `scales` store a `[rows, cols]` matrix (`key` names it in the
+/// error).
+fn check_stored(
+    key: &str,
+    values: &[u8],
+    scales: &[u8],
+    rows: usize,
+    cols: usize,
+    format: QuantFormat,
+) -> Result<(), QuantError> {
+    let (v, s) = quantized_shapes(format, rows, cols);
+    let expected =
+        (v[0].checked_mul(v[1])).zip(s[0].checked_mul(s[1]).and_then(|n| n.checked_mul(2)));
+    let found = (values.len(), scales.len());
+    match expected {
+        Some(e) if e == found && cols.is_multiple_of(QUANT_BLOCK) => Ok(()),
+        _ => Err(QuantError::Length {
+            key: key.to_owned(),
+            rows,
+            cols,
+            expected: expected.map_or(usize::MAX, |(v, s)| v.saturating_add(s)),
+            found: found.0.saturating_add(found.1),
+        }),
+    }
+}
+
 /// The weights a quantized matrix stands for, `[rows, cols]` row-major (tests, drift reports).
 pub fn dequantize_matrix(
     m: &QuantizedMatrix,
     rows: usize,
     cols: usize,
     format: QuantFormat,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, QuantError> {
+    check_stored("matrix", &m.values, &m.scales, rows, cols, format)?;
     let levels: Vec<i8> = match format {
         QuantFormat::Q8 => m.values.iter().map(|&b| b as i8).collect(),
         // Shift each nibble to the top of a byte and back: the sign extends.
@@ -213,28 +279,30 @@ pub fn dequantize_matrix(
         .chunks_exact(2)
         .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
         .collect();
-    levels[..rows * cols]
+    Ok(levels
         .iter()
         .enumerate()
         .map(|(i, &q)| q as f32 * scales[i / QUANT_BLOCK])
-        .collect()
+        .collect())
 }
 
-/// The matrix as a burn tensor `[rows, cols]` that stays quantized on `device`: the stored
-/// bytes, uploaded as they are. The caller has checked both shapes against `rows` and `cols`.
+/// The matrix `key` as a burn tensor `[rows, cols]` that stays quantized on `device`: the
+/// stored bytes, uploaded as they are, once their lengths are checked against the shape.
 pub fn quantized_tensor(
+    key: &str,
     values: &[u8],
     scales: &[u8],
     rows: usize,
     cols: usize,
     format: QuantFormat,
     device: &Device,
-) -> Tensor<2> {
+) -> Result<Tensor<2>, QuantError> {
+    check_stored(key, values, scales, rows, cols, format)?;
     let mut bytes = Vec::with_capacity(values.len() + scales.len());
     bytes.extend_from_slice(values);
     bytes.extend_from_slice(scales);
     let data = TensorData::from_bytes_vec(bytes, [rows, cols], DType::QFloat(format.scheme()));
-    Tensor::from_data(data, device)
+    Ok(Tensor::from_data(data, device))
 }
 
 #[cfg(test)]
@@ -256,7 +324,7 @@ mod tests {
             let (values, scales) = quantized_shapes(format, rows, cols);
             assert_eq!(q.values.len(), values[0] * values[1]);
             assert_eq!(q.scales.len(), scales[0] * scales[1] * 2);
-            let back = dequantize_matrix(&q, rows, cols, format);
+            let back = dequantize_matrix(&q, rows, cols, format).unwrap();
             for (b, block) in w.chunks(QUANT_BLOCK).enumerate() {
                 let largest = block.iter().fold(0f32, |m, x| m.max(x.abs()));
                 let step = largest / format.max_level();
@@ -297,6 +365,16 @@ mod tests {
         w[5] = f32::NAN;
         let err = quantize_matrix("b.weight", &w, 1, 32, QuantFormat::Q4).unwrap_err();
         assert!(matches!(err, QuantError::NonFinite { .. }), "{err}");
+        w[5] = 1e7;
+        let err = quantize_matrix("c.weight", &w, 1, 32, QuantFormat::Q4).unwrap_err();
+        assert!(matches!(err, QuantError::Range { .. }), "{err}");
+        let err = quantize_matrix("d.weight", &w, 2, 32, QuantFormat::Q8).unwrap_err();
+        assert!(matches!(err, QuantError::Length { .. }), "{err}");
+        let short = QuantizedMatrix {
+            values: vec![0; 31],
+            scales: vec![0; 2],
+        };
+        assert!(dequantize_matrix(&short, 1, 32, QuantFormat::Q8).is_err());
     }
 
     #[test]
@@ -306,8 +384,9 @@ mod tests {
         let w = matrix(rows, cols);
         for format in [QuantFormat::Q8, QuantFormat::Q4] {
             let q = quantize_matrix("w", &w, rows, cols, format).unwrap();
-            let want = dequantize_matrix(&q, rows, cols, format);
-            let t = quantized_tensor(&q.values, &q.scales, rows, cols, format, &device);
+            let want = dequantize_matrix(&q, rows, cols, format).unwrap();
+            let t =
+                quantized_tensor("w", &q.values, &q.scales, rows, cols, format, &device).unwrap();
             assert!(matches!(t.dtype(), DType::QFloat(_)), "{:?}", t.dtype());
             // Through a matmul with the identity, transposed as a linear layer holds it.
             let identity: Vec<f32> = (0..cols * cols)

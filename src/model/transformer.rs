@@ -404,8 +404,8 @@ impl TransformerConfig {
         };
         let mut stored = Vec::new();
         for logical in self.layout() {
-            match (logical.role, logical.shape.as_slice()) {
-                (TensorRole::Embedding | TensorRole::Weight { .. }, &[rows, cols]) => {
+            match logical.matrix() {
+                Some((rows, cols)) => {
                     let (values_key, scales_key) = quantized_keys(&logical.name);
                     let (values, scales) = quantized_shapes(q.format, rows, cols);
                     let part = |name, shape: [usize; 2], part| {
@@ -414,7 +414,7 @@ impl TransformerConfig {
                     stored.push(part(values_key, values, QuantPart::Values(q.format)));
                     stored.push(part(scales_key, scales, QuantPart::Scales));
                 }
-                _ => stored.push(logical),
+                None => stored.push(logical),
             }
         }
         stored
@@ -436,8 +436,8 @@ impl TransformerConfig {
             .iter()
             .map(|s| {
                 let elements = s.shape.iter().map(|&x| x as u64).product::<u64>();
-                match (self.quantization, s.role) {
-                    (Some(q), TensorRole::Embedding | TensorRole::Weight { .. }) => {
+                match (self.quantization, s.matrix()) {
+                    (Some(q), Some(_)) => {
                         let values = elements / q.format.per_byte() as u64;
                         let scales = elements / QUANT_BLOCK as u64 * 2;
                         values + scales
@@ -752,16 +752,17 @@ impl Reader<'_, '_> {
             Some(q) => {
                 let (values_key, scales_key) = quantized_keys(weight);
                 let (values, scales) = (self.view(&values_key)?, self.view(&scales_key)?);
-                let rows = values.shape()[0];
-                let cols = values.shape()[1] * q.format.per_byte();
+                let rows = values.shape().first().copied().unwrap_or(0);
+                let cols = values.shape().get(1).map_or(0, |c| c * q.format.per_byte());
                 Ok(quantized_tensor(
+                    &values_key,
                     values.data(),
                     scales.data(),
                     rows,
                     cols,
                     q.format,
                     self.device,
-                ))
+                )?)
             }
             None => {
                 let (values, shape) = self.values(weight)?;
@@ -774,9 +775,7 @@ impl Reader<'_, '_> {
     }
 
     fn values(&self, key: &str) -> Result<(Vec<f32>, Vec<usize>), LoadError> {
-        let view = self.shards.view(key).ok_or_else(|| LoadError::MissingKey {
-            key: key.to_owned(),
-        })?;
+        let view = self.view(key)?;
         Ok((decode(key, &view)?, view.shape().to_vec()))
     }
 
@@ -880,8 +879,9 @@ pub fn load_transformer(
 
 /// The checkpoint of `config` (unquantized, in `shards`) with every matrix block-quantized as
 /// `format` ([`super::quant`]'s layout), as one safetensors file; norms and biases are copied as
-/// they are stored. Tensor by tensor, so that only the output is held whole. `config` gets its
-/// `quantization` set by the caller, in config.json.
+/// they are stored. Each matrix is expanded to f32 one at a time; the shards and the output
+/// (twice, while it is serialised) are held whole. `config` gets its `quantization` set by the
+/// caller, in config.json.
 pub fn quantize_checkpoint(
     config: &TransformerConfig,
     shards: &[Vec<u8>],
@@ -896,8 +896,8 @@ pub fn quantize_checkpoint(
             .ok_or_else(|| LoadError::MissingKey {
                 key: logical.name.clone(),
             })?;
-        match (logical.role, logical.shape.as_slice()) {
-            (TensorRole::Embedding | TensorRole::Weight { .. }, &[rows, cols]) => {
+        match logical.matrix() {
+            Some((rows, cols)) => {
                 let values = decode(&logical.name, &view)?;
                 let q = quantize_matrix(&logical.name, &values, rows, cols, format)?;
                 let (values_key, scales_key) = quantized_keys(&logical.name);
@@ -905,7 +905,7 @@ pub fn quantize_checkpoint(
                 tensors.push((values_key, format.dtype(), values_shape.to_vec(), q.values));
                 tensors.push((scales_key, Dtype::F16, scales_shape.to_vec(), q.scales));
             }
-            _ => tensors.push((
+            None => tensors.push((
                 logical.name,
                 view.dtype(),
                 view.shape().to_vec(),

@@ -178,3 +178,15 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// The wgpu device, or `None` (a skip) without an adapter unless `UNMASK_REQUIRE_WGPU` is set.
+pub fn wgpu() -> Option<burn::tensor::Device> {
+    match backend::init(BackendKind::Wgpu) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var_os("UNMASK_REQUIRE_WGPU").is_none() => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("UNMASK_REQUIRE_WGPU is set but wgpu did not start: {e}"),
+    }
+}

@@ -7,15 +7,16 @@ use std::path::PathBuf;
 
 use clap::Args;
 use unmask::backend::{self, BackendKind};
-use unmask::bundle::{Bundle, TextConfig};
+use unmask::bundle::{Bundle, ModelDir, TextConfig};
 use unmask::chat::{
-    CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Role, TOKENIZER_CONFIG_FILE, chat_settings,
-    end_of_turn_ids, reply_text,
+    CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Role, chat_settings, end_of_turn_ids,
+    reply_text,
 };
 use unmask::engine::Generation;
 use unmask::sampler::{Denoiser, Knob, KnobValue, Settings};
+use unmask::text::TextCodec;
 
-use crate::{CliError, draw, settings_error};
+use crate::{AttentionArg, CliError, attention_of, draw, settings_error};
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -36,9 +37,14 @@ pub struct ChatArgs {
     /// Denoising steps per reply [default: one per token].
     #[arg(long)]
     steps: Option<usize>,
-    /// Semi-autoregressive block [default: 32, or the model's own for block diffusion].
+    /// Semi-autoregressive block [default: 32, or the model's own for block diffusion]; with
+    /// `--attention block-causal`, the block of a model whose config.json has none.
     #[arg(long)]
     block_length: Option<usize>,
+    /// Override the model's attention: `block-causal` runs dllm's published `-bd3lm` folders
+    /// (their block size lives in the sampler: give `--block-length 32`) with BD3-LM's sampler.
+    #[arg(long, value_enum)]
+    attention: Option<AttentionArg>,
     /// Sampling temperature [default: 0, Dream's 0.2].
     #[arg(long)]
     temperature: Option<f64>,
@@ -100,36 +106,42 @@ fn settings_of(args: &ChatArgs, preset: Settings) -> Result<Settings, CliError> 
 }
 
 /// The folder's chat template: `chat_template.jinja`, else `tokenizer_config.json`'s.
-fn template_of(args: &ChatArgs) -> Result<ChatTemplate, CliError> {
+fn template_of(
+    args: &ChatArgs,
+    dir: &ModelDir,
+    codec: &TextCodec,
+) -> Result<ChatTemplate, CliError> {
     let input =
         |e: &dyn std::fmt::Display| CliError::Input(format!("{}: {e}", args.model.display()));
-    let config_path = args.model.join(TOKENIZER_CONFIG_FILE);
-    let config = match std::fs::read(&config_path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"{}".to_vec(),
-        Err(e) => return Err(input(&format!("cannot read {TOKENIZER_CONFIG_FILE}: {e}"))),
-    };
-    let jinja_path = args.model.join(CHAT_TEMPLATE_FILE);
-    let jinja = match std::fs::read_to_string(&jinja_path) {
+    let jinja = match std::fs::read_to_string(args.model.join(CHAT_TEMPLATE_FILE)) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(input(&format!("cannot read {CHAT_TEMPLATE_FILE}: {e}"))),
     };
-    ChatTemplate::from_tokenizer_config(&config, jinja.as_deref()).map_err(|e| input(&e))
+    let config = dir.tokenizer_config.as_deref().unwrap_or(b"{}");
+    ChatTemplate::from_tokenizer_config(config, jinja.as_deref(), Some(codec))
+        .map_err(|e| input(&e))
 }
 
 pub fn run(args: ChatArgs) -> Result<(), CliError> {
     let input =
         |e: &dyn std::fmt::Display| CliError::Input(format!("{}: {e}", args.model.display()));
-    let template = template_of(&args)?;
+    let dir = ModelDir::read(&args.model).map_err(|e| input(&e))?;
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
-    let mut bundle = Bundle::from_dir(&args.model, &device).map_err(|e| input(&e))?;
+    let mut bundle = Bundle::from_files(dir.files(), &device).map_err(|e| input(&e))?;
+    let template = template_of(&args, &dir, &bundle.codec)?;
+    drop(dir);
     let TextConfig::Transformer(config) = &bundle.config else {
         return Err(input(
             &"a DiT (MDLM / BD3-LM) has no chat format: chat runs LLaDA, Dream and the A2D models; use `unmask generate`",
         ));
     };
-    let settings = settings_of(&args, chat_settings(config))?;
+    let attention = match args.attention {
+        Some(a) => attention_of(a, &bundle.config, args.block_length).map_err(CliError::Input)?,
+        None => config.attention(),
+    };
+    let settings = settings_of(&args, chat_settings(config, attention))?;
+    bundle.model.set_attention(attention);
     let spec = bundle.model.spec().clone();
     let codec = bundle.codec.clone();
     let end_of_turn = end_of_turn_ids(&codec);

@@ -73,13 +73,21 @@ pub fn run(args: QuantizeArgs) -> Result<(), CliError> {
         (WEIGHTS_FILE, weights),
         (TOKENIZER_FILE, dir.tokenizer.clone()),
     ];
-    for extra in [TOKENIZER_CONFIG_FILE, CHAT_TEMPLATE_FILE] {
-        let path = args.input.join(extra);
-        if path.exists() {
-            let bytes =
-                std::fs::read(&path).map_err(|e| input(&format!("cannot read {extra}: {e}")))?;
-            files.push((extra, bytes));
-        }
+    if let Some(bytes) = &dir.tokenizer_config {
+        files.push((TOKENIZER_CONFIG_FILE, bytes.clone()));
+    }
+    let jinja = args.input.join(CHAT_TEMPLATE_FILE);
+    if jinja.exists() {
+        let bytes = std::fs::read(&jinja)
+            .map_err(|e| input(&format!("cannot read {CHAT_TEMPLATE_FILE}: {e}")))?;
+        files.push((CHAT_TEMPLATE_FILE, bytes));
+    }
+    // All or nothing: no file is written while one of them would be refused.
+    if let Some((name, _)) = files.iter().find(|(name, _)| args.out.join(name).exists()) {
+        return Err(CliError::Input(format!(
+            "{} exists already (it is not overwritten)",
+            args.out.join(name).display()
+        )));
     }
     for (name, bytes) in &files {
         let path = args.out.join(name);
