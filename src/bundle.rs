@@ -8,7 +8,7 @@ use std::ops::Range;
 use burn::tensor::Device;
 use thiserror::Error;
 
-use crate::chat::{SpecialTokens, TOKENIZER_CONFIG_FILE};
+use crate::chat::SpecialTokens;
 use crate::config::{Attention, ConfigError, Family, ModelConfig};
 use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
@@ -502,7 +502,7 @@ impl ModelDir {
             config: read(CONFIG_FILE)?,
             weights,
             tokenizer: read(TOKENIZER_FILE)?,
-            tokenizer_config: optional(TOKENIZER_CONFIG_FILE)?,
+            tokenizer_config: optional(crate::chat::TOKENIZER_CONFIG_FILE)?,
         })
     }
 

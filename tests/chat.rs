@@ -1,6 +1,8 @@
 //! Chat: the conversation through the model's own template, the authors' chat samplers, replies
 //! cut at the end of the turn, and `unmask chat` end to end on the dllm fixtures.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -11,18 +13,10 @@ use unmask::chat::{
 };
 use unmask::sampler::{Bd3Order, Remasking, Settings};
 
-const FOLDERS: [&str; 5] = [
-    "a2d-qwen3",
-    "a2d-qwen3-bd3lm",
-    "a2d-qwen2",
-    "llada",
-    "dream",
-];
+use common::DLLM_FOLDERS as FOLDERS;
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/dllm")
-        .join(name)
+    common::dllm_dir(name)
 }
 
 fn template(name: &str) -> ChatTemplate {

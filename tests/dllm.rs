@@ -14,23 +14,14 @@ use unmask::engine::Generation;
 use unmask::model::LoadError;
 use unmask::sampler::{Denoiser, SamplerKind, Settings};
 
-/// The five fixture folders.
-const FOLDERS: [&str; 5] = [
-    "a2d-qwen3",
-    "a2d-qwen3-bd3lm",
-    "a2d-qwen2",
-    "llada",
-    "dream",
-];
+use common::DLLM_FOLDERS as FOLDERS;
 
 /// Largest difference from the reference's f32 logits. The reference's own eager and SDPA paths
 /// differ by 4e-6; a wrong RMSNorm ε (1e-5 for 1e-6) moves them by 2e-4.
 const TOLERANCE: f32 = 3e-5;
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/dllm")
-        .join(name)
+    common::dllm_dir(name)
 }
 
 fn reference(name: &str) -> serde_json::Value {

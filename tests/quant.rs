@@ -14,19 +14,11 @@ use unmask::model::TransformerConfig;
 use unmask::model::quant::{QuantFormat, QuantizedMatrix, dequantize_matrix, quantized_keys};
 use unmask::model::transformer::quantize_checkpoint;
 
-const FOLDERS: [&str; 5] = [
-    "a2d-qwen3",
-    "a2d-qwen3-bd3lm",
-    "a2d-qwen2",
-    "llada",
-    "dream",
-];
+use common::DLLM_FOLDERS as FOLDERS;
 const FORMATS: [QuantFormat; 2] = [QuantFormat::Q8, QuantFormat::Q4];
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/dllm")
-        .join(name)
+    common::dllm_dir(name)
 }
 
 fn read(name: &str, file: &str) -> Vec<u8> {

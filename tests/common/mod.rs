@@ -190,3 +190,20 @@ pub fn wgpu() -> Option<burn::tensor::Device> {
         Err(e) => panic!("UNMASK_REQUIRE_WGPU is set but wgpu did not start: {e}"),
     }
 }
+
+/// The dllm parity fixtures (`tests/fixtures/dllm/`, made by `scripts/make_dllm_fixtures.py`),
+/// one per decoder-transformer architecture.
+pub const DLLM_FOLDERS: [&str; 5] = [
+    "a2d-qwen3",
+    "a2d-qwen3-bd3lm",
+    "a2d-qwen2",
+    "llada",
+    "dream",
+];
+
+/// The dllm fixture folder `name`.
+pub fn dllm_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dllm")
+        .join(name)
+}

@@ -420,32 +420,19 @@ pub fn init(args: InitArgs) -> Result<(), String> {
         build_bytes_per_parameter(dtype),
         args.memory_limit,
     )?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let s = synthetic(args.preset, args.seed, dtype)?;
     let (config, config_json, weights) = (s.config, s.config_json, s.weights);
     let tokenizer_json =
         serde_json::to_vec(&synthetic_tokenizer(s.mask_id as usize + 1, s.mask_token))
             .map_err(|e| e.to_string())?;
-    for (name, bytes) in [
-        (CONFIG_FILE, &config_json),
-        (WEIGHTS_FILE, &weights),
-        (TOKENIZER_FILE, &tokenizer_json),
-    ] {
-        let path = args.out.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                format!(
-                    "cannot write {}: {e} (it is not overwritten)",
-                    path.display()
-                )
-            })?;
-        std::io::Write::write_all(&mut file, bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
+    crate::write_new_files(
+        &args.out,
+        &[
+            (CONFIG_FILE, &config_json),
+            (WEIGHTS_FILE, &weights),
+            (TOKENIZER_FILE, &tokenizer_json),
+        ],
+    )?;
     outln!(
         "wrote {} ({} parameters, {:.1} MB of weights)",
         args.out.display(),

@@ -302,6 +302,34 @@ impl From<unmask::sampler::SampleError> for CliError {
     }
 }
 
+/// Writes `files` into the folder `out` (created), all or none: a file that exists already is
+/// never overwritten, and none is written while one of them would be.
+pub fn write_new_files(out: &Path, files: &[(&str, &[u8])]) -> CliResult<()> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    if let Some((name, _)) = files.iter().find(|(name, _)| out.join(name).exists()) {
+        return Err(format!(
+            "cannot write {}: it exists already (it is not overwritten)",
+            out.join(name).display()
+        ));
+    }
+    for (name, bytes) in files {
+        let path = out.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                format!(
+                    "cannot write {}: {e} (it is not overwritten)",
+                    path.display()
+                )
+            })?;
+        file.write_all(bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// One line to stdout; a closed pipe ends the process with success (the reader has what it
 /// wanted), any other write error with a message.
 fn write_line(line: std::fmt::Arguments) {

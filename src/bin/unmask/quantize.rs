@@ -66,8 +66,6 @@ pub fn run(args: QuantizeArgs) -> Result<(), CliError> {
     let config_json =
         serde_json::to_vec_pretty(&json).map_err(|e| CliError::Failed(e.to_string()))?;
 
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (CONFIG_FILE, config_json),
         (WEIGHTS_FILE, weights),
@@ -82,28 +80,8 @@ pub fn run(args: QuantizeArgs) -> Result<(), CliError> {
             .map_err(|e| input(&format!("cannot read {CHAT_TEMPLATE_FILE}: {e}")))?;
         files.push((CHAT_TEMPLATE_FILE, bytes));
     }
-    // All or nothing: no file is written while one of them would be refused.
-    if let Some((name, _)) = files.iter().find(|(name, _)| args.out.join(name).exists()) {
-        return Err(CliError::Input(format!(
-            "{} exists already (it is not overwritten)",
-            args.out.join(name).display()
-        )));
-    }
-    for (name, bytes) in &files {
-        let path = args.out.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                format!(
-                    "cannot write {}: {e} (it is not overwritten)",
-                    path.display()
-                )
-            })?;
-        std::io::Write::write_all(&mut file, bytes)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
+    let borrowed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    crate::write_new_files(&args.out, &borrowed)?;
     let before: usize = dir.weights.iter().map(Vec::len).sum();
     outln!(
         "wrote {} ({}: {:.1} MB of weights, from {:.1} MB)",
