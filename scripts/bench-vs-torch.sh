@@ -18,9 +18,15 @@ if ! "$python" -c "import torch" 2>/dev/null; then
     echo "no PyTorch at $python: python3 -m venv /var/tmp/torch-venv && /var/tmp/torch-venv/bin/pip install torch" >&2
     exit 2
 fi
-# The build the tests and `unmask bench` use (dependencies at opt-level 3).
-cargo build --locked --quiet --bin unmask
-unmask="$CARGO_TARGET_DIR/debug/unmask"
+# The perf profile (Cargo.toml): optimised, without the dev profile's debug assertions and
+# overflow checks, which double the forward's time. UNMASK_BENCH_PROFILE=dev measures the test
+# build instead.
+profile="${UNMASK_BENCH_PROFILE:-perf}"
+cargo build --locked --quiet --profile "$profile" --bin unmask
+case "$profile" in
+    dev) unmask="$CARGO_TARGET_DIR/debug/unmask" ;;
+    *) unmask="$CARGO_TARGET_DIR/$profile/unmask" ;;
+esac
 
 # burn's CPU backend and its matmuls parallelise with rayon; PyTorch with its intra-op pool.
 export RAYON_NUM_THREADS="$threads"
@@ -44,7 +50,7 @@ theirs() { # SHAPE LENGTHS -> "L ms" lines
 }
 
 torch_version=$("$python" -c "import torch; print(torch.__version__)")
-echo "threads $threads, repeats $repeats, PyTorch $torch_version eager f32, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "threads $threads, repeats $repeats, Unmask's $profile build, PyTorch $torch_version eager f32, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo
 echo "| shape | L | Unmask (ms) | PyTorch (ms) | Unmask / PyTorch |"
 echo "|---|---|---|---|---|"

@@ -186,6 +186,44 @@ for (const c of cases) {
   });
 }
 
+// The diffusion LMs' decoder transformer (tests/fixtures/dllm: tiny random-weight folders of
+// each published architecture, with tokenizer_config.json) on WebGPU against the CLI, each with
+// the sampler its authors use (BD3-LM's with the KV cache for the block-causal one).
+const dllmCases = [
+  { name: 'a2d-qwen3', sampler: 'llada' },
+  { name: 'a2d-qwen3-bd3lm', sampler: 'bd3' },
+  { name: 'a2d-qwen2', sampler: 'llada' },
+  { name: 'llada', sampler: 'llada' },
+  { name: 'dream', sampler: 'llada' },
+];
+
+for (const c of dllmCases) {
+  test(`WebGPU: the ${c.name} transformer loads and writes what the CLI writes`, async () => {
+    const prompt = 'the cat sat on the';
+    const model = `./fixtures/dllm/${c.name}/`;
+    // Steps for LLaDA's sampler; BD3-LM's first-hitting takes none (steps would rank instead).
+    const steps = c.sampler === 'llada' ? '&steps=8' : '';
+    const { page, context, problems } = await open(
+      `model=${encodeURIComponent(model)}&sampler=${c.sampler}&gen=8${steps}&temperature=0&seed=1&prompt=${encodeURIComponent(prompt)}`);
+    try {
+      await loaded(page, `fixtures/dllm/${c.name}/`);
+      assert.equal(await backendOf(page), 'wgpu', 'SwiftShader WebGPU should be used');
+      const [lane] = await run(page);
+      await shot(page, `webgpu-dllm-${c.name}`);
+      assert.equal(lane.status, 'done');
+      // Greedy: random weights spread their probability thinly, and a draw at temperature 1
+      // would turn on SwiftShader's last bits.
+      const args = ['--sampler', c.sampler, '--gen-length', '8', '--temperature', '0', '--seed', '1'];
+      if (c.sampler === 'llada') args.push('--steps', '8');
+      const reference = cli(args, { model: path.join(fixtures, 'dllm', c.name), prompt });
+      assert.equal(lane.text, reference.text);
+      await assertClean(page, problems);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
 test('without WebGPU the CPU badge shows and the result is the same', async () => {
   const c = cases[0];
   const { page, context, problems } = await open(`${c.query}&prompt=${encodeURIComponent(PROMPT)}`, { gpu: false });
