@@ -7,9 +7,11 @@
 //! `ggml-quants.c` `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref`), with the 4-bit values
 //! signed instead of offset by 8 and laid out row-major, so that a file's bytes are already the
 //! bytes burn's quantized tensors hold (`QuantValue::Q8S` / `Q4S`, `QuantStore::PackedU32(0)`,
-//! block `[1, 32]` with f16 scales): loading copies them to the device as they are — the
-//! weights are never expanded to f32 — and burn's `q_matmul` dequantizes inside the matmul
-//! (cubecl's quantized matmul on wgpu; the CPU backend dequantizes per call).
+//! block `[1, 32]` with f16 scales): loading copies them to a GPU as they are — the weights are
+//! never expanded to f32 there — and burn's `q_matmul` (cubecl's quantized matmul) dequantizes
+//! inside the matmul. The CPU backend gets them expanded to f32 at load instead: burn-flex
+//! dequantizes a whole matrix per call, which made the 0.6B model's forward 20× slower
+//! (BENCHMARKS.md); on the CPU the format saves the download and the disk, not the memory.
 //!
 //! ## Layout
 //!
@@ -264,18 +266,29 @@ pub fn dequantize_matrix(
     cols: usize,
     format: QuantFormat,
 ) -> Result<Vec<f32>, QuantError> {
-    check_stored("matrix", &m.values, &m.scales, rows, cols, format)?;
+    dequantize("matrix", &m.values, &m.scales, rows, cols, format)
+}
+
+/// The weights the stored `values` and `scales` of matrix `key` stand for (see
+/// [`dequantize_matrix`]).
+pub fn dequantize(
+    key: &str,
+    values: &[u8],
+    scales: &[u8],
+    rows: usize,
+    cols: usize,
+    format: QuantFormat,
+) -> Result<Vec<f32>, QuantError> {
+    check_stored(key, values, scales, rows, cols, format)?;
     let levels: Vec<i8> = match format {
-        QuantFormat::Q8 => m.values.iter().map(|&b| b as i8).collect(),
+        QuantFormat::Q8 => values.iter().map(|&b| b as i8).collect(),
         // Shift each nibble to the top of a byte and back: the sign extends.
-        QuantFormat::Q4 => m
-            .values
+        QuantFormat::Q4 => values
             .iter()
             .flat_map(|&b| [((b << 4) as i8) >> 4, (b as i8) >> 4])
             .collect(),
     };
-    let scales: Vec<f32> = m
-        .scales
+    let scales: Vec<f32> = scales
         .chunks_exact(2)
         .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
         .collect();

@@ -38,8 +38,8 @@ use super::load::{
     torch_weight, write_safetensors_under,
 };
 use super::quant::{
-    QUANT_BLOCK, QuantFormat, Quantization, quantize_matrix, quantized_keys, quantized_shapes,
-    quantized_tensor,
+    QUANT_BLOCK, QuantFormat, Quantization, dequantize, quantize_matrix, quantized_keys,
+    quantized_shapes, quantized_tensor,
 };
 use crate::config::{Attention, ConfigError};
 
@@ -736,6 +736,9 @@ struct Reader<'s, 'a> {
     shards: &'s Shards<'a>,
     device: &'s Device,
     quantization: Option<Quantization>,
+    /// Whether quantized matrices are expanded to f32 at load (the CPU backend, see
+    /// [`super::quant`]) rather than kept quantized on the device.
+    expand: bool,
 }
 
 impl Reader<'_, '_> {
@@ -745,29 +748,56 @@ impl Reader<'_, '_> {
         })
     }
 
-    /// The matrix stored under `weight` (`[rows, cols]` in PyTorch's layout), quantized when
-    /// the checkpoint is: its bytes go to the device as they are.
-    fn matrix(&self, weight: &str) -> Result<Tensor<2>, LoadError> {
+    /// The quantized matrix stored for `weight`: its values' and scales' views, `[rows, cols]`.
+    fn quantized(
+        &self,
+        weight: &str,
+        format: QuantFormat,
+    ) -> Result<(String, TensorView<'_>, TensorView<'_>, usize, usize), LoadError> {
+        let (values_key, scales_key) = quantized_keys(weight);
+        let (values, scales) = (self.view(&values_key)?, self.view(&scales_key)?);
+        let rows = values.shape().first().copied().unwrap_or(0);
+        let cols = values.shape().get(1).map_or(0, |c| c * format.per_byte());
+        Ok((values_key, values, scales, rows, cols))
+    }
+
+    /// The matrix stored under `weight` as f32 values and its `[rows, cols]` (PyTorch's layout),
+    /// expanded from its quantized form where the checkpoint is quantized.
+    fn matrix_values(&self, weight: &str) -> Result<(Vec<f32>, [usize; 2]), LoadError> {
         match self.quantization {
             Some(q) => {
-                let (values_key, scales_key) = quantized_keys(weight);
-                let (values, scales) = (self.view(&values_key)?, self.view(&scales_key)?);
-                let rows = values.shape().first().copied().unwrap_or(0);
-                let cols = values.shape().get(1).map_or(0, |c| c * q.format.per_byte());
-                Ok(quantized_tensor(
-                    &values_key,
+                let (key, values, scales, rows, cols) = self.quantized(weight, q.format)?;
+                let w = dequantize(&key, values.data(), scales.data(), rows, cols, q.format)?;
+                Ok((w, [rows, cols]))
+            }
+            None => {
+                let (values, shape) = self.values(weight)?;
+                Ok((values, [shape[0], shape[1]]))
+            }
+        }
+    }
+
+    /// The matrix stored under `weight` (`[rows, cols]` in PyTorch's layout): on a GPU a
+    /// quantized one's bytes go to the device as they are.
+    fn matrix(&self, weight: &str) -> Result<Tensor<2>, LoadError> {
+        match self.quantization {
+            Some(q) if !self.expand => {
+                let (key, values, scales, rows, cols) = self.quantized(weight, q.format)?;
+                let t = quantized_tensor(
+                    &key,
                     values.data(),
                     scales.data(),
                     rows,
                     cols,
                     q.format,
                     self.device,
-                )?)
+                )?;
+                Ok(t)
             }
-            None => {
-                let (values, shape) = self.values(weight)?;
+            _ => {
+                let (values, shape) = self.matrix_values(weight)?;
                 Ok(Tensor::from_data(
-                    TensorData::new(values, [shape[0], shape[1]]),
+                    TensorData::new(values, shape),
                     self.device,
                 ))
             }
@@ -796,10 +826,10 @@ impl Reader<'_, '_> {
     fn linear(&self, weight: &str, bias: Option<&str>) -> Result<Linear, LoadError> {
         let weight = match self.quantization {
             // Transposed as a view: the blocks run along the input axis either way.
-            Some(_) => self.matrix(weight)?.transpose(),
-            None => {
-                let (values, shape) = self.values(weight)?;
-                torch_weight(values, shape[1], shape[0], self.device)
+            Some(_) if !self.expand => self.matrix(weight)?.transpose(),
+            _ => {
+                let (values, [rows, cols]) = self.matrix_values(weight)?;
+                torch_weight(values, cols, rows, self.device)
             }
         };
         Ok(Linear {
@@ -824,6 +854,7 @@ pub fn load_transformer(
         shards: &shards,
         device,
         quantization: config.quantization,
+        expand: crate::backend::is_host(device),
     };
     let arch = config.architecture;
     let eps = config.rms_norm_eps;
