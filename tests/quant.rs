@@ -105,6 +105,9 @@ fn flat_f32(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Every quantized tensor is found under its key, expanded and laid out where the float
+/// checkpoint has it (on the CPU backend, which expands them at load; `tests/wgpu_quant.rs` holds
+/// the GPU's quantized matmul to these logits, and `quant::tests` burn's reading of the bytes).
 #[test]
 fn a_quantized_model_computes_what_its_dequantized_weights_compute() {
     let device = backend::init(BackendKind::Cpu).unwrap();
