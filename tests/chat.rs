@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, TextConfig};
@@ -13,7 +12,7 @@ use unmask::chat::{
 };
 use unmask::sampler::{Bd3Order, Remasking, Settings};
 
-use common::DLLM_FOLDERS as FOLDERS;
+use common::{DLLM_FOLDERS as FOLDERS, unmask};
 
 fn dir(name: &str) -> PathBuf {
     common::dllm_dir(name)
@@ -164,13 +163,6 @@ fn each_architecture_chats_with_its_authors_sampler() {
             threshold: None
         }
     ));
-}
-
-fn unmask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_unmask"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -2,17 +2,8 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{fixture_dir, flat, max_abs_diff, reference};
+use common::{fixture_dir, flat, max_abs_diff, reference, unmask};
 use unmask::Trajectory;
-
-fn unmask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_unmask"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("unmask-cli-{}", std::process::id()));
@@ -431,7 +422,7 @@ fn a_closed_stdout_ends_the_cli_quietly() {
     // `unmask inspect … | head -0`: the reader is gone before the first line is written.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_unmask"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
         .args(["inspect", "--model", fixture_dir().to_str().unwrap()])
         .stdout(writer)
         .stderr(std::process::Stdio::piped())

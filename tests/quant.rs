@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use common::{flat, ids, max_abs_diff};
 use unmask::backend::{self, BackendKind};
@@ -14,7 +13,7 @@ use unmask::model::TransformerConfig;
 use unmask::model::quant::{QuantFormat, QuantizedMatrix, dequantize_matrix, quantized_keys};
 use unmask::model::transformer::quantize_checkpoint;
 
-use common::DLLM_FOLDERS as FOLDERS;
+use common::{DLLM_FOLDERS as FOLDERS, unmask};
 const FORMATS: [QuantFormat; 2] = [QuantFormat::Q8, QuantFormat::Q4];
 
 fn dir(name: &str) -> PathBuf {
@@ -278,13 +277,6 @@ fn broken_quantized_folders_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("quantization = block_size 16"), "{err}");
-}
-
-fn unmask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_unmask"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -207,3 +207,11 @@ pub fn dllm_dir(name: &str) -> PathBuf {
         .join("tests/fixtures/dllm")
         .join(name)
 }
+
+/// Runs the `unmask` binary with `args`.
+pub fn unmask(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
+        .args(args)
+        .output()
+        .unwrap()
+}
