@@ -155,11 +155,7 @@ impl DitBlock {
             Some(c) => c.extend(k, v, store),
             None => (k, v),
         };
-        let mut scores = q.matmul(k_all.swap_dims(2, 3)) / (dh as f64).sqrt(); // [B, H, L, Lk]
-        if let Some(bias) = bias {
-            scores = scores + bias.clone();
-        }
-        let attended = softmax(scores, 3).matmul(v_all); // [B, H, L, Dh]
+        let attended = attend(q, k_all, v_all, bias); // [B, H, L, Dh]
         let attended = attended.swap_dims(1, 2).reshape([b, l, d]);
         let attn = self.attn_out.forward(attended);
         let x = match &modulation {
@@ -178,6 +174,39 @@ impl DitBlock {
             None => x + y,
         }
     }
+}
+
+/// `softmax(q·kᵀ/√Dh + bias)·v` for `q` `[B, H, L, Dh]` and keys/values `[B, H, Lk, Dh]`.
+///
+/// On the CPU backend this is burn's fused attention (burn-flex tiles long sequences over the
+/// keys with an online softmax instead of writing the `[L, Lk]` scores out; the 169.6M shape's
+/// forward went from 440 / 1,570 / 8,390 ms to 314 / 1,176 / 7,152 ms at L = 64 / 256 / 1,024,
+/// BENCHMARKS.md); on a GPU, where the kernels the page compiles are the ones measured and
+/// tested in the browser, the three passes as written.
+pub(crate) fn attend(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Option<&Tensor<4>>,
+) -> Tensor<4> {
+    let [b, h, l, dh] = q.dims();
+    let lk = k.dims()[2];
+    if crate::backend::is_host(&q.device()) {
+        let bias = bias.map(|x| x.clone().expand([b, h, l, lk]));
+        return burn::tensor::module::attention(
+            q,
+            k,
+            v,
+            None,
+            bias,
+            burn::tensor::ops::AttentionModuleOptions::default(),
+        );
+    }
+    let mut scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt(); // [B, H, L, Lk]
+    if let Some(bias) = bias {
+        scores = scores + bias.clone();
+    }
+    softmax(scores, 3).matmul(v)
 }
 
 /// The output head (`backbone.output_layer`).
