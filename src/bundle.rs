@@ -214,14 +214,6 @@ impl TextConfig {
         }
     }
 
-    /// Elements of the largest tensor: it must fit one GPU storage buffer.
-    pub fn largest_tensor_elements(&self) -> u64 {
-        match self {
-            Self::Dit(c) => largest_tensor_elements(c),
-            Self::Transformer(c) => c.largest_tensor_elements(),
-        }
-    }
-
     /// What the model is, in a few words (`bd3lm DiT`, `a2d-qwen3`).
     pub fn describe(&self) -> String {
         match self {

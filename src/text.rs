@@ -177,18 +177,18 @@ impl TextCodec {
     /// tokenizers have no BOS, though their `<|endoftext|>` looks like one); a `null` EOS, or a
     /// name the tokenizer does not have, keeps the one found by name.
     pub fn with_special_tokens(mut self, special: &crate::chat::SpecialTokens) -> Self {
-        let tokenizer = &self.tokenizer;
-        let id = |name: &Option<String>| name.as_deref().and_then(|n| tokenizer.token_to_id(n));
-        let bos = special.bos_token.as_ref().map(id);
-        let eos = special.eos_token.as_ref().map(id);
-        match (&special.bos_token, bos) {
-            (Some(None), _) => self.bos_id = None,
-            (_, Some(Some(found))) => self.bos_id = Some(found),
-            _ => {}
+        let named = |token: &Option<Option<String>>| {
+            token
+                .as_ref()
+                .and_then(Option::as_deref)
+                .and_then(|name| self.tokenizer.token_to_id(name))
+        };
+        let (bos, eos) = (named(&special.bos_token), named(&special.eos_token));
+        if special.bos_token == Some(None) {
+            self.bos_id = None;
         }
-        if let Some(Some(found)) = eos {
-            self.eos_id = Some(found);
-        }
+        self.bos_id = bos.or(self.bos_id);
+        self.eos_id = eos.or(self.eos_id);
         self
     }
 

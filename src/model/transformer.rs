@@ -437,10 +437,10 @@ impl TransformerConfig {
             .map(|s| {
                 let elements = s.shape.iter().map(|&x| x as u64).product::<u64>();
                 match (self.quantization, s.matrix()) {
-                    (Some(q), Some(_)) => {
-                        let values = elements / q.format.per_byte() as u64;
-                        let scales = elements / QUANT_BLOCK as u64 * 2;
-                        values + scales
+                    (Some(q), Some((rows, cols))) => {
+                        let (values, scales) = quantized_shapes(q.format, rows, cols);
+                        let size = |[a, b]: [usize; 2]| a as u64 * b as u64;
+                        size(values) + 2 * size(scales)
                     }
                     _ => elements.saturating_mul(float_bytes),
                 }
@@ -684,6 +684,13 @@ impl<'a> Shards<'a> {
         let file = self.files.get(*self.index.get(key)?)?;
         file.tensor(key).ok()
     }
+
+    /// The tensor stored under `key`, or the error naming it.
+    fn get(&self, key: &str) -> Result<TensorView<'a>, LoadError> {
+        self.view(key).ok_or_else(|| LoadError::MissingKey {
+            key: key.to_owned(),
+        })
+    }
 }
 
 impl TensorSource for Shards<'_> {
@@ -743,9 +750,7 @@ struct Reader<'s, 'a> {
 
 impl Reader<'_, '_> {
     fn view(&self, key: &str) -> Result<TensorView<'_>, LoadError> {
-        self.shards.view(key).ok_or_else(|| LoadError::MissingKey {
-            key: key.to_owned(),
-        })
+        self.shards.get(key)
     }
 
     /// The quantized matrix stored for `weight`: its values' and scales' views, `[rows, cols]`.
@@ -922,11 +927,7 @@ pub fn quantize_checkpoint(
     check_header(config, &shards)?;
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for logical in config.layout() {
-        let view = shards
-            .view(&logical.name)
-            .ok_or_else(|| LoadError::MissingKey {
-                key: logical.name.clone(),
-            })?;
+        let view = shards.get(&logical.name)?;
         match logical.matrix() {
             Some((rows, cols)) => {
                 let values = decode(&logical.name, &view)?;

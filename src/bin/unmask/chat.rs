@@ -16,7 +16,7 @@ use unmask::engine::Generation;
 use unmask::sampler::{Denoiser, Knob, KnobValue, Settings};
 use unmask::text::TextCodec;
 
-use crate::{AttentionArg, CliError, attention_of, draw, settings_error};
+use crate::{AttentionArg, CliError, attention_of, draw, set_knobs};
 
 #[derive(Args)]
 pub struct ChatArgs {
@@ -76,12 +76,11 @@ pub struct ChatArgs {
 fn settings_of(args: &ChatArgs, preset: Settings) -> Result<Settings, CliError> {
     let mut settings = preset;
     let number = |x: f64| KnobValue::Number(x);
-    let mut set =
-        |knob: Knob, value: KnobValue| settings.set(knob, value).map_err(|e| settings_error(&e));
-    if let Some(n) = args.gen_length {
-        set(Knob::GenLength, number(n as f64))?;
-        set(Knob::Steps, number(n as f64))?;
-    }
+    let length = args.gen_length.map(|n| number(n as f64));
+    set_knobs(
+        &mut settings,
+        [(Knob::GenLength, length), (Knob::Steps, length)],
+    )?;
     let given = [
         (Knob::Steps, args.steps.map(|n| number(n as f64))),
         (
@@ -93,11 +92,7 @@ fn settings_of(args: &ChatArgs, preset: Settings) -> Result<Settings, CliError> 
         (Knob::Threshold, args.threshold.map(number)),
         (Knob::Seed, Some(number(args.seed as f64))),
     ];
-    for (knob, value) in given {
-        if let Some(value) = value {
-            set(knob, value)?;
-        }
-    }
+    set_knobs(&mut settings, given)?;
     if let (Some(n), None, Settings::Llada(s)) = (args.gen_length, args.block_length, &mut settings)
     {
         s.block_length = s.block_length.map(|b| b.min(n));

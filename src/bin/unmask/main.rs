@@ -484,12 +484,22 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
         ),
         (Knob::Seed, Some(number(args.seed as f64))),
     ];
+    set_knobs(&mut settings, given)?;
+    Ok(settings)
+}
+
+/// Sets each knob given a value, in order; the first the sampler refuses is the error, with its
+/// flag.
+fn set_knobs(
+    settings: &mut Settings,
+    given: impl IntoIterator<Item = (Knob, Option<KnobValue>)>,
+) -> Result<(), CliError> {
     for (knob, value) in given {
         if let Some(value) = value {
             settings.set(knob, value).map_err(|e| settings_error(&e))?;
         }
     }
-    Ok(settings)
+    Ok(())
 }
 
 fn generate(args: GenerateArgs) -> Result<(), CliError> {
