@@ -55,6 +55,26 @@ def imported_functions(data, at):
     return functions
 
 
+def crate_of(name):
+    """The crate a function's name starts with: demangled (`crate::path`, as wasm-bindgen leaves
+    them) or still in Rust's legacy mangling (`_ZN5crate4path...`, as rustc writes them: the
+    module in the target directory, before wasm-bindgen)."""
+    if name.startswith("_ZN"):
+        at = 3
+        digits = ""
+        while at < len(name) and name[at].isdigit():
+            digits += name[at]
+            at += 1
+        if not digits:
+            return "(other)"
+        first = name[at : at + int(digits)]
+        # `<crate::Type as Trait>::f` mangles as `_$LT$crate..Type$u20$as$u20$Trait$GT$`.
+        first = first.removeprefix("_$LT$").lstrip("_").removeprefix("$RF$").removeprefix("$BP$")
+        return first.split("..")[0].split("$")[0] or "(other)"
+    name = name.lstrip("<&* ")
+    return name.split("::")[0] if "::" in name else "(other)"
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -96,8 +116,7 @@ def main():
         at += size
     per_crate = collections.Counter()
     for i, size in enumerate(sizes):
-        name = function_names.get(i + imports, "?").lstrip("<&* ")
-        per_crate[name.split("::")[0] if "::" in name else "(other)"] += size
+        per_crate[crate_of(function_names.get(i + imports, "?"))] += size
     total = sum(sizes)
     for crate, size in per_crate.most_common(rows):
         print(f"{size / 1e6:7.2f} MB {100 * size / total:5.1f}%  {crate}")

@@ -339,6 +339,13 @@ pub struct Conversation {
     messages: Vec<Message>,
 }
 
+impl From<Vec<Message>> for Conversation {
+    /// A conversation that has gone on so far (e.g. the page's, from its link).
+    fn from(messages: Vec<Message>) -> Self {
+        Self { messages }
+    }
+}
+
 impl Conversation {
     /// A new conversation, opened by `system` when given.
     pub fn new(system: Option<&str>) -> Self {

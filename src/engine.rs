@@ -107,6 +107,13 @@ impl Generation {
         &self.settings
     }
 
+    /// Names the text the prompt's ids came from, for the record (a run prepared
+    /// [`from_ids`](Self::from_ids), e.g. a chat rendered through its template).
+    pub fn with_prompt_text(mut self, text: String) -> Self {
+        self.prompt = text;
+        self
+    }
+
     /// The prompt's ids.
     pub fn prompt_ids(&self) -> &[u32] {
         &self.prompt_ids

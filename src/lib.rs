@@ -30,6 +30,8 @@ pub mod export;
 pub mod float_json;
 #[cfg(not(target_family = "wasm"))]
 pub mod fuzzing;
+#[cfg(not(target_family = "wasm"))]
+pub mod hub;
 pub mod limits;
 pub mod model;
 pub mod network;

@@ -539,3 +539,94 @@ fn block_causal_attention_takes_the_block_length_when_config_json_has_none() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A Hugging Face cache as `huggingface_hub` lays it out, holding the fixture model as
+/// `unmask-test/tiny` at commit `c0ffee…`, which `refs/main` and the tag `refs/v1` name.
+fn hub_cache() -> (std::path::PathBuf, String) {
+    let cache = tmp("hub-cache");
+    let commit = "c0ffee".repeat(7)[..40].to_owned();
+    let repo = cache.join("models--unmask-test--tiny");
+    let snapshot = repo.join("snapshots").join(&commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture_dir().join(file), snapshot.join(file)).unwrap();
+    }
+    std::fs::write(repo.join("refs/main"), &commit).unwrap();
+    std::fs::write(repo.join("refs/v1"), format!("{commit}\n")).unwrap();
+    (cache, commit)
+}
+
+/// `unmask` with `HF_HUB_CACHE` set to `cache`, run in `cwd`.
+fn unmask_with_cache(args: &[&str], cache: &std::path::Path, cwd: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
+        .args(args)
+        .env("HF_HUB_CACHE", cache)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_hub_id_opens_its_folder_in_the_hugging_face_cache() {
+    let (cache, commit) = hub_cache();
+    let cwd = tmp("hub-cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let fixture = fixture_dir();
+    let direct = unmask(&["inspect", "--model", fixture.to_str().unwrap()]);
+    assert!(direct.status.success());
+    let expected = String::from_utf8(direct.stdout).unwrap();
+    for id in [
+        "unmask-test/tiny".to_owned(),
+        "unmask-test/tiny@main".into(),
+        "unmask-test/tiny@v1".into(),
+        format!("unmask-test/tiny@{commit}"),
+    ] {
+        let out = unmask_with_cache(&["inspect", "--model", &id], &cache, &cwd);
+        assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+        // The same model, read from the snapshot (its path is the only difference).
+        let text = String::from_utf8(out.stdout).unwrap();
+        let snapshot = cache.join("models--unmask-test--tiny/snapshots").join(&commit);
+        assert_eq!(
+            text.replace(snapshot.to_str().unwrap(), fixture.to_str().unwrap()),
+            expected,
+            "{id}"
+        );
+    }
+    // A folder of the same spelling here wins over the cache: an empty one fails to load.
+    std::fs::create_dir_all(cwd.join("unmask-test/tiny")).unwrap();
+    let out = unmask_with_cache(&["inspect", "--model", "unmask-test/tiny"], &cache, &cwd);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
+    std::fs::remove_dir_all(cwd.join("unmask-test")).unwrap();
+}
+
+#[test]
+fn a_hub_id_not_in_the_cache_is_refused_with_what_to_do() {
+    let (cache, _) = hub_cache();
+    let cwd = tmp("hub-cwd-2");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run = |args: &[&str]| {
+        let out = unmask_with_cache(args, &cache, &cwd);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let err = run(&["generate", "--model", "someone/absent", "--prompt", "x"]);
+    assert!(err.contains("huggingface-cli download someone/absent"), "{err}");
+    assert!(err.contains(cache.to_str().unwrap()), "{err}");
+    let err = run(&["inspect", "--model", "unmask-test/tiny@v2"]);
+    assert!(err.contains("not at revision `v2`"), "{err}");
+    assert!(err.contains("main, v1"), "the refs that are there: {err}");
+    let err = run(&["chat", "--model", "no-such-folder"]);
+    assert!(err.contains("not a Hugging Face model id"), "{err}");
+    // A broken ref names its file.
+    let bad = tmp("hub-cache-bad");
+    let repo = bad.join("models--o--n");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "not a hash!\n").unwrap();
+    let out = unmask_with_cache(&["inspect", "--model", "o/n"], &bad, &cwd);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("refs/main") && err.contains("holds no commit hash"), "{err}");
+}

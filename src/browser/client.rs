@@ -55,6 +55,7 @@ impl ModelWorker {
                 let text = e.data().as_string().unwrap_or_default();
                 match serde_json::from_str::<FromWorker>(&text) {
                     Ok(FromWorker::Booted) => {
+                        crate::ui::app::mark_once("unmask:worker-booted");
                         let queued = {
                             let mut s = shared.borrow_mut();
                             s.booted = true;

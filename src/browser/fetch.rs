@@ -49,6 +49,17 @@ pub enum FetchError {
         /// The browser's words.
         detail: String,
     },
+    /// The file is larger than the download allowed without the reader ([`fetch_bytes`]'s
+    /// `limit`); nothing more of it is read.
+    #[error("{url} is {bytes} bytes, over the {limit} this load may download by itself")]
+    OverLimit {
+        /// The URL.
+        url: String,
+        /// Its size (at least: the bytes read when the server did not say).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The body broke off.
     #[error("the download of {url} broke off: {detail}; try again")]
     Body {
@@ -100,9 +111,13 @@ fn is_remote(url: &str) -> bool {
     (url.starts_with("https://") || url.starts_with("http://")) && !url.starts_with(&origin)
 }
 
-/// Fetches `url` whole, calling `progress(loaded, total, from_cache)` as bytes arrive.
+/// Fetches `url` whole, calling `progress(loaded, total, from_cache)` as bytes arrive. With a
+/// `limit`, a download larger than that many bytes stops before its body (or as soon as it
+/// passes the limit, when the server sends no size) with [`FetchError::OverLimit`]; a file
+/// already in Cache Storage is read whatever its size.
 pub async fn fetch_bytes(
     url: &str,
+    limit: Option<u64>,
     mut progress: impl FnMut(u64, Option<u64>, bool),
 ) -> Result<Vec<u8>, FetchError> {
     let remote = is_remote(url);
@@ -110,7 +125,7 @@ pub async fn fetch_bytes(
     if let Some(cache) = &cache
         && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
         && let Ok(response) = hit.dyn_into::<Response>()
-        && let Ok(bytes) = read_body(url, &response, |l, t| progress(l, t, true)).await
+        && let Ok(bytes) = read_body(url, &response, None, |l, t| progress(l, t, true)).await
     {
         return Ok(bytes);
     }
@@ -142,7 +157,7 @@ pub async fn fetch_bytes(
             });
         }
     }
-    let bytes = read_body(url, &response, |l, t| progress(l, t, false)).await?;
+    let bytes = read_body(url, &response, limit, |l, t| progress(l, t, false)).await?;
     if let Some(cache) = cache {
         // A full cache or a private window only costs the next download.
         let body = Uint8Array::from(bytes.as_slice());
@@ -156,6 +171,7 @@ pub async fn fetch_bytes(
 async fn read_body(
     url: &str,
     response: &Response,
+    limit: Option<u64>,
     mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Vec<u8>, FetchError> {
     let body_err = |e: JsValue| FetchError::Body {
@@ -168,10 +184,22 @@ async fn read_body(
         .ok()
         .flatten()
         .and_then(|v| v.parse::<u64>().ok());
+    let over = |bytes: u64, limit: u64| FetchError::OverLimit {
+        url: url.to_owned(),
+        bytes,
+        limit,
+    };
     let Some(stream) = response.body() else {
         progress(0, Some(0));
         return Ok(Vec::new());
     };
+    if let (Some(total), Some(limit)) = (total, limit)
+        && total > limit
+    {
+        // Tell the server to stop sending.
+        let _ = JsFuture::from(stream.cancel()).await;
+        return Err(over(total, limit));
+    }
     let reader: ReadableStreamDefaultReader = stream
         .get_reader()
         .dyn_into()
@@ -208,6 +236,12 @@ async fn read_body(
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
         let loaded = bytes.len() as u64;
+        if let Some(limit) = limit
+            && loaded > limit
+        {
+            let _ = JsFuture::from(reader.cancel()).await;
+            return Err(over(loaded, limit));
+        }
         if loaded - reported >= PROGRESS_EVERY {
             reported = loaded;
             progress(loaded, total);

@@ -26,7 +26,10 @@ use crate::bundle::{
     Bundle, CONFIG_FILE, ImageBundle, ModelFiles, TOKENIZER_FILE, TextConfig, WEIGHTS_FILE,
     family_of,
 };
-use crate::chat::TOKENIZER_CONFIG_FILE;
+use crate::chat::{
+    CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
+    chat_settings, end_of_turn_ids, reply_text,
+};
 use crate::config::Family;
 use crate::engine::Generation;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
@@ -70,9 +73,58 @@ struct Held {
 /// A model of either family, on the backend.
 enum Loaded {
     /// A text denoiser with its tokenizer.
-    Text(Bundle),
+    Text(Box<TextHeld>),
     /// A digits noise predictor and the classifier its folder names.
     Ddpm(Box<Digits>),
+}
+
+/// A text model and, for a chat model, its template.
+struct TextHeld {
+    bundle: Bundle,
+    /// The chat template, or why this model cannot chat (no template, or one that does not
+    /// parse).
+    template: Result<ChatTemplate, String>,
+}
+
+impl TextHeld {
+    /// The generation `job` asks for, and for a chat the ids that end the reply. A chat's
+    /// prompt is the conversation through the model's template, the reader's message last.
+    fn generation(
+        &self,
+        prompt: &str,
+        settings: crate::sampler::Settings,
+        chat: Option<Vec<Message>>,
+    ) -> Result<(Generation, Option<Vec<u32>>), Unprepared> {
+        let spec = self.bundle.model_spec();
+        let codec = &self.bundle.codec;
+        let Some(mut messages) = chat else {
+            let generation = Generation::new(settings, prompt, codec, &spec)?;
+            return Ok((generation, None));
+        };
+        let template = self.template.as_ref().map_err(|e| Unprepared::Chat(e.clone()))?;
+        messages.push(Message::new(Role::User, prompt));
+        let chat_error = |e: crate::chat::ChatError| Unprepared::Chat(e.to_string());
+        let text = template.render(&messages, true).map_err(chat_error)?;
+        let ids = Conversation::from(messages)
+            .prompt_ids(template, codec)
+            .map_err(chat_error)?;
+        let generation = Generation::from_ids(settings, &ids, &spec)?.with_prompt_text(text);
+        Ok((generation, Some(end_of_turn_ids(codec))))
+    }
+}
+
+/// Why a text run could not start.
+enum Unprepared {
+    /// The settings do not describe a run on this model.
+    Sample(crate::sampler::SampleError),
+    /// The chat's prompt could not be made.
+    Chat(String),
+}
+
+impl From<crate::sampler::SampleError> for Unprepared {
+    fn from(e: crate::sampler::SampleError) -> Self {
+        Self::Sample(e)
+    }
 }
 
 /// A digits model.
@@ -215,7 +267,11 @@ async fn drain(state: Rc<RefCell<State>>) {
         };
         match msg {
             ToWorker::Start { backend, half } => start_backend(state.clone(), backend, half).await,
-            ToWorker::Load { load: id, source } => {
+            ToWorker::Load {
+                load: id,
+                source,
+                limit,
+            } => {
                 // A newer load already queued makes this one moot: skip its download.
                 if state
                     .borrow()
@@ -226,14 +282,20 @@ async fn drain(state: Rc<RefCell<State>>) {
                     continue;
                 }
                 let t0 = now_ms();
-                match load(&state, Some(id), &source, files).await {
+                match load(&state, Some(id), &source, files, limit).await {
                     Ok(bundle) => {
                         let mut model = describe(&bundle, &source);
                         model.load_seconds = (now_ms() - t0) / 1000.0;
                         state.borrow_mut().hold_loaded(source, bundle);
                         post(&FromWorker::Loaded { load: id, model });
                     }
-                    Err(message) => post(&FromWorker::Failed {
+                    Err(LoadStop::Held { file, bytes, limit }) => post(&FromWorker::Held {
+                        load: id,
+                        file,
+                        bytes,
+                        limit,
+                    }),
+                    Err(LoadStop::Failed(message)) => post(&FromWorker::Failed {
                         run: None,
                         load: Some(id),
                         stage: "load".into(),
@@ -249,9 +311,20 @@ async fn drain(state: Rc<RefCell<State>>) {
                     Ok(loaded) => {
                         let name = model.to_string();
                         match (job, &*loaded) {
-                            (Job::Text { prompt, settings }, Loaded::Text(_)) => spawn_local(
-                                generate(state.clone(), run, prompt, settings, loaded, name),
-                            ),
+                            (
+                                Job::Text {
+                                    prompt,
+                                    settings,
+                                    chat,
+                                },
+                                Loaded::Text(_),
+                            ) => spawn_local(generate(
+                                state.clone(),
+                                run,
+                                (prompt, settings, chat),
+                                loaded,
+                                name,
+                            )),
                             (Job::Ddpm { settings }, Loaded::Ddpm(_)) => {
                                 spawn_local(draw(state.clone(), run, settings, loaded, name))
                             }
@@ -268,6 +341,18 @@ async fn drain(state: Rc<RefCell<State>>) {
                         }
                     }
                     Err(e) => fail(Some(run), "load", e),
+                }
+            }
+            ToWorker::Warm { job, model } => {
+                let (held, host) = {
+                    let s = state.borrow();
+                    (s.held(&model), s.device.as_ref().is_none_or(backend::is_host))
+                };
+                match held {
+                    // The CPU backend compiles nothing: a step now would only make a Run
+                    // clicked meanwhile wait for it.
+                    Some(loaded) if !host => spawn_local(warm(job, loaded)),
+                    _ => post(&FromWorker::Warmed { elapsed_ms: 0.0 }),
                 }
             }
             ToWorker::Cancel { run } => {
@@ -364,9 +449,9 @@ async fn model_for(state: &Rc<RefCell<State>>, source: &ModelSource) -> Result<R
     if matches!(source, ModelSource::Files(_)) {
         return Err("the dropped files are no longer loaded; drop them on the page again".into());
     }
-    let bundle = load(state, None, source, None)
+    let bundle = load(state, None, source, None, None)
         .await
-        .map_err(|e| format!("{source}: {e}"))?;
+        .map_err(|e| format!("{source}: {}", e.message()))?;
     Ok(state.borrow_mut().hold_beside(source.clone(), bundle))
 }
 
@@ -382,7 +467,8 @@ impl Loaded {
 /// What the page shows of a model.
 fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
     match loaded {
-        Loaded::Text(bundle) => {
+        Loaded::Text(text) => {
+            let bundle = &text.bundle;
             let c = &bundle.config;
             LoadedModel {
                 name: source.to_string(),
@@ -407,6 +493,10 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                     ),
                 },
                 load_seconds: 0.0,
+                chat: match (&text.template, c) {
+                    (Ok(_), TextConfig::Transformer(t)) => Some(chat_settings(t, c.attention())),
+                    _ => None,
+                },
             }
         }
         Loaded::Ddpm(d) => {
@@ -428,26 +518,85 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                     c.diffusion_steps
                 ),
                 load_seconds: 0.0,
+                chat: None,
             }
         }
     }
 }
 
+/// Why a load ended without a model.
+enum LoadStop {
+    /// It failed: what happened and what to do.
+    Failed(String),
+    /// Its weights are larger than the load's limit: not downloaded.
+    Held {
+        /// The file.
+        file: String,
+        /// Its size, at least.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl LoadStop {
+    /// In words.
+    fn message(&self) -> String {
+        match self {
+            LoadStop::Failed(m) => m.clone(),
+            LoadStop::Held { file, bytes, limit } => {
+                format!("{file} is {bytes} bytes, over the {limit} downloaded without asking")
+            }
+        }
+    }
+}
+
+impl From<String> for LoadStop {
+    fn from(message: String) -> Self {
+        LoadStop::Failed(message)
+    }
+}
+
+impl From<&str> for LoadStop {
+    fn from(message: &str) -> Self {
+        LoadStop::Failed(message.to_owned())
+    }
+}
+
+/// The weights file from `url`, stopping before it when larger than `limit` bytes.
+async fn download_weights(
+    progress: Option<u32>,
+    url: &str,
+    limit: Option<u64>,
+) -> Result<Vec<u8>, LoadStop> {
+    match download_limited(progress, url, WEIGHTS_FILE, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(super::fetch::FetchError::OverLimit { bytes, limit, .. }) => Err(LoadStop::Held {
+            file: WEIGHTS_FILE.into(),
+            bytes,
+            limit,
+        }),
+        Err(e) => Err(LoadStop::Failed(e.to_string())),
+    }
+}
+
 /// Reads a model from `source` onto the backend. `progress` is the page's load id when the page
-/// shows the download (a race's second model loads without a bar). The config decides the
+/// shows the download (a race's second model loads without a bar); `limit`, for a load the page
+/// started by itself, the most bytes of weights it may download. The config decides the
 /// family: a digits folder needs no tokenizer, and brings the classifier it names.
 async fn load(
     state: &Rc<RefCell<State>>,
     progress: Option<u32>,
     source: &ModelSource,
     files: Option<Array>,
-) -> Result<Loaded, String> {
+    limit: Option<u64>,
+) -> Result<Loaded, LoadStop> {
     let device = state
         .borrow()
         .device
         .clone()
         .ok_or("no backend yet: the page starts one before loading")?;
-    let (config, weights, tokenizer, special) = match (source, files) {
+    let (config, weights, tokenizer, special, jinja) = match (source, files) {
         (ModelSource::Files(_), Some(files)) => {
             let files: Vec<File> = files.iter().filter_map(|f| f.dyn_into().ok()).collect();
             let names: Vec<String> = files.iter().map(|f| f.name()).collect();
@@ -455,7 +604,7 @@ async fn load(
             let config = file_bytes(&files[c]).await?;
             if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
                 let weights = file_bytes(&files[w]).await?;
-                return load_digits(progress, source, &config, &weights, &device).await;
+                return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
             check_fits(state, &config)?;
             let tokenizer = match t {
@@ -464,15 +613,15 @@ async fn load(
                     fallback_tokenizer(progress, &config, "no tokenizer file was dropped").await?
                 }
             };
-            (config, file_bytes(&files[w]).await?, tokenizer, None)
+            (config, file_bytes(&files[w]).await?, tokenizer, None, None)
         }
         (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
             if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
-                let weights = download(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
-                return load_digits(progress, source, &config, &weights, &device).await;
+                let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
+                return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
             check_fits(state, &config)?;
             let tokenizer = match download_raw(progress, &url(TOKENIZER_FILE), TOKENIZER_FILE).await
@@ -482,28 +631,40 @@ async fn load(
                     fallback_tokenizer(progress, &config, "the folder has no tokenizer.json")
                         .await?
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.to_string().into()),
             };
-            let weights = download(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE).await?;
+            let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
             // The transformers' folders name BOS and EOS there (the DiT's never have one).
             let transformer = matches!(
                 TextConfig::from_json(&config),
                 Ok(TextConfig::Transformer(_))
             );
-            let special = if transformer {
-                let file = TOKENIZER_CONFIG_FILE;
-                match download_raw(progress, &url(file), file).await {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e.to_string()),
-                }
+            let (special, jinja) = if transformer {
+                let optional = async |file: &str| match download_raw(progress, &url(file), file)
+                    .await
+                {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                };
+                let special = optional(TOKENIZER_CONFIG_FILE).await?;
+                // Newer saves keep the template beside tokenizer_config.json.
+                let inline = special
+                    .as_deref()
+                    .is_some_and(|b| ChatTemplate::from_tokenizer_config(b, None, None).is_ok());
+                let jinja = if inline {
+                    None
+                } else {
+                    optional(CHAT_TEMPLATE_FILE).await?
+                };
+                (special, jinja)
             } else {
-                None
+                (None, None)
             };
-            (config, weights, tokenizer, special)
+            (config, weights, tokenizer, special, jinja)
         }
     };
-    Bundle::from_files(
+    let bundle = Bundle::from_files(
         ModelFiles {
             config: &config,
             weights: std::slice::from_ref(&weights),
@@ -512,8 +673,19 @@ async fn load(
         },
         &device,
     )
-    .map(Loaded::Text)
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    let jinja = match jinja.map(String::from_utf8) {
+        Some(Ok(text)) => Some(text),
+        Some(Err(_)) => return Err(format!("{CHAT_TEMPLATE_FILE} is not UTF-8 text").into()),
+        None => None,
+    };
+    let template = ChatTemplate::from_tokenizer_config(
+        special.as_deref().unwrap_or(b"{}"),
+        jinja.as_deref(),
+        Some(&bundle.codec),
+    )
+    .map_err(|e| e.to_string());
+    Ok(Loaded::Text(Box::new(TextHeld { bundle, template })))
 }
 
 /// A digits noise predictor from its files, and the classifier its config names beside it.
@@ -630,7 +802,17 @@ async fn download_raw(
     url: &str,
     file: &str,
 ) -> Result<Vec<u8>, super::fetch::FetchError> {
-    fetch_bytes(url, |loaded, total, cached| {
+    download_limited(progress, url, file, None).await
+}
+
+/// [`download_raw`], stopping before a file larger than `limit` bytes.
+async fn download_limited(
+    progress: Option<u32>,
+    url: &str,
+    file: &str,
+    limit: Option<u64>,
+) -> Result<Vec<u8>, super::fetch::FetchError> {
+    fetch_bytes(url, limit, |loaded, total, cached| {
         if let Some(load) = progress {
             post(&FromWorker::Progress {
                 load,
@@ -687,22 +869,26 @@ fn failed_run(state: &Rc<RefCell<State>>, run: u32, e: crate::sampler::SampleErr
     });
 }
 
+/// A text job: the prompt, the sampler, and a chat's messages before the prompt.
+type TextJob = (String, crate::sampler::Settings, Option<Vec<Message>>);
+
 async fn generate(
     state: Rc<RefCell<State>>,
     run: u32,
-    prompt: String,
-    settings: crate::sampler::Settings,
+    (prompt, settings, chat): TextJob,
     loaded: Rc<Loaded>,
     name: String,
 ) {
-    let Loaded::Text(bundle) = &*loaded else {
+    let Loaded::Text(text) = &*loaded else {
         return fail(Some(run), "generate", "not a text model");
     };
+    let bundle = &text.bundle;
     let spec = bundle.model_spec();
     let mut model = bundle.model.fork();
-    let mut generation = match Generation::new(settings, &prompt, &bundle.codec, &spec) {
+    let (mut generation, end_of_turn) = match text.generation(&prompt, settings, chat) {
         Ok(g) => g,
-        Err(e) => return failed_run(&state, run, e),
+        Err(Unprepared::Sample(e)) => return failed_run(&state, run, e),
+        Err(Unprepared::Chat(e)) => return fail(Some(run), "generate", e),
     };
     let t0 = now_ms();
     let mut known: HashSet<u32> = HashSet::new();
@@ -745,16 +931,56 @@ async fn generate(
             }
             Ok(None) => {
                 let trajectory = generation.trajectory(&name, &bundle.codec, &spec);
+                let reply = end_of_turn.map(|ends| {
+                    let tokens = generation.sampler().canvas().tokens();
+                    let generated = tokens.get(generation.prompt_ids().len()..).unwrap_or(&[]);
+                    reply_text(&bundle.codec, generated, &ends)
+                });
                 return post(&FromWorker::Done {
                     run,
                     trajectory: Box::new(AnyTrajectory::Text(trajectory)),
                     elapsed_ms: now_ms() - t0,
+                    reply,
                 });
             }
             Err(e) => return failed_run(&state, run, e),
         }
         yield_now().await;
     }
+}
+
+/// One silent step of `job` on `loaded`, so the kernels its first step needs are compiled
+/// before the reader asks for the run ([`ToWorker::Warm`]). Whatever fails here fails again,
+/// and is reported, in the run itself.
+async fn warm(job: Job, loaded: Rc<Loaded>) {
+    let t0 = now_ms();
+    match (job, &*loaded) {
+        (
+            Job::Text {
+                prompt,
+                settings,
+                chat,
+            },
+            Loaded::Text(text),
+        ) => {
+            if let Ok((mut generation, _)) = text.generation(&prompt, settings, chat) {
+                let mut model = text.bundle.model.fork();
+                let _ = generation.next(&mut model).await;
+            }
+        }
+        (Job::Ddpm { settings }, Loaded::Ddpm(digits)) => {
+            let mut noise = digits.noise.clone();
+            let mut classifier = digits.classifier.as_ref().map(|(_, c)| c.clone());
+            let classes = classifier.as_ref().map(PatchDitClassifier::class_count);
+            if let Ok(mut image_run) = ImageRun::new(&settings, noise.spec(), classes) {
+                let _ = image_run.step(&mut noise, classifier.as_mut()).await;
+            }
+        }
+        _ => {}
+    }
+    post(&FromWorker::Warmed {
+        elapsed_ms: now_ms() - t0,
+    });
 }
 
 /// Runs an image chain on a digits model, one noise-predictor call per step.
@@ -810,6 +1036,7 @@ async fn draw(
                     run,
                     trajectory: Box::new(AnyTrajectory::Ddpm(trajectory)),
                     elapsed_ms: now_ms() - t0,
+                    reply: None,
                 });
             }
             Err(e) => return failed_run(&state, run, e),

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
+use crate::chat::Message;
 use crate::config::Family;
 use crate::network::ImageSpec;
 use crate::sampler::image::{ImageSettings, ImageStep};
@@ -41,6 +42,12 @@ pub enum ToWorker {
         load: u32,
         /// Where from.
         source: ModelSource,
+        /// For a load the page starts by itself (opening a link, following a sampler): the
+        /// most bytes of weights it may download. Larger weights are not fetched: the worker
+        /// answers [`FromWorker::Held`] and the reader decides. Files already in the browser's
+        /// cache do not count. `None`: the reader asked for this model.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
     },
     /// Run a sampler.
     Generate {
@@ -50,6 +57,16 @@ pub enum ToWorker {
         job: Job,
         /// The model to run on: the one loaded last, or (in a race across samplers on the
         /// default models) another, which the worker loads and keeps beside it.
+        model: ModelSource,
+    },
+    /// Compile the backend's kernels for `job` ahead of the reader's Run: one silent step of it
+    /// on the held model. Shaders compile on a pipeline's first use, and on a slow adapter that
+    /// first step costs ten of the later ones. Nothing runs when `model` is not held or on the
+    /// CPU backend (it compiles nothing); [`FromWorker::Warmed`] answers either way.
+    Warm {
+        /// The run the page would start now.
+        job: Job,
+        /// The model it would run on.
         model: ModelSource,
     },
     /// Stop a run after its current step.
@@ -65,10 +82,15 @@ pub enum ToWorker {
 pub enum Job {
     /// Text: a prompt (`[MASK]` in it infills) and a text sampler.
     Text {
-        /// Prompt text.
+        /// Prompt text; in a chat, the reader's new message.
         prompt: String,
         /// Sampler and knobs.
         settings: Settings,
+        /// A chat: the messages before `prompt` (system first, then the turns so far). The
+        /// worker renders them and `prompt`, as the user's turn, through the model's chat
+        /// template, and the run's reply is cut where the model ends its turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat: Option<Vec<Message>>,
     },
     /// Images: a reverse chain of Gaussian diffusion, its class and guidance.
     Ddpm {
@@ -168,6 +190,10 @@ pub struct LoadedModel {
     /// Seconds from the load request to a ready model.
     #[serde(with = "crate::float_json")]
     pub load_seconds: f64,
+    /// The sampler the model's authors chat with, when its folder has a chat template
+    /// ([`crate::chat::chat_settings`]); `None`: no chat for this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Settings>,
 }
 
 impl LoadedModel {
@@ -305,6 +331,27 @@ pub enum FromWorker {
         /// Milliseconds the run took.
         #[serde(with = "crate::float_json")]
         elapsed_ms: f64,
+        /// A chat run's reply: the text generated before the model ended its turn.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<String>,
+    },
+    /// A load stopped before downloading weights larger than its limit.
+    Held {
+        /// Which load.
+        load: u32,
+        /// The file.
+        file: String,
+        /// Its size (the server's `Content-Length`), or at least this many bytes when the server
+        /// did not say.
+        bytes: u64,
+        /// The limit it is over.
+        limit: u64,
+    },
+    /// A [`ToWorker::Warm`] step ran (or could not: it is only a warm-up, never an error).
+    Warmed {
+        /// Milliseconds it took: mostly the kernels' compilation.
+        #[serde(with = "crate::float_json")]
+        elapsed_ms: f64,
     },
     /// A run stopped on request.
     Cancelled {
@@ -363,6 +410,7 @@ impl FromWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::Role;
     use crate::sampler::SamplerKind;
 
     #[test]
@@ -372,6 +420,7 @@ mod tests {
             job: Job::Text {
                 prompt: "<b>hi</b> [MASK]".into(),
                 settings: Settings::defaults(SamplerKind::Llada),
+                chat: None,
             },
             model: ModelSource::Default.for_sampler(SamplerKind::Llada),
         };
@@ -422,6 +471,7 @@ mod tests {
             run: 1,
             trajectory: Box::new(AnyTrajectory::Text(trajectory)),
             elapsed_ms: 2.5,
+            reply: None,
         };
         assert_eq!(serde_json::from_str::<FromWorker>(&m.to_json()).unwrap(), m);
     }
@@ -528,14 +578,33 @@ mod tests {
             ToWorker::Load {
                 load: 1,
                 source: ModelSource::Default,
+                limit: None,
+            },
+            ToWorker::Load {
+                load: 2,
+                source: ModelSource::Hub("o/n".into()),
+                limit: Some(100_000_000),
             },
             ToWorker::Generate {
                 run: 1,
                 job: Job::Text {
                     prompt: "a".into(),
                     settings: settings.clone(),
+                    chat: None,
                 },
                 model: ModelSource::Hub("o/n".into()),
+            },
+            ToWorker::Warm {
+                job: Job::Text {
+                    prompt: "and you?".into(),
+                    settings: settings.clone(),
+                    chat: Some(vec![
+                        Message::new(Role::System, "Be brief."),
+                        Message::new(Role::User, "hi"),
+                        Message::new(Role::Assistant, "hello"),
+                    ]),
+                },
+                model: ModelSource::Default,
             },
             ToWorker::Generate {
                 run: 2,
@@ -569,6 +638,7 @@ mod tests {
                     parameters: 10,
                     shape: "1 block".into(),
                     load_seconds: x,
+                    chat: Some(settings.clone()),
                 },
             },
             FromWorker::Loaded {
@@ -585,6 +655,7 @@ mod tests {
                     parameters: 10,
                     shape: "1 block".into(),
                     load_seconds: x,
+                    chat: None,
                 },
             },
             FromWorker::Started {
@@ -622,11 +693,20 @@ mod tests {
                 run: 1,
                 trajectory: Box::new(AnyTrajectory::Text(trajectory)),
                 elapsed_ms: x,
+                reply: Some("Hello <there>".into()),
             },
             FromWorker::Done {
                 run: 2,
                 trajectory: Box::new(AnyTrajectory::Ddpm(image_trajectory)),
                 elapsed_ms: x,
+                reply: None,
+            },
+            FromWorker::Warmed { elapsed_ms: x },
+            FromWorker::Held {
+                load: 2,
+                file: "model.safetensors".into(),
+                bytes: 335_000_000,
+                limit: 100_000_000,
             },
             FromWorker::Cancelled { run: 1 },
             FromWorker::Failed {

@@ -56,6 +56,18 @@ pub enum ModelStatus {
         /// From the browser's cache.
         cached: bool,
     },
+    /// Not downloaded: its weights are larger than the page fetches by itself
+    /// ([`PageState::autoload_mb`]); [`Session::load_held`] fetches them when the reader says so.
+    Held {
+        /// What.
+        source: ModelSource,
+        /// The file.
+        file: String,
+        /// Its size in bytes (at least).
+        bytes: u64,
+        /// The limit it is over.
+        limit: u64,
+    },
     /// Ready.
     Loaded(LoadedModel),
     /// Failed; the page keeps working (and keeps any previous model).
@@ -217,6 +229,14 @@ pub enum Command {
         /// Whether it is step 0.
         first: bool,
     },
+    /// A chat run finished: the reader's message and the model's reply join the conversation
+    /// ([`PageState::add_exchange`]).
+    Replied {
+        /// What the reader said.
+        message: String,
+        /// What the model answered.
+        reply: String,
+    },
 }
 
 /// Crashed workers replaced before the page gives up and says so.
@@ -296,7 +316,8 @@ impl Session {
                 half: !state.full_precision,
             }),
         ];
-        effects.extend(self.load_model(state.model.clone(), state));
+        let limit = Some(state.autoload_bytes());
+        effects.extend(self.request_load(state.model.clone(), state, limit));
         effects
     }
 
@@ -305,9 +326,31 @@ impl Session {
         self.worker = WorkerStatus::Failed(why);
     }
 
-    /// Asks the worker for a model (the default: the one shipped for the first run's family and
-    /// sampler).
+    /// Asks the worker for the model the reader chose (the default: the one shipped for the
+    /// first run's family and sampler), whatever its size.
     pub fn load_model(&mut self, source: ModelSource, state: &PageState) -> Vec<Command> {
+        self.request_load(source, state, None)
+    }
+
+    /// Downloads the model held back for its size, now that the reader asked for it.
+    pub fn load_held(&mut self, state: &PageState) -> Vec<Command> {
+        match &self.model {
+            ModelStatus::Held { source, .. } => {
+                let source = source.clone();
+                self.request_load(source, state, None)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Asks the worker for a model; `limit`: the most bytes of weights it may download
+    /// without the reader (a load the page starts by itself).
+    fn request_load(
+        &mut self,
+        source: ModelSource,
+        state: &PageState,
+        limit: Option<u64>,
+    ) -> Vec<Command> {
         let source = source.for_job(&state.job());
         self.loading = Some(source.clone());
         self.load_id += 1;
@@ -322,6 +365,7 @@ impl Session {
         let msg = ToWorker::Load {
             load: self.load_id,
             source,
+            limit,
         };
         vec![if dropped {
             Command::SendWithDropped(msg)
@@ -336,7 +380,10 @@ impl Session {
     pub fn follow_sampler(&mut self, state: &PageState) -> Vec<Command> {
         let wanted = state.model.for_job(&state.job());
         match &self.loading {
-            Some(current) if *current != wanted => self.load_model(state.model.clone(), state),
+            Some(current) if *current != wanted => {
+                let limit = Some(state.autoload_bytes());
+                self.request_load(state.model.clone(), state, limit)
+            }
             _ => Vec::new(),
         }
     }
@@ -401,6 +448,7 @@ impl Session {
                 Job::Text {
                     prompt: t.prompt.clone(),
                     settings: t.settings.clone(),
+                    chat: None,
                 },
                 Record::Text(Replay::from_trajectory(t)),
             ),
@@ -515,8 +563,22 @@ impl Session {
                     half,
                 }
             }
-            FromWorker::Progress { load, .. } | FromWorker::Loaded { load, .. }
+            FromWorker::Progress { load, .. }
+            | FromWorker::Loaded { load, .. }
+            | FromWorker::Held { load, .. }
                 if load != self.load_id => {}
+            FromWorker::Held {
+                file, bytes, limit, ..
+            } => {
+                if let Some(source) = self.loading.clone() {
+                    self.model = ModelStatus::Held {
+                        source,
+                        file,
+                        bytes,
+                        limit,
+                    };
+                }
+            }
             FromWorker::Failed {
                 load: Some(load), ..
             } if load != self.load_id => {}
@@ -542,10 +604,18 @@ impl Session {
                 if self.lanes.iter().any(|l| l.to_send) {
                     return self.send_waiting();
                 }
-                if state.autoplay && self.lanes.is_empty() {
-                    return self.run(state);
+                if self.lanes.is_empty() {
+                    if state.autoplay {
+                        return self.run(state);
+                    }
+                    // While the reader reads: the first step's kernels compile now, not after
+                    // Run.
+                    let job = state.job();
+                    let model = state.model.for_job(&job);
+                    return vec![Command::Send(ToWorker::Warm { job, model })];
                 }
             }
+            FromWorker::Warmed { .. } => {}
             FromWorker::Started { run, opening } => self.lane_mut(run, |l| {
                 l.record = match opening {
                     Opening::Text {
@@ -595,11 +665,28 @@ impl Session {
                 run,
                 trajectory,
                 elapsed_ms,
-            } => self.lane_mut(run, |l| {
-                l.status = RunStatus::Done;
-                l.elapsed_ms = elapsed_ms;
-                l.trajectory = Some(*trajectory);
-            }),
+                reply,
+            } => {
+                self.lane_mut(run, |l| {
+                    l.status = RunStatus::Done;
+                    l.elapsed_ms = elapsed_ms;
+                    l.trajectory = Some(*trajectory);
+                });
+                // The first lane's reply continues the chat (a race's second is shown beside).
+                if let (Some(reply), Some(first)) = (reply, self.lanes.first())
+                    && first.id == run
+                    && let Job::Text {
+                        prompt,
+                        chat: Some(_),
+                        ..
+                    } = &first.job
+                {
+                    return vec![Command::Replied {
+                        message: prompt.clone(),
+                        reply,
+                    }];
+                }
+            }
             FromWorker::Cancelled { run } => {
                 self.lane_mut(run, |l| l.status = RunStatus::Cancelled)
             }
@@ -670,6 +757,7 @@ mod tests {
                 parameters: 1,
                 shape: "tiny".into(),
                 load_seconds: 0.1,
+                chat: None,
             },
         }
     }
@@ -736,12 +824,131 @@ mod tests {
         assert_eq!(starts(&effects), vec![BackendChoice::Auto]);
         assert!(effects.iter().any(|e| matches!(
             e,
-            Command::Send(ToWorker::Load { load: 1, source: ModelSource::Url(u) }) if u.ends_with("/default/ar/")
+            Command::Send(ToWorker::Load { load: 1, source: ModelSource::Url(u), .. }) if u.ends_with("/default/ar/")
         )));
         assert!(matches!(s.model, ModelStatus::Loading { .. }));
-        // Autoplay off: a loaded model waits for Run.
-        assert!(s.on_message(loaded(1), &page).is_empty());
+        // Autoplay off: a loaded model waits for Run, and meanwhile the worker compiles the
+        // kernels of the run Run would start, on the model it would run on.
+        let effects = s.on_message(loaded(1), &page);
+        assert_eq!(
+            effects,
+            vec![Command::Send(ToWorker::Warm {
+                job: page.job(),
+                model: page.model.for_job(&page.job()),
+            })]
+        );
+        assert!(matches!(
+            &effects[0],
+            Command::Send(ToWorker::Warm { model: ModelSource::Url(u), .. }) if u.ends_with("/default/ar/")
+        ));
         assert!(s.model_ready() && s.lanes.is_empty());
+        // Its answer changes nothing.
+        let warmed = FromWorker::Warmed { elapsed_ms: 5.0 };
+        let before = s.clone();
+        assert!(s.on_message(warmed, &page).is_empty());
+        assert_eq!(s, before);
+    }
+
+    /// A finished run's record (the session keeps it for export; its content does not matter
+    /// here).
+    fn record() -> crate::trajectory::Trajectory {
+        use crate::trajectory::{ModelInfo, Stats, TRAJECTORY_FORMAT, TRAJECTORY_VERSION};
+        crate::trajectory::Trajectory {
+            format: TRAJECTORY_FORMAT.into(),
+            version: TRAJECTORY_VERSION,
+            kind: crate::config::Family::Text,
+            model: ModelInfo {
+                name: "m".into(),
+                vocab_size: 8,
+                mask_id: 7,
+                attention: Attention::Bidirectional,
+                model_length: 8,
+            },
+            settings: Settings::defaults(SamplerKind::Llada),
+            prompt: "a".into(),
+            prompt_ids: vec![1],
+            vocab: Default::default(),
+            steps: Vec::new(),
+            text: "a".into(),
+            completion: String::new(),
+            final_ids: vec![1],
+            stats: Stats::default(),
+        }
+    }
+
+    #[test]
+    fn a_chat_reply_of_the_first_lane_continues_the_conversation() {
+        let page = state("chat=1&user=hi&assistant=hello&prompt=and%20you&sampler=llada&gen=8&b.sampler=bd3");
+        let mut s = Session::default();
+        s.restart(&page);
+        s.on_message(loaded(1), &page);
+        s.run(&page);
+        let (first, second) = (s.lanes[0].id, s.lanes[1].id);
+        let done = |run, reply: Option<&str>| FromWorker::Done {
+            run,
+            trajectory: Box::new(AnyTrajectory::Text(record())),
+            elapsed_ms: 1.0,
+            reply: reply.map(Into::into),
+        };
+        // The race's second reply is shown in its lane, not added to the chat.
+        assert!(s.on_message(done(second, Some("other")), &page).is_empty());
+        assert_eq!(
+            s.on_message(done(first, Some("fine")), &page),
+            vec![Command::Replied {
+                message: "and you".into(),
+                reply: "fine".into()
+            }]
+        );
+        assert_eq!(s.lanes[0].status, RunStatus::Done);
+        // A plain run's Done carries no reply and continues nothing.
+        let plain = state("sampler=llada&gen=8");
+        s.run(&plain);
+        let id = s.lanes[0].id;
+        assert!(s.on_message(done(id, None), &plain).is_empty());
+    }
+
+    #[test]
+    fn a_link_never_downloads_large_weights_by_itself() {
+        let page = state("autoplay=1&embed=1&model=o%2Fbig&autoload=50");
+        let mut s = Session::default();
+        let effects = s.restart(&page);
+        let load = |effects: &[Command]| {
+            effects.iter().find_map(|e| match e {
+                Command::Send(ToWorker::Load { load, source, limit }) => {
+                    Some((*load, source.clone(), *limit))
+                }
+                _ => None,
+            })
+        };
+        let big = ModelSource::Hub("o/big".into());
+        assert_eq!(load(&effects), Some((1, big.clone(), Some(50_000_000))));
+        let held = FromWorker::Held {
+            load: 1,
+            file: "model.safetensors".into(),
+            bytes: 335_000_000,
+            limit: 50_000_000,
+        };
+        // Autoplay waits for the reader: nothing runs, the size is shown.
+        assert!(s.on_message(held, &page).is_empty());
+        assert_eq!(
+            s.model,
+            ModelStatus::Held {
+                source: big.clone(),
+                file: "model.safetensors".into(),
+                bytes: 335_000_000,
+                limit: 50_000_000,
+            }
+        );
+        assert!(s.lanes.is_empty() && !s.model_ready());
+        // The reader's click downloads it whatever its size, and autoplay then runs.
+        let effects = s.load_held(&page);
+        assert_eq!(load(&effects), Some((2, big, None)));
+        let effects = s.on_message(loaded(2), &page);
+        assert!(effects.iter().any(|e| matches!(e, Command::Send(ToWorker::Generate { .. }))));
+        // A model the reader picks is never held.
+        let effects = s.load_model(ModelSource::Hub("o/other".into()), &page);
+        assert_eq!(load(&effects).map(|l| l.2), Some(None));
+        assert!(s.load_held(&page).is_empty(), "nothing is held any more");
     }
 
     #[test]
@@ -903,7 +1110,7 @@ mod tests {
         let effects = s.follow_sampler(&page);
         assert!(matches!(
             &effects[..],
-            [Command::Send(ToWorker::Load { load: 2, source: ModelSource::Url(u) })] if u.ends_with("/default/ar/")
+            [Command::Send(ToWorker::Load { load: 2, source: ModelSource::Url(u), .. })] if u.ends_with("/default/ar/")
         ));
         // Dropped files travel with their load.
         let effects = s.load_model(ModelSource::Files("model.safetensors".into()), &page);
@@ -934,6 +1141,7 @@ mod tests {
                 parameters: 1,
                 shape: "tiny".into(),
                 load_seconds: 0.1,
+                chat: None,
             },
         }
     }

@@ -12,6 +12,8 @@ use crate::config::Family;
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler, ImageSettings};
 
+use crate::chat::{Message, Role};
+
 use super::protocol::Job;
 use super::source::ModelSource;
 
@@ -21,8 +23,13 @@ pub const DEFAULT_PROMPT: &str = "The next morning, Elizabeth";
 pub const DEFAULT_SPEED: f64 = 8.0;
 /// Playback speeds the page offers, in steps per second.
 pub const SPEEDS: [f64; 6] = [1.0, 2.0, 4.0, 8.0, 16.0, 60.0];
-/// Longest prompt kept from a URL, in characters.
+/// Longest prompt kept from a URL, in characters (the chat's messages together included).
 pub const MAX_PROMPT_CHARS: usize = 20_000;
+/// Megabytes of weights the page downloads by itself (opening a link, autoplay or not) before it
+/// asks the reader (`autoload` in a link; 0: always ask).
+pub const AUTOLOAD_MB: f64 = 100.0;
+/// Most chat turns a link carries (a reader's message and a reply are two).
+pub const MAX_TURNS: usize = 64;
 
 /// Which backend the reader asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -64,8 +71,16 @@ pub struct PageState {
     pub family: Family,
     /// The model to load.
     pub model: ModelSource,
-    /// The prompt (`[MASK]` in it infills).
+    /// The prompt (`[MASK]` in it infills); in a chat, the reader's next message.
     pub prompt: String,
+    /// Chat with the model (text family, a model whose folder has a chat template): the prompt
+    /// is the reader's message, and the run goes through the model's chat template with
+    /// [`PageState::system`] and [`PageState::turns`] before it.
+    pub chat: bool,
+    /// The chat's system prompt.
+    pub system: Option<String>,
+    /// The chat so far: the reader's messages and the model's replies, in order.
+    pub turns: Vec<Message>,
     /// The run's sampler and knobs, seed included.
     pub settings: Settings,
     /// A second sampler raced against the first on the same prompt and seed.
@@ -76,6 +91,9 @@ pub struct PageState {
     pub ddpm_race: Option<ImageSettings>,
     /// Start the run as soon as the model is loaded.
     pub autoplay: bool,
+    /// Megabytes of weights the page may download without a click (opening the link): above,
+    /// it shows their size and a button.
+    pub autoload_mb: f64,
     /// A minimal frame for blog posts: canvas, timeline and a run button.
     pub embed: bool,
     /// Colour scheme.
@@ -94,11 +112,15 @@ impl Default for PageState {
             family: Family::Text,
             model: ModelSource::Default,
             prompt: DEFAULT_PROMPT.into(),
+            chat: false,
+            system: None,
+            turns: Vec::new(),
             settings: Settings::defaults(SamplerKind::Bd3),
             race: None,
             ddpm: ImageSettings::defaults(ImageSampler::Ddim),
             ddpm_race: None,
             autoplay: false,
+            autoload_mb: AUTOLOAD_MB,
             embed: false,
             theme: Theme::Auto,
             backend: BackendChoice::Auto,
@@ -117,6 +139,7 @@ impl PageState {
                 .map(|settings| Job::Text {
                     prompt: self.prompt.clone(),
                     settings: settings.clone(),
+                    chat: self.chat.then(|| self.conversation()),
                 })
                 .collect::<Vec<_>>(),
             Family::Ddpm => std::iter::once(&self.ddpm)
@@ -129,6 +152,28 @@ impl PageState {
         let seed = self.seed();
         jobs.iter_mut().for_each(|j| j.set_seed(seed));
         jobs
+    }
+
+    /// Bytes of weights the page may download by itself.
+    pub fn autoload_bytes(&self) -> u64 {
+        (self.autoload_mb * 1e6) as u64
+    }
+
+    /// The chat's messages before the reader's next one: the system prompt, then the turns.
+    pub fn conversation(&self) -> Vec<Message> {
+        self.system
+            .iter()
+            .map(|s| Message::new(Role::System, s.clone()))
+            .chain(self.turns.iter().cloned())
+            .collect()
+    }
+
+    /// Records a finished exchange: the reader's `message` and the model's `reply` join the
+    /// turns, and the message box empties for the next one.
+    pub fn add_exchange(&mut self, message: String, reply: String) {
+        self.turns.push(Message::new(Role::User, message));
+        self.turns.push(Message::new(Role::Assistant, reply));
+        self.prompt.clear();
     }
 
     /// The first run.
@@ -225,6 +270,7 @@ impl PageState {
             }
         };
         flag("autoplay", &mut state.autoplay);
+        flag("chat", &mut state.chat);
         flag("embed", &mut state.embed);
         if let Some(v) = get("theme") {
             state.theme = match v {
@@ -253,6 +299,15 @@ impl PageState {
                 other => errors.push(format!("precision: expected auto or f32, got `{other}`")),
             }
         }
+        read_chat(&pairs, &mut state, &mut errors);
+        if let Some(v) = get("autoload") {
+            match v.parse::<f64>() {
+                Ok(x) if (0.0..=1e6).contains(&x) => state.autoload_mb = x,
+                _ => errors.push(format!(
+                    "autoload: expected the megabytes the page may download by itself (0 to 1000000), got `{v}`"
+                )),
+            }
+        }
         if let Some(v) = get("speed") {
             match v.parse::<f64>() {
                 Ok(x) if (0.25..=1000.0).contains(&x) => state.speed = x,
@@ -274,6 +329,19 @@ impl PageState {
         ));
         match self.family {
             Family::Text => {
+                if self.chat {
+                    out.push(("chat".into(), "1".into()));
+                    if let Some(system) = &self.system {
+                        out.push(("system".into(), system.clone()));
+                    }
+                    out.extend(self.turns.iter().map(|m| {
+                        let key = match m.role {
+                            Role::Assistant => "assistant",
+                            Role::User | Role::System => "user",
+                        };
+                        (key.into(), m.content.clone())
+                    }));
+                }
                 out.push(("prompt".into(), self.prompt.clone()));
                 write_settings(&mut out, "", &self.settings);
                 if let Some(b) = &self.race {
@@ -295,6 +363,9 @@ impl PageState {
         if self.autoplay {
             out.push(("autoplay".into(), "1".into()));
         }
+        if self.autoload_mb != AUTOLOAD_MB {
+            out.push(("autoload".into(), fmt_num(self.autoload_mb)));
+        }
         if self.embed {
             out.push(("embed".into(), "1".into()));
         }
@@ -314,6 +385,44 @@ impl PageState {
             .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
             .collect::<Vec<_>>()
             .join("&")
+    }
+}
+
+/// Reads a chat's system prompt and turns (`system=`, then `user=` and `assistant=` in the
+/// order they were said), within [`MAX_TURNS`] and [`MAX_PROMPT_CHARS`] in all.
+fn read_chat(pairs: &[(String, String)], state: &mut PageState, errors: &mut Vec<String>) {
+    let mut chars = state.prompt.chars().count();
+    let mut fits = |text: &str, key: &str, errors: &mut Vec<String>| {
+        chars += text.chars().count();
+        let ok = chars <= MAX_PROMPT_CHARS;
+        if !ok {
+            errors.push(format!(
+                "{key}: the chat is longer than {MAX_PROMPT_CHARS} characters; the rest is ignored"
+            ));
+        }
+        ok
+    };
+    if let Some((_, v)) = pairs.iter().rev().find(|(k, _)| k == "system")
+        && fits(v, "system", errors)
+    {
+        state.system = Some(v.clone());
+    }
+    for (key, text) in pairs {
+        let role = match key.as_str() {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            _ => continue,
+        };
+        if state.turns.len() == MAX_TURNS {
+            errors.push(format!(
+                "{key}: a link keeps at most {MAX_TURNS} chat turns; the rest are ignored"
+            ));
+            break;
+        }
+        if !fits(text, key, errors) {
+            break;
+        }
+        state.turns.push(Message::new(role, text.clone()));
     }
 }
 
@@ -613,6 +722,14 @@ mod tests {
             ddpm: ImageSettings::defaults(ImageSampler::Ddim),
             ddpm_race: None,
             prompt: "a & b = [MASK] 100% <img src=x>\nnext line é".into(),
+            chat: true,
+            system: Some("Answer in one line & no more.".into()),
+            turns: vec![
+                Message::new(Role::User, "Hi? a=b&c"),
+                Message::new(Role::Assistant, "Hello!\n<|im_end|>"),
+                Message::new(Role::User, "again"),
+                Message::new(Role::Assistant, ""),
+            ],
             model: ModelSource::Hub("kuleshov-group/mdlm-owt".into()),
             settings: Settings::Llada(LladaSettings {
                 threshold: Some(0.9),
@@ -634,6 +751,7 @@ mod tests {
                 ..MdlmSettings::default()
             })),
             autoplay: true,
+            autoload_mb: 2.5,
             embed: true,
             theme: Theme::Dark,
             backend: BackendChoice::Cpu,
@@ -643,6 +761,69 @@ mod tests {
         let (back, errors) = PageState::from_query(&format!("?{}", state.to_query()));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn a_chat_link_runs_its_conversation_then_the_new_message() {
+        let (state, errors) = PageState::from_query(
+            "chat=1&system=Be%20brief&user=hi&assistant=hello&prompt=and%20you%3F&sampler=llada",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let Job::Text { prompt, chat, .. } = state.job() else {
+            panic!("a text job")
+        };
+        assert_eq!(prompt, "and you?");
+        assert_eq!(
+            chat,
+            Some(vec![
+                Message::new(Role::System, "Be brief"),
+                Message::new(Role::User, "hi"),
+                Message::new(Role::Assistant, "hello"),
+            ])
+        );
+        // Without chat=1 the turns are kept but the run is plain text.
+        let (plain, _) = PageState::from_query("user=hi&prompt=x");
+        assert!(matches!(plain.job(), Job::Text { chat: None, .. }));
+        // A finished exchange joins the turns and empties the box.
+        let mut next = state.clone();
+        next.add_exchange("and you?".into(), "fine".into());
+        assert_eq!(next.prompt, "");
+        assert_eq!(next.turns[2..], [
+            Message::new(Role::User, "and you?"),
+            Message::new(Role::Assistant, "fine"),
+        ]);
+        let (back, _) = PageState::from_query(&next.to_query());
+        assert_eq!(back.turns, next.turns);
+    }
+
+    #[test]
+    fn autoload_bounds_what_a_link_downloads_by_itself() {
+        assert_eq!(PageState::default().autoload_bytes(), 100_000_000);
+        let (state, errors) = PageState::from_query("autoload=0");
+        assert!(errors.is_empty());
+        assert_eq!(state.autoload_bytes(), 0);
+        assert!(state.to_query().contains("autoload=0"));
+        for bad in ["-1", "lots", "1e9"] {
+            let (state, errors) = PageState::from_query(&format!("autoload={bad}"));
+            assert_eq!(state.autoload_mb, AUTOLOAD_MB, "{bad}");
+            assert!(errors[0].starts_with("autoload: expected"), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_chat_link_keeps_at_most_its_turn_and_length_limits() {
+        let many = (0..MAX_TURNS + 5)
+            .map(|i| format!("user=t{i}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let (state, errors) = PageState::from_query(&format!("chat=1&{many}"));
+        assert_eq!(state.turns.len(), MAX_TURNS);
+        assert!(errors.iter().any(|e| e.contains("at most 64 chat turns")), "{errors:?}");
+        let long = "x".repeat(MAX_PROMPT_CHARS / 2 + 1);
+        let (state, errors) =
+            PageState::from_query(&format!("chat=1&user={long}&assistant={long}&user=ok"));
+        assert_eq!(state.turns, [Message::new(Role::User, long.clone())]);
+        assert!(errors.iter().any(|e| e.starts_with("assistant: the chat is longer")), "{errors:?}");
     }
 
     #[test]

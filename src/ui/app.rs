@@ -8,6 +8,7 @@ use wasm_bindgen::JsCast;
 use crate::backend::BackendKind;
 use crate::browser::client::{ModelWorker, WorkerEvent};
 use crate::config::Family;
+use crate::page::protocol::FromWorker;
 use crate::page::session::{Command, Lane, ModelStatus, RunStatus, Session, WorkerStatus};
 use crate::page::source::ModelSource;
 use crate::page::state::PageState;
@@ -138,6 +139,9 @@ impl Ctx {
                     mark_after_paint("unmask:first-step");
                 }
             }
+            Command::Replied { message, reply } => {
+                self.state.update(|s| s.add_exchange(message, reply));
+            }
         }
     }
 
@@ -165,6 +169,11 @@ impl Ctx {
         let source = ModelSource::Files(label);
         self.state.update(|s| s.model = source.clone());
         self.load_model(source);
+    }
+
+    /// Downloads the model held back for its size.
+    pub fn load_held(&self) {
+        self.transition(Session::load_held);
     }
 
     /// Loads the model the first run's sampler needs when that changed.
@@ -214,9 +223,33 @@ impl Ctx {
 
     fn on_worker_event(&self, event: WorkerEvent) {
         match event {
-            WorkerEvent::Message(msg) => self.transition(|s, state| s.on_message(msg, state)),
+            WorkerEvent::Message(msg) => {
+                // The load's phases, as performance marks beside "unmask:first-step" (the
+                // page's bench reads them: where the time to the first painted step goes).
+                let phase = match &msg {
+                    FromWorker::Ready { .. } => Some("unmask:backend-ready"),
+                    FromWorker::Loaded { .. } => Some("unmask:model-loaded"),
+                    FromWorker::Started { .. } => Some("unmask:run-started"),
+                    FromWorker::Warmed { .. } => Some("unmask:warmed"),
+                    FromWorker::Step { .. } => Some("unmask:step-received"),
+                    _ => None,
+                };
+                if let Some(name) = phase {
+                    mark_once(name);
+                }
+                self.transition(|s, state| s.on_message(msg, state))
+            }
             WorkerEvent::Crashed(why) => self.transition(|s, state| s.on_crash(why, state)),
         }
+    }
+}
+
+/// Records a performance mark now, unless one of that name exists already.
+pub fn mark_once(name: &str) {
+    if let Some(p) = window().performance()
+        && p.get_entries_by_name(name).length() == 0
+    {
+        let _ = p.mark(name);
     }
 }
 
@@ -402,6 +435,7 @@ fn Header() -> impl IntoView {
     let model = move || match ctx.model_status() {
         ModelStatus::None => String::new(),
         ModelStatus::Loading { source, .. } => format!("loading {source}…"),
+        ModelStatus::Held { source, .. } => format!("{source}: not loaded yet"),
         ModelStatus::Loaded(m) => format!("{} · {}", m.name, human_count(m.parameters)),
         ModelStatus::Failed(_) => "model failed to load".into(),
     };
@@ -458,8 +492,20 @@ fn Notices() -> impl IntoView {
             }}
             {move || match ctx.model_status() {
                 ModelStatus::Failed(e) => {
-                    Some(view! { <p class="notice error" data-testid="model-error">{e}</p> })
+                    Some(view! { <p class="notice error" data-testid="model-error">{e}</p> }.into_any())
                 }
+                ModelStatus::Held { file, bytes, limit, .. } => Some(view! {
+                    <p class="notice info" data-testid="held">
+                        {format!(
+                            "This model's {file} is {}, more than the {} this page downloads without asking. ",
+                            super::controls::human_bytes(bytes),
+                            super::controls::human_bytes(limit)
+                        )}
+                        <button class="primary" data-testid="load-held" on:click=move |_| ctx.load_held()>
+                            {format!("Load {}", super::controls::human_bytes(bytes))}
+                        </button>
+                    </p>
+                }.into_any()),
                 _ => None,
             }}
         </div>

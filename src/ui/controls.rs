@@ -8,6 +8,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
+use crate::chat::Role;
 use crate::config::Family;
 use crate::export::{ColorPicture, TextSvg, cells_svg, encode_apng_rgba};
 use crate::page::images::PictureKind;
@@ -431,18 +432,111 @@ fn family_select() -> impl IntoView {
     }
 }
 
+/// The chat sampler of the loaded model, when its folder has a chat template.
+fn chat_preset() -> Option<Settings> {
+    match ctx().model_status() {
+        ModelStatus::Loaded(m) => m.chat,
+        _ => None,
+    }
+}
+
+/// Chat mode (a model with a chat template): the switch, the system prompt and the
+/// conversation so far. Each Send runs the conversation and the new message through the
+/// model's template; its reply joins the turns, and the link carries them all.
+fn chat_panel() -> impl IntoView {
+    let ctx = ctx();
+    let on = move || ctx.state.with(|s| s.chat);
+    let offered = move || on() || chat_preset().is_some();
+    let switch = move |chat: bool| {
+        let preset = chat_preset();
+        ctx.state.update(|s| {
+            s.chat = chat;
+            if chat {
+                // The authors' chat sampler, on the page's seed; the box takes a message.
+                if let Some(mut preset) = preset {
+                    preset.draw_mut().seed = s.settings.seed();
+                    s.settings = preset;
+                    s.race = None;
+                }
+                if s.prompt == crate::page::state::DEFAULT_PROMPT {
+                    s.prompt.clear();
+                }
+            }
+        });
+    };
+    view! {
+        <Show when=offered>
+            <div class="chat" data-testid="chat-panel">
+                <div class="row">
+                    <label class="knob check" title="Talk to the model through its own chat template, with the sampler its authors chat with">
+                        <input
+                            type="checkbox"
+                            data-testid="chat"
+                            prop:checked=on
+                            on:change=move |ev| switch(event_target_checked(&ev))
+                        />
+                        <span>"chat"</span>
+                    </label>
+                    <Show when=on>
+                        <label class="knob wide" title="Instructions before the conversation (optional)">
+                            <input
+                                type="text"
+                                data-testid="system"
+                                placeholder="system prompt (optional)"
+                                prop:value=move || ctx.state.with(|s| s.system.clone().unwrap_or_default())
+                                on:change=move |ev| {
+                                    let v = event_target_value(&ev);
+                                    ctx.state.update(|s| s.system = (!v.trim().is_empty()).then_some(v));
+                                }
+                            />
+                        </label>
+                        <button
+                            data-testid="new-chat"
+                            title="Forget the turns so far"
+                            disabled=move || ctx.state.with(|s| s.turns.is_empty())
+                            on:click=move |_| ctx.state.update(|s| s.turns.clear())
+                        >"new chat"</button>
+                    </Show>
+                </div>
+                <Show when=move || on() && ctx.state.with(|s| !s.turns.is_empty())>
+                    <ol class="turns" aria-label="The conversation so far">
+                        {move || ctx.state.with(|s| s.turns.iter().map(|m| {
+                            let role = match m.role {
+                                Role::User => "user",
+                                Role::Assistant => "assistant",
+                                Role::System => "system",
+                            };
+                            view! {
+                                <li class=format!("turn {role}") data-testid="chat-turn" data-role=role>
+                                    {m.content.clone()}
+                                </li>
+                            }
+                        }).collect_view())}
+                    </ol>
+                </Show>
+            </div>
+        </Show>
+    }
+}
+
 /// Family, prompt, knobs, seed, run and race.
 #[component]
 pub fn Controls() -> impl IntoView {
     let ctx = ctx();
     let racing = move || ctx.state.with(PageState::racing);
     let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
+    let chatting = move || ctx.state.with(|s| s.chat && s.family == Family::Text);
     view! {
         <section class="controls" aria-label="Sampler settings">
             {family_select()}
             <Show when=move || !digits()>
+                {chat_panel()}
                 <label class="prompt">
-                    <span>"Prompt — "<code>"[MASK]"</code>" in it is filled in place"</span>
+                    {move || if chatting() {
+                        view! { <span>"Your message"</span> }.into_any()
+                    } else {
+                        view! { <span>"Prompt — "<code>"[MASK]"</code>" in it is filled in place"</span> }.into_any()
+                    }}
                     <textarea
                         data-testid="prompt"
                         rows="2"
@@ -502,7 +596,11 @@ pub fn Controls() -> impl IntoView {
                         disabled=move || !ctx.model_ready()
                         on:click=move |_| ctx.run()
                     >
-                        {move || if ctx.busy() { "Restart" } else { "Run" }}
+                        {move || match (ctx.busy(), chatting()) {
+                            (true, _) => "Restart",
+                            (false, true) => "Send",
+                            (false, false) => "Run",
+                        }}
                     </button>
                     <button data-testid="cancel" disabled=move || !ctx.busy() on:click=move |_| ctx.cancel()>
                         "Cancel"
@@ -516,7 +614,7 @@ pub fn Controls() -> impl IntoView {
     }
 }
 
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.2} GB", n as f64 / (1u64 << 30) as f64),
         n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),

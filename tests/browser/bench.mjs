@@ -6,8 +6,9 @@
 //     the CPU fallback;
 //   - the wasm module's size, raw and gzipped.
 //   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance.
-// Usage: node tests/browser/bench.mjs [--digits | --cpu]   (after `trunk build`; --digits: only
-// the digits; --cpu: only the CPU fallback's runs); prints Markdown for BENCHMARKS.md.
+// Usage: node tests/browser/bench.mjs [--digits | --cpu | --first]   (after `trunk build`; --digits:
+// only the digits; --cpu: only the CPU fallback's runs; --first: only the first painted step on
+// WebGPU and where its time goes); prints Markdown for BENCHMARKS.md.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -40,10 +41,41 @@ async function longestTaskWhileGenerating(page) {
   });
 }
 
+/** The page's marks on the way to its first painted step (src/ui/app.rs), in order. */
+const PHASES = ['worker-booted', 'backend-ready', 'model-loaded', 'run-started', 'step-received', 'first-step'];
+
+/** Navigates and waits for the first painted step; returns the time of each phase's mark. */
 async function firstStep(page, query) {
   await page.goto(`${origin}?${query}`);
   await page.waitForFunction(() => performance.getEntriesByName('unmask:first-step').length > 0, null, { timeout: 300_000 });
-  return page.evaluate(() => performance.getEntriesByName('unmask:first-step')[0].startTime);
+  return page.evaluate((phases) => Object.fromEntries(phases.map((p) => [p,
+    performance.getEntriesByName(`unmask:${p}`)[0]?.startTime ?? NaN])), PHASES);
+}
+
+/** Opens the page without autoplay, waits for the worker's warm-up (ToWorker::Warm: the first
+ *  step's kernels compiled while the reader reads), then clicks Run: returns when the warm-up
+ *  ended (from navigation) and the time from the click to the first painted step. */
+async function firstStepAfterWarmUp(page, query) {
+  await page.goto(`${origin}?${query}`);
+  await page.waitForFunction(() => performance.getEntriesByName('unmask:warmed').length > 0, null, { timeout: 300_000 });
+  await page.waitForSelector('[data-testid=run]:not([disabled])');
+  const clicked = await page.evaluate(() => performance.now());
+  await page.click('[data-testid=run]');
+  await page.waitForFunction(() => performance.getEntriesByName('unmask:first-step').length > 0, null, { timeout: 300_000 });
+  return page.evaluate((clicked) => ({
+    warmed: performance.getEntriesByName('unmask:warmed')[0].startTime,
+    runToFirst: performance.getEntriesByName('unmask:first-step')[0].startTime - clicked,
+  }), clicked);
+}
+
+/** "a → b" durations between successive marks, for the breakdown row. */
+function breakdown(marks) {
+  let last = 0;
+  return PHASES.filter((p) => Number.isFinite(marks[p])).map((p) => {
+    const part = `${p} +${(marks[p] - last).toFixed(0)}`;
+    last = marks[p];
+    return part;
+  }).join(', ');
 }
 
 async function done(page) {
@@ -58,6 +90,8 @@ async function done(page) {
 
 const onlyDigits = process.argv.includes('--digits');
 const onlyCpu = process.argv.includes('--cpu');
+/** Only the first painted step on WebGPU, cold and warm, with its breakdown. */
+const onlyFirst = process.argv.includes('--first');
 /** The backends measured: WebGPU (SwiftShader here) and the CPU fallback (`gpu = false`). */
 const backends = onlyCpu ? [false] : [true, false];
 const rows = [];
@@ -73,14 +107,22 @@ if (!onlyDigits && !onlyCpu) {
   const warm = await firstStep(page, query);
   await done(page);
   await context.close();
-  rows.push(`| navigation → first painted step, WebGPU | ${cold.toFixed(0)} ms cold | ${warm.toFixed(0)} ms warm |`);
+  rows.push(`| navigation → first painted step, WebGPU | ${cold['first-step'].toFixed(0)} ms cold | ${warm['first-step'].toFixed(0)} ms warm |`);
+  rows.push(`| where it goes, cold (ms after the previous mark) | ${breakdown(cold)} | |`);
+  rows.push(`| where it goes, warm | ${breakdown(warm)} | |`);
+  const ready = await browser.newContext();
+  const reader = await ready.newPage();
+  const w = await firstStepAfterWarmUp(reader, query.replace('autoplay=1&', ''));
+  await done(reader);
+  await ready.close();
+  rows.push(`| Run → first painted step after the warm-up (which ended ${w.warmed.toFixed(0)} ms after navigation), WebGPU | ${w.runToFirst.toFixed(0)} ms | run-started → step-received above: the same step with its kernels cold |`);
   rows.push(`| longest main-thread task while generating (bd3, WebGPU) | ${longest.toFixed(0)} ms | 0 = none over 50 ms |`);
 }
 const samplers = {
   bd3: 'sampler=bd3&gen=24', llada: 'sampler=llada&gen=24&steps=24', mdlm: 'sampler=mdlm&gen=24&steps=24',
   ar: 'sampler=ar&gen=24',
 };
-for (const gpu of onlyDigits ? [] : backends) {
+for (const gpu of onlyDigits || onlyFirst ? [] : backends) {
   const context = await browser.newContext();
   const page = await context.newPage();
   if (!gpu) await removeWebGpu(context, page);
@@ -93,8 +135,8 @@ for (const gpu of onlyDigits ? [] : backends) {
     speed.push(`| ${name} | ${gpu ? 'WebGPU (SwiftShader)' : 'CPU (wasm)'} | ${lane.tokens} | ${lane.steps} | ${lane.ms.toFixed(0)} | ${(lane.tokens * 1000 / lane.ms).toFixed(1)} |`);
   }
   if (!gpu) {
-    const cold = await firstStep(page, query);
-    rows.push(`| navigation → first painted step, CPU fallback (warm) | ${cold.toFixed(0)} ms | |`);
+    const warm = await firstStep(page, query);
+    rows.push(`| navigation → first painted step, CPU fallback (warm) | ${warm['first-step'].toFixed(0)} ms | ${breakdown(warm)} |`);
   }
   await context.close();
 }
@@ -102,7 +144,7 @@ const digits = {
   unguided: 'class=7', 'classifier-free w = 1': 'class=7&cfg=1', 'classifier s = 3': 'class=7&classifier_scale=3',
 };
 const digitSpeed = [];
-for (const gpu of backends) {
+for (const gpu of onlyFirst ? [] : backends) {
   const context = await browser.newContext();
   const page = await context.newPage();
   if (!gpu) await removeWebGpu(context, page);

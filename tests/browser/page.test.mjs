@@ -224,6 +224,69 @@ for (const c of dllmCases) {
   });
 }
 
+test('WebGPU: chat with a transformer, two turns, each reply the CLI\'s `unmask chat` reply', async () => {
+  // a2d-qwen3's fixture carries Qwen3's ChatML template; LLaDA's greedy sampler as the authors
+  // chat with it, shortened to 8 tokens in 8 steps for SwiftShader.
+  const name = 'a2d-qwen3';
+  const model = `./fixtures/dllm/${name}/`;
+  const system = 'Answer briefly.';
+  const messages = ['hello there', 'and then?'];
+  const { page, context, problems } = await open(
+    `model=${encodeURIComponent(model)}&chat=1&system=${encodeURIComponent(system)}&sampler=llada&gen=8&steps=8&temperature=0&seed=1&prompt=${encodeURIComponent(messages[0])}`);
+  try {
+    await loaded(page, `fixtures/dllm/${name}/`);
+    assert.equal(await backendOf(page), 'wgpu', 'SwiftShader WebGPU should be used');
+    assert.ok(await page.isChecked('[data-testid=chat]'), 'the model has a chat template: chat is offered and on');
+    // Before Run, the worker compiles the first step's kernels (ToWorker::Warm) and says so.
+    await page.waitForFunction(() => performance.getEntriesByName('unmask:warmed').length > 0, null, { timeout: RUN_MS });
+    const turns = () => page.$$eval('[data-testid=chat-turn]', (ts) => ts.map((t) => [t.dataset.role, t.textContent]));
+    for (const [i, message] of messages.entries()) {
+      if (i > 0) await page.fill('[data-testid=prompt]', message);
+      assert.equal(await page.textContent('[data-testid=run]'), 'Send');
+      await page.click('[data-testid=run]');
+      await page.waitForFunction((n) => document.querySelectorAll('[data-testid=chat-turn]').length === n,
+        2 * (i + 1), { timeout: RUN_MS });
+      assert.equal(await page.inputValue('[data-testid=prompt]'), '', 'the box empties after a reply');
+    }
+    await shot(page, 'webgpu-chat');
+    const said = await turns();
+    assert.deepEqual(said.map(([role]) => role), ['user', 'assistant', 'user', 'assistant']);
+    assert.deepEqual(said.filter(([role]) => role === 'user').map(([, t]) => t), messages);
+    const args = ['chat', '--model', path.join(fixtures, 'dllm', name), '--system', system, '--gen-length', '8',
+      '--steps', '8', '--seed', '1', '--quiet', ...messages.flatMap((m) => ['--message', m])];
+    const reference = execFileSync(cliBin, args, { encoding: 'utf8' }).trim();
+    const replies = said.filter(([role]) => role === 'assistant').map(([, t]) => t);
+    assert.equal(replies.join('\n'), reference);
+    // The link carries the conversation: opened again, it shows the same turns.
+    const query = new URL(page.url()).search;
+    assert.ok(query.includes('assistant='), query);
+    await page.goto(`${origin}${BASE}${query}`);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=chat-turn]').length === 4, null, { timeout: LOAD_MS });
+    assert.deepEqual(await turns(), said);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('an autoplaying link never downloads weights above its autoload limit: it shows their size and waits for a click', async () => {
+  // The tiny model's weights are 100 kB or more; this link lets the page fetch 1 kB by itself.
+  const { page, context, problems } = await open(`${TINY}&autoplay=1&embed=1&autoload=0.001&sampler=llada&gen=8&steps=8&seed=1&prompt=${encodeURIComponent(PROMPT)}`);
+  try {
+    const held = await page.waitForSelector('[data-testid=held]', { timeout: LOAD_MS });
+    assert.match(await held.textContent(), /model\.safetensors is [\d.]+ kB, more than the 1000 B this page downloads without asking/);
+    assert.equal(await page.$$eval('[data-testid=lane]', (ls) => ls.length), 0, 'nothing runs before the click');
+    await page.click('[data-testid=load-held]');
+    // Loaded on the reader's word; autoplay then runs as it would have.
+    const [lane] = await run(page, { click: false });
+    assert.equal(lane.status, 'done');
+    assert.equal(await page.$('[data-testid=held]'), null);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
 test('without WebGPU the CPU badge shows and the result is the same', async () => {
   const c = cases[0];
   const { page, context, problems } = await open(`${c.query}&prompt=${encodeURIComponent(PROMPT)}`, { gpu: false });

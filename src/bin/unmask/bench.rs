@@ -19,8 +19,9 @@ use unmask::sampler::{Denoiser, Knob, KnobValue, ModelSpec, SamplerKind, Setting
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model folder; without it a random-weight model of `--preset`'s shape.
-    #[arg(long)]
+    /// Model folder, or a Hugging Face id (owner/name[@revision]) already in its cache; without
+    /// it a random-weight model of `--preset`'s shape.
+    #[arg(long, value_parser = crate::model_folder())]
     model: Option<PathBuf>,
     /// Shape of the random-weight model when no folder is given.
     #[arg(long, value_enum, default_value = "small")]

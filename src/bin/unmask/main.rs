@@ -51,8 +51,9 @@ enum Command {
     Forward(ForwardArgs),
     /// Describe a model folder: architecture, parameters, dtypes, tokenizer.
     Inspect {
-        /// Model folder (config.json, model.safetensors, tokenizer.json).
-        #[arg(long)]
+        /// Model folder (config.json, model.safetensors, tokenizer.json), or a Hugging Face id
+        /// (owner/name[@revision]) already in its cache.
+        #[arg(long, value_parser = model_folder())]
         model: PathBuf,
     },
     /// Measure forward latency and sampler throughput.
@@ -153,8 +154,9 @@ const DEFAULT_GEN_LENGTH: usize = 64;
 
 #[derive(Args)]
 struct GenerateArgs {
-    /// Model folder (config.json, model.safetensors, and tokenizer.json for text).
-    #[arg(long)]
+    /// Model folder (config.json, model.safetensors, and tokenizer.json for text), or a Hugging
+    /// Face id (owner/name[@revision]) already in its cache.
+    #[arg(long, value_parser = model_folder())]
     model: PathBuf,
     /// Prompt (text); write [MASK] anywhere to have it filled in place.
     #[arg(long)]
@@ -256,8 +258,8 @@ struct GenerateArgs {
 
 #[derive(Args)]
 struct ForwardArgs {
-    /// Model folder.
-    #[arg(long)]
+    /// Model folder, or a Hugging Face id (owner/name[@revision]) already in its cache.
+    #[arg(long, value_parser = model_folder())]
     model: PathBuf,
     /// Text to tokenize (BOS is prepended when the tokenizer has one).
     #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
@@ -332,6 +334,15 @@ pub fn write_new_files(out: &Path, files: &[(&str, &[u8])]) -> CliResult<()> {
 
 /// One line to stdout; a closed pipe ends the process with success (the reader has what it
 /// wanted), any other write error with a message.
+/// `--model`'s parser: a folder (any path, UTF-8 or not), or a Hugging Face id already in its
+/// cache ([`unmask::hub`]).
+fn model_folder() -> clap::builder::ValueParser {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new()
+        .try_map(|arg| unmask::hub::resolve(&arg))
+        .into()
+}
+
 fn write_line(line: std::fmt::Arguments) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {

@@ -555,8 +555,8 @@ fn save(
 /// Arguments of `unmask quality`.
 #[derive(Args)]
 pub struct QualityArgs {
-    /// Model folder.
-    #[arg(long)]
+    /// Model folder, or a Hugging Face id (owner/name[@revision]) already in its cache.
+    #[arg(long, value_parser = crate::model_folder())]
     pub model: PathBuf,
     /// Prepared corpus whose training text defines the known words.
     #[arg(long, default_value = "data/corpus")]
