@@ -111,14 +111,57 @@ fn is_remote(url: &str) -> bool {
     (url.starts_with("https://") || url.starts_with("http://")) && !url.starts_with(&origin)
 }
 
+/// Bytes this origin may still store: `navigator.storage.estimate()`'s quota less its usage, when
+/// the browser says.
+async fn storage_room() -> Option<u64> {
+    let global = js_sys::global();
+    let storage = Reflect::get(&Reflect::get(&global, &"navigator".into()).ok()?, &"storage".into())
+        .ok()?;
+    let estimate: js_sys::Function = Reflect::get(&storage, &"estimate".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: js_sys::Promise = estimate.call0(&storage).ok()?.dyn_into().ok()?;
+    let answer = JsFuture::from(promise).await.ok()?;
+    let quota = Reflect::get(&answer, &"quota".into()).ok()?.as_f64()?;
+    let usage = Reflect::get(&answer, &"usage".into())
+        .ok()
+        .and_then(|u| u.as_f64())
+        .unwrap_or(0.0);
+    Some((quota - usage).max(0.0) as u64)
+}
+
+/// Why a downloaded file was not kept for the next visit, in words for the reader.
+fn not_kept(url: &str, bytes: u64, room: u64) -> String {
+    let file = url.rsplit('/').next().unwrap_or(url);
+    format!(
+        "{file} ({}) is not kept for your next visit: this site may store only {} more in this browser (its storage quota), so it downloads again next time",
+        decimal_bytes(bytes),
+        decimal_bytes(room)
+    )
+}
+
+/// "1.2 GB", "335.0 MB", "1.7 kB", "348 B".
+fn decimal_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
 /// Fetches `url` whole, calling `progress(loaded, total, from_cache)` as bytes arrive. With a
 /// `limit`, a download larger than that many bytes stops before its body (or as soon as it
 /// passes the limit, when the server sends no size) with [`FetchError::OverLimit`]; a file
-/// already in Cache Storage is read whatever its size.
+/// already in Cache Storage is read whatever its size. A file of another origin is kept in
+/// Cache Storage when the storage quota has room for it (checked before the download when the
+/// server gives its size); when not, it is still read, and `note` says why it is not kept.
 pub async fn fetch_bytes(
     url: &str,
     limit: Option<u64>,
     mut progress: impl FnMut(u64, Option<u64>, bool),
+    mut note: impl FnMut(String),
 ) -> Result<Vec<u8>, FetchError> {
     let remote = is_remote(url);
     let cache = if remote { open_cache().await } else { None };
@@ -157,7 +200,26 @@ pub async fn fetch_bytes(
             });
         }
     }
+    // The quota first: a file that cannot be kept is still worth this visit.
+    let size = content_length(&response);
+    let room = if cache.is_some() {
+        storage_room().await
+    } else {
+        None
+    };
+    let fits = |bytes: u64| room.is_none_or(|room| bytes <= room);
+    let mut cache = cache;
+    if let Some(size) = size
+        && !fits(size)
+    {
+        cache = None;
+        note(not_kept(url, size, room.unwrap_or(0)));
+    }
     let bytes = read_body(url, &response, limit, |l, t| progress(l, t, false)).await?;
+    if size.is_none() && cache.is_some() && !fits(bytes.len() as u64) {
+        cache = None;
+        note(not_kept(url, bytes.len() as u64, room.unwrap_or(0)));
+    }
     if let Some(cache) = cache {
         // A full cache or a private window only costs the next download.
         let body = Uint8Array::from(bytes.as_slice());
@@ -166,6 +228,16 @@ pub async fn fetch_bytes(
         }
     }
     Ok(bytes)
+}
+
+/// The size the server announces.
+fn content_length(response: &Response) -> Option<u64> {
+    response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn read_body(
@@ -178,12 +250,7 @@ async fn read_body(
         url: url.to_owned(),
         detail: js_error(&e),
     };
-    let total = response
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<u64>().ok());
+    let total = content_length(response);
     let over = |bytes: u64, limit: u64| FetchError::OverLimit {
         url: url.to_owned(),
         bytes,

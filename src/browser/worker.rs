@@ -812,17 +812,26 @@ async fn download_limited(
     file: &str,
     limit: Option<u64>,
 ) -> Result<Vec<u8>, super::fetch::FetchError> {
-    fetch_bytes(url, limit, |loaded, total, cached| {
-        if let Some(load) = progress {
-            post(&FromWorker::Progress {
-                load,
-                file: file.into(),
-                loaded,
-                total,
-                cached,
-            })
-        }
-    })
+    fetch_bytes(
+        url,
+        limit,
+        |loaded, total, cached| {
+            if let Some(load) = progress {
+                post(&FromWorker::Progress {
+                    load,
+                    file: file.into(),
+                    loaded,
+                    total,
+                    cached,
+                })
+            }
+        },
+        |message| {
+            if let Some(load) = progress {
+                post(&FromWorker::Note { load, message })
+            }
+        },
+    )
     .await
 }
 

@@ -335,6 +335,14 @@ pub enum FromWorker {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply: Option<String>,
     },
+    /// Something the reader should know about a load that goes on (a file not kept in the
+    /// browser's cache for lack of quota).
+    Note {
+        /// Which load.
+        load: u32,
+        /// What, in words.
+        message: String,
+    },
     /// A load stopped before downloading weights larger than its limit.
     Held {
         /// Which load.
@@ -702,6 +710,10 @@ mod tests {
                 reply: None,
             },
             FromWorker::Warmed { elapsed_ms: x },
+            FromWorker::Note {
+                load: 2,
+                message: "not kept".into(),
+            },
             FromWorker::Held {
                 load: 2,
                 file: "model.safetensors".into(),

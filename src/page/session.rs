@@ -249,6 +249,9 @@ pub struct Session {
     pub worker: WorkerStatus,
     /// The model.
     pub model: ModelStatus,
+    /// What the reader should know about the model's load (e.g. a file not kept in the
+    /// browser's cache); cleared by the next load.
+    pub model_notes: Vec<String>,
     /// The runs shown.
     pub lanes: Vec<Lane>,
     next_run: u32,
@@ -268,6 +271,7 @@ impl Default for Session {
         Session {
             worker: WorkerStatus::Starting,
             model: ModelStatus::None,
+            model_notes: Vec::new(),
             lanes: Vec::new(),
             next_run: 0,
             load_id: 0,
@@ -352,6 +356,7 @@ impl Session {
         limit: Option<u64>,
     ) -> Vec<Command> {
         let source = source.for_job(&state.job());
+        self.model_notes.clear();
         self.loading = Some(source.clone());
         self.load_id += 1;
         self.model = ModelStatus::Loading {
@@ -566,7 +571,9 @@ impl Session {
             FromWorker::Progress { load, .. }
             | FromWorker::Loaded { load, .. }
             | FromWorker::Held { load, .. }
+            | FromWorker::Note { load, .. }
                 if load != self.load_id => {}
+            FromWorker::Note { message, .. } => self.model_notes.push(message),
             FromWorker::Held {
                 file, bytes, limit, ..
             } => {
@@ -945,9 +952,20 @@ mod tests {
         assert_eq!(load(&effects), Some((2, big, None)));
         let effects = s.on_message(loaded(2), &page);
         assert!(effects.iter().any(|e| matches!(e, Command::Send(ToWorker::Generate { .. }))));
+        // A note about the load in progress is kept until the next load; one about an older
+        // load is not.
+        let note = |load| FromWorker::Note {
+            load,
+            message: "model.safetensors is not kept".into(),
+        };
+        s.on_message(note(1), &page);
+        assert!(s.model_notes.is_empty());
+        s.on_message(note(2), &page);
+        assert_eq!(s.model_notes, ["model.safetensors is not kept"]);
         // A model the reader picks is never held.
         let effects = s.load_model(ModelSource::Hub("o/other".into()), &page);
         assert_eq!(load(&effects).map(|l| l.2), Some(None));
+        assert!(s.model_notes.is_empty(), "a new load starts without the old notes");
         assert!(s.load_held(&page).is_empty(), "nothing is held any more");
     }
 

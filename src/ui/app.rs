@@ -490,6 +490,13 @@ fn Notices() -> impl IntoView {
                 }
                 _ => None,
             }}
+            {move || {
+                ctx.session
+                    .with(|s| s.model_notes.clone())
+                    .into_iter()
+                    .map(|n| view! { <p class="notice info" data-testid="model-note">{n}</p> })
+                    .collect_view()
+            }}
             {move || match ctx.model_status() {
                 ModelStatus::Failed(e) => {
                     Some(view! { <p class="notice error" data-testid="model-error">{e}</p> }.into_any())

@@ -174,7 +174,7 @@ pub fn ForwardView() -> impl IntoView {
     let ctx = ctx();
     let examples = RwSignal::new(None::<Result<DigitExamples, String>>);
     leptos::task::spawn_local(async move {
-        let got = fetch_bytes(DIGIT_EXAMPLES_URL, None, |_, _, _| {})
+        let got = fetch_bytes(DIGIT_EXAMPLES_URL, None, |_, _, _| {}, |_| {})
             .await
             .map_err(|e| e.to_string())
             .and_then(|b| DigitExamples::from_json(&String::from_utf8_lossy(&b)));

@@ -31,6 +31,8 @@ const cliBin = process.env.UNMASK_BIN ?? path.join(root, 'target/debug/unmask');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'unmask-browser-'));
 /** The page is served here, not at the root, to prove dist/ works from any sub-path. */
 const BASE = '/blog/posts/unmask/';
+/** The page again, with a worker whose browser reports a full disk (see the server). */
+const FULL_DISK = '/full-disk/';
 const PROMPT = 'the old man saw a';
 /** SwiftShader computes slowly; the tiny model still runs in seconds, so these are generous. */
 const LOAD_MS = 120_000;
@@ -51,6 +53,19 @@ before(async () => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(`<!doctype html><title>post</title><link rel="icon" href="data:,"><p>My post</p>
         <iframe src="${src}" width="100%" height="700" sandbox="allow-scripts allow-same-origin"></iframe>`);
+      return;
+    }
+    if (url.pathname.startsWith(FULL_DISK)) {
+      // The page as a browser with a full disk runs it: its worker's storage estimate says this
+      // site may store 1 kB more.
+      const rel = decodeURIComponent(url.pathname.slice(FULL_DISK.length));
+      if (rel === 'worker.js') {
+        const patch = 'StorageManager.prototype.estimate = async () => ({ quota: 1000, usage: 0 });\n';
+        res.writeHead(200, { 'content-type': 'text/javascript' });
+        res.end(patch + readFileSync(path.join(dist, 'worker.js'), 'utf8'));
+        return;
+      }
+      serveFile(res, dist, rel);
       return;
     }
     if (!url.pathname.startsWith(BASE)) {
@@ -624,6 +639,38 @@ test('a model from another origin is kept in Cache Storage; one without CORS get
     await page.click('[data-testid=load]');
     const error = await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
     assert.match(await error.textContent(), /CORS/);
+  } finally {
+    await context.close();
+    other.close();
+  }
+});
+
+test('a model file the storage quota has no room for still loads, is not kept, and the page says so', async () => {
+  const hits = {};
+  const other = http.createServer((req, res) => {
+    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
+    hits[name] = (hits[name] ?? 0) + 1;
+    serveFile(res, modelDir, name, { 'access-control-allow-origin': '*' });
+  });
+  const remote = (await listen(other)).replace('127.0.0.1', 'localhost');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    // Served under FULL_DISK: the worker's storage estimate leaves 1 kB (DevTools'
+    // Storage.overrideQuotaForOrigin does not reach estimate() in this Chromium, and routing the
+    // worker script through Playwright breaks its cross-origin fetches).
+    await page.goto(`${origin}${FULL_DISK}?backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/m/`)}&prompt=${encodeURIComponent(PROMPT)}`);
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    const notes = await page.$$eval('[data-testid=model-note]', (ns) => ns.map((n) => n.textContent));
+    assert.ok(notes.some((n) => /^model\.safetensors \(162\.6 kB\) is not kept for your next visit: this site may store only [\d.]+ (B|kB) more/.test(n)), notes.join('\n'));
+    const cached = await page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url));
+    assert.ok(!cached.some((u) => u.endsWith('/model.safetensors')), `cache holds ${cached}`);
+    // The model works this visit, and the next one downloads it again.
+    const [lane] = await run(page);
+    assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
+    await page.reload();
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    assert.equal(hits['model.safetensors'], 2);
   } finally {
     await context.close();
     other.close();
