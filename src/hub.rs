@@ -132,8 +132,7 @@ impl HubId {
             });
         }
         let revision = self.revision.as_deref().unwrap_or(DEFAULT_REVISION);
-        let is_commit =
-            revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit());
+        let is_commit = revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit());
         let commit = if is_commit {
             revision.to_owned()
         } else {
@@ -202,7 +201,11 @@ impl std::fmt::Display for HubId {
 
 /// The hub cache `huggingface_hub` uses, from the environment (see the module's docs).
 pub fn cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = var("HF_HUB_CACHE") {
         return dir;
     }

@@ -558,7 +558,11 @@ fn hub_cache() -> (std::path::PathBuf, String) {
 }
 
 /// `unmask` with `HF_HUB_CACHE` set to `cache`, run in `cwd`.
-fn unmask_with_cache(args: &[&str], cache: &std::path::Path, cwd: &std::path::Path) -> std::process::Output {
+fn unmask_with_cache(
+    args: &[&str],
+    cache: &std::path::Path,
+    cwd: &std::path::Path,
+) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
         .args(args)
         .env("HF_HUB_CACHE", cache)
@@ -583,10 +587,16 @@ fn a_hub_id_opens_its_folder_in_the_hugging_face_cache() {
         format!("unmask-test/tiny@{commit}"),
     ] {
         let out = unmask_with_cache(&["inspect", "--model", &id], &cache, &cwd);
-        assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The same model, read from the snapshot (its path is the only difference).
         let text = String::from_utf8(out.stdout).unwrap();
-        let snapshot = cache.join("models--unmask-test--tiny/snapshots").join(&commit);
+        let snapshot = cache
+            .join("models--unmask-test--tiny/snapshots")
+            .join(&commit);
         assert_eq!(
             text.replace(snapshot.to_str().unwrap(), fixture.to_str().unwrap()),
             expected,
@@ -614,7 +624,10 @@ fn a_hub_id_not_in_the_cache_is_refused_with_what_to_do() {
         err
     };
     let err = run(&["generate", "--model", "someone/absent", "--prompt", "x"]);
-    assert!(err.contains("huggingface-cli download someone/absent"), "{err}");
+    assert!(
+        err.contains("huggingface-cli download someone/absent"),
+        "{err}"
+    );
     assert!(err.contains(cache.to_str().unwrap()), "{err}");
     let err = run(&["inspect", "--model", "unmask-test/tiny@v2"]);
     assert!(err.contains("not at revision `v2`"), "{err}");
@@ -628,5 +641,8 @@ fn a_hub_id_not_in_the_cache_is_refused_with_what_to_do() {
     std::fs::write(repo.join("refs/main"), "not a hash!\n").unwrap();
     let out = unmask_with_cache(&["inspect", "--model", "o/n"], &bad, &cwd);
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("refs/main") && err.contains("holds no commit hash"), "{err}");
+    assert!(
+        err.contains("refs/main") && err.contains("holds no commit hash"),
+        "{err}"
+    );
 }

@@ -115,8 +115,11 @@ fn is_remote(url: &str) -> bool {
 /// the browser says.
 async fn storage_room() -> Option<u64> {
     let global = js_sys::global();
-    let storage = Reflect::get(&Reflect::get(&global, &"navigator".into()).ok()?, &"storage".into())
-        .ok()?;
+    let storage = Reflect::get(
+        &Reflect::get(&global, &"navigator".into()).ok()?,
+        &"storage".into(),
+    )
+    .ok()?;
     let estimate: js_sys::Function = Reflect::get(&storage, &"estimate".into())
         .ok()?
         .dyn_into()
@@ -136,19 +139,9 @@ fn not_kept(url: &str, bytes: u64, room: u64) -> String {
     let file = url.rsplit('/').next().unwrap_or(url);
     format!(
         "{file} ({}) is not kept for your next visit: this site may store only {} more in this browser (its storage quota), so it downloads again next time",
-        decimal_bytes(bytes),
-        decimal_bytes(room)
+        crate::page::human_bytes(bytes),
+        crate::page::human_bytes(room)
     )
-}
-
-/// "1.2 GB", "335.0 MB", "1.7 kB", "348 B".
-fn decimal_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
-        n => format!("{n} B"),
-    }
 }
 
 /// Fetches `url` whole, calling `progress(loaded, total, from_cache)` as bytes arrive. With a

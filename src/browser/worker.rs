@@ -101,7 +101,10 @@ impl TextHeld {
             let generation = Generation::new(settings, prompt, codec, &spec)?;
             return Ok((generation, None));
         };
-        let template = self.template.as_ref().map_err(|e| Unprepared::Chat(e.clone()))?;
+        let template = self
+            .template
+            .as_ref()
+            .map_err(|e| Unprepared::Chat(e.clone()))?;
         messages.push(Message::new(Role::User, prompt));
         let chat_error = |e: crate::chat::ChatError| Unprepared::Chat(e.to_string());
         let text = template.render(&messages, true).map_err(chat_error)?;
@@ -346,7 +349,10 @@ async fn drain(state: Rc<RefCell<State>>) {
             ToWorker::Warm { job, model } => {
                 let (held, host) = {
                     let s = state.borrow();
-                    (s.held(&model), s.device.as_ref().is_none_or(backend::is_host))
+                    (
+                        s.held(&model),
+                        s.device.as_ref().is_none_or(backend::is_host),
+                    )
                 };
                 match held {
                     // The CPU backend compiles nothing: a step now would only make a Run
@@ -640,13 +646,12 @@ async fn load(
                 Ok(TextConfig::Transformer(_))
             );
             let (special, jinja) = if transformer {
-                let optional = async |file: &str| match download_raw(progress, &url(file), file)
-                    .await
-                {
-                    Ok(bytes) => Ok(Some(bytes)),
-                    Err(e) if e.is_not_found() => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                };
+                let optional =
+                    async |file: &str| match download_raw(progress, &url(file), file).await {
+                        Ok(bytes) => Ok(Some(bytes)),
+                        Err(e) if e.is_not_found() => Ok(None),
+                        Err(e) => Err(e.to_string()),
+                    };
                 let special = optional(TOKENIZER_CONFIG_FILE).await?;
                 // Newer saves keep the template beside tokenizer_config.json.
                 let inline = special

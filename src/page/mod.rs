@@ -17,3 +17,29 @@ pub use replay::{Cell, CellState, Record, Replay};
 pub use session::{Command, Lane, ModelStatus, RunStatus, Session, WorkerStatus};
 pub use source::ModelSource;
 pub use state::{BackendChoice, PageState, Theme};
+
+/// A size for the reader, in decimal units as the `autoload` limit counts them: "1.2 GB",
+/// "335.0 MB", "162.6 kB", "348 B".
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_in_decimal_units() {
+        let read: Vec<String> = [0, 999, 1_000, 162_600, 100_000_000, 1_192_000_000]
+            .into_iter()
+            .map(super::human_bytes)
+            .collect();
+        assert_eq!(
+            read,
+            ["0 B", "999 B", "1.0 kB", "162.6 kB", "100.0 MB", "1.2 GB"]
+        );
+    }
+}

@@ -885,7 +885,9 @@ mod tests {
 
     #[test]
     fn a_chat_reply_of_the_first_lane_continues_the_conversation() {
-        let page = state("chat=1&user=hi&assistant=hello&prompt=and%20you&sampler=llada&gen=8&b.sampler=bd3");
+        let page = state(
+            "chat=1&user=hi&assistant=hello&prompt=and%20you&sampler=llada&gen=8&b.sampler=bd3",
+        );
         let mut s = Session::default();
         s.restart(&page);
         s.on_message(loaded(1), &page);
@@ -921,9 +923,11 @@ mod tests {
         let effects = s.restart(&page);
         let load = |effects: &[Command]| {
             effects.iter().find_map(|e| match e {
-                Command::Send(ToWorker::Load { load, source, limit }) => {
-                    Some((*load, source.clone(), *limit))
-                }
+                Command::Send(ToWorker::Load {
+                    load,
+                    source,
+                    limit,
+                }) => Some((*load, source.clone(), *limit)),
                 _ => None,
             })
         };
@@ -951,7 +955,11 @@ mod tests {
         let effects = s.load_held(&page);
         assert_eq!(load(&effects), Some((2, big, None)));
         let effects = s.on_message(loaded(2), &page);
-        assert!(effects.iter().any(|e| matches!(e, Command::Send(ToWorker::Generate { .. }))));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, Command::Send(ToWorker::Generate { .. })))
+        );
         // A note about the load in progress is kept until the next load; one about an older
         // load is not.
         let note = |load| FromWorker::Note {
@@ -965,7 +973,10 @@ mod tests {
         // A model the reader picks is never held.
         let effects = s.load_model(ModelSource::Hub("o/other".into()), &page);
         assert_eq!(load(&effects).map(|l| l.2), Some(None));
-        assert!(s.model_notes.is_empty(), "a new load starts without the old notes");
+        assert!(
+            s.model_notes.is_empty(),
+            "a new load starts without the old notes"
+        );
         assert!(s.load_held(&page).is_empty(), "nothing is held any more");
     }
 

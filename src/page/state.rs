@@ -788,10 +788,13 @@ mod tests {
         let mut next = state.clone();
         next.add_exchange("and you?".into(), "fine".into());
         assert_eq!(next.prompt, "");
-        assert_eq!(next.turns[2..], [
-            Message::new(Role::User, "and you?"),
-            Message::new(Role::Assistant, "fine"),
-        ]);
+        assert_eq!(
+            next.turns[2..],
+            [
+                Message::new(Role::User, "and you?"),
+                Message::new(Role::Assistant, "fine"),
+            ]
+        );
         let (back, _) = PageState::from_query(&next.to_query());
         assert_eq!(back.turns, next.turns);
     }
@@ -818,12 +821,20 @@ mod tests {
             .join("&");
         let (state, errors) = PageState::from_query(&format!("chat=1&{many}"));
         assert_eq!(state.turns.len(), MAX_TURNS);
-        assert!(errors.iter().any(|e| e.contains("at most 64 chat turns")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("at most 64 chat turns")),
+            "{errors:?}"
+        );
         let long = "x".repeat(MAX_PROMPT_CHARS / 2 + 1);
         let (state, errors) =
             PageState::from_query(&format!("chat=1&user={long}&assistant={long}&user=ok"));
         assert_eq!(state.turns, [Message::new(Role::User, long.clone())]);
-        assert!(errors.iter().any(|e| e.starts_with("assistant: the chat is longer")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("assistant: the chat is longer")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -505,11 +505,11 @@ fn Notices() -> impl IntoView {
                     <p class="notice info" data-testid="held">
                         {format!(
                             "This model's {file} is {}, more than the {} this page downloads without asking. ",
-                            super::controls::human_bytes(bytes),
-                            super::controls::human_bytes(limit)
+                            crate::page::human_bytes(bytes),
+                            crate::page::human_bytes(limit)
                         )}
                         <button class="primary" data-testid="load-held" on:click=move |_| ctx.load_held()>
-                            {format!("Load {}", super::controls::human_bytes(bytes))}
+                            {format!("Load {}", crate::page::human_bytes(bytes))}
                         </button>
                     </p>
                 }.into_any()),

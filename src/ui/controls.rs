@@ -11,6 +11,7 @@ use crate::browser::js_error;
 use crate::chat::Role;
 use crate::config::Family;
 use crate::export::{ColorPicture, TextSvg, cells_svg, encode_apng_rgba};
+use crate::page::human_bytes;
 use crate::page::images::PictureKind;
 use crate::page::protocol::{ClassifierStatus, Network};
 use crate::page::source::{ModelSource, TRAINED_MODELS};
@@ -611,15 +612,6 @@ pub fn Controls() -> impl IntoView {
                 <div class="race-knobs">{knobs(Which::B)}</div>
             </Show>
         </section>
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} kB", n as f64 / 1024.0),
-        n => format!("{n} B"),
     }
 }
 

@@ -289,7 +289,7 @@ test('an autoplaying link never downloads weights above its autoload limit: it s
   const { page, context, problems } = await open(`${TINY}&autoplay=1&embed=1&autoload=0.001&sampler=llada&gen=8&steps=8&seed=1&prompt=${encodeURIComponent(PROMPT)}`);
   try {
     const held = await page.waitForSelector('[data-testid=held]', { timeout: LOAD_MS });
-    assert.match(await held.textContent(), /model\.safetensors is [\d.]+ kB, more than the 1000 B this page downloads without asking/);
+    assert.match(await held.textContent(), /model\.safetensors is 162\.6 kB, more than the 1\.0 kB this page downloads without asking/);
     assert.equal(await page.$$eval('[data-testid=lane]', (ls) => ls.length), 0, 'nothing runs before the click');
     await page.click('[data-testid=load-held]');
     // Loaded on the reader's word; autoplay then runs as it would have.
