@@ -368,12 +368,12 @@ impl Conversation {
     }
 
     /// The prompt for the assistant's next reply: the conversation through `template` with the
-    /// assistant's opening, tokenized as it is.
-    pub fn prompt_ids(
+    /// assistant's opening, as text and tokenized as it is.
+    pub fn prompt(
         &self,
         template: &ChatTemplate,
         codec: &TextCodec,
-    ) -> Result<Vec<u32>, ChatError> {
+    ) -> Result<(String, Vec<u32>), ChatError> {
         let text = template.render(&self.messages, true)?;
         let ids = codec
             .encode(&text)
@@ -383,7 +383,7 @@ impl Conversation {
                 token: codec.decode(&[codec.mask_id()]),
             });
         }
-        Ok(ids)
+        Ok((text, ids))
     }
 }
 

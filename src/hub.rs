@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::page::source::is_repo_part;
+
 /// The branch `huggingface_hub` resolves when no revision is given.
 pub const DEFAULT_REVISION: &str = "main";
-/// The longest owner or name the hub accepts (`huggingface_hub`'s `validate_repo_id`).
-const MAX_PART: usize = 96;
 
 /// A model id: `owner/name`, at a revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,15 +84,9 @@ impl HubId {
             Some((repo, rev)) => (repo, Some(rev)),
             None => (s, None),
         };
-        let part = |p: &str| {
-            !p.is_empty()
-                && p.len() <= MAX_PART
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                && !p.starts_with(['.', '-'])
-                && !p.ends_with('.')
-                && !p.contains("..")
-        };
+        // The page's rule for an id (it reads the same ids), and no trailing dot, which
+        // `huggingface_hub`'s `validate_repo_id` refuses.
+        let part = |p: &str| is_repo_part(p) && !p.ends_with('.');
         let (owner, name) = repo.split_once('/')?;
         if !part(owner) || !part(name) {
             return None;

@@ -40,7 +40,8 @@ fn the_fixtures_templates_render_chatml_and_tokenize_without_a_bos() {
             "{name}"
         );
         let bundle = open(name);
-        let ids = conversation.prompt_ids(&t, &bundle.codec).unwrap();
+        let (text, ids) = conversation.prompt(&t, &bundle.codec).unwrap();
+        assert_eq!(text, want, "{name}");
         // tokenizer_config.json says `bos_token: null`: nothing before <|im_start|> (45), though
         // the tokenizer's <|endoftext|> (44) would pass for a BOS by its name.
         assert_eq!(ids[0], 45, "{name}: {ids:?}");

@@ -47,17 +47,7 @@ fn edited(edit: impl Fn(&str, Vec<usize>) -> Option<Vec<usize>>) -> Vec<u8> {
             Some((name, shape, vec![0u8; n * 4]))
         })
         .collect();
-    let views: Vec<_> = kept
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, None).unwrap()
+    common::serialize_tensors(&kept, safetensors::Dtype::F32)
 }
 
 #[test]
@@ -352,15 +342,7 @@ fn with_values(edit: impl Fn(&str, &mut [f32])) -> Vec<u8> {
             (name, view.shape().to_vec(), data)
         })
         .collect();
-    let views: Vec<_> = tensors
-        .iter()
-        .map(|(n, s, b)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .unwrap();
-            (n.clone(), view)
-        })
-        .collect();
-    safetensors::serialize(views, None).unwrap()
+    common::serialize_tensors(&tensors, safetensors::Dtype::F32)
 }
 
 #[test]

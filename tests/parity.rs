@@ -115,19 +115,10 @@ fn reencode(dtype: safetensors::Dtype) -> (Vec<u8>, Vec<u8>) {
                 .collect::<Vec<u8>>(),
         ));
     }
-    let ser = |items: &[(String, Vec<usize>, Vec<u8>)], dt: safetensors::Dtype| {
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = items
-            .iter()
-            .map(|(n, s, b)| {
-                (
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(dt, s.clone(), b).unwrap(),
-                )
-            })
-            .collect();
-        safetensors::serialize(views, None).unwrap()
-    };
-    (ser(&narrow, dtype), ser(&wide, safetensors::Dtype::F32))
+    (
+        common::serialize_tensors(&narrow, dtype),
+        common::serialize_tensors(&wide, safetensors::Dtype::F32),
+    )
 }
 
 #[test]

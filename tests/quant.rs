@@ -84,17 +84,7 @@ fn dequantized(config: &TransformerConfig, quantized: &[u8], format: QuantFormat
         .into_iter()
         .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
         .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize(views, None).unwrap()
+    common::serialize_tensors(&bytes, safetensors::Dtype::F32)
 }
 
 fn flat_f32(bytes: &[u8]) -> Vec<f32> {
@@ -217,16 +207,15 @@ fn broken_quantized_folders_are_clear_errors() {
     let config = transformer(&read(name, "config.json"));
     let weights =
         quantize_checkpoint(&config, &[read(name, "model.safetensors")], QuantFormat::Q4).unwrap();
+    // The message of a load that must fail.
+    let load_error = |config: &[u8], weights: Vec<u8>| {
+        load(config, weights, name, &device)
+            .err()
+            .unwrap()
+            .to_string()
+    };
     // Declared q8, stored q4: half the columns.
-    let err = load(
-        &quantized_config(name, QuantFormat::Q8),
-        weights.clone(),
-        name,
-        &device,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = load_error(&quantized_config(name, QuantFormat::Q8), weights.clone());
     assert!(
         err.contains("embed_tokens.qweight") && err.contains("[64, 16]"),
         "{err}"
@@ -251,24 +240,13 @@ fn broken_quantized_folders_are_clear_errors() {
         })
         .collect();
     let retyped = safetensors::serialize(views, None).unwrap();
-    let err = load(
-        &quantized_config(name, QuantFormat::Q8),
-        retyped,
-        name,
-        &device,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = load_error(&quantized_config(name, QuantFormat::Q8), retyped);
     assert!(
         err.contains("embed_tokens.qweight") && err.contains("I8 (q8 values)"),
         "{err}"
     );
     // Quantized weights under a config that does not say so.
-    let err = load(&read(name, "config.json"), weights, name, &device)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = load_error(&read(name, "config.json"), weights);
     assert!(err.contains("model.embed_tokens.weight"), "{err}");
     // A block size Unmask does not read.
     let mut json: serde_json::Value = serde_json::from_slice(&read(name, "config.json")).unwrap();

@@ -107,9 +107,8 @@ impl TextHeld {
             .map_err(|e| Unprepared::Chat(e.clone()))?;
         messages.push(Message::new(Role::User, prompt));
         let chat_error = |e: crate::chat::ChatError| Unprepared::Chat(e.to_string());
-        let text = template.render(&messages, true).map_err(chat_error)?;
-        let ids = Conversation::from(messages)
-            .prompt_ids(template, codec)
+        let (text, ids) = Conversation::from(messages)
+            .prompt(template, codec)
             .map_err(chat_error)?;
         let generation = Generation::from_ids(settings, &ids, &spec)?.with_prompt_text(text);
         Ok((generation, Some(end_of_turn_ids(codec))))

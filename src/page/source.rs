@@ -79,6 +79,20 @@ pub enum ModelSource {
     Files(String),
 }
 
+/// Longest owner or name of a Hugging Face repo id (`huggingface_hub`'s `validate_repo_id`).
+pub const MAX_REPO_PART: usize = 96;
+
+/// Whether `p` can be the owner or the name of a Hugging Face repo id: ASCII letters, digits,
+/// `-`, `_` and `.`, not starting with `.` or `-`, no `..`, at most [`MAX_REPO_PART`] long.
+pub fn is_repo_part(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= MAX_REPO_PART
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !p.starts_with(['.', '-'])
+        && !p.contains("..")
+}
+
 impl ModelSource {
     /// Reads what a reader typed or a URL carried: `default`, an `http(s)://` or relative folder
     /// URL, or `owner/name`.
@@ -113,16 +127,8 @@ impl ModelSource {
             }
             return Ok(Self::Url(url));
         }
-        let valid_part = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 96
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                && !p.starts_with(['.', '-'])
-                && !p.contains("..")
-        };
         match s.split_once('/') {
-            Some((owner, name)) if valid_part(owner) && valid_part(name) => {
+            Some((owner, name)) if is_repo_part(owner) && is_repo_part(name) => {
                 Ok(Self::Hub(s.to_owned()))
             }
             _ => Err(format!(

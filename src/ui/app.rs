@@ -231,7 +231,10 @@ impl Ctx {
                     FromWorker::Loaded { .. } => Some("unmask:model-loaded"),
                     FromWorker::Started { .. } => Some("unmask:run-started"),
                     FromWorker::Warmed { .. } => Some("unmask:warmed"),
-                    FromWorker::Step { .. } => Some("unmask:step-received"),
+                    // Only a run's first step: the rest would ask the timeline for nothing.
+                    FromWorker::Step { step, .. } if step.index() == 0 => {
+                        Some("unmask:step-received")
+                    }
                     _ => None,
                 };
                 if let Some(name) = phase {

@@ -215,3 +215,18 @@ pub fn unmask(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A safetensors file of `tensors` (name, shape, little-endian bytes), every one of `dtype`.
+pub fn serialize_tensors(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    dtype: safetensors::Dtype,
+) -> Vec<u8> {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}

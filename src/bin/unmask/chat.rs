@@ -161,15 +161,12 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
             continue;
         }
         conversation.push(Role::User, line.trim());
+        let (text, prompt) = conversation
+            .prompt(&template, &codec)
+            .map_err(|e| input(&e))?;
         if args.show_prompt {
-            let text = template
-                .render(conversation.messages(), true)
-                .map_err(|e| input(&e))?;
             eprintln!("{text}");
         }
-        let prompt = conversation
-            .prompt_ids(&template, &codec)
-            .map_err(|e| input(&e))?;
         let mut generation = Generation::from_ids(settings.clone(), &prompt, &spec)?;
         generation.show_candidates(false);
         bundle.model.reset_cache();
