@@ -372,9 +372,10 @@ impl Bundle {
         })
     }
 
-    /// The facts samplers need about this model.
+    /// The facts samplers need about this model, as it runs now (its attention after
+    /// [`TextModel::set_attention`]).
     pub fn model_spec(&self) -> ModelSpec {
-        text_spec(&self.config, &self.codec)
+        crate::sampler::Denoiser::spec(&self.model).clone()
     }
 
     /// Reads a model folder from disk.

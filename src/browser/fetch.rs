@@ -3,15 +3,17 @@
 //! Cross-origin model files (a Hugging Face repo, another site) are stored in the Cache Storage
 //! bucket [`CACHE_NAME`] after their first download, so a reload reads them from disk. Files of the
 //! page's own origin (the bundled model) go through the ordinary HTTP cache instead, which
-//! revalidates them when the site is updated.
+//! revalidates them when the site is updated. A large file is kept in parts as it arrives, and a
+//! download that broke off resumes with a Range request ([`crate::page::parts`]).
 
 use js_sys::{Reflect, Uint8Array};
 use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Cache, CacheStorage, ReadableStreamDefaultReader, Response};
+use web_sys::{Cache, CacheStorage, Headers, ReadableStreamDefaultReader, RequestInit, Response};
 
 use super::js_error;
+use crate::page::parts::{Manifest, manifest_key, part_key, range_start};
 
 /// The Cache Storage bucket for model files.
 pub const CACHE_NAME: &str = "unmask-models-v1";
@@ -61,7 +63,7 @@ pub enum FetchError {
         limit: u64,
     },
     /// The body broke off.
-    #[error("the download of {url} broke off: {detail}; try again")]
+    #[error("the download of {url} broke off ({detail}); load the model again to continue it")]
     Body {
         /// The URL.
         url: String,
@@ -85,6 +87,17 @@ fn global_fetch(url: &str) -> js_sys::Promise {
         web_sys::window()
             .expect("a window or a worker")
             .fetch_with_str(url)
+    }
+}
+
+fn global_fetch_with(url: &str, init: &RequestInit) -> js_sys::Promise {
+    let global = js_sys::global();
+    if let Some(scope) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
+        scope.fetch_with_str_and_init(url, init)
+    } else {
+        web_sys::window()
+            .expect("a window or a worker")
+            .fetch_with_str_and_init(url, init)
     }
 }
 
@@ -149,7 +162,9 @@ fn not_kept(url: &str, bytes: u64, room: u64) -> String {
 /// passes the limit, when the server sends no size) with [`FetchError::OverLimit`]; a file
 /// already in Cache Storage is read whatever its size. A file of another origin is kept in
 /// Cache Storage when the storage quota has room for it (checked before the download when the
-/// server gives its size); when not, it is still read, and `note` says why it is not kept.
+/// server gives its size); when not, it is still read, and `note` says why it is not kept. A
+/// large one is kept in parts as it arrives ([`crate::page::parts`]), so a download that broke
+/// off resumes from its last whole part.
 pub async fn fetch_bytes(
     url: &str,
     limit: Option<u64>,
@@ -158,25 +173,234 @@ pub async fn fetch_bytes(
 ) -> Result<Vec<u8>, FetchError> {
     let remote = is_remote(url);
     let cache = if remote { open_cache().await } else { None };
-    if let Some(cache) = &cache
-        && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
-        && let Ok(response) = hit.dyn_into::<Response>()
-        && let Ok(bytes) = read_body(url, &response, None, |l, t| progress(l, t, true)).await
+    // What an earlier visit kept: the whole file, or its first parts.
+    let mut kept: Option<(Manifest, Vec<u8>)> = None;
+    if let Some(cache) = &cache {
+        if let Some(response) = cached(cache, url).await
+            && let Ok(bytes) = read_body(url, &response, None, Vec::new(), None, |l, t| {
+                progress(l, t, true)
+            })
+            .await
+        {
+            return Ok(bytes);
+        }
+        if let Some(manifest) = read_manifest(cache, url).await {
+            let bytes = read_parts(cache, url, &manifest, |l, t| progress(l, t, true)).await;
+            if bytes.len() as u64 == manifest.size {
+                return Ok(bytes);
+            }
+            kept = Some((manifest, bytes));
+        }
+    }
+    let from = kept.as_ref().map_or(0, |(_, b)| b.len() as u64);
+    let mut response = request(url, from).await?;
+    let etag = response.headers().get("etag").ok().flatten();
+    let partial = response.status() == 206;
+    let resumed = from > 0
+        && partial
+        && kept
+            .as_ref()
+            .is_some_and(|(m, _)| m.same_file(etag.as_deref()))
+        && response
+            .headers()
+            .get("content-range")
+            .ok()
+            .flatten()
+            .is_none_or(|r| range_start(&r) == Some(from));
+    let (kept, start) = match kept {
+        Some((manifest, bytes)) if resumed => (Some(manifest), bytes),
+        Some((manifest, _)) => {
+            // The file changed, or the server ignores Range: start it over.
+            if let Some(cache) = &cache {
+                forget_parts(cache, url, &manifest).await;
+            }
+            if partial {
+                // Part of another file: ask for this one whole.
+                if let Some(body) = response.body() {
+                    let _ = JsFuture::from(body.cancel()).await;
+                }
+                response = request(url, 0).await?;
+            }
+            (None, Vec::new())
+        }
+        None => (None, Vec::new()),
+    };
+    let etag = response.headers().get("etag").ok().flatten();
+    let remaining = content_length(&response);
+    let start_len = start.len() as u64;
+    let size = remaining.map(|r| r + start_len);
+    if let (Some(size), Some(limit)) = (size, limit)
+        && size > limit
     {
+        // Before anything of it is kept.
+        if let Some(body) = response.body() {
+            let _ = JsFuture::from(body.cancel()).await;
+        }
+        return Err(FetchError::OverLimit {
+            url: url.to_owned(),
+            bytes: size,
+            limit,
+        });
+    }
+    // The quota first: a file that cannot be kept is still worth this visit.
+    let room = if cache.is_some() {
+        storage_room().await
+    } else {
+        None
+    };
+    let fits = |bytes: u64| room.is_none_or(|room| bytes <= room);
+    let mut cache = cache;
+    if let Some(remaining) = remaining
+        && !fits(remaining)
+    {
+        cache = None;
+        note(not_kept(url, size.unwrap_or(remaining), room.unwrap_or(0)));
+    }
+    // A large file of known size is kept part by part as it arrives.
+    let manifest = kept.or_else(|| size.and_then(|s| Manifest::new(s, etag.clone())));
+    let parts = match (&cache, manifest) {
+        (Some(cache), Some(manifest)) => {
+            if start_len == 0 {
+                put(cache, &manifest_key(url), json_bytes(&manifest).as_bytes()).await;
+            }
+            Some(Parts {
+                cache: cache.clone(),
+                url,
+                manifest,
+            })
+        }
+        _ => None,
+    };
+    let bytes = read_body(url, &response, limit, start, parts.as_ref(), |l, t| {
+        progress(l, t, false)
+    })
+    .await?;
+    if parts.is_some() {
         return Ok(bytes);
     }
+    if size.is_none() && cache.is_some() && !fits(bytes.len() as u64) {
+        cache = None;
+        note(not_kept(url, bytes.len() as u64, room.unwrap_or(0)));
+    }
+    if let Some(cache) = cache {
+        put(&cache, url, &bytes).await;
+    }
+    Ok(bytes)
+}
+
+/// The parts of a file being kept as they arrive.
+struct Parts<'a> {
+    cache: Cache,
+    url: &'a str,
+    manifest: Manifest,
+}
+
+impl Parts<'_> {
+    /// Keeps the parts of `bytes` that the last `before..` bytes completed.
+    async fn keep(&self, bytes: &[u8], before: u64) {
+        for k in self.manifest.completed(before, bytes.len() as u64) {
+            let r = self.manifest.range(k);
+            put(
+                &self.cache,
+                &part_key(self.url, k),
+                &bytes[r.start as usize..r.end as usize],
+            )
+            .await;
+        }
+    }
+}
+
+fn json_bytes(manifest: &Manifest) -> String {
+    serde_json::to_string(manifest).unwrap_or_default()
+}
+
+/// Puts `bytes` in `cache` under `key`; a full cache or a private window only costs the next
+/// download.
+async fn put(cache: &Cache, key: &str, bytes: &[u8]) {
+    let body = Uint8Array::from(bytes);
+    if let Ok(stored) = Response::new_with_opt_buffer_source(Some(&body)) {
+        let _ = JsFuture::from(cache.put_with_str(key, &stored)).await;
+    }
+}
+
+/// The response kept under `key`, if any.
+async fn cached(cache: &Cache, key: &str) -> Option<Response> {
+    JsFuture::from(cache.match_with_str(key))
+        .await
+        .ok()?
+        .dyn_into::<Response>()
+        .ok()
+}
+
+/// The bytes kept under `key`, if any.
+async fn cached_bytes(cache: &Cache, key: &str) -> Option<Vec<u8>> {
+    let response = cached(cache, key).await?;
+    let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
+    Some(Uint8Array::new(&buffer).to_vec())
+}
+
+/// The manifest of a file kept in parts, when it reads as one.
+async fn read_manifest(cache: &Cache, url: &str) -> Option<Manifest> {
+    let bytes = cached_bytes(cache, &manifest_key(url)).await?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
+    manifest.is_sane().then_some(manifest)
+}
+
+/// The kept parts of a file from the first on, up to the first missing (or wrongly sized) one.
+async fn read_parts(
+    cache: &Cache,
+    url: &str,
+    manifest: &Manifest,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if usize::try_from(manifest.size).map_or(true, |s| bytes.try_reserve_exact(s).is_err()) {
+        return bytes;
+    }
+    for k in 0..manifest.parts() {
+        let r = manifest.range(k);
+        match cached_bytes(cache, &part_key(url, k)).await {
+            Some(part) if part.len() as u64 == r.end - r.start => bytes.extend_from_slice(&part),
+            _ => break,
+        }
+        progress(bytes.len() as u64, Some(manifest.size));
+    }
+    bytes
+}
+
+/// Deletes a file's manifest and parts.
+async fn forget_parts(cache: &Cache, url: &str, manifest: &Manifest) {
+    let _ = JsFuture::from(cache.delete_with_str(&manifest_key(url))).await;
+    for k in 0..manifest.parts() {
+        let _ = JsFuture::from(cache.delete_with_str(&part_key(url, k))).await;
+    }
+}
+
+/// GETs `url` from byte `from` on (a Range request when `from > 0`), refusing error statuses.
+async fn request(url: &str, from: u64) -> Result<Response, FetchError> {
     let network = |detail: String| FetchError::Network {
         url: url.to_owned(),
         detail,
     };
-    let response: Response = JsFuture::from(global_fetch(url))
+    let promise = if from > 0 {
+        let init = RequestInit::new();
+        let headers = Headers::new().map_err(|e| network(js_error(&e)))?;
+        headers
+            .set("range", &format!("bytes={from}-"))
+            .map_err(|e| network(js_error(&e)))?;
+        init.set_headers(&headers);
+        global_fetch_with(url, &init)
+    } else {
+        global_fetch(url)
+    };
+    let response: Response = JsFuture::from(promise)
         .await
         .map_err(|e| network(js_error(&e)))?
         .dyn_into()
         .map_err(|e| network(js_error(&e)))?;
     match response.status() {
-        200..=299 => {}
-        404 => return Err(FetchError::NotFound { url: url.into() }),
+        200..=299 => Ok(response),
+        404 => Err(FetchError::NotFound { url: url.into() }),
         status => {
             let hint = match status {
                 401 | 403 => {
@@ -186,41 +410,13 @@ pub async fn fetch_bytes(
                 500..=599 => ": the server failed; try again later",
                 _ => "",
             };
-            return Err(FetchError::Http {
+            Err(FetchError::Http {
                 url: url.into(),
                 status,
                 hint,
-            });
+            })
         }
     }
-    // The quota first: a file that cannot be kept is still worth this visit.
-    let size = content_length(&response);
-    let room = if cache.is_some() {
-        storage_room().await
-    } else {
-        None
-    };
-    let fits = |bytes: u64| room.is_none_or(|room| bytes <= room);
-    let mut cache = cache;
-    if let Some(size) = size
-        && !fits(size)
-    {
-        cache = None;
-        note(not_kept(url, size, room.unwrap_or(0)));
-    }
-    let bytes = read_body(url, &response, limit, |l, t| progress(l, t, false)).await?;
-    if size.is_none() && cache.is_some() && !fits(bytes.len() as u64) {
-        cache = None;
-        note(not_kept(url, bytes.len() as u64, room.unwrap_or(0)));
-    }
-    if let Some(cache) = cache {
-        // A full cache or a private window only costs the next download.
-        let body = Uint8Array::from(bytes.as_slice());
-        if let Ok(stored) = Response::new_with_opt_buffer_source(Some(&body)) {
-            let _ = JsFuture::from(cache.put_with_str(url, &stored)).await;
-        }
-    }
-    Ok(bytes)
 }
 
 /// The size the server announces.
@@ -233,25 +429,31 @@ fn content_length(response: &Response) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// Reads `response`'s body after the `start` bytes already held, `total` being the whole
+/// file's size when known (else the start plus the body's announced length), keeping each part
+/// it completes in `parts`.
 async fn read_body(
     url: &str,
     response: &Response,
     limit: Option<u64>,
+    start: Vec<u8>,
+    parts: Option<&Parts<'_>>,
     mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Vec<u8>, FetchError> {
     let body_err = |e: JsValue| FetchError::Body {
         url: url.to_owned(),
         detail: js_error(&e),
     };
-    let total = content_length(response);
+    let mut bytes = start;
+    let total = content_length(response).map(|n| n + bytes.len() as u64);
     let over = |bytes: u64, limit: u64| FetchError::OverLimit {
         url: url.to_owned(),
         bytes,
         limit,
     };
     let Some(stream) = response.body() else {
-        progress(0, Some(0));
-        return Ok(Vec::new());
+        progress(bytes.len() as u64, Some(bytes.len() as u64));
+        return Ok(bytes);
     };
     if let (Some(total), Some(limit)) = (total, limit)
         && total > limit
@@ -264,10 +466,13 @@ async fn read_body(
         .get_reader()
         .dyn_into()
         .map_err(|o| body_err(o.into()))?;
-    let mut bytes = Vec::new();
     // The server's size is a hint; wasm32 has 4 GB of memory at most.
     if let Some(total) = total
-        && usize::try_from(total).map_or(true, |t| bytes.try_reserve_exact(t).is_err())
+        && usize::try_from(total).map_or(true, |t| {
+            bytes
+                .try_reserve_exact(t.saturating_sub(bytes.len()))
+                .is_err()
+        })
     {
         return Err(FetchError::Body {
             url: url.to_owned(),
@@ -277,8 +482,8 @@ async fn read_body(
             ),
         });
     }
-    let mut reported = 0u64;
-    progress(0, total);
+    let mut reported = bytes.len() as u64;
+    progress(reported, total);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(body_err)?;
         let done = Reflect::get(&chunk, &"done".into())
@@ -292,15 +497,18 @@ async fn read_body(
             .map_err(body_err)?
             .dyn_into()
             .map_err(body_err)?;
-        let start = bytes.len();
-        bytes.resize(start + value.length() as usize, 0);
-        value.copy_to(&mut bytes[start..]);
+        let before = bytes.len() as u64;
+        bytes.resize(before as usize + value.length() as usize, 0);
+        value.copy_to(&mut bytes[before as usize..]);
         let loaded = bytes.len() as u64;
         if let Some(limit) = limit
             && loaded > limit
         {
             let _ = JsFuture::from(reader.cancel()).await;
             return Err(over(loaded, limit));
+        }
+        if let Some(parts) = parts {
+            parts.keep(&bytes, before).await;
         }
         if loaded - reported >= PROGRESS_EVERY {
             reported = loaded;

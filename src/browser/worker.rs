@@ -30,14 +30,14 @@ use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
     chat_settings, end_of_turn_ids, reply_text,
 };
-use crate::config::Family;
+use crate::config::{Attention, Family};
 use crate::engine::Generation;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
 use crate::network::NoisePredictor;
 use crate::page::protocol::{
     ClassifierStatus, FromWorker, Job, LoadedModel, Network, Opening, RunStep, ToWorker,
 };
-use crate::page::source::{GPT2_TOKENIZER_URL, ModelSource, classify_dropped};
+use crate::page::source::{GPT2_TOKENIZER_URL, ModelSource, classify_dropped, page_attention};
 use crate::page::state::BackendChoice;
 use crate::sampler::image::{ImageRun, ImageSettings};
 use crate::trajectory::AnyTrajectory;
@@ -273,6 +273,7 @@ async fn drain(state: Rc<RefCell<State>>) {
                 load: id,
                 source,
                 limit,
+                attention,
             } => {
                 // A newer load already queued makes this one moot: skip its download.
                 if state
@@ -284,7 +285,7 @@ async fn drain(state: Rc<RefCell<State>>) {
                     continue;
                 }
                 let t0 = now_ms();
-                match load(&state, Some(id), &source, files, limit).await {
+                match load(&state, Some(id), &source, files, limit, attention).await {
                     Ok(bundle) => {
                         let mut model = describe(&bundle, &source);
                         model.load_seconds = (now_ms() - t0) / 1000.0;
@@ -454,7 +455,7 @@ async fn model_for(state: &Rc<RefCell<State>>, source: &ModelSource) -> Result<R
     if matches!(source, ModelSource::Files(_)) {
         return Err("the dropped files are no longer loaded; drop them on the page again".into());
     }
-    let bundle = load(state, None, source, None, None)
+    let bundle = load(state, None, source, None, None, None)
         .await
         .map_err(|e| format!("{source}: {}", e.message()))?;
     Ok(state.borrow_mut().hold_beside(source.clone(), bundle))
@@ -475,6 +476,8 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
         Loaded::Text(text) => {
             let bundle = &text.bundle;
             let c = &bundle.config;
+            // As it runs: its config's attention, or the page's ([`page_attention`]).
+            let attention = bundle.model_spec().attention;
             LoadedModel {
                 name: source.to_string(),
                 network: Network::Text(bundle.model_spec()),
@@ -485,7 +488,7 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                         d.n_blocks,
                         d.hidden_dim,
                         d.n_heads,
-                        c.attention().name()
+                        attention.name()
                     ),
                     TextConfig::Transformer(t) => format!(
                         "{}: {} blocks × {} wide, {}/{} heads, {} attention",
@@ -494,12 +497,12 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                         t.hidden_size,
                         t.num_attention_heads,
                         t.num_key_value_heads,
-                        c.attention().name()
+                        attention.name()
                     ),
                 },
                 load_seconds: 0.0,
                 chat: match (&text.template, c) {
-                    (Ok(_), TextConfig::Transformer(t)) => Some(chat_settings(t, c.attention())),
+                    (Ok(_), TextConfig::Transformer(t)) => Some(chat_settings(t, attention)),
                     _ => None,
                 },
             }
@@ -587,7 +590,8 @@ async fn download_weights(
 
 /// Reads a model from `source` onto the backend. `progress` is the page's load id when the page
 /// shows the download (a race's second model loads without a bar); `limit`, for a load the page
-/// started by itself, the most bytes of weights it may download. The config decides the
+/// started by itself, the most bytes of weights it may download; `attention`, how a text model
+/// is to attend when not as its config says ([`page_attention`]). The config decides the
 /// family: a digits folder needs no tokenizer, and brings the classifier it names.
 async fn load(
     state: &Rc<RefCell<State>>,
@@ -595,6 +599,7 @@ async fn load(
     source: &ModelSource,
     files: Option<Array>,
     limit: Option<u64>,
+    attention: Option<Attention>,
 ) -> Result<Loaded, LoadStop> {
     let device = state
         .borrow()
@@ -668,7 +673,7 @@ async fn load(
             (config, weights, tokenizer, special, jinja)
         }
     };
-    let bundle = Bundle::from_files(
+    let mut bundle = Bundle::from_files(
         ModelFiles {
             config: &config,
             weights: std::slice::from_ref(&weights),
@@ -678,6 +683,13 @@ async fn load(
         &device,
     )
     .map_err(|e| e.to_string())?;
+    let (attention, note) = page_attention(&source.to_string(), &bundle.config, attention)?;
+    if attention != bundle.config.attention() {
+        bundle.model.set_attention(attention);
+    }
+    if let (Some(message), Some(load)) = (note, progress) {
+        post(&FromWorker::Note { load, message });
+    }
     let jinja = match jinja.map(String::from_utf8) {
         Some(Ok(text)) => Some(text),
         Some(Err(_)) => return Err(format!("{CHAT_TEMPLATE_FILE} is not UTF-8 text").into()),

@@ -48,6 +48,12 @@ pub enum ToWorker {
         /// cache do not count. `None`: the reader asked for this model.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u64>,
+        /// How a text model is to attend, when not as its config says ([`PageState::attention`]
+        /// and [`super::source::page_attention`]).
+        ///
+        /// [`PageState::attention`]: super::PageState::attention
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attention: Option<crate::config::Attention>,
     },
     /// Run a sampler.
     Generate {
@@ -587,11 +593,13 @@ mod tests {
                 load: 1,
                 source: ModelSource::Default,
                 limit: None,
+                attention: None,
             },
             ToWorker::Load {
                 load: 2,
                 source: ModelSource::Hub("o/n".into()),
                 limit: Some(100_000_000),
+                attention: Some(crate::config::Attention::BlockCausal { block_size: 32 }),
             },
             ToWorker::Generate {
                 run: 1,

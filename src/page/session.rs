@@ -371,6 +371,7 @@ impl Session {
             load: self.load_id,
             source,
             limit,
+            attention: state.attention,
         };
         vec![if dropped {
             Command::SendWithDropped(msg)
@@ -927,6 +928,7 @@ mod tests {
                     load,
                     source,
                     limit,
+                    ..
                 }) => Some((*load, source.clone(), *limit)),
                 _ => None,
             })

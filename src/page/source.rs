@@ -250,6 +250,83 @@ impl fmt::Display for ModelSource {
     }
 }
 
+/// The block size dllm's published block-diffusion A2D models (`…-bd3lm-…`) sample with: their
+/// config.json has none (dllm keeps it in the sampler; `examples/a2d/bd3lm/chat.py`).
+pub const DLLM_BD3LM_BLOCK_SIZE: usize = 32;
+
+/// The attention the page runs a text model under, and a note for the reader when it is not
+/// what config.json says: `asked` (the link's `attention`), else block-causal in blocks of
+/// [`DLLM_BD3LM_BLOCK_SIZE`] for an A2D folder named `-bd3lm` whose config.json has no
+/// `block_size` (the CLI asks for `--attention block-causal --block-length 32` there), else the
+/// config's own. Only the transformers change attention; a DiT runs as it was trained.
+pub fn page_attention(
+    name: &str,
+    config: &crate::bundle::TextConfig,
+    asked: Option<crate::config::Attention>,
+) -> Result<(crate::config::Attention, Option<String>), String> {
+    use crate::bundle::TextConfig;
+    use crate::config::Attention;
+    use crate::model::transformer::Architecture;
+    let own = config.attention();
+    let TextConfig::Transformer(t) = config else {
+        return match asked {
+            Some(a) if a != own => Err(format!(
+                "this DiT runs the {} attention it was trained with, not {} (the link's attention applies to LLaDA, Dream and A2D models)",
+                own.name(),
+                a.name()
+            )),
+            _ => Ok((own, None)),
+        };
+    };
+    if let Some(Attention::BlockCausal { block_size }) = asked
+        && block_size > t.max_position_embeddings
+    {
+        return Err(format!(
+            "block_size = {block_size} is longer than the model's context ({} positions)",
+            t.max_position_embeddings
+        ));
+    }
+    match asked {
+        Some(a) if a == own => Ok((own, None)),
+        Some(a) => Ok((
+            a,
+            Some(format!(
+                "runs with {} attention as the link asks (config.json: {})",
+                describe_attention(a),
+                describe_attention(own)
+            )),
+        )),
+        None if t.block_size.is_none()
+            && matches!(
+                t.architecture,
+                Architecture::A2dQwen3 | Architecture::A2dQwen2
+            )
+            && name.to_ascii_lowercase().contains("bd3lm") =>
+        {
+            let a = Attention::BlockCausal {
+                block_size: DLLM_BD3LM_BLOCK_SIZE,
+            };
+            Ok((
+                a,
+                Some(format!(
+                    "runs with {} attention: a -bd3lm model, whose config.json has no block_size (dllm samples these in blocks of {DLLM_BD3LM_BLOCK_SIZE}; attention=bidirectional in the link to change it)",
+                    describe_attention(a)
+                )),
+            ))
+        }
+        None => Ok((own, None)),
+    }
+}
+
+fn describe_attention(a: crate::config::Attention) -> String {
+    match a {
+        crate::config::Attention::BlockCausal { block_size } => {
+            format!("block-causal ({block_size}-token blocks)")
+        }
+        a => a.name().to_owned(),
+    }
+}
+
 /// Which of the dropped files is which: `(config, weights, tokenizer)` as indices into `names`.
 /// The weights are the `.safetensors` file, the tokenizer the `.json` whose name has "tokenizer" in
 /// it, the config the other `.json`; the tokenizer may be missing (GPT-2 checkpoints).
@@ -449,5 +526,65 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_published_bd3lm_folder_runs_block_causal_and_a_link_may_say_otherwise() {
+        use crate::bundle::TextConfig;
+        use crate::config::Attention;
+        let preset = |name: &str| {
+            let json = crate::model::presets::Preset::find(name).unwrap().config;
+            let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+            // As dllm publishes it: no block size in config.json.
+            v.as_object_mut().unwrap().remove("block_size");
+            TextConfig::from_json(v.to_string().as_bytes()).unwrap()
+        };
+        let bd3lm = preset("a2d-qwen3-0.6b-bd3lm");
+        let block = Attention::BlockCausal {
+            block_size: DLLM_BD3LM_BLOCK_SIZE,
+        };
+        let (a, note) =
+            page_attention("dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1", &bd3lm, None).unwrap();
+        assert_eq!(a, block);
+        assert!(note.unwrap().contains("no block_size"));
+        // The MDLM sibling, and any name without bd3lm, keep their bidirectional attention.
+        let (a, note) =
+            page_attention("dllm-hub/Qwen3-0.6B-diffusion-mdlm-v0.1", &bd3lm, None).unwrap();
+        assert_eq!((a, note), (Attention::Bidirectional, None));
+        // The link wins, either way, and says so.
+        let (a, note) = page_attention(
+            "dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1",
+            &bd3lm,
+            Some(Attention::Bidirectional),
+        )
+        .unwrap();
+        assert_eq!((a, note), (Attention::Bidirectional, None));
+        let (a, note) = page_attention("https://x/m/", &bd3lm, Some(block)).unwrap();
+        assert_eq!(a, block);
+        assert!(note.unwrap().contains("as the link asks"));
+        let too_long = Attention::BlockCausal {
+            block_size: 1 << 20,
+        };
+        assert!(
+            page_attention("m", &bd3lm, Some(too_long))
+                .unwrap_err()
+                .contains("context")
+        );
+        // A DiT keeps its own.
+        let dit = TextConfig::from_json(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/tiny/config.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let own = dit.attention();
+        assert_eq!(page_attention("bd3lm", &dit, None).unwrap(), (own, None));
+        assert!(
+            page_attention("m", &dit, Some(block))
+                .unwrap_err()
+                .contains("DiT")
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::sampler::{
     KNOBS, Knob, KnobKind, KnobSpec, KnobValue, Remasking, SamplerKind, Settings,
 };
 
-use crate::config::Family;
+use crate::config::{Attention, Family};
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler, ImageSettings};
 
@@ -94,6 +94,10 @@ pub struct PageState {
     /// Megabytes of weights the page may download without a click (opening the link): above,
     /// it shows their size and a button.
     pub autoload_mb: f64,
+    /// How a LLaDA / Dream / A2D model attends, when not as its config.json says (link
+    /// `attention=bidirectional|causal|block-causal`, with `block_size=N` for block-causal): a
+    /// published `-bd3lm` folder whose config.json has no block size, or an experiment.
+    pub attention: Option<Attention>,
     /// A minimal frame for blog posts: canvas, timeline and a run button.
     pub embed: bool,
     /// Colour scheme.
@@ -121,6 +125,7 @@ impl Default for PageState {
             ddpm_race: None,
             autoplay: false,
             autoload_mb: AUTOLOAD_MB,
+            attention: None,
             embed: false,
             theme: Theme::Auto,
             backend: BackendChoice::Auto,
@@ -308,6 +313,13 @@ impl PageState {
                 )),
             }
         }
+        match (get("attention"), get("block_size")) {
+            (None, None) => {}
+            (kind, block) => match parse_attention(kind, block) {
+                Ok(a) => state.attention = Some(a),
+                Err(e) => errors.push(e),
+            },
+        }
         if let Some(v) = get("speed") {
             match v.parse::<f64>() {
                 Ok(x) if (0.25..=1000.0).contains(&x) => state.speed = x,
@@ -365,6 +377,14 @@ impl PageState {
         }
         if self.autoload_mb != AUTOLOAD_MB {
             out.push(("autoload".into(), fmt_num(self.autoload_mb)));
+        }
+        match self.attention {
+            None => {}
+            Some(Attention::BlockCausal { block_size }) => {
+                out.push(("attention".into(), "block-causal".into()));
+                out.push(("block_size".into(), block_size.to_string()));
+            }
+            Some(a) => out.push(("attention".into(), a.name().into())),
         }
         if self.embed {
             out.push(("embed".into(), "1".into()));
@@ -709,6 +729,37 @@ pub fn decode_component(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The link's `attention` and `block_size`: block-causal needs its block size, and a block size
+/// means block-causal.
+fn parse_attention(kind: Option<&str>, block: Option<&str>) -> Result<Attention, String> {
+    let block_size = match block {
+        None => None,
+        Some(v) => match v.parse::<usize>() {
+            Ok(b) if (1..=crate::limits::MAX_MODEL_LENGTH).contains(&b) => Some(b),
+            _ => {
+                return Err(format!(
+                    "block_size: expected tokens per block (1 to {}), got `{v}`",
+                    crate::limits::MAX_MODEL_LENGTH
+                ));
+            }
+        },
+    };
+    match (kind.unwrap_or("block-causal"), block_size) {
+        ("block-causal", Some(block_size)) => Ok(Attention::BlockCausal { block_size }),
+        ("block-causal", None) => {
+            Err("attention: block-causal needs block_size=N (tokens per block); ignored".into())
+        }
+        ("bidirectional", None) => Ok(Attention::Bidirectional),
+        ("causal", None) => Ok(Attention::Causal),
+        ("bidirectional" | "causal", Some(_)) => Err(format!(
+            "block_size: only block-causal attention has blocks, not {}; ignored",
+            kind.unwrap_or_default()
+        )),
+        (other, _) => Err(format!(
+            "attention: expected bidirectional, causal or block-causal, got `{other}`"
+        )),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -752,6 +803,7 @@ mod tests {
             })),
             autoplay: true,
             autoload_mb: 2.5,
+            attention: Some(Attention::BlockCausal { block_size: 32 }),
             embed: true,
             theme: Theme::Dark,
             backend: BackendChoice::Cpu,
@@ -761,6 +813,46 @@ mod tests {
         let (back, errors) = PageState::from_query(&format!("?{}", state.to_query()));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn an_attention_override_reads_from_the_link_and_bad_ones_are_named() {
+        for (query, attention) in [
+            ("attention=bidirectional", Attention::Bidirectional),
+            ("attention=causal", Attention::Causal),
+            (
+                "attention=block-causal&block_size=32",
+                Attention::BlockCausal { block_size: 32 },
+            ),
+            ("block_size=8", Attention::BlockCausal { block_size: 8 }),
+        ] {
+            let (state, errors) = PageState::from_query(query);
+            assert!(errors.is_empty(), "{query}: {errors:?}");
+            assert_eq!(state.attention, Some(attention), "{query}");
+            let (back, _) = PageState::from_query(&state.to_query());
+            assert_eq!(back.attention, Some(attention), "{query}");
+        }
+        for (query, named) in [
+            ("attention=block-causal", "needs block_size"),
+            ("attention=causal&block_size=4", "only block-causal"),
+            (
+                "attention=sideways",
+                "expected bidirectional, causal or block-causal",
+            ),
+            (
+                "attention=block-causal&block_size=0",
+                "block_size: expected",
+            ),
+            ("block_size=99999999999", "block_size: expected"),
+        ] {
+            let (state, errors) = PageState::from_query(query);
+            assert_eq!(state.attention, None, "{query}");
+            assert!(
+                errors.len() == 1 && errors[0].contains(named),
+                "{query}: {errors:?}"
+            );
+        }
+        assert!(!PageState::default().to_query().contains("attention"));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -207,21 +207,29 @@ for (const c of cases) {
 const dllmCases = [
   { name: 'a2d-qwen3', sampler: 'llada' },
   { name: 'a2d-qwen3-bd3lm', sampler: 'bd3' },
+  // The link's attention over config.json's (blocks of 8, not 4), as `--attention` in the CLI.
+  { name: 'a2d-qwen3-bd3lm', sampler: 'bd3', blocks: 8 },
   { name: 'a2d-qwen2', sampler: 'llada' },
   { name: 'llada', sampler: 'llada' },
   { name: 'dream', sampler: 'llada' },
 ];
 
 for (const c of dllmCases) {
-  test(`WebGPU: the ${c.name} transformer loads and writes what the CLI writes`, async () => {
+  const under = c.blocks ? ` in blocks of ${c.blocks} as its link asks` : '';
+  test(`WebGPU: the ${c.name} transformer${under} loads and writes what the CLI writes`, async () => {
     const prompt = 'the cat sat on the';
     const model = `./fixtures/dllm/${c.name}/`;
     // Steps for LLaDA's sampler; BD3-LM's first-hitting takes none (steps would rank instead).
     const steps = c.sampler === 'llada' ? '&steps=8' : '';
+    const attention = c.blocks ? `&attention=block-causal&block_size=${c.blocks}` : '';
     const { page, context, problems } = await open(
-      `model=${encodeURIComponent(model)}&sampler=${c.sampler}&gen=8${steps}&temperature=0&seed=1&prompt=${encodeURIComponent(prompt)}`);
+      `model=${encodeURIComponent(model)}&sampler=${c.sampler}&gen=8${steps}${attention}&temperature=0&seed=1&prompt=${encodeURIComponent(prompt)}`);
     try {
       await loaded(page, `fixtures/dllm/${c.name}/`);
+      if (c.blocks) {
+        const notes = await page.$$eval('[data-testid=model-note]', (ns) => ns.map((n) => n.textContent));
+        assert.ok(notes.some((n) => n.includes(`block-causal (${c.blocks}-token blocks) attention as the link asks`)), notes.join('\n'));
+      }
       assert.equal(await backendOf(page), 'wgpu', 'SwiftShader WebGPU should be used');
       const [lane] = await run(page);
       await shot(page, `webgpu-dllm-${c.name}`);
@@ -230,7 +238,18 @@ for (const c of dllmCases) {
       // would turn on SwiftShader's last bits.
       const args = ['--sampler', c.sampler, '--gen-length', '8', '--temperature', '0', '--seed', '1'];
       if (c.sampler === 'llada') args.push('--steps', '8');
-      const reference = cli(args, { model: path.join(fixtures, 'dllm', c.name), prompt });
+      let dir = path.join(fixtures, 'dllm', c.name);
+      if (c.blocks) {
+        // The CLI takes config.json's block size over --block-length: hand it the folder without one.
+        const copy = mkdtempSync(path.join(tmp, 'blocks-'));
+        for (const f of readdirSync(dir)) copyFileSync(path.join(dir, f), path.join(copy, f));
+        const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
+        delete config.block_size;
+        writeFileSync(path.join(copy, 'config.json'), JSON.stringify(config));
+        dir = copy;
+        args.push('--attention', 'block-causal', '--block-length', String(c.blocks));
+      }
+      const reference = cli(args, { model: dir, prompt });
       assert.equal(lane.text, reference.text);
       await assertClean(page, problems);
     } finally {
@@ -627,7 +646,10 @@ test('a model from another origin is kept in Cache Storage; one without CORS get
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
     assert.equal(hits['/cors/model.safetensors'], 1);
     const cached = await page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url));
-    assert.ok(cached.some((u) => u.endsWith('/cors/model.safetensors')), `cache holds ${cached}`);
+    // The weights (162.6 kB) are kept in parts of 64 KiB, the small files whole.
+    for (const key of ['model.safetensors?unmask-parts', 'model.safetensors?unmask-part=2', 'config.json']) {
+      assert.ok(cached.some((u) => u.endsWith(`/cors/${key}`)), `no ${key}: cache holds ${cached}`);
+    }
     // A reload reads the files from the cache: the server sees no new request.
     await page.reload();
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
@@ -664,13 +686,75 @@ test('a model file the storage quota has no room for still loads, is not kept, a
     const notes = await page.$$eval('[data-testid=model-note]', (ns) => ns.map((n) => n.textContent));
     assert.ok(notes.some((n) => /^model\.safetensors \(162\.6 kB\) is not kept for your next visit: this site may store only [\d.]+ (B|kB) more/.test(n)), notes.join('\n'));
     const cached = await page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url));
-    assert.ok(!cached.some((u) => u.endsWith('/model.safetensors')), `cache holds ${cached}`);
+    assert.ok(!cached.some((u) => u.includes('/model.safetensors')), `cache holds ${cached}`);
     // The model works this visit, and the next one downloads it again.
     const [lane] = await run(page);
     assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
     await page.reload();
     await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
     assert.equal(hits['model.safetensors'], 2);
+  } finally {
+    await context.close();
+    other.close();
+  }
+});
+
+test('a download that breaks off resumes after a reload from its last whole part', async () => {
+  // Another origin whose first answer for the weights stops after 100,000 of their 162.6 kB
+  // (parts of 64 KiB: one whole part arrives); later answers honour Range.
+  const weights = readFileSync(path.join(modelDir, 'model.safetensors'));
+  const requests = [];
+  const cors = {
+    'access-control-allow-origin': '*',
+    'access-control-allow-headers': 'range',
+    'access-control-expose-headers': 'content-range, etag',
+  };
+  const other = http.createServer((req, res) => {
+    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, cors).end();
+      return;
+    }
+    if (name !== 'model.safetensors') {
+      serveFile(res, modelDir, name, cors);
+      return;
+    }
+    const range = req.headers.range ?? null;
+    requests.push(range);
+    const headers = { ...cors, 'content-type': 'application/octet-stream', etag: '"tiny-v1"' };
+    if (requests.length === 1) {
+      res.writeHead(200, { ...headers, 'content-length': weights.length });
+      res.write(weights.subarray(0, 100_000));
+      setTimeout(() => res.socket.destroy(), 300);
+      return;
+    }
+    const from = range ? Number(/^bytes=(\d+)-$/.exec(range)[1]) : 0;
+    res.writeHead(range ? 206 : 200, {
+      ...headers,
+      'content-length': weights.length - from,
+      ...(range ? { 'content-range': `bytes ${from}-${weights.length - 1}/${weights.length}` } : {}),
+    });
+    res.end(weights.subarray(from));
+  });
+  const remote = (await listen(other)).replace('127.0.0.1', 'localhost');
+  const keys = (page) => page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url.split('/').pop()));
+  const { page, context } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/m/`)}&prompt=${encodeURIComponent(PROMPT)}`);
+  try {
+    const error = await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
+    assert.match(await error.textContent(), /broke off/);
+    const kept = await keys(page);
+    assert.ok(kept.includes('model.safetensors?unmask-parts') && kept.includes('model.safetensors?unmask-part=0'), `${kept}`);
+    assert.ok(!kept.includes('model.safetensors?unmask-part=1'), `${kept}`);
+    // A reload asks only for what is missing, and the model is whole.
+    await page.reload();
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    assert.deepEqual(requests, [null, 'bytes=65536-']);
+    const [lane] = await run(page);
+    assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
+    // Every part is kept now: the next visit downloads nothing.
+    await page.reload();
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    assert.equal(requests.length, 2);
   } finally {
     await context.close();
     other.close();

@@ -19,7 +19,8 @@ use unmask::sampler::{Denoiser, Knob, KnobValue, ModelSpec, SamplerKind, Setting
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model folder, or a Hugging Face id (owner/name[@revision]) already in its cache; without
+    /// Model folder, or a Hugging Face id (owner/name[@revision]) from its cache (downloaded into
+    /// it when missing); without
     /// it a random-weight model of `--preset`'s shape.
     #[arg(long, value_parser = crate::model_folder())]
     model: Option<PathBuf>,

@@ -22,7 +22,7 @@ use crate::{AttentionArg, CliError, attention_of, draw, set_knobs};
 pub struct ChatArgs {
     /// Model folder (config.json, weights, tokenizer.json, and tokenizer_config.json with the
     /// chat template, or chat_template.jinja), or a Hugging Face id (owner/name[@revision])
-    /// already in its cache.
+    /// from its cache (downloaded into it when missing).
     #[arg(long, value_parser = crate::model_folder())]
     model: PathBuf,
     /// The system prompt opening the conversation.

@@ -23,12 +23,15 @@ macro_rules! outln {
 
 mod bench;
 mod chat;
+mod download;
 mod images;
 mod prepare;
 mod progress;
 mod quantize;
 mod train;
 mod train_images;
+
+pub(crate) use download::model_folder;
 
 #[derive(Parser)]
 #[command(
@@ -52,7 +55,7 @@ enum Command {
     /// Describe a model folder: architecture, parameters, dtypes, tokenizer.
     Inspect {
         /// Model folder (config.json, model.safetensors, tokenizer.json), or a Hugging Face id
-        /// (owner/name[@revision]) already in its cache.
+        /// (owner/name[@revision]) from its cache (downloaded into it when missing).
         #[arg(long, value_parser = model_folder())]
         model: PathBuf,
     },
@@ -68,6 +71,8 @@ enum Command {
     Quality(train::QualityArgs),
     /// Build the training corpus and its tokenizer from public-domain text (Austen, the WEB Bible).
     Prepare(prepare::Args),
+    /// Download a model from the Hugging Face hub into its cache (resumable, checked).
+    Download(download::DownloadArgs),
 }
 
 /// The `--sampler` choices of `generate` and `quality`: the text family's four, and the
@@ -155,7 +160,7 @@ const DEFAULT_GEN_LENGTH: usize = 64;
 #[derive(Args)]
 struct GenerateArgs {
     /// Model folder (config.json, model.safetensors, and tokenizer.json for text), or a Hugging
-    /// Face id (owner/name[@revision]) already in its cache.
+    /// Face id (owner/name[@revision]) from its cache (downloaded into it when missing).
     #[arg(long, value_parser = model_folder())]
     model: PathBuf,
     /// Prompt (text); write [MASK] anywhere to have it filled in place.
@@ -258,7 +263,8 @@ struct GenerateArgs {
 
 #[derive(Args)]
 struct ForwardArgs {
-    /// Model folder, or a Hugging Face id (owner/name[@revision]) already in its cache.
+    /// Model folder, or a Hugging Face id (owner/name[@revision]) from its cache (downloaded into
+    /// it when missing).
     #[arg(long, value_parser = model_folder())]
     model: PathBuf,
     /// Text to tokenize (BOS is prepended when the tokenizer has one).
@@ -334,15 +340,6 @@ pub fn write_new_files(out: &Path, files: &[(&str, &[u8])]) -> CliResult<()> {
 
 /// One line to stdout; a closed pipe ends the process with success (the reader has what it
 /// wanted), any other write error with a message.
-/// `--model`'s parser: a folder (any path, UTF-8 or not), or a Hugging Face id already in its
-/// cache ([`unmask::hub`]).
-fn model_folder() -> clap::builder::ValueParser {
-    use clap::builder::TypedValueParser;
-    clap::builder::OsStringValueParser::new()
-        .try_map(|arg| unmask::hub::resolve(&arg))
-        .into()
-}
-
 fn write_line(line: std::fmt::Arguments) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(line).and_then(|()| out.write_all(b"\n")) {
@@ -367,6 +364,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args).map_err(CliError::from),
         Command::Quality(args) => train::quality(args).map_err(CliError::from),
         Command::Prepare(args) => prepare::run(args).map_err(CliError::from),
+        Command::Download(args) => download::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

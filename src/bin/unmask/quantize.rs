@@ -23,7 +23,7 @@ pub enum FormatArg {
 #[derive(Args)]
 pub struct QuantizeArgs {
     /// The model folder to read (config.json, weights, tokenizer files), or a Hugging Face id
-    /// (owner/name[@revision]) already in its cache.
+    /// (owner/name[@revision]) from its cache (downloaded into it when missing).
     #[arg(long = "in", value_parser = crate::model_folder())]
     input: PathBuf,
     /// The folder to write (created; existing files are not overwritten).

@@ -555,7 +555,8 @@ fn save(
 /// Arguments of `unmask quality`.
 #[derive(Args)]
 pub struct QualityArgs {
-    /// Model folder, or a Hugging Face id (owner/name[@revision]) already in its cache.
+    /// Model folder, or a Hugging Face id (owner/name[@revision]) from its cache (downloaded into
+    /// it when missing).
     #[arg(long, value_parser = crate::model_folder())]
     pub model: PathBuf,
     /// Prepared corpus whose training text defines the known words.

@@ -9,7 +9,9 @@
 //! name points at (`main` when no revision is given). A revision of 40 hex digits is a commit.
 //!
 //! A path that exists locally always wins over an id of the same spelling, and a path written
-//! with `./`, `../`, `/` or `~` is never taken for an id. Nothing is downloaded here.
+//! with `./`, `../`, `/` or `~` is never taken for an id. A model that is not in the cache is
+//! downloaded into it ([`download`]) unless `HF_HUB_OFFLINE` is set; one that is cached is opened
+//! without asking the hub.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,12 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::page::source::is_repo_part;
+
+#[cfg(feature = "hub")]
+pub mod download;
+
+#[cfg(feature = "hub")]
+pub use download::{DownloadError, Event, Hub};
 
 /// The branch `huggingface_hub` resolves when no revision is given.
 pub const DEFAULT_REVISION: &str = "main";
@@ -35,9 +43,9 @@ pub struct HubId {
 /// Why an id does not open a folder.
 #[derive(Debug, Error)]
 pub enum HubError {
-    /// The model is not in the cache.
+    /// The model is not in the cache (and is not downloaded: `HF_HUB_OFFLINE`).
     #[error(
-        "`{id}` is neither a folder here nor in the Hugging Face cache ({}); download it first (`huggingface-cli download {id}`; Unmask does not download from the hub) or give the folder's path",
+        "`{id}` is neither a folder here nor in the Hugging Face cache ({}), and HF_HUB_OFFLINE is set: unset it to download the model (`unmask download {id}`), or give the folder's path",
         cache.display()
     )]
     NotCached {
@@ -69,6 +77,17 @@ pub enum HubError {
         path: PathBuf,
         /// What is wrong with it.
         why: String,
+    },
+    /// The model is not cached and its download failed.
+    #[cfg(feature = "hub")]
+    #[error(
+        "`{id}` is not a folder here and not in the Hugging Face cache; downloading it failed: {source}"
+    )]
+    Download {
+        /// The id as given.
+        id: String,
+        /// Why.
+        source: DownloadError,
     },
     /// Neither an existing path nor an id.
     #[error(
@@ -230,9 +249,24 @@ pub fn resolve_in(arg: &OsStr, cache: &Path) -> Result<PathBuf, HubError> {
     }
 }
 
-/// [`resolve_in`] the environment's cache ([`cache_dir`]).
-pub fn resolve(arg: &OsStr) -> Result<PathBuf, HubError> {
-    resolve_in(arg, &cache_dir())
+#[cfg(feature = "hub")]
+/// The model folder `arg` names ([`resolve_in`]), downloaded from `hub` into `cache` when it is
+/// an id that is not cached there (or not at its revision); `progress` hears the download.
+pub fn open(
+    arg: &OsStr,
+    cache: &Path,
+    hub: Option<&Hub>,
+    progress: &mut dyn FnMut(Event),
+) -> Result<PathBuf, HubError> {
+    match (resolve_in(arg, cache), hub) {
+        (Err(HubError::NotCached { id, .. } | HubError::NoRevision { id, .. }), Some(hub)) => {
+            // `resolve_in` only says "not cached" of a string that parsed as an id.
+            let parsed = HubId::parse(&id).ok_or_else(|| HubError::NotFound(id.clone()))?;
+            hub.download(&parsed, cache, progress)
+                .map_err(|source| HubError::Download { id, source })
+        }
+        (found, _) => found,
+    }
 }
 
 #[cfg(test)]
