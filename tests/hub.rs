@@ -121,16 +121,20 @@ impl FakeHub {
 
     /// `unmask` against this hub and `cache`, with no token and downloads allowed.
     fn unmask(&self, args: &[&str], cache: &Path) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
-            .args(args)
-            .env("HF_HUB_CACHE", cache)
-            .env("HF_ENDPOINT", &self.url)
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_HUB_OFFLINE")
-            .current_dir(std::env::temp_dir())
-            .output()
-            .unwrap()
+        unmask_env(args, cache, &[("HF_ENDPOINT", &self.url)])
     }
+}
+
+/// `unmask` with `cache` as its Hugging Face cache and `env` set; the other `HF_*` variables that
+/// change what it does are removed.
+fn unmask_env(args: &[&str], cache: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"));
+    command.args(args).env("HF_HUB_CACHE", cache);
+    for var in ["HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    command.current_dir(std::env::temp_dir()).output().unwrap()
 }
 
 fn answer(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
@@ -263,6 +267,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts that `out` exited with `code`, saying each of `words` on stderr, without a panic.
+fn assert_refused(out: &Output, code: i32, words: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for w in words {
+        assert!(err.contains(w), "no `{w}` in: {err}");
+    }
+}
+
 fn inspect_direct() -> String {
     let out = unmask(&["inspect", "--model", fixture_dir().to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -356,14 +370,8 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     let cut = weights.len() / 3;
     hub.with(|r| r.cut = Some(("model.safetensors".into(), cut)));
     let out = hub.unmask(&["inspect", "--model", "unmask-test/tiny"], &cache);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!("stopped at {cut} of {} bytes", weights.len()))
-            && err.contains("run the command again"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+    let stopped = format!("stopped at {cut} of {} bytes", weights.len());
+    assert_refused(&out, 2, &[&stopped, "run the command again"]);
     let repo = cache.join("models--unmask-test--tiny");
     let part = repo
         .join("blobs")
@@ -399,14 +407,9 @@ fn a_file_that_fails_its_check_is_deleted_and_named() {
     let cache = tmp("corrupt-cache");
     hub.with(|r| r.corrupt = Some("tokenizer.json".into()));
     let out = hub.unmask(&["download", "unmask-test/tiny"], &cache);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
     let expected = sha256(&common::fixture_file("tokenizer.json"));
-    assert!(
-        err.contains("tokenizer.json: sha256 is")
-            && err.contains(&format!("the hub lists {expected}")),
-        "{err}"
-    );
+    let listed = format!("the hub lists {expected}");
+    assert_refused(&out, 1, &["tokenizer.json: sha256 is", &listed]);
     let blobs = cache.join("models--unmask-test--tiny/blobs");
     let left: Vec<String> = std::fs::read_dir(&blobs)
         .unwrap()
@@ -429,21 +432,13 @@ fn gated_missing_and_offline_models_say_what_to_do() {
     let cache = tmp("gated-cache");
     hub.with(|r| r.token = Some("s3cret".into()));
     let out = hub.unmask(&["inspect", "--model", "unmask-test/tiny"], &cache);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("HTTP 401") && err.contains("set HF_TOKEN"),
-        "{err}"
-    );
+    assert_refused(&out, 2, &["HTTP 401", "set HF_TOKEN"]);
     // With the token: downloaded, and the token went with every request.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
-        .args(["download", "unmask-test/tiny"])
-        .env("HF_HUB_CACHE", &cache)
-        .env("HF_ENDPOINT", &hub.url)
-        .env("HF_TOKEN", "s3cret")
-        .env_remove("HF_HUB_OFFLINE")
-        .output()
-        .unwrap();
+    let out = unmask_env(
+        &["download", "unmask-test/tiny"],
+        &cache,
+        &[("HF_ENDPOINT", &hub.url), ("HF_TOKEN", "s3cret")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let seen = hub.seen();
     assert!(
@@ -453,47 +448,26 @@ fn gated_missing_and_offline_models_say_what_to_do() {
     hub.with(|r| r.token = None);
 
     let out = hub.unmask(&["inspect", "--model", "someone/absent"], &cache);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("HTTP 404") && err.contains("check the id"),
-        "{err}"
-    );
+    assert_refused(&out, 2, &["HTTP 404", "check the id"]);
     let out = hub.unmask(&["download", "unmask-test/tiny@no-such-branch"], &cache);
     assert!(stderr(&out).contains("HTTP 404"), "{}", stderr(&out));
 
     let offline = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
-            .args(args)
-            .env("HF_HUB_CACHE", tmp("empty-cache"))
-            .env("HF_ENDPOINT", &hub.url)
-            .env("HF_HUB_OFFLINE", "1")
-            .output()
-            .unwrap()
+        let env = [("HF_ENDPOINT", hub.url.as_str()), ("HF_HUB_OFFLINE", "1")];
+        unmask_env(args, &tmp("empty-cache"), &env)
     };
     let before = hub.seen().len();
     let out = offline(&["inspect", "--model", "unmask-test/tiny"]);
-    assert!(
-        stderr(&out).contains("HF_HUB_OFFLINE is set"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, 2, &["HF_HUB_OFFLINE is set"]);
     let out = offline(&["download", "unmask-test/tiny"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("HF_HUB_OFFLINE is set"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, 2, &["HF_HUB_OFFLINE is set"]);
     assert_eq!(hub.seen().len(), before, "offline asks the hub nothing");
     // A hub that cannot be reached is named.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
-        .args(["inspect", "--model", "unmask-test/tiny"])
-        .env("HF_HUB_CACHE", tmp("unreachable-cache"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env_remove("HF_HUB_OFFLINE")
-        .output()
-        .unwrap();
+    let out = unmask_env(
+        &["inspect", "--model", "unmask-test/tiny"],
+        &tmp("unreachable-cache"),
+        &[("HF_ENDPOINT", "http://127.0.0.1:9")],
+    );
     assert!(
         stderr(&out).contains("cannot reach http://127.0.0.1:9/"),
         "{}",
@@ -524,6 +498,7 @@ fn unmask_with_cache(args: &[&str], cache: &Path, cwd: &Path) -> Output {
         .args(args)
         .env("HF_HUB_CACHE", cache)
         .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HF_ENDPOINT")
         .current_dir(cwd)
         .output()
         .unwrap()

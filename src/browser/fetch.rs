@@ -177,9 +177,14 @@ pub async fn fetch_bytes(
     let mut kept: Option<(Manifest, Vec<u8>)> = None;
     if let Some(cache) = &cache {
         if let Some(response) = cached(cache, url).await
-            && let Ok(bytes) = read_body(url, &response, None, Vec::new(), None, |l, t| {
-                progress(l, t, true)
-            })
+            && let Ok(bytes) = read_body(
+                url,
+                &response,
+                None,
+                (Vec::new(), content_length(&response)),
+                None,
+                |l, t| progress(l, t, true),
+            )
             .await
         {
             return Ok(bytes);
@@ -271,9 +276,14 @@ pub async fn fetch_bytes(
         }
         _ => None,
     };
-    let bytes = read_body(url, &response, limit, start, parts.as_ref(), |l, t| {
-        progress(l, t, false)
-    })
+    let bytes = read_body(
+        url,
+        &response,
+        limit,
+        (start, size),
+        parts.as_ref(),
+        |l, t| progress(l, t, false),
+    )
     .await?;
     if parts.is_some() {
         return Ok(bytes);
@@ -429,14 +439,13 @@ fn content_length(response: &Response) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads `response`'s body after the `start` bytes already held, `total` being the whole
-/// file's size when known (else the start plus the body's announced length), keeping each part
-/// it completes in `parts`.
+/// Reads `response`'s body after the bytes already held (`start.0`), `start.1` being the whole
+/// file's size when the server said, keeping each part it completes in `parts`.
 async fn read_body(
     url: &str,
     response: &Response,
     limit: Option<u64>,
-    start: Vec<u8>,
+    (start, total): (Vec<u8>, Option<u64>),
     parts: Option<&Parts<'_>>,
     mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Vec<u8>, FetchError> {
@@ -445,7 +454,6 @@ async fn read_body(
         detail: js_error(&e),
     };
     let mut bytes = start;
-    let total = content_length(response).map(|n| n + bytes.len() as u64);
     let over = |bytes: u64, limit: u64| FetchError::OverLimit {
         url: url.to_owned(),
         bytes,

@@ -616,11 +616,12 @@ async fn load(
                 let weights = file_bytes(&files[w]).await?;
                 return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
-            check_fits(state, &config)?;
+            let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
+            check_fits(state, &text)?;
             let tokenizer = match t {
                 Some(t) => file_bytes(&files[t]).await?,
                 None => {
-                    fallback_tokenizer(progress, &config, "no tokenizer file was dropped").await?
+                    fallback_tokenizer(progress, &text, "no tokenizer file was dropped").await?
                 }
             };
             (config, file_bytes(&files[w]).await?, tokenizer, None, None)
@@ -633,23 +634,19 @@ async fn load(
                 let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
                 return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
-            check_fits(state, &config)?;
+            let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
+            check_fits(state, &text)?;
             let tokenizer = match download_raw(progress, &url(TOKENIZER_FILE), TOKENIZER_FILE).await
             {
                 Ok(t) => t,
                 Err(e) if e.is_not_found() => {
-                    fallback_tokenizer(progress, &config, "the folder has no tokenizer.json")
-                        .await?
+                    fallback_tokenizer(progress, &text, "the folder has no tokenizer.json").await?
                 }
                 Err(e) => return Err(e.to_string().into()),
             };
             let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
             // The transformers' folders name BOS and EOS there (the DiT's never have one).
-            let transformer = matches!(
-                TextConfig::from_json(&config),
-                Ok(TextConfig::Transformer(_))
-            );
-            let (special, jinja) = if transformer {
+            let (special, jinja) = if matches!(text, TextConfig::Transformer(_)) {
                 let optional =
                     async |file: &str| match download_raw(progress, &url(file), file).await {
                         Ok(bytes) => Ok(Some(bytes)),
@@ -776,11 +773,10 @@ async fn load_classifier(
 
 /// Refuses, before any weights are downloaded, a model whose largest tensor cannot be one buffer
 /// on this GPU (where the tab would otherwise fail deep inside the runtime).
-fn check_fits(state: &Rc<RefCell<State>>, config: &[u8]) -> Result<(), String> {
+fn check_fits(state: &Rc<RefCell<State>>, config: &TextConfig) -> Result<(), String> {
     let Some(max) = state.borrow().gpu_max_binding else {
         return Ok(());
     };
-    let config = TextConfig::from_json(config).map_err(|e| e.to_string())?;
     let bytes = config.largest_tensor_bytes(bytes_per_weight(state));
     if bytes > max {
         return Err(format!(
@@ -800,10 +796,9 @@ fn bytes_per_weight(state: &Rc<RefCell<State>>) -> u64 {
 /// GPT-2's tokenizer for the GPT-2-based checkpoints that ship none.
 async fn fallback_tokenizer(
     progress: Option<u32>,
-    config: &[u8],
+    config: &TextConfig,
     why: &str,
 ) -> Result<Vec<u8>, String> {
-    let config = TextConfig::from_json(config).map_err(|e| e.to_string())?;
     if !matches!(config, TextConfig::Dit(_)) || config.vocab_size() != GPT2_MASKED_VOCAB {
         return Err(format!(
             "{why}, and its vocabulary ({} tokens) is not GPT-2's plus a mask ({GPT2_MASKED_VOCAB}); add its tokenizer.json",

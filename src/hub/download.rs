@@ -249,15 +249,7 @@ pub fn offline() -> bool {
 /// `s` with every byte outside RFC 3986's unreserved set percent-encoded (a revision's `/` too,
 /// as `huggingface_hub` quotes it with `safe=""`).
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::page::state::encode_component(s)
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
