@@ -60,6 +60,8 @@ struct Repo {
     cut: Option<(String, usize)>,
     /// This file is served with its last byte changed.
     corrupt: Option<String>,
+    /// An LFS file of this many bytes is listed too (never served).
+    huge: Option<u64>,
     seen: Vec<Seen>,
 }
 
@@ -192,6 +194,12 @@ fn serve(mut stream: TcpStream, repo: &Mutex<Repo>) {
         if !known || !rest.ends_with("?blobs=true") {
             return answer(&mut stream, "404 Not Found", &[], b"Revision not found");
         }
+        let huge = repo.huge.map(|size| {
+            serde_json::json!({
+                "rfilename": "model-huge.safetensors", "size": size, "blobId": git_blob_id(b"huge"),
+                "lfs": { "sha256": "ab".repeat(32), "size": size, "pointerSize": 134 },
+            })
+        });
         let siblings: Vec<serde_json::Value> = repo
             .files
             .iter()
@@ -210,6 +218,7 @@ fn serve(mut stream: TcpStream, repo: &Mutex<Repo>) {
                 }
                 s
             })
+            .chain(huge)
             .collect();
         let body = serde_json::json!({ "id": repo.id, "sha": repo.commit, "siblings": siblings });
         return answer(&mut stream, "200 OK", &[], body.to_string().as_bytes());
@@ -423,6 +432,66 @@ fn a_file_that_fails_its_check_is_deleted_and_named() {
         stderr(&out).contains("config.json: git blob id is"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn a_file_another_download_is_writing_is_left_to_it() {
+    let hub = FakeHub::start();
+    let cache = tmp("busy-cache");
+    let weights = common::fixture_file("model.safetensors");
+    let blobs = cache.join("models--unmask-test--tiny/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let part = blobs.join(format!("{}.incomplete", sha256(&weights)));
+    std::fs::write(&part, &weights[..100]).unwrap();
+    // Another process's download, as the lock on its `.incomplete` says.
+    let held = std::fs::File::open(&part).unwrap();
+    held.lock().unwrap();
+    let out = hub.unmask(&["download", "unmask-test/tiny"], &cache);
+    assert_refused(
+        &out,
+        1,
+        &["model.safetensors: another download of it is running"],
+    );
+    assert_eq!(
+        std::fs::read(&part).unwrap(),
+        weights[..100],
+        "its bytes are untouched"
+    );
+    drop(held);
+    let out = hub.unmask(&["download", "unmask-test/tiny"], &cache);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ranges: Vec<Option<String>> = hub
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/model.safetensors"))
+        .map(|s| s.range)
+        .collect();
+    assert_eq!(
+        ranges,
+        [Some("bytes=100-".to_owned())],
+        "it resumed what the other left"
+    );
+}
+
+#[test]
+fn a_download_the_disk_cannot_hold_is_refused_before_it_starts() {
+    let hub = FakeHub::start();
+    hub.with(|r| r.huge = Some(1 << 44));
+    let out = hub.unmask(&["download", "unmask-test/tiny"], &tmp("full-cache"));
+    assert_refused(
+        &out,
+        1,
+        &[
+            "the download needs 17592.2 GB more",
+            "GB free",
+            "HF_HUB_CACHE",
+        ],
+    );
+    let seen = hub.seen();
+    assert!(
+        seen.len() == 1 && seen[0].path.contains("/api/models/"),
+        "only the listing: {seen:?}"
     );
 }
 

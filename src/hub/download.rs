@@ -22,6 +22,9 @@
 //! The environment, as `huggingface_hub` reads it: `HF_ENDPOINT` (default
 //! `https://huggingface.co`), `HF_TOKEN` (a bearer token, for gated and private models) and
 //! `HF_HUB_OFFLINE` (never download).
+//!
+//! A download first checks that the disk has room for what is still to come, and each file's
+//! `.incomplete` is locked while it is written, so two runs never write the same file at once.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -119,6 +122,32 @@ pub enum DownloadError {
         got: String,
         /// What the hub lists.
         expected: String,
+    },
+    /// Another process is downloading the same file (its `.incomplete` is locked).
+    #[error(
+        "{file}: another download of it is running ({} is locked); let it finish, then run this again",
+        path.display()
+    )]
+    Busy {
+        /// The file.
+        file: String,
+        /// The locked part.
+        path: PathBuf,
+    },
+    /// The disk holding the cache has less room than the files still to download.
+    #[error(
+        "the download needs {} more and {} has {} free; make room, or point HF_HUB_CACHE at a larger disk",
+        crate::page::human_bytes(*needed),
+        path.display(),
+        crate::page::human_bytes(*free)
+    )]
+    NoRoom {
+        /// Bytes still to download.
+        needed: u64,
+        /// Bytes free where they would go.
+        free: u64,
+        /// The folder.
+        path: PathBuf,
     },
     /// Reading or writing the cache failed.
     #[error("{}: {source}", path.display())]
@@ -500,6 +529,26 @@ impl Hub {
             .filter(|f| blob_ready(&blobs.join(f.check.etag()), f.size))
             .map(|f| f.size)
             .sum();
+        // What is still to come (a kept `.incomplete` counts as come) must fit on the disk.
+        let needed: u64 = remote
+            .files
+            .iter()
+            .filter(|f| !blob_ready(&blobs.join(f.check.etag()), f.size))
+            .map(|f| {
+                let part = blobs.join(format!("{}.incomplete", f.check.etag()));
+                let kept = std::fs::metadata(part).map_or(0, |m| m.len());
+                f.size.saturating_sub(kept)
+            })
+            .sum();
+        if let Some(free) = free_space(&blobs)
+            && needed > free
+        {
+            return Err(DownloadError::NoRoom {
+                needed,
+                free,
+                path: blobs,
+            });
+        }
         progress(Event::Listed {
             commit: &remote.commit,
             files: remote.files.len(),
@@ -557,6 +606,15 @@ impl Hub {
             .truncate(false)
             .open(&part)
             .map_err(DownloadError::io(&part))?;
+        // One writer per file: a second `unmask` (or a second download of the same blob under
+        // another name) waits its turn instead of interleaving bytes. The lock goes with the
+        // process, so a crash leaves none behind. A file system without locks is written anyway.
+        if let Err(std::fs::TryLockError::WouldBlock) = out.try_lock() {
+            return Err(DownloadError::Busy {
+                file: file.name.clone(),
+                path: part,
+            });
+        }
         let mut have = out.metadata().map_err(DownloadError::io(&part))?.len();
         if have > file.size {
             have = 0;
@@ -643,6 +701,29 @@ impl Hub {
         std::fs::rename(&part, &blob).map_err(DownloadError::io(&blob))?;
         Ok(blob)
     }
+}
+
+/// Bytes free to this user on the file system holding `dir`, where the platform says.
+#[cfg(unix)]
+fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `statvfs` writes a
+    // whole `struct statvfs` into `stat` when it returns 0, the only case read.
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    #[allow(clippy::useless_conversion)] // the fields' widths differ across platforms
+    Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
+
+#[cfg(not(unix))]
+fn free_space(_dir: &Path) -> Option<u64> {
+    None
 }
 
 /// Whether a blob of `size` bytes is in the cache. A blob is only ever renamed into place after

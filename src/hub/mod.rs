@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::page::source::is_repo_part;
+use crate::page::source::{is_repo_part, is_revision};
 
 #[cfg(feature = "hub")]
 pub mod download;
@@ -110,17 +110,7 @@ impl HubId {
         if !part(owner) || !part(name) {
             return None;
         }
-        // Branch names may hold slashes (`refs/pr/1`), never `..` or a leading slash.
-        let revision_ok = |r: &str| {
-            !r.is_empty()
-                && !r.starts_with('/')
-                && !r.ends_with('/')
-                && !r.contains("..")
-                && !r.contains("//")
-                && r.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-        };
-        if revision.is_some_and(|r| !revision_ok(r)) {
+        if revision.is_some_and(|r| !is_revision(r)) {
             return None;
         }
         Some(Self {

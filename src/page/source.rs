@@ -73,7 +73,7 @@ pub enum ModelSource {
     Default,
     /// A folder URL in the Hugging Face layout (ends with `/`).
     Url(String),
-    /// A Hugging Face repo id, `owner/name`.
+    /// A Hugging Face repo id, `owner/name`, optionally `@revision` (a branch, tag or commit).
     Hub(String),
     /// Files the reader dropped on the page (not in the URL).
     Files(String),
@@ -91,6 +91,19 @@ pub fn is_repo_part(p: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !p.starts_with(['.', '-'])
         && !p.contains("..")
+}
+
+/// Whether `r` can be a revision after an id's `@`: a branch, tag or commit, whose slashes
+/// (`refs/pr/1`) never lead, trail, double or climb (`..`).
+pub fn is_revision(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= MAX_REPO_PART
+        && !r.starts_with('/')
+        && !r.ends_with('/')
+        && !r.contains("..")
+        && !r.contains("//")
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 impl ModelSource {
@@ -127,12 +140,20 @@ impl ModelSource {
             }
             return Ok(Self::Url(url));
         }
-        match s.split_once('/') {
-            Some((owner, name)) if is_repo_part(owner) && is_repo_part(name) => {
+        let (repo, revision) = match s.split_once('@') {
+            Some((repo, rev)) => (repo, Some(rev)),
+            None => (s, None),
+        };
+        match repo.split_once('/') {
+            Some((owner, name))
+                if is_repo_part(owner)
+                    && is_repo_part(name)
+                    && revision.is_none_or(is_revision) =>
+            {
                 Ok(Self::Hub(s.to_owned()))
             }
             _ => Err(format!(
-                "`{s}` is neither a model folder URL (https://…/) nor a Hugging Face repo id (owner/name)"
+                "`{s}` is neither a model folder URL (https://…/) nor a Hugging Face repo id (owner/name, optionally @revision)"
             )),
         }
     }
@@ -174,6 +195,7 @@ impl ModelSource {
         match self {
             Self::Default | Self::Files(_) => None,
             Self::Hub(id) => {
+                // A sibling repo, at its default branch.
                 let (owner, _) = id.split_once('/')?;
                 let name = relative.strip_prefix("../")?;
                 Self::parse(&format!("{owner}/{name}")).ok()
@@ -223,7 +245,13 @@ impl ModelSource {
         match self {
             Self::Default => Self::Default.for_sampler(SamplerKind::Mdlm).file_url(file),
             Self::Url(dir) => Some(format!("{dir}{file}")),
-            Self::Hub(id) => Some(format!("https://huggingface.co/{id}/resolve/main/{file}")),
+            Self::Hub(id) => {
+                let (repo, revision) = id.split_once('@').unwrap_or((id, "main"));
+                let revision = super::state::encode_component(revision);
+                Some(format!(
+                    "https://huggingface.co/{repo}/resolve/{revision}/{file}"
+                ))
+            }
             Self::Files(_) => None,
         }
     }
@@ -424,6 +452,38 @@ mod tests {
         );
         let hub = ModelSource::Hub("owner/name".into());
         assert_eq!(hub.for_sampler(SamplerKind::Ar), hub);
+    }
+
+    #[test]
+    fn a_hub_id_may_name_its_revision() {
+        let url = |id: &str| {
+            ModelSource::parse(id)
+                .unwrap()
+                .file_url(CONFIG_FILE)
+                .unwrap()
+        };
+        assert_eq!(
+            url("dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1"),
+            "https://huggingface.co/dllm-hub/Qwen3-0.6B-diffusion-bd3lm-v0.1/resolve/main/config.json"
+        );
+        assert_eq!(
+            url("o/n@v1.0"),
+            "https://huggingface.co/o/n/resolve/v1.0/config.json"
+        );
+        // A branch's slashes are one path segment in the hub's URL.
+        assert_eq!(
+            url("o/n@refs/pr/3"),
+            "https://huggingface.co/o/n/resolve/refs%2Fpr%2F3/config.json"
+        );
+        let (state, errors) = super::super::PageState::from_query("model=o%2Fn%40refs%2Fpr%2F3");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(state.model, ModelSource::Hub("o/n@refs/pr/3".into()));
+        assert_eq!(state.model.to_param().unwrap(), "o/n@refs/pr/3");
+        for bad in [
+            "o/n@", "o/n@../x", "o/n@/x", "o/n@a//b", "o/n@a b", "o/n@x@y",
+        ] {
+            assert!(ModelSource::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
