@@ -198,7 +198,13 @@ pub async fn fetch_bytes(
         }
     }
     let from = kept.as_ref().map_or(0, |(_, b)| b.len() as u64);
-    let mut response = request(url, from).await?;
+    let mut response = match request(url, from).await {
+        Ok(response) => response,
+        // A server (or its CORS rules) that refuses the Range request still serves the file:
+        // ask for it whole, and the parts start over below.
+        Err(e) if from > 0 && !e.is_not_found() => request(url, 0).await?,
+        Err(e) => return Err(e),
+    };
     let etag = response.headers().get("etag").ok().flatten();
     let partial = response.status() == 206;
     let resumed = from > 0

@@ -761,6 +761,45 @@ test('a download that breaks off resumes after a reload from its last whole part
   }
 });
 
+test('a server that refuses the Range request still serves the model, whole', async () => {
+  // The first answer for the weights breaks off as above; every Range request gets 416.
+  const weights = readFileSync(path.join(modelDir, 'model.safetensors'));
+  const requests = [];
+  const other = http.createServer((req, res) => {
+    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
+    const cors = { 'access-control-allow-origin': '*' };
+    if (name !== 'model.safetensors') {
+      serveFile(res, modelDir, name, cors);
+      return;
+    }
+    requests.push(req.headers.range ?? null);
+    if (req.headers.range) {
+      res.writeHead(416, cors).end();
+      return;
+    }
+    res.writeHead(200, { ...cors, 'content-length': weights.length });
+    if (requests.length === 1) {
+      res.write(weights.subarray(0, 100_000));
+      setTimeout(() => res.socket.destroy(), 300);
+    } else {
+      res.end(weights);
+    }
+  });
+  const remote = (await listen(other)).replace('127.0.0.1', 'localhost');
+  const { page, context } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/m/`)}&prompt=${encodeURIComponent(PROMPT)}`);
+  try {
+    await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
+    await page.reload();
+    await page.waitForSelector('[data-testid=run]:not([disabled])', { timeout: LOAD_MS });
+    assert.deepEqual(requests, [null, 'bytes=65536-', null]);
+    const [lane] = await run(page);
+    assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
+  } finally {
+    await context.close();
+    other.close();
+  }
+});
+
 test('WebGPU: a 64-token ar run stays on WebGPU and writes the CLI\'s tokens at temperature 0', async () => {
   // This prompt once made SwiftShader's WGSL tanh (inside GELU) overflow to NaN on its last token:
   // the lane failed with "unreadable message … null, expected f64". The DiT's own GELU has no tanh.
