@@ -699,35 +699,41 @@ test('a model file the storage quota has no room for still loads, is not kept, a
   }
 });
 
+/** The tiny model from another origin ("localhost", the page being 127.0.0.1) with `headers`
+ *  (CORS) on every answer; `weights(req, res, bytes)` answers for model.safetensors. */
+async function otherOrigin(weights, headers) {
+  const bytes = readFileSync(path.join(modelDir, 'model.safetensors'));
+  const server = http.createServer((req, res) => {
+    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
+    if (req.method === 'OPTIONS') res.writeHead(204, headers).end();
+    else if (name === 'model.safetensors') weights(req, res, bytes);
+    else serveFile(res, modelDir, name, headers);
+  });
+  const url = `${(await listen(server)).replace('127.0.0.1', 'localhost')}/m/`;
+  return { query: `backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(url)}&prompt=${encodeURIComponent(PROMPT)}`, server };
+}
+
+/** Sends the first `n` bytes of `bytes` under headers promising them all, then drops the line. */
+function breakOff(res, headers, bytes, n) {
+  res.writeHead(200, { ...headers, 'content-length': bytes.length });
+  res.write(bytes.subarray(0, n));
+  setTimeout(() => res.socket.destroy(), 300);
+}
+
 test('a download that breaks off resumes after a reload from its last whole part', async () => {
-  // Another origin whose first answer for the weights stops after 100,000 of their 162.6 kB
-  // (parts of 64 KiB: one whole part arrives); later answers honour Range.
-  const weights = readFileSync(path.join(modelDir, 'model.safetensors'));
+  // The first answer for the weights stops after 100,000 of their 162.6 kB (parts of 64 KiB: one
+  // whole part arrives); later answers honour Range.
   const requests = [];
   const cors = {
     'access-control-allow-origin': '*',
     'access-control-allow-headers': 'range',
     'access-control-expose-headers': 'content-range, etag',
   };
-  const other = http.createServer((req, res) => {
-    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, cors).end();
-      return;
-    }
-    if (name !== 'model.safetensors') {
-      serveFile(res, modelDir, name, cors);
-      return;
-    }
+  const { query, server } = await otherOrigin((req, res, weights) => {
     const range = req.headers.range ?? null;
     requests.push(range);
     const headers = { ...cors, 'content-type': 'application/octet-stream', etag: '"tiny-v1"' };
-    if (requests.length === 1) {
-      res.writeHead(200, { ...headers, 'content-length': weights.length });
-      res.write(weights.subarray(0, 100_000));
-      setTimeout(() => res.socket.destroy(), 300);
-      return;
-    }
+    if (requests.length === 1) return breakOff(res, headers, weights, 100_000);
     const from = range ? Number(/^bytes=(\d+)-$/.exec(range)[1]) : 0;
     res.writeHead(range ? 206 : 200, {
       ...headers,
@@ -735,10 +741,9 @@ test('a download that breaks off resumes after a reload from its last whole part
       ...(range ? { 'content-range': `bytes ${from}-${weights.length - 1}/${weights.length}` } : {}),
     });
     res.end(weights.subarray(from));
-  });
-  const remote = (await listen(other)).replace('127.0.0.1', 'localhost');
+  }, cors);
   const keys = (page) => page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url.split('/').pop()));
-  const { page, context } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/m/`)}&prompt=${encodeURIComponent(PROMPT)}`);
+  const { page, context } = await open(query);
   try {
     const error = await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
     assert.match(await error.textContent(), /broke off/);
@@ -757,36 +762,21 @@ test('a download that breaks off resumes after a reload from its last whole part
     assert.equal(requests.length, 2);
   } finally {
     await context.close();
-    other.close();
+    server.close();
   }
 });
 
 test('a server that refuses the Range request still serves the model, whole', async () => {
   // The first answer for the weights breaks off as above; every Range request gets 416.
-  const weights = readFileSync(path.join(modelDir, 'model.safetensors'));
   const requests = [];
-  const other = http.createServer((req, res) => {
-    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
-    const cors = { 'access-control-allow-origin': '*' };
-    if (name !== 'model.safetensors') {
-      serveFile(res, modelDir, name, cors);
-      return;
-    }
+  const cors = { 'access-control-allow-origin': '*' };
+  const { query, server } = await otherOrigin((req, res, weights) => {
     requests.push(req.headers.range ?? null);
-    if (req.headers.range) {
-      res.writeHead(416, cors).end();
-      return;
-    }
-    res.writeHead(200, { ...cors, 'content-length': weights.length });
-    if (requests.length === 1) {
-      res.write(weights.subarray(0, 100_000));
-      setTimeout(() => res.socket.destroy(), 300);
-    } else {
-      res.end(weights);
-    }
-  });
-  const remote = (await listen(other)).replace('127.0.0.1', 'localhost');
-  const { page, context } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=${encodeURIComponent(`${remote}/m/`)}&prompt=${encodeURIComponent(PROMPT)}`);
+    if (req.headers.range) res.writeHead(416, cors).end();
+    else if (requests.length === 1) breakOff(res, cors, weights, 100_000);
+    else res.writeHead(200, { ...cors, 'content-length': weights.length }).end(weights);
+  }, cors);
+  const { page, context } = await open(query);
   try {
     await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
     await page.reload();
@@ -796,7 +786,7 @@ test('a server that refuses the Range request still serves the model, whole', as
     assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
   } finally {
     await context.close();
-    other.close();
+    server.close();
   }
 });
 
