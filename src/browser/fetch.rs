@@ -79,18 +79,8 @@ impl FetchError {
     }
 }
 
-fn global_fetch(url: &str) -> js_sys::Promise {
-    let global = js_sys::global();
-    if let Some(scope) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
-        scope.fetch_with_str(url)
-    } else {
-        web_sys::window()
-            .expect("a window or a worker")
-            .fetch_with_str(url)
-    }
-}
-
-fn global_fetch_with(url: &str, init: &RequestInit) -> js_sys::Promise {
+/// `fetch(url, init)` in this worker or window.
+fn global_fetch(url: &str, init: &RequestInit) -> js_sys::Promise {
     let global = js_sys::global();
     if let Some(scope) = global.dyn_ref::<web_sys::WorkerGlobalScope>() {
         scope.fetch_with_str_and_init(url, init)
@@ -398,18 +388,15 @@ async fn request(url: &str, from: u64) -> Result<Response, FetchError> {
         url: url.to_owned(),
         detail,
     };
-    let promise = if from > 0 {
-        let init = RequestInit::new();
+    let init = RequestInit::new();
+    if from > 0 {
         let headers = Headers::new().map_err(|e| network(js_error(&e)))?;
         headers
             .set("range", &format!("bytes={from}-"))
             .map_err(|e| network(js_error(&e)))?;
         init.set_headers(&headers);
-        global_fetch_with(url, &init)
-    } else {
-        global_fetch(url)
-    };
-    let response: Response = JsFuture::from(promise)
+    }
+    let response: Response = JsFuture::from(global_fetch(url, &init))
         .await
         .map_err(|e| network(js_error(&e)))?
         .dyn_into()
@@ -446,7 +433,9 @@ fn content_length(response: &Response) -> Option<u64> {
 }
 
 /// Reads `response`'s body after the bytes already held (`start.0`), `start.1` being the whole
-/// file's size when the server said, keeping each part it completes in `parts`.
+/// file's size when the server said, keeping each part it completes in `parts`. A size over
+/// `limit` is the caller's to refuse before the body; here the running count is checked, for
+/// servers that send none.
 async fn read_body(
     url: &str,
     response: &Response,
@@ -469,13 +458,6 @@ async fn read_body(
         progress(bytes.len() as u64, Some(bytes.len() as u64));
         return Ok(bytes);
     };
-    if let (Some(total), Some(limit)) = (total, limit)
-        && total > limit
-    {
-        // Tell the server to stop sending.
-        let _ = JsFuture::from(stream.cancel()).await;
-        return Err(over(total, limit));
-    }
     let reader: ReadableStreamDefaultReader = stream
         .get_reader()
         .dyn_into()

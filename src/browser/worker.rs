@@ -477,10 +477,11 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
             let bundle = &text.bundle;
             let c = &bundle.config;
             // As it runs: its config's attention, or the page's ([`page_attention`]).
-            let attention = bundle.model_spec().attention;
+            let spec = bundle.model_spec();
+            let attention = spec.attention;
             LoadedModel {
                 name: source.to_string(),
-                network: Network::Text(bundle.model_spec()),
+                network: Network::Text(spec),
                 parameters: c.parameter_count(),
                 shape: match c {
                     TextConfig::Dit(d) => format!(

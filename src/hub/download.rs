@@ -36,6 +36,9 @@ use sha2::Digest;
 use thiserror::Error;
 
 use super::{DEFAULT_REVISION, HubId};
+// Every byte outside RFC 3986's unreserved set percent-encoded: a revision's `/` too, as
+// `huggingface_hub` quotes it with `safe=""`.
+use crate::page::state::encode_component as encode;
 
 /// Where the hub is when `HF_ENDPOINT` does not say.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -116,7 +119,7 @@ pub enum DownloadError {
     Mismatch {
         /// The file.
         file: String,
-        /// `size`, `sha256` or `git blob id`.
+        /// `sha256` or `git blob id`.
         what: &'static str,
         /// What the bytes give.
         got: String,
@@ -273,12 +276,6 @@ fn env_true(name: &str) -> bool {
 /// Whether `HF_HUB_OFFLINE` forbids downloads.
 pub fn offline() -> bool {
     env_true("HF_HUB_OFFLINE")
-}
-
-/// `s` with every byte outside RFC 3986's unreserved set percent-encoded (a revision's `/` too,
-/// as `huggingface_hub` quotes it with `safe=""`).
-fn encode(s: &str) -> String {
-    crate::page::state::encode_component(s)
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -523,23 +520,17 @@ impl Hub {
         let repo = id.repo_folder(cache);
         let blobs = repo.join("blobs");
         std::fs::create_dir_all(&blobs).map_err(DownloadError::io(&blobs))?;
-        let cached: u64 = remote
-            .files
-            .iter()
-            .filter(|f| blob_ready(&blobs.join(f.check.etag()), f.size))
-            .map(|f| f.size)
-            .sum();
-        // What is still to come (a kept `.incomplete` counts as come) must fit on the disk.
-        let needed: u64 = remote
-            .files
-            .iter()
-            .filter(|f| !blob_ready(&blobs.join(f.check.etag()), f.size))
-            .map(|f| {
-                let part = blobs.join(format!("{}.incomplete", f.check.etag()));
-                let kept = std::fs::metadata(part).map_or(0, |m| m.len());
-                f.size.saturating_sub(kept)
-            })
-            .sum();
+        // What is in the cache, and what is still to come (a kept `.incomplete` counts as come),
+        // which must fit on the disk.
+        let (mut cached, mut needed) = (0u64, 0u64);
+        for f in &remote.files {
+            if blob_ready(&blobs.join(f.check.etag()), f.size) {
+                cached += f.size;
+            } else {
+                let kept = std::fs::metadata(incomplete(&blobs, f)).map_or(0, |m| m.len());
+                needed += f.size.saturating_sub(kept);
+            }
+        }
         if let Some(free) = free_space(&blobs)
             && needed > free
         {
@@ -573,7 +564,7 @@ impl Hub {
         let snapshot = repo.join("snapshots").join(&remote.commit);
         std::fs::create_dir_all(&snapshot).map_err(DownloadError::io(&snapshot))?;
         for (file, blob) in remote.files.iter().zip(&fetched) {
-            link(blob, &snapshot.join(&file.name), file)?;
+            link(blob, &snapshot.join(&file.name))?;
         }
         let revision = id.revision.as_deref().unwrap_or(DEFAULT_REVISION);
         if revision != remote.commit {
@@ -598,7 +589,7 @@ impl Hub {
         if blob_ready(&blob, file.size) {
             return Ok(blob);
         }
-        let part = blobs.join(format!("{}.incomplete", file.check.etag()));
+        let part = incomplete(blobs, file);
         let mut out = OpenOptions::new()
             .read(true)
             .write(true)
@@ -726,6 +717,11 @@ fn free_space(_dir: &Path) -> Option<u64> {
     None
 }
 
+/// Where `file`'s bytes are written while they download.
+fn incomplete(blobs: &Path, file: &RemoteFile) -> PathBuf {
+    blobs.join(format!("{}.incomplete", file.check.etag()))
+}
+
 /// Whether a blob of `size` bytes is in the cache. A blob is only ever renamed into place after
 /// its check, so its length is enough (as `huggingface_hub` trusts its blobs).
 fn blob_ready(blob: &Path, size: u64) -> bool {
@@ -751,9 +747,9 @@ fn hash_prefix(file: &mut File, len: u64, hasher: &mut Hasher) -> std::io::Resul
     Ok(())
 }
 
-/// Makes `path` (in a snapshot) name `blob`: a relative symlink, as `huggingface_hub` makes, or a
-/// copy where links are not available.
-fn link(blob: &Path, path: &Path, file: &RemoteFile) -> Result<(), DownloadError> {
+/// Makes `path` (in a snapshot) name `blob`: a relative symlink, as `huggingface_hub` makes (the
+/// cache may move), or a copy where links are not available.
+fn link(blob: &Path, path: &Path) -> Result<(), DownloadError> {
     match std::fs::symlink_metadata(path) {
         Ok(_) => std::fs::remove_file(path).map_err(DownloadError::io(path))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -761,14 +757,12 @@ fn link(blob: &Path, path: &Path, file: &RemoteFile) -> Result<(), DownloadError
     }
     #[cfg(unix)]
     {
-        // Relative, as huggingface_hub links: the cache may move.
-        debug_assert!(blob.ends_with(file.check.etag()));
-        let target = Path::new("../../blobs").join(file.check.etag());
-        std::os::unix::fs::symlink(target, path).map_err(DownloadError::io(path))
+        let name = blob.file_name().unwrap_or_default();
+        std::os::unix::fs::symlink(Path::new("../../blobs").join(name), path)
+            .map_err(DownloadError::io(path))
     }
     #[cfg(not(unix))]
     {
-        let _ = file;
         std::fs::copy(blob, path)
             .map(drop)
             .map_err(DownloadError::io(path))

@@ -19,15 +19,26 @@ pub use session::{Command, Lane, ModelStatus, RunStatus, Session, WorkerStatus};
 pub use source::ModelSource;
 pub use state::{BackendChoice, PageState, Theme};
 
+/// `n` for the reader in decimal steps of a thousand, one decimal, with the unit of its step:
+/// `units` for ones, thousands, millions and billions.
+fn decimal(n: u64, units: [&str; 4]) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}{}", n as f64 / 1e9, units[3]),
+        n if n >= 1_000_000 => format!("{:.1}{}", n as f64 / 1e6, units[2]),
+        n if n >= 1_000 => format!("{:.1}{}", n as f64 / 1e3, units[1]),
+        n => format!("{n}{}", units[0]),
+    }
+}
+
 /// A size for the reader, in decimal units as the `autoload` limit counts them: "1.2 GB",
 /// "335.0 MB", "162.6 kB", "348 B".
 pub fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.1} GB", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
-        n => format!("{n} B"),
-    }
+    decimal(n, [" B", " kB", " MB", " GB"])
+}
+
+/// A parameter count for the reader: "12.3M params".
+pub fn human_count(n: u64) -> String {
+    decimal(n, [" params", "k params", "M params", "B params"])
 }
 
 #[cfg(test)]
@@ -42,5 +53,7 @@ mod tests {
             read,
             ["0 B", "999 B", "1.0 kB", "162.6 kB", "100.0 MB", "1.2 GB"]
         );
+        assert_eq!(super::human_count(2_079_744), "2.1M params");
+        assert_eq!(super::human_count(600), "600 params");
     }
 }

@@ -439,7 +439,9 @@ fn Header() -> impl IntoView {
         ModelStatus::None => String::new(),
         ModelStatus::Loading { source, .. } => format!("loading {source}…"),
         ModelStatus::Held { source, .. } => format!("{source}: not loaded yet"),
-        ModelStatus::Loaded(m) => format!("{} · {}", m.name, human_count(m.parameters)),
+        ModelStatus::Loaded(m) => {
+            format!("{} · {}", m.name, crate::page::human_count(m.parameters))
+        }
         ModelStatus::Failed(_) => "model failed to load".into(),
     };
     view! {
@@ -455,16 +457,6 @@ fn Header() -> impl IntoView {
                 {move || badge().1}
             </span>
         </header>
-    }
-}
-
-/// "12.3M" for parameter counts.
-pub fn human_count(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.1}B params", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.1}M params", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.1}k params", n as f64 / 1e3),
-        n => format!("{n} params"),
     }
 }
 

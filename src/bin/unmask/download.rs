@@ -23,21 +23,34 @@ pub struct DownloadArgs {
     id: String,
 }
 
-/// The progress of a download on stderr: a bar per file on a terminal, a line per file in a log.
-struct Display {
+/// The progress of downloading `id` from `endpoint` on stderr: a bar per file on a terminal, a
+/// line per file in a log. A bar a failure left unfinished stays as it stopped.
+struct Display<'a> {
+    id: &'a str,
+    endpoint: &'a str,
     bar: Option<ProgressBar>,
     terminal: bool,
 }
 
-impl Display {
-    fn new() -> Self {
+impl Drop for Display<'_> {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
+}
+
+impl<'a> Display<'a> {
+    fn new(id: &'a str, endpoint: &'a str) -> Self {
         Self {
+            id,
+            endpoint,
             bar: None,
             terminal: std::io::stderr().is_terminal(),
         }
     }
 
-    fn event(&mut self, id: &str, hub: &Hub, event: Event) {
+    fn event(&mut self, event: Event) {
         match event {
             Event::Listed {
                 commit,
@@ -45,11 +58,12 @@ impl Display {
                 bytes,
                 cached,
             } => eprintln!(
-                "{id} at {}: {files} files, {} ({} to download) from {}",
+                "{} at {}: {files} files, {} ({} to download) from {}",
+                self.id,
                 &commit[..commit.len().min(12)],
                 unmask::page::human_bytes(bytes),
                 unmask::page::human_bytes(bytes.saturating_sub(cached)),
-                hub.endpoint()
+                self.endpoint
             ),
             Event::Start { file, size, from } if self.terminal => {
                 let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
@@ -87,17 +101,11 @@ impl Display {
 /// progress.
 pub fn open_model(arg: &OsStr) -> Result<PathBuf, hub::HubError> {
     let hub = Hub::from_env();
-    let mut display = Display::new();
-    let id = arg.to_string_lossy().into_owned();
-    let result = hub::open(arg, &hub::cache_dir(), hub.as_ref(), &mut |event| {
-        if let Some(hub) = &hub {
-            display.event(&id, hub, event);
-        }
-    });
-    if let Some(bar) = display.bar.take() {
-        bar.abandon();
-    }
-    result
+    let id = arg.to_string_lossy();
+    let mut display = Display::new(&id, hub.as_ref().map_or("", Hub::endpoint));
+    hub::open(arg, &hub::cache_dir(), hub.as_ref(), &mut |e| {
+        display.event(e)
+    })
 }
 
 /// `--model`'s parser: a folder (any path, UTF-8 or not), or a Hugging Face id, from the cache
@@ -123,14 +131,10 @@ pub fn run(args: DownloadArgs) -> Result<(), CliError> {
             "HF_HUB_OFFLINE is set, so `{id}` is not downloaded: unset it"
         ))
     })?;
-    let mut display = Display::new();
-    let result = hub.download(&id, &hub::cache_dir(), &mut |event| {
-        display.event(&args.id, &hub, event)
-    });
-    if let Some(bar) = display.bar.take() {
-        bar.abandon();
-    }
-    let folder = result.map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut display = Display::new(&args.id, hub.endpoint());
+    let folder = hub
+        .download(&id, &hub::cache_dir(), &mut |e| display.event(e))
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     outln!("{}", folder.display());
     Ok(())
 }
