@@ -14,8 +14,9 @@ use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
 };
 use crate::model::{
-    Architecture, DeviceRows, DitDenoiser, LoadError, TransformerConfig, TransformerDenoiser,
-    largest_tensor_elements, llada, load_dit, load_transformer, parameter_count, qwen,
+    Architecture, DeviceRows, DitDenoiser, LoadError, Transformer, TransformerConfig,
+    TransformerDenoiser, largest_tensor_elements, llada, load_dit, load_transformer,
+    parameter_count, qwen,
 };
 use crate::network::{Denoiser, Logits, ModelError};
 use crate::sampler::{ModelSpec, SamplerKind};
@@ -214,6 +215,25 @@ impl TextConfig {
         }
     }
 
+    /// What loading and running the model takes of the page's memory (wasm32: 4 GiB in all),
+    /// estimated from config.json before anything is downloaded; `on_cpu`: the CPU fallback,
+    /// which keeps every weight there as f32, where WebGPU keeps them on the GPU.
+    pub fn page_memory(&self, on_cpu: bool) -> PageMemory {
+        let f32s = |n: u64| n.saturating_mul(4);
+        let resident = if on_cpu {
+            f32s(self.parameter_count())
+        } else {
+            0
+        };
+        let loading = match self {
+            // The file whole (f32 at most), and a tensor decoded with its transposed copy.
+            Self::Dit(c) => f32s(parameter_count(c))
+                .saturating_add(f32s(largest_tensor_elements(c)).saturating_mul(2)),
+            Self::Transformer(c) => c.stage_peak_bytes(on_cpu),
+        };
+        PageMemory { resident, loading }
+    }
+
     /// What the model is, in a few words (`bd3lm DiT`, `a2d-qwen3`).
     pub fn describe(&self) -> String {
         match self {
@@ -310,6 +330,17 @@ impl Denoiser for TextModel {
     }
 }
 
+/// A model's cost in the page's memory ([`TextConfig::page_memory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageMemory {
+    /// Bytes its weights keep there while it runs: all of them as f32 on the CPU fallback,
+    /// none on WebGPU.
+    pub resident: u64,
+    /// Bytes held at once on top of those while it loads (a DiT's file whole, a transformer's
+    /// largest stage: [`TransformerConfig::stage_peak_bytes`]).
+    pub loading: u64,
+}
+
 /// A ready model: its config, its tokenizer and the network on a device.
 pub struct Bundle {
     /// `config.json`.
@@ -337,20 +368,40 @@ pub fn text_spec(config: &TextConfig, codec: &TextCodec) -> ModelSpec {
     }
 }
 
-impl Bundle {
-    /// Parses and checks all three files, then uploads the weights to `device`.
-    pub fn from_files(files: ModelFiles<'_>, device: &Device) -> Result<Self, BundleError> {
-        let config = TextConfig::from_json(files.config)?;
-        let mut codec = TextCodec::for_embedding(files.tokenizer, config.embedding())?;
-        if let Some(bytes) = files.tokenizer_config {
+/// A text model's config and tokenizer, read and checked before its weights: the page reads
+/// a large transformer's weights a stage at a time ([`crate::model::Assembly`]) between the two.
+pub struct Unloaded {
+    /// `config.json`.
+    pub config: TextConfig,
+    /// The tokenizer, special tokens resolved.
+    pub codec: TextCodec,
+}
+
+impl Unloaded {
+    /// Parses and checks `config.json`, `tokenizer.json` and, where there is one,
+    /// `tokenizer_config.json`.
+    pub fn from_files(
+        config: &[u8],
+        tokenizer: &[u8],
+        tokenizer_config: Option<&[u8]>,
+    ) -> Result<Self, BundleError> {
+        let config = TextConfig::from_json(config)?;
+        let mut codec = TextCodec::for_embedding(tokenizer, config.embedding())?;
+        if let Some(bytes) = tokenizer_config {
             codec = codec.with_special_tokens(&SpecialTokens::from_tokenizer_config(bytes)?);
         }
-        let spec = text_spec(&config, &codec);
-        let model = match &config {
+        Ok(Self { config, codec })
+    }
+
+    /// The bundle with its weights, read from `weights` (one file, or a transformer's shards)
+    /// onto `device`.
+    pub fn load(self, weights: &[Vec<u8>], device: &Device) -> Result<Bundle, BundleError> {
+        let spec = text_spec(&self.config, &self.codec);
+        let model = match &self.config {
             TextConfig::Dit(c) => {
-                let [weights] = files.weights else {
+                let [weights] = weights else {
                     return Err(BundleError::Sharded {
-                        shards: files.weights.len(),
+                        shards: weights.len(),
                     });
                 };
                 TextModel::Dit(DitDenoiser::new(
@@ -360,16 +411,38 @@ impl Bundle {
                 ))
             }
             TextConfig::Transformer(c) => TextModel::Transformer(TransformerDenoiser::new(
-                load_transformer(c, files.weights, device)?,
+                load_transformer(c, weights, device)?,
                 device.clone(),
                 spec,
             )),
         };
-        Ok(Self {
-            config,
-            codec,
+        Ok(self.with_model(model))
+    }
+
+    /// The bundle of a transformer built elsewhere (a stage at a time) on `device`.
+    pub fn with_transformer(self, transformer: Transformer, device: &Device) -> Bundle {
+        let spec = text_spec(&self.config, &self.codec);
+        self.with_model(TextModel::Transformer(TransformerDenoiser::new(
+            transformer,
+            device.clone(),
+            spec,
+        )))
+    }
+
+    fn with_model(self, model: TextModel) -> Bundle {
+        Bundle {
+            config: self.config,
+            codec: self.codec,
             model,
-        })
+        }
+    }
+}
+
+impl Bundle {
+    /// Parses and checks all three files, then uploads the weights to `device`.
+    pub fn from_files(files: ModelFiles<'_>, device: &Device) -> Result<Self, BundleError> {
+        Unloaded::from_files(files.config, files.tokenizer, files.tokenizer_config)?
+            .load(files.weights, device)
     }
 
     /// The facts samplers need about this model, as it runs now (its attention after

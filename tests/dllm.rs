@@ -559,3 +559,124 @@ fn mutated_transformer_folders_never_panic() {
         }
     }
 }
+
+/// Builds `config`'s network the way the page does with a checkpoint too large to hold: the
+/// header read on its own, then each stage from the runs of bytes its keys name and nothing
+/// else. Answers the bundle and the most bytes one stage held.
+fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle, u64), LoadError> {
+    use unmask::model::load::HEADER_LENGTH_BYTES;
+    use unmask::model::{Assembled, Assembly, Header, Pieces};
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let size = weights.len() as u64;
+    let slice = |r: std::ops::Range<u64>| weights[r.start as usize..r.end as usize].to_vec();
+    let length = Header::length(&slice(0..HEADER_LENGTH_BYTES.min(size)), size)?;
+    let header = Header::parse(
+        &slice(HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length),
+        size,
+    )?;
+    let unloaded = unmask::bundle::Unloaded::from_files(config, tokenizer, None).unwrap();
+    let TextConfig::Transformer(c) = &unloaded.config else {
+        panic!("not a transformer");
+    };
+    let mut assembly = Assembly::new(c, &header, &device)?;
+    let mut held = 0;
+    loop {
+        let runs = header
+            .runs(&assembly.keys())
+            .into_iter()
+            .map(|r| (r.start, slice(r)))
+            .collect();
+        let pieces = Pieces::new(&header, runs);
+        held = held.max(pieces.len());
+        match assembly.build(&pieces)? {
+            Assembled::More(next) => assembly = next,
+            Assembled::Done(t) => return Ok((unloaded.with_transformer(t, &device), held)),
+        }
+    }
+}
+
+#[test]
+fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
+    let read = |name: &str, f: &str| std::fs::read(dir(name).join(f)).unwrap();
+    let mut cases: Vec<(String, Vec<u8>, Vec<u8>, &str)> = FOLDERS
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                read(n, "config.json"),
+                read(n, WEIGHTS_FILE),
+                *n,
+            )
+        })
+        .collect();
+    // A quantized checkpoint: each matrix is two tensors (values and scales), stored apart.
+    let config = config_with("a2d-qwen3", |c| {
+        c["quantization"] = serde_json::json!({"format": "q4", "block_size": 32})
+    });
+    let TextConfig::Transformer(plain) =
+        TextConfig::from_json(&read("a2d-qwen3", "config.json")).unwrap()
+    else {
+        panic!("a2d-qwen3 is a transformer");
+    };
+    let q4 = unmask::model::transformer::quantize_checkpoint(
+        &plain,
+        &[read("a2d-qwen3", WEIGHTS_FILE)],
+        unmask::model::quant::QuantFormat::Q4,
+    )
+    .unwrap();
+    cases.push(("a2d-qwen3 q4".into(), config, q4, "a2d-qwen3"));
+    for (name, config, weights, folder) in cases {
+        let tokenizer = read(folder, "tokenizer.json");
+        let whole = Bundle::from_files(
+            unmask::bundle::ModelFiles {
+                config: &config,
+                weights: std::slice::from_ref(&weights),
+                tokenizer: &tokenizer,
+                tokenizer_config: None,
+            },
+            &backend::init(BackendKind::Cpu).unwrap(),
+        )
+        .unwrap();
+        let (staged, held) = assembled(&config, &weights, &tokenizer).unwrap();
+        let tokens: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 40).collect();
+        assert_eq!(logits(&staged, &tokens), logits(&whole, &tokens), "{name}");
+        // A stage holds its own tensors only: in these two-block fixtures a block, the largest
+        // stage, is under half of the file.
+        assert!(
+            held * 2 < weights.len() as u64,
+            "{name}: {held} of {}",
+            weights.len()
+        );
+    }
+}
+
+#[test]
+fn a_header_read_on_its_own_refuses_a_file_it_does_not_fill() {
+    use unmask::model::Header;
+    let weights = std::fs::read(dir("a2d-qwen3").join(WEIGHTS_FILE)).unwrap();
+    let size = weights.len() as u64;
+    let length = Header::length(&weights[..8], size).unwrap();
+    let header = &weights[8..8 + length as usize];
+    assert!(Header::parse(header, size).is_ok());
+    // A download cut short, or with bytes after the data: refused before a tensor is read.
+    for wrong in [size - 1, size + 1] {
+        let err = Header::parse(header, wrong).unwrap_err().to_string();
+        assert!(err.contains("not a valid safetensors file"), "{err}");
+    }
+    // A length past the file's end, or absurd; a file of fewer than eight bytes.
+    assert!(Header::length(&weights[..8], length).is_err());
+    assert!(Header::length(&u64::MAX.to_le_bytes(), u64::MAX).is_err());
+    assert!(Header::length(&weights[..3], 3).is_err());
+    assert!(Header::parse(b"{not json", size).is_err());
+    // Pieces without a stage's tensors: the missing key, named.
+    let header = Header::parse(header, size).unwrap();
+    let config = std::fs::read(dir("a2d-qwen3").join("config.json")).unwrap();
+    let TextConfig::Transformer(c) = TextConfig::from_json(&config).unwrap() else {
+        panic!("a transformer");
+    };
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let assembly = unmask::model::Assembly::new(&c, &header, &device).unwrap();
+    let empty = unmask::model::Pieces::new(&header, Vec::new());
+    let err = assembly.build(&empty).err().unwrap().to_string();
+    assert!(err.contains("model.embed_tokens.weight"), "{err}");
+}

@@ -4,7 +4,12 @@
 //! bucket [`CACHE_NAME`] after their first download, so a reload reads them from disk. Files of the
 //! page's own origin (the bundled model) go through the ordinary HTTP cache instead, which
 //! revalidates them when the site is updated. A large file is kept in parts as it arrives, and a
-//! download that broke off resumes with a Range request ([`crate::page::parts`]).
+//! download that broke off resumes with a Range request ([`crate::page::parts`]). Such a file is
+//! never assembled in wasm memory: [`Stored`] reads it back a range at a time (a transformer's
+//! weights a stage at a time, [`crate::model::Assembly`]), as it reads a dropped file from disk.
+
+use std::cell::RefCell;
+use std::ops::Range;
 
 use js_sys::{Reflect, Uint8Array};
 use thiserror::Error;
@@ -51,7 +56,7 @@ pub enum FetchError {
         /// The browser's words.
         detail: String,
     },
-    /// The file is larger than the download allowed without the reader ([`fetch_bytes`]'s
+    /// The file is larger than the download allowed without the reader ([`fetch_file`]'s
     /// `limit`); nothing more of it is read.
     #[error("{url} is {bytes} bytes, over the {limit} this load may download by itself")]
     OverLimit {
@@ -61,6 +66,14 @@ pub enum FetchError {
         bytes: u64,
         /// The limit.
         limit: u64,
+    },
+    /// A kept copy could not be read back.
+    #[error("{url} could not be read back ({detail}); load the model again to fetch it anew")]
+    Damaged {
+        /// The URL, or the dropped file's name.
+        url: String,
+        /// What went wrong.
+        detail: String,
     },
     /// The body broke off.
     #[error("the download of {url} broke off ({detail}); load the model again to continue it")]
@@ -147,47 +160,186 @@ fn not_kept(url: &str, bytes: u64, room: u64) -> String {
     )
 }
 
-/// Fetches `url` whole, calling `progress(loaded, total, from_cache)` as bytes arrive. With a
-/// `limit`, a download larger than that many bytes stops before its body (or as soon as it
-/// passes the limit, when the server sends no size) with [`FetchError::OverLimit`]; a file
-/// already in Cache Storage is read whatever its size. A file of another origin is kept in
-/// Cache Storage when the storage quota has room for it (checked before the download when the
-/// server gives its size); when not, it is still read, and `note` says why it is not kept. A
-/// large one is kept in parts as it arrives ([`crate::page::parts`]), so a download that broke
-/// off resumes from its last whole part.
+/// A downloaded file, read a range at a time: in memory, kept in parts in Cache Storage (a large
+/// file of another origin, never assembled in wasm memory), or a file dropped on the page.
+pub enum Stored {
+    /// The whole file in memory.
+    Memory(Vec<u8>),
+    /// Every part of the file, in Cache Storage.
+    Parts(KeptParts),
+    /// A file the reader dropped, read from disk.
+    Dropped(web_sys::File),
+}
+
+impl Stored {
+    /// The file's size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Stored::Memory(bytes) => bytes.len() as u64,
+            Stored::Parts(parts) => parts.manifest.size,
+            Stored::Dropped(file) => file.size() as u64,
+        }
+    }
+
+    /// Bytes `range` of the file (within its size).
+    pub async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, FetchError> {
+        match self {
+            Stored::Memory(bytes) => Ok(bytes
+                .get(range.start as usize..range.end as usize)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()),
+            Stored::Parts(parts) => parts.read(range).await,
+            Stored::Dropped(file) => {
+                let damaged = |detail: String| FetchError::Damaged {
+                    url: file.name(),
+                    detail,
+                };
+                let slice = file
+                    .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+                    .map_err(|e| damaged(js_error(&e)))?;
+                let buffer = JsFuture::from(slice.array_buffer())
+                    .await
+                    .map_err(|e| damaged(js_error(&e)))?;
+                Ok(Uint8Array::new(&buffer).to_vec())
+            }
+        }
+    }
+
+    /// The whole file in memory.
+    pub async fn into_bytes(self) -> Result<Vec<u8>, FetchError> {
+        match self {
+            Stored::Memory(bytes) => Ok(bytes),
+            other => other.read(0..other.size()).await,
+        }
+    }
+}
+
+/// The parts of a file complete in Cache Storage ([`crate::page::parts`]), read back a range at a
+/// time. The part last read stays in JavaScript's memory (not wasm's), since neighbouring
+/// tensors share parts.
+pub struct KeptParts {
+    cache: Cache,
+    url: String,
+    manifest: Manifest,
+    last: RefCell<Option<(u64, Uint8Array)>>,
+}
+
+impl KeptParts {
+    /// Part `k`, checked against its size.
+    async fn part(&self, k: u64) -> Result<Uint8Array, FetchError> {
+        if let Some((held, bytes)) = &*self.last.borrow()
+            && *held == k
+        {
+            return Ok(bytes.clone());
+        }
+        let r = self.manifest.range(k);
+        let bytes = match cached(&self.cache, &part_key(&self.url, k)).await {
+            Some(response) => {
+                let buffer = match response.array_buffer() {
+                    Ok(p) => JsFuture::from(p).await.ok(),
+                    Err(_) => None,
+                };
+                buffer.map(|b| Uint8Array::new(&b))
+            }
+            None => None,
+        };
+        match bytes {
+            Some(bytes) if bytes.length() as u64 == r.end - r.start => {
+                *self.last.borrow_mut() = Some((k, bytes.clone()));
+                Ok(bytes)
+            }
+            // Evicted or damaged since the download: the next load fetches it again.
+            _ => {
+                forget_parts(&self.cache, &self.url, &self.manifest).await;
+                Err(FetchError::Damaged {
+                    url: self.url.clone(),
+                    detail: format!("part {k} of its copy in this browser's cache is gone"),
+                })
+            }
+        }
+    }
+
+    /// Bytes `range` of the file, copied from the parts that hold them.
+    async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, FetchError> {
+        let end = range.end.min(self.manifest.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(range.start) as usize);
+        let mut at = range.start;
+        while at < end {
+            let k = at / self.manifest.part;
+            let part = self.part(k).await?;
+            let r = self.manifest.range(k);
+            let (from, to) = (at - r.start, end.min(r.end) - r.start);
+            let start = out.len();
+            out.resize(start + (to - from) as usize, 0);
+            part.subarray(from as u32, to as u32)
+                .copy_to(&mut out[start..]);
+            at = r.start + to;
+        }
+        Ok(out)
+    }
+}
+
+/// [`fetch_file`]'s answer, read into memory.
 pub async fn fetch_bytes(
     url: &str,
     limit: Option<u64>,
     mut progress: impl FnMut(u64, Option<u64>, bool),
     mut note: impl FnMut(String),
 ) -> Result<Vec<u8>, FetchError> {
+    fetch_file(url, limit, &mut progress, &mut note)
+        .await?
+        .into_bytes()
+        .await
+}
+
+/// Fetches `url`, calling `progress(loaded, total, from_cache)` as bytes arrive. With a `limit`,
+/// a download larger than that many bytes stops before its body (or as soon as it passes the
+/// limit, when the server sends no size) with [`FetchError::OverLimit`]; a file already in
+/// Cache Storage is read whatever its size. A file of another origin is kept in Cache Storage
+/// when the storage quota has room for it (checked before the download when the server gives
+/// its size); when not, it is still read, and `note` says why it is not kept. A large one is
+/// kept in parts as it arrives ([`crate::page::parts`]) and never held whole in wasm memory: it
+/// is answered as [`Stored::Parts`], and a download that broke off resumes from its last whole
+/// part.
+pub async fn fetch_file(
+    url: &str,
+    limit: Option<u64>,
+    progress: &mut dyn FnMut(u64, Option<u64>, bool),
+    note: &mut dyn FnMut(String),
+) -> Result<Stored, FetchError> {
     let remote = is_remote(url);
     let cache = if remote { open_cache().await } else { None };
     // What an earlier visit kept: the whole file, or its first parts.
-    let mut kept: Option<(Manifest, Vec<u8>)> = None;
+    let mut kept: Option<(Manifest, u64)> = None;
     if let Some(cache) = &cache {
         if let Some(response) = cached(cache, url).await
-            && let Ok(bytes) = read_body(
+            && let Ok(Sink::Memory(bytes)) = read_body(
                 url,
                 &response,
                 None,
-                (Vec::new(), content_length(&response)),
-                None,
+                (Sink::Memory(Vec::new()), content_length(&response)),
                 |l, t| progress(l, t, true),
             )
             .await
         {
-            return Ok(bytes);
+            return Ok(Stored::Memory(bytes));
         }
         if let Some(manifest) = read_manifest(cache, url).await {
-            let bytes = read_parts(cache, url, &manifest, |l, t| progress(l, t, true)).await;
-            if bytes.len() as u64 == manifest.size {
-                return Ok(bytes);
+            let held = kept_parts(cache, url, &manifest).await;
+            let bytes = (held * manifest.part).min(manifest.size);
+            progress(bytes, Some(manifest.size), true);
+            if bytes == manifest.size {
+                return Ok(Stored::Parts(KeptParts {
+                    cache: cache.clone(),
+                    url: url.to_owned(),
+                    manifest,
+                    last: RefCell::new(None),
+                }));
             }
             kept = Some((manifest, bytes));
         }
     }
-    let from = kept.as_ref().map_or(0, |(_, b)| b.len() as u64);
+    let from = kept.as_ref().map_or(0, |(_, b)| *b);
     let mut response = match request(url, from).await {
         Ok(response) => response,
         // A server (or its CORS rules) that refuses the Range request still serves the file:
@@ -208,7 +360,7 @@ pub async fn fetch_bytes(
             .ok()
             .flatten()
             .is_none_or(|r| range_start(&r) == Some(from));
-    let (kept, start) = match kept {
+    let (kept, start_len) = match kept {
         Some((manifest, bytes)) if resumed => (Some(manifest), bytes),
         Some((manifest, _)) => {
             // The file changed, or the server ignores Range: start it over.
@@ -222,13 +374,12 @@ pub async fn fetch_bytes(
                 }
                 response = request(url, 0).await?;
             }
-            (None, Vec::new())
+            (None, 0)
         }
-        None => (None, Vec::new()),
+        None => (None, 0),
     };
     let etag = response.headers().get("etag").ok().flatten();
     let remaining = content_length(&response);
-    let start_len = start.len() as u64;
     let size = remaining.map(|r| r + start_len);
     if let (Some(size), Some(limit)) = (size, limit)
         && size > limit
@@ -251,39 +402,42 @@ pub async fn fetch_bytes(
     };
     let fits = |bytes: u64| room.is_none_or(|room| bytes <= room);
     let mut cache = cache;
+    // A resumed download goes on into its parts: its first bytes are there and nowhere else.
     if let Some(remaining) = remaining
         && !fits(remaining)
+        && start_len == 0
     {
         cache = None;
         note(not_kept(url, size.unwrap_or(remaining), room.unwrap_or(0)));
     }
     // A large file of known size is kept part by part as it arrives.
     let manifest = kept.or_else(|| size.and_then(|s| Manifest::new(s, etag.clone())));
-    let parts = match (&cache, manifest) {
-        (Some(cache), Some(manifest)) => {
-            if start_len == 0 {
-                put(cache, &manifest_key(url), json_bytes(&manifest).as_bytes()).await;
+    let sink = match (&cache, manifest) {
+        (Some(cache), Some(manifest))
+            if start_len > 0
+                || put(cache, &manifest_key(url), json_bytes(&manifest).as_bytes()).await =>
+        {
+            Sink::Parts {
+                parts: KeptParts {
+                    cache: cache.clone(),
+                    url: url.to_owned(),
+                    manifest,
+                    last: RefCell::new(None),
+                },
+                tail: Vec::new(),
+                at: start_len,
             }
-            Some(Parts {
-                cache: cache.clone(),
-                url,
-                manifest,
-            })
         }
-        _ => None,
+        _ => Sink::Memory(Vec::new()),
     };
-    let bytes = read_body(
-        url,
-        &response,
-        limit,
-        (start, size),
-        parts.as_ref(),
-        |l, t| progress(l, t, false),
-    )
-    .await?;
-    if parts.is_some() {
-        return Ok(bytes);
-    }
+    let bytes = match read_body(url, &response, limit, (sink, size), |l, t| {
+        progress(l, t, false)
+    })
+    .await?
+    {
+        Sink::Parts { parts, .. } => return Ok(Stored::Parts(parts)),
+        Sink::Memory(bytes) => bytes,
+    };
     if size.is_none() && cache.is_some() && !fits(bytes.len() as u64) {
         cache = None;
         note(not_kept(url, bytes.len() as u64, room.unwrap_or(0)));
@@ -291,28 +445,64 @@ pub async fn fetch_bytes(
     if let Some(cache) = cache {
         put(&cache, url, &bytes).await;
     }
-    Ok(bytes)
+    Ok(Stored::Memory(bytes))
 }
 
-/// The parts of a file being kept as they arrive.
-struct Parts<'a> {
-    cache: Cache,
-    url: &'a str,
-    manifest: Manifest,
+/// Where a body's bytes go as they arrive.
+enum Sink {
+    /// All of them, into memory.
+    Memory(Vec<u8>),
+    /// Into Cache Storage, a part as soon as it is whole; only the part being received is held.
+    Parts {
+        /// The file's parts.
+        parts: KeptParts,
+        /// The bytes of the part being received.
+        tail: Vec<u8>,
+        /// The file offset of `tail`'s first byte.
+        at: u64,
+    },
 }
 
-impl Parts<'_> {
-    /// Keeps the parts of `bytes` that the last `before..` bytes completed.
-    async fn keep(&self, bytes: &[u8], before: u64) {
-        for k in self.manifest.completed(before, bytes.len() as u64) {
-            let r = self.manifest.range(k);
-            put(
-                &self.cache,
-                &part_key(self.url, k),
-                &bytes[r.start as usize..r.end as usize],
-            )
-            .await;
+impl Sink {
+    /// The file's bytes received so far, counting those kept before.
+    fn received(&self) -> u64 {
+        match self {
+            Sink::Memory(bytes) => bytes.len() as u64,
+            Sink::Parts { tail, at, .. } => at + tail.len() as u64,
         }
+    }
+
+    /// Takes `chunk`, keeping every part it completes. When Cache Storage refuses a part (a
+    /// full disk, a private window), the file goes on into memory, the parts kept so far read
+    /// back first.
+    async fn take(&mut self, chunk: &Uint8Array) -> Result<(), FetchError> {
+        let bytes = match self {
+            Sink::Memory(bytes) => bytes,
+            Sink::Parts { tail, .. } => tail,
+        };
+        let before = bytes.len();
+        bytes.resize(before + chunk.length() as usize, 0);
+        chunk.copy_to(&mut bytes[before..]);
+        if let Sink::Parts { parts, tail, at } = self {
+            loop {
+                let k = *at / parts.manifest.part;
+                let r = parts.manifest.range(k);
+                let len = (r.end - r.start) as usize;
+                if k >= parts.manifest.parts() || tail.len() < len {
+                    break;
+                }
+                if !put(&parts.cache, &part_key(&parts.url, k), &tail[..len]).await {
+                    let mut bytes = parts.read(0..*at).await?;
+                    bytes.append(tail);
+                    forget_parts(&parts.cache, &parts.url, &parts.manifest).await;
+                    *self = Sink::Memory(bytes);
+                    break;
+                }
+                tail.drain(..len);
+                *at = r.end;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -322,10 +512,13 @@ fn json_bytes(manifest: &Manifest) -> String {
 
 /// Puts `bytes` in `cache` under `key`; a full cache or a private window only costs the next
 /// download.
-async fn put(cache: &Cache, key: &str, bytes: &[u8]) {
+async fn put(cache: &Cache, key: &str, bytes: &[u8]) -> bool {
     let body = Uint8Array::from(bytes);
-    if let Ok(stored) = Response::new_with_opt_buffer_source(Some(&body)) {
-        let _ = JsFuture::from(cache.put_with_str(key, &stored)).await;
+    match Response::new_with_opt_buffer_source(Some(&body)) {
+        Ok(stored) => JsFuture::from(cache.put_with_str(key, &stored))
+            .await
+            .is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -352,26 +545,15 @@ async fn read_manifest(cache: &Cache, url: &str) -> Option<Manifest> {
     manifest.is_sane().then_some(manifest)
 }
 
-/// The kept parts of a file from the first on, up to the first missing (or wrongly sized) one.
-async fn read_parts(
-    cache: &Cache,
-    url: &str,
-    manifest: &Manifest,
-    mut progress: impl FnMut(u64, Option<u64>),
-) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    if usize::try_from(manifest.size).map_or(true, |s| bytes.try_reserve_exact(s).is_err()) {
-        return bytes;
-    }
+/// How many of a file's parts are kept, from the first on, up to the first missing one (their
+/// sizes are checked as they are read: [`KeptParts::part`]).
+async fn kept_parts(cache: &Cache, url: &str, manifest: &Manifest) -> u64 {
     for k in 0..manifest.parts() {
-        let r = manifest.range(k);
-        match cached_bytes(cache, &part_key(url, k)).await {
-            Some(part) if part.len() as u64 == r.end - r.start => bytes.extend_from_slice(&part),
-            _ => break,
+        if cached(cache, &part_key(url, k)).await.is_none() {
+            return k;
         }
-        progress(bytes.len() as u64, Some(manifest.size));
     }
-    bytes
+    manifest.parts()
 }
 
 /// Deletes a file's manifest and parts.
@@ -432,38 +614,31 @@ fn content_length(response: &Response) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads `response`'s body after the bytes already held (`start.0`), `start.1` being the whole
-/// file's size when the server said, keeping each part it completes in `parts`. A size over
-/// `limit` is the caller's to refuse before the body; here the running count is checked, for
-/// servers that send none.
+/// Reads `response`'s body into `sink` after the bytes already held (`start.0`), `start.1`
+/// being the whole file's size when the server said. A size over `limit` is the caller's to
+/// refuse before the body; here the running count is checked, for servers that send none.
 async fn read_body(
     url: &str,
     response: &Response,
     limit: Option<u64>,
-    (start, total): (Vec<u8>, Option<u64>),
-    parts: Option<&Parts<'_>>,
+    (mut sink, total): (Sink, Option<u64>),
     mut progress: impl FnMut(u64, Option<u64>),
-) -> Result<Vec<u8>, FetchError> {
+) -> Result<Sink, FetchError> {
     let body_err = |e: JsValue| FetchError::Body {
         url: url.to_owned(),
         detail: js_error(&e),
     };
-    let mut bytes = start;
-    let over = |bytes: u64, limit: u64| FetchError::OverLimit {
-        url: url.to_owned(),
-        bytes,
-        limit,
-    };
     let Some(stream) = response.body() else {
-        progress(bytes.len() as u64, Some(bytes.len() as u64));
-        return Ok(bytes);
+        let held = sink.received();
+        progress(held, Some(held));
+        return Ok(sink);
     };
     let reader: ReadableStreamDefaultReader = stream
         .get_reader()
         .dyn_into()
         .map_err(|o| body_err(o.into()))?;
     // The server's size is a hint; wasm32 has 4 GB of memory at most.
-    if let Some(total) = total
+    if let (Some(total), Sink::Memory(bytes)) = (total, &mut sink)
         && usize::try_from(total).map_or(true, |t| {
             bytes
                 .try_reserve_exact(t.saturating_sub(bytes.len()))
@@ -478,7 +653,7 @@ async fn read_body(
             ),
         });
     }
-    let mut reported = bytes.len() as u64;
+    let mut reported = sink.received();
     progress(reported, total);
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(body_err)?;
@@ -493,26 +668,35 @@ async fn read_body(
             .map_err(body_err)?
             .dyn_into()
             .map_err(body_err)?;
-        let before = bytes.len() as u64;
-        bytes.resize(before as usize + value.length() as usize, 0);
-        value.copy_to(&mut bytes[before as usize..]);
-        let loaded = bytes.len() as u64;
+        let loaded = sink.received() + value.length() as u64;
         if let Some(limit) = limit
             && loaded > limit
         {
             let _ = JsFuture::from(reader.cancel()).await;
-            return Err(over(loaded, limit));
+            return Err(FetchError::OverLimit {
+                url: url.to_owned(),
+                bytes: loaded,
+                limit,
+            });
         }
-        if let Some(parts) = parts {
-            parts.keep(&bytes, before).await;
-        }
+        sink.take(&value).await?;
         if loaded - reported >= PROGRESS_EVERY {
             reported = loaded;
             progress(loaded, total);
         }
     }
-    progress(bytes.len() as u64, total.or(Some(bytes.len() as u64)));
-    Ok(bytes)
+    let received = sink.received();
+    if let (Sink::Parts { .. }, Some(total)) = (&sink, total)
+        && received != total
+    {
+        // A body shorter than its announced size: the missing parts are fetched next time.
+        return Err(FetchError::Body {
+            url: url.to_owned(),
+            detail: format!("{received} of {total} bytes arrived"),
+        });
+    }
+    progress(received, total.or(Some(received)));
+    Ok(sink)
 }
 
 /// Deletes every cached model file.

@@ -23,8 +23,7 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
-    Bundle, CONFIG_FILE, ImageBundle, ModelFiles, TOKENIZER_FILE, TextConfig, WEIGHTS_FILE,
-    family_of,
+    Bundle, CONFIG_FILE, ImageBundle, TOKENIZER_FILE, TextConfig, Unloaded, WEIGHTS_FILE, family_of,
 };
 use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
@@ -32,8 +31,11 @@ use crate::chat::{
 };
 use crate::config::{Attention, Family};
 use crate::engine::Generation;
+use crate::model::load::HEADER_LENGTH_BYTES;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
+use crate::model::{Assembled, Assembly, Header, Pieces, Transformer, TransformerConfig};
 use crate::network::NoisePredictor;
+use crate::page::memory::check_memory;
 use crate::page::protocol::{
     ClassifierStatus, FromWorker, Job, LoadedModel, Network, Opening, RunStep, ToWorker,
 };
@@ -43,7 +45,7 @@ use crate::sampler::image::{ImageRun, ImageSettings};
 use crate::trajectory::AnyTrajectory;
 use crate::trajectory::images::ImageTrajectory;
 
-use super::fetch::fetch_bytes;
+use super::fetch::{Stored, fetch_file};
 use super::{js_error, now_ms};
 
 /// The GPT-2 vocabulary plus the appended mask row.
@@ -81,6 +83,8 @@ enum Loaded {
 /// A text model and, for a chat model, its template.
 struct TextHeld {
     bundle: Bundle,
+    /// The most weight bytes held at once while loading, when read a stage at a time.
+    streamed: Option<u64>,
     /// The chat template, or why this model cannot chat (no template, or one that does not
     /// parse).
     template: Result<ChatTemplate, String>,
@@ -506,6 +510,13 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                     (Ok(_), TextConfig::Transformer(t)) => Some(chat_settings(t, attention)),
                     _ => None,
                 },
+                streamed: text.streamed,
+                default_attention: match c {
+                    TextConfig::Transformer(_) => page_attention(&source.to_string(), c, None)
+                        .ok()
+                        .map(|(a, _)| a),
+                    TextConfig::Dit(_) => None,
+                },
             }
         }
         Loaded::Ddpm(d) => {
@@ -528,6 +539,8 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                 ),
                 load_seconds: 0.0,
                 chat: None,
+                streamed: None,
+                default_attention: None,
             }
         }
     }
@@ -577,9 +590,9 @@ async fn download_weights(
     progress: Option<u32>,
     url: &str,
     limit: Option<u64>,
-) -> Result<Vec<u8>, LoadStop> {
-    match download_limited(progress, url, WEIGHTS_FILE, limit).await {
-        Ok(bytes) => Ok(bytes),
+) -> Result<Stored, LoadStop> {
+    match download_file(progress, url, WEIGHTS_FILE, limit).await {
+        Ok(file) => Ok(file),
         Err(super::fetch::FetchError::OverLimit { bytes, limit, .. }) => Err(LoadStop::Held {
             file: WEIGHTS_FILE.into(),
             bytes,
@@ -607,25 +620,39 @@ async fn load(
         .device
         .clone()
         .ok_or("no backend yet: the page starts one before loading")?;
+    if let Some(again) = reattend(state, progress, source, attention)? {
+        return Ok(again);
+    }
     let (config, weights, tokenizer, special, jinja) = match (source, files) {
         (ModelSource::Files(_), Some(files)) => {
             let files: Vec<File> = files.iter().filter_map(|f| f.dyn_into().ok()).collect();
             let names: Vec<String> = files.iter().map(|f| f.name()).collect();
-            let (c, w, t) = classify_dropped(&names)?;
-            let config = file_bytes(&files[c]).await?;
+            let dropped = classify_dropped(&names)?;
+            let config = file_bytes(&files[dropped.config]).await?;
             if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
-                let weights = file_bytes(&files[w]).await?;
+                let weights = file_bytes(&files[dropped.weights]).await?;
                 return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
             let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
             check_fits(state, &text)?;
-            let tokenizer = match t {
+            let tokenizer = match dropped.tokenizer {
                 Some(t) => file_bytes(&files[t]).await?,
                 None => {
                     fallback_tokenizer(progress, &text, "no tokenizer file was dropped").await?
                 }
             };
-            (config, file_bytes(&files[w]).await?, tokenizer, None, None)
+            let mut special = None;
+            let mut jinja = None;
+            for (index, into) in [
+                (dropped.tokenizer_config, &mut special),
+                (dropped.chat_template, &mut jinja),
+            ] {
+                if let Some(i) = index {
+                    *into = Some(file_bytes(&files[i]).await?);
+                }
+            }
+            let weights = Stored::Dropped(files[dropped.weights].clone());
+            (config, weights, tokenizer, special, jinja)
         }
         (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
         (source, _) => {
@@ -633,6 +660,7 @@ async fn load(
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
             if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
                 let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
+                let weights = weights.into_bytes().await.map_err(|e| e.to_string())?;
                 return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
             let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
@@ -671,16 +699,22 @@ async fn load(
             (config, weights, tokenizer, special, jinja)
         }
     };
-    let mut bundle = Bundle::from_files(
-        ModelFiles {
-            config: &config,
-            weights: std::slice::from_ref(&weights),
-            tokenizer: &tokenizer,
-            tokenizer_config: special.as_deref(),
-        },
-        &device,
-    )
-    .map_err(|e| e.to_string())?;
+    let unloaded =
+        Unloaded::from_files(&config, &tokenizer, special.as_deref()).map_err(|e| e.to_string())?;
+    let (mut bundle, streamed) = match &unloaded.config {
+        TextConfig::Transformer(c) => {
+            let (transformer, held) = assemble(c, &weights, &device).await?;
+            let streamed = (!matches!(weights, Stored::Memory(_))).then_some(held);
+            (unloaded.with_transformer(transformer, &device), streamed)
+        }
+        TextConfig::Dit(_) => {
+            let weights = weights.into_bytes().await.map_err(|e| e.to_string())?;
+            let bundle = unloaded
+                .load(std::slice::from_ref(&weights), &device)
+                .map_err(|e| e.to_string())?;
+            (bundle, None)
+        }
+    };
     let (attention, note) = page_attention(&source.to_string(), &bundle.config, attention)?;
     if attention != bundle.config.attention() {
         bundle.model.set_attention(attention);
@@ -699,7 +733,77 @@ async fn load(
         Some(&bundle.codec),
     )
     .map_err(|e| e.to_string());
-    Ok(Loaded::Text(Box::new(TextHeld { bundle, template })))
+    Ok(Loaded::Text(Box::new(TextHeld {
+        bundle,
+        streamed,
+        template,
+    })))
+}
+
+/// The text model held from `source` under the `attention` asked for, when it is held under
+/// another: the same weights (not read again), a denoiser of its own attending anew.
+fn reattend(
+    state: &Rc<RefCell<State>>,
+    progress: Option<u32>,
+    source: &ModelSource,
+    attention: Option<Attention>,
+) -> Result<Option<Loaded>, String> {
+    let Some(held) = state.borrow().held(source) else {
+        return Ok(None);
+    };
+    let Loaded::Text(text) = &*held else {
+        return Ok(None);
+    };
+    let (attention, note) = page_attention(&source.to_string(), &text.bundle.config, attention)?;
+    if attention == text.bundle.model_spec().attention {
+        return Ok(None);
+    }
+    let mut model = text.bundle.model.fork();
+    model.set_attention(attention);
+    if let (Some(message), Some(load)) = (note, progress) {
+        post(&FromWorker::Note { load, message });
+    }
+    Ok(Some(Loaded::Text(Box::new(TextHeld {
+        bundle: Bundle {
+            config: text.bundle.config.clone(),
+            codec: text.bundle.codec.clone(),
+            model,
+        },
+        streamed: text.streamed,
+        template: text.template.clone(),
+    }))))
+}
+
+/// Builds a transformer from its weights `file` a stage at a time ([`Assembly`]): the header
+/// first, checked against `config` before a tensor is read, then each stage's tensors, read,
+/// put on `device` and dropped before the next. A gigabyte checkpoint is never held whole in
+/// wasm memory; answers the network and the most weight bytes held at once.
+async fn assemble(
+    config: &TransformerConfig,
+    file: &Stored,
+    device: &burn::tensor::Device,
+) -> Result<(Transformer, u64), String> {
+    let read =
+        async |range: std::ops::Range<u64>| file.read(range).await.map_err(|e| e.to_string());
+    let size = file.size();
+    let length = Header::length(&read(0..HEADER_LENGTH_BYTES.min(size)).await?, size);
+    let length = length.map_err(|e| e.to_string())?;
+    let header = read(HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length).await?;
+    let header = Header::parse(&header, size).map_err(|e| e.to_string())?;
+    let mut assembly = Assembly::new(config, &header, device).map_err(|e| e.to_string())?;
+    let mut held = 0;
+    loop {
+        let mut runs = Vec::new();
+        for run in header.runs(&assembly.keys()) {
+            runs.push((run.start, read(run).await?));
+        }
+        let pieces = Pieces::new(&header, runs);
+        held = held.max(pieces.len());
+        match assembly.build(&pieces).map_err(|e| e.to_string())? {
+            Assembled::More(next) => assembly = next,
+            Assembled::Done(transformer) => return Ok((transformer, held)),
+        }
+    }
 }
 
 /// A digits noise predictor from its files, and the classifier its config names beside it.
@@ -772,9 +876,12 @@ async fn load_classifier(
         .map_err(|e| e.to_string())
 }
 
-/// Refuses, before any weights are downloaded, a model whose largest tensor cannot be one buffer
-/// on this GPU (where the tab would otherwise fail deep inside the runtime).
+/// Refuses, before any weights are downloaded, a model that does not fit the page's memory or is
+/// too large for its CPU fallback ([`check_memory`]), or whose largest tensor cannot be one
+/// buffer on this GPU (where the tab would otherwise fail deep inside the runtime).
 fn check_fits(state: &Rc<RefCell<State>>, config: &TextConfig) -> Result<(), String> {
+    let on_cpu = state.borrow().device.as_ref().is_none_or(backend::is_host);
+    check_memory(config, on_cpu)?;
     let Some(max) = state.borrow().gpu_max_binding else {
         return Ok(());
     };
@@ -824,10 +931,24 @@ async fn download_limited(
     file: &str,
     limit: Option<u64>,
 ) -> Result<Vec<u8>, super::fetch::FetchError> {
-    fetch_bytes(
+    download_file(progress, url, file, limit)
+        .await?
+        .into_bytes()
+        .await
+}
+
+/// The file at `url`, stopping before it when larger than `limit` bytes: a large one of
+/// another origin is left in Cache Storage to be read a range at a time ([`Stored`]).
+async fn download_file(
+    progress: Option<u32>,
+    url: &str,
+    file: &str,
+    limit: Option<u64>,
+) -> Result<Stored, super::fetch::FetchError> {
+    fetch_file(
         url,
         limit,
-        |loaded, total, cached| {
+        &mut |loaded, total, cached| {
             if let Some(load) = progress {
                 post(&FromWorker::Progress {
                     load,
@@ -838,7 +959,7 @@ async fn download_limited(
                 })
             }
         },
-        |message| {
+        &mut |message| {
             if let Some(load) = progress {
                 post(&FromWorker::Note { load, message })
             }

@@ -25,7 +25,10 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use std::ops::Range;
+
+use safetensors::tensor::{Metadata, TensorView};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use thiserror::Error;
 
 use super::dit::{Dit, DitBlock, FinalLayer};
@@ -248,22 +251,157 @@ pub(crate) fn torch_weight(
     Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), device)
 }
 
-/// Where a checked header's tensors are looked up: one safetensors file, or a checkpoint's shards
-/// ([`super::transformer::Shards`]).
-pub(crate) trait TensorSource {
-    /// The tensor stored under `key`.
-    fn view(&self, key: &str) -> Option<safetensors::tensor::TensorView<'_>>;
+/// Where a checked header's tensors are looked up: one safetensors file, a checkpoint's shards
+/// ([`super::transformer::Shards`]), or a [`Header`] read before its file's data.
+pub trait TensorSource {
+    /// The dtype and shape of the tensor stored under `key`.
+    fn info(&self, key: &str) -> Option<(Dtype, Vec<usize>)>;
     /// Every key, in the order unexpected ones are reported.
     fn keys(&self) -> Vec<&str>;
 }
 
+/// Where tensors' bytes are read: a whole file or checkpoint in memory, or the [`Pieces`] of one
+/// read a few tensors at a time.
+pub trait TensorBytes {
+    /// The tensor stored under `key`, when these bytes hold it.
+    fn view(&self, key: &str) -> Option<TensorView<'_>>;
+}
+
 impl TensorSource for SafeTensors<'_> {
-    fn view(&self, key: &str) -> Option<safetensors::tensor::TensorView<'_>> {
-        self.tensor(key).ok()
+    fn info(&self, key: &str) -> Option<(Dtype, Vec<usize>)> {
+        let view = self.tensor(key).ok()?;
+        Some((view.dtype(), view.shape().to_vec()))
     }
 
     fn keys(&self) -> Vec<&str> {
         self.names()
+    }
+}
+
+/// The longest header a safetensors file may have (the `safetensors` crate's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+/// Bytes of the little-endian length before a safetensors header.
+pub const HEADER_LENGTH_BYTES: u64 = 8;
+
+/// A safetensors file's header read on its own, before any of its data: each tensor's dtype,
+/// shape and byte range in the file. A loader that cannot hold the whole file (the page, in
+/// wasm32's 4 GiB, with a checkpoint of a gigabyte) reads the header's bytes first, checks it
+/// against the config, and then fetches the tensors a few at a time as [`Pieces`]
+/// ([`super::transformer::Assembly`]).
+#[derive(Debug, Clone)]
+pub struct Header {
+    metadata: Metadata,
+    /// Every tensor's key, sorted (so that the first unexpected key reported is the same on
+    /// every run).
+    names: Vec<String>,
+    /// Where the data starts in the file: after the length and the header.
+    data_start: u64,
+}
+
+impl Header {
+    /// The header's length in bytes, from the file's first [`HEADER_LENGTH_BYTES`] bytes, checked
+    /// against the file's `size`: what to read next, at [`HEADER_LENGTH_BYTES`].
+    pub fn length(first: &[u8], size: u64) -> Result<u64, LoadError> {
+        let Some(&bytes) = first.first_chunk::<8>() else {
+            return Err(SafeTensorError::HeaderTooSmall.into());
+        };
+        let n = u64::from_le_bytes(bytes);
+        if n > MAX_HEADER_BYTES {
+            return Err(SafeTensorError::HeaderTooLarge.into());
+        }
+        if n + HEADER_LENGTH_BYTES > size {
+            return Err(SafeTensorError::InvalidHeaderLength.into());
+        }
+        Ok(n)
+    }
+
+    /// Parses the header's bytes (the [`Header::length`] bytes after the length) of a file of
+    /// `size` bytes. The tensors must fill the data exactly, as in a whole safetensors file: a
+    /// truncated download is refused here, before a tensor is read.
+    pub fn parse(header: &[u8], size: u64) -> Result<Self, LoadError> {
+        let text = std::str::from_utf8(header).map_err(SafeTensorError::InvalidHeader)?;
+        let metadata: Metadata =
+            serde_json::from_str(text).map_err(SafeTensorError::InvalidHeaderDeserialization)?;
+        let data_start = HEADER_LENGTH_BYTES + header.len() as u64;
+        if data_start + metadata.data_len() as u64 != size {
+            return Err(SafeTensorError::MetadataIncompleteBuffer.into());
+        }
+        let mut names = metadata.offset_keys();
+        names.sort_unstable();
+        Ok(Self {
+            metadata,
+            names,
+            data_start,
+        })
+    }
+
+    /// Where the bytes of the tensor stored under `key` lie in the file.
+    pub fn range(&self, key: &str) -> Option<Range<u64>> {
+        let (start, end) = self.metadata.info(key)?.data_offsets;
+        Some(self.data_start + start as u64..self.data_start + end as u64)
+    }
+
+    /// The byte ranges that hold the tensors `keys` (those it lists), in file order, neighbours
+    /// merged: what to fetch for them, a request (or a cache read) each.
+    pub fn runs<S: AsRef<str>>(&self, keys: &[S]) -> Vec<Range<u64>> {
+        let mut ranges: Vec<Range<u64>> =
+            keys.iter().filter_map(|k| self.range(k.as_ref())).collect();
+        ranges.sort_by_key(|r| r.start);
+        let mut runs: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match runs.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => runs.push(r),
+            }
+        }
+        runs
+    }
+}
+
+impl TensorSource for Header {
+    fn info(&self, key: &str) -> Option<(Dtype, Vec<usize>)> {
+        let info = self.metadata.info(key)?;
+        Some((info.dtype, info.shape.clone()))
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.names.iter().map(String::as_str).collect()
+    }
+}
+
+/// Some of a file's tensors, read as runs of bytes ([`Header::runs`]) at their offsets.
+pub struct Pieces<'h> {
+    header: &'h Header,
+    runs: Vec<(u64, Vec<u8>)>,
+}
+
+impl<'h> Pieces<'h> {
+    /// The runs read for some of `header`'s tensors, each with the file offset it starts at.
+    pub fn new(header: &'h Header, runs: Vec<(u64, Vec<u8>)>) -> Self {
+        Self { header, runs }
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    /// Whether no bytes are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl TensorBytes for Pieces<'_> {
+    fn view(&self, key: &str) -> Option<TensorView<'_>> {
+        let info = self.header.metadata.info(key)?;
+        let range = self.header.range(key)?;
+        let (start, bytes) = self.runs.iter().find(|(start, bytes)| {
+            *start <= range.start && range.end <= start + bytes.len() as u64
+        })?;
+        let from = usize::try_from(range.start - start).ok()?;
+        let to = usize::try_from(range.end - start).ok()?;
+        TensorView::new(info.dtype, info.shape.clone(), &bytes[from..to]).ok()
     }
 }
 
@@ -348,36 +486,34 @@ pub fn check_header(
 /// config field disagrees (`" (n_blocks = 4)"`).
 pub(crate) fn check_layout(
     layout: &[TensorSlot],
-    file: &impl TensorSource,
+    file: &dyn TensorSource,
     prefix: &str,
     buffer: impl Fn(&str) -> Option<Vec<usize>>,
     why: impl Fn(&str) -> String,
 ) -> Result<(), LoadError> {
     for slot in layout {
         let key = format!("{prefix}{}", slot.name);
-        let view = file
-            .view(&key)
+        let (dtype, shape) = file
+            .info(&key)
             .ok_or_else(|| LoadError::MissingKey { key: key.clone() })?;
-        if view.shape() != slot.shape.as_slice() {
+        if shape != slot.shape {
             return Err(LoadError::Shape {
                 key,
                 expected: slot.shape.clone(),
-                found: view.shape().to_vec(),
+                found: shape,
             });
         }
         let (readable, expected) = match slot.role {
             TensorRole::Quantized(QuantPart::Values(format)) => (
-                view.dtype() == format.dtype(),
+                dtype == format.dtype(),
                 match format {
                     super::quant::QuantFormat::Q8 => "I8 (q8 values)",
                     super::quant::QuantFormat::Q4 => "U8 (q4 values, two to a byte)",
                 },
             ),
-            TensorRole::Quantized(QuantPart::Scales) => {
-                (view.dtype() == Dtype::F16, "F16 (block scales)")
-            }
+            TensorRole::Quantized(QuantPart::Scales) => (dtype == Dtype::F16, "F16 (block scales)"),
             _ => (
-                matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16),
+                matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16),
                 FLOAT_DTYPES,
             ),
         };
@@ -385,7 +521,7 @@ pub(crate) fn check_layout(
             return Err(LoadError::Dtype {
                 key,
                 expected,
-                dtype: format!("{:?}", view.dtype()),
+                dtype: format!("{:?}", dtype),
             });
         }
     }
@@ -399,10 +535,7 @@ pub(crate) fn check_layout(
             continue;
         }
         if let Some(shape) = buffer(name) {
-            let found = file
-                .view(key)
-                .map(|v| v.shape().to_vec())
-                .unwrap_or_default();
+            let found = file.info(key).map(|(_, s)| s).unwrap_or_default();
             if found != shape {
                 return Err(LoadError::Shape {
                     key: key.to_string(),

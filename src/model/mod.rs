@@ -24,11 +24,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use dit::{Dit, KvCache};
 pub use load::{
-    LoadError, checkpoint_layout, initial_checkpoint, largest_tensor_elements, load_dit,
-    parameter_count, random_checkpoint,
+    Header, LoadError, Pieces, TensorBytes, checkpoint_layout, initial_checkpoint,
+    largest_tensor_elements, load_dit, parameter_count, random_checkpoint,
 };
 pub use reduce::DeviceRows;
-pub use transformer::{Architecture, Transformer, TransformerConfig, load_transformer};
+pub use transformer::{
+    Architecture, Assembled, Assembly, Stage, Transformer, TransformerConfig, load_transformer,
+};
 
 use crate::config::Attention;
 pub use crate::network::ModelError;

@@ -34,8 +34,8 @@ use serde::Serialize;
 use super::dit::{KvCache, LayerCache, attention_bias};
 use super::layers::{apply_rotary, rotary_tables};
 use super::load::{
-    LoadError, QuantPart, TensorRole, TensorSlot, TensorSource, check_layout, decode, fill_layout,
-    torch_weight, write_safetensors_under,
+    LoadError, QuantPart, TensorBytes, TensorRole, TensorSlot, TensorSource, check_layout, decode,
+    fill_layout, torch_weight, write_safetensors_under,
 };
 use super::quant::{
     QUANT_BLOCK, QuantFormat, Quantization, dequantize, quantize_matrix, quantized_keys,
@@ -310,8 +310,23 @@ impl TransformerConfig {
         }
     }
 
-    /// Every tensor a checkpoint holds, with its shape in PyTorch's layout, in a fixed order.
+    /// Every tensor a checkpoint holds, with its shape in PyTorch's layout, in a fixed order:
+    /// the [`Stage`]s' tensors one stage after the other.
     pub fn layout(&self) -> Vec<TensorSlot> {
+        self.stages()
+            .flat_map(|stage| self.stage_layout(stage))
+            .collect()
+    }
+
+    /// The stages a network of this config is built in, in order ([`Assembly`]).
+    pub fn stages(&self) -> impl Iterator<Item = Stage> + use<> {
+        std::iter::once(Stage::Embedding)
+            .chain((0..self.num_hidden_layers).map(Stage::Block))
+            .chain(std::iter::once(Stage::Top))
+    }
+
+    /// The tensors `stage` builds from, in PyTorch's layout.
+    pub fn stage_layout(&self, stage: Stage) -> Vec<TensorSlot> {
         let arch = self.architecture;
         let (d, m, v, dh) = (
             self.hidden_size,
@@ -319,77 +334,78 @@ impl TransformerConfig {
             self.vocab_size,
             self.head_dim,
         );
-        let (q, kv) = (self.num_attention_heads * dh, self.num_key_value_heads * dh);
-        let mut slots = vec![slot(
-            arch.key(Key::Embedding),
-            vec![v, d],
-            TensorRole::Embedding,
-        )];
-        for layer in 0..self.num_hidden_layers {
-            let norm = |norm, n| {
-                slot(
-                    arch.key(Key::Norm { layer, norm }),
-                    vec![n],
-                    TensorRole::Norm,
-                )
-            };
-            slots.push(norm(BlockNorm::Attention, d));
-            let projections = [
-                (Projection::Query, d, q, self.qkv_bias),
-                (Projection::Key, d, kv, self.qkv_bias),
-                (Projection::Value, d, kv, self.qkv_bias),
-                (Projection::Output, q, d, false),
-            ];
-            let mlp = [
-                (Projection::Gate, d, m, false),
-                (Projection::Up, d, m, false),
-                (Projection::Down, m, d, false),
-            ];
-            for (projection, fan_in, out, bias) in projections {
-                slots.push(slot(
-                    arch.key(Key::Linear {
-                        layer,
-                        projection,
-                        bias: false,
-                    }),
-                    vec![out, fan_in],
-                    TensorRole::Weight { fan_in },
-                ));
-                if bias {
+        let layer = match stage {
+            Stage::Embedding => {
+                return vec![slot(
+                    arch.key(Key::Embedding),
+                    vec![v, d],
+                    TensorRole::Embedding,
+                )];
+            }
+            Stage::Top => {
+                let mut slots = vec![slot(arch.key(Key::FinalNorm), vec![d], TensorRole::Norm)];
+                if !self.tie_word_embeddings {
                     slots.push(slot(
-                        arch.key(Key::Linear {
-                            layer,
-                            projection,
-                            bias: true,
-                        }),
-                        vec![out],
-                        TensorRole::Bias { fan_in },
+                        arch.key(Key::Head),
+                        vec![v, d],
+                        TensorRole::Weight { fan_in: d },
                     ));
                 }
+                return slots;
             }
-            if self.qk_norm {
-                slots.push(norm(BlockNorm::Query, dh));
-                slots.push(norm(BlockNorm::Key, dh));
-            }
-            slots.push(norm(BlockNorm::Mlp, d));
-            for (projection, fan_in, out, _) in mlp {
+            Stage::Block(layer) => layer,
+        };
+        let (q, kv) = (self.num_attention_heads * dh, self.num_key_value_heads * dh);
+        let norm = |norm, n| {
+            slot(
+                arch.key(Key::Norm { layer, norm }),
+                vec![n],
+                TensorRole::Norm,
+            )
+        };
+        let linear = |projection, bias| {
+            arch.key(Key::Linear {
+                layer,
+                projection,
+                bias,
+            })
+        };
+        let mut slots = vec![norm(BlockNorm::Attention, d)];
+        let projections = [
+            (Projection::Query, d, q, self.qkv_bias),
+            (Projection::Key, d, kv, self.qkv_bias),
+            (Projection::Value, d, kv, self.qkv_bias),
+            (Projection::Output, q, d, false),
+        ];
+        let mlp = [
+            (Projection::Gate, d, m),
+            (Projection::Up, d, m),
+            (Projection::Down, m, d),
+        ];
+        for (projection, fan_in, out, bias) in projections {
+            slots.push(slot(
+                linear(projection, false),
+                vec![out, fan_in],
+                TensorRole::Weight { fan_in },
+            ));
+            if bias {
                 slots.push(slot(
-                    arch.key(Key::Linear {
-                        layer,
-                        projection,
-                        bias: false,
-                    }),
-                    vec![out, fan_in],
-                    TensorRole::Weight { fan_in },
+                    linear(projection, true),
+                    vec![out],
+                    TensorRole::Bias { fan_in },
                 ));
             }
         }
-        slots.push(slot(arch.key(Key::FinalNorm), vec![d], TensorRole::Norm));
-        if !self.tie_word_embeddings {
+        if self.qk_norm {
+            slots.push(norm(BlockNorm::Query, dh));
+            slots.push(norm(BlockNorm::Key, dh));
+        }
+        slots.push(norm(BlockNorm::Mlp, d));
+        for (projection, fan_in, out) in mlp {
             slots.push(slot(
-                arch.key(Key::Head),
-                vec![v, d],
-                TensorRole::Weight { fan_in: d },
+                linear(projection, false),
+                vec![out, fan_in],
+                TensorRole::Weight { fan_in },
             ));
         }
         slots
@@ -399,11 +415,24 @@ impl TransformerConfig {
     /// with each matrix (the embedding included) replaced by its quantized values and scales
     /// when the config is quantized.
     pub fn stored_layout(&self) -> Vec<TensorSlot> {
+        self.stored(self.layout())
+    }
+
+    /// The keys of the stored tensors `stage` reads: what to fetch before building it.
+    pub fn stage_keys(&self, stage: Stage) -> Vec<String> {
+        self.stored(self.stage_layout(stage))
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    }
+
+    /// `logical` as this config stores it (quantized matrices as values and scales).
+    fn stored(&self, logical: Vec<TensorSlot>) -> Vec<TensorSlot> {
         let Some(q) = self.quantization else {
-            return self.layout();
+            return logical;
         };
-        let mut stored = Vec::new();
-        for logical in self.layout() {
+        let mut stored = Vec::with_capacity(logical.len() * 2);
+        for logical in logical {
             match logical.matrix() {
                 Some((rows, cols)) => {
                     let (values_key, scales_key) = quantized_keys(&logical.name);
@@ -444,6 +473,36 @@ impl TransformerConfig {
                     }
                     _ => elements.saturating_mul(float_bytes),
                 }
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Bytes a loader holds at once while building the largest [`Stage`] ([`Assembly`]): the
+    /// stage's tensors as stored, floats counted as f32 (the most they take), plus its largest
+    /// tensor decoded to f32, twice (a linear layer is transposed into a copy). With `expand`
+    /// false (a GPU), a quantized matrix goes to the device as stored and is never decoded.
+    pub fn stage_peak_bytes(&self, expand: bool) -> u64 {
+        let elements = |slot: &TensorSlot| slot.shape.iter().map(|&x| x as u64).product::<u64>();
+        self.stages()
+            .map(|stage| {
+                let stored: u64 = self
+                    .stored(self.stage_layout(stage))
+                    .iter()
+                    .map(|slot| match slot.role {
+                        TensorRole::Quantized(QuantPart::Values(_)) => elements(slot),
+                        TensorRole::Quantized(QuantPart::Scales) => 2 * elements(slot),
+                        _ => 4 * elements(slot),
+                    })
+                    .sum();
+                let decoded = self
+                    .stage_layout(stage)
+                    .iter()
+                    .filter(|slot| expand || self.quantization.is_none() || slot.matrix().is_none())
+                    .map(elements)
+                    .max()
+                    .unwrap_or(0);
+                stored.saturating_add(decoded.saturating_mul(8))
             })
             .max()
             .unwrap_or(0)
@@ -694,8 +753,9 @@ impl<'a> Shards<'a> {
 }
 
 impl TensorSource for Shards<'_> {
-    fn view(&self, key: &str) -> Option<TensorView<'_>> {
-        Shards::view(self, key)
+    fn info(&self, key: &str) -> Option<(Dtype, Vec<usize>)> {
+        let view = self.view(key)?;
+        Some((view.dtype(), view.shape().to_vec()))
     }
 
     /// Sorted, so that the first unexpected key reported is the same on every run.
@@ -703,6 +763,12 @@ impl TensorSource for Shards<'_> {
         let mut keys: Vec<&str> = self.index.keys().map(String::as_str).collect();
         keys.sort_unstable();
         keys
+    }
+}
+
+impl TensorBytes for Shards<'_> {
+    fn view(&self, key: &str) -> Option<TensorView<'_>> {
+        Shards::view(self, key)
     }
 }
 
@@ -722,10 +788,13 @@ fn buffer_shape(key: &str, config: &TransformerConfig) -> Option<Vec<usize>> {
 /// Checks the checkpoint's header against `config` both ways, before a tensor is read: every
 /// tensor the config implies is there with its shape and a readable dtype, and every tensor
 /// there is one the config implies (or a rotary buffer).
-pub fn check_header(config: &TransformerConfig, shards: &Shards<'_>) -> Result<(), LoadError> {
+pub fn check_header(
+    config: &TransformerConfig,
+    header: &dyn TensorSource,
+) -> Result<(), LoadError> {
     check_layout(
         &config.stored_layout(),
-        shards,
+        header,
         "",
         |key| buffer_shape(key, config),
         |key| {
@@ -739,8 +808,9 @@ pub fn check_header(config: &TransformerConfig, shards: &Shards<'_>) -> Result<(
 }
 
 /// Reads checked tensors onto a device.
-struct Reader<'s, 'a> {
-    shards: &'s Shards<'a>,
+struct Reader<'s> {
+    /// One copy of the reading code for every source (the page's size).
+    source: &'s dyn TensorBytes,
     device: &'s Device,
     quantization: Option<Quantization>,
     /// Whether quantized matrices are expanded to f32 at load (the CPU backend, see
@@ -748,9 +818,11 @@ struct Reader<'s, 'a> {
     expand: bool,
 }
 
-impl Reader<'_, '_> {
+impl Reader<'_> {
     fn view(&self, key: &str) -> Result<TensorView<'_>, LoadError> {
-        self.shards.get(key)
+        self.source.view(key).ok_or_else(|| LoadError::MissingKey {
+            key: key.to_owned(),
+        })
     }
 
     /// The quantized matrix stored for `weight`: its values' and scales' views, `[rows, cols]`.
@@ -846,6 +918,144 @@ impl Reader<'_, '_> {
     }
 }
 
+/// The part of a network one [`Stage`] builds, in the order [`TransformerConfig::stages`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The token embedding (the head too, when tied).
+    Embedding,
+    /// Decoder block `i`.
+    Block(usize),
+    /// The final norm and the untied head.
+    Top,
+}
+
+/// A network being built a [`Stage`] at a time, each from its own tensors: a loader that cannot
+/// hold the whole checkpoint fetches [`TransformerConfig::stage_keys`] for [`Assembly::stage`],
+/// builds it, and drops those bytes before the next (the page does, from Cache Storage);
+/// [`load_transformer`] builds every stage from the checkpoint in memory.
+pub struct Assembly {
+    config: TransformerConfig,
+    device: Device,
+    /// Whether quantized matrices are expanded to f32 at load (the CPU backend, see
+    /// [`super::quant`]) rather than kept quantized on the device.
+    expand: bool,
+    stage: Stage,
+    embedding: Option<Tensor<2>>,
+    blocks: Vec<DecoderBlock>,
+}
+
+/// What [`Assembly::build`] leaves: more to build, or the network.
+pub enum Assembled {
+    /// The next stage is [`Assembly::stage`].
+    More(Assembly),
+    /// Every stage is built.
+    Done(Transformer),
+}
+
+impl Assembly {
+    /// Starts building the network `config` describes on `device`, after checking the
+    /// checkpoint's `header` against it both ways ([`check_header`]): no tensor is read before
+    /// every tensor is known to be where the config puts it.
+    pub fn new(
+        config: &TransformerConfig,
+        header: &dyn TensorSource,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        check_header(config, header)?;
+        Ok(Self {
+            config: config.clone(),
+            device: device.clone(),
+            expand: crate::backend::is_host(device),
+            stage: Stage::Embedding,
+            embedding: None,
+            blocks: Vec::with_capacity(config.num_hidden_layers),
+        })
+    }
+
+    /// The stage [`Assembly::build`] builds next.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The keys to fetch for the next stage.
+    pub fn keys(&self) -> Vec<String> {
+        self.config.stage_keys(self.stage)
+    }
+
+    /// Builds the next stage from `source` (which holds at least its [`Assembly::keys`]).
+    pub fn build(mut self, source: &dyn TensorBytes) -> Result<Assembled, LoadError> {
+        let config = &self.config;
+        let r = Reader {
+            source,
+            device: &self.device,
+            quantization: config.quantization,
+            expand: self.expand,
+        };
+        let arch = config.architecture;
+        let eps = config.rms_norm_eps;
+        match self.stage {
+            Stage::Embedding => {
+                self.embedding = Some(r.matrix(&arch.key(Key::Embedding))?);
+            }
+            Stage::Block(layer) => {
+                let linear = |projection, bias: bool| {
+                    let key = |bias| {
+                        arch.key(Key::Linear {
+                            layer,
+                            projection,
+                            bias,
+                        })
+                    };
+                    r.linear(&key(false), bias.then(|| key(true)).as_deref())
+                };
+                let norm = |norm| r.norm(&arch.key(Key::Norm { layer, norm }), eps);
+                let qkv = config.qkv_bias;
+                let block = DecoderBlock {
+                    attention_norm: norm(BlockNorm::Attention)?,
+                    q_proj: linear(Projection::Query, qkv)?,
+                    k_proj: linear(Projection::Key, qkv)?,
+                    v_proj: linear(Projection::Value, qkv)?,
+                    o_proj: linear(Projection::Output, false)?,
+                    q_norm: config.qk_norm.then(|| norm(BlockNorm::Query)).transpose()?,
+                    k_norm: config.qk_norm.then(|| norm(BlockNorm::Key)).transpose()?,
+                    mlp_norm: norm(BlockNorm::Mlp)?,
+                    gate_proj: linear(Projection::Gate, false)?,
+                    up_proj: linear(Projection::Up, false)?,
+                    down_proj: linear(Projection::Down, false)?,
+                    heads: config.num_attention_heads,
+                    kv_heads: config.num_key_value_heads,
+                    head_dim: config.head_dim,
+                };
+                self.blocks.push(block);
+            }
+            Stage::Top => {
+                let norm = r.norm(&arch.key(Key::FinalNorm), eps)?;
+                let head = (!config.tie_word_embeddings)
+                    .then(|| r.linear(&arch.key(Key::Head), None))
+                    .transpose()?;
+                // Built first of all: always there by now.
+                let embedding = self.embedding.ok_or_else(|| LoadError::MissingKey {
+                    key: arch.key(Key::Embedding),
+                })?;
+                return Ok(Assembled::Done(Transformer {
+                    embedding: Param::from_tensor(embedding),
+                    blocks: self.blocks,
+                    norm,
+                    head,
+                    rope_theta: config.rope_theta,
+                    shift_logits: config.shift_logits,
+                }));
+            }
+        }
+        self.stage = match self.stage {
+            Stage::Embedding if config.num_hidden_layers > 0 => Stage::Block(0),
+            Stage::Block(i) if i + 1 < config.num_hidden_layers => Stage::Block(i + 1),
+            _ => Stage::Top,
+        };
+        Ok(Assembled::More(self))
+    }
+}
+
 /// Builds the network `config` describes from its checkpoint's shards, on `device`, after
 /// [`check_header`] has found every tensor where the config puts it.
 pub fn load_transformer(
@@ -854,63 +1064,13 @@ pub fn load_transformer(
     device: &Device,
 ) -> Result<Transformer, LoadError> {
     let shards = Shards::new(shards)?;
-    check_header(config, &shards)?;
-    let r = Reader {
-        shards: &shards,
-        device,
-        quantization: config.quantization,
-        expand: crate::backend::is_host(device),
-    };
-    let arch = config.architecture;
-    let eps = config.rms_norm_eps;
-    let linear = |layer, projection, bias: bool| {
-        let key = |bias| {
-            arch.key(Key::Linear {
-                layer,
-                projection,
-                bias,
-            })
-        };
-        r.linear(&key(false), bias.then(|| key(true)).as_deref())
-    };
-    let norm = |layer, norm| r.norm(&arch.key(Key::Norm { layer, norm }), eps);
-    let mut blocks = Vec::with_capacity(config.num_hidden_layers);
-    for layer in 0..config.num_hidden_layers {
-        let qkv = config.qkv_bias;
-        blocks.push(DecoderBlock {
-            attention_norm: norm(layer, BlockNorm::Attention)?,
-            q_proj: linear(layer, Projection::Query, qkv)?,
-            k_proj: linear(layer, Projection::Key, qkv)?,
-            v_proj: linear(layer, Projection::Value, qkv)?,
-            o_proj: linear(layer, Projection::Output, false)?,
-            q_norm: config
-                .qk_norm
-                .then(|| norm(layer, BlockNorm::Query))
-                .transpose()?,
-            k_norm: config
-                .qk_norm
-                .then(|| norm(layer, BlockNorm::Key))
-                .transpose()?,
-            mlp_norm: norm(layer, BlockNorm::Mlp)?,
-            gate_proj: linear(layer, Projection::Gate, false)?,
-            up_proj: linear(layer, Projection::Up, false)?,
-            down_proj: linear(layer, Projection::Down, false)?,
-            heads: config.num_attention_heads,
-            kv_heads: config.num_key_value_heads,
-            head_dim: config.head_dim,
-        });
+    let mut assembly = Assembly::new(config, &shards, device)?;
+    loop {
+        match assembly.build(&shards)? {
+            Assembled::More(next) => assembly = next,
+            Assembled::Done(transformer) => return Ok(transformer),
+        }
     }
-    let embedding = r.matrix(&arch.key(Key::Embedding))?;
-    Ok(Transformer {
-        embedding: Param::from_tensor(embedding),
-        blocks,
-        norm: r.norm(&arch.key(Key::FinalNorm), eps)?,
-        head: (!config.tie_word_embeddings)
-            .then(|| r.linear(&arch.key(Key::Head), None))
-            .transpose()?,
-        rope_theta: config.rope_theta,
-        shift_logits: config.shift_logits,
-    })
 }
 
 /// The checkpoint of `config` (unquantized, in `shards`) with every matrix block-quantized as

@@ -5,6 +5,7 @@
 //! `browser` and the Leptos components in `ui` (both wasm-only).
 
 pub mod images;
+pub mod memory;
 pub mod parts;
 pub mod protocol;
 pub mod replay;

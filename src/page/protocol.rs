@@ -200,6 +200,15 @@ pub struct LoadedModel {
     /// ([`crate::chat::chat_settings`]); `None`: no chat for this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<Settings>,
+    /// When its weights were read a block at a time rather than whole (a transformer, from
+    /// Cache Storage or a dropped file): the most bytes of them held in memory at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streamed: Option<u64>,
+    /// How it attends unless the reader asks otherwise, for a model that may attend otherwise
+    /// (the transformers: [`crate::page::source::page_attention`]); `None` for a DiT, which
+    /// runs as it was trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_attention: Option<crate::config::Attention>,
 }
 
 impl LoadedModel {
@@ -655,6 +664,10 @@ mod tests {
                     shape: "1 block".into(),
                     load_seconds: x,
                     chat: Some(settings.clone()),
+                    streamed: Some(31_457_280),
+                    default_attention: Some(crate::config::Attention::BlockCausal {
+                        block_size: 32,
+                    }),
                 },
             },
             FromWorker::Loaded {
@@ -672,6 +685,8 @@ mod tests {
                     shape: "1 block".into(),
                     load_seconds: x,
                     chat: None,
+                    streamed: None,
+                    default_attention: None,
                 },
             },
             FromWorker::Started {

@@ -766,6 +766,8 @@ mod tests {
                 shape: "tiny".into(),
                 load_seconds: 0.1,
                 chat: None,
+                streamed: None,
+                default_attention: None,
             },
         }
     }
@@ -1173,6 +1175,8 @@ mod tests {
                 shape: "tiny".into(),
                 load_seconds: 0.1,
                 chat: None,
+                streamed: None,
+                default_attention: None,
             },
         }
     }

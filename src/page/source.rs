@@ -346,7 +346,8 @@ pub fn page_attention(
     }
 }
 
-fn describe_attention(a: crate::config::Attention) -> String {
+/// An attention in words, with its block size: "block-causal (32-token blocks)".
+pub fn describe_attention(a: crate::config::Attention) -> String {
     match a {
         crate::config::Attention::BlockCausal { block_size } => {
             format!("block-causal ({block_size}-token blocks)")
@@ -355,10 +356,24 @@ fn describe_attention(a: crate::config::Attention) -> String {
     }
 }
 
-/// Which of the dropped files is which: `(config, weights, tokenizer)` as indices into `names`.
-/// The weights are the `.safetensors` file, the tokenizer the `.json` whose name has "tokenizer" in
-/// it, the config the other `.json`; the tokenizer may be missing (GPT-2 checkpoints).
-pub fn classify_dropped(names: &[String]) -> Result<(usize, usize, Option<usize>), String> {
+/// Which of the dropped files is which, as indices into their names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// `config.json`: the `.json` whose name does not say "tokenizer".
+    pub config: usize,
+    /// The `.safetensors` file.
+    pub weights: usize,
+    /// The `.json` whose name says "tokenizer" (GPT-2 checkpoints may come without one).
+    pub tokenizer: Option<usize>,
+    /// `tokenizer_config.json`: BOS, EOS and the chat template of a transformer's folder.
+    pub tokenizer_config: Option<usize>,
+    /// A `.jinja` chat template (`chat_template.jinja`, beside newer saves' tokenizer config).
+    pub chat_template: Option<usize>,
+}
+
+/// Tells the dropped files apart by name ([`Dropped`]); a file none of them is refused, as are
+/// two of one kind.
+pub fn classify_dropped(names: &[String]) -> Result<Dropped, String> {
     let find = |pred: &dyn Fn(&str) -> bool| -> Vec<usize> {
         names
             .iter()
@@ -367,30 +382,43 @@ pub fn classify_dropped(names: &[String]) -> Result<(usize, usize, Option<usize>
             .map(|(i, _)| i)
             .collect()
     };
+    let special = |n: &str| n == crate::chat::TOKENIZER_CONFIG_FILE;
     let weights = find(&|n| n.ends_with(".safetensors"));
-    let tokenizer = find(&|n| n.ends_with(".json") && n.contains("tokenizer"));
+    let tokenizer = find(&|n| n.ends_with(".json") && n.contains("tokenizer") && !special(n));
     let config = find(&|n| n.ends_with(".json") && !n.contains("tokenizer"));
-    let expected = "drop config.json, model.safetensors and tokenizer.json together";
+    let expected = "drop config.json, model.safetensors and tokenizer.json together (tokenizer_config.json and chat_template.jinja may come with them)";
     let one = |v: &[usize], what: &str| match v {
         [i] => Ok(*i),
         [] => Err(format!("no {what} among the dropped files; {expected}")),
         _ => Err(format!("several {what} files were dropped; {expected}")),
     };
-    let weights = one(&weights, "weights (.safetensors)")?;
-    let config = one(&config, "config (.json)")?;
-    let tokenizer = match tokenizer.as_slice() {
-        [] => None,
-        [i] => Some(*i),
-        _ => return Err(format!("several tokenizer files were dropped; {expected}")),
+    let optional = |v: &[usize], what: &str| match v {
+        [] => Ok(None),
+        [i] => Ok(Some(*i)),
+        _ => Err(format!("several {what} files were dropped; {expected}")),
     };
-    let known = 2 + tokenizer.is_some() as usize;
+    let dropped = Dropped {
+        weights: one(&weights, "weights (.safetensors)")?,
+        config: one(&config, "config (.json)")?,
+        tokenizer: optional(&tokenizer, "tokenizer")?,
+        tokenizer_config: optional(&find(&special), "tokenizer_config.json")?,
+        chat_template: optional(&find(&|n| n.ends_with(".jinja")), "chat template (.jinja)")?,
+    };
+    let known = 2 + [
+        dropped.tokenizer,
+        dropped.tokenizer_config,
+        dropped.chat_template,
+    ]
+    .iter()
+    .flatten()
+    .count();
     if names.len() > known {
         return Err(format!(
             "{} files were dropped but only {known} are used; {expected}",
             names.len()
         ));
     }
-    Ok((config, weights, tokenizer))
+    Ok(dropped)
 }
 
 #[cfg(test)]
@@ -534,15 +562,47 @@ mod tests {
         let names: Vec<String> = ["tokenizer.json", "Model.SafeTensors", "config.json"]
             .map(String::from)
             .into();
-        assert_eq!(classify_dropped(&names).unwrap(), (2, 1, Some(0)));
+        let three = Dropped {
+            config: 2,
+            weights: 1,
+            tokenizer: Some(0),
+            tokenizer_config: None,
+            chat_template: None,
+        };
+        assert_eq!(classify_dropped(&names).unwrap(), three);
+        // A transformer's folder: its tokenizer config and template are told from the tokenizer.
+        let names: Vec<String> = [
+            "tokenizer.json",
+            "Model.SafeTensors",
+            "config.json",
+            "tokenizer_config.json",
+            "chat_template.jinja",
+        ]
+        .map(String::from)
+        .into();
+        let five = Dropped {
+            tokenizer_config: Some(3),
+            chat_template: Some(4),
+            ..three
+        };
+        assert_eq!(classify_dropped(&names).unwrap(), five);
         let names: Vec<String> = ["a.safetensors", "config.json"].map(String::from).into();
-        assert_eq!(classify_dropped(&names).unwrap(), (1, 0, None));
+        let two = classify_dropped(&names).unwrap();
+        assert_eq!((two.config, two.weights, two.tokenizer), (1, 0, None));
         let names: Vec<String> = ["a.safetensors", "b.safetensors", "config.json"]
             .map(String::from)
             .into();
         assert!(classify_dropped(&names).unwrap_err().contains("several"));
         let names: Vec<String> = ["notes.txt"].map(String::from).into();
         assert!(classify_dropped(&names).unwrap_err().contains("no weights"));
+        let names: Vec<String> = ["a.safetensors", "config.json", "notes.txt"]
+            .map(String::from)
+            .into();
+        assert!(
+            classify_dropped(&names)
+                .unwrap_err()
+                .contains("3 files were dropped but only 2 are used")
+        );
     }
 
     #[test]

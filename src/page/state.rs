@@ -731,7 +731,10 @@ pub fn decode_component(s: &str) -> String {
 
 /// The link's `attention` and `block_size`: block-causal needs its block size, and a block size
 /// means block-causal.
-fn parse_attention(kind: Option<&str>, block: Option<&str>) -> Result<Attention, String> {
+pub(crate) fn parse_attention(
+    kind: Option<&str>,
+    block: Option<&str>,
+) -> Result<Attention, String> {
     let block_size = match block {
         None => None,
         Some(v) => match v.parse::<usize>() {

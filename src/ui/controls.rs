@@ -9,13 +9,13 @@ use wasm_bindgen_futures::JsFuture;
 use crate::browser::fetch::clear_cache;
 use crate::browser::js_error;
 use crate::chat::Role;
-use crate::config::Family;
+use crate::config::{Attention, Family};
 use crate::export::{ColorPicture, TextSvg, cells_svg, encode_apng_rgba};
 use crate::page::human_bytes;
 use crate::page::images::PictureKind;
 use crate::page::protocol::{ClassifierStatus, Network};
-use crate::page::source::{ModelSource, TRAINED_MODELS};
-use crate::page::state::{BackendChoice, PageState, Theme};
+use crate::page::source::{DLLM_BD3LM_BLOCK_SIZE, ModelSource, TRAINED_MODELS, describe_attention};
+use crate::page::state::{BackendChoice, PageState, Theme, parse_attention};
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler};
 use crate::sampler::{
@@ -616,6 +616,77 @@ pub fn Controls() -> impl IntoView {
 }
 
 /// Model source, progress, backend switch and cache.
+/// How a transformer attends: as its folder says, or as the reader picks (the link's
+/// `attention`). A change runs the held weights under the new mask; nothing is downloaded.
+#[component]
+fn AttentionKnob() -> impl IntoView {
+    let ctx = ctx();
+    let pick = move |kind: &str, block: Option<usize>| {
+        let attention = match kind {
+            "" => None,
+            kind => parse_attention(Some(kind), block.map(|b| b.to_string()).as_deref()).ok(),
+        };
+        ctx.state.update(|s| s.attention = attention);
+        ctx.load_model(ctx.state.with_untracked(|s| s.model.clone()));
+    };
+    move || {
+        let ModelStatus::Loaded(m) = ctx.model_status() else {
+            return None;
+        };
+        let default = m.default_attention?;
+        let running = m.text_spec().map_or(default, |s| s.attention);
+        let block = match (running, default) {
+            (Attention::BlockCausal { block_size }, _)
+            | (_, Attention::BlockCausal { block_size }) => block_size,
+            _ => DLLM_BD3LM_BLOCK_SIZE,
+        };
+        let asked = ctx
+            .state
+            .with_untracked(|s| s.attention)
+            .map_or("", Attention::name);
+        Some(view! {
+            <div class="row">
+                <label class="knob" title="Which positions see which: as the model's folder says, or another mask (LLaDA, Dream and A2D models; a DiT runs as it was trained)">
+                    <span>"attention"</span>
+                    <select
+                        data-testid="attention"
+                        on:change=move |ev| {
+                            let kind = event_target_value(&ev);
+                            pick(&kind, (kind == "block-causal").then_some(block));
+                        }
+                    >
+                        <option value="" selected=asked.is_empty()>
+                            {format!("as trained: {}", describe_attention(default))}
+                        </option>
+                        {["bidirectional", "causal", "block-causal"]
+                            .map(|k| view! { <option value=k selected=asked == k>{k}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                {matches!(running, Attention::BlockCausal { .. })
+                    .then(|| {
+                        view! {
+                            <label class="knob">
+                                <span>"block"</span>
+                                <input
+                                    type="number"
+                                    min="1"
+                                    data-testid="attention-block"
+                                    prop:value=block.to_string()
+                                    on:change=move |ev| {
+                                        if let Ok(b) = event_target_value(&ev).parse::<usize>() {
+                                            pick("block-causal", Some(b));
+                                        }
+                                    }
+                                />
+                            </label>
+                        }
+                    })}
+            </div>
+        })
+    }
+}
+
 #[component]
 pub fn ModelPanel() -> impl IntoView {
     let ctx = ctx();
@@ -665,8 +736,16 @@ pub fn ModelPanel() -> impl IntoView {
     let info = move || match ctx.model_status() {
         ModelStatus::Loaded(m) => Some(match &m.network {
             Network::Text(spec) => format!(
-                "{} — {}, vocabulary {}, context {}, loaded in {:.1} s",
-                m.name, m.shape, spec.vocab_size, spec.model_length, m.load_seconds
+                "{} — {}, vocabulary {}, context {}, loaded in {:.1} s{}",
+                m.name,
+                m.shape,
+                spec.vocab_size,
+                spec.model_length,
+                m.load_seconds,
+                m.streamed.map_or(String::new(), |held| format!(
+                    " a block at a time (at most {} of weights held)",
+                    human_bytes(held)
+                ))
             ),
             Network::Ddpm { spec, classifier } => format!(
                 "{} — {}, {}×{} images, {} classes, loaded in {:.1} s; {}",
@@ -691,6 +770,7 @@ pub fn ModelPanel() -> impl IntoView {
             <h3>"Model"</h3>
             <p class="model-info" data-testid="model-info">{info}</p>
             {progress}
+            <AttentionKnob/>
             <form class="load" on:submit=move |ev| { ev.prevent_default(); load(); }>
                 <input
                     type="text"
@@ -746,7 +826,7 @@ pub fn ModelPanel() -> impl IntoView {
                 </button>
             </div>
             {move || error.get().map(|e| view! { <p class="notice error">{e}</p> })}
-            <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json on the page."</p>
+            <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json (and tokenizer_config.json, chat_template.jinja) on the page."</p>
             <div class="row">
                 <label class="knob check" title="Run on the CPU even where WebGPU works">
                     <input

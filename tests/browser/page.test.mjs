@@ -13,7 +13,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -257,6 +257,57 @@ for (const c of dllmCases) {
     }
   });
 }
+
+const QWEN_PROMPT = 'the cat sat on the';
+
+/** The page on the CPU with the a2d-qwen3 fixture from another origin ("localhost"), LLaDA's
+ *  greedy sampler over 8 tokens; `downloads()` counts the requests for its weights. */
+async function openQwenElsewhere() {
+  const dir = path.join(fixtures, 'dllm', 'a2d-qwen3');
+  let downloads = 0;
+  const server = http.createServer((req, res) => {
+    const name = new URL(req.url, 'http://localhost').pathname.split('/').pop();
+    if (name === 'model.safetensors') downloads += 1;
+    serveFile(res, dir, name, { 'access-control-allow-origin': '*' });
+  });
+  const url = `${(await listen(server)).replace('127.0.0.1', 'localhost')}/q/`;
+  const opened = await open(
+    `backend=cpu&model=${encodeURIComponent(url)}&sampler=llada&steps=8&gen=8&temperature=0&seed=1&prompt=${encodeURIComponent(QWEN_PROMPT)}`);
+  return { dir, downloads: () => downloads, server, ...opened };
+}
+
+test('the attention picker runs a transformer under another mask, from the weights it holds', async () => {
+  // a2d-qwen3 (bidirectional in its config.json) from a server that counts weight downloads.
+  const { dir, downloads, server, page, context, problems } = await openQwenElsewhere();
+  const prompt = QWEN_PROMPT;
+  const cliWith = (...attention) => cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '8', '--temperature', '0',
+    '--seed', '1', '--attention', ...attention], { model: dir, prompt }).text;
+  const note = (text) => page.waitForFunction((text) => [...document.querySelectorAll('[data-testid=model-note]')]
+    .some((n) => n.textContent.includes(text)), text, { timeout: LOAD_MS });
+  try {
+    await loaded(page, 'localhost');
+    assert.match(await page.textContent('[data-testid=attention] option[value=""]'), /as trained: bidirectional/);
+    await page.selectOption('[data-testid=attention]', 'causal');
+    await note('runs with causal attention');
+    assert.match(page.url(), /attention=causal/);
+    assert.equal((await run(page))[0].text, cliWith('causal'));
+    // Block-causal shows its block size; a new size applies at once.
+    await page.selectOption('[data-testid=attention]', 'block-causal');
+    await page.waitForSelector('[data-testid=attention-block]', { timeout: LOAD_MS });
+    await page.$eval('[data-testid=attention-block]', (input) => {
+      input.value = '8';
+      input.dispatchEvent(new Event('change', { bubbles: true }));
+    });
+    await note('block-causal (8-token blocks)');
+    assert.match(page.url(), /block_size=8/);
+    assert.equal((await run(page))[0].text, cliWith('block-causal', '--block-length', '8'));
+    assert.equal(downloads(), 1, 'the weights were downloaded once');
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
 
 test('WebGPU: chat with a transformer, two turns, each reply the CLI\'s `unmask chat` reply', async () => {
   // a2d-qwen3's fixture carries Qwen3's ChatML template; LLaDA's greedy sampler as the authors
@@ -784,6 +835,51 @@ test('a server that refuses the Range request still serves the model, whole', as
     assert.deepEqual(requests, [null, 'bytes=65536-', null]);
     const [lane] = await run(page);
     assert.equal(lane.text, cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '16']).text);
+  } finally {
+    await context.close();
+    server.close();
+  }
+});
+
+test('a transformer kept in parts is read a block at a time, never whole, and so is a dropped one', async () => {
+  // a2d-qwen3's 109.8 kB of weights from another origin: kept as two parts of 64 KiB, from
+  // which the worker reads each stage's tensors (a block is 49.5 kB) and nothing more.
+  const { dir, downloads, server, page, context, problems } = await openQwenElsewhere();
+  const size = statSync(path.join(dir, 'model.safetensors')).size;
+  const prompt = QWEN_PROMPT;
+  const reference = cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '8', '--temperature', '0', '--seed', '1'],
+    { model: dir, prompt });
+  /** The most weight bytes the worker held at once, as the model panel says it. */
+  const held = async (what) => {
+    await page.waitForFunction((what) => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes(what),
+      what, { timeout: LOAD_MS });
+    const info = await page.textContent('[data-testid=model-info]');
+    const m = /a block at a time \(at most ([\d.]+) kB of weights held\)/.exec(info);
+    assert.ok(m, info);
+    return Number(m[1]) * 1000;
+  };
+  try {
+    for (const visit of ['download', 'cache']) {
+      assert.ok(await held('localhost') * 2 < size, visit);
+      const kept = await page.evaluate(async () => (await (await caches.open('unmask-models-v1')).keys()).map((r) => r.url.split('/').pop()));
+      assert.ok(kept.includes('model.safetensors?unmask-part=1') && !kept.includes('model.safetensors'), `${kept}`);
+      const [lane] = await run(page);
+      assert.equal(lane.text, reference.text, visit);
+      if (visit === 'download') await page.reload();
+    }
+    assert.equal(downloads(), 1, 'the second visit reads the parts from the cache');
+    // Dropped files are read from disk a range at a time too (with tokenizer_config.json: the
+    // same EOS as the download's).
+    await page.evaluate((files) => {
+      const dt = new DataTransfer();
+      for (const { name, b64 } of files) dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name));
+      document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
+      .map((name) => ({ name, b64: readFileSync(path.join(dir, name)).toString('base64') })));
+    assert.ok(await held('dropped files') * 2 < size);
+    const [lane] = await run(page);
+    assert.equal(lane.text, reference.text);
+    await assertClean(page, problems);
   } finally {
     await context.close();
     server.close();
