@@ -14,9 +14,9 @@ use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
 };
 use crate::model::{
-    Architecture, DeviceRows, DitDenoiser, LoadError, Transformer, TransformerConfig,
-    TransformerDenoiser, largest_tensor_elements, llada, load_dit, load_transformer,
-    parameter_count, qwen,
+    Architecture, Assembled, Assembly, DeviceRows, Dit, DitAssembly, DitDenoiser, LoadError,
+    TensorBytes, TensorSource, Transformer, TransformerConfig, TransformerDenoiser,
+    largest_tensor_elements, llada, load_dit, load_transformer, parameter_count, qwen,
 };
 use crate::network::{Denoiser, Logits, ModelError};
 use crate::sampler::{ModelSpec, SamplerKind};
@@ -330,6 +330,46 @@ impl Denoiser for TextModel {
     }
 }
 
+/// A text model's network being built a stage at a time ([`Unloaded::assembly`]).
+pub enum TextAssembly {
+    /// An MDLM/BD3-LM DiT.
+    Dit(DitAssembly),
+    /// LLaDA, Dream or an A2D model.
+    Transformer(Assembly),
+}
+
+/// A text model's network, built.
+pub enum TextNetwork {
+    /// An MDLM/BD3-LM DiT.
+    Dit(Dit),
+    /// LLaDA, Dream or an A2D model.
+    Transformer(Transformer),
+}
+
+impl TextAssembly {
+    /// The keys to fetch for the next stage.
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            Self::Dit(a) => a.keys(),
+            Self::Transformer(a) => a.keys(),
+        }
+    }
+
+    /// Builds the next stage from `bytes` (which hold at least its [`TextAssembly::keys`]).
+    pub fn build(self, bytes: &dyn TensorBytes) -> Result<Assembled<Self, TextNetwork>, LoadError> {
+        Ok(match self {
+            Self::Dit(a) => match a.build(bytes)? {
+                Assembled::More(a) => Assembled::More(Self::Dit(a)),
+                Assembled::Done(dit) => Assembled::Done(TextNetwork::Dit(dit)),
+            },
+            Self::Transformer(a) => match a.build(bytes)? {
+                Assembled::More(a) => Assembled::More(Self::Transformer(a)),
+                Assembled::Done(t) => Assembled::Done(TextNetwork::Transformer(t)),
+            },
+        })
+    }
+}
+
 /// A model's cost in the page's memory ([`TextConfig::page_memory`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageMemory {
@@ -419,14 +459,31 @@ impl Unloaded {
         Ok(self.with_model(model))
     }
 
-    /// The bundle of a transformer built elsewhere (a stage at a time) on `device`.
-    pub fn with_transformer(self, transformer: Transformer, device: &Device) -> Bundle {
+    /// Starts building the network a stage at a time from its checkpoint's `header`, checked
+    /// against the config first: a large checkpoint never held whole (the page's loader).
+    pub fn assembly(
+        &self,
+        header: &dyn TensorSource,
+        device: &Device,
+    ) -> Result<TextAssembly, LoadError> {
+        Ok(match &self.config {
+            TextConfig::Dit(c) => TextAssembly::Dit(DitAssembly::new(c, header, device)?),
+            TextConfig::Transformer(c) => {
+                TextAssembly::Transformer(Assembly::new(c, header, device)?)
+            }
+        })
+    }
+
+    /// The bundle of a network built a stage at a time on `device`.
+    pub fn with_network(self, network: TextNetwork, device: &Device) -> Bundle {
         let spec = text_spec(&self.config, &self.codec);
-        self.with_model(TextModel::Transformer(TransformerDenoiser::new(
-            transformer,
-            device.clone(),
-            spec,
-        )))
+        let device = device.clone();
+        self.with_model(match network {
+            TextNetwork::Dit(dit) => TextModel::Dit(DitDenoiser::new(dit, device, spec)),
+            TextNetwork::Transformer(t) => {
+                TextModel::Transformer(TransformerDenoiser::new(t, device, spec))
+            }
+        })
     }
 
     fn with_model(self, model: TextModel) -> Bundle {

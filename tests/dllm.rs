@@ -565,7 +565,7 @@ fn mutated_transformer_folders_never_panic() {
 /// else. Answers the bundle and the most bytes one stage held.
 fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle, u64), LoadError> {
     use unmask::model::load::HEADER_LENGTH_BYTES;
-    use unmask::model::{Assembled, Assembly, Header, Pieces};
+    use unmask::model::{Assembled, Header, Pieces};
     let device = backend::init(BackendKind::Cpu).unwrap();
     let size = weights.len() as u64;
     let slice = |r: std::ops::Range<u64>| weights[r.start as usize..r.end as usize].to_vec();
@@ -575,10 +575,7 @@ fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle,
         size,
     )?;
     let unloaded = unmask::bundle::Unloaded::from_files(config, tokenizer, None).unwrap();
-    let TextConfig::Transformer(c) = &unloaded.config else {
-        panic!("not a transformer");
-    };
-    let mut assembly = Assembly::new(c, &header, &device)?;
+    let mut assembly = unloaded.assembly(&header, &device)?;
     let mut held = 0;
     loop {
         let runs = header
@@ -590,43 +587,56 @@ fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle,
         held = held.max(pieces.len());
         match assembly.build(&pieces)? {
             Assembled::More(next) => assembly = next,
-            Assembled::Done(t) => return Ok((unloaded.with_transformer(t, &device), held)),
+            Assembled::Done(network) => {
+                return Ok((unloaded.with_network(network, &device), held));
+            }
         }
     }
 }
 
 #[test]
 fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
-    let read = |name: &str, f: &str| std::fs::read(dir(name).join(f)).unwrap();
-    let mut cases: Vec<(String, Vec<u8>, Vec<u8>, &str)> = FOLDERS
+    let read = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut cases: Vec<(String, Vec<u8>, Vec<u8>, PathBuf)> = FOLDERS
         .iter()
         .map(|n| {
+            let d = dir(n);
             (
                 n.to_string(),
-                read(n, "config.json"),
-                read(n, WEIGHTS_FILE),
-                *n,
+                read(&d, "config.json"),
+                read(&d, WEIGHTS_FILE),
+                d,
             )
         })
         .collect();
+    // The DiTs: the default bd3 model (its own head) and the MDLM parity fixture.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for d in [
+        root.join("www/models/default/bd3"),
+        root.join("tests/fixtures/tiny"),
+    ] {
+        let name = d.display().to_string();
+        cases.push((name, read(&d, "config.json"), read(&d, WEIGHTS_FILE), d));
+    }
     // A quantized checkpoint: each matrix is two tensors (values and scales), stored apart.
     let config = config_with("a2d-qwen3", |c| {
         c["quantization"] = serde_json::json!({"format": "q4", "block_size": 32})
     });
+    let qwen = dir("a2d-qwen3");
     let TextConfig::Transformer(plain) =
-        TextConfig::from_json(&read("a2d-qwen3", "config.json")).unwrap()
+        TextConfig::from_json(&read(&qwen, "config.json")).unwrap()
     else {
         panic!("a2d-qwen3 is a transformer");
     };
     let q4 = unmask::model::transformer::quantize_checkpoint(
         &plain,
-        &[read("a2d-qwen3", WEIGHTS_FILE)],
+        &[read(&qwen, WEIGHTS_FILE)],
         unmask::model::quant::QuantFormat::Q4,
     )
     .unwrap();
-    cases.push(("a2d-qwen3 q4".into(), config, q4, "a2d-qwen3"));
+    cases.push(("a2d-qwen3 q4".into(), config, q4, qwen));
     for (name, config, weights, folder) in cases {
-        let tokenizer = read(folder, "tokenizer.json");
+        let tokenizer = read(&folder, "tokenizer.json");
         let whole = Bundle::from_files(
             unmask::bundle::ModelFiles {
                 config: &config,
@@ -638,10 +648,11 @@ fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
         )
         .unwrap();
         let (staged, held) = assembled(&config, &weights, &tokenizer).unwrap();
-        let tokens: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 40).collect();
+        let vocab = whole.config.vocab_size() as u32;
+        let tokens: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % vocab.min(40)).collect();
         assert_eq!(logits(&staged, &tokens), logits(&whole, &tokens), "{name}");
-        // A stage holds its own tensors only: in these two-block fixtures a block, the largest
-        // stage, is under half of the file.
+        // A stage holds its own tensors only: in these folders the largest stage (a block, or
+        // the DiT's output layer) is under half of the file.
         assert!(
             held * 2 < weights.len() as u64,
             "{name}: {held} of {}",

@@ -5,8 +5,9 @@
 //! page's own origin (the bundled model) go through the ordinary HTTP cache instead, which
 //! revalidates them when the site is updated. A large file is kept in parts as it arrives, and a
 //! download that broke off resumes with a Range request ([`crate::page::parts`]). Such a file is
-//! never assembled in wasm memory: [`Stored`] reads it back a range at a time (a transformer's
-//! weights a stage at a time, [`crate::model::Assembly`]), as it reads a dropped file from disk.
+//! never assembled in wasm memory: [`Stored`] reads it back a range at a time (a text model's
+//! weights a stage at a time, [`crate::bundle::TextAssembly`]), as it reads a dropped file from
+//! disk.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -181,28 +182,47 @@ impl Stored {
         }
     }
 
-    /// Bytes `range` of the file (within its size).
+    /// Bytes `range` of the file (within its size). Memory the page cannot have is an error,
+    /// not an abort.
     pub async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, FetchError> {
+        let damaged = |detail: String| FetchError::Damaged {
+            url: match self {
+                Stored::Dropped(file) => file.name(),
+                Stored::Parts(parts) => parts.url.clone(),
+                Stored::Memory(_) => "the file".into(),
+            },
+            detail,
+        };
+        let end = range.end.min(self.size());
+        let len = end.saturating_sub(range.start);
+        let mut out = Vec::new();
+        if usize::try_from(len).map_or(true, |n| out.try_reserve_exact(n).is_err()) {
+            return Err(damaged(format!(
+                "{} does not fit in the browser's WebAssembly memory",
+                crate::page::human_bytes(len)
+            )));
+        }
+        if len == 0 {
+            return Ok(out);
+        }
         match self {
-            Stored::Memory(bytes) => Ok(bytes
-                .get(range.start as usize..range.end as usize)
-                .map(<[u8]>::to_vec)
-                .unwrap_or_default()),
-            Stored::Parts(parts) => parts.read(range).await,
+            Stored::Memory(bytes) => {
+                out.extend_from_slice(&bytes[range.start as usize..end as usize])
+            }
+            Stored::Parts(parts) => parts.read_into(range.start..end, &mut out).await?,
             Stored::Dropped(file) => {
-                let damaged = |detail: String| FetchError::Damaged {
-                    url: file.name(),
-                    detail,
-                };
                 let slice = file
-                    .slice_with_f64_and_f64(range.start as f64, range.end as f64)
+                    .slice_with_f64_and_f64(range.start as f64, end as f64)
                     .map_err(|e| damaged(js_error(&e)))?;
                 let buffer = JsFuture::from(slice.array_buffer())
                     .await
                     .map_err(|e| damaged(js_error(&e)))?;
-                Ok(Uint8Array::new(&buffer).to_vec())
+                let bytes = Uint8Array::new(&buffer);
+                out.resize(bytes.length() as usize, 0);
+                bytes.copy_to(&mut out);
             }
         }
+        Ok(out)
     }
 
     /// The whole file in memory.
@@ -259,10 +279,10 @@ impl KeptParts {
         }
     }
 
-    /// Bytes `range` of the file, copied from the parts that hold them.
-    async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, FetchError> {
-        let end = range.end.min(self.manifest.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(range.start) as usize);
+    /// Appends bytes `range` of the file (within its size) to `out`, copied from the parts that
+    /// hold them.
+    async fn read_into(&self, range: Range<u64>, out: &mut Vec<u8>) -> Result<(), FetchError> {
+        let end = range.end;
         let mut at = range.start;
         while at < end {
             let k = at / self.manifest.part;
@@ -275,7 +295,7 @@ impl KeptParts {
                 .copy_to(&mut out[start..]);
             at = r.start + to;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -492,7 +512,8 @@ impl Sink {
                     break;
                 }
                 if !put(&parts.cache, &part_key(&parts.url, k), &tail[..len]).await {
-                    let mut bytes = parts.read(0..*at).await?;
+                    let mut bytes = Vec::new();
+                    parts.read_into(0..*at, &mut bytes).await?;
                     bytes.append(tail);
                     forget_parts(&parts.cache, &parts.url, &parts.manifest).await;
                     *self = Sink::Memory(bytes);

@@ -23,7 +23,8 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
-    Bundle, CONFIG_FILE, ImageBundle, TOKENIZER_FILE, TextConfig, Unloaded, WEIGHTS_FILE, family_of,
+    Bundle, CONFIG_FILE, ImageBundle, TOKENIZER_FILE, TextConfig, TextNetwork, Unloaded,
+    WEIGHTS_FILE, family_of,
 };
 use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
@@ -33,7 +34,7 @@ use crate::config::{Attention, Family};
 use crate::engine::Generation;
 use crate::model::load::HEADER_LENGTH_BYTES;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
-use crate::model::{Assembled, Assembly, Header, Pieces, Transformer, TransformerConfig};
+use crate::model::{Assembled, Header, Pieces};
 use crate::network::NoisePredictor;
 use crate::page::memory::check_memory;
 use crate::page::protocol::{
@@ -701,20 +702,9 @@ async fn load(
     };
     let unloaded =
         Unloaded::from_files(&config, &tokenizer, special.as_deref()).map_err(|e| e.to_string())?;
-    let (mut bundle, streamed) = match &unloaded.config {
-        TextConfig::Transformer(c) => {
-            let (transformer, held) = assemble(c, &weights, &device).await?;
-            let streamed = (!matches!(weights, Stored::Memory(_))).then_some(held);
-            (unloaded.with_transformer(transformer, &device), streamed)
-        }
-        TextConfig::Dit(_) => {
-            let weights = weights.into_bytes().await.map_err(|e| e.to_string())?;
-            let bundle = unloaded
-                .load(std::slice::from_ref(&weights), &device)
-                .map_err(|e| e.to_string())?;
-            (bundle, None)
-        }
-    };
+    let (network, held) = assemble(&unloaded, &weights, &device).await?;
+    let streamed = (!matches!(weights, Stored::Memory(_))).then_some(held);
+    let mut bundle = unloaded.with_network(network, &device);
     let (attention, note) = page_attention(&source.to_string(), &bundle.config, attention)?;
     if attention != bundle.config.attention() {
         bundle.model.set_attention(attention);
@@ -774,15 +764,16 @@ fn reattend(
     }))))
 }
 
-/// Builds a transformer from its weights `file` a stage at a time ([`Assembly`]): the header
-/// first, checked against `config` before a tensor is read, then each stage's tensors, read,
-/// put on `device` and dropped before the next. A gigabyte checkpoint is never held whole in
-/// wasm memory; answers the network and the most weight bytes held at once.
+/// Builds a text model's network from its weights `file` a stage at a time
+/// ([`Unloaded::assembly`]): the header first, checked against the config before a tensor is
+/// read, then each stage's tensors, read, put on `device` and dropped before the next. A
+/// gigabyte checkpoint is never held whole in wasm memory; answers the network and the most
+/// weight bytes held at once.
 async fn assemble(
-    config: &TransformerConfig,
+    unloaded: &Unloaded,
     file: &Stored,
     device: &burn::tensor::Device,
-) -> Result<(Transformer, u64), String> {
+) -> Result<(TextNetwork, u64), String> {
     let read =
         async |range: std::ops::Range<u64>| file.read(range).await.map_err(|e| e.to_string());
     let size = file.size();
@@ -790,7 +781,9 @@ async fn assemble(
     let length = length.map_err(|e| e.to_string())?;
     let header = read(HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length).await?;
     let header = Header::parse(&header, size).map_err(|e| e.to_string())?;
-    let mut assembly = Assembly::new(config, &header, device).map_err(|e| e.to_string())?;
+    let mut assembly = unloaded
+        .assembly(&header, device)
+        .map_err(|e| e.to_string())?;
     let mut held = 0;
     loop {
         let mut runs = Vec::new();
@@ -801,7 +794,7 @@ async fn assemble(
         held = held.max(pieces.len());
         match assembly.build(&pieces).map_err(|e| e.to_string())? {
             Assembled::More(next) => assembly = next,
-            Assembled::Done(transformer) => return Ok((transformer, held)),
+            Assembled::Done(network) => return Ok((network, held)),
         }
     }
 }

@@ -33,6 +33,7 @@ use thiserror::Error;
 
 use super::dit::{Dit, DitBlock, FinalLayer};
 use super::layers::{FREQUENCY_EMBEDDING_SIZE, LayerNorm, TimestepEmbedder};
+use super::transformer::Stage;
 use crate::config::ModelConfig;
 
 /// What can go wrong reading weights.
@@ -115,56 +116,43 @@ const FLOAT_DTYPES: &str = "f32, f16 or bf16";
 
 /// Finds tensors by their reference name, under whatever prefix the file uses.
 pub(crate) struct Weights<'a> {
-    pub(crate) file: SafeTensors<'a>,
+    bytes: &'a dyn TensorBytes,
     pub(crate) prefix: String,
     device: &'a Device,
 }
 
-impl<'a> Weights<'a> {
-    /// A DiT checkpoint: its prefix is whatever precedes `vocab_embed.embedding`.
-    fn new(bytes: &'a [u8], device: &'a Device) -> Result<Self, LoadError> {
-        let file = SafeTensors::deserialize(bytes)?;
-        const ANCHOR: &str = "vocab_embed.embedding";
-        let prefix = file
-            .names()
-            .into_iter()
-            .filter_map(|n| n.strip_suffix(ANCHOR))
-            .min_by_key(|p| p.len())
-            .map(str::to_owned)
-            .ok_or_else(|| LoadError::MissingKey {
-                key: format!("backbone.{ANCHOR}"),
-            })?;
-        Ok(Self {
-            file,
-            prefix,
-            device,
+/// The prefix of a DiT checkpoint's keys: whatever precedes `vocab_embed.embedding`
+/// (`backbone.` in the published ones).
+fn dit_prefix(names: &dyn TensorSource) -> Result<String, LoadError> {
+    const ANCHOR: &str = "vocab_embed.embedding";
+    names
+        .keys()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(ANCHOR))
+        .min_by_key(|p| p.len())
+        .map(str::to_owned)
+        .ok_or_else(|| LoadError::MissingKey {
+            key: format!("backbone.{ANCHOR}"),
         })
-    }
+}
 
-    /// A checkpoint whose keys start with `prefix`.
-    pub(crate) fn with_prefix(
-        bytes: &'a [u8],
-        prefix: &str,
-        device: &'a Device,
-    ) -> Result<Self, LoadError> {
-        Ok(Self {
-            file: SafeTensors::deserialize(bytes)?,
+impl<'a> Weights<'a> {
+    /// The tensors of `bytes` whose keys start with `prefix`.
+    pub(crate) fn new(bytes: &'a dyn TensorBytes, prefix: &str, device: &'a Device) -> Self {
+        Self {
+            bytes,
             prefix: prefix.to_owned(),
             device,
-        })
-    }
-
-    pub(crate) fn has(&self, name: &str) -> bool {
-        has(&self.file, &self.prefix, name)
+        }
     }
 
     /// The tensor `name` as f32 values, checked against `expected`.
     pub(crate) fn read(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, LoadError> {
         let key = format!("{}{name}", self.prefix);
         let view = self
-            .file
-            .tensor(&key)
-            .map_err(|_| LoadError::MissingKey { key: key.clone() })?;
+            .bytes
+            .view(&key)
+            .ok_or_else(|| LoadError::MissingKey { key: key.clone() })?;
         if view.shape() != expected {
             return Err(LoadError::Shape {
                 key,
@@ -265,6 +253,12 @@ pub trait TensorSource {
 pub trait TensorBytes {
     /// The tensor stored under `key`, when these bytes hold it.
     fn view(&self, key: &str) -> Option<TensorView<'_>>;
+}
+
+impl TensorBytes for SafeTensors<'_> {
+    fn view(&self, key: &str) -> Option<TensorView<'_>> {
+        self.tensor(key).ok()
+    }
 }
 
 impl TensorSource for SafeTensors<'_> {
@@ -434,8 +428,8 @@ pub(crate) fn decode(
     })
 }
 
-fn has(file: &SafeTensors<'_>, prefix: &str, name: &str) -> bool {
-    file.tensor(&format!("{prefix}{name}")).is_ok()
+fn has(file: &dyn TensorSource, prefix: &str, name: &str) -> bool {
+    file.info(&format!("{prefix}{name}")).is_some()
 }
 
 /// Tensors a checkpoint may hold beside its weights: the reference's persistent buffers
@@ -454,14 +448,13 @@ fn buffer_shape(name: &str, config: &ModelConfig) -> Option<Vec<usize>> {
 /// layout is small whatever the file says, and the header itself is bounded by the file.
 pub fn check_header(
     config: &ModelConfig,
-    file: &SafeTensors<'_>,
+    file: &dyn TensorSource,
     prefix: &str,
 ) -> Result<(), LoadError> {
-    let head = "output_layer.linear.weight";
-    let tied = !has(file, prefix, head);
+    let tied = !has(file, prefix, HEAD_WEIGHT);
     let layout: Vec<TensorSlot> = checkpoint_layout(config)
         .into_iter()
-        .filter(|s| !(tied && s.name == head))
+        .filter(|s| !(tied && s.name == HEAD_WEIGHT))
         .collect();
     check_layout(
         &layout,
@@ -556,64 +549,164 @@ pub(crate) fn check_layout(
 /// Builds the DiT described by `config` from safetensors bytes, on `device`, after
 /// [`check_header`] has found every tensor where the config puts it.
 pub fn load_dit(config: &ModelConfig, bytes: &[u8], device: &Device) -> Result<Dit, LoadError> {
-    let w = Weights::new(bytes, device)?;
-    check_header(config, &w.file, &w.prefix)?;
-    let d = config.hidden_dim;
-    let c = config.cond_dim;
-    let v = config.vocab_size;
-    let vocab_embed = w.tensor2("vocab_embed.embedding", v, d)?;
-    let sigma_map = if config.adaln {
-        Some(TimestepEmbedder {
-            mlp0: w.linear("sigma_map.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true)?,
-            mlp2: w.linear("sigma_map.mlp.2", c, c, true)?,
-        })
-    } else {
-        None
-    };
-    let mut blocks = Vec::with_capacity(config.n_blocks);
-    for i in 0..config.n_blocks {
-        let p = format!("blocks.{i}");
-        blocks.push(DitBlock {
-            norm1: w.norm(&format!("{p}.norm1"), d)?,
-            attn_qkv: w.linear(&format!("{p}.attn_qkv"), d, 3 * d, false)?,
-            attn_out: w.linear(&format!("{p}.attn_out"), d, d, false)?,
-            norm2: w.norm(&format!("{p}.norm2"), d)?,
-            mlp0: w.linear(&format!("{p}.mlp.0"), d, config.mlp_dim(), true)?,
-            mlp2: w.linear(&format!("{p}.mlp.2"), config.mlp_dim(), d, true)?,
-            adaln_modulation: if config.adaln {
-                Some(w.linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true)?)
-            } else {
-                None
-            },
-            n_heads: config.n_heads,
-        });
+    let file = SafeTensors::deserialize(bytes)?;
+    let mut assembly = DitAssembly::new(config, &file, device)?;
+    loop {
+        match assembly.build(&file)? {
+            Assembled::More(next) => assembly = next,
+            Assembled::Done(dit) => return Ok(dit),
+        }
     }
-    let head = "output_layer.linear";
-    let linear = if w.has(&format!("{head}.weight")) {
-        w.linear(head, d, v, true)?
-    } else {
-        // Tied output head: the embedding is already `[V, d]`, PyTorch's layout for `Linear(d, V)`.
-        w.linear_from(w.read("vocab_embed.embedding", &[v, d])?, head, d, v, true)?
-    };
-    let output_layer = FinalLayer {
-        norm_final: w.norm("output_layer.norm_final", d)?,
-        adaln_modulation: if config.adaln {
-            Some(w.linear("output_layer.adaLN_modulation", c, 2 * d, true)?)
-        } else {
-            None
-        },
-        linear,
-    };
-    let dit = Dit {
-        vocab_embed: Param::from_tensor(vocab_embed),
-        sigma_map,
-        blocks,
-        output_layer,
-        time_conditioning: config.time_conditioning,
-        constant_cond: None,
-    };
-    Ok(dit.freeze_conditioning())
 }
+
+/// What building a network's next stage leaves: more to build, or the network.
+pub enum Assembled<A, M> {
+    /// The next stage is the assembly's.
+    More(A),
+    /// Every stage is built.
+    Done(M),
+}
+
+/// A DiT being built a [`Stage`] at a time, each from its own tensors (the page reads a large
+/// checkpoint so, as it reads a transformer's: [`super::transformer::Assembly`]): the embedding
+/// and the σ map, each block, then the output layer (with the embedding again when the head is
+/// tied to it).
+pub struct DitAssembly {
+    config: ModelConfig,
+    device: Device,
+    prefix: String,
+    /// Whether the checkpoint has no head of its own.
+    tied: bool,
+    stage: Stage,
+    vocab_embed: Option<Tensor<2>>,
+    sigma_map: Option<TimestepEmbedder>,
+    blocks: Vec<DitBlock>,
+}
+
+impl DitAssembly {
+    /// Starts building `config`'s DiT on `device` after checking the checkpoint's `header`
+    /// against it both ways ([`check_header`]).
+    pub fn new(
+        config: &ModelConfig,
+        header: &dyn TensorSource,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        let prefix = dit_prefix(header)?;
+        check_header(config, header, &prefix)?;
+        Ok(Self {
+            config: config.clone(),
+            device: device.clone(),
+            tied: !has(header, &prefix, HEAD_WEIGHT),
+            prefix,
+            stage: Stage::Embedding,
+            vocab_embed: None,
+            sigma_map: None,
+            blocks: Vec::with_capacity(config.n_blocks),
+        })
+    }
+
+    /// The keys to fetch for the next stage.
+    pub fn keys(&self) -> Vec<String> {
+        let block = match self.stage {
+            Stage::Block(i) => format!("blocks.{i}."),
+            _ => String::new(),
+        };
+        checkpoint_layout(&self.config)
+            .into_iter()
+            .map(|slot| slot.name)
+            .filter(|name| match self.stage {
+                Stage::Embedding => {
+                    name.starts_with("vocab_embed.") || name.starts_with("sigma_map.")
+                }
+                Stage::Block(_) => name.starts_with(&block),
+                Stage::Top => {
+                    (name.starts_with("output_layer.") && !(self.tied && name == HEAD_WEIGHT))
+                        || (self.tied && name == EMBEDDING_WEIGHT)
+                }
+            })
+            .map(|name| format!("{}{name}", self.prefix))
+            .collect()
+    }
+
+    /// Builds the next stage from `bytes` (which hold at least its [`DitAssembly::keys`]).
+    pub fn build(mut self, bytes: &dyn TensorBytes) -> Result<Assembled<Self, Dit>, LoadError> {
+        let w = Weights::new(bytes, &self.prefix, &self.device);
+        let config = &self.config;
+        let (d, c, v) = (config.hidden_dim, config.cond_dim, config.vocab_size);
+        match self.stage {
+            Stage::Embedding => {
+                self.vocab_embed = Some(w.tensor2(EMBEDDING_WEIGHT, v, d)?);
+                self.sigma_map = if config.adaln {
+                    Some(TimestepEmbedder {
+                        mlp0: w.linear("sigma_map.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true)?,
+                        mlp2: w.linear("sigma_map.mlp.2", c, c, true)?,
+                    })
+                } else {
+                    None
+                };
+            }
+            Stage::Block(i) => {
+                let p = format!("blocks.{i}");
+                self.blocks.push(DitBlock {
+                    norm1: w.norm(&format!("{p}.norm1"), d)?,
+                    attn_qkv: w.linear(&format!("{p}.attn_qkv"), d, 3 * d, false)?,
+                    attn_out: w.linear(&format!("{p}.attn_out"), d, d, false)?,
+                    norm2: w.norm(&format!("{p}.norm2"), d)?,
+                    mlp0: w.linear(&format!("{p}.mlp.0"), d, config.mlp_dim(), true)?,
+                    mlp2: w.linear(&format!("{p}.mlp.2"), config.mlp_dim(), d, true)?,
+                    adaln_modulation: if config.adaln {
+                        Some(w.linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true)?)
+                    } else {
+                        None
+                    },
+                    n_heads: config.n_heads,
+                });
+            }
+            Stage::Top => {
+                let head = "output_layer.linear";
+                let linear = if self.tied {
+                    // The embedding is already `[V, d]`, PyTorch's layout for `Linear(d, V)`.
+                    w.linear_from(w.read(EMBEDDING_WEIGHT, &[v, d])?, head, d, v, true)?
+                } else {
+                    w.linear(head, d, v, true)?
+                };
+                let output_layer = FinalLayer {
+                    norm_final: w.norm("output_layer.norm_final", d)?,
+                    adaln_modulation: if config.adaln {
+                        Some(w.linear("output_layer.adaLN_modulation", c, 2 * d, true)?)
+                    } else {
+                        None
+                    },
+                    linear,
+                };
+                // Built first of all: always there by now.
+                let vocab_embed = self.vocab_embed.ok_or_else(|| LoadError::MissingKey {
+                    key: format!("{}{EMBEDDING_WEIGHT}", self.prefix),
+                })?;
+                let dit = Dit {
+                    vocab_embed: Param::from_tensor(vocab_embed),
+                    sigma_map: self.sigma_map,
+                    blocks: self.blocks,
+                    output_layer,
+                    time_conditioning: config.time_conditioning,
+                    constant_cond: None,
+                };
+                return Ok(Assembled::Done(dit.freeze_conditioning()));
+            }
+        }
+        self.stage = match self.stage {
+            Stage::Embedding if config.n_blocks > 0 => Stage::Block(0),
+            Stage::Block(i) if i + 1 < config.n_blocks => Stage::Block(i + 1),
+            _ => Stage::Top,
+        };
+        Ok(Assembled::More(self))
+    }
+}
+
+/// The token embedding's key (after the prefix).
+const EMBEDDING_WEIGHT: &str = "vocab_embed.embedding";
+/// The output head's weight, absent when tied to the embedding.
+const HEAD_WEIGHT: &str = "output_layer.linear.weight";
 
 /// Counts the parameters a validated config implies (the checkpoint's tensors, biases included),
 /// in `u64`: `usize` is 32 bits in the browser, where an 8B model's count would wrap. The limits

@@ -24,12 +24,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use dit::{Dit, KvCache};
 pub use load::{
-    Header, LoadError, Pieces, TensorBytes, checkpoint_layout, initial_checkpoint,
-    largest_tensor_elements, load_dit, parameter_count, random_checkpoint,
+    Assembled, DitAssembly, Header, LoadError, Pieces, TensorBytes, TensorSource,
+    checkpoint_layout, initial_checkpoint, largest_tensor_elements, load_dit, parameter_count,
+    random_checkpoint,
 };
 pub use reduce::DeviceRows;
 pub use transformer::{
-    Architecture, Assembled, Assembly, Stage, Transformer, TransformerConfig, load_transformer,
+    Architecture, Assembly, Stage, Transformer, TransformerConfig, load_transformer,
 };
 
 use crate::config::Attention;

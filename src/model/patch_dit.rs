@@ -381,10 +381,11 @@ pub fn load_patch_dit(
     bytes: &[u8],
     device: &Device,
 ) -> Result<PatchDit, LoadError> {
-    let w = Weights::with_prefix(bytes, "", device)?;
+    let file = safetensors::SafeTensors::deserialize(bytes)?;
+    let w = Weights::new(&file, "", device);
     check_layout(
         &config.layout(),
-        &w.file,
+        &file,
         "",
         |_| None,
         |name| {

@@ -34,8 +34,8 @@ use serde::Serialize;
 use super::dit::{KvCache, LayerCache, attention_bias};
 use super::layers::{apply_rotary, rotary_tables};
 use super::load::{
-    LoadError, QuantPart, TensorBytes, TensorRole, TensorSlot, TensorSource, check_layout, decode,
-    fill_layout, torch_weight, write_safetensors_under,
+    Assembled, LoadError, QuantPart, TensorBytes, TensorRole, TensorSlot, TensorSource,
+    check_layout, decode, fill_layout, torch_weight, write_safetensors_under,
 };
 use super::quant::{
     QUANT_BLOCK, QuantFormat, Quantization, dequantize, quantize_matrix, quantized_keys,
@@ -944,14 +944,6 @@ pub struct Assembly {
     blocks: Vec<DecoderBlock>,
 }
 
-/// What [`Assembly::build`] leaves: more to build, or the network.
-pub enum Assembled {
-    /// The next stage is [`Assembly::stage`].
-    More(Assembly),
-    /// Every stage is built.
-    Done(Transformer),
-}
-
 impl Assembly {
     /// Starts building the network `config` describes on `device`, after checking the
     /// checkpoint's `header` against it both ways ([`check_header`]): no tensor is read before
@@ -983,7 +975,10 @@ impl Assembly {
     }
 
     /// Builds the next stage from `source` (which holds at least its [`Assembly::keys`]).
-    pub fn build(mut self, source: &dyn TensorBytes) -> Result<Assembled, LoadError> {
+    pub fn build(
+        mut self,
+        source: &dyn TensorBytes,
+    ) -> Result<Assembled<Self, Transformer>, LoadError> {
         let config = &self.config;
         let r = Reader {
             source,

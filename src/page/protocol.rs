@@ -200,8 +200,8 @@ pub struct LoadedModel {
     /// ([`crate::chat::chat_settings`]); `None`: no chat for this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<Settings>,
-    /// When its weights were read a block at a time rather than whole (a transformer, from
-    /// Cache Storage or a dropped file): the most bytes of them held in memory at once.
+    /// When its weights were read a block at a time rather than whole (a text model from Cache
+    /// Storage or a dropped file): the most bytes of them held in memory at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streamed: Option<u64>,
     /// How it attends unless the reader asks otherwise, for a model that may attend otherwise

@@ -6,9 +6,10 @@
 //     the CPU fallback;
 //   - the wasm module's size, raw and gzipped.
 //   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance.
-// Usage: node tests/browser/bench.mjs [--digits | --cpu | --first]   (after `trunk build`; --digits:
-// only the digits; --cpu: only the CPU fallback's runs; --first: only the first painted step on
-// WebGPU and where its time goes); prints Markdown for BENCHMARKS.md.
+// Usage: node tests/browser/bench.mjs [--digits | --cpu | --first | --vs-native]   (after `trunk
+// build`; --digits: only the digits; --cpu: only the CPU fallback's runs; --first: only the first
+// painted step on WebGPU and where its time goes; --vs-native: the CPU fallback against
+// `unmask bench` run in turns, with UNMASK_BIN); prints Markdown for BENCHMARKS.md.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -86,6 +87,51 @@ async function done(page) {
   return page.$$eval('[data-testid=lane]', (ls) => ls.map((l) => ({
     tokens: Number(l.dataset.generated), ms: Number(l.dataset.elapsedMs), steps: Number(l.dataset.steps),
   })));
+}
+
+/** `--vs-native`: the page's CPU fallback and `unmask bench` (native, one thread: `UNMASK_BIN`)
+ *  on the same default models, 64 tokens, one step per token for llada and mdlm, run in turns
+ *  (page, native, page, …) so that this machine's drift touches both alike. */
+if (process.argv.includes('--vs-native')) {
+  const bin = process.env.UNMASK_BIN;
+  if (!bin) throw new Error('--vs-native needs UNMASK_BIN=path/to/unmask');
+  const { execFileSync } = await import('node:child_process');
+  // sampler → [the default model it runs on, the page's link, the native bench's row label]
+  const cases = {
+    bd3: ['bd3', 'sampler=bd3&gen=64', 'bd3 (KV cache)'],
+    llada: ['mdlm', 'sampler=llada&gen=64&steps=64', 'llada'],
+    mdlm: ['mdlm', 'sampler=mdlm&gen=64&steps=64', 'mdlm'],
+    ar: ['ar', 'sampler=ar&gen=64', 'ar (KV cache)'],
+  };
+  const rounds = Number(process.env.ROUNDS ?? 3);
+  const page_ = {}; const native = {};
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await removeWebGpu(context, page);
+  await page.goto(`${origin}?autoplay=1&seed=2&sampler=bd3&gen=24`);
+  await done(page);
+  for (let r = 0; r < rounds; r++) {
+    for (const [sampler, [model, q, label]] of Object.entries(cases)) {
+      await page.goto(`${origin}?autoplay=1&seed=1&${q}`);
+      const [lane] = await done(page);
+      (page_[sampler] ??= []).push(lane.tokens * 1000 / lane.ms);
+      const folder = new URL(`../../www/models/default/${model}/`, import.meta.url).pathname;
+      const out = execFileSync(bin, ['bench', '--model', folder,
+        '--backends', 'cpu', '--lengths', '64', '--repeats', '1', '--gen-length', '64'], { encoding: 'utf8' });
+      const row = out.split('\n').find((l) => l.startsWith(`| cpu | ${label}: 64 tokens |`));
+      (native[sampler] ??= []).push(Number(/\| ([\d.]+) tokens\/s/.exec(row)[1]));
+    }
+  }
+  await context.close();
+  await browser.close();
+  server.close();
+  const range = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  console.log('| sampler (64 tokens) | page, CPU (wasm) | native, 1 thread | page / native (medians) |\n|---|---|---|---|');
+  for (const s of Object.keys(cases)) {
+    console.log(`| ${s} | ${range(page_[s])} | ${range(native[s])} | ${(100 * median(page_[s]) / median(native[s])).toFixed(0)}% |`);
+  }
+  process.exit(0);
 }
 
 const onlyDigits = process.argv.includes('--digits');
