@@ -539,3 +539,70 @@ fn block_causal_attention_takes_the_block_length_when_config_json_has_none() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn schedule_draws_the_scheduling_matrix_and_refuses_bad_slopes() {
+    let unmask = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
+            .arg("schedule")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Autoregressive: each token falls through both levels before the next starts.
+    let out = unmask(&[
+        "--schedule",
+        "autoregressive",
+        "--levels",
+        "2",
+        "--tokens",
+        "3",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["matrix"],
+        serde_json::json!([
+            [2, 2, 2],
+            [1, 2, 2],
+            [0, 2, 2],
+            [0, 1, 2],
+            [0, 0, 2],
+            [0, 0, 1],
+            [0, 0, 0]
+        ])
+    );
+    // The drawing: a row per step, a shade per token, masked to clean.
+    let out = unmask(&[
+        "--schedule",
+        "full-sequence",
+        "--levels",
+        "2",
+        "--tokens",
+        "4",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(rows, ["████", "▒▒▒▒", "····"], "half-way is the middle shade");
+    // A slope past the level count, or one given to a schedule that fixes it: exit 2, named.
+    for args in [
+        &["--slope", "9", "--levels", "4"][..],
+        &["--schedule", "autoregressive", "--slope", "2"][..],
+    ] {
+        let out = unmask(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("slope"),
+            "{args:?}"
+        );
+    }
+}

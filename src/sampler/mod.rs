@@ -15,6 +15,7 @@ pub mod ar;
 pub mod bd3;
 pub mod ddim;
 pub mod ddpm;
+pub mod forcing;
 pub mod gaussian;
 pub mod image;
 mod image_knobs;

@@ -28,6 +28,7 @@ mod images;
 mod prepare;
 mod progress;
 mod quantize;
+mod schedule;
 mod train;
 mod train_images;
 
@@ -73,6 +74,9 @@ enum Command {
     Prepare(prepare::Args),
     /// Download a model from the Hugging Face hub into its cache (resumable, checked).
     Download(download::DownloadArgs),
+    /// Draw diffusion forcing's scheduling matrix: each token's noise level at each step, from
+    /// full-sequence diffusion to autoregression.
+    Schedule(schedule::ScheduleArgs),
 }
 
 /// The `--sampler` choices of `generate` and `quality`: the text family's four, and the
@@ -365,6 +369,7 @@ fn main() -> ExitCode {
         Command::Quality(args) => train::quality(args).map_err(CliError::from),
         Command::Prepare(args) => prepare::run(args).map_err(CliError::from),
         Command::Download(args) => download::run(args),
+        Command::Schedule(args) => schedule::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
