@@ -330,20 +330,21 @@ impl Denoiser for TextModel {
     }
 }
 
-/// A text model's network being built a stage at a time ([`Unloaded::assembly`]).
+/// A text model's network being built a stage at a time ([`Unloaded::assembly`]). Boxed: the
+/// two differ in size, and one moves through every stage.
 pub enum TextAssembly {
     /// An MDLM/BD3-LM DiT.
-    Dit(DitAssembly),
+    Dit(Box<DitAssembly>),
     /// LLaDA, Dream or an A2D model.
-    Transformer(Assembly),
+    Transformer(Box<Assembly>),
 }
 
 /// A text model's network, built.
 pub enum TextNetwork {
     /// An MDLM/BD3-LM DiT.
-    Dit(Dit),
+    Dit(Box<Dit>),
     /// LLaDA, Dream or an A2D model.
-    Transformer(Transformer),
+    Transformer(Box<Transformer>),
 }
 
 impl TextAssembly {
@@ -359,12 +360,12 @@ impl TextAssembly {
     pub fn build(self, bytes: &dyn TensorBytes) -> Result<Assembled<Self, TextNetwork>, LoadError> {
         Ok(match self {
             Self::Dit(a) => match a.build(bytes)? {
-                Assembled::More(a) => Assembled::More(Self::Dit(a)),
-                Assembled::Done(dit) => Assembled::Done(TextNetwork::Dit(dit)),
+                Assembled::More(a) => Assembled::More(Self::Dit(Box::new(a))),
+                Assembled::Done(dit) => Assembled::Done(TextNetwork::Dit(Box::new(dit))),
             },
             Self::Transformer(a) => match a.build(bytes)? {
-                Assembled::More(a) => Assembled::More(Self::Transformer(a)),
-                Assembled::Done(t) => Assembled::Done(TextNetwork::Transformer(t)),
+                Assembled::More(a) => Assembled::More(Self::Transformer(Box::new(a))),
+                Assembled::Done(t) => Assembled::Done(TextNetwork::Transformer(Box::new(t))),
             },
         })
     }
@@ -467,9 +468,9 @@ impl Unloaded {
         device: &Device,
     ) -> Result<TextAssembly, LoadError> {
         Ok(match &self.config {
-            TextConfig::Dit(c) => TextAssembly::Dit(DitAssembly::new(c, header, device)?),
+            TextConfig::Dit(c) => TextAssembly::Dit(Box::new(DitAssembly::new(c, header, device)?)),
             TextConfig::Transformer(c) => {
-                TextAssembly::Transformer(Assembly::new(c, header, device)?)
+                TextAssembly::Transformer(Box::new(Assembly::new(c, header, device)?))
             }
         })
     }
@@ -479,9 +480,9 @@ impl Unloaded {
         let spec = text_spec(&self.config, &self.codec);
         let device = device.clone();
         self.with_model(match network {
-            TextNetwork::Dit(dit) => TextModel::Dit(DitDenoiser::new(dit, device, spec)),
+            TextNetwork::Dit(dit) => TextModel::Dit(DitDenoiser::new(*dit, device, spec)),
             TextNetwork::Transformer(t) => {
-                TextModel::Transformer(TransformerDenoiser::new(t, device, spec))
+                TextModel::Transformer(TransformerDenoiser::new(*t, device, spec))
             }
         })
     }

@@ -592,7 +592,11 @@ fn schedule_draws_the_scheduling_matrix_and_refuses_bad_slopes() {
         .skip(1)
         .map(|l| l.split_whitespace().nth(1).unwrap())
         .collect();
-    assert_eq!(rows, ["████", "▒▒▒▒", "····"], "half-way is the middle shade");
+    assert_eq!(
+        rows,
+        ["████", "▒▒▒▒", "····"],
+        "half-way is the middle shade"
+    );
     // A slope past the level count, or one given to a schedule that fixes it: exit 2, named.
     for args in [
         &["--slope", "9", "--levels", "4"][..],

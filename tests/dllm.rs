@@ -597,7 +597,9 @@ fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle,
 #[test]
 fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
     let read = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
-    let mut cases: Vec<(String, Vec<u8>, Vec<u8>, PathBuf)> = FOLDERS
+    // (name, config.json, the weights, the folder of its tokenizer)
+    type Case = (String, Vec<u8>, Vec<u8>, PathBuf);
+    let mut cases: Vec<Case> = FOLDERS
         .iter()
         .map(|n| {
             let d = dir(n);
