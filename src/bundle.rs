@@ -437,27 +437,20 @@ impl Unloaded {
     /// The bundle with its weights, read from `weights` (one file, or a transformer's shards)
     /// onto `device`.
     pub fn load(self, weights: &[Vec<u8>], device: &Device) -> Result<Bundle, BundleError> {
-        let spec = text_spec(&self.config, &self.codec);
-        let model = match &self.config {
+        let network = match &self.config {
             TextConfig::Dit(c) => {
                 let [weights] = weights else {
                     return Err(BundleError::Sharded {
                         shards: weights.len(),
                     });
                 };
-                TextModel::Dit(DitDenoiser::new(
-                    load_dit(c, weights, device)?,
-                    device.clone(),
-                    spec,
-                ))
+                TextNetwork::Dit(Box::new(load_dit(c, weights, device)?))
             }
-            TextConfig::Transformer(c) => TextModel::Transformer(TransformerDenoiser::new(
-                load_transformer(c, weights, device)?,
-                device.clone(),
-                spec,
-            )),
+            TextConfig::Transformer(c) => {
+                TextNetwork::Transformer(Box::new(load_transformer(c, weights, device)?))
+            }
         };
-        Ok(self.with_model(model))
+        Ok(self.with_network(network, device))
     }
 
     /// Starts building the network a stage at a time from its checkpoint's `header`, checked
@@ -475,19 +468,17 @@ impl Unloaded {
         })
     }
 
-    /// The bundle of a network built a stage at a time on `device`.
+    /// The bundle of a network built on `device` (a stage at a time, or whole by
+    /// [`Unloaded::load`]).
     pub fn with_network(self, network: TextNetwork, device: &Device) -> Bundle {
         let spec = text_spec(&self.config, &self.codec);
         let device = device.clone();
-        self.with_model(match network {
+        let model = match network {
             TextNetwork::Dit(dit) => TextModel::Dit(DitDenoiser::new(*dit, device, spec)),
             TextNetwork::Transformer(t) => {
                 TextModel::Transformer(TransformerDenoiser::new(*t, device, spec))
             }
-        })
-    }
-
-    fn with_model(self, model: TextModel) -> Bundle {
+        };
         Bundle {
             config: self.config,
             codec: self.codec,

@@ -245,6 +245,16 @@ pub struct KeptParts {
 }
 
 impl KeptParts {
+    /// The parts of the file at `url` that `manifest` describes, in `cache`.
+    fn new(cache: &Cache, url: &str, manifest: Manifest) -> Self {
+        Self {
+            cache: cache.clone(),
+            url: url.to_owned(),
+            manifest,
+            last: RefCell::new(None),
+        }
+    }
+
     /// Part `k`, checked against its size.
     async fn part(&self, k: u64) -> Result<Uint8Array, FetchError> {
         if let Some((held, bytes)) = &*self.last.borrow()
@@ -253,17 +263,7 @@ impl KeptParts {
             return Ok(bytes.clone());
         }
         let r = self.manifest.range(k);
-        let bytes = match cached(&self.cache, &part_key(&self.url, k)).await {
-            Some(response) => {
-                let buffer = match response.array_buffer() {
-                    Ok(p) => JsFuture::from(p).await.ok(),
-                    Err(_) => None,
-                };
-                buffer.map(|b| Uint8Array::new(&b))
-            }
-            None => None,
-        };
-        match bytes {
+        match cached_array(&self.cache, &part_key(&self.url, k)).await {
             Some(bytes) if bytes.length() as u64 == r.end - r.start => {
                 *self.last.borrow_mut() = Some((k, bytes.clone()));
                 Ok(bytes)
@@ -349,12 +349,7 @@ pub async fn fetch_file(
             let bytes = (held * manifest.part).min(manifest.size);
             progress(bytes, Some(manifest.size), true);
             if bytes == manifest.size {
-                return Ok(Stored::Parts(KeptParts {
-                    cache: cache.clone(),
-                    url: url.to_owned(),
-                    manifest,
-                    last: RefCell::new(None),
-                }));
+                return Ok(Stored::Parts(KeptParts::new(cache, url, manifest)));
             }
             kept = Some((manifest, bytes));
         }
@@ -438,12 +433,7 @@ pub async fn fetch_file(
                 || put(cache, &manifest_key(url), json_bytes(&manifest).as_bytes()).await =>
         {
             Sink::Parts {
-                parts: KeptParts {
-                    cache: cache.clone(),
-                    url: url.to_owned(),
-                    manifest,
-                    last: RefCell::new(None),
-                },
+                parts: KeptParts::new(cache, url, manifest),
                 tail: Vec::new(),
                 at: start_len,
             }
@@ -552,11 +542,16 @@ async fn cached(cache: &Cache, key: &str) -> Option<Response> {
         .ok()
 }
 
-/// The bytes kept under `key`, if any.
-async fn cached_bytes(cache: &Cache, key: &str) -> Option<Vec<u8>> {
+/// The bytes kept under `key`, if any, left in JavaScript's memory.
+async fn cached_array(cache: &Cache, key: &str) -> Option<Uint8Array> {
     let response = cached(cache, key).await?;
     let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
-    Some(Uint8Array::new(&buffer).to_vec())
+    Some(Uint8Array::new(&buffer))
+}
+
+/// The bytes kept under `key`, if any.
+async fn cached_bytes(cache: &Cache, key: &str) -> Option<Vec<u8>> {
+    Some(cached_array(cache, key).await?.to_vec())
 }
 
 /// The manifest of a file kept in parts, when it reads as one.

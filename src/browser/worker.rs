@@ -909,22 +909,13 @@ async fn fallback_tokenizer(
     download(progress, GPT2_TOKENIZER_URL, "tokenizer.json (GPT-2)").await
 }
 
+/// The file at `url`, whole in memory.
 async fn download_raw(
     progress: Option<u32>,
     url: &str,
     file: &str,
 ) -> Result<Vec<u8>, super::fetch::FetchError> {
-    download_limited(progress, url, file, None).await
-}
-
-/// [`download_raw`], stopping before a file larger than `limit` bytes.
-async fn download_limited(
-    progress: Option<u32>,
-    url: &str,
-    file: &str,
-    limit: Option<u64>,
-) -> Result<Vec<u8>, super::fetch::FetchError> {
-    download_file(progress, url, file, limit)
+    download_file(progress, url, file, None)
         .await?
         .into_bytes()
         .await

@@ -550,11 +550,19 @@ pub(crate) fn check_layout(
 /// [`check_header`] has found every tensor where the config puts it.
 pub fn load_dit(config: &ModelConfig, bytes: &[u8], device: &Device) -> Result<Dit, LoadError> {
     let file = SafeTensors::deserialize(bytes)?;
-    let mut assembly = DitAssembly::new(config, &file, device)?;
+    build_every_stage(DitAssembly::new(config, &file, device)?, |a| a.build(&file))
+}
+
+/// Runs `build` on `assembly` stage after stage until the network is done: the loader of a
+/// checkpoint held whole, whose every stage reads from the same bytes.
+pub(crate) fn build_every_stage<A, M>(
+    mut assembly: A,
+    build: impl Fn(A) -> Result<Assembled<A, M>, LoadError>,
+) -> Result<M, LoadError> {
     loop {
-        match assembly.build(&file)? {
+        match build(assembly)? {
             Assembled::More(next) => assembly = next,
-            Assembled::Done(dit) => return Ok(dit),
+            Assembled::Done(network) => return Ok(network),
         }
     }
 }
@@ -694,11 +702,7 @@ impl DitAssembly {
                 return Ok(Assembled::Done(dit.freeze_conditioning()));
             }
         }
-        self.stage = match self.stage {
-            Stage::Embedding if config.n_blocks > 0 => Stage::Block(0),
-            Stage::Block(i) if i + 1 < config.n_blocks => Stage::Block(i + 1),
-            _ => Stage::Top,
-        };
+        self.stage = self.stage.next(config.n_blocks);
         Ok(Assembled::More(self))
     }
 }

@@ -35,7 +35,7 @@ use super::dit::{KvCache, LayerCache, attention_bias};
 use super::layers::{apply_rotary, rotary_tables};
 use super::load::{
     Assembled, LoadError, QuantPart, TensorBytes, TensorRole, TensorSlot, TensorSource,
-    check_layout, decode, fill_layout, torch_weight, write_safetensors_under,
+    build_every_stage, check_layout, decode, fill_layout, torch_weight, write_safetensors_under,
 };
 use super::quant::{
     QUANT_BLOCK, QuantFormat, Quantization, dequantize, quantize_matrix, quantized_keys,
@@ -320,9 +320,10 @@ impl TransformerConfig {
 
     /// The stages a network of this config is built in, in order ([`Assembly`]).
     pub fn stages(&self) -> impl Iterator<Item = Stage> + use<> {
-        std::iter::once(Stage::Embedding)
-            .chain((0..self.num_hidden_layers).map(Stage::Block))
-            .chain(std::iter::once(Stage::Top))
+        let blocks = self.num_hidden_layers;
+        std::iter::successors(Some(Stage::Embedding), move |&stage| {
+            (stage != Stage::Top).then(|| stage.next(blocks))
+        })
     }
 
     /// The tensors `stage` builds from, in PyTorch's layout.
@@ -918,20 +919,32 @@ impl Reader<'_> {
     }
 }
 
-/// The part of a network one [`Stage`] builds, in the order [`TransformerConfig::stages`] lists.
+/// The part of a network one stage of loading builds (a transformer's [`Assembly`], a DiT's
+/// [`super::load::DitAssembly`]): the embedding, each block, then what follows the blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// The token embedding (the head too, when tied).
     Embedding,
-    /// Decoder block `i`.
+    /// Block `i`.
     Block(usize),
-    /// The final norm and the untied head.
+    /// What follows the blocks: the final norm and the head.
     Top,
 }
 
+impl Stage {
+    /// The stage after this one in a network of `blocks` blocks (the last is [`Stage::Top`]).
+    pub fn next(self, blocks: usize) -> Stage {
+        match self {
+            Stage::Embedding if blocks > 0 => Stage::Block(0),
+            Stage::Block(i) if i + 1 < blocks => Stage::Block(i + 1),
+            _ => Stage::Top,
+        }
+    }
+}
+
 /// A network being built a [`Stage`] at a time, each from its own tensors: a loader that cannot
-/// hold the whole checkpoint fetches [`TransformerConfig::stage_keys`] for [`Assembly::stage`],
-/// builds it, and drops those bytes before the next (the page does, from Cache Storage);
+/// hold the whole checkpoint fetches the next stage's [`Assembly::keys`], builds it, and drops
+/// those bytes before the next (the page does, from Cache Storage);
 /// [`load_transformer`] builds every stage from the checkpoint in memory.
 pub struct Assembly {
     config: TransformerConfig,
@@ -962,11 +975,6 @@ impl Assembly {
             embedding: None,
             blocks: Vec::with_capacity(config.num_hidden_layers),
         })
-    }
-
-    /// The stage [`Assembly::build`] builds next.
-    pub fn stage(&self) -> Stage {
-        self.stage
     }
 
     /// The keys to fetch for the next stage.
@@ -1042,11 +1050,7 @@ impl Assembly {
                 }));
             }
         }
-        self.stage = match self.stage {
-            Stage::Embedding if config.num_hidden_layers > 0 => Stage::Block(0),
-            Stage::Block(i) if i + 1 < config.num_hidden_layers => Stage::Block(i + 1),
-            _ => Stage::Top,
-        };
+        self.stage = self.stage.next(config.num_hidden_layers);
         Ok(Assembled::More(self))
     }
 }
@@ -1059,13 +1063,9 @@ pub fn load_transformer(
     device: &Device,
 ) -> Result<Transformer, LoadError> {
     let shards = Shards::new(shards)?;
-    let mut assembly = Assembly::new(config, &shards, device)?;
-    loop {
-        match assembly.build(&shards)? {
-            Assembled::More(next) => assembly = next,
-            Assembled::Done(transformer) => return Ok(transformer),
-        }
-    }
+    build_every_stage(Assembly::new(config, &shards, device)?, |a| {
+        a.build(&shards)
+    })
 }
 
 /// The checkpoint of `config` (unquantized, in `shards`) with every matrix block-quantized as
