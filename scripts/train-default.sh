@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Trains the three default models the page ships (README, "Default models"): the recorded
+# Trains the four default text models the page ships (README, "Default models"): the recorded
 # `unmask train` commands. Each run lives in runs/<name>/ and resumes when run again (after a
 # time limit, or with a larger MAX_STEPS_<NAME> to train longer); each exports to
 # www/models/default/<name>/ when it stops.
 #
-#   scripts/train-default.sh [mdlm|bd3|ar ...]     (default: all three, one after another)
+#   scripts/train-default.sh [mdlm|bd3|ar|forcing ...]
+#                                                   (default: all four, one after another)
 #   TIME_LIMIT=60 scripts/train-default.sh bd3      (minutes per run; it checkpoints and stops)
 #   WARM_START=1 MAX_STEPS_MDLM=3400 scripts/train-default.sh mdlm
 #                                                   (a new run in an empty runs/mdlm/ continues
@@ -34,13 +35,15 @@
 # and 5,467, with
 #   MAX_STEPS_MDLM=12700 TIME_LIMIT=32 scripts/train-default.sh mdlm &
 #   MAX_STEPS_BD3=5500 TIME_LIMIT=32 scripts/train-default.sh bd3
+# Diffusion forcing (2026-12-07) ran the defaults below once:
+#   MAX_STEPS_FORCING=2650 TIME_LIMIT=72 scripts/train-default.sh forcing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 BIN="${UNMASK_BIN:-$CARGO_TARGET_DIR/debug/unmask}"
 [ -x "$BIN" ] || cargo build --bin unmask
 
-# One architecture for the three (≈2.1M parameters: 4 blocks of width 128, a 4096-token
+# One architecture for the four (≈2.1M parameters: 4 blocks of width 128, a 4096-token
 # vocabulary, 256-token windows), sized for a 2-core CPU; see README for the throughput.
 SHAPE=(--hidden-dim 128 --n-blocks 4 --n-heads 4 --cond-dim 64 --model-length 256)
 RECIPE=(--batch-size 8 --lr 1e-3 --warmup-steps 50 --ema 0.999 --val-every 100 --checkpoint-every 50 --seed 0)
@@ -59,13 +62,14 @@ train() {
     --max-steps "$steps" ${TIME_LIMIT:+--time-limit-minutes "$TIME_LIMIT"} "${args[@]}"
 }
 
-for name in "${@:-mdlm bd3 ar}"; do
+for name in "${@:-mdlm bd3 ar forcing}"; do
   for n in $name; do
     case "$n" in
       mdlm) train mdlm "${MAX_STEPS_MDLM:-1100}" mdlm ;;
       bd3) train bd3 "${MAX_STEPS_BD3:-550}" bd3 --block-size 4 ;;
       ar) train ar "${MAX_STEPS_AR:-1100}" ar ;;
-      *) echo "unknown model $n: use mdlm, bd3 or ar" >&2; exit 2 ;;
+      forcing) train forcing "${MAX_STEPS_FORCING:-2650}" forcing ;;
+      *) echo "unknown model $n: use mdlm, bd3, ar or forcing" >&2; exit 2 ;;
     esac
   done
 done

@@ -190,6 +190,14 @@ impl TextConfig {
         }
     }
 
+    /// Whether each position takes its own noise level (a diffusion-forcing DiT).
+    pub fn per_token_noise(&self) -> bool {
+        match self {
+            Self::Dit(c) => c.per_token_noise,
+            Self::Transformer(_) => false,
+        }
+    }
+
     /// The mask id config.json names, if it names one.
     pub fn mask_token_id(&self) -> Option<u32> {
         match self {
@@ -325,6 +333,15 @@ impl Denoiser for TextModel {
         each!(self, m => m.predict_cached(commit, block, sigma).await)
     }
 
+    async fn predict_levels(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<DeviceRows, ModelError> {
+        each!(self, m => m.predict_levels(tokens, targets, sigma).await)
+    }
+
     fn reset_cache(&mut self) {
         each!(self, m => m.reset_cache())
     }
@@ -406,6 +423,7 @@ pub fn text_spec(config: &TextConfig, codec: &TextCodec) -> ModelSpec {
         eos_id: codec.eos_id(),
         attention: config.attention(),
         time_conditioning: config.time_conditioning(),
+        per_token_noise: config.per_token_noise(),
     }
 }
 

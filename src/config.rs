@@ -152,6 +152,10 @@ pub struct ModelConfig {
     /// Whether the noise level conditions the network; when false the conditioning is constant.
     #[serde(default)]
     pub time_conditioning: bool,
+    /// Diffusion forcing (an Unmask extension): each position takes its own noise level, fed to
+    /// its own adaLN modulation; needs `causal` and `time_conditioning`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_token_noise: bool,
     /// Dropout probability during training (ignored at inference).
     #[serde(default)]
     pub dropout: f64,
@@ -244,6 +248,13 @@ impl ModelConfig {
                 hint: "a causal model cannot also use block-diffusion attention (cross_attn)",
             });
         }
+        if self.per_token_noise && !(self.causal && self.time_conditioning && self.adaln) {
+            return Err(ConfigError::Unsupported {
+                field: "per_token_noise",
+                value: "true".into(),
+                hint: "diffusion forcing denoises each token from the ones before it, at its own noise level: it needs causal, time_conditioning and adaln true",
+            });
+        }
         Ok(())
     }
 
@@ -268,6 +279,9 @@ impl ModelConfig {
     /// (the published MDLM and BD3-LM checkpoints).
     pub fn own_sampler(&self) -> crate::sampler::SamplerKind {
         use crate::sampler::SamplerKind;
+        if self.per_token_noise {
+            return self.sampler.unwrap_or(SamplerKind::Forcing);
+        }
         self.sampler.unwrap_or(match self.attention() {
             Attention::Bidirectional => SamplerKind::Mdlm,
             Attention::BlockCausal { .. } => SamplerKind::Bd3,

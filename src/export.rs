@@ -397,6 +397,7 @@ mod tests {
             text: text.into(),
             state,
             in_block: position == 2,
+            level: None,
         };
         let mut cells = vec![
             cell(0, "<b>&", CellState::Prompt),

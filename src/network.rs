@@ -27,6 +27,10 @@ pub struct ModelSpec {
     pub attention: Attention,
     /// Whether σ changes the output (when false, MDLM's cache may skip calls).
     pub time_conditioning: bool,
+    /// Whether each position takes its own noise level (a diffusion-forcing model: causal, and
+    /// run by the forcing sampler through [`Denoiser::predict_levels`]).
+    #[serde(default)]
+    pub per_token_noise: bool,
 }
 
 /// Row-major logits `[rows, vocab]` on the host: what a fake [`Denoiser`] returns, and what a
@@ -182,6 +186,23 @@ pub trait Denoiser {
         block: &[u32],
         sigma: f32,
     ) -> Result<Self::Rows, ModelError>;
+
+    /// Logits predicting positions `targets` of `tokens`, each position `i` under its own noise
+    /// level `sigma[i]` (diffusion forcing: one σ per token, `sigma.len() == tokens.len()`).
+    /// Row `r` predicts position `targets.start + r` from itself and the positions before it
+    /// (the model's causal attention), without the cache. Models trained with one level per
+    /// sequence answer [`ModelError::Unsupported`].
+    async fn predict_levels(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<Self::Rows, ModelError> {
+        let _ = (tokens, targets, sigma);
+        Err(ModelError::Unsupported(
+            "this model takes one noise level per sequence, not one per token; the forcing sampler needs a model trained with `unmask train --objective forcing`".into(),
+        ))
+    }
 
     /// Empties the cache.
     fn reset_cache(&mut self);

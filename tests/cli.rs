@@ -442,6 +442,7 @@ fn without_sampler_a_folder_runs_the_sampler_it_was_trained_for() {
         (root.join("www/models/default/ar"), "ar"),
         (root.join("www/models/default/bd3"), "bd3"),
         (root.join("www/models/default/mdlm"), "mdlm"),
+        (root.join("www/models/default/forcing"), "forcing"),
         (fixture_dir(), "bd3"),
     ];
     for (dir, sampler) in folders {
@@ -609,4 +610,100 @@ fn schedule_draws_the_scheduling_matrix_and_refuses_bad_slopes() {
             "{args:?}"
         );
     }
+}
+
+#[test]
+fn generate_runs_diffusion_forcing_and_its_trace_holds_the_matrix() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let forcing = root.join("www/models/default/forcing");
+    let run = |extra: &[&str], trace: &std::path::Path| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            forcing.to_str().unwrap(),
+            "--prompt",
+            "It was a bright morning when",
+            "--gen-length",
+            "6",
+            "--quiet",
+            "--trace",
+            trace.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = unmask(&args);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Trajectory::from_json(&std::fs::read_to_string(trace).unwrap()).unwrap()
+    };
+    // Autoregressive over 3 levels: 3 steps per token, each token clean before the next starts.
+    let t = run(
+        &["--schedule", "autoregressive", "--levels", "3"],
+        &tmp("forcing-ar.json"),
+    );
+    assert_eq!(t.steps.len(), 6 * 3);
+    let prompt = t.prompt_ids.len();
+    for (m, step) in t.steps.iter().enumerate() {
+        let (token, done) = (m / 3, (m % 3 + 1) as u32);
+        let want: Vec<u32> = (0..6)
+            .map(|i| match i.cmp(&token) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => 3 - done,
+                std::cmp::Ordering::Greater => 3,
+            })
+            .collect();
+        assert_eq!(&step.levels[prompt..], want, "step {m}");
+    }
+    // The JSON keeps each step's levels (a replay needs no schedule code).
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp("forcing-ar.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["steps"][0]["levels"].as_array().unwrap().len(),
+        prompt + 6
+    );
+    // Full-sequence: every token at the same level, so levels + 0 delay = 3 steps.
+    let t = run(
+        &["--schedule", "full-sequence", "--levels", "3"],
+        &tmp("forcing-full.json"),
+    );
+    assert_eq!(t.steps.len(), 3);
+    // Bad slopes and the forcing sampler on a model without per-token levels: exit 2, named.
+    for (args, says) in [
+        (vec!["--slope", "9", "--levels", "4"], "slope"),
+        (
+            vec!["--schedule", "autoregressive", "--slope", "2"],
+            "slope",
+        ),
+    ] {
+        let mut all = vec![
+            "generate",
+            "--model",
+            forcing.to_str().unwrap(),
+            "--prompt",
+            "It was",
+        ];
+        all.extend(args.iter().copied());
+        let out = unmask(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(says) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    let mdlm = root.join("www/models/default/mdlm");
+    let out = unmask(&[
+        "generate",
+        "--model",
+        mdlm.to_str().unwrap(),
+        "--prompt",
+        "It was",
+        "--sampler",
+        "forcing",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("noise level per token"), "{err}");
 }

@@ -1,4 +1,4 @@
-//! The models the page ships (`www/models/default/{mdlm,bd3,ar,ddpm,ddpm-classifier}`): each loads into the
+//! The models the page ships (`www/models/default/{mdlm,bd3,ar,forcing,ddpm,ddpm-classifier}`): each loads into the
 //! architecture, generates with its own sampler, fits the page's size budget, and records the
 //! `unmask train` commands that made it.
 
@@ -95,6 +95,11 @@ fn the_shipped_bd3_model_loads_and_generates() {
 #[test]
 fn the_shipped_ar_model_loads_and_generates() {
     check("ar", Attention::Causal);
+}
+
+#[test]
+fn the_shipped_forcing_model_loads_and_generates() {
+    check("forcing", Attention::Causal);
 }
 
 /// The shipped digits folders: the noise predictor and the classifier it names.

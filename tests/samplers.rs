@@ -35,6 +35,7 @@ fn fake_for(sampler: SamplerKind) -> Fake {
     match sampler {
         SamplerKind::Bd3 => Fake::new(Attention::BlockCausal { block_size: 4 }, VOCAB),
         SamplerKind::Ar => Fake::new(Attention::Causal, VOCAB),
+        SamplerKind::Forcing => Fake::forcing(VOCAB),
         _ => Fake::new(Attention::Bidirectional, VOCAB),
     }
 }

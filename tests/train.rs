@@ -333,3 +333,80 @@ fn training_on_wgpu_follows_the_cpu() {
     }
     assert!(cpu[2] != cpu[0], "the weights changed between steps");
 }
+
+#[test]
+fn a_few_forcing_steps_lower_the_validation_bound() {
+    assert_training_lowers_the_loss(Objective::Forcing);
+}
+
+#[test]
+fn a_forcing_model_takes_a_noise_level_per_position_and_attends_causally() {
+    // Diffusion forcing conditions each position on its own σ (per-position adaLN). The same σ
+    // everywhere is the per-sequence conditioning; a different σ at one position changes that
+    // position and the ones after it (causal attention), never the ones before.
+    let config = model_config(Objective::Forcing);
+    assert!(config.per_token_noise && config.time_conditioning && config.causal);
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let bytes = unmask::model::random_checkpoint(&config, 5).unwrap();
+    let dit = load_dit(&config, &bytes, &device).unwrap();
+    let tokens = [1, 5, 9, 43, 7, 8, 43, 2];
+    let l = tokens.len();
+    let v = config.vocab_size;
+    let forward =
+        |sigma: &[f32]| values(dit.forward(ids(&tokens), sigma, Attention::Causal, 0, None, 0));
+    let shared = forward(&[0.7]);
+    let per_position = forward(&[0.7; 8]);
+    assert!(max_abs_diff(&shared, &per_position) < 1e-5);
+
+    let mut sigma = [0.7f32; 8];
+    let changed = 4;
+    sigma[changed] = 3.0;
+    let moved = forward(&sigma);
+    for position in 0..l {
+        let row = position * v..(position + 1) * v;
+        let diff = max_abs_diff(&shared[row.clone()], &moved[row]);
+        if position < changed {
+            assert!(diff < 1e-5, "position {position} moved by {diff}");
+        } else {
+            assert!(diff > 1e-4, "position {position} ignored σ at {changed}");
+        }
+    }
+}
+
+#[test]
+fn an_exported_forcing_run_generates_with_the_forcing_sampler_only() {
+    let mut t = trainer(Objective::Forcing, 2);
+    while !t.is_done() {
+        t.train_step().unwrap();
+    }
+    let out = scratch("export-forcing");
+    let evaluation = t.evaluate(None).unwrap();
+    checkpoint::export(
+        &out,
+        &t,
+        &state_of(&t),
+        &fixture_file("tokenizer.json"),
+        safetensors::Dtype::F32,
+        evaluation,
+    )
+    .unwrap();
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let mut bundle = Bundle::from_dir(&out, &device).unwrap();
+    use unmask::sampler::{SamplerKind, Settings};
+    assert_eq!(bundle.config.own_sampler(), SamplerKind::Forcing);
+    let settings = Settings::for_tokens(SamplerKind::Forcing, 8);
+    let steps = common::run_all(settings, &[1, 5, 6], &mut bundle.model);
+    let last = steps.last().unwrap();
+    assert!(last.masked.iter().all(|&m| !m));
+    assert!(last.levels.iter().all(|&k| k == 0));
+    // A sampler giving one level per sequence is refused before any call.
+    let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
+    let err = unmask::engine::Generation::from_ids(
+        Settings::for_tokens(SamplerKind::Mdlm, 8),
+        &[1, 5, 6],
+        &spec,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("forcing sampler"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
+}

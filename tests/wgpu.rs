@@ -219,3 +219,22 @@ fn every_sampler_draws_the_same_run_on_wgpu_as_on_the_cpu_backend() {
         assert_eq!(commits(&on_gpu), commits(&on_cpu), "{sampler:?}");
     }
 }
+
+#[test]
+fn wgpu_runs_the_cpu_backend_s_diffusion_forcing_for_a_seed() {
+    // The shipped forcing model: per-position conditioning under causal attention, a pyramid
+    // schedule; the same seed writes the same tokens on both backends.
+    let Some(device) = wgpu() else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default/forcing");
+    let mut gpu = Bundle::from_dir(&dir, &device).unwrap();
+    let mut cpu = Bundle::from_dir(&dir, &backend::init(BackendKind::Cpu).unwrap()).unwrap();
+    let mut settings = Settings::for_tokens(SamplerKind::Forcing, 12);
+    settings.draw_mut().seed = 5;
+    let prompt = cpu.codec.encode_prompt("She was").unwrap();
+    let on_gpu = run_all(settings.clone(), &prompt, &mut gpu.model);
+    let on_cpu = run_all(settings, &prompt, &mut cpu.model);
+    assert_eq!(on_gpu.last().unwrap().canvas, on_cpu.last().unwrap().canvas);
+    assert_eq!(on_gpu.len(), on_cpu.len());
+}

@@ -9,6 +9,10 @@
 //! One forward pass serves the three attention modes of [`Attention`] and the KV cache: rows fed
 //! at absolute positions `start..start + L` attend to the cached rows `0..start` and to each
 //! other under the mode's rule, and the first `store` of them join the cache.
+//!
+//! The noise level σ conditions a sequence as a whole (MDLM, BD3-LM: one σ per sequence, the
+//! adaLN modulation `[B, 1, ·]`) or each position on its own (diffusion forcing, Chen et al.
+//! 2024, arXiv:2407.01392: one σ per token, the modulation `[B, L, ·]`), by the same weights.
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
@@ -114,13 +118,13 @@ fn append(cached: Option<&Tensor<4>>, extra: Tensor<4>) -> Tensor<4> {
 }
 
 impl DitBlock {
-    /// One block on `x` `[B, L, d]` under the conditioning `cond` `[B, c]` (already through its
-    /// SiLU), rotary tables `rope`, an additive attention `bias`, and an optional KV cache whose
-    /// first `store` rows of `x` join it.
+    /// One block on `x` `[B, L, d]` under the conditioning `cond` `[B, 1, c]` or `[B, L, c]`
+    /// (already through its SiLU), rotary tables `rope`, an additive attention `bias`, and an
+    /// optional KV cache whose first `store` rows of `x` join it.
     pub(crate) fn forward(
         &self,
         x: Tensor<3>,
-        cond: &Tensor<2>,
+        cond: &Tensor<3>,
         rope: &(Tensor<4>, Tensor<4>),
         bias: Option<&Tensor<4>>,
         cache: Option<&mut LayerCache>,
@@ -222,7 +226,7 @@ pub struct FinalLayer {
 
 impl FinalLayer {
     /// The modulated norm and the linear head on `x` `[B, L, d]`.
-    pub(crate) fn forward(&self, x: Tensor<3>, cond: &Tensor<2>) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>, cond: &Tensor<3>) -> Tensor<3> {
         let mut y = self.norm_final.forward(x);
         if let Some(m) = &self.adaln_modulation {
             let m = chunks(m.forward(cond.clone()), 2);
@@ -277,22 +281,35 @@ impl Dit {
         self.vocab_embed.val().dims()[0]
     }
 
-    fn conditioning(&self, sigma: &[f32], device: &Device) -> Tensor<2> {
-        let b = sigma.len();
-        match (&self.constant_cond, &self.sigma_map) {
-            (Some(c), _) => c.clone().repeat_dim(0, b),
+    /// The conditioning `[B, 1, c]` of one σ per sequence (`sigma` holds `b` values), or
+    /// `[B, L, c]` of one per position (`b · l` values, `l > 1`; a model without time
+    /// conditioning ignores them and answers `[B, 1, c]`).
+    fn conditioning(&self, sigma: &[f32], b: usize, l: usize, device: &Device) -> Tensor<3> {
+        let per_position = l > 1 && sigma.len() == b * l;
+        let rows = if per_position { l } else { 1 };
+        let cond = match (&self.constant_cond, &self.sigma_map) {
+            (Some(c), _) => return c.clone().unsqueeze_dim::<3>(1).repeat_dim(0, b),
             (None, Some(map)) if self.time_conditioning => map.forward(sigma, device),
-            (None, Some(map)) => map.forward(&vec![0.0; b], device),
+            (None, Some(map)) => {
+                return map
+                    .forward(&[0.0], device)
+                    .unsqueeze_dim::<3>(1)
+                    .repeat_dim(0, b);
+            }
             // Without adaLN nothing reads the conditioning.
-            (None, None) => Tensor::zeros([b, 1], device),
-        }
+            (None, None) => return Tensor::zeros([b, 1, 1], device),
+        };
+        let [_, c] = cond.dims();
+        cond.reshape([b, rows, c])
     }
 
     /// Raw logits `[B, L, V]` for `tokens` `[B, L]` placed at absolute positions `start..start+L`.
     ///
     /// With a cache, `start` must equal its length: the rows attend to the cached positions and to
     /// each other under `attention`, and the first `store` rows are appended to the cache. Without a
-    /// cache, `start` only shifts the rotary positions. `sigma` holds one noise level per sequence.
+    /// cache, `start` only shifts the rotary positions. `sigma` holds one noise level per sequence
+    /// (`B` values) or, for a model trained with per-token noise (diffusion forcing), one per
+    /// position (`B · L` values, row-major).
     pub fn forward(
         &self,
         tokens: Tensor<2, Int>,
@@ -303,11 +320,11 @@ impl Dit {
         store: usize,
     ) -> Tensor<3> {
         let device = tokens.device();
-        let [_, l] = tokens.dims();
+        let [b, l] = tokens.dims();
         let rope = rotary_tables(start, l, self.head_dim(), ROTARY_BASE, &device);
         let key_start = if cache.is_some() { 0 } else { start };
         let bias = attention_bias(attention, start, l, key_start, &device);
-        let cond = self.conditioning(sigma, &device);
+        let cond = self.conditioning(sigma, b, l, &device);
         let x = self.trunk(
             tokens,
             &cond,
@@ -336,7 +353,7 @@ impl Dit {
         block_size: usize,
     ) -> Tensor<3> {
         let device = tokens.device();
-        let [_, two_n] = tokens.dims();
+        let [b, two_n] = tokens.dims();
         let n = two_n / 2;
         let (cos, sin) = rotary_tables(0, n, self.head_dim(), ROTARY_BASE, &device);
         let rope = (
@@ -346,7 +363,8 @@ impl Dit {
         let bias = bias_from(two_n, two_n, &device, |q, k| {
             block_diffusion_allows(q, k, n, block_size)
         });
-        let cond = self.conditioning(sigma, &device);
+        // One σ per sequence: both halves share it.
+        let cond = self.conditioning(&sigma[..b.min(sigma.len())], b, 1, &device);
         let x = self.trunk(tokens, &cond, &rope, bias.as_ref(), None, 0);
         self.output_layer.forward(x.narrow(1, 0, n), &cond)
     }
@@ -359,7 +377,7 @@ impl Dit {
     fn trunk(
         &self,
         tokens: Tensor<2, Int>,
-        cond: &Tensor<2>,
+        cond: &Tensor<3>,
         rope: &(Tensor<4>, Tensor<4>),
         bias: Option<&Tensor<4>>,
         mut cache: Option<&mut KvCache>,

@@ -69,12 +69,14 @@ pub fn modulate(x: Tensor<3>, shift: Tensor<3>, scale: Tensor<3>) -> Tensor<3> {
     x * (scale + 1.0) + shift
 }
 
-/// Splits an adaLN output `[B, n·d]` into `n` chunks of `[B, 1, d]`, in the reference's order.
-pub fn chunks(modulation: Tensor<2>, n: usize) -> Vec<Tensor<3>> {
-    let [b, nd] = modulation.dims();
+/// Splits an adaLN output `[B, Lc, n·d]` into `n` chunks of `[B, Lc, d]`, in the reference's
+/// order (`Lc` is 1 for one conditioning per sequence, `L` for one per position).
+pub fn chunks(modulation: Tensor<3>, n: usize) -> Vec<Tensor<3>> {
+    let [_, _, nd] = modulation.dims();
     let d = nd / n;
-    let m = modulation.reshape([b, 1, nd]);
-    (0..n).map(|i| m.clone().narrow(2, i * d, d)).collect()
+    (0..n)
+        .map(|i| modulation.clone().narrow(2, i * d, d))
+        .collect()
 }
 
 /// Maps the noise level σ to the conditioning vector: sinusoidal features → Linear → SiLU → Linear

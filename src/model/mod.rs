@@ -40,8 +40,9 @@ use crate::network::{Denoiser, Logits, ModelSpec};
 /// A network that maps token ids to raw logits, with a KV cache: what [`NetworkDenoiser`] needs.
 pub trait Network: Clone {
     /// Raw logits `[B, L, V]` for `tokens` `[B, L]` at absolute positions `start..start + L`,
-    /// under `attention`, noise level `sigma` per sequence (ignored by networks without time
-    /// conditioning). With a cache, `start` is its length and the first `store` rows join it.
+    /// under `attention`, noise level `sigma` per sequence, or per position (`B · L` values) for
+    /// a network trained with per-token noise (ignored by networks without time conditioning).
+    /// With a cache, `start` is its length and the first `store` rows join it.
     fn logits(
         &self,
         tokens: Tensor<2, Int>,
@@ -384,6 +385,42 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
         Ok(self.rows(
             out.narrow(1, rows.start, rows.len())
                 .reshape([rows.len(), v]),
+        ))
+    }
+
+    async fn predict_levels(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<DeviceRows, ModelError> {
+        if !self.spec.per_token_noise {
+            return Err(ModelError::Unsupported(
+                "this model takes one noise level per sequence, not one per token; the forcing sampler needs a model trained with `unmask train --objective forcing`".into(),
+            ));
+        }
+        check_targets(&[tokens], &targets)?;
+        if sigma.len() != tokens.len() {
+            return Err(ModelError::Unsupported(format!(
+                "{} noise levels for {} tokens: diffusion forcing takes one per token",
+                sigma.len(),
+                tokens.len()
+            )));
+        }
+        self.check_len(tokens.len())?;
+        self.check_ids(tokens)?;
+        let out = self.network.logits(
+            self.tokens(&[tokens]),
+            sigma,
+            self.spec.attention,
+            0,
+            None,
+            0,
+        );
+        let [_, _, v] = out.dims();
+        Ok(self.rows(
+            out.narrow(1, targets.start, targets.len())
+                .reshape([targets.len(), v]),
         ))
     }
 

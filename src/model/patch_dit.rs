@@ -338,7 +338,7 @@ impl PatchDit {
         let patches = patchify(x, side, p);
         let d = self.pos_embed.val().dims()[1];
         let mut h = self.patch_embed.forward(patches) + self.pos_embed.val().reshape([1, n, d]);
-        let cond = self.conditioning(t, classes, &device);
+        let cond = self.conditioning(t, classes, &device).unsqueeze_dim::<3>(1); // [B, 1, c]
         let heads = self.blocks.first().map_or(1, |blk| blk.n_heads);
         let rope = rotary_tables(0, n, d / heads, ROTARY_BASE, &device);
         for block in &self.blocks {

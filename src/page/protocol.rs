@@ -531,6 +531,7 @@ mod tests {
                 position: 1,
                 top: vec![TopToken { token: 2, prob: x }],
             }],
+            levels: vec![],
         };
         let spec = ModelSpec {
             vocab_size: 8,
@@ -539,6 +540,7 @@ mod tests {
             eos_id: None,
             attention: crate::config::Attention::Causal,
             time_conditioning: false,
+            per_token_noise: false,
         };
         let trajectory = Trajectory {
             format: crate::trajectory::TRAJECTORY_FORMAT.into(),

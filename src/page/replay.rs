@@ -40,6 +40,22 @@ pub struct Cell {
     pub state: CellState,
     /// Inside the block being denoised at that step.
     pub in_block: bool,
+    /// Diffusion forcing: the token's noise level at that step as a share of the way to a mask
+    /// (0 clean … 1 fully masked); `None` for the other samplers.
+    pub level: Option<f64>,
+}
+
+/// Diffusion forcing's scheduling matrix as recorded so far, ready to draw: one row per step
+/// (the canvas before the first step, then after each), one column per canvas position, and
+/// for each noise level the SVG path of its cells (unit squares; level 0, clean, is not drawn).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heatmap {
+    /// Columns: the canvas width.
+    pub columns: usize,
+    /// Rows: the steps recorded, plus the opening row.
+    pub rows: usize,
+    /// Per level 1..=S: its share of S (the shade) and the path of its cells.
+    pub shades: Vec<(f64, String)>,
 }
 
 /// A lane's steps, in its family's terms.
@@ -105,6 +121,8 @@ pub struct Replay {
     masked: Vec<usize>,
     /// Mean confidence of each step's commits.
     confidence: Vec<Option<f64>>,
+    /// Diffusion forcing's level count S (its steps record each position's level).
+    levels: Option<usize>,
 }
 
 impl Replay {
@@ -118,12 +136,20 @@ impl Replay {
         }
     }
 
+    /// Diffusion forcing's level count S, for a run of its sampler (its cells then show their
+    /// levels).
+    pub fn with_levels(mut self, levels: Option<usize>) -> Self {
+        self.levels = levels.filter(|&s| s > 0);
+        self
+    }
+
     /// A recorded run, ready to play with no model.
     pub fn from_trajectory(t: &Trajectory) -> Self {
         let gen_length = t.settings.gen_length();
         let mut initial = t.prompt_ids.clone();
         initial.extend(std::iter::repeat_n(t.model.mask_id, gen_length));
-        let mut r = Self::new(t.prompt_ids.clone(), initial, t.model.mask_id);
+        let mut r = Self::new(t.prompt_ids.clone(), initial, t.model.mask_id)
+            .with_levels(t.settings.levels());
         r.add_vocab(t.vocab.iter().map(|(&k, v)| (k, v.clone())));
         for s in &t.steps {
             r.push(s.clone());
@@ -186,15 +212,61 @@ impl Replay {
         self.vocab.contains_key(&id)
     }
 
+    /// Each position's level before the first step: the given tokens clean, every mask at S.
+    fn opening_levels(&self, levels: usize) -> Vec<u32> {
+        self.initial
+            .iter()
+            .map(|&t| if t == self.mask_id { levels as u32 } else { 0 })
+            .collect()
+    }
+
+    /// The scheduling matrix recorded so far, for a diffusion-forcing run.
+    pub fn heatmap(&self) -> Option<Heatmap> {
+        let levels = self.levels?;
+        let opening = self.opening_levels(levels);
+        let rows: Vec<&[u32]> = std::iter::once(opening.as_slice())
+            .chain(self.steps.iter().map(|s| s.levels.as_slice()))
+            .collect();
+        let mut paths = vec![String::new(); levels];
+        for (y, row) in rows.iter().enumerate() {
+            let mut x = 0;
+            while x < row.len() {
+                let level = row[x];
+                let run = row[x..].iter().take_while(|&&k| k == level).count();
+                if let Some(path) = (level as usize)
+                    .checked_sub(1)
+                    .and_then(|k| paths.get_mut(k))
+                {
+                    path.push_str(&format!("M{x} {y}h{run}v1h-{run}z"));
+                }
+                x += run;
+            }
+        }
+        Some(Heatmap {
+            columns: self.width(),
+            rows: rows.len(),
+            shades: paths
+                .into_iter()
+                .enumerate()
+                .filter(|(_, p)| !p.is_empty())
+                .map(|(k, p)| ((k + 1) as f64 / levels as f64, p))
+                .collect(),
+        })
+    }
+
     /// The canvas at step `at` (clamped to the last), cell by cell; before any step, the initial
     /// canvas.
     pub fn cells(&self, at: usize) -> Vec<Cell> {
         let Some(step) = self.step(at) else {
+            let opening = self.levels.map(|s| (self.opening_levels(s), s));
             return self
                 .initial
                 .iter()
                 .enumerate()
-                .map(|(i, &t)| self.prompt_cell(i, t))
+                .map(|(i, &t)| Cell {
+                    level: opening.as_ref().map(|(row, s)| row[i] as f64 / *s as f64),
+                    ..self.prompt_cell(i, t)
+                })
                 .collect();
         };
         let at = step.index;
@@ -229,11 +301,16 @@ impl Replay {
                 } else {
                     self.text(t)
                 };
+                let level = self
+                    .levels
+                    .zip(step.levels.get(i))
+                    .map(|(s, &k)| k as f64 / s as f64);
                 Cell {
                     position: i,
                     text,
                     state,
                     in_block,
+                    level,
                 }
             })
             .collect()
@@ -250,6 +327,7 @@ impl Replay {
                 CellState::Prompt
             },
             in_block: false,
+            level: None,
         }
     }
 
@@ -328,6 +406,7 @@ mod tests {
                     prob: 0.7,
                 }],
             }],
+            levels: Vec::new(),
         }
     }
 
@@ -388,6 +467,41 @@ mod tests {
         assert_eq!(r.candidates(3, 1).unwrap().top[0].token, 5);
         assert_eq!(r.candidates(5, 1), None);
         assert_eq!(r.commit_of(3), Some((2, 0.5)));
+    }
+
+    #[test]
+    fn a_forcing_run_shows_each_cells_level_and_draws_the_matrix() {
+        // Two levels; prompt [1], then three masks (id 9). The steps record the levels after them.
+        let mut r = Replay::new(vec![1], vec![1, 9, 9, 9], 9).with_levels(Some(2));
+        let mut s0 = step(0, &[1, 9, 9, 9], &[], [1, 2]);
+        s0.levels = vec![0, 1, 2, 2];
+        let mut s1 = step(1, &[1, 2, 9, 9], &[(1, 2)], [1, 3]);
+        s1.levels = vec![0, 0, 1, 2];
+        r.push(s0);
+        r.push(s1);
+        let level =
+            |at: usize| -> Vec<Option<f64>> { r.cells(at).iter().map(|c| c.level).collect() };
+        assert_eq!(level(0), [Some(0.0), Some(0.5), Some(1.0), Some(1.0)]);
+        assert_eq!(level(1), [Some(0.0), Some(0.0), Some(0.5), Some(1.0)]);
+        let h = r.heatmap().unwrap();
+        assert_eq!((h.columns, h.rows), (4, 3));
+        // Level 1 (shade ½): (1, row 1) and (2, row 2); level 2 (shade 1): the opening row's three
+        // masks, two cells of row 1, one of row 2.
+        assert_eq!(
+            h.shades,
+            vec![
+                (0.5, "M1 1h1v1h-1zM2 2h1v1h-1z".to_string()),
+                (1.0, "M1 0h3v1h-3zM2 1h2v1h-2zM3 2h1v1h-1z".to_string()),
+            ]
+        );
+        // Before any step: the prompt clean, the masks at the top level.
+        let fresh = Replay::new(vec![1], vec![1, 9], 9).with_levels(Some(4));
+        let opening: Vec<Option<f64>> = fresh.cells(0).iter().map(|c| c.level).collect();
+        assert_eq!(opening, [Some(0.0), Some(1.0)]);
+        // Other samplers' runs have neither.
+        let plain = Replay::new(vec![1], vec![1, 9], 9);
+        assert_eq!(plain.heatmap(), None);
+        assert_eq!(plain.cells(0)[1].level, None);
     }
 
     #[test]

@@ -625,6 +625,10 @@ impl Session {
             }
             FromWorker::Warmed { .. } => {}
             FromWorker::Started { run, opening } => self.lane_mut(run, |l| {
+                let levels = match &l.job {
+                    Job::Text { settings, .. } => settings.levels(),
+                    Job::Ddpm { .. } => None,
+                };
                 l.record = match opening {
                     Opening::Text {
                         mask_id,
@@ -632,7 +636,8 @@ impl Session {
                         canvas,
                         vocab,
                     } => {
-                        let mut replay = Replay::new(prompt_ids, canvas, mask_id);
+                        let mut replay =
+                            Replay::new(prompt_ids, canvas, mask_id).with_levels(levels);
                         replay.add_vocab(vocab);
                         Record::Text(replay)
                     }
@@ -761,6 +766,7 @@ mod tests {
                     eos_id: None,
                     attention: Attention::Bidirectional,
                     time_conditioning: false,
+                    per_token_noise: false,
                 }),
                 parameters: 1,
                 shape: "tiny".into(),
@@ -793,6 +799,7 @@ mod tests {
                     masked: vec![false, true],
                     block: [1, 2],
                     candidates: Vec::new(),
+                    levels: Vec::new(),
                 },
                 vocab: Vec::new(),
             },

@@ -30,7 +30,7 @@ pub struct TrainedModel {
 
 /// The shipped trained models: masked diffusion (also the model of LLaDA's sampler, which reads
 /// the same bidirectional denoiser), block diffusion (block 4), autoregressive.
-pub const TRAINED_MODELS: [TrainedModel; 3] = [
+pub const TRAINED_MODELS: [TrainedModel; 4] = [
     TrainedModel {
         label: "MDLM",
         dir: "./models/default/mdlm/",
@@ -48,6 +48,12 @@ pub const TRAINED_MODELS: [TrainedModel; 3] = [
         dir: "./models/default/ar/",
         sampler: SamplerKind::Ar,
         serves: &[SamplerKind::Ar],
+    },
+    TrainedModel {
+        label: "diffusion forcing",
+        dir: "./models/default/forcing/",
+        sampler: SamplerKind::Forcing,
+        serves: &[SamplerKind::Forcing],
     },
 ];
 

@@ -9,8 +9,10 @@ use crate::sampler::{
 };
 
 use crate::config::{Attention, Family};
+use crate::sampler::forcing::Schedule;
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler, ImageSettings};
+use crate::sampler::settings::DEFAULT_SLOPE;
 
 use crate::chat::{Message, Role};
 
@@ -469,6 +471,7 @@ fn parse_knob(spec: &KnobSpec, raw: &str) -> Option<KnobValue> {
         KnobKind::Flag => KnobValue::Flag(parse_bool(raw)?),
         KnobKind::Remasking => KnobValue::Remasking(Remasking::from_name(raw)?),
         KnobKind::Variance => KnobValue::Variance(Variance::from_name(raw)?),
+        KnobKind::Schedule => KnobValue::Schedule(Schedule::from_name(raw, DEFAULT_SLOPE)?),
     };
     spec.admits(value).then_some(value)
 }
@@ -480,6 +483,7 @@ fn write_knob(value: KnobValue) -> String {
         KnobValue::Flag(b) => (b as u8).to_string(),
         KnobValue::Remasking(r) => r.name().into(),
         KnobValue::Variance(v) => v.name().into(),
+        KnobValue::Schedule(s) => s.name().into(),
         KnobValue::Off => "none".into(),
     }
 }
@@ -1032,16 +1036,18 @@ mod tests {
         for sampler in SamplerKind::ALL {
             let attention = match sampler {
                 SamplerKind::Bd3 => Attention::BlockCausal { block_size: 4 },
-                SamplerKind::Ar => Attention::Causal,
+                SamplerKind::Ar | SamplerKind::Forcing => Attention::Causal,
                 _ => Attention::Bidirectional,
             };
+            let forcing = sampler == SamplerKind::Forcing;
             let spec = ModelSpec {
                 vocab_size: 44,
                 model_length: 128,
                 mask_id: 43,
                 eos_id: Some(2),
                 attention,
-                time_conditioning: false,
+                time_conditioning: forcing,
+                per_token_noise: forcing,
             };
             for ranked in [false, true] {
                 let mut s = Settings::for_tokens(sampler, 8);
@@ -1055,6 +1061,8 @@ mod tests {
                     (Knob::TopK, KnobValue::Number(5.0)),
                     (Knob::Threshold, KnobValue::Number(0.9)),
                     (Knob::Remasking, KnobValue::Remasking(Remasking::Margin)),
+                    (Knob::Levels, KnobValue::Number(6.0)),
+                    (Knob::Slope, KnobValue::Number(2.5)),
                 ] {
                     if s.has(knob) {
                         s.set(knob, value).unwrap();

@@ -14,11 +14,29 @@
 //! token whose level falls from `k` to `k′` is unmasked with probability `(k − k′)/k`
 //! ([`unmask_probability`]), so it is always unmasked by the time its level reaches 0.
 //!
-//! This file is the schedule; the forcing sampler and the per-position-conditioned model that
-//! run it come next (issue 17).
+//! [`Forcing`] runs a schedule on a model trained with a noise level per token (`unmask train
+//! --objective forcing`): before step `m` every scheduled token stands at its level in row `m`
+//! (given tokens at 0), the model sees each position's level (σ of the log-linear schedule at
+//! t = level/S) and predicts each position's clean token from itself and the tokens before it;
+//! every still-masked token whose level falls is unmasked with [`unmask_probability`], drawn as
+//! the other samplers draw (temperature, top-k/p, SUBS). A step that draws no token makes no
+//! model call. Each step records every position's level, so a
+//! trajectory holds the whole matrix.
+//!
+//! Rolling generation: the canvas may be longer than the model's context. A model call sees the
+//! window of at most `model_length` positions that ends at the last token the step works on (the
+//! tokens before it as context, positions counted from the window's start, as in training), as
+//! the reference rolls its horizon forward keeping the last frames as context; a schedule whose
+//! step would work on tokens farther apart than one window is refused before the first step.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use super::settings::ForcingSettings;
+use super::{
+    Base, Canvas, Commit, Denoiser, ModelSpec, RowDraw, RowQuery, Rows, SampleError, SettingsError,
+    Step, loglinear_sigma,
+};
 
 /// The most levels a schedule has (the reference samples with tens).
 pub const MAX_LEVELS: usize = 1_000;
@@ -28,7 +46,7 @@ pub const MAX_MATRIX_CELLS: usize = 4_000_000;
 
 /// How the tokens' noise levels fall, step by step.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "schedule", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Schedule {
     /// Each token trails the one before it by `slope` steps (the reference's
     /// `uncertainty_scale`): between full-sequence (0) and autoregressive (the level count).
@@ -43,7 +61,7 @@ pub enum Schedule {
 }
 
 /// A schedule that cannot be laid out.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Clone, Debug, Error, PartialEq)]
 pub enum ScheduleError {
     /// The level count is out of range.
     #[error("levels = {levels}: a schedule has 1 to {MAX_LEVELS} noise levels")]
@@ -77,6 +95,28 @@ pub enum ScheduleError {
 }
 
 impl Schedule {
+    /// The schedules' names, in links, the CLI and messages.
+    pub const NAMES: [&'static str; 3] = ["pyramid", "autoregressive", "full-sequence"];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Pyramid { .. } => Self::NAMES[0],
+            Schedule::Autoregressive => Self::NAMES[1],
+            Schedule::FullSequence => Self::NAMES[2],
+        }
+    }
+
+    /// The schedule called `name`; the pyramid at slope `slope`.
+    pub fn from_name(name: &str, slope: f64) -> Option<Self> {
+        match name {
+            "pyramid" => Some(Schedule::Pyramid { slope }),
+            "autoregressive" => Some(Schedule::Autoregressive),
+            "full-sequence" => Some(Schedule::FullSequence),
+            _ => None,
+        }
+    }
+
     /// The pyramid's slope for `levels` levels: 0 for full-sequence, `levels` for autoregressive.
     pub fn slope(self, levels: usize) -> f64 {
         match self {
@@ -172,6 +212,148 @@ pub fn unmask_probability(from: u32, to: u32) -> f64 {
         0.0
     } else {
         f64::from(from - to) / f64::from(from)
+    }
+}
+
+/// σ of a level: the log-linear schedule's at t = level / levels (0 for a clean token).
+pub fn level_sigma(level: u32, levels: usize) -> f32 {
+    loglinear_sigma(f64::from(level) / levels.max(1) as f64)
+}
+
+/// The forcing sampler's state.
+#[derive(Clone, Debug)]
+pub struct Forcing {
+    pub(crate) base: Base,
+    matrix: SchedulingMatrix,
+    /// The canvas position of each of the matrix's columns: every position masked at the start.
+    columns: Vec<usize>,
+    /// Every canvas position's level now (given tokens stay at 0).
+    levels: Vec<u32>,
+    /// The next step's row of the matrix.
+    row: usize,
+    /// The most positions one model call sees (`model_length`).
+    window: usize,
+}
+
+impl Forcing {
+    /// Lays out the schedule over the canvas's masked positions, refusing one the model's window
+    /// cannot serve.
+    pub fn new(
+        settings: &ForcingSettings,
+        prompt: &[u32],
+        spec: &ModelSpec,
+    ) -> Result<Self, SettingsError> {
+        let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
+        let columns = canvas.masked_in(0..canvas.len());
+        let matrix = settings.schedule.matrix(settings.levels, columns.len())?;
+        for m in 0..matrix.rows() - 1 {
+            let mut falling = matrix.falls(m).map(|(j, _, _)| columns[j]);
+            if let Some(first) = falling.next() {
+                let span = falling.last().unwrap_or(first) - first + 1;
+                if span > spec.model_length {
+                    return Err(SettingsError::ForcingWindow {
+                        span,
+                        model_length: spec.model_length,
+                    });
+                }
+            }
+        }
+        let mut levels = vec![0; canvas.len()];
+        for (&position, &level) in columns.iter().zip(matrix.row(0)) {
+            levels[position] = level;
+        }
+        Ok(Self {
+            base: Base::new(canvas, &settings.draw, spec, false),
+            matrix,
+            columns,
+            levels,
+            row: 0,
+            window: spec.model_length,
+        })
+    }
+
+    /// The scheduling matrix it runs.
+    pub fn matrix(&self) -> &SchedulingMatrix {
+        &self.matrix
+    }
+
+    /// Runs one row transition of the matrix (a model call when it draws a token).
+    pub async fn step<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<Step>, SampleError> {
+        let m = self.row;
+        if m + 1 >= self.matrix.rows() {
+            return Ok(None);
+        }
+        // The tokens this step works on, and which of them unmask: drawn in position order, each
+        // token's move before its token, as MDLM draws.
+        let mut block: Option<(usize, usize)> = None;
+        let mut worked: Vec<(usize, Option<RowDraw>)> = Vec::new();
+        for (j, from, to) in self.matrix.falls(m) {
+            let position = self.columns[j];
+            block = Some((block.map_or(position, |b| b.0), position + 1));
+            if !self.base.canvas.is_masked(position) {
+                continue;
+            }
+            let unmasks = self.base.rng.uniform() < unmask_probability(from, to);
+            worked.push((position, unmasks.then(|| self.base.plan())));
+        }
+        // The model runs only when a token is drawn (a trace or the inspector then gets every
+        // masked token's candidates), so showing them never changes the calls a run makes.
+        let shown = self.base.shows_candidates();
+        if worked.iter().all(|(_, draw)| draw.is_none()) {
+            worked.clear();
+        }
+        worked.retain(|(_, draw)| shown || draw.is_some());
+        let mut commits = Vec::new();
+        let mut candidates = Vec::new();
+        if let (Some(&(first, _)), Some(&(last, _))) = (worked.first(), worked.last()) {
+            // The window ending at the last token worked on; `new` checked that it holds the
+            // first.
+            let end = last + 1;
+            let start = end.saturating_sub(self.window);
+            let levels = self.matrix.levels();
+            let sigma: Vec<f32> = self.levels[start..end]
+                .iter()
+                .map(|&k| level_sigma(k, levels))
+                .collect();
+            let prediction = model
+                .predict_levels(
+                    &self.base.canvas.tokens()[start..end],
+                    first - start..end - start,
+                    &sigma,
+                )
+                .await?;
+            self.base.progress.model_calls += 1;
+            let queries = worked
+                .iter()
+                .map(|(position, draw)| RowQuery {
+                    row: position - first,
+                    draw: draw.clone().unwrap_or(RowDraw::Greedy),
+                })
+                .collect();
+            let reduced = prediction.reduce(&self.base.request(queries, None)).await?;
+            for ((position, draw), r) in worked.iter().zip(&reduced) {
+                candidates.extend(self.base.candidates_of(*position, r));
+                if draw.is_some() {
+                    commits.push(Commit {
+                        position: *position,
+                        token: r.token,
+                        confidence: r.prob,
+                    });
+                }
+            }
+            self.base.canvas.apply(&commits);
+        }
+        self.row += 1;
+        for (&position, &level) in self.columns.iter().zip(self.matrix.row(self.row)) {
+            self.levels[position] = level;
+        }
+        let (start, end) = block.unwrap_or((0, 0));
+        let mut step = self
+            .base
+            .progress
+            .emit(&self.base.canvas, commits, start..end, candidates);
+        step.levels = self.levels.clone();
+        Ok(Some(step))
     }
 }
 

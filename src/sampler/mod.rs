@@ -1,6 +1,6 @@
 //! Samplers: how a canvas of masks becomes text, one model call at a time.
 //!
-//! Every sampler ([`llada`], [`mdlm`], [`bd3`], [`ar`]) is a state machine over a [`Canvas`]: each
+//! Every sampler ([`llada`], [`mdlm`], [`bd3`], [`ar`], [`forcing`]) is a state machine over a [`Canvas`]: each
 //! call of `step` runs the model at most once and returns the [`Step`] it produced, or `None` when
 //! the canvas is done. Samplers never render; the page, the CLI and the tests all consume the same
 //! steps. The model is reached through the [`Denoiser`] trait, so tests can drive a sampler with a
@@ -25,8 +25,8 @@ pub mod probs;
 pub mod settings;
 
 pub use settings::{
-    ArSettings, Bd3Order, Bd3Settings, Draw, KNOBS, Knob, KnobKind, KnobSpec, KnobValue,
-    LladaSettings, MdlmSettings, Settings,
+    ArSettings, Bd3Order, Bd3Settings, Draw, ForcingSettings, KNOBS, Knob, KnobKind, KnobSpec,
+    KnobValue, LladaSettings, MdlmSettings, Settings,
 };
 
 use std::ops::Range;
@@ -34,6 +34,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config::Attention;
 pub use crate::network::{
     Denoiser, Logits, ModelError, ModelSpec, Reduce, Reduced, RowDraw, RowQuery, Rows,
 };
@@ -50,15 +51,18 @@ pub enum SamplerKind {
     Bd3,
     /// Autoregressive, one token per call.
     Ar,
+    /// Diffusion forcing: every token its own noise level, on a scheduling matrix.
+    Forcing,
 }
 
 impl SamplerKind {
     /// All of them, in the order the CLI lists them.
-    pub const ALL: [SamplerKind; 4] = [
+    pub const ALL: [SamplerKind; 5] = [
         SamplerKind::Llada,
         SamplerKind::Mdlm,
         SamplerKind::Bd3,
         SamplerKind::Ar,
+        SamplerKind::Forcing,
     ];
 
     /// The CLI name.
@@ -68,6 +72,7 @@ impl SamplerKind {
             SamplerKind::Mdlm => "mdlm",
             SamplerKind::Bd3 => "bd3",
             SamplerKind::Ar => "ar",
+            SamplerKind::Forcing => "forcing",
         }
     }
 }
@@ -267,6 +272,43 @@ pub enum SettingsError {
     /// An autoregressive run has nothing to predict position 0 from.
     #[error("the ar sampler cannot fill position 0: start the prompt with a token")]
     FirstPositionMasked,
+    /// The forcing sampler on a model trained with one noise level per sequence.
+    #[error(
+        "the forcing sampler needs a model trained with a noise level per token (unmask train --objective forcing); this one takes one level per sequence: use its own sampler ({own})"
+    )]
+    NeedsPerTokenNoise {
+        /// The model's own sampler.
+        own: &'static str,
+    },
+    /// A diffusion-forcing model run by a sampler that gives one level per sequence.
+    #[error(
+        "this model was trained with a noise level per token (diffusion forcing); the {} sampler gives one per sequence: use the forcing sampler", sampler.name()
+    )]
+    NeedsForcing {
+        /// The sampler asked for.
+        sampler: SamplerKind,
+    },
+    /// The schedule cannot be laid out.
+    #[error(transparent)]
+    Schedule(#[from] forcing::ScheduleError),
+    /// A slope for a schedule that fixes its own.
+    #[error(
+        "the {schedule} schedule fixes its slope (full-sequence 0, autoregressive the level count); a slope shapes the pyramid: use the pyramid schedule"
+    )]
+    FixedSlope {
+        /// The schedule's name.
+        schedule: &'static str,
+    },
+    /// One step of the schedule moves tokens farther apart than the model sees at once.
+    #[error(
+        "a step of this schedule works on tokens {span} positions apart, more than the model's window of {model_length} (model_length); use a steeper slope (each token trailing the one before by more steps) or a shorter gen_length"
+    )]
+    ForcingWindow {
+        /// Positions from the first to the last token one step works on.
+        span: usize,
+        /// The model's context.
+        model_length: usize,
+    },
 }
 
 /// The samplers that have `knob`, for messages ("llada and bd3").
@@ -332,6 +374,12 @@ impl SettingsError {
                 fix(Knob::Class, None)
             }
             SettingsError::NoClassifier => fix(Knob::ClassifierScale, Some(KnobValue::Off)),
+            SettingsError::Schedule(forcing::ScheduleError::Levels { .. }) => {
+                fix(Knob::Levels, None)
+            }
+            SettingsError::Schedule(forcing::ScheduleError::Slope { .. })
+            | SettingsError::ForcingWindow { .. } => fix(Knob::Slope, None),
+            SettingsError::FixedSlope { .. } => fix(Knob::Schedule, None),
             SettingsError::UnconditionalModel => fix(Knob::Cfg, Some(KnobValue::Number(0.0))),
             _ => None,
         }
@@ -400,6 +448,11 @@ pub struct Step {
     pub block: [usize; 2],
     /// Top candidates at the positions of the current block that were masked when the model ran.
     pub candidates: Vec<Candidates>,
+    /// Each canvas position's noise level after this step, 0 (clean) to the schedule's level
+    /// count (the forcing sampler's record, one row of its scheduling matrix; empty for the
+    /// other samplers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<u32>,
 }
 
 /// The sequence being denoised: prompt then generation region.
@@ -602,6 +655,7 @@ impl Progress {
             masked: canvas.masked_flags(),
             block: [block.start, block.end],
             candidates,
+            levels: Vec::new(),
         };
         self.steps += 1;
         step
@@ -698,7 +752,20 @@ fn check_common(
             vocab_size: spec.vocab_size,
         });
     }
-    if prompt.len().saturating_add(gen_length) > spec.model_length {
+    let forcing = settings.sampler() == SamplerKind::Forcing;
+    if forcing != spec.per_token_noise {
+        return Err(if forcing {
+            SettingsError::NeedsPerTokenNoise {
+                own: own_sampler(spec).name(),
+            }
+        } else {
+            SettingsError::NeedsForcing {
+                sampler: settings.sampler(),
+            }
+        });
+    }
+    // Diffusion forcing rolls a window along the canvas: it may outgrow the context.
+    if !forcing && prompt.len().saturating_add(gen_length) > spec.model_length {
         return Err(SettingsError::TooLong {
             prompt: prompt.len(),
             gen_length,
@@ -724,6 +791,15 @@ fn check_common(
     Ok(())
 }
 
+/// The sampler a model without per-token noise was made for, read off its attention.
+fn own_sampler(spec: &ModelSpec) -> SamplerKind {
+    match spec.attention {
+        Attention::Bidirectional => SamplerKind::Mdlm,
+        Attention::BlockCausal { .. } => SamplerKind::Bd3,
+        Attention::Causal => SamplerKind::Ar,
+    }
+}
+
 /// Checks that `steps` can be spread over `masked` tokens.
 fn check_steps(steps: usize, masked: usize) -> Result<(), SettingsError> {
     if steps > masked {
@@ -743,6 +819,8 @@ pub enum AnySampler {
     Bd3(bd3::Bd3),
     /// [`ar::Ar`].
     Ar(ar::Ar),
+    /// [`forcing::Forcing`].
+    Forcing(forcing::Forcing),
 }
 
 impl AnySampler {
@@ -754,6 +832,7 @@ impl AnySampler {
             Settings::Mdlm(s) => AnySampler::Mdlm(mdlm::Mdlm::new(s, prompt, spec)?),
             Settings::Bd3(s) => AnySampler::Bd3(bd3::Bd3::new(s, prompt, spec)?),
             Settings::Ar(s) => AnySampler::Ar(ar::Ar::new(s, prompt, spec)?),
+            Settings::Forcing(s) => AnySampler::Forcing(forcing::Forcing::new(s, prompt, spec)?),
         })
     }
 
@@ -764,6 +843,7 @@ impl AnySampler {
             AnySampler::Mdlm(s) => s.step(model).await,
             AnySampler::Bd3(s) => s.step(model).await,
             AnySampler::Ar(s) => s.step(model).await,
+            AnySampler::Forcing(s) => s.step(model).await,
         }
     }
 
@@ -780,6 +860,7 @@ impl AnySampler {
             AnySampler::Mdlm(s) => &mut s.base,
             AnySampler::Bd3(s) => &mut s.base,
             AnySampler::Ar(s) => &mut s.base,
+            AnySampler::Forcing(s) => &mut s.base,
         }
     }
 
@@ -789,6 +870,7 @@ impl AnySampler {
             AnySampler::Mdlm(s) => &s.base,
             AnySampler::Bd3(s) => &s.base,
             AnySampler::Ar(s) => &s.base,
+            AnySampler::Forcing(s) => &s.base,
         }
     }
 

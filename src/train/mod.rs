@@ -32,7 +32,7 @@ use crate::config::ModelConfig;
 use crate::engine::Generation;
 use crate::model::{Dit, DitDenoiser, LoadError, initial_checkpoint, load_dit};
 use crate::rng::Rng;
-use crate::sampler::{SamplerKind, Settings};
+use crate::sampler::Settings;
 use crate::text::TextCodec;
 use data::{Order, Windows, mix};
 pub use objective::{Batch, Objective, Shape, TimeSampling};
@@ -368,11 +368,7 @@ impl Trainer {
     /// A sample from the EMA weights: `gen_length` tokens after `prompt`, with the objective's
     /// own sampler at its paper defaults.
     pub fn sample(&self, prompt: &str, gen_length: usize, seed: u64) -> Result<String, TrainError> {
-        let sampler = match self.config.objective {
-            Objective::Mdlm => SamplerKind::Mdlm,
-            Objective::Bd3 { .. } => SamplerKind::Bd3,
-            Objective::Ar => SamplerKind::Ar,
-        };
+        let sampler = self.config.objective.sampler();
         let mut settings = Settings::for_tokens(sampler, gen_length);
         settings.draw_mut().seed = seed;
         let spec = model_spec(&self.model_config, &self.codec);

@@ -12,6 +12,13 @@
 //!   training loss may be clipped to `[sampling_eps_min, sampling_eps_max]` (the paper's
 //!   variance-reducing schedules); the validation bound always uses the full range.
 //! - **AR**: next-token cross-entropy under causal attention (the papers' AR baseline).
+//! - **Diffusion forcing** (Chen et al., "Diffusion Forcing: Next-token Prediction Meets
+//!   Full-Sequence Diffusion", arXiv:2407.01392, §3; `buoyancy99/diffusion-forcing`
+//!   `algorithms/diffusion_forcing/df_base.py`, independent noise levels per frame in training),
+//!   in the absorbing-mask form: every token draws its own t_i, is masked with probability
+//!   (1 − ε)t_i, and tells the network its own σ(t_i) (per-position adaLN); the network attends
+//!   causally and predicts each position's clean token from itself and the tokens before it; the
+//!   loss is the per-token ELBO Σ 1[masked]·CE/t_i.
 //!
 //! Every loss is an average over all `B·L` token positions (all `B·(L−1)` predictions for AR), so
 //! its exponential is the perplexity (bound) per token, as the papers report it.
@@ -46,6 +53,8 @@ pub enum Objective {
     },
     /// Autoregressive next-token prediction (causal attention).
     Ar,
+    /// Diffusion forcing: a noise level per token, a causal denoiser.
+    Forcing,
 }
 
 impl Objective {
@@ -56,6 +65,7 @@ impl Objective {
             Objective::Mdlm => SamplerKind::Mdlm,
             Objective::Bd3 { .. } => SamplerKind::Bd3,
             Objective::Ar => SamplerKind::Ar,
+            Objective::Forcing => SamplerKind::Forcing,
         }
     }
 
@@ -64,13 +74,14 @@ impl Objective {
         match self {
             Objective::Mdlm => Attention::Bidirectional,
             Objective::Bd3 { block_size } => Attention::BlockCausal { block_size },
-            Objective::Ar => Attention::Causal,
+            Objective::Ar | Objective::Forcing => Attention::Causal,
         }
     }
 
     /// The `config.json` of a model trained with this objective: `model_type`, `block_size`,
     /// `cross_attn` and `causal` set for its attention, adaLN on, no time conditioning (as the
-    /// references' OWT models), no dropout.
+    /// references' OWT models) except for diffusion forcing, whose levels per token are its
+    /// input; no dropout.
     pub fn model_config(self, vocab_size: usize, shape: Shape) -> ModelConfig {
         let block_size = match self {
             Objective::Bd3 { block_size } => Some(block_size),
@@ -84,6 +95,7 @@ impl Objective {
                     Objective::Mdlm => "mdlm",
                     Objective::Bd3 { .. } => "bd3lm",
                     Objective::Ar => "ar",
+                    Objective::Forcing => "forcing",
                 }
                 .into(),
             ),
@@ -96,19 +108,21 @@ impl Objective {
             block_size,
             cross_attn: block_size.map(|_| true),
             adaln: true,
-            causal: self == Objective::Ar,
-            time_conditioning: false,
+            causal: self.attention() == Attention::Causal,
+            time_conditioning: self == Objective::Forcing,
+            per_token_noise: self == Objective::Forcing,
             dropout: 0.0,
             mask_token_id: None,
         }
     }
 
-    /// A short name (`mdlm`, `bd3`, `ar`).
+    /// A short name (`mdlm`, `bd3`, `ar`, `forcing`).
     pub fn name(self) -> &'static str {
         match self {
             Objective::Mdlm => "mdlm",
             Objective::Bd3 { .. } => "bd3",
             Objective::Ar => "ar",
+            Objective::Forcing => "forcing",
         }
     }
 }
@@ -148,6 +162,11 @@ impl TimeSampling {
         antithetic_sampling: true,
     };
 
+    /// One time in `[sampling_eps_min, sampling_eps_max]`, drawn on its own (never stratified).
+    pub fn draw_one(&self, rng: &mut Rng) -> f64 {
+        self.sampling_eps_min + (self.sampling_eps_max - self.sampling_eps_min) * rng.uniform()
+    }
+
     /// `n` times in `[sampling_eps_min, sampling_eps_max]`.
     pub fn draw(&self, n: usize, rng: &mut Rng) -> Vec<f64> {
         let offset = rng.uniform();
@@ -181,7 +200,8 @@ struct Noised {
     tokens: Vec<u32>,
     /// Per position: 1/t where masked, 0 where not (SUBS copies unmasked tokens for free).
     weights: Vec<f32>,
-    /// σ per sequence (the network's time input; ignored without time conditioning).
+    /// σ per sequence, or per position for diffusion forcing (the network's time input; ignored
+    /// without time conditioning).
     sigma: Vec<f32>,
 }
 
@@ -203,6 +223,28 @@ fn noise(batch: &Batch, group: usize, times: &TimeSampling, mask_id: u32, rng: &
     let sigma = (0..batch.batch)
         .map(|w| loglinear_sigma(t[w * groups_per_window]))
         .collect();
+    Noised {
+        tokens,
+        weights,
+        sigma,
+    }
+}
+
+/// Diffusion forcing's noise: every token its own t_i (independent draws: a stratified sweep
+/// would tie the level to the position), masked with probability (1 − ε)t_i, weighted 1/t_i
+/// where masked; each position's σ(t_i) is the network's input, masked or not.
+fn noise_per_token(batch: &Batch, times: &TimeSampling, mask_id: u32, rng: &mut Rng) -> Noised {
+    let mut tokens = batch.tokens.clone();
+    let mut weights = vec![0.0f32; tokens.len()];
+    let mut sigma = Vec::with_capacity(tokens.len());
+    for (token, weight) in tokens.iter_mut().zip(&mut weights) {
+        let t = times.draw_one(rng);
+        if rng.uniform() < (1.0 - NOISE_EPS) * t {
+            *token = mask_id;
+            *weight = (1.0 / t) as f32;
+        }
+        sigma.push(loglinear_sigma(t));
+    }
     Noised {
         tokens,
         weights,
@@ -248,6 +290,15 @@ pub fn loss(
             let predicted = logits.narrow(1, 0, l - 1);
             let targets = clean.narrow(1, 1, l - 1);
             target_log_probs(predicted, targets, mask_id).mean().neg()
+        }
+        Objective::Forcing => {
+            let noised = noise_per_token(batch, times, mask_id, rng);
+            let xt = ids(&noised.tokens, [b, l], device);
+            let logits = dit.forward(xt, &noised.sigma, Attention::Causal, 0, None, 0);
+            let weights = Tensor::<2>::from_data(TensorData::new(noised.weights, [b, l]), device);
+            (target_log_probs(logits, clean, mask_id) * weights)
+                .mean()
+                .neg()
         }
         Objective::Mdlm | Objective::Bd3 { .. } => {
             let group = match objective {

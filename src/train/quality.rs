@@ -8,6 +8,12 @@
 //!   Unlikelihood Training" (2019): a sampler that loops a phrase ("of the tribe of the tribe")
 //!   writes only real words and never repeats one token, and only this number shows it.
 //!
+//! With a judge — an autoregressive model, our shipped `ar/` — every sample also gets its
+//! perplexity under the judge (exp of the mean negative log-likelihood of the generated tokens
+//! given the prompt and the tokens before them): the measure diffusion-LM papers report as
+//! "generative perplexity". Each sample records its model calls, so samplers compare in calls
+//! per token too.
+//!
 //! [`reference`] scores held-out text of the same length the same way, so every number has a
 //! human baseline beside it.
 //!
@@ -18,8 +24,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Bundle;
+use crate::config::Attention;
 use crate::engine::Generation;
-use crate::sampler::{Draw, SamplerKind, Settings};
+use crate::sampler::{Draw, SampleError, SamplerKind, Settings};
 use crate::text::{TextCodec, TextError};
 
 /// Tokens generated after each prompt.
@@ -73,6 +80,15 @@ pub struct QualitySample {
     pub longest_repeat: usize,
     /// Share of the generated ids' [`REP_N`]-grams that repeat an earlier one.
     pub repeated_ngrams: f64,
+    /// Model calls the generation made (0 for held-out text).
+    #[serde(default)]
+    pub model_calls: usize,
+    /// Tokens generated.
+    #[serde(default)]
+    pub tokens: usize,
+    /// Summed negative log-likelihood of the generated tokens under the judge, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_nll: Option<f64>,
 }
 
 /// The three numbers over a set of samples.
@@ -85,18 +101,30 @@ pub struct Scores {
     pub longest_repeat: usize,
     /// Mean over the samples of the share of repeated [`REP_N`]-grams.
     pub repeated_ngrams: f64,
+    /// Model calls per generated token, over all samples (0 for held-out text).
+    #[serde(default)]
+    pub calls_per_token: f64,
+    /// The judge's perplexity over all generated tokens: exp(Σ NLL / tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_perplexity: Option<f64>,
 }
 
 impl Scores {
-    /// Known-word share over all `samples`, longest repeat in any, mean repeated n-gram share.
+    /// Known-word share over all `samples`, longest repeat in any, mean repeated n-gram share,
+    /// calls per token and the judge's perplexity over all of them.
     fn of(samples: &[QualitySample]) -> Self {
         let words: usize = samples.iter().map(|s| s.words).sum();
         let known: usize = samples.iter().map(|s| s.known_words).sum();
         let repeated: f64 = samples.iter().map(|s| s.repeated_ngrams).sum();
+        let tokens: usize = samples.iter().map(|s| s.tokens).sum();
+        let calls: usize = samples.iter().map(|s| s.model_calls).sum();
+        let nll: Option<f64> = samples.iter().map(|s| s.judge_nll).sum();
         Scores {
             known_word_share: known as f64 / words.max(1) as f64,
             longest_repeat: samples.iter().map(|s| s.longest_repeat).max().unwrap_or(0),
             repeated_ngrams: repeated / samples.len().max(1) as f64,
+            calls_per_token: calls as f64 / tokens.max(1) as f64,
+            judge_perplexity: nll.map(|n| (n / tokens.max(1) as f64).exp()),
         }
     }
 }
@@ -109,7 +137,14 @@ impl std::fmt::Display for Scores {
             100.0 * self.known_word_share,
             self.longest_repeat,
             100.0 * self.repeated_ngrams
-        )
+        )?;
+        if let Some(p) = self.judge_perplexity {
+            write!(f, ", perplexity under the judge {p:.1}")?;
+        }
+        if self.calls_per_token > 0.0 {
+            write!(f, ", {:.2} model calls per token", self.calls_per_token)?;
+        }
+        Ok(())
     }
 }
 
@@ -204,15 +239,88 @@ fn score(
         longest_repeat: longest_run(ids),
         repeated_ngrams: repeated_ngram_share(ids, REP_N),
         completion: text,
+        model_calls: 0,
+        tokens: ids.len(),
+        judge_nll: None,
     }
 }
 
-/// Scores held-out `documents` (the validation split) as [`check`] scores generations.
+/// Why a judge cannot score.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The judge is not autoregressive.
+    #[error("the judge must be an autoregressive (causal) model, like www/models/default/ar")]
+    NotAutoregressive,
+    /// The judge reads another vocabulary.
+    #[error(
+        "the judge's vocabulary has {judge} tokens and the model's {model}: they must share a tokenizer"
+    )]
+    Vocabulary {
+        /// The judge's.
+        judge: usize,
+        /// The judged model's.
+        model: usize,
+    },
+    /// The judge's forward failed.
+    #[error(transparent)]
+    Model(#[from] crate::network::ModelError),
+}
+
+/// Summed negative log-likelihood of `ids[from..]` under the autoregressive `judge`, each token
+/// given the ones before it (position 0, with nothing before it, is never scored). The mask is
+/// excluded from the judge's softmax, as its training loss excludes it; computed in f64.
+pub fn judge_nll(judge: &Bundle, ids: &[u32], from: usize) -> Result<f64, JudgeError> {
+    if judge.config.attention() != Attention::Causal {
+        return Err(JudgeError::NotAutoregressive);
+    }
+    let from = from.max(1);
+    if ids.len() <= from {
+        return Ok(0.0);
+    }
+    let logits = pollster::block_on(judge.model.logits(&[ids], 0.0))?;
+    let mask = judge.codec.mask_id() as usize;
+    let mut total = 0.0;
+    for i in from..ids.len() {
+        let row = logits.row(i - 1);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let log_sum: f64 = row
+            .iter()
+            .enumerate()
+            .filter(|&(v, _)| v != mask)
+            .map(|(_, &x)| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
+        total += log_sum - row[ids[i] as usize] as f64;
+    }
+    Ok(total)
+}
+
+/// Checks that `judge` can score text of a model with `vocab_size` tokens.
+fn check_judge(judge: &Bundle, vocab_size: usize) -> Result<(), JudgeError> {
+    if judge.config.attention() != Attention::Causal {
+        return Err(JudgeError::NotAutoregressive);
+    }
+    if judge.config.vocab_size() != vocab_size {
+        return Err(JudgeError::Vocabulary {
+            judge: judge.config.vocab_size(),
+            model: vocab_size,
+        });
+    }
+    Ok(())
+}
+
+/// Scores held-out `documents` (the validation split) as [`check`] scores generations, under
+/// `judge` when given (the passage's first token is its context).
 pub fn reference<S: AsRef<str>>(
     documents: &[S],
     codec: &TextCodec,
     vocabulary: &HashSet<String>,
-) -> Result<ReferenceScores, TextError> {
+    judge: Option<&Bundle>,
+) -> Result<ReferenceScores, QualityError> {
+    if let Some(j) = judge {
+        check_judge(j, codec.vocab_size())?;
+    }
     let mut samples = Vec::with_capacity(PROMPTS.len());
     for doc in documents {
         if samples.len() == PROMPTS.len() {
@@ -220,7 +328,12 @@ pub fn reference<S: AsRef<str>>(
         }
         let ids = codec.encode(doc.as_ref())?;
         if let Some(passage) = ids.get(..GEN_LENGTH) {
-            samples.push(score("", 0, passage, codec.decode(passage), vocabulary));
+            let mut sample = score("", 0, passage, codec.decode(passage), vocabulary);
+            if let Some(j) = judge {
+                sample.judge_nll = Some(judge_nll(j, passage, 1)?);
+                sample.tokens = passage.len() - 1;
+            }
+            samples.push(sample);
         }
     }
     Ok(ReferenceScores {
@@ -229,18 +342,42 @@ pub fn reference<S: AsRef<str>>(
     })
 }
 
-/// Runs the check with `sampler` at nucleus `top_p` (temperature 1, one step per token for the
-/// diffusion samplers).
+/// What can stop a quality check.
+#[derive(Debug, thiserror::Error)]
+pub enum QualityError {
+    /// A generation failed.
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    /// The judge cannot score.
+    #[error(transparent)]
+    Judge(#[from] JudgeError),
+    /// Held-out text did not tokenize.
+    #[error(transparent)]
+    Text(#[from] TextError),
+}
+
+/// Runs the check with `settings` (the sampler and its knobs; `gen_length` is set to
+/// [`GEN_LENGTH`], one step per token where the sampler counts steps) at temperature 1 and
+/// nucleus `top_p`, each prompt with its own seed; every sample is scored under `judge` when
+/// given.
 pub fn check(
     bundle: &mut Bundle,
-    sampler: SamplerKind,
+    settings: &Settings,
     top_p: f64,
     vocabulary: &HashSet<String>,
-) -> Result<QualityReport, crate::sampler::SampleError> {
+    judge: Option<&Bundle>,
+) -> Result<QualityReport, QualityError> {
     let spec = bundle.model_spec();
+    if let Some(j) = judge {
+        check_judge(j, spec.vocab_size)?;
+    }
     let mut samples = Vec::with_capacity(PROMPTS.len());
     for (seed, prompt) in PROMPTS.iter().enumerate() {
-        let mut settings = Settings::for_tokens(sampler, GEN_LENGTH);
+        let mut settings = settings.clone();
+        settings.set_gen_length(GEN_LENGTH);
+        if settings.steps().is_some() {
+            settings.set_steps(GEN_LENGTH);
+        }
         *settings.draw_mut() = Draw {
             temperature: 1.0,
             top_k: None,
@@ -251,18 +388,18 @@ pub fn check(
         run.show_candidates(false);
         pollster::block_on(run.run(&mut bundle.model, |_| {}))?;
         let canvas = run.sampler().canvas();
-        let generated = &canvas.tokens()[canvas.prompt_len().min(canvas.tokens().len())..];
+        let start = canvas.prompt_len().min(canvas.tokens().len());
+        let generated = &canvas.tokens()[start..];
         let completion = bundle.codec.decode(generated);
-        samples.push(score(
-            prompt,
-            seed as u64,
-            generated,
-            completion,
-            vocabulary,
-        ));
+        let mut sample = score(prompt, seed as u64, generated, completion, vocabulary);
+        sample.model_calls = run.sampler().progress().model_calls;
+        if let Some(j) = judge {
+            sample.judge_nll = Some(judge_nll(j, canvas.tokens(), start)?);
+        }
+        samples.push(sample);
     }
     Ok(QualityReport {
-        sampler,
+        sampler: settings.sampler(),
         scores: Scores::of(&samples),
         samples,
     })

@@ -283,6 +283,9 @@ struct StepRecord {
     /// The canvas length after this step, when it was cut (EOS); absent: unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     len: Option<usize>,
+    /// Each position's noise level after this step (diffusion forcing); absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    levels: Vec<u32>,
 }
 
 /// Version 2 on the wire.
@@ -373,6 +376,12 @@ impl From<SettingsV1> for Settings {
                 stop_at_eos: v.stop_at_eos,
                 draw,
             }),
+            // Version 1 predates diffusion forcing: its knobs were never written.
+            SamplerKind::Forcing => Settings::Forcing(crate::sampler::ForcingSettings {
+                gen_length: v.gen_length,
+                draw,
+                ..Default::default()
+            }),
         }
     }
 }
@@ -411,6 +420,7 @@ impl Serialize for Trajectory {
                     block: s.block,
                     candidates: s.candidates.clone(),
                     len: cut,
+                    levels: s.levels.clone(),
                 }
             })
             .collect();
@@ -499,6 +509,7 @@ impl<'de> Deserialize<'de> for Trajectory {
                 canvas: canvas.clone(),
                 block: r.block,
                 candidates: r.candidates,
+                levels: r.levels,
             });
         }
         Ok(Trajectory {

@@ -14,7 +14,7 @@ use crate::page::source::ModelSource;
 use crate::page::state::PageState;
 use crate::trajectory::AnyTrajectory;
 
-use super::canvas::{Inspector, TokenCanvas};
+use super::canvas::{Inspector, ScheduleHeatmap, TokenCanvas};
 use super::controls::{Controls, ModelPanel, SharePanel};
 use super::digits::{DigitsPlots, DigitsView, ForwardView};
 use super::plots::Plots;
@@ -106,6 +106,13 @@ impl Ctx {
         let state = self.state.get_untracked();
         let mut effects = Vec::new();
         self.session.update(|s| effects = f(s, &state));
+        self.carry_out(effects);
+    }
+
+    /// Carries out a transition's effects. Kept out of line: every transition shares it, rather
+    /// than each call site's copy of `transition` inlining its own (the page's size).
+    #[inline(never)]
+    fn carry_out(&self, effects: Vec<Command>) {
         for effect in effects {
             self.apply(effect);
         }
@@ -683,6 +690,7 @@ fn LaneView(lane: usize) -> impl IntoView {
                 }
                 .into_any(),
                 _ => view! {
+                    <ScheduleHeatmap lane/>
                     <TokenCanvas lane/>
                     <Inspector lane/>
                     <Plots lane/>

@@ -83,6 +83,11 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
                         if selected == Some((lane, pos)) {
                             class.push_str(" selected");
                         }
+                        // Diffusion forcing: a masked token's level, as a bar filling the cell.
+                        let level = cell
+                            .level
+                            .filter(|_| cell.state == CellState::Masked)
+                            .map(|share| format!("{:.0}%", 100.0 * share));
                         let (bg, title) = match cell.state {
                             CellState::Committed { step, confidence, fresh } => {
                                 let hue = confidence_hue(confidence);
@@ -98,7 +103,13 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
                                 )
                             }
                             CellState::Prompt => (None, "prompt".to_string()),
-                            CellState::Masked => (None, "masked".to_string()),
+                            CellState::Masked => (
+                                None,
+                                match &level {
+                                    Some(l) => format!("masked · noise level {l}"),
+                                    None => "masked".to_string(),
+                                },
+                            ),
                         };
                         view! {
                             <span
@@ -109,6 +120,9 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
                                 on:mouseenter=move |_| select(pos)
                                 on:click=move |_| select(pos)
                             >
+                                {level.map(|l| view! {
+                                    <span class="level" data-testid="level" style:height=l></span>
+                                })}
                                 {visible(&cell.text)}
                             </span>
                         }
@@ -116,6 +130,37 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
                     .collect_view()
             }}
         </div>
+    }
+}
+
+/// Diffusion forcing's scheduling matrix of lane `lane` as recorded so far: positions across,
+/// steps down, each cell shaded by its noise level, the timeline's step outlined.
+#[component]
+pub fn ScheduleHeatmap(lane: usize) -> impl IntoView {
+    let ctx = ctx();
+    let heatmap = Memo::new(move |_| {
+        ctx.lanes_with(|l| l.get(lane).and_then(|l| l.text()).and_then(|r| r.heatmap()))
+    });
+    move || {
+        let h = heatmap.get()?;
+        // Row 0 is the opening; step `at` leaves row `at + 1`.
+        let row = (ctx.cursor.get() + 1).min(h.rows - 1);
+        let view_box = format!("0 0 {} {}", h.columns, h.rows);
+        Some(view! {
+            <figure class="heatmap" data-testid="heatmap" data-rows=h.rows>
+                <svg viewBox=view_box preserveAspectRatio="none" role="img"
+                    aria-label="The scheduling matrix: positions across, steps down, darker cells noisier">
+                    {h.shades
+                        .into_iter()
+                        .map(|(share, path)| view! {
+                            <path d=path fill="var(--mask-level)" fill-opacity=format!("{:.3}", 0.15 + 0.85 * share)/>
+                        })
+                        .collect_view()}
+                    <rect class="heatmap-row" x="0" y=row width=h.columns height="1"/>
+                </svg>
+                <figcaption>"Noise level of every position (across) at every step (down): the schedule"</figcaption>
+            </figure>
+        })
     }
 }
 

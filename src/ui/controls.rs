@@ -16,8 +16,10 @@ use crate::page::images::PictureKind;
 use crate::page::protocol::{ClassifierStatus, Network};
 use crate::page::source::{DLLM_BD3LM_BLOCK_SIZE, ModelSource, TRAINED_MODELS, describe_attention};
 use crate::page::state::{BackendChoice, PageState, Theme, parse_attention};
+use crate::sampler::forcing::Schedule;
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler};
+use crate::sampler::settings::{DEFAULT_SLOPE, describe};
 use crate::sampler::{
     KNOBS, Knob, KnobKind, KnobSpec, KnobValue, Remasking, SamplerKind, Settings,
 };
@@ -73,11 +75,19 @@ fn set_knob(which: Which, knob: Knob, value: KnobValue) -> bool {
 
 /// A number field for one knob of [`KNOBS`]: its range and step from the table, empty for an
 /// optional knob that is off; a value the table refuses marks the field invalid and changes nothing.
+///
+/// Diffusion forcing's slope is a slider instead, from full-sequence (0) to autoregressive (the
+/// level count): letting go of it runs again, with the same seed.
 fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
     let (min, max, step) = match spec.kind {
         KnobKind::Whole { min, max } => (min as f64, max as f64, 1.0),
         KnobKind::Real { min, max, step } => (min, max, step),
         _ => (0.0, 0.0, 1.0),
+    };
+    let slider = spec.knob == Knob::Slope;
+    let max = move || match knob_value(which, Knob::Levels) {
+        Some(KnobValue::Number(levels)) if slider => levels,
+        _ => max,
     };
     let value = move || match knob_value(which, spec.knob) {
         Some(KnobValue::Number(x)) => x.to_string(),
@@ -86,9 +96,9 @@ fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
     let invalid = RwSignal::new(false);
     view! {
         <label class="knob" title=spec.help>
-            <span>{spec.label}</span>
+            <span>{spec.label}{move || slider.then(value)}</span>
             <input
-                type="number"
+                type=if slider { "range" } else { "number" }
                 min=min
                 max=max
                 step=step
@@ -106,6 +116,9 @@ fn number_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
                     };
                     let ok = parsed.is_some_and(|v| set_knob(which, spec.knob, v));
                     invalid.set(!ok);
+                    if slider && ok && ctx().model_ready() {
+                        ctx().run();
+                    }
                 }
             />
         </label>
@@ -129,7 +142,8 @@ fn check_knob(which: Which, spec: &'static KnobSpec) -> impl IntoView {
     }
 }
 
-/// A choice among named values (the remasking rule, DDPM's variance).
+/// A choice among named values (the remasking rule, DDPM's variance, the forcing schedule),
+/// the current one picked by its name (a pyramid is picked whatever its slope).
 fn choice_knob(
     which: Which,
     spec: &'static KnobSpec,
@@ -147,8 +161,10 @@ fn choice_knob(
             }>
                 {options
                     .into_iter()
-                    .map(|(name, v)| view! {
-                        <option value=name selected=move || knob_value(which, spec.knob) == Some(v)>
+                    .map(|(name, _)| view! {
+                        <option value=name selected=move || {
+                            knob_value(which, spec.knob).map(describe).as_deref() == Some(name)
+                        }>
                             {name}
                         </option>
                     })
@@ -176,6 +192,17 @@ fn knob_control(which: Which, spec: &'static KnobSpec) -> AnyView {
             Variance::ALL
                 .map(|v| (v.name(), KnobValue::Variance(v)))
                 .to_vec(),
+        )
+        .into_any(),
+        KnobKind::Schedule => choice_knob(
+            which,
+            spec,
+            Schedule::NAMES
+                .iter()
+                .filter_map(|&name| {
+                    Schedule::from_name(name, DEFAULT_SLOPE).map(|s| (name, KnobValue::Schedule(s)))
+                })
+                .collect(),
         )
         .into_any(),
         KnobKind::Whole { .. } | KnobKind::Real { .. } => number_knob(which, spec).into_any(),

@@ -452,6 +452,64 @@ test('on the default models each sampler gets its own: a race runs bd3 and ar on
   }
 });
 
+test('diffusion forcing: a race of two schedules on WebGPU draws the matrix and writes the CLI\'s text; so does the CPU', async () => {
+  const prompt = 'She was';
+  const query = `sampler=forcing&schedule=autoregressive&levels=2&b.sampler=forcing&b.schedule=full-sequence&b.levels=2&gen=5&seed=6&prompt=${encodeURIComponent(prompt)}`;
+  const args = ['--sampler', 'forcing', '--levels', '2', '--gen-length', '5', '--seed', '6'];
+  const reference = (schedule, extra = []) =>
+    cli([...args, '--schedule', schedule, ...extra], { model: defaultModel('forcing'), prompt });
+  const ar = reference('autoregressive');
+  const full = reference('full-sequence');
+  for (const gpu of [true, false]) {
+    const { page, context, problems } = await open(query, { gpu });
+    try {
+      assert.equal(await backendOf(page), gpu ? 'wgpu' : 'cpu');
+      await loaded(page, 'models/default/forcing/');
+      const [a, b] = await run(page);
+      await shot(page, `forcing-race-${gpu ? 'webgpu' : 'cpu'}`);
+      assert.equal(a.status, 'done');
+      assert.equal(b.status, 'done');
+      assertNeverRises(a.masked);
+      assert.equal(a.text, ar.text);
+      assert.equal(b.text, full.text);
+      // Autoregressive: 2 levels × 5 tokens; full-sequence: 2 steps. Each heatmap holds the
+      // opening row and one per step.
+      assert.equal(a.steps, 10);
+      assert.equal(b.steps, 2);
+      const rows = await page.$$eval('[data-testid=heatmap]', (hs) => hs.map((h) => Number(h.dataset.rows)));
+      assert.deepEqual(rows, [11, 3]);
+      // Back to the first step: each still-masked cell of the autoregressive lane shows its
+      // level as a bar (the first token half-way, level 1 of 2, unless it was drawn already).
+      await page.fill('[data-testid=scrub]', '0');
+      const first = ar.steps[0];
+      const drawn = new Set(first.commits.map((c) => c.position));
+      const want = first.levels
+        .map((level, i) => (i >= ar.prompt_ids.length && !drawn.has(i) ? `${level * 50}%` : null))
+        .filter((bar) => bar !== null);
+      const bars = await page.$eval('[data-testid=lane]', (lane) =>
+        [...lane.querySelectorAll('[data-testid=level]')].map((l) => l.style.height));
+      assert.deepEqual(bars, want);
+      assert.ok(want.length >= 4, want);
+      if (!gpu) {
+        // The pyramid's slope slider: letting go of it runs again, same seed, the CLI's text.
+        await page.selectOption('[data-knob=schedule] >> nth=0', 'pyramid');
+        await page.fill('[data-knob=slope] >> nth=0', '0.5');
+        await page.waitForFunction(() => {
+          const lane = document.querySelector('[data-testid=lane]');
+          return lane?.dataset.status === 'done' && lane.dataset.steps === '4';
+        }, null, { timeout: RUN_MS });
+        const [pyramid] = await run(page, { click: false });
+        assert.equal(pyramid.status, 'done');
+        assert.equal(pyramid.steps, 2 + Math.floor(4 * 0.5));
+        assert.equal(pyramid.text, reference('pyramid', ['--slope', '0.5']).text);
+      }
+      await assertClean(page, problems);
+    } finally {
+      await context.close();
+    }
+  }
+});
+
 test('the "AR" button picks the default autoregressive model and its sampler', async () => {
   const prompt = 'She was';
   const { page, context, problems } = await open(`${TINY}&gen=8&seed=1&prompt=${encodeURIComponent(prompt)}`, { gpu: false });

@@ -80,11 +80,20 @@ impl Fake {
                 eos_id: None,
                 attention,
                 time_conditioning: false,
+                per_token_noise: false,
             },
             cache: Vec::new(),
             calls: 0,
             cached_calls: 0,
         }
+    }
+
+    /// A diffusion-forcing model: causal, a noise level per token.
+    pub fn forcing(vocab: usize) -> Self {
+        let mut fake = Fake::new(Attention::Causal, vocab);
+        fake.spec.time_conditioning = true;
+        fake.spec.per_token_noise = true;
+        fake
     }
 
     fn mix(mut h: u64, x: u64) -> u64 {
@@ -163,6 +172,22 @@ impl Denoiser for Fake {
         };
         let data: Vec<f32> = positions.iter().flat_map(|&p| self.row(&seq, p)).collect();
         Ok(Logits::new(data, positions.len(), self.spec.vocab_size))
+    }
+
+    async fn predict_levels(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<Logits, ModelError> {
+        assert!(
+            self.spec.per_token_noise,
+            "levels asked of a per-sequence model"
+        );
+        assert_eq!(sigma.len(), tokens.len());
+        self.calls += 1;
+        let data: Vec<f32> = targets.clone().flat_map(|p| self.row(tokens, p)).collect();
+        Ok(Logits::new(data, targets.len(), self.spec.vocab_size))
     }
 
     fn reset_cache(&mut self) {

@@ -200,6 +200,7 @@ fn synthetic_config(preset: Preset) -> ModelConfig {
         adaln: true,
         causal: false,
         time_conditioning: false,
+        per_token_noise: false,
         dropout: 0.0,
         mask_token_id: Some(vocab_size as u32 - 1),
     }
@@ -230,6 +231,7 @@ fn load(args: &BenchArgs, kind: BackendKind) -> Result<(TextModel, TextConfig), 
                 eos_id: None,
                 attention: s.config.attention(),
                 time_conditioning: false,
+                per_token_noise: false,
             };
             let model = match &s.config {
                 TextConfig::Dit(c) => TextModel::Dit(DitDenoiser::new(
@@ -305,13 +307,22 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             .map(|i| (i * 7 % vocab) as u32)
             .map(|t| if t == mask { 0 } else { t })
             .collect();
-        let runs: [(SamplerKind, Attention, bool, &str); 5] = [
-            (SamplerKind::Llada, Attention::Bidirectional, false, "llada"),
-            (SamplerKind::Mdlm, Attention::Bidirectional, true, "mdlm"),
-            (SamplerKind::Bd3, native, true, "bd3 (KV cache)"),
-            (SamplerKind::Bd3, native, false, "bd3 (no cache)"),
-            (SamplerKind::Ar, Attention::Causal, true, "ar (KV cache)"),
-        ];
+        // A diffusion-forcing model runs its own sampler only: each schedule in turn.
+        let forcing = model.spec().per_token_noise;
+        let runs: Vec<(SamplerKind, Attention, bool, &str)> = if forcing {
+            ["autoregressive", "pyramid", "full-sequence"]
+                .into_iter()
+                .map(|schedule| (SamplerKind::Forcing, native, false, schedule))
+                .collect()
+        } else {
+            vec![
+                (SamplerKind::Llada, Attention::Bidirectional, false, "llada"),
+                (SamplerKind::Mdlm, Attention::Bidirectional, true, "mdlm"),
+                (SamplerKind::Bd3, native, true, "bd3 (KV cache)"),
+                (SamplerKind::Bd3, native, false, "bd3 (no cache)"),
+                (SamplerKind::Ar, Attention::Causal, true, "ar (KV cache)"),
+            ]
+        };
         let mut bd3_times = Vec::new();
         for (sampler, attention, cache, label) in runs {
             if sampler == SamplerKind::Bd3 && !matches!(native, Attention::BlockCausal { .. }) {
@@ -319,6 +330,16 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
             }
             model.set_attention(attention);
             let mut settings = Settings::for_tokens(sampler, args.gen_length);
+            if let Some(schedule) = unmask::sampler::forcing::Schedule::from_name(
+                label,
+                unmask::sampler::settings::DEFAULT_SLOPE,
+            )
+            .filter(|_| forcing)
+            {
+                settings
+                    .set(Knob::Schedule, KnobValue::Schedule(schedule))
+                    .map_err(|e| e.to_string())?;
+            }
             for (knob, on) in [(Knob::Cache, cache), (Knob::StopAtEos, false)] {
                 if settings.has(knob) {
                     settings

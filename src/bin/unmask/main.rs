@@ -11,6 +11,7 @@ use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, ModelDir, TextConfig};
 use unmask::config::Attention;
 use unmask::engine::Generation;
+use unmask::sampler::settings::DEFAULT_SLOPE;
 use unmask::sampler::{
     Fix, Knob, KnobValue, Remasking, SamplerKind, Settings, SettingsError, Step,
 };
@@ -87,6 +88,8 @@ pub enum SamplerArg {
     Mdlm,
     Bd3,
     Ar,
+    /// Diffusion forcing's scheduling matrix (a model trained with --objective forcing).
+    Forcing,
     /// DDPM's ancestral chain over all T steps (ddpm family).
     Ddpm,
     /// DDIM over --steps of the T times (ddpm family).
@@ -101,6 +104,7 @@ impl SamplerArg {
             SamplerArg::Mdlm => Some(SamplerKind::Mdlm),
             SamplerArg::Bd3 => Some(SamplerKind::Bd3),
             SamplerArg::Ar => Some(SamplerKind::Ar),
+            SamplerArg::Forcing => Some(SamplerKind::Forcing),
             SamplerArg::Ddpm | SamplerArg::Ddim => None,
         }
     }
@@ -112,6 +116,7 @@ impl SamplerArg {
             SamplerArg::Mdlm => "mdlm",
             SamplerArg::Bd3 => "bd3",
             SamplerArg::Ar => "ar",
+            SamplerArg::Forcing => "forcing",
             SamplerArg::Ddpm => "ddpm",
             SamplerArg::Ddim => "ddim",
         }
@@ -234,6 +239,17 @@ struct GenerateArgs {
     /// Fast-dLLM confidence threshold: commit every position at least this sure.
     #[arg(long)]
     threshold: Option<f64>,
+    /// Diffusion forcing's schedule (forcing) [default: pyramid].
+    #[arg(long, value_enum)]
+    schedule: Option<schedule::ScheduleArg>,
+    /// Steps by which each token trails the one before it (forcing, pyramid only), 0
+    /// (full-sequence) to --levels (autoregressive) [default: 1].
+    #[arg(long)]
+    slope: Option<f64>,
+    /// Noise levels, fully masked down to clean: the steps each token takes (forcing)
+    /// [default: 8].
+    #[arg(long)]
+    levels: Option<usize>,
     /// BD3-LM first-hitting: one random masked position per step (bd3's default unless
     /// --steps, --remasking or --threshold is given); `--first-hitting false` ranks positions by
     /// --remasking instead.
@@ -434,6 +450,9 @@ fn flag_of(knob: Knob) -> &'static str {
         Knob::Class => "--class",
         Knob::ClassifierScale => "--classifier-scale",
         Knob::Count => "--count",
+        Knob::Schedule => "--schedule",
+        Knob::Slope => "--slope",
+        Knob::Levels => "--levels",
     }
 }
 
@@ -468,7 +487,7 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
             .map_err(|e| settings_error(&e))?;
     }
     let number = |x: f64| KnobValue::Number(x);
-    let given: [(Knob, Option<KnobValue>); 12] = [
+    let given: [(Knob, Option<KnobValue>); 15] = [
         (Knob::FirstHitting, args.first_hitting.map(KnobValue::Flag)),
         (Knob::Steps, args.steps.map(|n| number(n as f64))),
         (
@@ -497,6 +516,13 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
             args.no_stop_at_eos.then_some(KnobValue::Flag(false)),
         ),
         (Knob::Seed, Some(number(args.seed as f64))),
+        (Knob::Levels, args.levels.map(|n| number(n as f64))),
+        (
+            Knob::Schedule,
+            args.schedule
+                .map(|s| KnobValue::Schedule(s.schedule(args.slope.unwrap_or(DEFAULT_SLOPE)))),
+        ),
+        (Knob::Slope, args.slope.map(number)),
     ];
     set_knobs(&mut settings, given)?;
     Ok(settings)
@@ -543,7 +569,7 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
         None => bundle.config.own_sampler(),
         Some(arg) => arg.text().ok_or_else(|| {
             CliError::Input(format!(
-                "--sampler {} draws images; {} is a text model (llada, mdlm, bd3 or ar)",
+                "--sampler {} draws images; {} is a text model (llada, mdlm, bd3, ar or forcing)",
                 arg.name(),
                 args.model.display()
             ))

@@ -38,12 +38,19 @@ pub struct ScheduleArgs {
     json: bool,
 }
 
+impl ScheduleArg {
+    /// The schedule it names; the pyramid at `slope`.
+    pub fn schedule(self, slope: f64) -> Schedule {
+        match self {
+            ScheduleArg::Pyramid => Schedule::Pyramid { slope },
+            ScheduleArg::Autoregressive => Schedule::Autoregressive,
+            ScheduleArg::FullSequence => Schedule::FullSequence,
+        }
+    }
+}
+
 pub fn run(args: ScheduleArgs) -> Result<(), CliError> {
-    let schedule = match args.schedule {
-        ScheduleArg::Pyramid => Schedule::Pyramid { slope: args.slope },
-        ScheduleArg::Autoregressive => Schedule::Autoregressive,
-        ScheduleArg::FullSequence => Schedule::FullSequence,
-    };
+    let schedule = args.schedule.schedule(args.slope);
     if !matches!(args.schedule, ScheduleArg::Pyramid) && args.slope != 1.0 {
         return Err(CliError::Input(
             "--slope shapes the pyramid only; --schedule autoregressive and full-sequence fix it"

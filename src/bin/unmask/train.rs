@@ -9,11 +9,13 @@ use unmask::bundle::TOKENIZER_FILE;
 use unmask::config::ModelConfig;
 use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
+use unmask::sampler::{Knob, KnobValue, SamplerKind, Settings};
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
 use unmask::train::{Documents, Objective, Recipe, Shape, Start, TrainConfig, Trainer};
 
 use crate::CliResult;
+use crate::schedule::ScheduleArg;
 
 /// Prompt of the samples printed at each validation.
 const SAMPLE_PROMPT: &str = "It is a truth universally acknowledged";
@@ -28,6 +30,8 @@ pub enum ObjectiveArg {
     Bd3,
     /// Autoregressive (causal): for the ar sampler.
     Ar,
+    /// Diffusion forcing (causal, a noise level per token): for the forcing sampler.
+    Forcing,
     /// Gaussian diffusion's noise predictor on the digits (DDPM's L_simple with label dropout).
     Ddpm,
     /// The noisy classifier of classifier guidance, on the digits.
@@ -206,9 +210,10 @@ impl TrainArgs {
 
     fn new_run(&self, vocab_size: usize) -> CliResult<(TrainConfig, ModelConfig)> {
         let objective = match self.objective {
-            None => return Err("a new run needs --objective (mdlm, bd3 or ar on the corpus; ddpm or classifier on the digits)".into()),
+            None => return Err("a new run needs --objective (mdlm, bd3, ar or forcing on the corpus; ddpm or classifier on the digits)".into()),
             Some(ObjectiveArg::Mdlm) => Objective::Mdlm,
             Some(ObjectiveArg::Ar) => Objective::Ar,
+            Some(ObjectiveArg::Forcing) => Objective::Forcing,
             Some(ObjectiveArg::Bd3) => Objective::Bd3 {
                 block_size: self.block_size.unwrap_or(DEFAULT_BLOCK_SIZE),
             },
@@ -573,7 +578,22 @@ pub struct QualityArgs {
     /// Backend.
     #[arg(long, default_value = "cpu")]
     pub backend: BackendKind,
-    /// Write the report (every sample) as JSON here.
+    /// An autoregressive model folder (the shipped www/models/default/ar) under which every
+    /// sample's perplexity is measured, beside held-out text's.
+    #[arg(long, value_parser = crate::model_folder())]
+    pub judge: Option<PathBuf>,
+    /// Diffusion forcing's schedule (forcing) [default: each of autoregressive, pyramid and
+    /// full-sequence in turn].
+    #[arg(long, value_enum)]
+    pub schedule: Option<super::schedule::ScheduleArg>,
+    /// The pyramid's slope (forcing) [default: 1].
+    #[arg(long)]
+    pub slope: Option<f64>,
+    /// Noise levels (forcing) [default: 8].
+    #[arg(long)]
+    pub levels: Option<usize>,
+    /// Write the report (every sample) as JSON here (the last schedule's, for forcing without
+    /// --schedule).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Print every sample.
@@ -619,41 +639,106 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
             )
         })?,
     };
-    let report =
-        quality::check(&mut bundle, sampler, args.top_p, &vocabulary).map_err(|e| e.to_string())?;
-    for s in report.samples.iter().filter(|_| args.verbose) {
-        outln!(
-            "[seed {}] {} ‖ {}\n  known words {}/{}, longest repeat {}, repeated {}-grams {:.1}%",
-            s.seed,
-            s.prompt,
-            s.completion.replace('\n', " "),
-            s.known_words,
-            s.words,
-            s.longest_repeat,
-            quality::REP_N,
-            100.0 * s.repeated_ngrams
-        );
+    let judge = match &args.judge {
+        Some(dir) => Some(
+            unmask::Bundle::from_dir(dir, &device)
+                .map_err(|e| format!("--judge {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let forcing_flags = args.schedule.is_some() || args.slope.is_some() || args.levels.is_some();
+    if forcing_flags && sampler != SamplerKind::Forcing {
+        return Err("--schedule, --slope and --levels are the forcing sampler's".into());
     }
-    outln!(
-        "{} ({} sampler, {} prompts × {} tokens, top-p {}): {}",
-        args.model.display(),
-        sampler.name(),
-        report.samples.len(),
-        quality::GEN_LENGTH,
-        args.top_p,
-        report.scores
-    );
+    // Diffusion forcing without --schedule: each schedule in turn, from one end to the other.
+    let schedules: Vec<Option<ScheduleArg>> = match (sampler, args.schedule) {
+        (SamplerKind::Forcing, None) if args.slope.is_none() => vec![
+            Some(ScheduleArg::Autoregressive),
+            Some(ScheduleArg::Pyramid),
+            Some(ScheduleArg::FullSequence),
+        ],
+        (_, schedule) => vec![schedule],
+    };
+    let mut report = None;
+    for schedule in schedules {
+        let mut settings = Settings::for_tokens(sampler, quality::GEN_LENGTH);
+        let number = KnobValue::Number;
+        let slope = args
+            .slope
+            .unwrap_or(unmask::sampler::settings::DEFAULT_SLOPE);
+        for (knob, value) in [
+            (Knob::Levels, args.levels.map(|n| number(n as f64))),
+            (
+                Knob::Schedule,
+                schedule.map(|s| KnobValue::Schedule(s.schedule(slope))),
+            ),
+            (Knob::Slope, args.slope.map(number)),
+        ] {
+            if let Some(value) = value {
+                settings.set(knob, value).map_err(|e| e.to_string())?;
+            }
+        }
+        let r = quality::check(
+            &mut bundle,
+            &settings,
+            args.top_p,
+            &vocabulary,
+            judge.as_ref(),
+        )
+        .map_err(|e| e.to_string())?;
+        for s in r.samples.iter().filter(|_| args.verbose) {
+            outln!(
+                "[seed {}] {} ‖ {}\n  known words {}/{}, longest repeat {}, repeated {}-grams {:.1}%",
+                s.seed,
+                s.prompt,
+                s.completion.replace('\n', " "),
+                s.known_words,
+                s.words,
+                s.longest_repeat,
+                quality::REP_N,
+                100.0 * s.repeated_ngrams
+            );
+        }
+        let schedule = match settings.get(Knob::Schedule) {
+            Some(KnobValue::Schedule(s)) => format!(
+                ", {} schedule{}, {} levels",
+                s.name(),
+                match s {
+                    unmask::sampler::forcing::Schedule::Pyramid { slope } =>
+                        format!(" at slope {slope}"),
+                    _ => String::new(),
+                },
+                settings
+                    .get(Knob::Levels)
+                    .map_or(String::new(), |v| match v {
+                        KnobValue::Number(n) => n.to_string(),
+                        _ => String::new(),
+                    })
+            ),
+            _ => String::new(),
+        };
+        outln!(
+            "{} ({} sampler{schedule}, {} prompts × {} tokens, top-p {}): {}",
+            args.model.display(),
+            sampler.name(),
+            r.samples.len(),
+            quality::GEN_LENGTH,
+            args.top_p,
+            r.scores
+        );
+        report = Some(r);
+    }
     let held_out = corpus::read_documents(&args.corpus, Split::Valid).map_err(|e| e.to_string())?;
-    let reference =
-        quality::reference(&held_out, &bundle.codec, &vocabulary).map_err(|e| e.to_string())?;
+    let reference = quality::reference(&held_out, &bundle.codec, &vocabulary, judge.as_ref())
+        .map_err(|e| e.to_string())?;
     outln!(
         "held-out text ({} validation passages × {} tokens): {}",
         reference.passages,
         quality::GEN_LENGTH,
         reference.scores
     );
-    if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+    if let (Some(path), Some(report)) = (&args.json, &report) {
+        let json = serde_json::to_vec_pretty(report).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())

@@ -1,0 +1,355 @@
+//! Diffusion forcing's sampler (issue 17): the scheduling matrix drives which tokens unmask and
+//! when, each model call sees every position's level, the trajectory records the matrix, and a
+//! canvas longer than the model's context rolls a window along it.
+
+mod common;
+
+use std::ops::Range;
+
+use unmask::config::Attention;
+use unmask::engine::Generation;
+use unmask::model::ModelError;
+use unmask::sampler::forcing::{Schedule, level_sigma};
+use unmask::sampler::{
+    Denoiser, ForcingSettings, Logits, ModelSpec, SampleError, SamplerKind, Settings,
+    SettingsError, Step,
+};
+use unmask::trajectory::Trajectory;
+
+const VOCAB: usize = 40;
+const MASK: u32 = VOCAB as u32 - 1;
+
+/// One call the fake served.
+#[derive(Clone, Debug)]
+struct Call {
+    tokens: Vec<u32>,
+    targets: Range<usize>,
+    sigma: Vec<f32>,
+}
+
+/// A per-token-noise model: each row's logits hash the clean tokens at and before its position
+/// (causal), and the mask gets the largest logit, so a sampler that forgets SUBS is caught.
+struct Fake {
+    spec: ModelSpec,
+    calls: Vec<Call>,
+}
+
+impl Fake {
+    fn new(model_length: usize) -> Self {
+        Fake {
+            spec: ModelSpec {
+                vocab_size: VOCAB,
+                model_length,
+                mask_id: MASK,
+                eos_id: None,
+                attention: Attention::Causal,
+                time_conditioning: true,
+                per_token_noise: true,
+            },
+            calls: Vec::new(),
+        }
+    }
+
+    fn row(tokens: &[u32], position: usize) -> Vec<f32> {
+        let mut h: u64 = 0x9E37_79B9 ^ position as u64;
+        for (i, &t) in tokens[..=position].iter().enumerate() {
+            if t != MASK {
+                h = (h ^ ((i as u64) << 32 | t as u64)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            }
+        }
+        (0..VOCAB as u64)
+            .map(|v| {
+                if v == MASK as u64 {
+                    100.0
+                } else {
+                    ((h ^ v).wrapping_mul(0x94D0_49BB_1331_11EB) >> 40) as f32 / 1e6
+                }
+            })
+            .collect()
+    }
+}
+
+impl Denoiser for Fake {
+    type Rows = Logits;
+
+    fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    async fn predict(
+        &mut self,
+        _: &[&[u32]],
+        _: Range<usize>,
+        _: f32,
+    ) -> Result<Vec<Logits>, ModelError> {
+        panic!("the forcing sampler gives a level per token")
+    }
+
+    async fn predict_cached(&mut self, _: &[u32], _: &[u32], _: f32) -> Result<Logits, ModelError> {
+        panic!("the forcing sampler runs without the cache")
+    }
+
+    async fn predict_levels(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<Logits, ModelError> {
+        assert!(
+            tokens.len() <= self.spec.model_length,
+            "window past the context"
+        );
+        assert_eq!(sigma.len(), tokens.len());
+        assert!(!targets.is_empty() && targets.end <= tokens.len());
+        self.calls.push(Call {
+            tokens: tokens.to_vec(),
+            targets: targets.clone(),
+            sigma: sigma.to_vec(),
+        });
+        let data = targets.clone().flat_map(|p| Self::row(tokens, p)).collect();
+        Ok(Logits::new(data, targets.len(), VOCAB))
+    }
+
+    fn reset_cache(&mut self) {}
+}
+
+fn settings(schedule: Schedule, levels: usize, gen_length: usize, seed: u64) -> Settings {
+    let mut s = ForcingSettings {
+        gen_length,
+        schedule,
+        levels,
+        ..Default::default()
+    };
+    s.draw.seed = seed;
+    Settings::Forcing(s)
+}
+
+fn run(settings: Settings, prompt: &[u32], model: &mut Fake) -> Vec<Step> {
+    let spec = model.spec().clone();
+    let mut g = Generation::from_ids(settings, prompt, &spec).unwrap();
+    pollster::block_on(g.run(model, |_| {})).unwrap();
+    g.steps().to_vec()
+}
+
+/// Each position's level before step `index`: the prompt's 0 and the first row's `levels`, then
+/// what the step before recorded.
+fn before(steps: &[Step], index: usize, prompt: usize, levels: u32) -> Vec<u32> {
+    match index {
+        0 => (0..steps[0].levels.len())
+            .map(|i| if i < prompt { 0 } else { levels })
+            .collect(),
+        _ => steps[index - 1].levels.clone(),
+    }
+}
+
+const PROMPT: [u32; 3] = [1, 5, 6];
+
+#[test]
+fn every_step_records_one_row_of_the_matrix_and_the_canvas_ends_clean() {
+    let (levels, tokens, slope) = (4, 12, 1.5);
+    let schedule = Schedule::Pyramid { slope };
+    let matrix = schedule.matrix(levels, tokens).unwrap();
+    let steps = run(
+        settings(schedule, levels, tokens, 3),
+        &PROMPT,
+        &mut Fake::new(64),
+    );
+    assert_eq!(steps.len(), matrix.rows() - 1);
+    for (m, step) in steps.iter().enumerate() {
+        assert_eq!(&step.levels[..3], &[0, 0, 0], "the prompt is clean");
+        assert_eq!(&step.levels[3..], matrix.row(m + 1), "step {m}");
+    }
+    let last = steps.last().unwrap();
+    assert!(last.masked.iter().all(|&m| !m), "{:?}", last.canvas);
+    assert!(last.canvas.iter().all(|&t| t != MASK));
+}
+
+#[test]
+fn a_token_is_committed_only_at_a_step_where_its_level_falls() {
+    let levels = 6;
+    for (seed, schedule) in [
+        (1, Schedule::Pyramid { slope: 1.0 }),
+        (2, Schedule::Pyramid { slope: 2.5 }),
+        (3, Schedule::FullSequence),
+    ] {
+        let steps = run(
+            settings(schedule, levels, 16, seed),
+            &PROMPT,
+            &mut Fake::new(64),
+        );
+        for (m, step) in steps.iter().enumerate() {
+            let was = before(&steps, m, PROMPT.len(), levels as u32);
+            for c in &step.commits {
+                let (from, to) = (was[c.position], step.levels[c.position]);
+                assert!(
+                    to < from,
+                    "{schedule:?} step {m}: {} committed at level {from} → {to}",
+                    c.position
+                );
+                assert!(from <= levels as u32);
+            }
+        }
+    }
+}
+
+#[test]
+fn autoregressive_commits_strictly_left_to_right() {
+    let steps = run(
+        settings(Schedule::Autoregressive, 5, 10, 7),
+        &PROMPT,
+        &mut Fake::new(64),
+    );
+    let committed: Vec<usize> = steps
+        .iter()
+        .flat_map(|s| s.commits.iter().map(|c| c.position))
+        .collect();
+    assert_eq!(committed, (3..13).collect::<Vec<_>>());
+    for step in &steps {
+        for c in &step.commits {
+            assert!(step.canvas[..c.position].iter().all(|&t| t != MASK));
+            assert!(step.canvas[c.position + 1..].iter().all(|&t| t == MASK));
+        }
+    }
+}
+
+#[test]
+fn each_call_sees_every_position_at_its_level() {
+    let levels = 4;
+    let mut model = Fake::new(64);
+    let steps = run(
+        settings(Schedule::Pyramid { slope: 1.0 }, levels, 8, 5),
+        &PROMPT,
+        &mut model,
+    );
+    let mut calls = model.calls.iter();
+    for (m, step) in steps.iter().enumerate() {
+        let called = step.model_calls > if m == 0 { 0 } else { steps[m - 1].model_calls };
+        if !called {
+            assert!(step.commits.is_empty());
+            continue;
+        }
+        let call = calls.next().unwrap();
+        let was = before(&steps, m, PROMPT.len(), levels as u32);
+        // The window starts at 0 here (the canvas fits the context).
+        let want: Vec<f32> = was[..call.tokens.len()]
+            .iter()
+            .map(|&k| level_sigma(k, levels))
+            .collect();
+        assert_eq!(call.sigma, want, "step {m}");
+        assert_eq!(call.sigma[0], 0.0, "a clean token sits at σ = 0");
+        for c in &step.commits {
+            assert!(call.targets.contains(&c.position));
+        }
+    }
+    assert!(calls.next().is_none());
+}
+
+#[test]
+fn a_canvas_longer_than_the_context_rolls_a_window_along_it() {
+    let model_length = 16;
+    let gen_length = 40;
+    let mut model = Fake::new(model_length);
+    let steps = run(
+        settings(Schedule::Pyramid { slope: 2.0 }, 4, gen_length, 11),
+        &PROMPT,
+        &mut model,
+    );
+    let last = steps.last().unwrap();
+    assert_eq!(last.canvas.len(), PROMPT.len() + gen_length);
+    assert!(last.canvas.iter().all(|&t| t != MASK));
+    // Every call fit the context (the fake asserts it), and the late ones saw a window that no
+    // longer starts at the prompt: its first tokens are the clean context before the band.
+    let longest = model.calls.iter().map(|c| c.tokens.len()).max().unwrap();
+    assert_eq!(longest, model_length);
+    let late = model.calls.last().unwrap();
+    assert_ne!(&late.tokens[..3], &PROMPT);
+    assert!(late.tokens[..late.targets.start].iter().all(|&t| t != MASK));
+}
+
+#[test]
+fn a_step_wider_than_the_window_is_refused_before_any_call() {
+    let spec = Fake::new(16).spec;
+    let err = Generation::from_ids(settings(Schedule::FullSequence, 4, 40, 0), &PROMPT, &spec)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            SampleError::Settings(SettingsError::ForcingWindow {
+                span: 40,
+                model_length: 16
+            })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_schedules_and_models_are_clear_errors() {
+    let spec = Fake::new(64).spec;
+    let refuse = |settings: Settings, spec: &ModelSpec| {
+        Generation::from_ids(settings, &PROMPT, spec)
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let err = refuse(settings(Schedule::Pyramid { slope: 9.0 }, 4, 8, 0), &spec);
+    assert!(err.contains("slope = 9"), "{err}");
+    let err = refuse(settings(Schedule::FullSequence, 0, 8, 0), &spec);
+    assert!(err.contains("levels"), "{err}");
+    // A model with one level per sequence cannot run the forcing sampler.
+    let mut mdlm = spec.clone();
+    mdlm.per_token_noise = false;
+    mdlm.attention = Attention::Bidirectional;
+    let err = refuse(Settings::defaults(SamplerKind::Forcing), &mdlm);
+    assert!(
+        err.contains("noise level per token") && err.contains("mdlm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_trajectory_keeps_every_steps_levels() {
+    let s = settings(Schedule::Pyramid { slope: 1.0 }, 3, 6, 2);
+    let spec = Fake::new(64).spec;
+    let mut g = Generation::from_ids(s, &PROMPT, &spec).unwrap();
+    pollster::block_on(g.run(&mut Fake::new(64), |_| {})).unwrap();
+    let codec = unmask::text::TextCodec::from_bytes(
+        &common::fixture_file("tokenizer.json"),
+        &unmask::config::ModelConfig::from_json(&common::fixture_file("config.json")).unwrap(),
+    )
+    .unwrap();
+    let trajectory = g.trajectory("fake", &codec, &spec);
+    let json = trajectory.to_json();
+    let back: Trajectory = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.steps, g.steps());
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["steps"][0]["levels"],
+        serde_json::json!([0, 0, 0, 2, 3, 3, 3, 3, 3])
+    );
+    assert_eq!(value["settings"]["schedule"]["kind"], "pyramid");
+    // The page replays it with no model: the heatmap holds the opening row and one per step.
+    let replay = unmask::page::replay::Replay::from_trajectory(&back);
+    let heatmap = replay.heatmap().unwrap();
+    assert_eq!(heatmap.rows, back.steps.len() + 1);
+    assert_eq!(heatmap.columns, PROMPT.len() + 6);
+}
+
+#[test]
+fn showing_candidates_changes_neither_the_text_nor_the_calls() {
+    let s = settings(Schedule::Pyramid { slope: 1.5 }, 5, 12, 4);
+    let spec = Fake::new(64).spec;
+    let run = |shown: bool| {
+        let mut model = Fake::new(64);
+        let mut g = Generation::from_ids(s.clone(), &PROMPT, &spec).unwrap();
+        g.show_candidates(shown);
+        pollster::block_on(g.run(&mut model, |_| {})).unwrap();
+        let last = g.steps().last().unwrap().clone();
+        (last.canvas, last.model_calls, model.calls.len())
+    };
+    let (quiet, shown) = (run(false), run(true));
+    assert_eq!(quiet, shown);
+    // A call only where a token is drawn: at most one per token.
+    assert!(quiet.1 <= 12, "{} calls", quiet.1);
+}
