@@ -35,8 +35,9 @@
 # and 5,467, with
 #   MAX_STEPS_MDLM=12700 TIME_LIMIT=32 scripts/train-default.sh mdlm &
 #   MAX_STEPS_BD3=5500 TIME_LIMIT=32 scripts/train-default.sh bd3
-# Diffusion forcing (2026-12-07) ran the defaults below once:
+# Diffusion forcing (2026-12-07) ran the defaults below, then resumed that run to 5,000 steps:
 #   MAX_STEPS_FORCING=2650 TIME_LIMIT=72 scripts/train-default.sh forcing
+#   MAX_STEPS_FORCING=5000 TIME_LIMIT=55 scripts/train-default.sh forcing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh

@@ -1075,8 +1075,8 @@ async fn generate(
     }
 }
 
-/// One silent step of `job` on `loaded`, so the kernels its first step needs are compiled
-/// before the reader asks for the run ([`ToWorker::Warm`]). Whatever fails here fails again,
+/// The silent steps of `job` on `loaded` up to its first model call, so the kernels that call
+/// needs are compiled before the reader asks for the run ([`ToWorker::Warm`]). Whatever fails here fails again,
 /// and is reported, in the run itself.
 async fn warm(job: Job, loaded: Rc<Loaded>) {
     let t0 = now_ms();
@@ -1091,7 +1091,13 @@ async fn warm(job: Job, loaded: Rc<Loaded>) {
         ) => {
             if let Ok((mut generation, _)) = text.generation(&prompt, settings, chat) {
                 let mut model = text.bundle.model.fork();
-                let _ = generation.next(&mut model).await;
+                // Up to the first step that calls the model (diffusion forcing's first steps
+                // may draw nothing).
+                while let Ok(Some(step)) = generation.next(&mut model).await {
+                    if step.model_calls > 0 {
+                        break;
+                    }
+                }
             }
         }
         (Job::Ddpm { settings }, Loaded::Ddpm(digits)) => {

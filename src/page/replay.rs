@@ -2,6 +2,7 @@
 //! every cell shows at any step of the timeline, and the per-step series the plots draw.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use crate::sampler::{Candidates, Step};
 use crate::trajectory::Trajectory;
@@ -237,7 +238,8 @@ impl Replay {
                     .checked_sub(1)
                     .and_then(|k| paths.get_mut(k))
                 {
-                    path.push_str(&format!("M{x} {y}h{run}v1h-{run}z"));
+                    // Writing to a String cannot fail.
+                    let _ = write!(path, "M{x} {y}h{run}v1h-{run}z");
                 }
                 x += run;
             }
