@@ -274,18 +274,16 @@ impl ModelConfig {
         }
     }
 
-    /// The sampler the model was trained for: config.json's `sampler`, else the one its
-    /// attention implies — `mdlm` for bidirectional, `bd3` for block-causal, `ar` for causal
-    /// (the published MDLM and BD3-LM checkpoints).
+    /// The sampler the model was trained for: config.json's `sampler`, else `forcing` for a
+    /// per-token-noise model and otherwise the one its attention implies
+    /// ([`SamplerKind::for_attention`](crate::sampler::SamplerKind::for_attention), as for the
+    /// published MDLM and BD3-LM checkpoints).
     pub fn own_sampler(&self) -> crate::sampler::SamplerKind {
         use crate::sampler::SamplerKind;
-        if self.per_token_noise {
-            return self.sampler.unwrap_or(SamplerKind::Forcing);
-        }
-        self.sampler.unwrap_or(match self.attention() {
-            Attention::Bidirectional => SamplerKind::Mdlm,
-            Attention::BlockCausal { .. } => SamplerKind::Bd3,
-            Attention::Causal => SamplerKind::Ar,
+        self.sampler.unwrap_or(if self.per_token_noise {
+            SamplerKind::Forcing
+        } else {
+            SamplerKind::for_attention(self.attention())
         })
     }
 

@@ -199,9 +199,7 @@ pub trait Denoiser {
         sigma: &[f32],
     ) -> Result<Self::Rows, ModelError> {
         let _ = (tokens, targets, sigma);
-        Err(ModelError::Unsupported(
-            "this model takes one noise level per sequence, not one per token; the forcing sampler needs a model trained with `unmask train --objective forcing`".into(),
-        ))
+        Err(ModelError::one_level_per_sequence())
     }
 
     /// Empties the cache.
@@ -261,6 +259,13 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// A noise level per token asked of a model trained with one per sequence.
+    pub fn one_level_per_sequence() -> Self {
+        ModelError::Unsupported(
+            "this model takes one noise level per sequence, not one per token; the forcing sampler needs a model trained with `unmask train --objective forcing`".into(),
+        )
+    }
+
     /// Names the sampler step the failing call belonged to.
     pub fn at_step(self, index: usize) -> Self {
         match self {

@@ -14,13 +14,22 @@ fn tmp(name: &str) -> std::path::PathBuf {
 /// `unmask generate` on the fixture model with `args`, its trace written to `trace`: the text
 /// printed and the trajectory.
 fn generate(args: &[&str], trace: &std::path::Path) -> (String, Trajectory) {
-    let model = fixture_dir();
+    generate_on(&fixture_dir(), "the old man saw a", args, trace)
+}
+
+/// `unmask generate` on `model` after `prompt` with `args`, as [`generate`].
+fn generate_on(
+    model: &std::path::Path,
+    prompt: &str,
+    args: &[&str],
+    trace: &std::path::Path,
+) -> (String, Trajectory) {
     let mut all = vec![
         "generate",
         "--model",
         model.to_str().unwrap(),
         "--prompt",
-        "the old man saw a",
+        prompt,
         "--trace",
         trace.to_str().unwrap(),
     ];
@@ -28,7 +37,7 @@ fn generate(args: &[&str], trace: &std::path::Path) -> (String, Trajectory) {
     let out = unmask(&all);
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let trajectory = Trajectory::from_json(&std::fs::read_to_string(trace).unwrap()).unwrap();
@@ -617,26 +626,8 @@ fn generate_runs_diffusion_forcing_and_its_trace_holds_the_matrix() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let forcing = root.join("www/models/default/forcing");
     let run = |extra: &[&str], trace: &std::path::Path| {
-        let mut args = vec![
-            "generate",
-            "--model",
-            forcing.to_str().unwrap(),
-            "--prompt",
-            "It was a bright morning when",
-            "--gen-length",
-            "6",
-            "--quiet",
-            "--trace",
-            trace.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let out = unmask(&args);
-        assert!(
-            out.status.success(),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Trajectory::from_json(&std::fs::read_to_string(trace).unwrap()).unwrap()
+        let args = [&["--gen-length", "6", "--quiet"], extra].concat();
+        generate_on(&forcing, "It was a bright morning when", &args, trace).1
     };
     // Autoregressive over 3 levels: 3 steps per token, each token clean before the next starts.
     let t = run(
@@ -706,4 +697,61 @@ fn generate_runs_diffusion_forcing_and_its_trace_holds_the_matrix() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("noise level per token"), "{err}");
+}
+
+#[test]
+fn quality_judges_under_an_autoregressive_model_and_runs_the_schedule_asked_for() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www/models/default");
+    let corpus = small_corpus("judge-corpus");
+    let quality = |model: &str, judge: &str, extra: &[&str]| {
+        let (model, judge) = (root.join(model), root.join(judge));
+        let mut args = vec![
+            "quality",
+            "--model",
+            model.to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--judge",
+            judge.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        unmask(&args)
+    };
+    // Full-sequence over 2 levels: two calls for 128 tokens, each sample scored by `ar/`.
+    let out = quality(
+        "forcing",
+        "ar",
+        &["--schedule", "full-sequence", "--levels", "2"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one schedule, then held-out text: {text}");
+    assert!(
+        lines[0].contains("schedule full-sequence, 2 levels"),
+        "{text}"
+    );
+    assert!(lines[0].contains("0.02 model calls per token"), "{text}");
+    for line in &lines {
+        let perplexity: f64 = line
+            .split("perplexity under the judge ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("no perplexity: {line}"))
+            .parse()
+            .unwrap();
+        assert!(perplexity.is_finite() && perplexity > 1.0, "{line}");
+    }
+    // A judge must be autoregressive: refused with its reason before any sample.
+    let out = quality("ar", "mdlm", &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("autoregressive") && !err.contains("panicked"),
+        "{err}"
+    );
 }

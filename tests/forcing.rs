@@ -4,113 +4,24 @@
 
 mod common;
 
-use std::ops::Range;
-
+use common::{Fake, run_all};
 use unmask::config::Attention;
 use unmask::engine::Generation;
-use unmask::model::ModelError;
 use unmask::sampler::forcing::{Schedule, level_sigma};
 use unmask::sampler::{
-    Denoiser, ForcingSettings, Logits, ModelSpec, SampleError, SamplerKind, Settings,
-    SettingsError, Step,
+    ForcingSettings, ModelSpec, SampleError, SamplerKind, Settings, SettingsError, Step,
 };
 use unmask::trajectory::Trajectory;
 
 const VOCAB: usize = 40;
 const MASK: u32 = VOCAB as u32 - 1;
 
-/// One call the fake served.
-#[derive(Clone, Debug)]
-struct Call {
-    tokens: Vec<u32>,
-    targets: Range<usize>,
-    sigma: Vec<f32>,
-}
-
-/// A per-token-noise model: each row's logits hash the clean tokens at and before its position
-/// (causal), and the mask gets the largest logit, so a sampler that forgets SUBS is caught.
-struct Fake {
-    spec: ModelSpec,
-    calls: Vec<Call>,
-}
-
-impl Fake {
-    fn new(model_length: usize) -> Self {
-        Fake {
-            spec: ModelSpec {
-                vocab_size: VOCAB,
-                model_length,
-                mask_id: MASK,
-                eos_id: None,
-                attention: Attention::Causal,
-                time_conditioning: true,
-                per_token_noise: true,
-            },
-            calls: Vec::new(),
-        }
-    }
-
-    fn row(tokens: &[u32], position: usize) -> Vec<f32> {
-        let mut h: u64 = 0x9E37_79B9 ^ position as u64;
-        for (i, &t) in tokens[..=position].iter().enumerate() {
-            if t != MASK {
-                h = (h ^ ((i as u64) << 32 | t as u64)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            }
-        }
-        (0..VOCAB as u64)
-            .map(|v| {
-                if v == MASK as u64 {
-                    100.0
-                } else {
-                    ((h ^ v).wrapping_mul(0x94D0_49BB_1331_11EB) >> 40) as f32 / 1e6
-                }
-            })
-            .collect()
-    }
-}
-
-impl Denoiser for Fake {
-    type Rows = Logits;
-
-    fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
-    async fn predict(
-        &mut self,
-        _: &[&[u32]],
-        _: Range<usize>,
-        _: f32,
-    ) -> Result<Vec<Logits>, ModelError> {
-        panic!("the forcing sampler gives a level per token")
-    }
-
-    async fn predict_cached(&mut self, _: &[u32], _: &[u32], _: f32) -> Result<Logits, ModelError> {
-        panic!("the forcing sampler runs without the cache")
-    }
-
-    async fn predict_levels(
-        &mut self,
-        tokens: &[u32],
-        targets: Range<usize>,
-        sigma: &[f32],
-    ) -> Result<Logits, ModelError> {
-        assert!(
-            tokens.len() <= self.spec.model_length,
-            "window past the context"
-        );
-        assert_eq!(sigma.len(), tokens.len());
-        assert!(!targets.is_empty() && targets.end <= tokens.len());
-        self.calls.push(Call {
-            tokens: tokens.to_vec(),
-            targets: targets.clone(),
-            sigma: sigma.to_vec(),
-        });
-        let data = targets.clone().flat_map(|p| Self::row(tokens, p)).collect();
-        Ok(Logits::new(data, targets.len(), VOCAB))
-    }
-
-    fn reset_cache(&mut self) {}
+/// The common fake as a diffusion-forcing model of context `model_length`: it records every
+/// call and refuses a window past its context.
+fn fake(model_length: usize) -> Fake {
+    let mut fake = Fake::forcing(VOCAB);
+    fake.spec.model_length = model_length;
+    fake
 }
 
 fn settings(schedule: Schedule, levels: usize, gen_length: usize, seed: u64) -> Settings {
@@ -122,13 +33,6 @@ fn settings(schedule: Schedule, levels: usize, gen_length: usize, seed: u64) -> 
     };
     s.draw.seed = seed;
     Settings::Forcing(s)
-}
-
-fn run(settings: Settings, prompt: &[u32], model: &mut Fake) -> Vec<Step> {
-    let spec = model.spec().clone();
-    let mut g = Generation::from_ids(settings, prompt, &spec).unwrap();
-    pollster::block_on(g.run(model, |_| {})).unwrap();
-    g.steps().to_vec()
 }
 
 /// Each position's level before step `index`: the prompt's 0 and the first row's `levels`, then
@@ -149,10 +53,10 @@ fn every_step_records_one_row_of_the_matrix_and_the_canvas_ends_clean() {
     let (levels, tokens, slope) = (4, 12, 1.5);
     let schedule = Schedule::Pyramid { slope };
     let matrix = schedule.matrix(levels, tokens).unwrap();
-    let steps = run(
+    let steps = run_all(
         settings(schedule, levels, tokens, 3),
         &PROMPT,
-        &mut Fake::new(64),
+        &mut fake(64),
     );
     assert_eq!(steps.len(), matrix.rows() - 1);
     for (m, step) in steps.iter().enumerate() {
@@ -172,11 +76,7 @@ fn a_token_is_committed_only_at_a_step_where_its_level_falls() {
         (2, Schedule::Pyramid { slope: 2.5 }),
         (3, Schedule::FullSequence),
     ] {
-        let steps = run(
-            settings(schedule, levels, 16, seed),
-            &PROMPT,
-            &mut Fake::new(64),
-        );
+        let steps = run_all(settings(schedule, levels, 16, seed), &PROMPT, &mut fake(64));
         for (m, step) in steps.iter().enumerate() {
             let was = before(&steps, m, PROMPT.len(), levels as u32);
             for c in &step.commits {
@@ -194,10 +94,10 @@ fn a_token_is_committed_only_at_a_step_where_its_level_falls() {
 
 #[test]
 fn autoregressive_commits_strictly_left_to_right() {
-    let steps = run(
+    let steps = run_all(
         settings(Schedule::Autoregressive, 5, 10, 7),
         &PROMPT,
-        &mut Fake::new(64),
+        &mut fake(64),
     );
     let committed: Vec<usize> = steps
         .iter()
@@ -215,13 +115,13 @@ fn autoregressive_commits_strictly_left_to_right() {
 #[test]
 fn each_call_sees_every_position_at_its_level() {
     let levels = 4;
-    let mut model = Fake::new(64);
-    let steps = run(
+    let mut model = fake(64);
+    let steps = run_all(
         settings(Schedule::Pyramid { slope: 1.0 }, levels, 8, 5),
         &PROMPT,
         &mut model,
     );
-    let mut calls = model.calls.iter();
+    let mut calls = model.level_calls.iter();
     for (m, step) in steps.iter().enumerate() {
         let called = step.model_calls > if m == 0 { 0 } else { steps[m - 1].model_calls };
         if !called {
@@ -248,8 +148,8 @@ fn each_call_sees_every_position_at_its_level() {
 fn a_canvas_longer_than_the_context_rolls_a_window_along_it() {
     let model_length = 16;
     let gen_length = 40;
-    let mut model = Fake::new(model_length);
-    let steps = run(
+    let mut model = fake(model_length);
+    let steps = run_all(
         settings(Schedule::Pyramid { slope: 2.0 }, 4, gen_length, 11),
         &PROMPT,
         &mut model,
@@ -259,16 +159,21 @@ fn a_canvas_longer_than_the_context_rolls_a_window_along_it() {
     assert!(last.canvas.iter().all(|&t| t != MASK));
     // Every call fit the context (the fake asserts it), and the late ones saw a window that no
     // longer starts at the prompt: its first tokens are the clean context before the band.
-    let longest = model.calls.iter().map(|c| c.tokens.len()).max().unwrap();
+    let longest = model
+        .level_calls
+        .iter()
+        .map(|c| c.tokens.len())
+        .max()
+        .unwrap();
     assert_eq!(longest, model_length);
-    let late = model.calls.last().unwrap();
+    let late = model.level_calls.last().unwrap();
     assert_ne!(&late.tokens[..3], &PROMPT);
     assert!(late.tokens[..late.targets.start].iter().all(|&t| t != MASK));
 }
 
 #[test]
 fn a_step_wider_than_the_window_is_refused_before_any_call() {
-    let spec = Fake::new(16).spec;
+    let spec = fake(16).spec;
     let err = Generation::from_ids(settings(Schedule::FullSequence, 4, 40, 0), &PROMPT, &spec)
         .err()
         .unwrap();
@@ -286,7 +191,7 @@ fn a_step_wider_than_the_window_is_refused_before_any_call() {
 
 #[test]
 fn bad_schedules_and_models_are_clear_errors() {
-    let spec = Fake::new(64).spec;
+    let spec = fake(64).spec;
     let refuse = |settings: Settings, spec: &ModelSpec| {
         Generation::from_ids(settings, &PROMPT, spec)
             .err()
@@ -311,9 +216,9 @@ fn bad_schedules_and_models_are_clear_errors() {
 #[test]
 fn the_trajectory_keeps_every_steps_levels() {
     let s = settings(Schedule::Pyramid { slope: 1.0 }, 3, 6, 2);
-    let spec = Fake::new(64).spec;
+    let spec = fake(64).spec;
     let mut g = Generation::from_ids(s, &PROMPT, &spec).unwrap();
-    pollster::block_on(g.run(&mut Fake::new(64), |_| {})).unwrap();
+    pollster::block_on(g.run(&mut fake(64), |_| {})).unwrap();
     let codec = unmask::text::TextCodec::from_bytes(
         &common::fixture_file("tokenizer.json"),
         &unmask::config::ModelConfig::from_json(&common::fixture_file("config.json")).unwrap(),
@@ -339,14 +244,14 @@ fn the_trajectory_keeps_every_steps_levels() {
 #[test]
 fn showing_candidates_changes_neither_the_text_nor_the_calls() {
     let s = settings(Schedule::Pyramid { slope: 1.5 }, 5, 12, 4);
-    let spec = Fake::new(64).spec;
+    let spec = fake(64).spec;
     let run = |shown: bool| {
-        let mut model = Fake::new(64);
+        let mut model = fake(64);
         let mut g = Generation::from_ids(s.clone(), &PROMPT, &spec).unwrap();
         g.show_candidates(shown);
         pollster::block_on(g.run(&mut model, |_| {})).unwrap();
         let last = g.steps().last().unwrap().clone();
-        (last.canvas, last.model_calls, model.calls.len())
+        (last.canvas, last.model_calls, model.level_calls.len())
     };
     let (quiet, shown) = (run(false), run(true));
     assert_eq!(quiet, shown);

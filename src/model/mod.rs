@@ -128,6 +128,16 @@ impl<N: Network> NetworkDenoiser<N> {
         DeviceRows::new(logits, self.device.clone(), self.read_back.clone())
     }
 
+    /// Rows `rows` of a one-sequence pass's logits `[1, L, V]`.
+    fn rows_of_one(&self, logits: Tensor<3>, rows: Range<usize>) -> DeviceRows {
+        let [_, _, v] = logits.dims();
+        self.rows(
+            logits
+                .narrow(1, rows.start, rows.len())
+                .reshape([rows.len(), v]),
+        )
+    }
+
     /// A second denoiser on the same weights (burn tensors are shared, not copied) with its own
     /// empty KV cache, so two runs can interleave on one model (the page's race).
     pub fn fork(&self) -> Self {
@@ -381,11 +391,7 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
         } else {
             commit.len()..fed.len()
         };
-        let [_, _, v] = out.dims();
-        Ok(self.rows(
-            out.narrow(1, rows.start, rows.len())
-                .reshape([rows.len(), v]),
-        ))
+        Ok(self.rows_of_one(out, rows))
     }
 
     async fn predict_levels(
@@ -395,9 +401,7 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
         sigma: &[f32],
     ) -> Result<DeviceRows, ModelError> {
         if !self.spec.per_token_noise {
-            return Err(ModelError::Unsupported(
-                "this model takes one noise level per sequence, not one per token; the forcing sampler needs a model trained with `unmask train --objective forcing`".into(),
-            ));
+            return Err(ModelError::one_level_per_sequence());
         }
         check_targets(&[tokens], &targets)?;
         if sigma.len() != tokens.len() {
@@ -417,11 +421,7 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
             None,
             0,
         );
-        let [_, _, v] = out.dims();
-        Ok(self.rows(
-            out.narrow(1, targets.start, targets.len())
-                .reshape([targets.len(), v]),
-        ))
+        Ok(self.rows_of_one(out, targets))
     }
 
     fn reset_cache(&mut self) {

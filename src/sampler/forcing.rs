@@ -60,6 +60,16 @@ pub enum Schedule {
     FullSequence,
 }
 
+impl std::fmt::Display for Schedule {
+    /// Its name, and the pyramid's slope: "pyramid at slope 1", "autoregressive".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Pyramid { slope } => write!(f, "{} at slope {slope}", self.name()),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
 /// A schedule that cannot be laid out.
 #[derive(Clone, Debug, Error, PartialEq)]
 pub enum ScheduleError {

@@ -75,6 +75,16 @@ impl SamplerKind {
             SamplerKind::Forcing => "forcing",
         }
     }
+
+    /// The sampler a model of one noise level per sequence is made for, read off its attention:
+    /// `mdlm` for bidirectional, `bd3` for block-causal, `ar` for causal.
+    pub fn for_attention(attention: Attention) -> Self {
+        match attention {
+            Attention::Bidirectional => SamplerKind::Mdlm,
+            Attention::BlockCausal { .. } => SamplerKind::Bd3,
+            Attention::Causal => SamplerKind::Ar,
+        }
+    }
 }
 
 /// How LLaDA-style samplers rank the masked positions they could commit.
@@ -756,7 +766,7 @@ fn check_common(
     if forcing != spec.per_token_noise {
         return Err(if forcing {
             SettingsError::NeedsPerTokenNoise {
-                own: own_sampler(spec).name(),
+                own: SamplerKind::for_attention(spec.attention).name(),
             }
         } else {
             SettingsError::NeedsForcing {
@@ -789,15 +799,6 @@ fn check_common(
         });
     }
     Ok(())
-}
-
-/// The sampler a model without per-token noise was made for, read off its attention.
-fn own_sampler(spec: &ModelSpec) -> SamplerKind {
-    match spec.attention {
-        Attention::Bidirectional => SamplerKind::Mdlm,
-        Attention::BlockCausal { .. } => SamplerKind::Bd3,
-        Attention::Causal => SamplerKind::Ar,
-    }
 }
 
 /// Checks that `steps` can be spread over `masked` tokens.

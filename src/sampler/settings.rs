@@ -1056,6 +1056,19 @@ mod tests {
         assert_eq!(bd3.steps(), Some(64));
         let ar = Settings::defaults(SamplerKind::Ar);
         assert_eq!(has(&ar), with(&["cache", "eos"]));
+        // Diffusion forcing: the slope belongs to the pyramid only.
+        let mut forcing = Settings::defaults(SamplerKind::Forcing);
+        assert_eq!(has(&forcing), with(&["schedule", "slope", "levels"]));
+        forcing
+            .set(Knob::Schedule, KnobValue::Schedule(Schedule::Autoregressive))
+            .unwrap();
+        assert_eq!(has(&forcing), with(&["schedule", "levels"]));
+        assert!(matches!(
+            forcing.set(Knob::Slope, KnobValue::Number(2.0)),
+            Err(SettingsError::FixedSlope {
+                schedule: "autoregressive"
+            })
+        ));
     }
 
     #[test]

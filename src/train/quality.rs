@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::Bundle;
 use crate::config::Attention;
 use crate::engine::Generation;
+use crate::sampler::probs::subs_probs;
 use crate::sampler::{Draw, SampleError, SamplerKind, Settings};
 use crate::text::{TextCodec, TextError};
 
@@ -266,34 +267,20 @@ pub enum JudgeError {
     Model(#[from] crate::network::ModelError),
 }
 
-/// Summed negative log-likelihood of `ids[from..]` under the autoregressive `judge`, each token
-/// given the ones before it (position 0, with nothing before it, is never scored). The mask is
-/// excluded from the judge's softmax, as its training loss excludes it; computed in f64.
-pub fn judge_nll(judge: &Bundle, ids: &[u32], from: usize) -> Result<f64, JudgeError> {
-    if judge.config.attention() != Attention::Causal {
-        return Err(JudgeError::NotAutoregressive);
-    }
+/// Summed negative log-likelihood of `ids[from..]` under the autoregressive `judge` (checked by
+/// [`check_judge`]), each token given the ones before it (position 0, with nothing before it, is
+/// never scored). The mask is excluded from the judge's softmax (SUBS), as its training loss
+/// excludes it.
+fn judge_nll(judge: &Bundle, ids: &[u32], from: usize) -> Result<f64, JudgeError> {
     let from = from.max(1);
     if ids.len() <= from {
         return Ok(0.0);
     }
     let logits = pollster::block_on(judge.model.logits(&[ids], 0.0))?;
-    let mask = judge.codec.mask_id() as usize;
-    let mut total = 0.0;
-    for i in from..ids.len() {
-        let row = logits.row(i - 1);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let log_sum: f64 = row
-            .iter()
-            .enumerate()
-            .filter(|&(v, _)| v != mask)
-            .map(|(_, &x)| (x as f64 - max).exp())
-            .sum::<f64>()
-            .ln()
-            + max;
-        total += log_sum - row[ids[i] as usize] as f64;
-    }
-    Ok(total)
+    let mask = judge.codec.mask_id();
+    Ok((from..ids.len())
+        .map(|i| -subs_probs(logits.row(i - 1), mask)[ids[i] as usize].ln())
+        .sum())
 }
 
 /// Checks that `judge` can score text of a model with `vocab_size` tokens.

@@ -68,6 +68,16 @@ pub struct Fake {
     cache: Vec<u32>,
     pub calls: usize,
     pub cached_calls: usize,
+    /// Every per-token-noise call (diffusion forcing), in order.
+    pub level_calls: Vec<LevelCall>,
+}
+
+/// One [`Denoiser::predict_levels`] call a [`Fake`] served.
+#[derive(Clone, Debug)]
+pub struct LevelCall {
+    pub tokens: Vec<u32>,
+    pub targets: Range<usize>,
+    pub sigma: Vec<f32>,
 }
 
 impl Fake {
@@ -85,6 +95,7 @@ impl Fake {
             cache: Vec::new(),
             calls: 0,
             cached_calls: 0,
+            level_calls: Vec::new(),
         }
     }
 
@@ -185,7 +196,17 @@ impl Denoiser for Fake {
             "levels asked of a per-sequence model"
         );
         assert_eq!(sigma.len(), tokens.len());
+        assert!(
+            tokens.len() <= self.spec.model_length,
+            "a window past the context"
+        );
+        assert!(!targets.is_empty() && targets.end <= tokens.len());
         self.calls += 1;
+        self.level_calls.push(LevelCall {
+            tokens: tokens.to_vec(),
+            targets: targets.clone(),
+            sigma: sigma.to_vec(),
+        });
         let data: Vec<f32> = targets.clone().flat_map(|p| self.row(tokens, p)).collect();
         Ok(Logits::new(data, targets.len(), self.spec.vocab_size))
     }

@@ -11,7 +11,6 @@ use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, ModelDir, TextConfig};
 use unmask::config::Attention;
 use unmask::engine::Generation;
-use unmask::sampler::settings::DEFAULT_SLOPE;
 use unmask::sampler::{
     Fix, Knob, KnobValue, Remasking, SamplerKind, Settings, SettingsError, Step,
 };
@@ -487,7 +486,7 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
             .map_err(|e| settings_error(&e))?;
     }
     let number = |x: f64| KnobValue::Number(x);
-    let given: [(Knob, Option<KnobValue>); 15] = [
+    let given: [(Knob, Option<KnobValue>); 12] = [
         (Knob::FirstHitting, args.first_hitting.map(KnobValue::Flag)),
         (Knob::Steps, args.steps.map(|n| number(n as f64))),
         (
@@ -516,15 +515,9 @@ fn settings_of(args: &GenerateArgs, sampler: SamplerKind) -> Result<Settings, Cl
             args.no_stop_at_eos.then_some(KnobValue::Flag(false)),
         ),
         (Knob::Seed, Some(number(args.seed as f64))),
-        (Knob::Levels, args.levels.map(|n| number(n as f64))),
-        (
-            Knob::Schedule,
-            args.schedule
-                .map(|s| KnobValue::Schedule(s.schedule(args.slope.unwrap_or(DEFAULT_SLOPE)))),
-        ),
-        (Knob::Slope, args.slope.map(number)),
     ];
-    set_knobs(&mut settings, given)?;
+    let forcing = schedule::forcing_knobs(args.schedule, args.slope, args.levels);
+    set_knobs(&mut settings, given.into_iter().chain(forcing))?;
     Ok(settings)
 }
 

@@ -5,6 +5,8 @@
 
 use clap::{Args, ValueEnum};
 use unmask::sampler::forcing::{Schedule, SchedulingMatrix};
+use unmask::sampler::settings::DEFAULT_SLOPE;
+use unmask::sampler::{Knob, KnobValue};
 
 use crate::CliError;
 
@@ -47,6 +49,24 @@ impl ScheduleArg {
             ScheduleArg::FullSequence => Schedule::FullSequence,
         }
     }
+}
+
+/// The forcing sampler's knobs its flags set, in the order they must be set (the level count,
+/// then the schedule, then the pyramid's slope); a flag not given sets nothing.
+pub fn forcing_knobs(
+    schedule: Option<ScheduleArg>,
+    slope: Option<f64>,
+    levels: Option<usize>,
+) -> [(Knob, Option<KnobValue>); 3] {
+    let pyramid_slope = slope.unwrap_or(DEFAULT_SLOPE);
+    [
+        (Knob::Levels, levels.map(|n| KnobValue::Number(n as f64))),
+        (
+            Knob::Schedule,
+            schedule.map(|s| KnobValue::Schedule(s.schedule(pyramid_slope))),
+        ),
+        (Knob::Slope, slope.map(KnobValue::Number)),
+    ]
 }
 
 pub fn run(args: ScheduleArgs) -> Result<(), CliError> {

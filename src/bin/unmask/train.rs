@@ -9,13 +9,13 @@ use unmask::bundle::TOKENIZER_FILE;
 use unmask::config::ModelConfig;
 use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
-use unmask::sampler::{Knob, KnobValue, SamplerKind, Settings};
+use unmask::sampler::{SamplerKind, Settings};
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
 use unmask::train::{Documents, Objective, Recipe, Shape, Start, TrainConfig, Trainer};
 
 use crate::CliResult;
-use crate::schedule::ScheduleArg;
+use crate::schedule::{ScheduleArg, forcing_knobs};
 
 /// Prompt of the samples printed at each validation.
 const SAMPLE_PROMPT: &str = "It is a truth universally acknowledged";
@@ -662,18 +662,7 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
     let mut report = None;
     for schedule in schedules {
         let mut settings = Settings::for_tokens(sampler, quality::GEN_LENGTH);
-        let number = KnobValue::Number;
-        let slope = args
-            .slope
-            .unwrap_or(unmask::sampler::settings::DEFAULT_SLOPE);
-        for (knob, value) in [
-            (Knob::Levels, args.levels.map(|n| number(n as f64))),
-            (
-                Knob::Schedule,
-                schedule.map(|s| KnobValue::Schedule(s.schedule(slope))),
-            ),
-            (Knob::Slope, args.slope.map(number)),
-        ] {
+        for (knob, value) in forcing_knobs(schedule, args.slope, args.levels) {
             if let Some(value) = value {
                 settings.set(knob, value).map_err(|e| e.to_string())?;
             }
@@ -699,22 +688,8 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
                 100.0 * s.repeated_ngrams
             );
         }
-        let schedule = match settings.get(Knob::Schedule) {
-            Some(KnobValue::Schedule(s)) => format!(
-                ", {} schedule{}, {} levels",
-                s.name(),
-                match s {
-                    unmask::sampler::forcing::Schedule::Pyramid { slope } =>
-                        format!(" at slope {slope}"),
-                    _ => String::new(),
-                },
-                settings
-                    .get(Knob::Levels)
-                    .map_or(String::new(), |v| match v {
-                        KnobValue::Number(n) => n.to_string(),
-                        _ => String::new(),
-                    })
-            ),
+        let schedule = match &settings {
+            Settings::Forcing(f) => format!(", schedule {}, {} levels", f.schedule, f.levels),
             _ => String::new(),
         };
         outln!(
