@@ -6,8 +6,9 @@
 //     the CPU fallback;
 //   - the wasm module's size, raw and gzipped.
 //   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance.
-// Usage: node tests/browser/bench.mjs [--digits | --cpu | --first | --vs-native]   (after `trunk
-// build`; --digits: only the digits; --cpu: only the CPU fallback's runs; --first: only the first
+// Usage: node tests/browser/bench.mjs [--digits | --cpu | --gpu | --first | --vs-native]   (after
+// `trunk build`; --digits: only the digits; --cpu: only the CPU fallback's runs; --gpu: only
+// WebGPU's (two builds of the GPU stack side by side, with UNMASK_DIST); --first: only the first
 // painted step on WebGPU and where its time goes; --vs-native: the CPU fallback against
 // `unmask bench` run in turns, with UNMASK_BIN); prints Markdown for BENCHMARKS.md.
 
@@ -136,10 +137,11 @@ if (process.argv.includes('--vs-native')) {
 
 const onlyDigits = process.argv.includes('--digits');
 const onlyCpu = process.argv.includes('--cpu');
+const onlyGpu = process.argv.includes('--gpu');
 /** Only the first painted step on WebGPU, cold and warm, with its breakdown. */
 const onlyFirst = process.argv.includes('--first');
 /** The backends measured: WebGPU (SwiftShader here) and the CPU fallback (`gpu = false`). */
-const backends = onlyCpu ? [false] : [true, false];
+const backends = onlyCpu ? [false] : onlyGpu ? [true] : [true, false];
 const rows = [];
 const speed = [];
 const query = 'autoplay=1&sampler=bd3&gen=24&seed=1';
