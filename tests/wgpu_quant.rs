@@ -74,4 +74,39 @@ fn quantized_weights_stay_quantized_on_the_gpu_and_match_the_cpu_backend() {
         let diff = max_abs_diff(a.as_slice(), b.as_slice());
         assert!(diff < 1e-3, "{format:?}: max |Δ| = {diff}");
     }
+
+    // A llama.cpp Q4_0 file (`unmask import`) holds the level −8, which Unmask's own q4 never
+    // writes: cubecl's quantized matmul must read it as −8, as the CPU's expansion does (and the
+    // embedding, whose rows burn gathers by quantizing them again at ±7, was re-quantized at
+    // import so that both backends hold the same rows). After the loop, so that the memory
+    // measurements above see no other load.
+    use unmask::model::gguf_import::{ImportOptions, import};
+    let gguf = std::fs::read(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/gguf/llada.q4_0.gguf"),
+    )
+    .unwrap();
+    let imported = import(&gguf, &ImportOptions::default()).unwrap();
+    let tokenizer = std::fs::read(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/dllm/llada/tokenizer.json"),
+    )
+    .unwrap();
+    let open = |device: &burn::tensor::Device| {
+        Bundle::from_files(
+            ModelFiles {
+                config: &imported.config,
+                weights: std::slice::from_ref(&imported.weights),
+                tokenizer: &tokenizer,
+                tokenizer_config: None,
+            },
+            device,
+        )
+        .unwrap()
+    };
+    let a = pollster::block_on(open(&device).model.logits(&[&tokens], 0.0)).unwrap();
+    let cpu = backend::init(BackendKind::Cpu).unwrap();
+    let b = pollster::block_on(open(&cpu).model.logits(&[&tokens], 0.0)).unwrap();
+    let diff = max_abs_diff(a.as_slice(), b.as_slice());
+    assert!(diff < 1e-3, "imported Q4_0: max |Δ| = {diff}");
 }

@@ -4,6 +4,8 @@
 //! [`NetworkDenoiser`] that lets the samplers call either.
 
 pub mod dit;
+pub mod gguf;
+pub mod gguf_import;
 pub mod layers;
 pub mod llada;
 pub mod load;

@@ -1060,7 +1060,10 @@ mod tests {
         let mut forcing = Settings::defaults(SamplerKind::Forcing);
         assert_eq!(has(&forcing), with(&["schedule", "slope", "levels"]));
         forcing
-            .set(Knob::Schedule, KnobValue::Schedule(Schedule::Autoregressive))
+            .set(
+                Knob::Schedule,
+                KnobValue::Schedule(Schedule::Autoregressive),
+            )
             .unwrap();
         assert_eq!(has(&forcing), with(&["schedule", "levels"]));
         assert!(matches!(

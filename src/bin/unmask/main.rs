@@ -25,6 +25,7 @@ mod bench;
 mod chat;
 mod download;
 mod images;
+mod import;
 mod prepare;
 mod progress;
 mod quantize;
@@ -66,6 +67,9 @@ enum Command {
     Init(bench::InitArgs),
     /// Write a copy of a LLaDA / Dream / A2D folder with its matrices quantized to 8 or 4 bits.
     Quantize(quantize::QuantizeArgs),
+    /// Write a model folder from a llama.cpp GGUF file of LLaDA, Dream or an A2D Qwen (F32, F16,
+    /// BF16, Q8_0, Q4_0).
+    Import(import::ImportArgs),
     /// Train a model (MDLM, BD3-LM or AR) on the prepared corpus; resumes a run directory.
     Train(train::TrainArgs),
     /// Score a model's generations from 20 fixed prompts: known-word share, longest repeat.
@@ -380,6 +384,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).map_err(CliError::from),
         Command::Init(args) => bench::init(args).map_err(CliError::from),
         Command::Quantize(args) => quantize::run(args),
+        Command::Import(args) => import::run(args),
         Command::Train(args) => train::run(args).map_err(CliError::from),
         Command::Quality(args) => train::quality(args).map_err(CliError::from),
         Command::Prepare(args) => prepare::run(args).map_err(CliError::from),
