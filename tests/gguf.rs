@@ -455,6 +455,22 @@ fn the_cli_writes_a_folder_that_generates_and_never_overwrites() {
         "{}",
         String::from_utf8_lossy(&generate.stderr)
     );
+    // A file cut short: refused before anything is written.
+    let cut = out.with_extension("cut.gguf");
+    let bytes = gguf_file("llada.q4_0.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let elsewhere = out.with_extension("never");
+    let run = unmask(&[
+        "import",
+        "--in",
+        cut.to_str().unwrap(),
+        "--out",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("truncated"));
+    assert!(!elsewhere.exists());
+    let _ = std::fs::remove_file(&cut);
     // A second import into the same folder is refused and leaves it as it was.
     let again = unmask(&args);
     assert!(!again.status.success());

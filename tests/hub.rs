@@ -176,15 +176,15 @@ fn serve(mut stream: TcpStream, repo: &Mutex<Repo>) {
         range: range.clone(),
         auth: auth.clone(),
     });
-    if let Some(token) = &repo.token {
-        if auth.as_deref() != Some(&format!("Bearer {token}")) {
-            return answer(
-                &mut stream,
-                "401 Unauthorized",
-                &[],
-                b"Access to model is restricted.",
-            );
-        }
+    if let Some(token) = &repo.token
+        && auth.as_deref() != Some(&format!("Bearer {token}"))
+    {
+        return answer(
+            &mut stream,
+            "401 Unauthorized",
+            &[],
+            b"Access to model is restricted.",
+        );
     }
     let info_prefix = format!("/api/models/{}/revision/", repo.id);
     let resolve_prefix = format!("/{}/resolve/{}/", repo.id, repo.commit);

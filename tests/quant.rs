@@ -179,7 +179,7 @@ fn quantized_files_are_a_fraction_of_f32() {
         let sizes: Vec<usize> = FORMATS
             .iter()
             .map(|&f| {
-                quantize_checkpoint(&config, &[original.clone()], f)
+                quantize_checkpoint(&config, std::slice::from_ref(&original), f)
                     .unwrap()
                     .len()
             })

@@ -44,6 +44,9 @@ const MAX_ARRAY_DEPTH: usize = 2;
 pub const MAX_ARRAY_LEN: u64 = 1 << 22;
 /// Elements reserved ahead of reading them; an array grows past this as its bytes are read.
 const RESERVE: u64 = 1 << 16;
+/// The first read of [`Gguf::read`]: most headers fit (a 151,936-token vocabulary and its merges
+/// take about 4 MB, read in a second turn).
+const HEADER_CHUNK: u64 = 1 << 20;
 /// Weights per block of `Q8_0` and `Q4_0` (`QK8_0`, `QK4_0`).
 pub const GGML_BLOCK: usize = 32;
 
@@ -136,6 +139,18 @@ pub enum GgufError {
         /// What it should hold.
         expected: &'static str,
     },
+    /// The bytes given to [`Gguf::parse_prefix`] end before the header does: read up to
+    /// `needed` and parse again ([`Gguf::read`] does).
+    #[error("the header runs past the {have} bytes read (to byte {needed})")]
+    Incomplete {
+        /// Bytes given.
+        have: u64,
+        /// Bytes the header needs at least.
+        needed: u64,
+    },
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Io(String),
     /// An alignment that is no power of two.
     #[error("general.alignment = {value} is not a power of two")]
     Alignment {
@@ -319,28 +334,36 @@ pub struct Gguf {
 }
 
 /// A cursor over the file's bytes that names what it reads when the file ends.
+/// A cursor over the first bytes of a file of `file_len` bytes: reading past them is
+/// [`GgufError::Incomplete`] while the file goes on, [`GgufError::Truncated`] where it ends.
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    file_len: u64,
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<&'a [u8], GgufError> {
-        let len = self.bytes.len() as u64;
-        let end = (self.at as u64).checked_add(n).filter(|&e| e <= len);
-        match end {
-            Some(end) => {
+        let have = self.bytes.len() as u64;
+        match (self.at as u64).checked_add(n) {
+            Some(end) if end <= have => {
                 let slice = &self.bytes[self.at..end as usize];
                 self.at = end as usize;
                 Ok(slice)
             }
-            None => Err(GgufError::Truncated {
+            Some(end) if end <= self.file_len => Err(GgufError::Incomplete { have, needed: end }),
+            _ => Err(GgufError::Truncated {
                 what: what(),
                 at: self.at as u64,
                 needed: n,
-                len,
+                len: self.file_len,
             }),
         }
+    }
+
+    /// Bytes of the file after the cursor.
+    fn left(&self) -> u64 {
+        self.file_len.saturating_sub(self.at as u64)
     }
 
     fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N], GgufError> {
@@ -374,13 +397,12 @@ impl<'a> Reader<'a> {
                 max,
             });
         }
-        let left = (self.bytes.len() - self.at) as u64;
-        if n.saturating_mul(min_bytes) > left {
+        if n.saturating_mul(min_bytes) > self.left() {
             return Err(GgufError::Truncated {
                 what: what(),
                 at: self.at as u64,
                 needed: n.saturating_mul(min_bytes),
-                len: self.bytes.len() as u64,
+                len: self.file_len,
             });
         }
         Ok(n)
@@ -437,12 +459,26 @@ impl<'a> Reader<'a> {
 impl Gguf {
     /// Reads the header of `bytes` (the whole file) and locates every tensor in it.
     pub fn parse(bytes: &[u8]) -> Result<Self, GgufError> {
-        let mut r = Reader { bytes, at: 0 };
-        let magic = r
-            .take(4, &|| "the magic number".into())
-            .map_err(|_| GgufError::Magic {
-                found: bytes[..bytes.len().min(4)].to_vec(),
-            })?;
+        Self::parse_prefix(bytes, bytes.len() as u64)
+    }
+
+    /// Reads the header of a file of `file_len` bytes from its first bytes, `prefix`:
+    /// [`GgufError::Incomplete`] when the header runs past them.
+    pub fn parse_prefix(prefix: &[u8], file_len: u64) -> Result<Self, GgufError> {
+        let mut r = Reader {
+            bytes: prefix,
+            at: 0,
+            file_len,
+        };
+        let magic = match r.take(4, &|| "the magic number".into()) {
+            Ok(magic) => magic,
+            Err(e @ GgufError::Incomplete { .. }) => return Err(e),
+            Err(_) => {
+                return Err(GgufError::Magic {
+                    found: prefix[..prefix.len().min(4)].to_vec(),
+                });
+            }
+        };
         if magic != MAGIC {
             return Err(GgufError::Magic {
                 found: magic.to_vec(),
@@ -477,12 +513,12 @@ impl Gguf {
             },
         };
         let min_info = 24;
-        if tensor_count.saturating_mul(min_info) > (bytes.len() - r.at) as u64 {
+        if tensor_count.saturating_mul(min_info) > r.left() {
             return Err(GgufError::Truncated {
                 what: "the tensor directory".into(),
                 at: r.at as u64,
                 needed: tensor_count.saturating_mul(min_info),
-                len: bytes.len() as u64,
+                len: file_len,
             });
         }
         let mut infos = Vec::with_capacity(tensor_count as usize);
@@ -505,7 +541,7 @@ impl Gguf {
             infos.push((name, dims, ty_id, offset));
         }
         let data_start = (r.at as u64).next_multiple_of(alignment);
-        let len = bytes.len() as u64;
+        let len = file_len;
         let mut tensors = Vec::with_capacity(infos.len());
         for (name, dims, ty_id, offset) in infos {
             let ty = GgmlType::from_id(ty_id).map_err(|ty| GgufError::UnsupportedType {
@@ -564,6 +600,60 @@ impl Gguf {
             metadata,
             tensors,
         })
+    }
+
+    /// Reads the header of the file `file` a prefix at a time (1 MiB, then as much more as the
+    /// header needs), never the tensors: a file of any size costs its header's bytes.
+    pub fn read<R: std::io::Read + std::io::Seek>(file: &mut R) -> Result<Self, GgufError> {
+        Self::read_from(file, HEADER_CHUNK)
+    }
+
+    /// [`Gguf::read`], reading `first` bytes first.
+    fn read_from<R: std::io::Read + std::io::Seek>(
+        file: &mut R,
+        first: u64,
+    ) -> Result<Self, GgufError> {
+        use std::io::{Read, SeekFrom};
+        let io = |e: std::io::Error| GgufError::Io(e.to_string());
+        let len = file.seek(SeekFrom::End(0)).map_err(io)?;
+        let mut prefix = Vec::new();
+        let mut want = first.max(1).min(len);
+        loop {
+            let have = prefix.len() as u64;
+            if have < want {
+                file.seek(SeekFrom::Start(have)).map_err(io)?;
+                file.by_ref()
+                    .take(want - have)
+                    .read_to_end(&mut prefix)
+                    .map_err(io)?;
+                if (prefix.len() as u64) < want {
+                    return Err(GgufError::Io(format!(
+                        "the file shrank to {} bytes while it was read",
+                        prefix.len()
+                    )));
+                }
+            }
+            match Self::parse_prefix(&prefix, len) {
+                // `needed` lies past what was read and within the file: each turn reads more.
+                Err(GgufError::Incomplete { needed, .. }) => {
+                    want = needed.max(want.saturating_mul(2)).min(len);
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// The bytes of `tensor` (one of this header's), read from `file`.
+    pub fn read_tensor<R: std::io::Read + std::io::Seek>(
+        file: &mut R,
+        tensor: &TensorInfo,
+    ) -> Result<Vec<u8>, GgufError> {
+        use std::io::SeekFrom;
+        let io = |e: std::io::Error| GgufError::Io(format!("tensor `{}`: {e}", tensor.name));
+        file.seek(SeekFrom::Start(tensor.range.start)).map_err(io)?;
+        let mut bytes = vec![0; (tensor.range.end - tensor.range.start) as usize];
+        file.read_exact(&mut bytes).map_err(io)?;
+        Ok(bytes)
     }
 
     /// The metadata `key`, which must be there.
@@ -704,6 +794,31 @@ mod tests {
         let w = decode(&block, GgmlType::Q8_0);
         assert_eq!(w.len(), GGML_BLOCK);
         assert_eq!((w[0], w[31]), (-32.0, 30.0));
+    }
+
+    #[test]
+    fn a_header_read_a_little_at_a_time_is_the_whole_files() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/gguf/llada.q4_0.gguf"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let whole = Gguf::parse(&bytes).unwrap();
+        for first in [1, 64, 1000, bytes.len() as u64] {
+            let mut file = std::io::Cursor::new(&bytes);
+            let read = Gguf::read_from(&mut file, first).unwrap();
+            assert_eq!(read.metadata, whole.metadata);
+            assert_eq!(read.tensors, whole.tensors);
+            let t = &whole.tensors[3];
+            let data = Gguf::read_tensor(&mut file, t).unwrap();
+            assert_eq!(data, bytes[t.range.start as usize..t.range.end as usize]);
+        }
+        // Cut short, it is truncated however it is read.
+        let cut = &bytes[..bytes.len() - 1];
+        for first in [1, 64] {
+            let err = Gguf::read_from(&mut std::io::Cursor::new(cut), first).unwrap_err();
+            assert!(matches!(err, GgufError::Truncated { .. }), "{err}");
+        }
     }
 
     #[test]

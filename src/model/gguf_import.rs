@@ -35,13 +35,14 @@
 use std::collections::HashMap;
 
 use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use serde_json::{Value as Json, json};
 use thiserror::Error;
 
 use super::gguf::{Blocks, GgmlType, Gguf, GgufError, TensorInfo, Value, decode, split_blocks};
-use super::load::{LoadError, TensorSlot};
-use super::quant::{QuantError, QuantFormat, Quantization, quantize_matrix};
+use super::load::TensorSlot;
+use super::quant::{
+    QuantError, QuantFormat, Quantization, quantize_matrix, quantized_keys, quantized_shapes,
+};
 use super::transformer::{Architecture, BlockNorm, Key, Projection, TransformerConfig};
 use crate::bundle::TextConfig;
 use crate::config::ConfigError;
@@ -126,9 +127,9 @@ pub enum ImportError {
     /// A matrix that could not be quantized.
     #[error(transparent)]
     Quant(#[from] QuantError),
-    /// The safetensors file could not be written.
-    #[error(transparent)]
-    Load(#[from] LoadError),
+    /// The weights could not be written.
+    #[error("cannot write model.safetensors: {0}")]
+    Write(String),
 }
 
 /// What the caller may add to what the file says.
@@ -586,98 +587,163 @@ fn float_dtype(ty: GgmlType) -> Option<Dtype> {
     }
 }
 
-/// One output tensor: key, dtype, shape, bytes.
-type Stored = (String, Dtype, Vec<usize>, Vec<u8>);
+/// One tensor the folder stores: key, dtype, shape, byte count.
+type StoredTensor = (String, Dtype, Vec<usize>, u64);
 
-/// The tensors of `slot` as the folder stores them. `gathered`: the slot is the embedding,
-/// whose rows the network gathers rather than multiplies.
-fn convert(
-    slot: &TensorSlot,
-    info: &TensorInfo,
-    bytes: &[u8],
-    order: Option<&[usize]>,
-    quantization: Option<QuantFormat>,
-    gathered: bool,
-    notes: &mut Vec<String>,
-) -> Result<Vec<Stored>, ImportError> {
-    let shape = slot.shape.clone();
-    let matrix = slot.matrix();
-    let (Some((rows, cols)), Some(format)) = (matrix, quantization) else {
-        // A quantized matrix makes the whole folder quantized: only a vector gets here.
-        let Some(dtype) = float_dtype(info.ty) else {
-            return Err(ImportError::QuantizedVector {
-                name: info.name.clone(),
-                ty: info.ty.name(),
-            });
-        };
-        let bytes = match order {
-            Some(order) => reorder(bytes, order),
-            None => bytes.to_vec(),
-        };
-        return Ok(vec![(slot.name.clone(), dtype, shape, bytes)]);
-    };
-    // burn gathers rows of a quantized tensor by dequantizing and quantizing them again, its
-    // 4-bit levels symmetric (±7): a block whose largest weight sits at Q4_0's −8 comes back
-    // with another scale, every level rounded anew. Such an embedding is re-quantized here, once,
-    // so that every backend computes the same network (its matrices keep Q4_0's levels: the
-    // matmul reads them exactly).
-    let exact = info.ty.is_quantized() && !(gathered && info.ty == GgmlType::Q4_0);
-    let (levels, scales) = if exact {
-        let Blocks { levels, scales } = split_blocks(bytes, info.ty);
-        (levels, scales)
-    } else {
-        let mut w = decode(bytes, info.ty);
-        if let Some(order) = order {
-            w = reorder(&w, order);
-        }
-        let q = quantize_matrix(&slot.name, &w, rows, cols, format)?;
-        notes.push(if info.ty.is_quantized() {
-            format!(
-                "{} ({}) re-quantized to {}: the row gather reads 4-bit levels as ±7, and Q4_0 uses −8",
-                info.name,
-                info.ty.name(),
-                format.name()
-            )
-        } else {
-            format!(
-                "{} ({}) quantized to {} here",
-                info.name,
-                info.ty.name(),
-                format.name()
-            )
-        });
-        let (values_key, scales_key) = super::quant::quantized_keys(&slot.name);
-        let (values_shape, scales_shape) = super::quant::quantized_shapes(format, rows, cols);
-        return Ok(vec![
-            (values_key, format.dtype(), values_shape.to_vec(), q.values),
-            (scales_key, Dtype::F16, scales_shape.to_vec(), q.scales),
-        ]);
-    };
-    let (levels, scales) = match order {
-        Some(order) => (reorder(&levels, order), reorder(&scales, order)),
-        None => (levels, scales),
-    };
-    let values: Vec<u8> = match format {
-        QuantFormat::Q8 => levels.iter().map(|&q| q as u8).collect(),
-        QuantFormat::Q4 => levels
-            .chunks_exact(2)
-            .map(|pair| (pair[0] as u8 & 0x0F) | ((pair[1] as u8 & 0x0F) << 4))
-            .collect(),
-    };
-    let (values_key, scales_key) = super::quant::quantized_keys(&slot.name);
-    let (values_shape, scales_shape) = super::quant::quantized_shapes(format, rows, cols);
-    Ok(vec![
-        (values_key, format.dtype(), values_shape.to_vec(), values),
-        (scales_key, Dtype::F16, scales_shape.to_vec(), scales),
-    ])
+/// How one tensor of the file becomes the folder's.
+#[derive(Clone, Debug)]
+struct Planned {
+    /// The tensor in the file.
+    info: TensorInfo,
+    /// Its slot in the folder's layout.
+    slot: TensorSlot,
+    /// The order its rows take (LLaDA's q and k), if not the file's.
+    order: Option<Vec<usize>>,
+    /// The folder's format for it: `Some` for a matrix of a quantized folder.
+    format: Option<QuantFormat>,
+    /// Whether its quantized blocks are kept as they are (else it is quantized here).
+    exact: bool,
 }
 
-/// Reads the GGUF file `bytes` into a model folder's files.
-pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportError> {
-    let g = Gguf::parse(bytes)?;
-    let (architecture, arch) = architecture(&g)?;
-    let tokens = strings(&g, "tokenizer.ggml.tokens")?;
-    let h = hyperparameters(&g, &arch, architecture, tokens.as_deref())?;
+impl Planned {
+    /// What it becomes in the folder: key, dtype, shape and byte count of each stored tensor.
+    fn stored(&self) -> Vec<StoredTensor> {
+        let bytes =
+            |shape: &[usize], per: u64| shape.iter().map(|&d| d as u64).product::<u64>() * per;
+        match (self.format, self.slot.matrix()) {
+            (Some(format), Some((rows, cols))) => {
+                let (values_key, scales_key) = quantized_keys(&self.slot.name);
+                let (values, scales) = quantized_shapes(format, rows, cols);
+                vec![
+                    (
+                        values_key,
+                        format.dtype(),
+                        values.to_vec(),
+                        bytes(&values, 1),
+                    ),
+                    (scales_key, Dtype::F16, scales.to_vec(), bytes(&scales, 2)),
+                ]
+            }
+            _ => {
+                let shape = self.slot.shape.clone();
+                let size = self.info.range.end - self.info.range.start;
+                let dtype = float_dtype(self.info.ty).unwrap_or(Dtype::F32);
+                vec![(self.slot.name.clone(), dtype, shape, size)]
+            }
+        }
+    }
+
+    /// The stored tensors' bytes, in [`Planned::stored`]'s order, from the file's `bytes`.
+    fn convert(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, ImportError> {
+        let reorder_all = |data: Vec<u8>| match &self.order {
+            Some(order) => reorder(&data, order),
+            None => data,
+        };
+        let (Some(format), Some((rows, cols))) = (self.format, self.slot.matrix()) else {
+            return Ok(vec![reorder_all(bytes.to_vec())]);
+        };
+        if !self.exact {
+            let mut w = decode(bytes, self.info.ty);
+            if let Some(order) = &self.order {
+                w = reorder(&w, order);
+            }
+            let q = quantize_matrix(&self.slot.name, &w, rows, cols, format)?;
+            return Ok(vec![q.values, q.scales]);
+        }
+        let Blocks { levels, scales } = split_blocks(bytes, self.info.ty);
+        let (levels, scales) = match &self.order {
+            Some(order) => (reorder(&levels, order), reorder(&scales, order)),
+            None => (levels, scales),
+        };
+        let values = match format {
+            QuantFormat::Q8 => levels.iter().map(|&q| q as u8).collect(),
+            QuantFormat::Q4 => levels
+                .chunks_exact(2)
+                .map(|pair| (pair[0] as u8 & 0x0F) | ((pair[1] as u8 & 0x0F) << 4))
+                .collect(),
+        };
+        Ok(vec![values, scales])
+    }
+}
+
+/// A GGUF file's model folder, planned from its header alone: config.json, the tokenizer's
+/// files and how each tensor is stored; [`Plan::write_weights`] then converts the tensors one at
+/// a time, so that a file of any size costs one tensor's memory.
+#[derive(Debug)]
+pub struct Plan {
+    /// The architecture.
+    pub architecture: Architecture,
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// `tokenizer.json`, when rebuilt.
+    pub tokenizer: Option<Vec<u8>>,
+    /// `tokenizer_config.json`.
+    pub tokenizer_config: Vec<u8>,
+    /// How the matrices are stored.
+    pub quantization: Option<QuantFormat>,
+    /// What the import changes beyond the layout (a matrix quantized here, …), one line each.
+    pub notes: Vec<String>,
+    tensors: Vec<Planned>,
+}
+
+impl Plan {
+    /// Bytes of `model.safetensors`.
+    pub fn weights_len(&self) -> u64 {
+        let header = self.header();
+        8 + header.len() as u64
+            + self
+                .tensors
+                .iter()
+                .flat_map(Planned::stored)
+                .map(|(.., n)| n)
+                .sum::<u64>()
+    }
+
+    /// The safetensors header, padded as the format asks.
+    fn header(&self) -> Vec<u8> {
+        let stored: Vec<_> = self.tensors.iter().flat_map(Planned::stored).collect();
+        let mut map = serde_json::Map::new();
+        let mut offset = 0u64;
+        for (name, dtype, shape, len) in &stored {
+            map.insert(
+                name.clone(),
+                json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len]}),
+            );
+            offset += len;
+        }
+        let mut header = serde_json::to_vec(&Json::Object(map)).expect("a JSON value serialises");
+        // safetensors pads the header with spaces to a multiple of 8.
+        header.resize(header.len().next_multiple_of(8), b' ');
+        header
+    }
+
+    /// Writes `model.safetensors` to `out`, each tensor read by `read` (from the file the plan
+    /// was made from), converted and written before the next is read.
+    pub fn write_weights(
+        &self,
+        read: &mut dyn FnMut(&TensorInfo) -> Result<Vec<u8>, GgufError>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ImportError> {
+        let io = |e: std::io::Error| ImportError::Write(e.to_string());
+        let header = self.header();
+        out.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        out.write_all(&header).map_err(io)?;
+        for planned in &self.tensors {
+            let bytes = read(&planned.info)?;
+            for part in planned.convert(&bytes)? {
+                out.write_all(&part).map_err(io)?;
+            }
+        }
+        out.flush().map_err(io)
+    }
+}
+
+/// Plans the folder of the GGUF file whose header is `g` ([`Plan`]).
+pub fn plan(g: &Gguf, options: &ImportOptions) -> Result<Plan, ImportError> {
+    let (architecture, arch) = architecture(g)?;
+    let tokens = strings(g, "tokenizer.ggml.tokens")?;
+    let h = hyperparameters(g, &arch, architecture, tokens.as_deref())?;
     if matches!(
         architecture,
         Architecture::A2dQwen3 | Architecture::A2dQwen2
@@ -685,17 +751,10 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
     {
         return Err(ImportError::Autoregressive { arch });
     }
-    let quantization = if g
-        .tensors
-        .iter()
-        .any(|t| t.ty == GgmlType::Q8_0 && t.dims.len() == 2)
-    {
+    let matrices_of = |ty| g.tensors.iter().any(|t| t.ty == ty && t.dims.len() == 2);
+    let quantization = if matrices_of(GgmlType::Q8_0) {
         Some(QuantFormat::Q8)
-    } else if g
-        .tensors
-        .iter()
-        .any(|t| t.ty == GgmlType::Q4_0 && t.dims.len() == 2)
-    {
+    } else if matrices_of(GgmlType::Q4_0) {
         Some(QuantFormat::Q4)
     } else {
         None
@@ -719,22 +778,26 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
         by_name.insert(architecture.key(key), info);
     }
     let mut notes = Vec::new();
-    let mut stored: Vec<Stored> = Vec::new();
-    let mut seen = 0;
+    let mut tensors = Vec::new();
     for (key, slot) in keyed_layout(&config)? {
         let info = by_name
-            .get(&slot.name)
-            .copied()
+            .remove(&slot.name)
             .ok_or_else(|| ImportError::MissingTensor {
                 name: gguf_name(key),
                 arch: model_type,
             })?;
-        seen += 1;
         if info.shape() != slot.shape {
             return Err(ImportError::Shape {
                 name: info.name.clone(),
                 expected: slot.shape.clone(),
                 found: info.shape(),
+            });
+        }
+        let matrix = slot.matrix().is_some();
+        if !matrix && float_dtype(info.ty).is_none() {
+            return Err(ImportError::QuantizedVector {
+                name: info.name.clone(),
+                ty: info.ty.name(),
             });
         }
         let order = match (architecture, key) {
@@ -755,49 +818,77 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
             }
             _ => None,
         };
-        let data = &bytes[info.range.start as usize..info.range.end as usize];
-        stored.extend(convert(
-            &slot,
-            info,
-            data,
-            order.as_deref(),
-            quantization,
-            key == Key::Embedding,
-            &mut notes,
-        )?);
-    }
-    if seen < by_name.len() {
-        let used: std::collections::HashSet<String> =
-            config.layout().into_iter().map(|s| s.name).collect();
-        if let Some((_, info)) = by_name.iter().find(|(name, _)| !used.contains(*name)) {
-            return Err(ImportError::UnexpectedTensor {
-                name: info.name.clone(),
-                arch: model_type,
+        let format = quantization.filter(|_| matrix);
+        // burn gathers rows of a quantized tensor by dequantizing and quantizing them again,
+        // its 4-bit levels symmetric (±7): a block whose largest weight sits at Q4_0's −8 comes
+        // back with another scale, every level rounded anew. Such an embedding is re-quantized
+        // here, once, so that every backend computes the same network (the matrices keep
+        // Q4_0's levels: the matmul reads them exactly).
+        let gathered_q4 = key == Key::Embedding && info.ty == GgmlType::Q4_0;
+        let exact = info.ty.is_quantized() && !gathered_q4;
+        if let Some(format) = format.filter(|_| !exact) {
+            notes.push(if gathered_q4 {
+                format!(
+                    "{} (Q4_0) re-quantized to {}: burn's row gather reads 4-bit levels as ±7, and Q4_0 uses −8",
+                    info.name,
+                    format.name()
+                )
+            } else {
+                format!(
+                    "{} ({}) quantized to {} here",
+                    info.name,
+                    info.ty.name(),
+                    format.name()
+                )
             });
         }
+        tensors.push(Planned {
+            info: info.clone(),
+            slot,
+            order,
+            format,
+            exact,
+        });
     }
-    let views = stored
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes).map(|view| (name.clone(), view))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(LoadError::from)?;
-    let weights = safetensors::serialize(views, None).map_err(LoadError::from)?;
-
+    if let Some(info) = by_name.values().next() {
+        return Err(ImportError::UnexpectedTensor {
+            name: info.name.clone(),
+            arch: model_type,
+        });
+    }
     let tokenizer = if options.rebuild_tokenizer {
-        Some(tokenizer_json(&g, tokens.as_deref())?)
+        Some(tokenizer_json(g, tokens.as_deref())?)
     } else {
         None
     };
-    Ok(Imported {
+    Ok(Plan {
         architecture,
         config: config_bytes,
-        weights,
         tokenizer,
-        tokenizer_config: tokenizer_config_json(&g, tokens.as_deref())?,
+        tokenizer_config: tokenizer_config_json(g, tokens.as_deref())?,
         quantization,
         notes,
+        tensors,
+    })
+}
+
+/// Reads the GGUF file `bytes` (whole, in memory) into a model folder's files.
+pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportError> {
+    let g = Gguf::parse(bytes)?;
+    let plan = plan(&g, options)?;
+    let mut weights = Vec::with_capacity(usize::try_from(plan.weights_len()).unwrap_or(0));
+    plan.write_weights(
+        &mut |info| Ok(bytes[info.range.start as usize..info.range.end as usize].to_vec()),
+        &mut weights,
+    )?;
+    Ok(Imported {
+        architecture: plan.architecture,
+        config: plan.config,
+        weights,
+        tokenizer: plan.tokenizer,
+        tokenizer_config: plan.tokenizer_config,
+        quantization: plan.quantization,
+        notes: plan.notes,
     })
 }
 
