@@ -286,6 +286,16 @@ impl GgmlType {
         }
     }
 
+    /// The safetensors dtype of a float type (`None`: a block quantization).
+    pub fn float_dtype(self) -> Option<safetensors::Dtype> {
+        match self {
+            GgmlType::F32 => Some(safetensors::Dtype::F32),
+            GgmlType::F16 => Some(safetensors::Dtype::F16),
+            GgmlType::Bf16 => Some(safetensors::Dtype::BF16),
+            GgmlType::Q8_0 | GgmlType::Q4_0 => None,
+        }
+    }
+
     /// Whether it is a block quantization.
     pub fn is_quantized(self) -> bool {
         matches!(self, GgmlType::Q8_0 | GgmlType::Q4_0)
@@ -739,30 +749,11 @@ pub fn split_blocks(bytes: &[u8], ty: GgmlType) -> Blocks {
 /// The f32 values of `bytes`, a tensor stored as a float type (F32, F16 or BF16), or the
 /// dequantized weights of a Q8_0 / Q4_0 one (w = q·d, as ggml's `dequantize_row_q8_0`).
 pub fn decode(bytes: &[u8], ty: GgmlType) -> Vec<f32> {
-    match ty {
-        GgmlType::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        GgmlType::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        GgmlType::Bf16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+    match ty.float_dtype() {
+        Some(dtype) => super::load::float_values(bytes, dtype).unwrap_or_default(),
+        None => {
             let Blocks { levels, scales } = split_blocks(bytes, ty);
-            let scales: Vec<f32> = scales
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect();
-            levels
-                .iter()
-                .enumerate()
-                .map(|(i, &q)| q as f32 * scales[i / GGML_BLOCK])
-                .collect()
+            super::quant::scale_levels(&levels, &scales)
         }
     }
 }

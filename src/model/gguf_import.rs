@@ -41,7 +41,8 @@ use thiserror::Error;
 use super::gguf::{Blocks, GgmlType, Gguf, GgufError, TensorInfo, Value, decode, split_blocks};
 use super::load::TensorSlot;
 use super::quant::{
-    QuantError, QuantFormat, Quantization, quantize_matrix, quantized_keys, quantized_shapes,
+    QuantError, QuantFormat, Quantization, pack_levels, quantize_matrix, quantized_keys,
+    quantized_shapes,
 };
 use super::transformer::{Architecture, BlockNorm, Key, Projection, TransformerConfig};
 use crate::bundle::TextConfig;
@@ -577,16 +578,6 @@ fn reorder<T: Copy>(data: &[T], order: &[usize]) -> Vec<T> {
         .collect()
 }
 
-/// The safetensors dtype of a float type.
-fn float_dtype(ty: GgmlType) -> Option<Dtype> {
-    match ty {
-        GgmlType::F32 => Some(Dtype::F32),
-        GgmlType::F16 => Some(Dtype::F16),
-        GgmlType::Bf16 => Some(Dtype::BF16),
-        GgmlType::Q8_0 | GgmlType::Q4_0 => None,
-    }
-}
-
 /// One tensor the folder stores: key, dtype, shape, byte count.
 type StoredTensor = (String, Dtype, Vec<usize>, u64);
 
@@ -627,7 +618,7 @@ impl Planned {
             _ => {
                 let shape = self.slot.shape.clone();
                 let size = self.info.range.end - self.info.range.start;
-                let dtype = float_dtype(self.info.ty).unwrap_or(Dtype::F32);
+                let dtype = self.info.ty.float_dtype().unwrap_or(Dtype::F32);
                 vec![(self.slot.name.clone(), dtype, shape, size)]
             }
         }
@@ -655,14 +646,7 @@ impl Planned {
             Some(order) => (reorder(&levels, order), reorder(&scales, order)),
             None => (levels, scales),
         };
-        let values = match format {
-            QuantFormat::Q8 => levels.iter().map(|&q| q as u8).collect(),
-            QuantFormat::Q4 => levels
-                .chunks_exact(2)
-                .map(|pair| (pair[0] as u8 & 0x0F) | ((pair[1] as u8 & 0x0F) << 4))
-                .collect(),
-        };
-        Ok(vec![values, scales])
+        Ok(vec![pack_levels(&levels, format), scales])
     }
 }
 
@@ -794,7 +778,7 @@ pub fn plan(g: &Gguf, options: &ImportOptions) -> Result<Plan, ImportError> {
             });
         }
         let matrix = slot.matrix().is_some();
-        if !matrix && float_dtype(info.ty).is_none() {
+        if !matrix && info.ty.float_dtype().is_none() {
             return Err(ImportError::QuantizedVector {
                 name: info.name.clone(),
                 ty: info.ty.name(),

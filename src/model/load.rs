@@ -404,8 +404,17 @@ pub(crate) fn decode(
     key: &str,
     view: &safetensors::tensor::TensorView<'_>,
 ) -> Result<Vec<f32>, LoadError> {
-    let bytes = view.data();
-    Ok(match view.dtype() {
+    float_values(view.data(), view.dtype()).ok_or_else(|| LoadError::Dtype {
+        key: key.to_owned(),
+        dtype: format!("{:?}", view.dtype()),
+        expected: FLOAT_DTYPES,
+    })
+}
+
+/// Little-endian `bytes` of `dtype` as f32, when it is a float dtype Unmask reads (f32, f16,
+/// bf16).
+pub(crate) fn float_values(bytes: &[u8], dtype: Dtype) -> Option<Vec<f32>> {
+    Some(match dtype {
         Dtype::F32 => bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -418,13 +427,7 @@ pub(crate) fn decode(
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        other => {
-            return Err(LoadError::Dtype {
-                key: key.to_owned(),
-                dtype: format!("{other:?}"),
-                expected: FLOAT_DTYPES,
-            });
-        }
+        _ => return None,
     })
 }
 

@@ -223,14 +223,36 @@ pub fn quantize_matrix(
             }
         }));
     }
-    let values = match format {
+    Ok(QuantizedMatrix {
+        values: pack_levels(&levels, format),
+        scales,
+    })
+}
+
+/// Signed levels (one per weight, row-major) as `format` stores them: a byte each (q8), or two
+/// to a byte, column 2j in the low nibble (q4; levels in −8..=7).
+pub fn pack_levels(levels: &[i8], format: QuantFormat) -> Vec<u8> {
+    match format {
         QuantFormat::Q8 => levels.iter().map(|&q| q as u8).collect(),
         QuantFormat::Q4 => levels
             .chunks_exact(2)
             .map(|pair| (pair[0] as u8 & 0x0F) | ((pair[1] as u8 & 0x0F) << 4))
             .collect(),
-    };
-    Ok(QuantizedMatrix { values, scales })
+    }
+}
+
+/// The weights `levels` stand for: each times its block's scale (`scales`: f16 little-endian,
+/// one per [`QUANT_BLOCK`] levels).
+pub fn scale_levels(levels: &[i8], scales: &[u8]) -> Vec<f32> {
+    let scales: Vec<f32> = scales
+        .chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect();
+    levels
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| q as f32 * scales[i / QUANT_BLOCK])
+        .collect()
 }
 
 /// Checks that `values` and `scales` store a `[rows, cols]` matrix (`key` names it in the
@@ -288,15 +310,7 @@ pub fn dequantize(
             .flat_map(|&b| [((b << 4) as i8) >> 4, (b as i8) >> 4])
             .collect(),
     };
-    let scales: Vec<f32> = scales
-        .chunks_exact(2)
-        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-        .collect();
-    Ok(levels
-        .iter()
-        .enumerate()
-        .map(|(i, &q)| q as f32 * scales[i / QUANT_BLOCK])
-        .collect())
+    Ok(scale_levels(&levels, scales))
 }
 
 /// The matrix `key` as a burn tensor `[rows, cols]` that stays quantized on `device`: the
