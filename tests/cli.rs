@@ -369,6 +369,24 @@ fn a_warm_started_run_continues_an_exported_folder_with_its_recipe_and_history()
         ],
         "keeps its recipe",
     );
+    // --forcing-sorted may change on a warm start, but it is a share, and only forcing has levels.
+    for (share, expected) in [
+        ("1.5", "must lie in [0, 1]"),
+        ("0.5", "the ar objective has none"),
+    ] {
+        refused(
+            &[
+                "train",
+                "--run",
+                &fresh,
+                "--warm-start",
+                &path(&first_out),
+                "--forcing-sorted",
+                share,
+            ],
+            expected,
+        );
+    }
     refused(
         &[
             "train",

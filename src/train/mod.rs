@@ -88,6 +88,18 @@ impl TrainConfig {
                 "the diffusion times need 0 < sampling_eps_min < sampling_eps_max <= 1".into(),
             );
         }
+        if !(0.0..=1.0).contains(&t.forcing_sorted) {
+            return bad(format!(
+                "forcing_sorted = {} is a share of windows: it must lie in [0, 1]",
+                t.forcing_sorted
+            ));
+        }
+        if t.forcing_sorted > 0.0 && self.objective != Objective::Forcing {
+            return bad(format!(
+                "forcing_sorted orders diffusion forcing's per-token levels; the {} objective has none",
+                self.objective.name()
+            ));
+        }
         if model.attention() != self.objective.attention() {
             return bad(format!(
                 "the model config attends {} but the {} objective needs {}; set model_type/block_size/causal to match",

@@ -152,6 +152,13 @@ pub struct TimeSampling {
     /// Stratify the draws of a batch over [0, 1) (`training.antithetic_sampling`): same
     /// expectation, lower variance.
     pub antithetic_sampling: bool,
+    /// Diffusion forcing: the share of windows whose per-token times are sorted to rise along
+    /// the window — early tokens cleaner than late ones, the shape the autoregressive and
+    /// pyramid schedules give a window at sampling (D2F's rising per-block mask ratios, in
+    /// `zhijie-group/Discrete-Diffusion-Forcing`). Each token's time is still uniform; only
+    /// their order changes. 0 (absent in older runs): independent levels, the reference's.
+    #[serde(default)]
+    pub forcing_sorted: f64,
 }
 
 impl TimeSampling {
@@ -160,6 +167,7 @@ impl TimeSampling {
         sampling_eps_min: 1e-3,
         sampling_eps_max: 1.0,
         antithetic_sampling: true,
+        forcing_sorted: 0.0,
     };
 
     /// One time in `[sampling_eps_min, sampling_eps_max]`, drawn on its own (never stratified).
@@ -231,14 +239,22 @@ fn noise(batch: &Batch, group: usize, times: &TimeSampling, mask_id: u32, rng: &
 }
 
 /// Diffusion forcing's noise: every token its own t_i (independent draws: a stratified sweep
-/// would tie the level to the position), masked with probability (1 − ε)t_i, weighted 1/t_i
+/// would tie the level to the position; in a share `forcing_sorted` of the windows the same
+/// draws sorted to rise along the window), masked with probability (1 − ε)t_i, weighted 1/t_i
 /// where masked; each position's σ(t_i) is the network's input, masked or not.
 fn noise_per_token(batch: &Batch, times: &TimeSampling, mask_id: u32, rng: &mut Rng) -> Noised {
     let mut tokens = batch.tokens.clone();
     let mut weights = vec![0.0f32; tokens.len()];
     let mut sigma = Vec::with_capacity(tokens.len());
-    for (token, weight) in tokens.iter_mut().zip(&mut weights) {
-        let t = times.draw_one(rng);
+    let mut t = Vec::with_capacity(tokens.len());
+    for _ in 0..batch.batch {
+        let start = t.len();
+        t.extend((0..batch.len).map(|_| times.draw_one(rng)));
+        if times.forcing_sorted > 0.0 && rng.uniform() < times.forcing_sorted {
+            t[start..].sort_by(f64::total_cmp);
+        }
+    }
+    for ((token, weight), &t) in tokens.iter_mut().zip(&mut weights).zip(&t) {
         if rng.uniform() < (1.0 - NOISE_EPS) * t {
             *token = mask_id;
             *weight = (1.0 / t) as f32;
@@ -336,6 +352,27 @@ mod tests {
             assert!((gap - 1.0 / 8.0).abs() < 1e-9, "{t:?}");
         }
         assert!(t.iter().all(|&x| (1e-3..=1.0).contains(&x)));
+    }
+
+    #[test]
+    fn sorted_forcing_levels_rise_along_the_window_and_independent_ones_do_not() {
+        let batch = Batch {
+            tokens: vec![7; 4 * 64],
+            batch: 4,
+            len: 64,
+        };
+        let rises = |sigma: &[f32]| sigma.windows(2).all(|w| w[0] <= w[1]);
+        let mut times = TimeSampling::ELBO;
+        for (share, sorted_windows) in [(1.0, 4), (0.0, 0)] {
+            times.forcing_sorted = share;
+            let noised = noise_per_token(&batch, &times, 3, &mut Rng::new(5));
+            let sorted = noised.sigma.chunks(64).filter(|w| rises(w)).count();
+            assert_eq!(sorted, sorted_windows, "share {share}");
+            // Masked where the level says so, weighted only there, whatever the order.
+            for (token, weight) in noised.tokens.iter().zip(&noised.weights) {
+                assert_eq!(*token == 3, *weight > 0.0);
+            }
+        }
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl ObjectiveArg {
 }
 
 /// Arguments of `unmask train`. The model and recipe flags set up a new run; a run directory
-/// that already holds a run resumes with its own recipe (only --max-steps may change).
+/// that already holds a run resumes with its own recipe (only --max-steps, and for diffusion
+/// forcing --forcing-sorted, may change).
 #[derive(Args)]
 pub struct TrainArgs {
     /// Run directory: created by a new run, resumed from when it holds one.
@@ -148,6 +149,12 @@ pub struct TrainArgs {
     /// Seed of the weights, data order and noise.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Diffusion forcing: the share of windows whose per-token levels are sorted to rise along
+    /// the window, as the autoregressive and pyramid schedules leave it [default: 0, independent
+    /// levels]. A warm start or a resumed run may change it (a fine-tune of another
+    /// distribution).
+    #[arg(long)]
+    pub forcing_sorted: Option<f64>,
 }
 
 /// Architecture defaults of a new run (sized for 2 CPU cores: see README "Default models").
@@ -236,6 +243,7 @@ impl TrainArgs {
         train.recipe = self.recipe();
         train.val_every = self.val_every.unwrap_or(train.val_every);
         train.val_windows = self.val_windows.unwrap_or(train.val_windows);
+        train.time_sampling.forcing_sorted = self.forcing_sorted.unwrap_or(0.0);
         train.validate(&model).map_err(|e| e.to_string())?;
         Ok((train, model))
     }
@@ -303,7 +311,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         let flags = args.recipe_flags();
         if !flags.is_empty() {
             return Err(format!(
-                "a resumed or warm-started run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
+                "a resumed or warm-started run keeps its recipe: drop {} (only --max-steps and --forcing-sorted may change) or start a new --run directory",
                 flags.join(", ")
             ));
         }
@@ -327,6 +335,13 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         };
         if let Some(max_steps) = args.max_steps {
             state.train.recipe.max_steps = max_steps;
+        }
+        if let Some(share) = args.forcing_sorted {
+            state.train.time_sampling.forcing_sorted = share;
+            state
+                .train
+                .validate(&state.model)
+                .map_err(|e| e.to_string())?;
         }
         (tokenizer, state, Some(weights))
     } else {
