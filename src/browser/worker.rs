@@ -32,6 +32,7 @@ use crate::chat::{
 };
 use crate::config::{Attention, Family};
 use crate::engine::Generation;
+use crate::model::gguf_import::{ImportOptions, import};
 use crate::model::load::HEADER_LENGTH_BYTES;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
 use crate::model::{Assembled, Header, Pieces};
@@ -40,7 +41,9 @@ use crate::page::memory::check_memory;
 use crate::page::protocol::{
     ClassifierStatus, FromWorker, Job, LoadedModel, Network, Opening, RunStep, ToWorker,
 };
-use crate::page::source::{GPT2_TOKENIZER_URL, ModelSource, classify_dropped, page_attention};
+use crate::page::source::{
+    GPT2_TOKENIZER_URL, ModelSource, classify_dropped, classify_dropped_gguf, page_attention,
+};
 use crate::page::state::BackendChoice;
 use crate::sampler::image::{ImageRun, ImageSettings};
 use crate::trajectory::AnyTrajectory;
@@ -628,32 +631,61 @@ async fn load(
         (ModelSource::Files(_), Some(files)) => {
             let files: Vec<File> = files.iter().filter_map(|f| f.dyn_into().ok()).collect();
             let names: Vec<String> = files.iter().map(|f| f.name()).collect();
-            let dropped = classify_dropped(&names)?;
-            let config = file_bytes(&files[dropped.config]).await?;
-            if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
-                let weights = file_bytes(&files[dropped.weights]).await?;
-                return Ok(load_digits(progress, source, &config, &weights, &device).await?);
-            }
-            let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
-            check_fits(state, &text)?;
-            let tokenizer = match dropped.tokenizer {
-                Some(t) => file_bytes(&files[t]).await?,
-                None => {
-                    fallback_tokenizer(progress, &text, "no tokenizer file was dropped").await?
+            if let Some(gguf) = classify_dropped_gguf(&names) {
+                let gguf = gguf?;
+                let own_tokenizer = match gguf.tokenizer {
+                    Some(t) => Some(file_bytes(&files[t]).await?),
+                    None => None,
+                };
+                // The file and its conversion are held together once, then the file goes.
+                let imported = {
+                    let bytes = file_bytes(&files[gguf.file]).await?;
+                    let options = ImportOptions {
+                        block_size: None,
+                        rebuild_tokenizer: own_tokenizer.is_none(),
+                    };
+                    import(&bytes, &options).map_err(|e| format!("{}: {e}", names[gguf.file]))?
+                };
+                let text = TextConfig::from_json(&imported.config).map_err(|e| e.to_string())?;
+                check_fits(state, &text)?;
+                let tokenizer = own_tokenizer
+                    .or(imported.tokenizer)
+                    .ok_or("the GGUF file's vocabulary was not rebuilt")?;
+                (
+                    imported.config,
+                    Stored::Memory(imported.weights),
+                    tokenizer,
+                    Some(imported.tokenizer_config),
+                    None,
+                )
+            } else {
+                let dropped = classify_dropped(&names)?;
+                let config = file_bytes(&files[dropped.config]).await?;
+                if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
+                    let weights = file_bytes(&files[dropped.weights]).await?;
+                    return Ok(load_digits(progress, source, &config, &weights, &device).await?);
                 }
-            };
-            let mut special = None;
-            let mut jinja = None;
-            for (index, into) in [
-                (dropped.tokenizer_config, &mut special),
-                (dropped.chat_template, &mut jinja),
-            ] {
-                if let Some(i) = index {
-                    *into = Some(file_bytes(&files[i]).await?);
+                let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
+                check_fits(state, &text)?;
+                let tokenizer = match dropped.tokenizer {
+                    Some(t) => file_bytes(&files[t]).await?,
+                    None => {
+                        fallback_tokenizer(progress, &text, "no tokenizer file was dropped").await?
+                    }
+                };
+                let mut special = None;
+                let mut jinja = None;
+                for (index, into) in [
+                    (dropped.tokenizer_config, &mut special),
+                    (dropped.chat_template, &mut jinja),
+                ] {
+                    if let Some(i) = index {
+                        *into = Some(file_bytes(&files[i]).await?);
+                    }
                 }
+                let weights = Stored::Dropped(files[dropped.weights].clone());
+                (config, weights, tokenizer, special, jinja)
             }
-            let weights = Stored::Dropped(files[dropped.weights].clone());
-            (config, weights, tokenizer, special, jinja)
         }
         (ModelSource::Files(_), None) => return Err("the dropped files did not arrive".into()),
         (source, _) => {

@@ -377,6 +377,51 @@ pub struct Dropped {
     pub chat_template: Option<usize>,
 }
 
+/// A dropped llama.cpp GGUF file ([`crate::model::gguf_import`] turns it into a folder), as
+/// indices into the dropped files' names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DroppedGguf {
+    /// The `.gguf` file.
+    pub file: usize,
+    /// The model's own `tokenizer.json`, used instead of one rebuilt from the file's vocabulary.
+    pub tokenizer: Option<usize>,
+}
+
+/// A GGUF drop: `None` when no `.gguf` was dropped; else the file, with at most a tokenizer
+/// beside it.
+pub fn classify_dropped_gguf(names: &[String]) -> Option<Result<DroppedGguf, String>> {
+    let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+    let gguf: Vec<usize> = (0..names.len())
+        .filter(|&i| lower[i].ends_with(".gguf"))
+        .collect();
+    if gguf.is_empty() {
+        return None;
+    }
+    let expected = "drop one .gguf file, alone or with the model's tokenizer.json";
+    let tokenizer: Vec<usize> = (0..names.len())
+        .filter(|&i| lower[i].ends_with(".json") && lower[i].contains("tokenizer"))
+        .filter(|&i| lower[i] != crate::chat::TOKENIZER_CONFIG_FILE)
+        .collect();
+    Some(match (gguf.as_slice(), tokenizer.as_slice()) {
+        ([file], []) if names.len() == 1 => Ok(DroppedGguf {
+            file: *file,
+            tokenizer: None,
+        }),
+        ([file], [t]) if names.len() == 2 => Ok(DroppedGguf {
+            file: *file,
+            tokenizer: Some(*t),
+        }),
+        ([_], _) => Err(format!(
+            "{} files were dropped with the GGUF file; {expected}",
+            names.len() - 1
+        )),
+        _ => Err(format!(
+            "{} GGUF files were dropped; {expected}",
+            gguf.len()
+        )),
+    })
+}
+
 /// Tells the dropped files apart by name ([`Dropped`]); a file none of them is refused, as are
 /// two of one kind.
 pub fn classify_dropped(names: &[String]) -> Result<Dropped, String> {
@@ -599,6 +644,34 @@ mod tests {
             .map(String::from)
             .into();
         assert!(classify_dropped(&names).unwrap_err().contains("several"));
+        // A GGUF file comes alone or with the model's tokenizer.json.
+        let list = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            classify_dropped_gguf(&list(&["config.json", "model.safetensors"])),
+            None
+        );
+        assert_eq!(
+            classify_dropped_gguf(&list(&["LLaDA-8B.Q4_0.GGUF"])),
+            Some(Ok(DroppedGguf {
+                file: 0,
+                tokenizer: None
+            }))
+        );
+        assert_eq!(
+            classify_dropped_gguf(&list(&["tokenizer.json", "m.gguf"])),
+            Some(Ok(DroppedGguf {
+                file: 1,
+                tokenizer: Some(0)
+            }))
+        );
+        for bad in [
+            &["a.gguf", "b.gguf"][..],
+            &["m.gguf", "config.json"],
+            &["m.gguf", "tokenizer.json", "tokenizer_config.json"],
+        ] {
+            let err = classify_dropped_gguf(&list(bad)).unwrap().unwrap_err();
+            assert!(err.contains("drop one .gguf file"), "{bad:?}: {err}");
+        }
         let names: Vec<String> = ["notes.txt"].map(String::from).into();
         assert!(classify_dropped(&names).unwrap_err().contains("no weights"));
         let names: Vec<String> = ["a.safetensors", "config.json", "notes.txt"]

@@ -353,7 +353,10 @@ pub fn App() -> impl IntoView {
         }
         let label = names
             .iter()
-            .find(|n| n.ends_with(".safetensors"))
+            .find(|n| {
+                let n = n.to_ascii_lowercase();
+                n.ends_with(".safetensors") || n.ends_with(".gguf")
+            })
             .cloned()
             .unwrap_or_else(|| names.join(", "));
         ctx.load_dropped(files, label);

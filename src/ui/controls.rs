@@ -853,7 +853,7 @@ pub fn ModelPanel() -> impl IntoView {
                 </button>
             </div>
             {move || error.get().map(|e| view! { <p class="notice error">{e}</p> })}
-            <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json (and tokenizer_config.json, chat_template.jinja) on the page."</p>
+            <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json (and tokenizer_config.json, chat_template.jinja) on the page, or a llama.cpp .gguf file of LLaDA, Dream or an A2D Qwen."</p>
             <div class="row">
                 <label class="knob check" title="Run on the CPU even where WebGPU works">
                     <input

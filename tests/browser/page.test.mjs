@@ -713,6 +713,39 @@ test('three model files dropped on the page load and run; a malformed one is ref
   }
 });
 
+test('a llama.cpp GGUF file dropped on the page runs what `unmask import` of it runs', async () => {
+  const gguf = path.join(fixtures, 'gguf', 'a2d-qwen3.q8_0.gguf');
+  const tokenizer = path.join(fixtures, 'dllm', 'a2d-qwen3', 'tokenizer.json');
+  const folder = path.join(tmp, 'imported-a2d-qwen3');
+  execFileSync(cliBin, ['import', '--in', gguf, '--out', folder, '--tokenizer', tokenizer]);
+  const settings = ['--sampler', 'llada', '--steps', '8', '--gen-length', '8', '--temperature', '0', '--seed', '1'];
+  const { page, context, problems } = await open(
+    `backend=cpu&sampler=llada&steps=8&gen=8&temperature=0&seed=1&prompt=${encodeURIComponent(QWEN_PROMPT)}`);
+  const drop = (files) => page.evaluate((files) => {
+    const dt = new DataTransfer();
+    for (const { name, b64 } of files) {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      dt.items.add(new File([bytes], name));
+    }
+    document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, files);
+  const file = (p, name = path.basename(p)) => ({ name, b64: readFileSync(p).toString('base64') });
+  try {
+    await run(page);
+    // Two GGUF files at once: refused by name.
+    await drop([file(gguf), file(gguf, 'other.gguf')]);
+    await page.waitForFunction(() => /2 GGUF files were dropped/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+    await drop([file(gguf), file(tokenizer)]);
+    await page.waitForFunction(() => /a2d-qwen3\.q8_0\.gguf/.test(document.querySelector('[data-testid=model-info]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'done');
+    assert.equal(lane.text, cli(settings, { model: folder, prompt: QWEN_PROMPT }).text);
+    assert.deepEqual(problems.filter((p) => !/404|Failed to load resource/.test(p)), []);
+  } finally {
+    await context.close();
+  }
+});
+
 test('reduced motion shows the latest step at once, and the colour scheme is followed', async () => {
   const query = `${TINY}&backend=cpu&sampler=llada&steps=16&gen=16&speed=1&prompt=${encodeURIComponent(PROMPT)}`;
   const label = async (page) => (await page.textContent('[data-testid=step-label]')).trim();
