@@ -673,9 +673,9 @@ test('cancel stops a run between steps, and "force CPU" switches the backend', a
   }
 });
 
-test('three model files dropped on the page load and run; a malformed one is refused clearly', async () => {
-  const { page, context, problems } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=./no-such-model/&prompt=${encodeURIComponent(PROMPT)}`);
-  const drop = (files) => page.evaluate((files) => {
+/** Drops `files` ({ name, b64 }) on the page, as a reader dragging them from disk would. */
+function dropFiles(page, files) {
+  return page.evaluate((files) => {
     const dt = new DataTransfer();
     for (const { name, b64 } of files) {
       const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -683,6 +683,11 @@ test('three model files dropped on the page load and run; a malformed one is ref
     }
     document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
   }, files);
+}
+
+test('three model files dropped on the page load and run; a malformed one is refused clearly', async () => {
+  const { page, context, problems } = await open(`backend=cpu&sampler=llada&steps=8&gen=16&model=./no-such-model/&prompt=${encodeURIComponent(PROMPT)}`);
+  const drop = (files) => dropFiles(page, files);
   try {
     await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
     const files = ['config.json', 'model.safetensors', 'tokenizer.json']
@@ -721,14 +726,7 @@ test('a llama.cpp GGUF file dropped on the page runs what `unmask import` of it 
   const settings = ['--sampler', 'llada', '--steps', '8', '--gen-length', '8', '--temperature', '0', '--seed', '1'];
   const { page, context, problems } = await open(
     `backend=cpu&sampler=llada&steps=8&gen=8&temperature=0&seed=1&prompt=${encodeURIComponent(QWEN_PROMPT)}`);
-  const drop = (files) => page.evaluate((files) => {
-    const dt = new DataTransfer();
-    for (const { name, b64 } of files) {
-      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      dt.items.add(new File([bytes], name));
-    }
-    document.querySelector('.unmask').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-  }, files);
+  const drop = (files) => dropFiles(page, files);
   const file = (p, name = path.basename(p)) => ({ name, b64: readFileSync(p).toString('base64') });
   try {
     await run(page);
