@@ -32,7 +32,8 @@ use crate::chat::{
 };
 use crate::config::{Attention, Family};
 use crate::engine::Generation;
-use crate::model::gguf_import::{ImportOptions, import};
+use crate::model::gguf::{Gguf, HEADER_CHUNK, Prefix};
+use crate::model::gguf_import::{ImportOptions, Imported, plan};
 use crate::model::load::HEADER_LENGTH_BYTES;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
 use crate::model::{Assembled, Header, Pieces};
@@ -448,6 +449,47 @@ async fn start_backend(state: Rc<RefCell<State>>, choice: BackendChoice, half: b
     });
 }
 
+/// A dropped GGUF file as a model folder's files ([`crate::model::gguf_import`]), read from
+/// disk a piece at a time: the header from a growing prefix, then each tensor, converted and
+/// appended to the weights before the next is read — the weights are held, never the file.
+async fn import_dropped_gguf(
+    state: &Rc<RefCell<State>>,
+    file: &File,
+    rebuild_tokenizer: bool,
+) -> Result<Imported, String> {
+    let stored = Stored::Dropped(file.clone());
+    let len = stored.size();
+    let mut want = HEADER_CHUNK.min(len);
+    let header = loop {
+        let prefix = stored.read(0..want).await.map_err(|e| e.to_string())?;
+        match Gguf::from_prefix(&prefix, len).map_err(|e| e.to_string())? {
+            Prefix::Header(header) => break header,
+            Prefix::Read(more) => want = more,
+        }
+    };
+    let options = ImportOptions {
+        block_size: None,
+        rebuild_tokenizer,
+    };
+    let plan = plan(&header, &options).map_err(|e| e.to_string())?;
+    // Refused before a tensor is read, as a folder's config is before its download.
+    check_fits(
+        state,
+        &TextConfig::from_json(&plan.config).map_err(|e| e.to_string())?,
+    )?;
+    let mut weights = Vec::with_capacity(usize::try_from(plan.weights_len()).unwrap_or(0));
+    plan.write_header(&mut weights).map_err(|e| e.to_string())?;
+    for (index, info) in plan.tensors().enumerate() {
+        let bytes = stored
+            .read(info.range.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        plan.write_tensor(index, &bytes, &mut weights)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(plan.into_imported(weights))
+}
+
 async fn file_bytes(file: &File) -> Result<Vec<u8>, String> {
     let buf = JsFuture::from(file.array_buffer())
         .await
@@ -637,17 +679,10 @@ async fn load(
                     Some(t) => Some(file_bytes(&files[t]).await?),
                     None => None,
                 };
-                // The file and its conversion are held together once, then the file goes.
-                let imported = {
-                    let bytes = file_bytes(&files[gguf.file]).await?;
-                    let options = ImportOptions {
-                        block_size: None,
-                        rebuild_tokenizer: own_tokenizer.is_none(),
-                    };
-                    import(&bytes, &options).map_err(|e| format!("{}: {e}", names[gguf.file]))?
-                };
-                let text = TextConfig::from_json(&imported.config).map_err(|e| e.to_string())?;
-                check_fits(state, &text)?;
+                let imported =
+                    import_dropped_gguf(state, &files[gguf.file], own_tokenizer.is_none())
+                        .await
+                        .map_err(|e| format!("{}: {e}", names[gguf.file]))?;
                 let tokenizer = own_tokenizer
                     .or(imported.tokenizer)
                     .ok_or("the GGUF file's vocabulary was not rebuilt")?;

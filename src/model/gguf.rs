@@ -46,7 +46,7 @@ pub const MAX_ARRAY_LEN: u64 = 1 << 22;
 const RESERVE: u64 = 1 << 16;
 /// The first read of [`Gguf::read`]: most headers fit (a 151,936-token vocabulary and its merges
 /// take about 4 MB, read in a second turn).
-const HEADER_CHUNK: u64 = 1 << 20;
+pub const HEADER_CHUNK: u64 = 1 << 20;
 /// Weights per block of `Q8_0` and `Q4_0` (`QK8_0`, `QK4_0`).
 pub const GGML_BLOCK: usize = 32;
 
@@ -159,6 +159,15 @@ pub enum GgufError {
     },
 }
 
+/// What a file's first bytes give ([`Gguf::from_prefix`]).
+#[derive(Clone, Debug)]
+pub enum Prefix {
+    /// The whole header.
+    Header(Gguf),
+    /// Not yet: read this many bytes from the start, then try again.
+    Read(u64),
+}
+
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -194,6 +203,20 @@ impl Value {
             Value::Uint(v) => Some(v),
             Value::Int(v) => u64::try_from(v).ok(),
             _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Value {
+    /// Numbers and booleans as they are, strings quoted, arrays by their length.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Uint(v) => write!(f, "{v}"),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::Array(items) => write!(f, "an array of {}", items.len()),
         }
     }
 }
@@ -643,13 +666,24 @@ impl Gguf {
                     )));
                 }
             }
-            match Self::parse_prefix(&prefix, len) {
-                // `needed` lies past what was read and within the file: each turn reads more.
-                Err(GgufError::Incomplete { needed, .. }) => {
-                    want = needed.max(want.saturating_mul(2)).min(len);
-                }
-                done => return done,
+            match Self::from_prefix(&prefix, len)? {
+                Prefix::Header(header) => return Ok(header),
+                Prefix::Read(more) => want = more,
             }
+        }
+    }
+
+    /// The header from a file's first bytes, or how many of them to read before trying again
+    /// (more than `prefix` holds, at most the file: each turn of a reader's loop reads more, at
+    /// least twice as much). A reader starts with [`HEADER_CHUNK`] bytes.
+    pub fn from_prefix(prefix: &[u8], file_len: u64) -> Result<Prefix, GgufError> {
+        match Self::parse_prefix(prefix, file_len) {
+            Ok(header) => Ok(Prefix::Header(header)),
+            // `needed` lies past the prefix and within the file.
+            Err(GgufError::Incomplete { needed, have }) => Ok(Prefix::Read(
+                needed.max(have.saturating_mul(2)).min(file_len),
+            )),
+            Err(e) => Err(e),
         }
     }
 

@@ -352,20 +352,33 @@ fn mask_id(g: &Gguf, tokens: Option<&[&str]>) -> Result<Option<u32>, GgufError> 
     }))
 }
 
-/// The hyperparameters, read once.
+/// The hyperparameters, read once from the `{arch}.*` keys and the tensors.
 struct Hyper {
+    /// Blocks (`block_count`).
     layers: usize,
+    /// Width of the residual stream (`embedding_length`).
     hidden: usize,
+    /// Width of the MLP (`feed_forward_length`).
     mlp: usize,
+    /// Query heads (`attention.head_count`).
     heads: usize,
+    /// Key/value heads (`attention.head_count_kv`, else `heads`).
     kv_heads: usize,
+    /// Size of a head (`attention.key_length`, else `hidden / heads`).
     head_dim: usize,
+    /// `rope.freq_base`, when the file says.
     rope_theta: Option<f64>,
+    /// `attention.layer_norm_rms_epsilon`, when the file says.
     rms_eps: Option<f64>,
+    /// `context_length`, when the file says.
     context: Option<usize>,
+    /// Rows of `token_embd`: the vocabulary, padded.
     rows: usize,
+    /// Tokens of the vocabulary (LLaDA's `vocab_size`, else the token list's length).
     vocab: usize,
+    /// Whether the head is the embedding (no `output.weight`).
     tied: bool,
+    /// The mask token.
     mask: Option<u32>,
 }
 
@@ -399,7 +412,7 @@ fn hyperparameters(
             Some(v) => {
                 return Err(ImportError::Unsupported {
                     key: k,
-                    value: format!("{v:?}"),
+                    value: v.to_string(),
                     hint,
                 });
             }
@@ -422,7 +435,7 @@ fn hyperparameters(
         if said != Some(shifts) {
             return Err(ImportError::Unsupported {
                 key: "diffusion.shift_logits".into(),
-                value: format!("{v:?}"),
+                value: v.to_string(),
                 hint: if shifts {
                     "Dream's logits are shifted by one: true"
                 } else {
@@ -671,6 +684,19 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The folder's files, with `weights` written by [`Plan::write_weights`] (or its parts).
+    pub fn into_imported(self, weights: Vec<u8>) -> Imported {
+        Imported {
+            architecture: self.architecture,
+            config: self.config,
+            weights,
+            tokenizer: self.tokenizer,
+            tokenizer_config: self.tokenizer_config,
+            quantization: self.quantization,
+            notes: self.notes,
+        }
+    }
+
     /// Bytes of `model.safetensors`.
     pub fn weights_len(&self) -> u64 {
         let header = self.header();
@@ -708,18 +734,42 @@ impl Plan {
         read: &mut dyn FnMut(&TensorInfo) -> Result<Vec<u8>, GgufError>,
         out: &mut dyn std::io::Write,
     ) -> Result<(), ImportError> {
+        self.write_header(out)?;
+        for (index, info) in self.tensors().enumerate() {
+            self.write_tensor(index, &read(info)?, out)?;
+        }
+        out.flush().map_err(|e| ImportError::Write(e.to_string()))
+    }
+
+    /// The file's tensors, in the order `model.safetensors` stores them: read each and pass its
+    /// bytes to [`Plan::write_tensor`] after [`Plan::write_header`] (what
+    /// [`Plan::write_weights`] does, for a reader that cannot be called back, e.g. an async one).
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorInfo> {
+        self.tensors.iter().map(|t| &t.info)
+    }
+
+    /// Starts `model.safetensors`: its header's length and the header.
+    pub fn write_header(&self, out: &mut dyn std::io::Write) -> Result<(), ImportError> {
         let io = |e: std::io::Error| ImportError::Write(e.to_string());
         let header = self.header();
         out.write_all(&(header.len() as u64).to_le_bytes())
             .map_err(io)?;
-        out.write_all(&header).map_err(io)?;
-        for planned in &self.tensors {
-            let bytes = read(&planned.info)?;
-            for part in planned.convert(&bytes)? {
-                out.write_all(&part).map_err(io)?;
-            }
+        out.write_all(&header).map_err(io)
+    }
+
+    /// Appends the stored form of tensor `index` of [`Plan::tensors`], from the file's `bytes`
+    /// of it.
+    pub fn write_tensor(
+        &self,
+        index: usize,
+        bytes: &[u8],
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), ImportError> {
+        for part in self.tensors[index].convert(bytes)? {
+            out.write_all(&part)
+                .map_err(|e| ImportError::Write(e.to_string()))?;
         }
-        out.flush().map_err(io)
+        Ok(())
     }
 }
 
@@ -865,15 +915,7 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
         &mut |info| Ok(bytes[info.range.start as usize..info.range.end as usize].to_vec()),
         &mut weights,
     )?;
-    Ok(Imported {
-        architecture: plan.architecture,
-        config: plan.config,
-        weights,
-        tokenizer: plan.tokenizer,
-        tokenizer_config: plan.tokenizer_config,
-        quantization: plan.quantization,
-        notes: plan.notes,
-    })
+    Ok(plan.into_imported(weights))
 }
 
 /// The config's layout, each slot with the [`Key`] it holds: every key the architecture may
