@@ -22,6 +22,7 @@ Files:
                                transformers' key names (f32)
     bpe-vocab.gguf             no tensors: the vocabulary of www/models/default/bd3/tokenizer.json
                                (byte-level BPE, pre "gpt-2"), to rebuild its tokenizer.json from
+    q6k.gguf                   two random Q6_K super-blocks and gguf-py's reading of them (F32)
 
 How to run (a few seconds, no torch):
     python3 -m venv /var/tmp/gguf-venv && /var/tmp/gguf-venv/bin/pip install gguf==0.19.0 numpy
@@ -225,6 +226,23 @@ def bpe_vocabulary():
     print("wrote bpe-vocab.gguf", (OUT / "bpe-vocab.gguf").stat().st_size, "bytes")
 
 
+def q6k_tensor():
+    """Random Q6_K super-blocks (gguf-py has no Q6_K quantizer) beside gguf-py's own reading of
+    them as F32: `q6k` [2, 256] and `q6k.expected` [2, 256]."""
+    rng = np.random.default_rng(6)
+    blocks = rng.integers(0, 256, size=(2, 210), dtype=np.uint8)
+    blocks[:, 208:210] = np.frombuffer(np.array([0.01, -0.02], dtype=np.float16).tobytes(), dtype=np.uint8).reshape(2, 2)
+    expected = gguf.quants.dequantize(blocks, Q.Q6_K).reshape(2, 256).astype(np.float32)
+    w = gguf.GGUFWriter(str(OUT / "q6k.gguf"), "none")
+    w.add_tensor("q6k", blocks, raw_dtype=Q.Q6_K)
+    w.add_tensor("q6k.expected", expected)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("wrote q6k.gguf", (OUT / "q6k.gguf").stat().st_size, "bytes")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     for arch_dir in ("llada", "dream", "a2d-qwen3", "a2d-qwen2"):
@@ -233,3 +251,4 @@ if __name__ == "__main__":
     write("llada.q4_0.gguf", "llada", "q4_0", expected=True)
     write("dream.f16.gguf", "dream", "f16")
     bpe_vocabulary()
+    q6k_tensor()

@@ -344,15 +344,22 @@ fn damaged_and_foreign_files_are_clear_errors() {
     info.extend(2u32.to_le_bytes());
     info.extend(32u64.to_le_bytes());
     info.extend(32u64.to_le_bytes());
-    let mut q6 = info.clone();
+    let (mut q4k, mut q6k) = (info.clone(), info.clone());
     info.extend(2u32.to_le_bytes());
-    q6.extend(14u32.to_le_bytes());
-    let message = error(&patched(&llada, &info, &q6));
+    q4k.extend(12u32.to_le_bytes());
+    q6k.extend(14u32.to_le_bytes());
+    let message = error(&patched(&llada, &info, &q4k));
     assert!(
-        message.contains("`blk.0.attn_q.weight` is stored as Q6_K"),
+        message.contains("`blk.0.attn_q.weight` is stored as Q4_K"),
         "{message}"
     );
     assert!(message.contains("--pure"), "{message}");
+    // Q6_K is read, in super-blocks of 256: a row of 32 cannot hold one.
+    let message = error(&patched(&llada, &info, &q6k));
+    assert!(
+        message.contains("rows of 32 are not whole blocks of 256 (Q6_K)"),
+        "{message}"
+    );
 
     // An autoregressive architecture.
     let message = error(&patched(

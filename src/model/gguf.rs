@@ -113,7 +113,7 @@ pub enum GgufError {
     },
     /// A tensor stored in a ggml type this reader does not decode.
     #[error(
-        "tensor `{name}` is stored as {ty}; Unmask reads F32, F16, BF16, Q8_0 and Q4_0 (re-quantize the file with `llama-quantize --pure` to Q8_0 or Q4_0, or convert it with `convert_hf_to_gguf.py --outtype q8_0`)"
+        "tensor `{name}` is stored as {ty}; Unmask reads F32, F16, BF16, Q8_0, Q4_0 and Q6_K (re-quantize the file with `llama-quantize --pure` to Q8_0 or Q4_0, or convert it with `convert_hf_to_gguf.py --outtype q8_0`)"
     )]
     UnsupportedType {
         /// The tensor.
@@ -235,7 +235,14 @@ pub enum GgmlType {
     /// Blocks of 32: an f16 scale d, then 16 bytes whose low nibbles are weights 0–15 and high
     /// nibbles weights 16–31, each q in 0..16; w = (q − 8)·d (id 2).
     Q4_0,
+    /// Super-blocks of 256 (`block_q6_K`): 128 bytes of low nibbles, 64 of high bit pairs, 16
+    /// signed 8-bit scales (one per 16 weights) and an f16 d; w = d·scale·(q − 32), q in 0..64
+    /// (id 14). What llama-quantize gives `output.weight` in its Q4_0 and most other files.
+    Q6K,
 }
+
+/// Weights per `Q6_K` super-block (`QK_K`).
+const QK_K: usize = 256;
 
 /// ggml's names of its type ids, for messages (`ggml.c`'s `type_traits`).
 const GGML_TYPE_NAMES: [(u32, &str); 31] = [
@@ -281,6 +288,7 @@ impl GgmlType {
             30 => Ok(GgmlType::Bf16),
             8 => Ok(GgmlType::Q8_0),
             2 => Ok(GgmlType::Q4_0),
+            14 => Ok(GgmlType::Q6K),
             _ => Err(GGML_TYPE_NAMES
                 .iter()
                 .find(|(i, _)| *i == id)
@@ -296,6 +304,7 @@ impl GgmlType {
             GgmlType::Bf16 => "BF16",
             GgmlType::Q8_0 => "Q8_0",
             GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q6K => "Q6_K",
         }
     }
 
@@ -306,6 +315,7 @@ impl GgmlType {
             GgmlType::F16 | GgmlType::Bf16 => (1, 2),
             GgmlType::Q8_0 => (GGML_BLOCK as u64, 2 + GGML_BLOCK as u64),
             GgmlType::Q4_0 => (GGML_BLOCK as u64, 2 + GGML_BLOCK as u64 / 2),
+            GgmlType::Q6K => (QK_K as u64, (QK_K / 2 + QK_K / 4 + QK_K / 16 + 2) as u64),
         }
     }
 
@@ -315,12 +325,18 @@ impl GgmlType {
             GgmlType::F32 => Some(safetensors::Dtype::F32),
             GgmlType::F16 => Some(safetensors::Dtype::F16),
             GgmlType::Bf16 => Some(safetensors::Dtype::BF16),
-            GgmlType::Q8_0 | GgmlType::Q4_0 => None,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q6K => None,
         }
     }
 
     /// Whether it is a block quantization.
     pub fn is_quantized(self) -> bool {
+        self.float_dtype().is_none()
+    }
+
+    /// Whether its blocks are Unmask's own (32 levels and an f16 scale: [`split_blocks`]), so
+    /// that they can be kept as they are; a `Q6_K` tensor is decoded instead.
+    pub fn keeps_blocks(self) -> bool {
         matches!(self, GgmlType::Q8_0 | GgmlType::Q4_0)
     }
 }
@@ -781,15 +797,40 @@ pub fn split_blocks(bytes: &[u8], ty: GgmlType) -> Blocks {
 }
 
 /// The f32 values of `bytes`, a tensor stored as a float type (F32, F16 or BF16), or the
-/// dequantized weights of a Q8_0 / Q4_0 one (w = q·d, as ggml's `dequantize_row_q8_0`).
+/// dequantized weights of a quantized one (w = q·d, as ggml's `dequantize_row_q8_0`; `Q6_K` as
+/// [`decode_q6_k`]).
 pub fn decode(bytes: &[u8], ty: GgmlType) -> Vec<f32> {
     match ty.float_dtype() {
         Some(dtype) => super::load::float_values(bytes, dtype).unwrap_or_default(),
+        None if ty == GgmlType::Q6K => decode_q6_k(bytes),
         None => {
             let Blocks { levels, scales } = split_blocks(bytes, ty);
             super::quant::scale_levels(&levels, &scales)
         }
     }
+}
+
+/// The weights of `Q6_K` super-blocks (ggml-quants.c `dequantize_row_q6_K`): in each half of
+/// 128 weights, group g (of 32) takes its low four bits from the half's `ql` bytes 0–31 (g = 0,
+/// 2) or 32–63 (g = 1, 3), low nibble for g < 2 and high for g ≥ 2, and its top two bits from
+/// bits 2g, 2g + 1 of the half's `qh` bytes; weight i is scaled by `d · scales[i / 16]`.
+pub fn decode_q6_k(bytes: &[u8]) -> Vec<f32> {
+    let (_, block_bytes) = GgmlType::Q6K.block();
+    let mut out = Vec::with_capacity(bytes.len() / block_bytes as usize * QK_K);
+    for block in bytes.chunks_exact(block_bytes as usize) {
+        let (ql, rest) = block.split_at(QK_K / 2);
+        let (qh, rest) = rest.split_at(QK_K / 4);
+        let (scales, d) = rest.split_at(QK_K / 16);
+        let d = half::f16::from_le_bytes([d[0], d[1]]).to_f32();
+        for i in 0..QK_K {
+            let (half, g, l) = (i / 128, (i % 128) / 32, i % 32);
+            let low = ql[half * 64 + (g % 2) * 32 + l] >> (4 * (g / 2)) & 0x0F;
+            let high = (qh[half * 32 + l] >> (2 * g)) & 0x03;
+            let q = (low | (high << 4)) as i32 - 32;
+            out.push(d * scales[i / 16] as i8 as f32 * q as f32);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -847,8 +888,24 @@ mod tests {
     }
 
     #[test]
+    fn q6_k_super_blocks_read_as_gguf_py_reads_them() {
+        // Random super-blocks and gguf-py's dequantization of them (scripts/make_gguf_fixtures.py).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gguf/q6k.gguf");
+        let bytes = std::fs::read(path).unwrap();
+        let g = Gguf::parse(&bytes).unwrap();
+        let data = |name: &str| {
+            let t = g.tensor(name).unwrap();
+            (t.ty, &bytes[t.range.start as usize..t.range.end as usize])
+        };
+        let (ty, q) = data("q6k");
+        assert_eq!(ty, GgmlType::Q6K);
+        let (_, want) = data("q6k.expected");
+        assert_eq!(decode(q, ty), decode(want, GgmlType::F32));
+    }
+
+    #[test]
     fn unknown_types_are_named() {
-        assert_eq!(GgmlType::from_id(14), Err("Q6_K".to_owned()));
+        assert_eq!(GgmlType::from_id(12), Err("Q4_K".to_owned()));
         assert_eq!(GgmlType::from_id(99), Err("ggml type 99".to_owned()));
         assert_eq!(GgmlType::from_id(8), Ok(GgmlType::Q8_0));
     }

@@ -786,7 +786,9 @@ pub fn plan(g: &Gguf, options: &ImportOptions) -> Result<Plan, ImportError> {
         return Err(ImportError::Autoregressive { arch });
     }
     let matrices_of = |ty| g.tensors.iter().any(|t| t.ty == ty && t.dims.len() == 2);
-    let quantization = if matrices_of(GgmlType::Q8_0) {
+    // Q6_K has no block form of Unmask's own: its matrices are decoded and quantized to q8,
+    // which holds them nearly as they are (the folder takes one format for every matrix).
+    let quantization = if matrices_of(GgmlType::Q8_0) || matrices_of(GgmlType::Q6K) {
         Some(QuantFormat::Q8)
     } else if matrices_of(GgmlType::Q4_0) {
         Some(QuantFormat::Q4)
@@ -859,7 +861,7 @@ pub fn plan(g: &Gguf, options: &ImportOptions) -> Result<Plan, ImportError> {
         // here, once, so that every backend computes the same network (the matrices keep
         // Q4_0's levels: the matmul reads them exactly).
         let gathered_q4 = key == Key::Embedding && info.ty == GgmlType::Q4_0;
-        let exact = info.ty.is_quantized() && !gathered_q4;
+        let exact = info.ty.keeps_blocks() && !gathered_q4;
         if let Some(format) = format.filter(|_| !exact) {
             notes.push(if gathered_q4 {
                 format!(
