@@ -23,6 +23,8 @@ Files:
     bpe-vocab.gguf             no tensors: the vocabulary of www/models/default/bd3/tokenizer.json
                                (byte-level BPE, pre "gpt-2"), to rebuild its tokenizer.json from
     q6k.gguf                   two random Q6_K super-blocks and gguf-py's reading of them (F32)
+    a2d-qwen3-q6k.gguf         a random a2d-qwen3 of width 256 in Q4_0 with a Q6_K head, as
+                               llama-quantize writes a Q4_0 file
 
 How to run (a few seconds, no torch):
     python3 -m venv /var/tmp/gguf-venv && /var/tmp/gguf-venv/bin/pip install gguf==0.19.0 numpy
@@ -243,6 +245,50 @@ def q6k_tensor():
     print("wrote q6k.gguf", (OUT / "q6k.gguf").stat().st_size, "bytes")
 
 
+def q6k_model():
+    """A random a2d-qwen3 of width 256 (one block, one head of 32, MLP 32, 64 tokens) in Q4_0,
+    its untied head in random Q6_K super-blocks, as a llama-quantize Q4_0 file has it."""
+    rng = np.random.default_rng(7)
+    d, dh, m, v = 256, 32, 32, 64
+    w = gguf.GGUFWriter(str(OUT / "a2d-qwen3-q6k.gguf"), "qwen3")
+    for add, value in ((w.add_block_count, 1), (w.add_context_length, 64), (w.add_embedding_length, d),
+                       (w.add_feed_forward_length, m), (w.add_head_count, 1), (w.add_head_count_kv, 1),
+                       (w.add_key_length, dh), (w.add_value_length, dh)):
+        add(value)
+    w.add_rope_freq_base(1e6)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    tokens = [f"w{i}" for i in range(v - 1)] + ["<|mask|>"]
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.NORMAL] * (v - 1) + [gguf.TokenType.CONTROL])
+    w.add_mask_token_id(v - 1)
+    q4 = lambda name, rows, cols: w.add_tensor(
+        name, gguf.quants.quantize(rng.normal(0, 0.2, (rows, cols)).astype(np.float32), Q.Q4_0), raw_dtype=Q.Q4_0)
+    norm = lambda name, n: w.add_tensor(name, (1 + 0.1 * rng.normal(size=n)).astype(np.float32))
+    q4("token_embd.weight", v, d)
+    norm("blk.0.attn_norm.weight", d)
+    q4("blk.0.attn_q.weight", dh, d)
+    q4("blk.0.attn_k.weight", dh, d)
+    q4("blk.0.attn_v.weight", dh, d)
+    q4("blk.0.attn_output.weight", d, dh)
+    norm("blk.0.attn_q_norm.weight", dh)
+    norm("blk.0.attn_k_norm.weight", dh)
+    norm("blk.0.ffn_norm.weight", d)
+    q4("blk.0.ffn_gate.weight", m, d)
+    q4("blk.0.ffn_up.weight", m, d)
+    q4("blk.0.ffn_down.weight", d, m)
+    norm("output_norm.weight", d)
+    blocks = rng.integers(0, 256, size=(v, 210), dtype=np.uint8)
+    blocks[:, 208:210] = np.frombuffer(np.full(v, 0.002, dtype=np.float16).tobytes(), dtype=np.uint8).reshape(v, 2)
+    w.add_tensor("output.weight", blocks, raw_dtype=Q.Q6_K)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print("wrote a2d-qwen3-q6k.gguf", (OUT / "a2d-qwen3-q6k.gguf").stat().st_size, "bytes")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     for arch_dir in ("llada", "dream", "a2d-qwen3", "a2d-qwen2"):
@@ -252,3 +298,4 @@ if __name__ == "__main__":
     write("dream.f16.gguf", "dream", "f16")
     bpe_vocabulary()
     q6k_tensor()
+    q6k_model()

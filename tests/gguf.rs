@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use common::{flat, ids, max_abs_diff, unmask};
 use unmask::backend::{self, BackendKind};
 use unmask::bundle::{Bundle, ModelFiles, TextConfig};
-use unmask::model::gguf::Gguf;
+use unmask::model::gguf::{Gguf, decode};
 use unmask::model::gguf_import::{ImportError, ImportOptions, Imported, import, rebuild_tokenizer};
 use unmask::model::quant::{QuantFormat, dequantize, quantized_keys};
 use unmask::model::{Architecture, TransformerConfig};
@@ -268,6 +268,60 @@ fn quantized_files_hold_exactly_what_gguf_py_reads_back() {
         let diff = max_abs_diff(&logits(&open(&i), &tokens), &logits(&float, &tokens));
         assert!(diff < TOLERANCE, "{file}: max |Δ| = {diff}");
     }
+}
+
+#[test]
+fn a_q6_k_head_is_stored_at_eight_bits_and_the_q4_0_matrices_widen_exactly() {
+    // As llama-quantize writes a Q4_0 file: Q4_0 matrices, the head in Q6_K.
+    let bytes = gguf_file("a2d-qwen3-q6k.gguf");
+    let i = imported("a2d-qwen3-q6k.gguf");
+    assert_eq!(i.quantization, Some(QuantFormat::Q8));
+    assert!(
+        i.notes
+            .iter()
+            .any(|n| n.starts_with("output.weight (Q6_K) quantized to q8")),
+        "{:?}",
+        i.notes
+    );
+    let g = Gguf::parse(&bytes).unwrap();
+    let stored = safetensors::SafeTensors::deserialize(&i.weights).unwrap();
+    let read = |gguf_name: &str, key: &str| {
+        let t = g.tensor(gguf_name).unwrap();
+        let want = decode(&bytes[t.range.start as usize..t.range.end as usize], t.ty);
+        let (values_key, scales_key) = quantized_keys(key);
+        let (values, scales) = (
+            stored.tensor(&values_key).unwrap(),
+            stored.tensor(&scales_key).unwrap(),
+        );
+        let [rows, cols] = values.shape() else {
+            panic!("{key}")
+        };
+        let got = dequantize(
+            key,
+            values.data(),
+            scales.data(),
+            *rows,
+            *cols,
+            QuantFormat::Q8,
+        )
+        .unwrap();
+        (got, want)
+    };
+    // A Q4_0 matrix widens to q8 exactly.
+    let (got, want) = read(
+        "blk.0.ffn_gate.weight",
+        "model.layers.0.mlp.gate_proj.weight",
+    );
+    assert_eq!(max_abs_diff(&got, &want), 0.0);
+    // The Q6_K head is within half a q8 level of what the file holds.
+    let (got, want) = read("output.weight", "lm_head.weight");
+    let largest = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = max_abs_diff(&got, &want);
+    assert!(diff > 0.0 && diff <= largest / 127.0 * 0.51, "{diff}");
+    // And the folder runs.
+    let bundle = open(&i);
+    let logits = logits(&bundle, &[1, 2, 3, 63, 63]);
+    assert!(logits.iter().all(|x| x.is_finite()));
 }
 
 #[test]
