@@ -44,7 +44,7 @@ use super::quant::{
     QuantError, QuantFormat, Quantization, pack_levels, quantize_matrix, quantized_keys,
     quantized_shapes,
 };
-use super::transformer::{Architecture, BlockNorm, Key, Projection, TransformerConfig};
+use super::transformer::{Architecture, BlockNorm, Key, Projection};
 use crate::bundle::TextConfig;
 use crate::config::ConfigError;
 
@@ -205,51 +205,47 @@ fn architecture(g: &Gguf) -> Result<(Architecture, String), ImportError> {
     Ok((architecture, arch))
 }
 
-/// A string array of the metadata, if present.
-fn strings<'g>(g: &'g Gguf, key: &str) -> Result<Option<Vec<&'g str>>, GgufError> {
+/// The array `key` of the metadata, if present, each element read by `item` (which answers
+/// what it found instead when the element is not what `expected` names).
+fn array<'g, T>(
+    g: &'g Gguf,
+    key: &str,
+    expected: &'static str,
+    item: impl Fn(&'g Value) -> Result<T, &'static str>,
+) -> Result<Option<Vec<T>>, GgufError> {
     let Some(v) = g.metadata.get(key) else {
         return Ok(None);
     };
     let wrong = |found| GgufError::KeyType {
         key: key.to_owned(),
         found,
-        expected: "an array of strings",
+        expected,
     };
     let Value::Array(items) = v else {
         return Err(wrong(v.kind()));
     };
     items
         .iter()
-        .map(|item| match item {
-            Value::String(s) => Ok(s.as_str()),
-            other => Err(wrong(other.kind())),
-        })
+        .map(|i| item(i).map_err(wrong))
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }
 
+/// A string array of the metadata, if present.
+fn strings<'g>(g: &'g Gguf, key: &str) -> Result<Option<Vec<&'g str>>, GgufError> {
+    array(g, key, "an array of strings", |item| match item {
+        Value::String(s) => Ok(s.as_str()),
+        other => Err(other.kind()),
+    })
+}
+
 /// An integer array of the metadata, if present.
 fn integers(g: &Gguf, key: &str) -> Result<Option<Vec<i64>>, GgufError> {
-    let Some(v) = g.metadata.get(key) else {
-        return Ok(None);
-    };
-    let wrong = |found| GgufError::KeyType {
-        key: key.to_owned(),
-        found,
-        expected: "an array of integers",
-    };
-    let Value::Array(items) = v else {
-        return Err(wrong(v.kind()));
-    };
-    items
-        .iter()
-        .map(|item| match *item {
-            Value::Int(i) => Ok(i),
-            Value::Uint(u) => i64::try_from(u).map_err(|_| wrong("an integer beyond i64")),
-            ref other => Err(wrong(other.kind())),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    array(g, key, "an array of integers", |item| match *item {
+        Value::Int(i) => Ok(i),
+        Value::Uint(u) => i64::try_from(u).map_err(|_| "an integer beyond i64"),
+        ref other => Err(other.kind()),
+    })
 }
 
 /// An optional integer entry, as `usize`.
@@ -815,7 +811,7 @@ pub fn plan(g: &Gguf, options: &ImportOptions) -> Result<Plan, ImportError> {
     }
     let mut notes = Vec::new();
     let mut tensors = Vec::new();
-    for (key, slot) in keyed_layout(&config)? {
+    for (key, slot) in config.keyed_layout() {
         let info = by_name
             .remove(&slot.name)
             .ok_or_else(|| ImportError::MissingTensor {
@@ -918,52 +914,6 @@ pub fn import(bytes: &[u8], options: &ImportOptions) -> Result<Imported, ImportE
         &mut weights,
     )?;
     Ok(plan.into_imported(weights))
-}
-
-/// The config's layout, each slot with the [`Key`] it holds: every key the architecture may
-/// have, named, and looked up by the slot's name.
-fn keyed_layout(config: &TransformerConfig) -> Result<Vec<(Key, TensorSlot)>, ImportError> {
-    let arch = config.architecture;
-    let mut keys = vec![Key::Embedding, Key::FinalNorm, Key::Head];
-    for layer in 0..config.num_hidden_layers {
-        for norm in [
-            BlockNorm::Attention,
-            BlockNorm::Mlp,
-            BlockNorm::Query,
-            BlockNorm::Key,
-        ] {
-            keys.push(Key::Norm { layer, norm });
-        }
-        for projection in [
-            Projection::Query,
-            Projection::Key,
-            Projection::Value,
-            Projection::Output,
-            Projection::Gate,
-            Projection::Up,
-            Projection::Down,
-        ] {
-            for bias in [false, true] {
-                keys.push(Key::Linear {
-                    layer,
-                    projection,
-                    bias,
-                });
-            }
-        }
-    }
-    let by_name: HashMap<String, Key> = keys.into_iter().map(|k| (arch.key(k), k)).collect();
-    config
-        .layout()
-        .into_iter()
-        .map(|slot| match by_name.get(&slot.name) {
-            Some(&k) => Ok((k, slot)),
-            None => Err(ImportError::MissingTensor {
-                name: slot.name,
-                arch: arch.model_type(),
-            }),
-        })
-        .collect()
 }
 
 /// The token `id`'s text, if the vocabulary has it.

@@ -328,6 +328,23 @@ impl TransformerConfig {
 
     /// The tensors `stage` builds from, in PyTorch's layout.
     pub fn stage_layout(&self, stage: Stage) -> Vec<TensorSlot> {
+        self.stage_tensors(stage)
+            .into_iter()
+            .map(|(_, slot)| slot)
+            .collect()
+    }
+
+    /// Every tensor a checkpoint holds, each with the [`Key`] naming it in no architecture's
+    /// words: [`TransformerConfig::layout`] with its keys (what a converter from another
+    /// naming, as [`super::gguf_import`], maps through).
+    pub fn keyed_layout(&self) -> Vec<(Key, TensorSlot)> {
+        self.stages()
+            .flat_map(|stage| self.stage_tensors(stage))
+            .collect()
+    }
+
+    /// [`TransformerConfig::stage_layout`], each slot with its [`Key`].
+    fn stage_tensors(&self, stage: Stage) -> Vec<(Key, TensorSlot)> {
         let arch = self.architecture;
         let (d, m, v, dh) = (
             self.hidden_size,
@@ -335,19 +352,16 @@ impl TransformerConfig {
             self.vocab_size,
             self.head_dim,
         );
+        let keyed = |key: Key, shape: Vec<usize>, role| (key, slot(arch.key(key), shape, role));
         let layer = match stage {
             Stage::Embedding => {
-                return vec![slot(
-                    arch.key(Key::Embedding),
-                    vec![v, d],
-                    TensorRole::Embedding,
-                )];
+                return vec![keyed(Key::Embedding, vec![v, d], TensorRole::Embedding)];
             }
             Stage::Top => {
-                let mut slots = vec![slot(arch.key(Key::FinalNorm), vec![d], TensorRole::Norm)];
+                let mut slots = vec![keyed(Key::FinalNorm, vec![d], TensorRole::Norm)];
                 if !self.tie_word_embeddings {
-                    slots.push(slot(
-                        arch.key(Key::Head),
+                    slots.push(keyed(
+                        Key::Head,
                         vec![v, d],
                         TensorRole::Weight { fan_in: d },
                     ));
@@ -357,19 +371,11 @@ impl TransformerConfig {
             Stage::Block(layer) => layer,
         };
         let (q, kv) = (self.num_attention_heads * dh, self.num_key_value_heads * dh);
-        let norm = |norm, n| {
-            slot(
-                arch.key(Key::Norm { layer, norm }),
-                vec![n],
-                TensorRole::Norm,
-            )
-        };
-        let linear = |projection, bias| {
-            arch.key(Key::Linear {
-                layer,
-                projection,
-                bias,
-            })
+        let norm = |norm, n| keyed(Key::Norm { layer, norm }, vec![n], TensorRole::Norm);
+        let linear = |projection, bias| Key::Linear {
+            layer,
+            projection,
+            bias,
         };
         let mut slots = vec![norm(BlockNorm::Attention, d)];
         let projections = [
@@ -384,13 +390,13 @@ impl TransformerConfig {
             (Projection::Down, m, d),
         ];
         for (projection, fan_in, out, bias) in projections {
-            slots.push(slot(
+            slots.push(keyed(
                 linear(projection, false),
                 vec![out, fan_in],
                 TensorRole::Weight { fan_in },
             ));
             if bias {
-                slots.push(slot(
+                slots.push(keyed(
                     linear(projection, true),
                     vec![out],
                     TensorRole::Bias { fan_in },
@@ -403,7 +409,7 @@ impl TransformerConfig {
         }
         slots.push(norm(BlockNorm::Mlp, d));
         for (projection, fan_in, out) in mlp {
-            slots.push(slot(
+            slots.push(keyed(
                 linear(projection, false),
                 vec![out, fan_in],
                 TensorRole::Weight { fan_in },
