@@ -541,13 +541,29 @@ pub struct ModelDir {
 /// A `model.safetensors.index.json`: which shard holds each tensor.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct ShardIndex {
+    #[serde(default)]
+    metadata: IndexMetadata,
     weight_map: std::collections::BTreeMap<String, String>,
+}
+
+/// The index's `metadata`, as transformers writes it.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct IndexMetadata {
+    /// The tensors' bytes in all shards (without the shards' headers).
+    #[serde(default)]
+    total_size: Option<u64>,
 }
 
 impl ShardIndex {
     /// Parses an index.
     pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {
         serde_json::from_slice(bytes).map_err(|e| BundleError::Index(e.to_string()))
+    }
+
+    /// The tensors' bytes across the shards, where the index says (`metadata.total_size`): what a
+    /// download will weigh, known before any shard is fetched.
+    pub fn total_size(&self) -> Option<u64> {
+        self.metadata.total_size
     }
 
     /// The shard files it names, each once, sorted by name; each must be a `.safetensors` file
@@ -572,21 +588,16 @@ impl ShardIndex {
         Ok(files)
     }
 
-    /// Checks that every key it maps to a shard is in that shard (`shards`: file name, bytes).
-    pub fn check(&self, shards: &[(String, &[u8])]) -> Result<(), BundleError> {
-        let mut names = std::collections::HashMap::new();
-        for (file, bytes) in shards {
-            let (_, meta) =
-                safetensors::SafeTensors::read_metadata(bytes).map_err(LoadError::from)?;
-            names.insert(file.as_str(), meta);
-        }
+    /// Checks that every key it maps to a shard is in that shard (`shards`: each file's name and
+    /// what it holds: the whole file, or its header alone).
+    pub fn check(&self, shards: &[(&str, &dyn TensorSource)]) -> Result<(), BundleError> {
         for (key, file) in &self.weight_map {
-            let Some(meta) = names.get(file.as_str()) else {
+            let Some((_, held)) = shards.iter().find(|(name, _)| name == file) else {
                 return Err(BundleError::Index(format!(
                     "`{key}` is in `{file}`, which was not read"
                 )));
             };
-            if meta.info(key).is_none() {
+            if held.info(key).is_none() {
                 return Err(BundleError::Index(format!(
                     "it puts `{key}` in `{file}`, which does not hold it; the shards and the index are from different checkpoints"
                 )));
@@ -616,10 +627,14 @@ impl ModelDir {
                 .iter()
                 .map(|f| read(f))
                 .collect::<Result<Vec<_>, _>>()?;
-            let named: Vec<(String, &[u8])> = files
+            let headers = shards
                 .iter()
-                .cloned()
-                .zip(shards.iter().map(Vec::as_slice))
+                .map(|bytes| crate::model::Header::of_file(bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            let named: Vec<(&str, &dyn TensorSource)> = files
+                .iter()
+                .map(String::as_str)
+                .zip(headers.iter().map(|h| h as &dyn TensorSource))
                 .collect();
             index.check(&named)?;
             shards

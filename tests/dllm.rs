@@ -490,6 +490,21 @@ fn a_tensor_in_two_shards_names_both() {
         err.contains(&key) && err.contains("shard 1 and again in shard 2"),
         "{err}"
     );
+    // The page's loader, holding only the shards' headers, says the same.
+    let headers = (1..=2)
+        .map(|i| {
+            let bytes =
+                std::fs::read(folder.join(format!("model-0000{i}-of-00002.safetensors"))).unwrap();
+            unmask::model::Header::of_file(&bytes).unwrap()
+        })
+        .collect();
+    let err = unmask::model::Headers::new(headers)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&key) && err.contains("shard 1 and again in shard 2"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(folder);
 }
 
@@ -560,30 +575,44 @@ fn mutated_transformer_folders_never_panic() {
     }
 }
 
-/// Builds `config`'s network the way the page does with a checkpoint too large to hold: the
-/// header read on its own, then each stage from the runs of bytes its keys name and nothing
-/// else. Answers the bundle and the most bytes one stage held.
-fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle, u64), LoadError> {
+/// Builds `config`'s network the way the page does with a checkpoint too large to hold: each
+/// file's header read on its own (one file, or a checkpoint's shards), then each stage from the
+/// runs of bytes its keys name and nothing else. Answers the bundle and the most bytes one stage
+/// held.
+fn assembled(
+    config: &[u8],
+    files: &[Vec<u8>],
+    tokenizer: &[u8],
+) -> Result<(Bundle, u64), LoadError> {
     use unmask::model::load::HEADER_LENGTH_BYTES;
-    use unmask::model::{Assembled, Header, Pieces};
+    use unmask::model::{Assembled, Header, Headers, Pieces};
     let device = backend::init(BackendKind::Cpu).unwrap();
-    let size = weights.len() as u64;
-    let slice = |r: std::ops::Range<u64>| weights[r.start as usize..r.end as usize].to_vec();
-    let length = Header::length(&slice(0..HEADER_LENGTH_BYTES.min(size)), size)?;
-    let header = Header::parse(
-        &slice(HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length),
-        size,
-    )?;
+    let slice = |file: usize, r: std::ops::Range<u64>| {
+        files[file][r.start as usize..r.end as usize].to_vec()
+    };
+    let mut headers = Vec::new();
+    for (i, weights) in files.iter().enumerate() {
+        let size = weights.len() as u64;
+        let length = Header::length(&slice(i, 0..HEADER_LENGTH_BYTES.min(size)), size)?;
+        headers.push(Header::parse(
+            &slice(i, HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length),
+            size,
+        )?);
+    }
+    let headers = Headers::new(headers)?;
     let unloaded = unmask::bundle::Unloaded::from_files(config, tokenizer, None).unwrap();
-    let mut assembly = unloaded.assembly(&header, &device)?;
+    let mut assembly = unloaded.assembly(&headers, &device)?;
     let mut held = 0;
     loop {
-        let runs = header
+        let runs = headers
             .runs(&assembly.keys())
             .into_iter()
-            .map(|r| (r.start, slice(r)))
+            .map(|r| {
+                let bytes = slice(r.file, r.range.clone());
+                (r, bytes)
+            })
             .collect();
-        let pieces = Pieces::new(&header, runs);
+        let pieces = Pieces::new(&headers, runs);
         held = held.max(pieces.len());
         match assembly.build(&pieces)? {
             Assembled::More(next) => assembly = next,
@@ -597,8 +626,8 @@ fn assembled(config: &[u8], weights: &[u8], tokenizer: &[u8]) -> Result<(Bundle,
 #[test]
 fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
     let read = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
-    // (name, config.json, the weights, the folder of its tokenizer)
-    type Case = (String, Vec<u8>, Vec<u8>, PathBuf);
+    // (name, config.json, the weights' files, the folder of its tokenizer)
+    type Case = (String, Vec<u8>, Vec<Vec<u8>>, PathBuf);
     let mut cases: Vec<Case> = FOLDERS
         .iter()
         .map(|n| {
@@ -606,11 +635,25 @@ fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
             (
                 n.to_string(),
                 read(&d, "config.json"),
-                read(&d, WEIGHTS_FILE),
+                vec![read(&d, WEIGHTS_FILE)],
                 d,
             )
         })
         .collect();
+    // A checkpoint in two shards, read a stage at a time across them as the page reads one.
+    let shards = sharded("a2d-qwen2", "staged");
+    let files = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    .map(|f| read(&shards, f))
+    .into();
+    cases.push((
+        "a2d-qwen2 in two shards".into(),
+        read(&shards, "config.json"),
+        files,
+        shards,
+    ));
     // The DiTs: the default bd3 model (its own head) and the MDLM parity fixture.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for d in [
@@ -618,7 +661,12 @@ fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
         root.join("tests/fixtures/tiny"),
     ] {
         let name = d.display().to_string();
-        cases.push((name, read(&d, "config.json"), read(&d, WEIGHTS_FILE), d));
+        cases.push((
+            name,
+            read(&d, "config.json"),
+            vec![read(&d, WEIGHTS_FILE)],
+            d,
+        ));
     }
     // A quantized checkpoint: each matrix is two tensors (values and scales), stored apart.
     let config = config_with("a2d-qwen3", |c| {
@@ -636,13 +684,13 @@ fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
         unmask::model::quant::QuantFormat::Q4,
     )
     .unwrap();
-    cases.push(("a2d-qwen3 q4".into(), config, q4, qwen));
+    cases.push(("a2d-qwen3 q4".into(), config, vec![q4], qwen));
     for (name, config, weights, folder) in cases {
         let tokenizer = read(&folder, "tokenizer.json");
         let whole = Bundle::from_files(
             unmask::bundle::ModelFiles {
                 config: &config,
-                weights: std::slice::from_ref(&weights),
+                weights: &weights,
                 tokenizer: &tokenizer,
                 tokenizer_config: None,
             },
@@ -654,12 +702,9 @@ fn a_network_built_a_stage_at_a_time_is_the_one_read_whole() {
         let tokens: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % vocab.min(40)).collect();
         assert_eq!(logits(&staged, &tokens), logits(&whole, &tokens), "{name}");
         // A stage holds its own tensors only: in these folders the largest stage (a block, or
-        // the DiT's output layer) is under half of the file.
-        assert!(
-            held * 2 < weights.len() as u64,
-            "{name}: {held} of {}",
-            weights.len()
-        );
+        // the DiT's output layer) is under half of the checkpoint.
+        let size: usize = weights.iter().map(Vec::len).sum();
+        assert!(held * 2 < size as u64, "{name}: {held} of {size}");
     }
 }
 
@@ -689,7 +734,8 @@ fn a_header_read_on_its_own_refuses_a_file_it_does_not_fill() {
     };
     let device = backend::init(BackendKind::Cpu).unwrap();
     let assembly = unmask::model::Assembly::new(&c, &header, &device).unwrap();
-    let empty = unmask::model::Pieces::new(&header, Vec::new());
+    let headers = unmask::model::Headers::new(vec![header]).unwrap();
+    let empty = unmask::model::Pieces::new(&headers, Vec::new());
     let err = assembly.build(&empty).err().unwrap().to_string();
     assert!(err.contains("model.embed_tokens.weight"), "{err}");
 }

@@ -23,8 +23,8 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
-    Bundle, CONFIG_FILE, ImageBundle, TOKENIZER_FILE, TextConfig, TextNetwork, Unloaded,
-    WEIGHTS_FILE, family_of,
+    Bundle, CONFIG_FILE, ImageBundle, ShardIndex, TOKENIZER_FILE, TextConfig, TextNetwork,
+    Unloaded, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, family_of,
 };
 use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
@@ -36,14 +36,15 @@ use crate::model::gguf::{Gguf, HEADER_CHUNK, Prefix};
 use crate::model::gguf_import::{ImportOptions, Imported, plan};
 use crate::model::load::HEADER_LENGTH_BYTES;
 use crate::model::patch_dit::{PatchDitClassifier, PatchDitConfig, PatchDitNoise};
-use crate::model::{Assembled, Header, Pieces};
+use crate::model::{Assembled, Header, Headers, Pieces, TensorSource};
 use crate::network::NoisePredictor;
 use crate::page::memory::check_memory;
 use crate::page::protocol::{
     ClassifierStatus, FromWorker, Job, LoadedModel, Network, Opening, RunStep, ToWorker,
 };
 use crate::page::source::{
-    GPT2_TOKENIZER_URL, ModelSource, classify_dropped, classify_dropped_gguf, page_attention,
+    DroppedWeights, GPT2_TOKENIZER_URL, ModelSource, classify_dropped, classify_dropped_gguf,
+    dropped_shards, page_attention,
 };
 use crate::page::state::BackendChoice;
 use crate::sampler::image::{ImageRun, ImageSettings};
@@ -608,6 +609,18 @@ enum LoadStop {
 }
 
 impl LoadStop {
+    /// The download of weights `file` that stopped with `e`: held back when over the limit.
+    fn fetch(file: &str, e: super::fetch::FetchError) -> Self {
+        match e {
+            super::fetch::FetchError::OverLimit { bytes, limit, .. } => LoadStop::Held {
+                file: file.into(),
+                bytes,
+                limit,
+            },
+            e => LoadStop::Failed(e.to_string()),
+        }
+    }
+
     /// In words.
     fn message(&self) -> String {
         match self {
@@ -631,21 +644,125 @@ impl From<&str> for LoadStop {
     }
 }
 
-/// The weights file from `url`, stopping before it when larger than `limit` bytes.
-async fn download_weights(
+/// A checkpoint's weights as the page holds them: `model.safetensors`, or the shards of
+/// `model.safetensors.index.json` (each file by name), read a run of bytes at a time.
+struct Weights {
+    files: Vec<(String, Stored)>,
+    index: Option<ShardIndex>,
+}
+
+impl Weights {
+    /// One file.
+    fn one(name: &str, file: Stored) -> Self {
+        Self {
+            files: vec![(name.to_owned(), file)],
+            index: None,
+        }
+    }
+
+    /// Whether every byte is in memory already (nothing is read from a cache or a disk).
+    fn in_memory(&self) -> bool {
+        self.files
+            .iter()
+            .all(|(_, f)| matches!(f, Stored::Memory(_)))
+    }
+
+    /// Each file's header, read before its data, checked against the index where there is one.
+    async fn headers(&self) -> Result<Headers, String> {
+        let mut headers = Vec::with_capacity(self.files.len());
+        for (name, file) in &self.files {
+            let read = async |range| file.read(range).await.map_err(|e| e.to_string());
+            let size = file.size();
+            let in_file = |e: crate::model::LoadError| format!("{name}: {e}");
+            let length = Header::length(&read(0..HEADER_LENGTH_BYTES.min(size)).await?, size)
+                .map_err(in_file)?;
+            let header = read(HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length).await?;
+            headers.push(Header::parse(&header, size).map_err(in_file)?);
+        }
+        if let Some(index) = &self.index {
+            let named: Vec<(&str, &dyn TensorSource)> = self
+                .files
+                .iter()
+                .zip(&headers)
+                .map(|((name, _), h)| (name.as_str(), h as &dyn TensorSource))
+                .collect();
+            index.check(&named).map_err(|e| e.to_string())?;
+        }
+        Headers::new(headers).map_err(|e| e.to_string())
+    }
+}
+
+/// The checkpoint of the folder whose files are at `url(name)`: `model.safetensors`, or where
+/// the folder has none, the shards its `model.safetensors.index.json` names, each downloaded
+/// (and kept) on its own. `limit` bounds the bytes of them all: an index that states its total
+/// above it downloads nothing.
+async fn download_checkpoint(
     progress: Option<u32>,
-    url: &str,
+    url: &dyn Fn(&str) -> String,
     limit: Option<u64>,
-) -> Result<Stored, LoadStop> {
-    match download_file(progress, url, WEIGHTS_FILE, limit).await {
-        Ok(file) => Ok(file),
-        Err(super::fetch::FetchError::OverLimit { bytes, limit, .. }) => Err(LoadStop::Held {
-            file: WEIGHTS_FILE.into(),
+) -> Result<Weights, LoadStop> {
+    let whole = match download_file(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE, limit).await {
+        Ok(file) => return Ok(Weights::one(WEIGHTS_FILE, file)),
+        Err(e) if e.is_not_found() => e,
+        Err(e) => return Err(LoadStop::fetch(WEIGHTS_FILE, e)),
+    };
+    let index = match download_raw(progress, &url(WEIGHTS_INDEX_FILE), WEIGHTS_INDEX_FILE).await {
+        Ok(bytes) => ShardIndex::from_json(&bytes).map_err(|e| e.to_string())?,
+        // Neither: the weights' own 404 says what is missing.
+        Err(e) if e.is_not_found() => return Err(whole.to_string().into()),
+        Err(e) => return Err(e.to_string().into()),
+    };
+    let files = index.files().map_err(|e| e.to_string())?;
+    if let (Some(bytes), Some(limit)) = (index.total_size(), limit)
+        && bytes > limit
+    {
+        return Err(LoadStop::Held {
+            file: format!("the {} shards of {WEIGHTS_INDEX_FILE}", files.len()),
             bytes,
             limit,
-        }),
-        Err(e) => Err(LoadStop::Failed(e.to_string())),
+        });
     }
+    let mut left = limit;
+    let mut shards = Vec::with_capacity(files.len());
+    for file in files {
+        let stored = match download_file(progress, &url(&file), &file, left).await {
+            Ok(stored) => stored,
+            Err(e) if e.is_not_found() => {
+                return Err(format!("{WEIGHTS_INDEX_FILE} names {file}: {e}").into());
+            }
+            Err(e) => return Err(LoadStop::fetch(&file, e)),
+        };
+        left = left.map(|l| l.saturating_sub(stored.size()));
+        shards.push((file, stored));
+    }
+    Ok(Weights {
+        files: shards,
+        index: Some(index),
+    })
+}
+
+/// The dropped weights ([`DroppedWeights`]) among `files`: one file, or an index and its shards.
+async fn dropped_weights(
+    files: &[File],
+    names: &[String],
+    weights: &DroppedWeights,
+) -> Result<Weights, String> {
+    Ok(match weights {
+        DroppedWeights::File(i) => Weights::one(&names[*i], Stored::Dropped(files[*i].clone())),
+        DroppedWeights::Sharded { index, shards } => {
+            let index = ShardIndex::from_json(&file_bytes(&files[*index]).await?)
+                .map_err(|e| e.to_string())?;
+            let ordered =
+                dropped_shards(&index.files().map_err(|e| e.to_string())?, names, shards)?;
+            Weights {
+                files: ordered
+                    .into_iter()
+                    .map(|i| (names[i].clone(), Stored::Dropped(files[i].clone())))
+                    .collect(),
+                index: Some(index),
+            }
+        }
+    })
 }
 
 /// Reads a model from `source` onto the backend. `progress` is the page's load id when the page
@@ -688,7 +805,7 @@ async fn load(
                     .ok_or("the GGUF file's vocabulary was not rebuilt")?;
                 (
                     imported.config,
-                    Stored::Memory(imported.weights),
+                    Weights::one(&names[gguf.file], Stored::Memory(imported.weights)),
                     tokenizer,
                     Some(imported.tokenizer_config),
                     None,
@@ -697,7 +814,12 @@ async fn load(
                 let dropped = classify_dropped(&names)?;
                 let config = file_bytes(&files[dropped.config]).await?;
                 if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
-                    let weights = file_bytes(&files[dropped.weights]).await?;
+                    let DroppedWeights::File(weights) = dropped.weights else {
+                        return Err(
+                            "a digits checkpoint is one model.safetensors, not shards".into()
+                        );
+                    };
+                    let weights = file_bytes(&files[weights]).await?;
                     return Ok(load_digits(progress, source, &config, &weights, &device).await?);
                 }
                 let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
@@ -718,7 +840,7 @@ async fn load(
                         *into = Some(file_bytes(&files[i]).await?);
                     }
                 }
-                let weights = Stored::Dropped(files[dropped.weights].clone());
+                let weights = dropped_weights(&files, &names, &dropped.weights).await?;
                 (config, weights, tokenizer, special, jinja)
             }
         }
@@ -727,7 +849,9 @@ async fn load(
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
             if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
-                let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
+                let weights = download_file(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE, limit)
+                    .await
+                    .map_err(|e| LoadStop::fetch(WEIGHTS_FILE, e))?;
                 let weights = weights.into_bytes().await.map_err(|e| e.to_string())?;
                 return Ok(load_digits(progress, source, &config, &weights, &device).await?);
             }
@@ -741,7 +865,7 @@ async fn load(
                 }
                 Err(e) => return Err(e.to_string().into()),
             };
-            let weights = download_weights(progress, &url(WEIGHTS_FILE), limit).await?;
+            let weights = download_checkpoint(progress, &url, limit).await?;
             // The transformers' folders name BOS and EOS there (the DiT's never have one).
             let (special, jinja) = if matches!(text, TextConfig::Transformer(_)) {
                 let optional =
@@ -770,7 +894,7 @@ async fn load(
     let unloaded =
         Unloaded::from_files(&config, &tokenizer, special.as_deref()).map_err(|e| e.to_string())?;
     let (network, held) = assemble(&unloaded, &weights, &device).await?;
-    let streamed = (!matches!(weights, Stored::Memory(_))).then_some(held);
+    let streamed = (!weights.in_memory()).then_some(held);
     let mut bundle = unloaded.with_network(network, &device);
     let (attention, note) = page_attention(&source.to_string(), &bundle.config, attention)?;
     if attention != bundle.config.attention() {
@@ -838,26 +962,21 @@ fn reattend(
 /// weight bytes held at once.
 async fn assemble(
     unloaded: &Unloaded,
-    file: &Stored,
+    weights: &Weights,
     device: &burn::tensor::Device,
 ) -> Result<(TextNetwork, u64), String> {
-    let read =
-        async |range: std::ops::Range<u64>| file.read(range).await.map_err(|e| e.to_string());
-    let size = file.size();
-    let length = Header::length(&read(0..HEADER_LENGTH_BYTES.min(size)).await?, size);
-    let length = length.map_err(|e| e.to_string())?;
-    let header = read(HEADER_LENGTH_BYTES..HEADER_LENGTH_BYTES + length).await?;
-    let header = Header::parse(&header, size).map_err(|e| e.to_string())?;
+    let headers = weights.headers().await?;
     let mut assembly = unloaded
-        .assembly(&header, device)
+        .assembly(&headers, device)
         .map_err(|e| e.to_string())?;
     let mut held = 0;
     loop {
         let mut runs = Vec::new();
-        for run in header.runs(&assembly.keys()) {
-            runs.push((run.start, read(run).await?));
+        for run in headers.runs(&assembly.keys()) {
+            let bytes = weights.files[run.file].1.read(run.range.clone()).await;
+            runs.push((run, bytes.map_err(|e| e.to_string())?));
         }
-        let pieces = Pieces::new(&header, runs);
+        let pieces = Pieces::new(&headers, runs);
         held = held.max(pieces.len());
         match assembly.build(&pieces).map_err(|e| e.to_string())? {
             Assembled::More(next) => assembly = next,

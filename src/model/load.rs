@@ -25,6 +25,7 @@
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::HashMap;
 use std::ops::Range;
 
 use safetensors::tensor::{Metadata, TensorView};
@@ -335,20 +336,13 @@ impl Header {
         Some(self.data_start + start as u64..self.data_start + end as u64)
     }
 
-    /// The byte ranges that hold the tensors `keys` (those it lists), in file order, neighbours
-    /// merged: what to fetch for them, a request (or a cache read) each.
-    pub fn runs<S: AsRef<str>>(&self, keys: &[S]) -> Vec<Range<u64>> {
-        let mut ranges: Vec<Range<u64>> =
-            keys.iter().filter_map(|k| self.range(k.as_ref())).collect();
-        ranges.sort_by_key(|r| r.start);
-        let mut runs: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            match runs.last_mut() {
-                Some(last) if last.end == r.start => last.end = r.end,
-                _ => runs.push(r),
-            }
-        }
-        runs
+    /// The header of a whole safetensors file in memory.
+    pub fn of_file(bytes: &[u8]) -> Result<Self, LoadError> {
+        let size = bytes.len() as u64;
+        let length = Self::length(bytes, size)?;
+        // `length` fits in `size`, itself a slice's length.
+        let end = (HEADER_LENGTH_BYTES + length) as usize;
+        Self::parse(&bytes[HEADER_LENGTH_BYTES as usize..end], size)
     }
 }
 
@@ -363,16 +357,104 @@ impl TensorSource for Header {
     }
 }
 
-/// Some of a file's tensors, read as runs of bytes ([`Header::runs`]) at their offsets.
+/// A checkpoint's [`Header`]s, one per file: one `model.safetensors`, or the shards a
+/// `model.safetensors.index.json` names, in name order. A key in two files is an error, as in
+/// [`super::transformer::Shards`], which holds whole files where this holds only their headers.
+#[derive(Debug, Clone)]
+pub struct Headers {
+    headers: Vec<Header>,
+    /// Which file holds each key.
+    file_of: HashMap<String, usize>,
+    /// Every key, sorted.
+    names: Vec<String>,
+}
+
+/// The bytes to read for some tensors of a [`Headers`]: file `file`'s bytes `range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Which file, by its place in the [`Headers`].
+    pub file: usize,
+    /// The bytes, neighbouring tensors merged.
+    pub range: Range<u64>,
+}
+
+impl Headers {
+    /// The files' headers, in the files' order; a key in two of them is an error.
+    pub fn new(headers: Vec<Header>) -> Result<Self, LoadError> {
+        let mut file_of = HashMap::new();
+        for (i, header) in headers.iter().enumerate() {
+            for name in &header.names {
+                if let Some(first) = file_of.insert(name.clone(), i) {
+                    return Err(LoadError::Duplicate {
+                        key: name.clone(),
+                        first: first + 1,
+                        second: i + 1,
+                    });
+                }
+            }
+        }
+        let mut names: Vec<String> = file_of.keys().cloned().collect();
+        names.sort_unstable();
+        Ok(Self {
+            headers,
+            file_of,
+            names,
+        })
+    }
+
+    /// The header of the file holding `key`, with the file's place.
+    fn locate(&self, key: &str) -> Option<(usize, &Header)> {
+        let file = *self.file_of.get(key)?;
+        Some((file, &self.headers[file]))
+    }
+
+    /// What to read for the tensors `keys` (those the files hold): per file, the byte ranges in
+    /// file order, neighbours merged: a request (or a cache read) each.
+    pub fn runs<S: AsRef<str>>(&self, keys: &[S]) -> Vec<Run> {
+        let mut ranges: Vec<Run> = keys
+            .iter()
+            .filter_map(|k| {
+                let (file, header) = self.locate(k.as_ref())?;
+                Some(Run {
+                    file,
+                    range: header.range(k.as_ref())?,
+                })
+            })
+            .collect();
+        ranges.sort_by_key(|r| (r.file, r.range.start));
+        let mut runs: Vec<Run> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match runs.last_mut() {
+                Some(last) if last.file == r.file && last.range.end == r.range.start => {
+                    last.range.end = r.range.end
+                }
+                _ => runs.push(r),
+            }
+        }
+        runs
+    }
+}
+
+impl TensorSource for Headers {
+    fn info(&self, key: &str) -> Option<(Dtype, Vec<usize>)> {
+        self.locate(key)?.1.info(key)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.names.iter().map(String::as_str).collect()
+    }
+}
+
+/// Some of a checkpoint's tensors, read as [`Run`]s of bytes ([`Headers::runs`]).
 pub struct Pieces<'h> {
-    header: &'h Header,
-    runs: Vec<(u64, Vec<u8>)>,
+    headers: &'h Headers,
+    runs: Vec<(Run, Vec<u8>)>,
 }
 
 impl<'h> Pieces<'h> {
-    /// The runs read for some of `header`'s tensors, each with the file offset it starts at.
-    pub fn new(header: &'h Header, runs: Vec<(u64, Vec<u8>)>) -> Self {
-        Self { header, runs }
+    /// The bytes read for some of `headers`' tensors, each with the run it was read for.
+    pub fn new(headers: &'h Headers, runs: Vec<(Run, Vec<u8>)>) -> Self {
+        Self { headers, runs }
     }
 
     /// Bytes held.
@@ -388,13 +470,16 @@ impl<'h> Pieces<'h> {
 
 impl TensorBytes for Pieces<'_> {
     fn view(&self, key: &str) -> Option<TensorView<'_>> {
-        let info = self.header.metadata.info(key)?;
-        let range = self.header.range(key)?;
-        let (start, bytes) = self.runs.iter().find(|(start, bytes)| {
-            *start <= range.start && range.end <= start + bytes.len() as u64
+        let (file, header) = self.headers.locate(key)?;
+        let info = header.metadata.info(key)?;
+        let range = header.range(key)?;
+        let (run, bytes) = self.runs.iter().find(|(run, bytes)| {
+            run.file == file
+                && run.range.start <= range.start
+                && range.end <= run.range.start + bytes.len() as u64
         })?;
-        let from = usize::try_from(range.start - start).ok()?;
-        let to = usize::try_from(range.end - start).ok()?;
+        let from = usize::try_from(range.start - run.range.start).ok()?;
+        let to = usize::try_from(range.end - run.range.start).ok()?;
         TensorView::new(info.dtype, info.shape.clone(), &bytes[from..to]).ok()
     }
 }

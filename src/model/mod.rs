@@ -26,7 +26,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use dit::{Dit, KvCache};
 pub use load::{
-    Assembled, DitAssembly, Header, LoadError, Pieces, TensorBytes, TensorSource,
+    Assembled, DitAssembly, Header, Headers, LoadError, Pieces, Run, TensorBytes, TensorSource,
     checkpoint_layout, initial_checkpoint, largest_tensor_elements, load_dit, parameter_count,
     random_checkpoint,
 };

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use crate::sampler::SamplerKind;
 
 use super::protocol::Job;
@@ -363,18 +363,64 @@ pub fn describe_attention(a: crate::config::Attention) -> String {
 }
 
 /// Which of the dropped files is which, as indices into their names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dropped {
-    /// `config.json`: the `.json` whose name does not say "tokenizer".
+    /// `config.json`: the `.json` whose name says neither "tokenizer" nor "index".
     pub config: usize,
-    /// The `.safetensors` file.
-    pub weights: usize,
+    /// The weights.
+    pub weights: DroppedWeights,
     /// The `.json` whose name says "tokenizer" (GPT-2 checkpoints may come without one).
     pub tokenizer: Option<usize>,
     /// `tokenizer_config.json`: BOS, EOS and the chat template of a transformer's folder.
     pub tokenizer_config: Option<usize>,
     /// A `.jinja` chat template (`chat_template.jinja`, beside newer saves' tokenizer config).
     pub chat_template: Option<usize>,
+}
+
+/// The dropped weights: one `.safetensors` file, or a checkpoint's shards with their index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DroppedWeights {
+    /// `model.safetensors`.
+    File(usize),
+    /// `model.safetensors.index.json` and every `.safetensors` dropped with it; which shards
+    /// the index needs is known once it is read ([`dropped_shards`]).
+    Sharded {
+        /// The index.
+        index: usize,
+        /// The `.safetensors` files, in the order dropped.
+        shards: Vec<usize>,
+    },
+}
+
+/// The dropped shards (`shards`, indices into `names`) in the order of the index's `files`
+/// ([`crate::bundle::ShardIndex::files`]): each it names must have been dropped, and each dropped
+/// must be named.
+pub fn dropped_shards(
+    files: &[String],
+    names: &[String],
+    shards: &[usize],
+) -> Result<Vec<usize>, String> {
+    let ordered = files
+        .iter()
+        .map(|file| {
+            shards
+                .iter()
+                .copied()
+                .find(|&i| names[i] == *file)
+                .ok_or_else(|| {
+                    format!(
+                        "{WEIGHTS_INDEX_FILE} names {file}, which was not dropped; drop every shard it names with it"
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match shards.iter().find(|i| !ordered.contains(i)) {
+        Some(&extra) => Err(format!(
+            "{} was dropped, but {WEIGHTS_INDEX_FILE} does not name it: is it from another checkpoint?",
+            names[extra]
+        )),
+        None => Ok(ordered),
+    }
 }
 
 /// A dropped llama.cpp GGUF file ([`crate::model::gguf_import`] turns it into a folder), as
@@ -434,10 +480,11 @@ pub fn classify_dropped(names: &[String]) -> Result<Dropped, String> {
             .collect()
     };
     let special = |n: &str| n == crate::chat::TOKENIZER_CONFIG_FILE;
+    let index = |n: &str| n.ends_with(".safetensors.index.json");
     let weights = find(&|n| n.ends_with(".safetensors"));
     let tokenizer = find(&|n| n.ends_with(".json") && n.contains("tokenizer") && !special(n));
-    let config = find(&|n| n.ends_with(".json") && !n.contains("tokenizer"));
-    let expected = "drop config.json, model.safetensors and tokenizer.json together (tokenizer_config.json and chat_template.jinja may come with them)";
+    let config = find(&|n| n.ends_with(".json") && !n.contains("tokenizer") && !index(n));
+    let expected = "drop config.json, model.safetensors (or model.safetensors.index.json and its shards) and tokenizer.json together (tokenizer_config.json and chat_template.jinja may come with them)";
     let one = |v: &[usize], what: &str| match v {
         [i] => Ok(*i),
         [] => Err(format!("no {what} among the dropped files; {expected}")),
@@ -448,21 +495,34 @@ pub fn classify_dropped(names: &[String]) -> Result<Dropped, String> {
         [i] => Ok(Some(*i)),
         _ => Err(format!("several {what} files were dropped; {expected}")),
     };
+    let weights = match optional(&find(&index), "shard index (.safetensors.index.json)")? {
+        Some(index) => DroppedWeights::Sharded {
+            index,
+            shards: weights,
+        },
+        None => DroppedWeights::File(one(&weights, "weights (.safetensors)")?),
+    };
+    let weight_files = match &weights {
+        DroppedWeights::File(_) => 1,
+        DroppedWeights::Sharded { shards, .. } => 1 + shards.len(),
+    };
     let dropped = Dropped {
-        weights: one(&weights, "weights (.safetensors)")?,
+        weights,
         config: one(&config, "config (.json)")?,
         tokenizer: optional(&tokenizer, "tokenizer")?,
         tokenizer_config: optional(&find(&special), "tokenizer_config.json")?,
         chat_template: optional(&find(&|n| n.ends_with(".jinja")), "chat template (.jinja)")?,
     };
-    let known = 2 + [
-        dropped.tokenizer,
-        dropped.tokenizer_config,
-        dropped.chat_template,
-    ]
-    .iter()
-    .flatten()
-    .count();
+    let known = 1
+        + weight_files
+        + [
+            dropped.tokenizer,
+            dropped.tokenizer_config,
+            dropped.chat_template,
+        ]
+        .iter()
+        .flatten()
+        .count();
     if names.len() > known {
         return Err(format!(
             "{} files were dropped but only {known} are used; {expected}",
@@ -615,7 +675,7 @@ mod tests {
             .into();
         let three = Dropped {
             config: 2,
-            weights: 1,
+            weights: DroppedWeights::File(1),
             tokenizer: Some(0),
             tokenizer_config: None,
             chat_template: None,
@@ -634,16 +694,55 @@ mod tests {
         let five = Dropped {
             tokenizer_config: Some(3),
             chat_template: Some(4),
-            ..three
+            ..three.clone()
         };
         assert_eq!(classify_dropped(&names).unwrap(), five);
         let names: Vec<String> = ["a.safetensors", "config.json"].map(String::from).into();
         let two = classify_dropped(&names).unwrap();
-        assert_eq!((two.config, two.weights, two.tokenizer), (1, 0, None));
+        assert_eq!(
+            (two.config, two.weights, two.tokenizer),
+            (1, DroppedWeights::File(0), None)
+        );
         let names: Vec<String> = ["a.safetensors", "b.safetensors", "config.json"]
             .map(String::from)
             .into();
         assert!(classify_dropped(&names).unwrap_err().contains("several"));
+        // A sharded checkpoint: the index is not the config, and takes every .safetensors.
+        let names: Vec<String> = [
+            "model-00002-of-00002.safetensors",
+            "config.json",
+            "model.safetensors.index.json",
+            "tokenizer.json",
+            "model-00001-of-00002.safetensors",
+        ]
+        .map(String::from)
+        .into();
+        let sharded = classify_dropped(&names).unwrap();
+        assert_eq!(sharded.config, 1);
+        assert_eq!(
+            sharded.weights,
+            DroppedWeights::Sharded {
+                index: 2,
+                shards: vec![0, 4]
+            }
+        );
+        let files: Vec<String> = [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(dropped_shards(&files, &names, &[0, 4]).unwrap(), [4, 0]);
+        let missing = dropped_shards(&files, &names, &[0]).unwrap_err();
+        assert!(
+            missing.contains("names model-00001-of-00002.safetensors, which was not dropped"),
+            "{missing}"
+        );
+        let extra = dropped_shards(&files[..1], &names, &[0, 4]).unwrap_err();
+        assert!(
+            extra.contains("model-00002-of-00002.safetensors was dropped, but"),
+            "{extra}"
+        );
         // A GGUF file comes alone or with the model's tokenizer.json.
         let list = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
