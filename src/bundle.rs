@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::chat::SpecialTokens;
 use crate::config::{Attention, ConfigError, Family, ModelConfig};
+use crate::model::diffusion_lm::{DiffusionLmConfig, DiffusionLmDenoiser};
 use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
 };
@@ -111,8 +112,24 @@ impl TextConfig {
             model_type: Option<String>,
             #[serde(default)]
             hidden_dim: Option<serde_json::Value>,
+            #[serde(default)]
+            family: Family,
         }
         let declared: Declared = serde_json::from_slice(bytes)?;
+        if declared.family != Family::Text {
+            return Err(ConfigError::Unsupported {
+                field: "family",
+                value: declared.family.name().to_owned(),
+                hint: match declared.family {
+                    Family::Ddpm => {
+                        "this folder draws digits: `unmask generate` runs it, not a text command"
+                    }
+                    _ => {
+                        "a Diffusion-LM folder: `unmask generate` runs it; this command takes masked-diffusion and transformer text models"
+                    }
+                },
+            });
+        }
         let transformer = |c| Ok(Self::Transformer(c));
         match declared.model_type.as_deref() {
             _ if declared.hidden_dim.is_some() => Ok(Self::Dit(ModelConfig::from_json(bytes)?)),
@@ -701,6 +718,60 @@ pub struct ImageBundle {
     pub config: PatchDitConfig,
     /// The network.
     pub network: ImageNetwork,
+}
+
+/// A Diffusion-LM folder: its config, its tokenizer and its denoiser on a device.
+pub struct VectorBundle {
+    /// `config.json`.
+    pub config: DiffusionLmConfig,
+    /// `tokenizer.json`, whose vocabulary the word vectors index.
+    pub codec: TextCodec,
+    /// The denoiser.
+    pub denoiser: DiffusionLmDenoiser,
+}
+
+impl VectorBundle {
+    /// Parses and checks the three files against each other, then uploads the weights.
+    pub fn from_files(
+        config: &[u8],
+        weights: &[u8],
+        tokenizer: &[u8],
+        device: &Device,
+    ) -> Result<Self, BundleError> {
+        let config = DiffusionLmConfig::from_json(config)?;
+        let codec = TextCodec::for_embedding(
+            tokenizer,
+            Embedding {
+                rows: config.vocab_size,
+                padded: false,
+                mask_token_id: None,
+            },
+        )?;
+        let denoiser = DiffusionLmDenoiser::load(&config, weights, device)?;
+        Ok(Self {
+            config,
+            codec,
+            denoiser,
+        })
+    }
+
+    /// Reads a Diffusion-LM folder (`config.json`, `model.safetensors`, `tokenizer.json`).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| BundleError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        Self::from_files(
+            &read(CONFIG_FILE)?,
+            &read(WEIGHTS_FILE)?,
+            &read(TOKENIZER_FILE)?,
+            device,
+        )
+    }
 }
 
 impl ImageBundle {

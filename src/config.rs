@@ -99,6 +99,9 @@ pub enum Family {
     /// Gaussian diffusion on images (DDPM, DDIM, classifier and classifier-free guidance) on a
     /// DiT over patches: the handwritten digits.
     Ddpm,
+    /// Gaussian diffusion on word vectors, rounded to words (Diffusion-LM,
+    /// [`crate::model::diffusion_lm`]). The CLI runs it; the page has no tab for it yet.
+    DiffusionLm,
 }
 
 impl Family {
@@ -107,6 +110,7 @@ impl Family {
         match self {
             Family::Text => "text",
             Family::Ddpm => "ddpm",
+            Family::DiffusionLm => "diffusion-lm",
         }
     }
 }

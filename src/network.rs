@@ -325,6 +325,34 @@ pub trait NoisePredictor {
     ) -> Result<Vec<f32>, ModelError>;
 }
 
+/// What Diffusion-LM's sampler needs to know about its denoiser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorSpec {
+    /// Words the vectors stand for (rows of EMB).
+    pub vocab_size: usize,
+    /// d, numbers per word vector.
+    pub embed_dim: usize,
+    /// Positions of a sequence at most.
+    pub model_length: usize,
+    /// The diffusion's steps T.
+    pub diffusion_steps: usize,
+    /// Its β schedule.
+    pub beta_schedule: crate::sampler::gaussian::BetaSchedule,
+}
+
+/// Diffusion-LM's denoiser f_θ(x_t, t) ≈ x₀ over word vectors, as its sampler sees it.
+#[allow(async_fn_in_trait)]
+pub trait WordVectorDenoiser {
+    /// Facts about the network.
+    fn spec(&self) -> &VectorSpec;
+
+    /// The word vectors EMB, `[vocab_size · embed_dim]`, row-major: what x̂₀ is rounded to.
+    fn embedding(&self) -> &[f32];
+
+    /// x̂₀ for the sequence `x` (`[n · embed_dim]`, n ≤ `model_length`) at time index `t`.
+    async fn predict_x0(&mut self, x: &[f32], t: usize) -> Result<Vec<f32>, ModelError>;
+}
+
 /// The noisy classifier p_φ(y | x_t, t) of classifier guidance.
 #[allow(async_fn_in_trait)]
 pub trait NoisyClassifier {

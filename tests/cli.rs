@@ -762,3 +762,141 @@ fn quality_judges_under_an_autoregressive_model_and_runs_the_schedule_asked_for(
         "{err}"
     );
 }
+
+#[test]
+fn diffusion_lm_trains_resumes_exports_and_a_seed_replays_its_text() {
+    let corpus = small_corpus("dlm-corpus");
+    let (run, out) = (tmp("dlm-run"), tmp("dlm-out"));
+    for dir in [&run, &out] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shape = [
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "16",
+        "--n-blocks",
+        "1",
+        "--n-heads",
+        "2",
+        "--cond-dim",
+        "8",
+        "--model-length",
+        "16",
+        "--diffusion-steps",
+        "100",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--val-every",
+        "2",
+        "--val-windows",
+        "2",
+        "--checkpoint-every",
+        "2",
+    ];
+    let (run_dir, corpus_dir) = (path(&run), path(&corpus));
+    let mut first = vec!["train", "--objective", "diffusion-lm", "--run", &run_dir];
+    first.extend(["--corpus", &corpus_dir]);
+    first.extend(shape);
+    ok(unmask(&first));
+    // The same run, resumed to step 4 and exported; a recipe flag is refused on a resume.
+    let refused = unmask(&["train", "--run", &run_dir, "--lr", "0.1"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("keeps its recipe"));
+    let out_dir = path(&out);
+    ok(unmask(&[
+        "train",
+        "--run",
+        &run_dir,
+        "--max-steps",
+        "4",
+        "--out",
+        &out_dir,
+    ]));
+    let training = training_json(&out);
+    assert_eq!(training["run"]["step"], 4);
+    assert_eq!(training["run"]["model"]["family"], "diffusion-lm");
+    assert_eq!(training["run"]["history"].as_array().unwrap().len(), 2);
+    // Generation: a seed replays; the trace holds each step's rounded words.
+    let trace = tmp("dlm-trace.json");
+    let args = [
+        "generate",
+        "--model",
+        &out_dir,
+        "--quiet",
+        "--steps",
+        "10",
+        "--gen-length",
+        "8",
+        "--seed",
+        "5",
+        "--prompt",
+        "It was",
+    ];
+    let text = ok(unmask(&args));
+    assert!(
+        text.starts_with("It was") && text.trim().len() > "It was".len(),
+        "{text}"
+    );
+    let mut traced = args.to_vec();
+    traced.extend(["--trace", trace.to_str().unwrap()]);
+    assert_eq!(ok(unmask(&traced)), text);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 10);
+    assert_eq!(steps[9]["t"], 0);
+    let prompt_len = steps[0]["ids"].as_array().unwrap().len() - 8;
+    assert!(prompt_len > 0);
+    assert_eq!(json["kind"], "diffusion-lm");
+    // Bad input: a flag of another family, steps past T, a canvas past the model's length.
+    for (extra, expected) in [
+        (
+            &["--temperature", "0.5"][..],
+            "--temperature is not a setting of Diffusion-LM",
+        ),
+        (&["--steps", "101"], "1 to 100"),
+        (&["--gen-length", "17"], "model_length"),
+    ] {
+        let mut bad = vec!["generate", "--model", &out_dir, "--quiet"];
+        bad.extend(extra);
+        let err = unmask(&bad);
+        let stderr = String::from_utf8_lossy(&err.stderr);
+        assert!(
+            !err.status.success() && stderr.contains(expected) && !stderr.contains("panicked"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    // The quality check: every prompt fills the model's 16 positions, beside held-out passages
+    // as long.
+    let report = ok(unmask(&[
+        "quality",
+        "--model",
+        &out_dir,
+        "--corpus",
+        &corpus_dir,
+        "--steps",
+        "5",
+    ]));
+    assert!(
+        report.contains("diffusion-lm, 5 steps, clamping on: known words"),
+        "{report}"
+    );
+    assert!(report.contains("passages of 16 tokens"), "{report}");
+    // The text commands name the family instead of reading it as a DiT.
+    let err = unmask(&["chat", "--model", &out_dir]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("family = diffusion-lm"));
+    let _ = std::fs::remove_dir_all(&run);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -238,3 +238,59 @@ fn wgpu_runs_the_cpu_backend_s_diffusion_forcing_for_a_seed() {
     assert_eq!(on_gpu.last().unwrap().canvas, on_cpu.last().unwrap().canvas);
     assert_eq!(on_gpu.len(), on_cpu.len());
 }
+
+#[test]
+fn wgpu_denoises_the_cpu_backend_s_word_vectors_for_a_seed() {
+    // Diffusion-LM: a random denoiser of word vectors, 12 reverse steps with the clamping
+    // trick; every x̂₀ is rounded on the host, so the two backends write the same words.
+    use unmask::config::Family;
+    use unmask::model::diffusion_lm::{
+        DiffusionLmConfig, DiffusionLmDenoiser, random_diffusion_lm,
+    };
+    use unmask::model::patch_dit::Role;
+    use unmask::sampler::diffusion_lm::{VectorRun, VectorSettings};
+    use unmask::sampler::gaussian::BetaSchedule;
+    let Some(device) = wgpu() else {
+        return;
+    };
+    let config = DiffusionLmConfig {
+        family: Family::DiffusionLm,
+        role: Role::Denoiser,
+        vocab_size: 40,
+        embed_dim: 8,
+        model_length: 12,
+        hidden_dim: 32,
+        cond_dim: 32,
+        n_blocks: 2,
+        n_heads: 4,
+        diffusion_steps: 200,
+        beta_schedule: BetaSchedule::Sqrt,
+        labels: vec![],
+        classifier: None,
+    };
+    let bytes = random_diffusion_lm(&config, 7).unwrap();
+    let cpu = backend::init(BackendKind::Cpu).unwrap();
+    let settings = VectorSettings {
+        steps: 12,
+        seed: 4,
+        ..VectorSettings::defaults(9)
+    };
+    let mut runs = Vec::new();
+    for device in [&device, &cpu] {
+        let mut net = DiffusionLmDenoiser::load(&config, &bytes, device).unwrap();
+        let mut run = VectorRun::new(&settings, &[3, 17, 5], &config.vector_spec()).unwrap();
+        let mut steps = Vec::new();
+        while let Some(step) = pollster::block_on(run.step(&mut net)).unwrap() {
+            steps.push(step.ids);
+        }
+        runs.push((steps, run.vectors().to_vec()));
+    }
+    assert_eq!(runs[0].0, runs[1].0);
+    let diff = runs[0]
+        .1
+        .iter()
+        .zip(&runs[1].1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-4, "{diff}");
+}

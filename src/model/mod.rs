@@ -3,6 +3,7 @@
 //! Qwen models ([`transformer`], their configs and names in [`qwen`] and [`llada`]) — and the
 //! [`NetworkDenoiser`] that lets the samplers call either.
 
+pub mod diffusion_lm;
 pub mod dit;
 pub mod gguf;
 pub mod gguf_import;

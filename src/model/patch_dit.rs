@@ -206,7 +206,54 @@ impl PatchDitConfig {
         self.classes
     }
 
+    /// The trunk's sizes.
+    pub fn trunk(&self) -> TrunkShape {
+        TrunkShape {
+            input: self.patch_pixels(),
+            tokens: self.tokens(),
+            hidden_dim: self.hidden_dim,
+            cond_dim: self.cond_dim,
+            n_blocks: self.n_blocks,
+            n_heads: self.n_heads,
+            class_rows: self.conditional().then_some(self.classes + 1),
+            head_out: self.head_out(),
+            pooled: self.role == Role::Classifier,
+        }
+    }
+
     /// Every tensor of a checkpoint, in a fixed order (the table in the module docs).
+    pub fn layout(&self) -> Vec<TensorSlot> {
+        self.trunk().layout()
+    }
+}
+
+/// The sizes of a DiT over a sequence of vectors: the digits' patches here, Diffusion-LM's word
+/// vectors in [`super::diffusion_lm`]. Its keys are the table in the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrunkShape {
+    /// Numbers per input vector (a patch's pixels, a word vector's dimension).
+    pub input: usize,
+    /// Vectors per sequence.
+    pub tokens: usize,
+    /// Width of the residual stream.
+    pub hidden_dim: usize,
+    /// Width of the conditioning vector.
+    pub cond_dim: usize,
+    /// Transformer blocks.
+    pub n_blocks: usize,
+    /// Attention heads per block.
+    pub n_heads: usize,
+    /// Rows of the class table `y_embed` (the classes and the null class), when the network
+    /// reads a class.
+    pub class_rows: Option<usize>,
+    /// Outputs per vector, or per sequence when pooled.
+    pub head_out: usize,
+    /// Whether the head pools the sequence (a classifier).
+    pub pooled: bool,
+}
+
+impl TrunkShape {
+    /// Every tensor, in a fixed order.
     pub fn layout(&self) -> Vec<TensorSlot> {
         let (d, c, m) = (self.hidden_dim, self.cond_dim, MLP_RATIO * self.hidden_dim);
         let mut slots = Vec::new();
@@ -224,7 +271,7 @@ impl PatchDitConfig {
                 zero_init: zero,
             });
         };
-        linear("patch_embed", self.patch_pixels(), d, false);
+        linear("patch_embed", self.input, d, false);
         linear("t_embed.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, false);
         linear("t_embed.mlp.2", c, c, false);
         for i in 0..self.n_blocks {
@@ -234,24 +281,16 @@ impl PatchDitConfig {
             linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true);
         }
         linear("final.adaLN_modulation", c, 2 * d, true);
-        linear("final.linear", d, self.head_out(), true);
+        linear("final.linear", d, self.head_out, true);
         let matrix = |name: &str, shape: [usize; 2], role| TensorSlot {
             name: name.into(),
             shape: shape.to_vec(),
             role,
             zero_init: false,
         };
-        slots.push(matrix(
-            "pos_embed",
-            [self.tokens(), d],
-            TensorRole::Embedding,
-        ));
-        if self.conditional() {
-            slots.push(matrix(
-                "y_embed",
-                [self.classes + 1, c],
-                TensorRole::Embedding,
-            ));
+        slots.push(matrix("pos_embed", [self.tokens, d], TensorRole::Embedding));
+        if let Some(rows) = self.class_rows {
+            slots.push(matrix("y_embed", [rows, c], TensorRole::Embedding));
         }
         for i in 0..self.n_blocks {
             let p = format!("blocks.{i}");
@@ -301,7 +340,7 @@ pub struct PatchDit {
     pub blocks: Vec<DitBlock>,
     /// `final`.
     pub final_layer: FinalLayer,
-    /// Pixels along a patch's side.
+    /// Pixels along a patch's side (0 where the input is not an image's patches).
     pub patch_size: usize,
     /// Whether the head pools the tokens (the classifier).
     pub pooled: bool,
@@ -330,14 +369,31 @@ impl PatchDit {
     /// ε̂ `[B, pixels]` (denoiser) or class logits `[B, classes]` (classifier) for the images
     /// `x` `[B, pixels]` (row-major) at times `t`, with `classes` for a conditional denoiser.
     pub fn forward(&self, x: Tensor<2>, t: &[f32], classes: Option<Tensor<1, Int>>) -> Tensor<2> {
-        let device = x.device();
         let [b, pixels] = x.dims();
         let p = self.patch_size;
         let side = (pixels as f64).sqrt().round() as usize;
-        let n = (side / p).pow(2);
-        let patches = patchify(x, side, p);
+        let out = self.forward_tokens(patchify(x, side, p), t, classes);
+        if self.pooled {
+            let [_, _, k] = out.dims();
+            return out.reshape([b, k]);
+        }
+        unpatchify(out, side, p)
+    }
+
+    /// The trunk on a sequence of vectors `x` `[B, N, input]` at times `t`: `[B, N, out]`, or
+    /// `[B, 1, classes]` for a classifier (which mean-pools the sequence before its head). A
+    /// sequence shorter than the trunk's positions takes the first N of them.
+    pub fn forward_tokens(
+        &self,
+        x: Tensor<3>,
+        t: &[f32],
+        classes: Option<Tensor<1, Int>>,
+    ) -> Tensor<3> {
+        let device = x.device();
+        let [_, n, _] = x.dims();
         let d = self.pos_embed.val().dims()[1];
-        let mut h = self.patch_embed.forward(patches) + self.pos_embed.val().reshape([1, n, d]);
+        let positions = self.pos_embed.val().slice([0..n, 0..d]);
+        let mut h = self.patch_embed.forward(x) + positions.reshape([1, n, d]);
         let cond = self.conditioning(t, classes, &device).unsqueeze_dim::<3>(1); // [B, 1, c]
         let heads = self.blocks.first().map_or(1, |blk| blk.n_heads);
         let rope = rotary_tables(0, n, d / heads, ROTARY_BASE, &device);
@@ -345,12 +401,9 @@ impl PatchDit {
             h = block.forward(h, &cond, &rope, None, None, 0);
         }
         if self.pooled {
-            let pooled = h.mean_dim(1); // [B, 1, d]
-            let logits = self.final_layer.forward(pooled, &cond); // [B, 1, classes]
-            let [_, _, k] = logits.dims();
-            return logits.reshape([b, k]);
+            h = h.mean_dim(1); // [B, 1, d]
         }
-        unpatchify(self.final_layer.forward(h, &cond), side, p)
+        self.final_layer.forward(h, &cond)
     }
 }
 
@@ -398,48 +451,55 @@ pub fn load_patch_dit(
             }
         },
     )?;
-    let (d, c, m) = (
-        config.hidden_dim,
-        config.cond_dim,
-        MLP_RATIO * config.hidden_dim,
-    );
-    let mut blocks = Vec::with_capacity(config.n_blocks);
-    for i in 0..config.n_blocks {
-        let p = format!("blocks.{i}");
-        blocks.push(DitBlock {
-            norm1: w.norm(&format!("{p}.norm1"), d)?,
-            attn_qkv: w.linear(&format!("{p}.attn_qkv"), d, 3 * d, false)?,
-            attn_out: w.linear(&format!("{p}.attn_out"), d, d, false)?,
-            norm2: w.norm(&format!("{p}.norm2"), d)?,
-            mlp0: w.linear(&format!("{p}.mlp.0"), d, m, true)?,
-            mlp2: w.linear(&format!("{p}.mlp.2"), m, d, true)?,
-            adaln_modulation: Some(w.linear(&format!("{p}.adaLN_modulation"), c, 6 * d, true)?),
-            n_heads: config.n_heads,
-        });
-    }
+    let net = config.trunk().load(&w)?;
     Ok(PatchDit {
-        patch_embed: w.linear("patch_embed", config.patch_pixels(), d, true)?,
-        pos_embed: Param::from_tensor(w.tensor2("pos_embed", config.tokens(), d)?),
-        t_mlp0: w.linear("t_embed.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true)?,
-        t_mlp2: w.linear("t_embed.mlp.2", c, c, true)?,
-        y_embed: if config.conditional() {
-            Some(Param::from_tensor(w.tensor2(
-                "y_embed",
-                config.classes + 1,
-                c,
-            )?))
-        } else {
-            None
-        },
-        blocks,
-        final_layer: FinalLayer {
-            norm_final: w.norm("final.norm_final", d)?,
-            adaln_modulation: Some(w.linear("final.adaLN_modulation", c, 2 * d, true)?),
-            linear: w.linear("final.linear", d, config.head_out(), true)?,
-        },
         patch_size: config.patch_size,
-        pooled: config.role == Role::Classifier,
+        ..net
     })
+}
+
+impl TrunkShape {
+    /// The trunk from `w`, whose keys were checked against [`TrunkShape::layout`].
+    pub(crate) fn load(&self, w: &Weights<'_>) -> Result<PatchDit, LoadError> {
+        let (d, c, m) = (self.hidden_dim, self.cond_dim, MLP_RATIO * self.hidden_dim);
+        let mut blocks = Vec::with_capacity(self.n_blocks);
+        for i in 0..self.n_blocks {
+            let p = format!("blocks.{i}");
+            blocks.push(DitBlock {
+                norm1: w.norm(&format!("{p}.norm1"), d)?,
+                attn_qkv: w.linear(&format!("{p}.attn_qkv"), d, 3 * d, false)?,
+                attn_out: w.linear(&format!("{p}.attn_out"), d, d, false)?,
+                norm2: w.norm(&format!("{p}.norm2"), d)?,
+                mlp0: w.linear(&format!("{p}.mlp.0"), d, m, true)?,
+                mlp2: w.linear(&format!("{p}.mlp.2"), m, d, true)?,
+                adaln_modulation: Some(w.linear(
+                    &format!("{p}.adaLN_modulation"),
+                    c,
+                    6 * d,
+                    true,
+                )?),
+                n_heads: self.n_heads,
+            });
+        }
+        Ok(PatchDit {
+            patch_embed: w.linear("patch_embed", self.input, d, true)?,
+            pos_embed: Param::from_tensor(w.tensor2("pos_embed", self.tokens, d)?),
+            t_mlp0: w.linear("t_embed.mlp.0", FREQUENCY_EMBEDDING_SIZE, c, true)?,
+            t_mlp2: w.linear("t_embed.mlp.2", c, c, true)?,
+            y_embed: match self.class_rows {
+                Some(rows) => Some(Param::from_tensor(w.tensor2("y_embed", rows, c)?)),
+                None => None,
+            },
+            blocks,
+            final_layer: FinalLayer {
+                norm_final: w.norm("final.norm_final", d)?,
+                adaln_modulation: Some(w.linear("final.adaLN_modulation", c, 2 * d, true)?),
+                linear: w.linear("final.linear", d, self.head_out, true)?,
+            },
+            patch_size: 0,
+            pooled: self.pooled,
+        })
+    }
 }
 
 /// A checkpoint of `config` with PyTorch's default initialisation (DiT's adaLN-Zero: every

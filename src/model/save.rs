@@ -7,6 +7,7 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use safetensors::Dtype;
 
+use super::diffusion_lm::DiffusionLm;
 use super::dit::Dit;
 use super::layers::LayerNorm;
 use super::load::{LoadError, write_safetensors};
@@ -55,6 +56,17 @@ pub fn patch_dit_tensors(net: &PatchDit) -> Vec<NamedTensor> {
 /// `net` as safetensors bytes (no key prefix), stored in `dtype`.
 pub fn save_patch_dit(net: &PatchDit, dtype: Dtype) -> Result<Vec<u8>, LoadError> {
     super::load::write_safetensors_under(&patch_dit_tensors(net), "", dtype)
+}
+
+/// A Diffusion-LM network as safetensors bytes (no key prefix), stored in `dtype`: the word
+/// vectors (a denoiser's) and the trunk, under [`super::diffusion_lm`]'s keys.
+pub fn save_diffusion_lm(net: &DiffusionLm, dtype: Dtype) -> Result<Vec<u8>, LoadError> {
+    let mut tensors = Vec::new();
+    if let Some(table) = &net.embedding {
+        tensors.push(matrix(super::diffusion_lm::EMBEDDING_KEY, table.val()));
+    }
+    tensors.extend(patch_dit_tensors(&net.trunk));
+    super::load::write_safetensors_under(&tensors, "", dtype)
 }
 
 /// `dit` as safetensors bytes, stored in `dtype` (F32, or F16/BF16 for half the size).

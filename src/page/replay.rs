@@ -72,7 +72,9 @@ impl Record {
     /// An empty record for a run of `family`, before its opening arrives.
     pub fn empty(family: crate::config::Family) -> Self {
         match family {
-            crate::config::Family::Text => Record::Text(Replay::default()),
+            crate::config::Family::Text | crate::config::Family::DiffusionLm => {
+                Record::Text(Replay::default())
+            }
             crate::config::Family::Ddpm => Record::Ddpm(Default::default()),
         }
     }

@@ -69,7 +69,8 @@ impl Theme {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageState {
     /// What the page runs: text, or the digits of Gaussian diffusion. Each family keeps its
-    /// own settings below, so switching back finds them as they were.
+    /// own settings below, so switching back finds them as they were. The page has no
+    /// Diffusion-LM tab yet: no link names one, and the arms below read it as text.
     pub family: Family,
     /// The model to load.
     pub model: ModelSource,
@@ -141,7 +142,7 @@ impl PageState {
     /// The runs the page's Run button starts: the first, and the race's second on its seed.
     pub fn jobs(&self) -> Vec<Job> {
         let mut jobs = match self.family {
-            Family::Text => std::iter::once(&self.settings)
+            Family::Text | Family::DiffusionLm => std::iter::once(&self.settings)
                 .chain(&self.race)
                 .map(|settings| Job::Text {
                     prompt: self.prompt.clone(),
@@ -191,7 +192,7 @@ impl PageState {
     /// The seed of the page's family.
     pub fn seed(&self) -> u64 {
         match self.family {
-            Family::Text => self.settings.seed(),
+            Family::Text | Family::DiffusionLm => self.settings.seed(),
             Family::Ddpm => self.ddpm.seed(),
         }
     }
@@ -199,7 +200,7 @@ impl PageState {
     /// Sets the seed of the page's runs (both of a race).
     pub fn set_seed(&mut self, seed: u64) {
         match self.family {
-            Family::Text => {
+            Family::Text | Family::DiffusionLm => {
                 for s in std::iter::once(&mut self.settings).chain(&mut self.race) {
                     s.draw_mut().seed = seed;
                 }
@@ -215,7 +216,7 @@ impl PageState {
     /// Whether a race is on.
     pub fn racing(&self) -> bool {
         match self.family {
-            Family::Text => self.race.is_some(),
+            Family::Text | Family::DiffusionLm => self.race.is_some(),
             Family::Ddpm => self.ddpm_race.is_some(),
         }
     }
@@ -257,7 +258,7 @@ impl PageState {
             }
         }
         match state.family {
-            Family::Text => {
+            Family::Text | Family::DiffusionLm => {
                 state.settings = read_settings(&pairs, "", None, &mut errors)
                     .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
                 state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
@@ -342,7 +343,7 @@ impl PageState {
             self.model.to_param().unwrap_or_else(|| "default".into()),
         ));
         match self.family {
-            Family::Text => {
+            Family::Text | Family::DiffusionLm => {
                 if self.chat {
                     out.push(("chat".into(), "1".into()));
                     if let Some(system) = &self.system {

@@ -8,7 +8,12 @@
 //! 0.02 over T = 1000, ᾱ_t = Π_{s≤t}(1 − β_s), q(x_t | x₀) = N(√ᾱ_t x₀, (1 − ᾱ_t) I), the
 //! posterior q(x_{t−1} | x_t, x₀) with mean μ̃ and variance β̃_t. The cosine schedule is Nichol &
 //! Dhariwal, "Improved Denoising Diffusion Probabilistic Models", arXiv:2102.09672 (§3.2, eq. 17,
-//! s = 0.008, β clipped at 0.999). DDIM is Song, Meng & Ermon, arXiv:2010.02502 (eq. 12, η).
+//! s = 0.008, β clipped at 0.999). DDIM is Song, Meng & Ermon, arXiv:2010.02502 (eq. 12, η). The
+//! sqrt schedule is Diffusion-LM's (Li et al., arXiv:2205.14217, §4.2 and Appendix A;
+//! `XiangLi1999/Diffusion-LM` `improved_diffusion/gaussian_diffusion.py`,
+//! `get_named_beta_schedule("sqrt")`): ᾱ(τ) = 1 − √(τ + 10⁻⁴), which adds noise fast at first —
+//! word vectors, unlike pixels, are told apart after a little noise. A schedule is respaced to
+//! fewer steps as `improved_diffusion/respace.py` does ([`Schedule::respace`]).
 //!
 //! Times are indices `0..T` (the paper's t − 1); ᾱ before the first step is 1.
 
@@ -24,6 +29,11 @@ pub const LINEAR_BETA_END: f64 = 0.02;
 pub const COSINE_OFFSET: f64 = 0.008;
 /// The cosine schedule's largest β (Nichol & Dhariwal clip there to avoid a singularity at T).
 pub const COSINE_MAX_BETA: f64 = 0.999;
+/// The sqrt schedule's offset: ᾱ(τ) = 1 − √(τ + offset).
+pub const SQRT_OFFSET: f64 = 1e-4;
+/// The sqrt schedule's largest β (as the cosine schedule's; the reference's
+/// `betas_for_alpha_bar` default).
+pub const SQRT_MAX_BETA: f64 = 0.999;
 /// Most steps a schedule may have.
 pub const MAX_STEPS: usize = 100_000;
 /// x̂₀ is clipped to the data's range, [−1, 1] (the reference's `clip_denoised`).
@@ -37,6 +47,8 @@ pub enum BetaSchedule {
     Linear,
     /// ᾱ(t) = cos²((t/T + s)/(1 + s) · π/2) / ᾱ(0) (Nichol & Dhariwal).
     Cosine,
+    /// ᾱ(τ) = 1 − √(τ + 10⁻⁴) (Diffusion-LM).
+    Sqrt,
 }
 
 /// The variance of each reverse step.
@@ -81,6 +93,15 @@ pub struct Schedule {
 #[error("a noise schedule needs 1 to {MAX_STEPS} steps, got {0}")]
 pub struct ScheduleError(pub usize);
 
+/// β_i = min(1 − ᾱ((i + 1)/T) / ᾱ(i/T), `max_beta`) for a continuous ᾱ(τ) on [0, 1]
+/// (Nichol & Dhariwal's `betas_for_alpha_bar`).
+fn betas_for_alpha_bar(steps: usize, max_beta: f64, alpha_bar: impl Fn(f64) -> f64) -> Vec<f64> {
+    let t = |i: usize| i as f64 / steps as f64;
+    (0..steps)
+        .map(|i| (1.0 - alpha_bar(t(i + 1)) / alpha_bar(t(i))).min(max_beta))
+        .collect()
+}
+
 impl Schedule {
     /// `kind` over `steps` steps.
     pub fn new(kind: BetaSchedule, steps: usize) -> Result<Self, ScheduleError> {
@@ -98,25 +119,45 @@ impl Schedule {
                     LINEAR_BETA_START + f * (LINEAR_BETA_END - LINEAR_BETA_START)
                 })
                 .collect(),
-            BetaSchedule::Cosine => {
-                let f = |t: f64| {
-                    ((t / steps as f64 + COSINE_OFFSET) / (1.0 + COSINE_OFFSET)
-                        * std::f64::consts::FRAC_PI_2)
-                        .cos()
-                        .powi(2)
-                };
-                (0..steps)
-                    .map(|i| (1.0 - f(i as f64 + 1.0) / f(i as f64)).min(COSINE_MAX_BETA))
-                    .collect()
+            BetaSchedule::Cosine => betas_for_alpha_bar(steps, COSINE_MAX_BETA, |t| {
+                ((t + COSINE_OFFSET) / (1.0 + COSINE_OFFSET) * std::f64::consts::FRAC_PI_2)
+                    .cos()
+                    .powi(2)
+            }),
+            BetaSchedule::Sqrt => {
+                betas_for_alpha_bar(steps, SQRT_MAX_BETA, |t| 1.0 - (t + SQRT_OFFSET).sqrt())
             }
         };
-        let mut alpha_bars = Vec::with_capacity(steps);
+        Ok(Self::from_betas(betas))
+    }
+
+    /// The schedule of `betas`, ᾱ their running product.
+    fn from_betas(betas: Vec<f64>) -> Self {
+        let mut alpha_bars = Vec::with_capacity(betas.len());
         let mut product = 1.0;
         for b in &betas {
             product *= 1.0 - b;
             alpha_bars.push(product);
         }
-        Ok(Schedule { betas, alpha_bars })
+        Schedule { betas, alpha_bars }
+    }
+
+    /// The schedule over the ascending `times` alone (each below T): step k goes from ᾱ at
+    /// `times[k − 1]` (1 before the first) to ᾱ at `times[k]`, β'_k = 1 − ᾱ_{times[k]} /
+    /// ᾱ_{times[k−1]}, so that ᾱ' at k is ᾱ at `times[k]` and a network trained on the full
+    /// schedule is asked about `times[k]` (`improved_diffusion/respace.py`, `SpacedDiffusion`).
+    pub fn respace(&self, times: &[usize]) -> Self {
+        let mut previous = 1.0;
+        let betas = times
+            .iter()
+            .map(|&t| {
+                let a = self.alpha_bars[t];
+                let beta = 1.0 - a / previous;
+                previous = a;
+                beta
+            })
+            .collect();
+        Self::from_betas(betas)
     }
 
     /// T.
@@ -251,6 +292,44 @@ mod tests {
         // The cosine schedule destroys information more slowly in the middle.
         assert!(c.alpha_bars[500] > s.alpha_bars[500]);
         assert!(Schedule::new(BetaSchedule::Linear, 0).is_err());
+        // Diffusion-LM's sqrt schedule, T = 2000: ᾱ_t = ᾱ((t + 1)/T) / ᾱ(0) while no β is
+        // clipped; its last β is (ᾱ(1) < 0), which leaves ᾱ_T near zero.
+        let q = Schedule::new(BetaSchedule::Sqrt, 2000).unwrap();
+        let f = |tau: f64| 1.0 - (tau + SQRT_OFFSET).sqrt();
+        for t in [0, 1, 9, 100, 1000, 1998] {
+            let want = f((t + 1) as f64 / 2000.0) / f(0.0);
+            assert!((q.alpha_bars[t] - want).abs() < 1e-12, "t={t}");
+        }
+        assert_eq!(q.betas[1999], SQRT_MAX_BETA);
+        assert!(q.betas.iter().all(|&b| b > 0.0 && b <= SQRT_MAX_BETA));
+        assert!(q.alpha_bars.windows(2).all(|w| w[1] < w[0]));
+        assert!(q.alpha_bars[1999] < 1e-5);
+        // It noises fast at first: after 1% of the steps ᾱ is under 0.91, where the cosine's
+        // is still above 0.99.
+        let c = Schedule::new(BetaSchedule::Cosine, 2000).unwrap();
+        assert!(q.alpha_bars[19] < 0.91 && c.alpha_bars[19] > 0.99);
+    }
+
+    #[test]
+    fn a_respaced_schedule_keeps_the_kept_times_alpha_bars() {
+        let s = Schedule::new(BetaSchedule::Sqrt, 2000).unwrap();
+        let mut times = s.respaced(200);
+        times.reverse();
+        assert_eq!((times[0], times[199], times.len()), (0, 1999, 200));
+        let r = s.respace(&times);
+        assert_eq!(r.steps(), 200);
+        for (k, &t) in times.iter().enumerate() {
+            assert!((r.alpha_bars[k] - s.alpha_bars[t]).abs() < 1e-12, "k={k}");
+        }
+        // Every time kept: the schedule itself.
+        let all: Vec<usize> = (0..2000).collect();
+        let same = s.respace(&all);
+        assert!(
+            same.betas
+                .iter()
+                .zip(&s.betas)
+                .all(|(a, b)| (a - b).abs() < 1e-12)
+        );
     }
 
     #[test]

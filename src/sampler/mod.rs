@@ -15,6 +15,7 @@ pub mod ar;
 pub mod bd3;
 pub mod ddim;
 pub mod ddpm;
+pub mod diffusion_lm;
 pub mod forcing;
 pub mod gaussian;
 pub mod image;
@@ -250,7 +251,7 @@ pub enum SettingsError {
         /// Why.
         why: CacheConflict,
     },
-    /// An image sampler's knob outside its range.
+    /// A Gaussian sampler's knob (the images', Diffusion-LM's) outside its range.
     #[error("{field}: expected {expected}, got {value}")]
     ImageKnob {
         /// The knob.

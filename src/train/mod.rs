@@ -18,6 +18,7 @@ pub mod images;
 pub mod objective;
 pub mod quality;
 pub mod recipe;
+pub mod vectors;
 
 use std::collections::HashMap;
 

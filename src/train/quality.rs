@@ -23,9 +23,10 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, VectorBundle};
 use crate::config::Attention;
 use crate::engine::Generation;
+use crate::sampler::diffusion_lm::{VectorRun, VectorSettings};
 use crate::sampler::probs::subs_probs;
 use crate::sampler::{Draw, SampleError, SamplerKind, Settings};
 use crate::text::{TextCodec, TextError};
@@ -305,6 +306,17 @@ pub fn reference<S: AsRef<str>>(
     vocabulary: &HashSet<String>,
     judge: Option<&Bundle>,
 ) -> Result<ReferenceScores, QualityError> {
+    reference_of_length(documents, codec, vocabulary, judge, GEN_LENGTH)
+}
+
+/// [`reference`] on passages of `length` tokens: the baseline of generations that long.
+pub fn reference_of_length<S: AsRef<str>>(
+    documents: &[S],
+    codec: &TextCodec,
+    vocabulary: &HashSet<String>,
+    judge: Option<&Bundle>,
+    length: usize,
+) -> Result<ReferenceScores, QualityError> {
     if let Some(j) = judge {
         check_judge(j, codec.vocab_size())?;
     }
@@ -314,7 +326,7 @@ pub fn reference<S: AsRef<str>>(
             break;
         }
         let ids = codec.encode(doc.as_ref())?;
-        if let Some(passage) = ids.get(..GEN_LENGTH) {
+        if let Some(passage) = ids.get(..length) {
             let mut sample = score("", 0, passage, codec.decode(passage), vocabulary);
             if let Some(j) = judge {
                 sample.judge_nll = Some(judge_nll(j, passage, 1)?);
@@ -387,6 +399,66 @@ pub fn check(
     }
     Ok(QualityReport {
         sampler: settings.sampler(),
+        scores: Scores::of(&samples),
+        samples,
+    })
+}
+
+/// The check's result for a Diffusion-LM model: one sequence per prompt, as long as the model's
+/// positions allow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VectorQualityReport {
+    /// Reverse steps per sample.
+    pub steps: usize,
+    /// Whether the clamping trick was on.
+    pub clamp: bool,
+    /// Scores over all samples.
+    #[serde(flatten)]
+    pub scores: Scores,
+    /// Every sample.
+    pub samples: Vec<QualitySample>,
+}
+
+/// Runs the check on a Diffusion-LM model: each prompt, with its own seed, fills the rest of the
+/// model's positions in `settings.steps` reverse steps; every sample is scored under `judge`
+/// when given (the measure the paper calls lm-score).
+pub fn check_vectors(
+    bundle: &mut VectorBundle,
+    settings: &VectorSettings,
+    vocabulary: &HashSet<String>,
+    judge: Option<&Bundle>,
+) -> Result<VectorQualityReport, QualityError> {
+    let spec = bundle.config.vector_spec();
+    if let Some(j) = judge {
+        check_judge(j, spec.vocab_size)?;
+    }
+    let mut samples = Vec::with_capacity(PROMPTS.len());
+    for (seed, prompt) in PROMPTS.iter().enumerate() {
+        let prompt_ids = bundle.codec.encode(prompt)?;
+        let settings = VectorSettings {
+            gen_length: spec.model_length.saturating_sub(prompt_ids.len()),
+            seed: seed as u64,
+            ..settings.clone()
+        };
+        let mut run = VectorRun::new(&settings, &prompt_ids, &spec).map_err(SampleError::from)?;
+        let mut last = None;
+        while let Some(step) = pollster::block_on(run.step(&mut bundle.denoiser))? {
+            last = Some(step);
+        }
+        let ids = last.map(|s| s.ids).unwrap_or_default();
+        let start = prompt_ids.len().min(ids.len());
+        let generated = &ids[start..];
+        let completion = bundle.codec.decode(generated);
+        let mut sample = score(prompt, seed as u64, generated, completion, vocabulary);
+        sample.model_calls = run.total_steps();
+        if let Some(j) = judge {
+            sample.judge_nll = Some(judge_nll(j, &ids, start)?);
+        }
+        samples.push(sample);
+    }
+    Ok(VectorQualityReport {
+        steps: settings.steps,
+        clamp: settings.clamp,
         scores: Scores::of(&samples),
         samples,
     })

@@ -109,6 +109,9 @@ pub enum TrajectoryError {
         /// The reader's.
         expected: Family,
     },
+    /// A family whose runs are not replayed yet.
+    #[error("{} trajectories are not read yet: the CLI's --trace writes them for reading elsewhere", .0.name())]
+    NoReplay(Family),
     /// The steps contradict each other or the canvas (a hand-edited or damaged file).
     #[error("the trajectory is inconsistent: {0}; export it again")]
     Inconsistent(String),
@@ -220,6 +223,7 @@ impl AnyTrajectory {
         Ok(match kind_of(text)? {
             Family::Text => AnyTrajectory::Text(Trajectory::from_json(text)?),
             Family::Ddpm => AnyTrajectory::Ddpm(images::ImageTrajectory::from_json(text)?),
+            family @ Family::DiffusionLm => return Err(TrajectoryError::NoReplay(family)),
         })
     }
 

@@ -48,8 +48,9 @@ fn read(which: Which) -> impl Fn() -> Option<Settings> + Copy {
 /// `knob`'s value in the settings `which` of the page's family (`None`: that sampler has none).
 fn knob_value(which: Which, knob: Knob) -> Option<KnobValue> {
     ctx().state.with(|s| match (s.family, which) {
-        (Family::Text, Which::A) => s.settings.get(knob),
-        (Family::Text, Which::B) => s.race.as_ref()?.get(knob),
+        // No tab runs Diffusion-LM yet (`PageState::family`): it reads as text.
+        (Family::Text | Family::DiffusionLm, Which::A) => s.settings.get(knob),
+        (Family::Text | Family::DiffusionLm, Which::B) => s.race.as_ref()?.get(knob),
         (Family::Ddpm, Which::A) => s.ddpm.get(knob),
         (Family::Ddpm, Which::B) => s.ddpm_race.as_ref()?.get(knob),
     })
@@ -61,8 +62,10 @@ fn set_knob(which: Which, knob: Knob, value: KnobValue) -> bool {
     let mut ok = false;
     ctx().state.update(|s| {
         ok = match (s.family, which) {
-            (Family::Text, Which::A) => s.settings.set(knob, value).is_ok(),
-            (Family::Text, Which::B) => s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok()),
+            (Family::Text | Family::DiffusionLm, Which::A) => s.settings.set(knob, value).is_ok(),
+            (Family::Text | Family::DiffusionLm, Which::B) => {
+                s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok())
+            }
             (Family::Ddpm, Which::A) => s.ddpm.set(knob, value).is_ok(),
             (Family::Ddpm, Which::B) => s
                 .ddpm_race
@@ -591,7 +594,7 @@ pub fn Controls() -> impl IntoView {
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
                             ctx.state.update(|s| match s.family {
-                                Family::Text => {
+                                Family::Text | Family::DiffusionLm => {
                                     s.race = on.then(|| {
                                         let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
                                         s.settings.switched(other)

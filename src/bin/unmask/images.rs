@@ -417,7 +417,7 @@ pub fn quality(args: &crate::train::QualityArgs) -> crate::CliResult<()> {
         &mut noise,
         classifier.as_mut(),
         &guidances,
-        args.steps,
+        args.steps.unwrap_or(image_quality::DEFAULT_STEPS),
         &train,
         &valid,
     ))

@@ -32,6 +32,7 @@ mod quantize;
 mod schedule;
 mod train;
 mod train_images;
+mod vectors;
 
 pub(crate) use download::model_folder;
 
@@ -133,6 +134,8 @@ pub enum BetaScheduleArg {
     Linear,
     /// ᾱ a squared cosine (Nichol & Dhariwal 2021).
     Cosine,
+    /// ᾱ(τ) = 1 − √(τ + 10⁻⁴) (Diffusion-LM, Li et al. 2022).
+    Sqrt,
 }
 
 impl From<BetaScheduleArg> for unmask::sampler::gaussian::BetaSchedule {
@@ -140,6 +143,7 @@ impl From<BetaScheduleArg> for unmask::sampler::gaussian::BetaSchedule {
         match arg {
             BetaScheduleArg::Linear => Self::Linear,
             BetaScheduleArg::Cosine => Self::Cosine,
+            BetaScheduleArg::Sqrt => Self::Sqrt,
         }
     }
 }
@@ -224,6 +228,10 @@ struct GenerateArgs {
     /// σ_t² of DDPM's steps (ddpm sampler) [default: beta].
     #[arg(long, value_enum)]
     variance: Option<VarianceArg>,
+    /// The clamping trick (diffusion-lm): x̂₀ replaced by its nearest word vector at every step
+    /// [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    clamp: Option<bool>,
     /// Images drawn together (ddpm) [default: 1].
     #[arg(long)]
     count: Option<usize>,
@@ -543,10 +551,18 @@ fn set_knobs(
 fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let family = unmask::bundle::read_family(&args.model)
         .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
-    if family == unmask::config::Family::Ddpm {
-        return images::generate(&args);
+    match family {
+        unmask::config::Family::Ddpm => return images::generate(&args),
+        unmask::config::Family::DiffusionLm => return vectors::generate(&args),
+        unmask::config::Family::Text => {}
     }
     images::refuse_image_flags(&args)?;
+    if args.clamp.is_some() {
+        return Err(CliError::Input(format!(
+            "--clamp is a flag of Diffusion-LM; {} is a masked-diffusion model",
+            args.model.display()
+        )));
+    }
     let Some(prompt) = args.prompt.as_deref() else {
         return Err(CliError::Input(format!(
             "{} is a text model: give --prompt",

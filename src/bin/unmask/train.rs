@@ -36,6 +36,8 @@ pub enum ObjectiveArg {
     Ddpm,
     /// The noisy classifier of classifier guidance, on the digits.
     Classifier,
+    /// Diffusion-LM: Gaussian diffusion on learned word vectors, rounded to words.
+    DiffusionLm,
 }
 
 impl ObjectiveArg {
@@ -101,6 +103,9 @@ pub struct TrainArgs {
     /// Block size (bd3).
     #[arg(long)]
     pub block_size: Option<usize>,
+    /// Dimension of the word vectors (diffusion-lm) [default: 32].
+    #[arg(long)]
+    pub embed_dim: Option<usize>,
     /// Window length in tokens (`model_length`).
     #[arg(long)]
     pub model_length: Option<usize>,
@@ -193,6 +198,7 @@ impl TrainArgs {
             ("--beta-schedule", self.beta_schedule.is_some()),
             ("--block-size", self.block_size.is_some()),
             ("--model-length", self.model_length.is_some()),
+            ("--embed-dim", self.embed_dim.is_some()),
             ("--hidden-dim", self.hidden_dim.is_some()),
             ("--n-blocks", self.n_blocks.is_some()),
             ("--n-heads", self.n_heads.is_some()),
@@ -226,6 +232,9 @@ impl TrainArgs {
             },
             Some(ObjectiveArg::Ddpm | ObjectiveArg::Classifier) => {
                 return Err("the image objectives train on the digits, not the corpus".into());
+            }
+            Some(ObjectiveArg::DiffusionLm) => {
+                return Err("--objective diffusion-lm is trained by its own run".into());
             }
         };
         let model = objective.model_config(
@@ -286,6 +295,14 @@ fn command_line() -> String {
 
 /// `unmask train`.
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    if matches!(args.objective, Some(ObjectiveArg::DiffusionLm))
+        || super::vectors::holds_run(&args.run)
+    {
+        return super::vectors::train(args);
+    }
+    if args.embed_dim.is_some() {
+        return Err("--embed-dim is a flag of --objective diffusion-lm".into());
+    }
     if args.objective.is_some_and(ObjectiveArg::is_image)
         || super::train_images::holds_image_run(&args.run)
     {
@@ -617,9 +634,10 @@ pub struct QualityArgs {
     /// Prepared digits (ddpm family): the clean classifier's training split and the baseline.
     #[arg(long, default_value = unmask::corpus::digits::DEFAULT_DIGITS_DIR)]
     pub digits: PathBuf,
-    /// DDIM steps of every sample (ddpm family).
-    #[arg(long, default_value_t = unmask::train::image_quality::DEFAULT_STEPS)]
-    pub steps: usize,
+    /// Steps of every sample: DDIM's (ddpm family) [default: 100], the reverse chain's
+    /// (diffusion-lm) [default: 200].
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Classifier-free guidance scales to score (ddpm family).
     #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
     pub cfg_scales: Vec<f64>,
@@ -634,11 +652,12 @@ pub struct QualityArgs {
 /// `unmask quality`.
 pub fn quality(args: QualityArgs) -> CliResult<()> {
     use unmask::train::quality;
-    if unmask::bundle::read_family(&args.model)
+    match unmask::bundle::read_family(&args.model)
         .map_err(|e| format!("{}: {e}", args.model.display()))?
-        == unmask::config::Family::Ddpm
     {
-        return super::images::quality(&args);
+        unmask::config::Family::Ddpm => return super::images::quality(&args),
+        unmask::config::Family::DiffusionLm => return super::vectors::quality(&args),
+        unmask::config::Family::Text => {}
     }
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     let mut bundle = unmask::Bundle::from_dir(&args.model, &device)

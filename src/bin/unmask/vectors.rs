@@ -1,0 +1,526 @@
+//! The Diffusion-LM family in the CLI: `unmask generate` on its folders (see
+//! `unmask::sampler::diffusion_lm`) and `unmask train --objective diffusion-lm` (see
+//! `unmask::train::vectors`), with the other runs' flags, run directory and resume.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use unmask::backend;
+use unmask::bundle::{TOKENIZER_FILE, VectorBundle};
+use unmask::config::Family;
+use unmask::corpus::{self, Split};
+use unmask::model::diffusion_lm::{DEFAULT_DIFFUSION_STEPS, DiffusionLmConfig};
+use unmask::model::patch_dit::Role;
+use unmask::sampler::diffusion_lm::{DEFAULT_STEPS, VectorRun, VectorSettings, VectorStep};
+use unmask::sampler::gaussian::{BetaSchedule, Variance};
+use unmask::text::{Embedding, TextCodec};
+use unmask::train::checkpoint::RUN_FILE;
+use unmask::train::vectors::{
+    SavedVectorRun, VECTOR_RUN_FORMAT, VECTOR_RUN_VERSION, VectorEvaluation, VectorHistoryEntry,
+    VectorLoss, VectorRunState, VectorTrainConfig, VectorTrainer, export_vector_model,
+    load_vector_run, save_vector_run,
+};
+use unmask::train::{Documents, Start};
+
+use super::progress::Progress;
+use super::train::{QualityArgs, TrainArgs};
+use crate::{CliError, CliResult, GenerateArgs, VarianceArg};
+
+/// Architecture defaults of a new run: sentences of 32 tokens as 32-number vectors (the paper
+/// uses 16 for E2E and 128 for ROCStories; 32 keeps 4,096 words apart at this size), the
+/// trunk of the text defaults, the reference's T and schedule.
+const DEFAULT_MODEL_LENGTH: usize = 32;
+const DEFAULT_EMBED_DIM: usize = 32;
+const DEFAULT_HIDDEN_DIM: usize = 128;
+const DEFAULT_COND_DIM: usize = 128;
+const DEFAULT_N_BLOCKS: usize = 4;
+const DEFAULT_N_HEADS: usize = 4;
+/// Validation every this many steps unless --val-every says otherwise.
+const DEFAULT_VAL_EVERY: usize = 250;
+/// Validation windows unless --val-windows says otherwise.
+const DEFAULT_VAL_WINDOWS: usize = 256;
+
+/// The `generate` flags of the masked samplers and of the digits, which this family has no use
+/// for.
+fn refuse_other_flags(args: &GenerateArgs) -> Result<(), CliError> {
+    let given = [
+        ("--sampler", args.sampler.is_some()),
+        ("--block-length", args.block_length.is_some()),
+        ("--remasking", args.remasking.is_some()),
+        ("--temperature", args.temperature.is_some()),
+        ("--top-k", args.top_k.is_some()),
+        ("--top-p", args.top_p.is_some()),
+        ("--cfg", args.cfg.is_some()),
+        ("--class", args.class.is_some()),
+        ("--classifier", args.classifier.is_some()),
+        ("--classifier-scale", args.classifier_scale.is_some()),
+        ("--ddim-eta", args.ddim_eta.is_some()),
+        ("--count", args.count.is_some()),
+        ("--images", args.images.is_some()),
+        ("--png", args.png.is_some()),
+        ("--apng", args.apng.is_some()),
+        ("--svg", args.svg.is_some()),
+        ("--threshold", args.threshold.is_some()),
+        ("--schedule", args.schedule.is_some()),
+        ("--slope", args.slope.is_some()),
+        ("--levels", args.levels.is_some()),
+        ("--first-hitting", args.first_hitting.is_some()),
+        ("--no-cache", args.no_cache),
+        ("--no-stop-at-eos", args.no_stop_at_eos),
+        ("--attention", args.attention.is_some()),
+    ];
+    match given.iter().find(|(_, g)| *g) {
+        Some((flag, _)) => Err(CliError::Input(format!(
+            "{flag} is not a setting of Diffusion-LM; {} is a diffusion-lm model (--steps, --gen-length, --clamp, --variance, --seed, --prompt)",
+            args.model.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A run's trace (`--trace`): the settings, and each step's rounded words.
+#[derive(serde::Serialize)]
+struct Trace<'a> {
+    format: &'static str,
+    version: u32,
+    kind: Family,
+    model: String,
+    prompt: &'a str,
+    settings: &'a VectorSettings,
+    steps: Vec<TraceStep<'a>>,
+    text: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TraceStep<'a> {
+    #[serde(flatten)]
+    step: &'a VectorStep,
+    /// The words of the step, decoded (the prompt's included).
+    text: String,
+    /// The mean distance from x̂₀ to its words over the generated positions.
+    mean_distance: f64,
+}
+
+/// `unmask generate` on a Diffusion-LM folder.
+pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
+    refuse_other_flags(args)?;
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let mut bundle = VectorBundle::from_dir(&args.model, &device)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+    let prompt = args.prompt.as_deref().unwrap_or("");
+    let prompt_ids = bundle
+        .codec
+        .encode(prompt)
+        .map_err(|e| CliError::Input(format!("--prompt: {e}")))?;
+    let c = &bundle.config;
+    let settings = VectorSettings {
+        steps: args.steps.unwrap_or(DEFAULT_STEPS.min(c.diffusion_steps)),
+        gen_length: args
+            .gen_length
+            .unwrap_or(c.model_length.saturating_sub(prompt_ids.len())),
+        clamp: args.clamp.unwrap_or(true),
+        variance: match args.variance {
+            None | Some(VarianceArg::Beta) => Variance::Beta,
+            Some(VarianceArg::Posterior) => Variance::Posterior,
+        },
+        seed: args.seed,
+    };
+    let spec = c.vector_spec();
+    let mut run = VectorRun::new(&settings, &prompt_ids, &spec)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut steps = Vec::with_capacity(run.total_steps());
+    while let Some(step) = pollster::block_on(run.step(&mut bundle.denoiser))
+        .map_err(|e| CliError::Failed(e.to_string()))?
+    {
+        if live {
+            let words = bundle.codec.decode(&step.ids[prompt_ids.len()..]);
+            eprint!("\r\x1b[2K{:>4} t={:<5} {}", step.index + 1, step.t, words);
+            std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
+        }
+        steps.push(step);
+    }
+    if live {
+        eprintln!();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let last = steps
+        .last()
+        .ok_or_else(|| CliError::Failed("the run took no step".into()))?;
+    let text = bundle.codec.decode(&last.ids[prompt_ids.len()..]);
+    if let Some(path) = &args.trace {
+        let trace = Trace {
+            format: "unmask-diffusion-lm-trajectory",
+            version: 1,
+            kind: Family::DiffusionLm,
+            model: args.model.display().to_string(),
+            prompt,
+            settings: &settings,
+            steps: steps
+                .iter()
+                .map(|s| TraceStep {
+                    step: s,
+                    text: bundle.codec.decode(&s.ids),
+                    mean_distance: s.mean_distance(prompt_ids.len()),
+                })
+                .collect(),
+            text: &text,
+        };
+        let json = serde_json::to_string_pretty(&trace).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    outln!("{prompt}{text}");
+    if !args.quiet {
+        eprintln!(
+            "{} steps in {seconds:.2} s ({:.1} steps/s), mean distance to the words {:.3}",
+            steps.len(),
+            steps.len() as f64 / seconds.max(1e-9),
+            last.mean_distance(prompt_ids.len())
+        );
+    }
+    Ok(())
+}
+
+/// Whether `dir` holds a Diffusion-LM run (its run.json says so).
+pub fn holds_run(dir: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: String,
+    }
+    std::fs::read(dir.join(RUN_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Format>(&bytes).ok())
+        .is_some_and(|f| f.format == VECTOR_RUN_FORMAT)
+}
+
+fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<VectorRunState> {
+    let other = [
+        ("--label-dropout", args.label_dropout.is_some()),
+        ("--unconditional", args.unconditional),
+        ("--patch-size", args.patch_size.is_some()),
+        ("--classifier", args.classifier.is_some()),
+        ("--block-size", args.block_size.is_some()),
+        ("--warm-start", args.warm_start.is_some()),
+        ("--forcing-sorted", args.forcing_sorted.is_some()),
+    ];
+    if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+        return Err(format!("{flag} is not a flag of --objective diffusion-lm"));
+    }
+    let model = DiffusionLmConfig {
+        family: Family::DiffusionLm,
+        role: Role::Denoiser,
+        vocab_size,
+        embed_dim: args.embed_dim.unwrap_or(DEFAULT_EMBED_DIM),
+        model_length: args.model_length.unwrap_or(DEFAULT_MODEL_LENGTH),
+        hidden_dim: args.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
+        cond_dim: args.cond_dim.unwrap_or(DEFAULT_COND_DIM),
+        n_blocks: args.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
+        n_heads: args.n_heads.unwrap_or(DEFAULT_N_HEADS),
+        diffusion_steps: args.diffusion_steps.unwrap_or(DEFAULT_DIFFUSION_STEPS),
+        beta_schedule: args.beta_schedule.map_or(BetaSchedule::Sqrt, Into::into),
+        labels: Vec::new(),
+        classifier: None,
+    };
+    model.validate().map_err(|e| e.to_string())?;
+    let train = VectorTrainConfig {
+        recipe: args.recipe(),
+        val_every: args.val_every.unwrap_or(DEFAULT_VAL_EVERY),
+        val_windows: args.val_windows.unwrap_or(DEFAULT_VAL_WINDOWS),
+    };
+    train.validate(&model).map_err(|e| e.to_string())?;
+    Ok(VectorRunState {
+        format: VECTOR_RUN_FORMAT.into(),
+        version: VECTOR_RUN_VERSION,
+        train,
+        model,
+        step: 0,
+        tokens_seen: 0,
+        train_seconds: 0.0,
+        backends: Vec::new(),
+        history: Vec::new(),
+        commands: Vec::new(),
+        corpus: args.corpus.display().to_string(),
+    })
+}
+
+fn tokenize(codec: &TextCodec, corpus: &Path, split: Split) -> CliResult<Vec<Vec<u32>>> {
+    let docs = corpus::read_documents(corpus, split).map_err(|e| e.to_string())?;
+    docs.iter()
+        .map(|d| codec.encode(d).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// `unmask train --objective diffusion-lm`, new or resumed.
+pub fn train(args: TrainArgs) -> CliResult<()> {
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let saved = load_vector_run(&args.run).map_err(|e| e.to_string())?;
+    let resuming = saved.is_some();
+    let (mut state, tokenizer, tensors) = match saved {
+        Some(SavedVectorRun {
+            mut state,
+            tokenizer,
+            tensors,
+        }) => {
+            let flags = args.recipe_flags();
+            if !flags.is_empty() {
+                return Err(format!(
+                    "a resumed run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
+                    flags.join(", ")
+                ));
+            }
+            if let Some(max_steps) = args.max_steps {
+                state.train.recipe.max_steps = max_steps;
+            }
+            (state, tokenizer, Some(tensors))
+        }
+        None => {
+            let path = args.corpus.join(TOKENIZER_FILE);
+            let tokenizer = std::fs::read(&path).map_err(|e| {
+                format!(
+                    "{}: {e}; prepare the corpus first with `unmask prepare`",
+                    path.display()
+                )
+            })?;
+            let vocab_size = TextCodec::vocab_size_of(&tokenizer)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            (new_run(&args, vocab_size)?, tokenizer, None)
+        }
+    };
+    state
+        .commands
+        .push(std::env::args().collect::<Vec<_>>().join(" "));
+    let codec = TextCodec::for_embedding(
+        &tokenizer,
+        Embedding {
+            rows: state.model.vocab_size,
+            padded: false,
+            mask_token_id: None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let corpus = PathBuf::from(&state.corpus);
+    let train_docs = tokenize(&codec, &corpus, Split::Train)?;
+    let valid_docs = tokenize(&codec, &corpus, Split::Valid)?;
+    let start = match &tensors {
+        None => Start::Fresh,
+        Some([weights, ema, _]) => Start::From {
+            weights,
+            ema,
+            step: state.step,
+        },
+    };
+    let mut trainer = VectorTrainer::new(
+        state.train.clone(),
+        state.model.clone(),
+        Documents {
+            train: &train_docs,
+            valid: &valid_docs,
+        },
+        (codec.bos_id(), codec.eos_id()),
+        &device,
+        start,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some([_, _, optimizer]) = tensors {
+        trainer
+            .load_optimizer(optimizer)
+            .map_err(|e| e.to_string())?;
+    }
+    let (n_train, n_valid) = trainer.window_counts();
+    let r = &state.train.recipe;
+    eprintln!(
+        "{} diffusion-lm run: {} parameters, {} windows of {} tokens per step, {n_train} training windows ({:.1} epochs planned), {n_valid} validation windows; {} at step {}/{} on {}",
+        if resuming { "resuming the" } else { "new" },
+        state.model.parameter_count(),
+        r.batch_size,
+        state.model.model_length,
+        (r.max_steps * r.batch_size) as f64 / n_train as f64,
+        args.run.display(),
+        state.step,
+        r.max_steps,
+        args.backend.name(),
+    );
+    train_loop(&args, &mut trainer, &mut state, &tokenizer)?;
+    if let Some(out) = &args.out {
+        let evaluation = trainer.evaluate().map_err(|e| e.to_string())?;
+        let dtype = if args.half {
+            safetensors::Dtype::F16
+        } else {
+            safetensors::Dtype::F32
+        };
+        let saved = load_vector_run(&args.run)
+            .map_err(|e| e.to_string())?
+            .ok_or("the run directory vanished before the export")?;
+        export_vector_model(out, &trainer, &saved.state, &tokenizer, dtype, evaluation)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "exported {} ({})",
+            out.display(),
+            describe(&evaluation.loss)
+        );
+    }
+    Ok(())
+}
+
+fn describe(l: &VectorLoss) -> String {
+    format!(
+        "loss {:.4}: x₀-MSE {:.4}, rounding {:.4}, prior {:.4}",
+        l.total(),
+        l.mse,
+        l.rounding,
+        l.prior
+    )
+}
+
+fn train_loop(
+    args: &TrainArgs,
+    trainer: &mut VectorTrainer,
+    state: &mut VectorRunState,
+    tokenizer: &[u8],
+) -> CliResult<()> {
+    let deadline = super::progress::deadline(args.time_limit_minutes);
+    let progress = Progress::new(state.step, state.train.recipe.max_steps);
+    let session = Instant::now();
+    let session_start = state.tokens_seen;
+    let mut window = (
+        VectorLoss::default(),
+        0usize,
+        Instant::now(),
+        state.tokens_seen,
+    );
+    let mut saved_at = state.step;
+    let save = |trainer: &VectorTrainer, state: &VectorRunState| -> CliResult<()> {
+        let mut saved = state.clone();
+        let seconds = session.elapsed().as_secs_f64();
+        saved.train_seconds += seconds;
+        saved.backends.push(format!(
+            "{}: {:.0} tokens/s",
+            args.backend.name(),
+            (state.tokens_seen - session_start) as f64 / seconds.max(1e-9),
+        ));
+        save_vector_run(&args.run, trainer, &saved, tokenizer).map_err(|e| e.to_string())
+    };
+    while !trainer.is_done() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            progress.println(&format!("time limit reached at step {}", trainer.step()));
+            break;
+        }
+        let report = trainer.train_step().map_err(|e| e.to_string())?;
+        super::progress::check_loss(report.loss.total(), report.step, saved_at)?;
+        state.step = report.step;
+        state.tokens_seen += report.tokens as u64;
+        window.0.mse += report.loss.mse;
+        window.0.rounding += report.loss.rounding;
+        window.0.prior += report.loss.prior;
+        window.1 += 1;
+        let rate =
+            (state.tokens_seen - session_start) as f64 / session.elapsed().as_secs_f64().max(1e-9);
+        progress.step(
+            report.step,
+            &format!(
+                "loss {:.4} (mse {:.4}) lr {:.2e} |g| {:.2} {:.0} tokens/s",
+                report.loss.total(),
+                report.loss.mse,
+                report.lr,
+                report.grad_norm,
+                rate
+            ),
+        );
+        if report.step % state.train.val_every == 0 || trainer.is_done() {
+            let valid: VectorEvaluation = trainer.evaluate().map_err(|e| e.to_string())?;
+            let n = window.1.max(1) as f64;
+            let seconds = window.2.elapsed().as_secs_f64();
+            let entry = VectorHistoryEntry {
+                step: report.step,
+                train_loss: VectorLoss {
+                    mse: window.0.mse / n,
+                    rounding: window.0.rounding / n,
+                    prior: window.0.prior / n,
+                },
+                lr: report.lr,
+                tokens_seen: state.tokens_seen,
+                tokens_per_second: (state.tokens_seen - window.3) as f64 / seconds.max(1e-9),
+                valid,
+            };
+            progress.println(&format!(
+                "step {}: train {}; validation {}",
+                report.step,
+                describe(&entry.train_loss),
+                describe(&valid.loss)
+            ));
+            state.history.push(entry);
+            window = (VectorLoss::default(), 0, Instant::now(), state.tokens_seen);
+        }
+        if report.step % state.train.recipe.checkpoint_every == 0 || trainer.is_done() {
+            save(trainer, state)?;
+            saved_at = report.step;
+        }
+    }
+    if saved_at != trainer.step() || state.step == 0 {
+        save(trainer, state)?;
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// `unmask quality` on a Diffusion-LM folder: the text check's 20 prompts, each filling the rest
+/// of the model's positions, against held-out passages as long.
+pub fn quality(args: &QualityArgs) -> CliResult<()> {
+    use unmask::train::quality;
+    if args.sampler.is_some() || args.schedule.is_some() || args.slope.is_some() {
+        return Err(
+            "a Diffusion-LM model has one sampler: drop --sampler, --schedule and --slope".into(),
+        );
+    }
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let mut bundle = VectorBundle::from_dir(&args.model, &device)
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    let judge = match &args.judge {
+        Some(dir) => Some(
+            unmask::Bundle::from_dir(dir, &device)
+                .map_err(|e| format!("--judge {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let docs = corpus::read_documents(&args.corpus, Split::Train).map_err(|e| e.to_string())?;
+    let vocabulary = quality::vocabulary(&docs);
+    let settings = VectorSettings {
+        steps: args.steps.unwrap_or(DEFAULT_STEPS),
+        ..VectorSettings::defaults(0)
+    };
+    let started = Instant::now();
+    let report = quality::check_vectors(&mut bundle, &settings, &vocabulary, judge.as_ref())
+        .map_err(|e| e.to_string())?;
+    outln!(
+        "diffusion-lm, {} steps, clamping {}: {} ({:.0} s)",
+        report.steps,
+        if report.clamp { "on" } else { "off" },
+        report.scores,
+        started.elapsed().as_secs_f64()
+    );
+    for s in report.samples.iter().filter(|_| args.verbose) {
+        outln!("  {}|{}", s.prompt, s.completion);
+    }
+    let held_out = corpus::read_documents(&args.corpus, Split::Valid).map_err(|e| e.to_string())?;
+    let length = bundle.config.model_length;
+    let reference = quality::reference_of_length(
+        &held_out,
+        &bundle.codec,
+        &vocabulary,
+        judge.as_ref(),
+        length,
+    )
+    .map_err(|e| e.to_string())?;
+    outln!(
+        "held-out text ({} passages of {length} tokens): {}",
+        reference.passages,
+        reference.scores
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,476 @@
+//! Diffusion-LM's sampler: Gaussian reverse steps on a sequence of word vectors, each step's
+//! x̂₀ rounded to words — Li et al., "Diffusion-LM Improves Controllable Text Generation",
+//! arXiv:2205.14217 (§4.2, §4.3; `XiangLi1999/Diffusion-LM` `improved-diffusion/scripts/
+//! text_sample.py`, `improved_diffusion/gaussian_diffusion.py` `p_mean_variance`, `respace.py`).
+//!
+//! - The denoiser predicts x̂₀ = f_θ(x_t, t); the step's mean is the posterior mean μ̃(x_t, x̂₀)
+//!   of the schedule respaced to `steps` of the model's T ([`Schedule::respace`]), its variance
+//!   σ² = β (the reference's fixed-large) or β̃ ([`Variance`]); no noise at the last step.
+//! - Rounding: each position's word is the argmax of the tied logits x̂₀·EMBᵀ (`get_logits`,
+//!   as the reference decodes), shown as the step's text. Nothing is ever committed: a word can
+//!   change until the last step.
+//! - The clamping trick (§4.3, `denoised_fn_round`): x̂₀ is replaced by the word vector nearest
+//!   to it (Euclidean) before the mean is taken, at every step.
+//! - Fixed positions (the prompt): their x̂₀ is their word's vector, and x_{t−1} there is a
+//!   fresh draw of q(x_{t−1} | EMB(w)), so the rest of the sequence is denoised around them.
+//!
+//! Everything but the network runs on the CPU in f64: a sequence is a few thousand numbers,
+//! and rounding against the word vectors (V·d) stays the same on every backend.
+
+use serde::{Deserialize, Serialize};
+
+use super::gaussian::{Schedule, Variance};
+use super::image::normal;
+use super::{SampleError, SettingsError};
+use crate::network::{VectorSpec, WordVectorDenoiser};
+use crate::rng::Rng;
+
+/// The reference's reverse steps (2,000 respaced to 200).
+pub const DEFAULT_STEPS: usize = 200;
+
+/// How a Diffusion-LM run samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorSettings {
+    /// Reverse steps, respaced evenly over the model's T (both ends kept).
+    pub steps: usize,
+    /// Positions generated after the prompt.
+    pub gen_length: usize,
+    /// The clamping trick: x̂₀ replaced by its nearest word vector at every step.
+    pub clamp: bool,
+    /// The variance of each reverse step.
+    pub variance: Variance,
+    /// Seed of x_T and of every step's noise.
+    pub seed: u64,
+}
+
+impl VectorSettings {
+    /// The reference's sampling: 200 steps, fixed-large variance, clamping on, over the whole
+    /// sequence of `gen_length` positions.
+    pub fn defaults(gen_length: usize) -> Self {
+        Self {
+            steps: DEFAULT_STEPS,
+            gen_length,
+            clamp: true,
+            variance: Variance::Beta,
+            seed: 0,
+        }
+    }
+}
+
+/// One reverse step: the words x̂₀ rounds to, and how far it is from them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorStep {
+    /// 0-based step number.
+    pub index: usize,
+    /// The model's time denoised from, 0..T.
+    pub t: usize,
+    /// √(1 − ᾱ_t): the noise's share of x_t.
+    #[serde(with = "crate::float_json")]
+    pub noise_level: f64,
+    /// Each position's word: the argmax of x̂₀'s tied logits (the prompt's own words where fixed).
+    pub ids: Vec<u32>,
+    /// Each position's Euclidean distance from x̂₀ to its word's vector (before clamping).
+    #[serde(with = "crate::float_json::f32s")]
+    pub distance: Vec<f32>,
+    /// Positions whose word differs from the previous step's.
+    pub changed: Vec<usize>,
+}
+
+impl VectorStep {
+    /// The mean of [`VectorStep::distance`] over the positions generated.
+    pub fn mean_distance(&self, fixed: usize) -> f64 {
+        let free = &self.distance[fixed.min(self.distance.len())..];
+        if free.is_empty() {
+            return 0.0;
+        }
+        free.iter().map(|&d| f64::from(d)).sum::<f64>() / free.len() as f64
+    }
+}
+
+/// A Diffusion-LM run in progress.
+#[derive(Clone, Debug)]
+pub struct VectorRun {
+    settings: VectorSettings,
+    /// The model's schedule respaced to the run's steps.
+    schedule: Schedule,
+    /// The model's time of each respaced step, ascending.
+    times: Vec<usize>,
+    /// Respaced steps left: the next step goes from `left − 1`.
+    left: usize,
+    /// The sequence now, `[n · d]`.
+    x: Vec<f64>,
+    /// The prompt's words, which hold the first positions.
+    fixed: Vec<u32>,
+    d: usize,
+    rng: Rng,
+    previous: Option<Vec<u32>>,
+}
+
+impl VectorRun {
+    /// Checks `settings` and the prompt's ids against the network and draws x_T ~ N(0, I).
+    pub fn new(
+        settings: &VectorSettings,
+        prompt: &[u32],
+        spec: &VectorSpec,
+    ) -> Result<Self, SettingsError> {
+        let range =
+            |field: &'static str, value: String, expected: String| SettingsError::ImageKnob {
+                field,
+                value,
+                expected,
+            };
+        if settings.gen_length == 0 {
+            return Err(SettingsError::NothingToGenerate);
+        }
+        let n = prompt.len() + settings.gen_length;
+        if n > spec.model_length {
+            return Err(SettingsError::TooLong {
+                prompt: prompt.len(),
+                gen_length: settings.gen_length,
+                model_length: spec.model_length,
+            });
+        }
+        if let Some(&token) = prompt.iter().find(|&&id| id as usize >= spec.vocab_size) {
+            return Err(SettingsError::TokenOutsideVocabulary {
+                token,
+                vocab_size: spec.vocab_size,
+            });
+        }
+        if !(1..=spec.diffusion_steps).contains(&settings.steps) {
+            return Err(range(
+                "steps",
+                settings.steps.to_string(),
+                format!(
+                    "1 to {} (the model's diffusion steps)",
+                    spec.diffusion_steps
+                ),
+            ));
+        }
+        let full = Schedule::new(spec.beta_schedule, spec.diffusion_steps)
+            .map_err(|e| range("diffusion_steps", e.0.to_string(), e.to_string()))?;
+        let mut times = full.respaced(settings.steps);
+        times.reverse();
+        let schedule = full.respace(&times);
+        let mut rng = Rng::new(settings.seed);
+        let d = spec.embed_dim;
+        let x = (0..n * d).map(|_| normal(&mut rng)).collect();
+        Ok(Self {
+            settings: settings.clone(),
+            left: times.len(),
+            schedule,
+            times,
+            x,
+            fixed: prompt.to_vec(),
+            d,
+            rng,
+            previous: None,
+        })
+    }
+
+    /// Steps this run takes.
+    pub fn total_steps(&self) -> usize {
+        self.times.len()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &VectorSettings {
+        &self.settings
+    }
+
+    /// Positions held by the prompt.
+    pub fn prompt_len(&self) -> usize {
+        self.fixed.len()
+    }
+
+    /// The sequence now, `[n · d]`.
+    pub fn vectors(&self) -> &[f64] {
+        &self.x
+    }
+
+    /// One reverse step: a call of the denoiser; `None` once x₀ is reached.
+    pub async fn step<N: WordVectorDenoiser>(
+        &mut self,
+        net: &mut N,
+    ) -> Result<Option<VectorStep>, SampleError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let k = self.left - 1;
+        let t = self.times[k];
+        let d = self.d;
+        let x: Vec<f32> = self.x.iter().map(|&v| v as f32).collect();
+        let predicted = net.predict_x0(&x, t).await?;
+        if predicted.len() != x.len() {
+            return Err(crate::network::ModelError::Unsupported(format!(
+                "the denoiser answered {} values for {}",
+                predicted.len(),
+                x.len()
+            ))
+            .into());
+        }
+        let emb = net.embedding();
+        let mut x0: Vec<f64> = predicted.iter().map(|&v| f64::from(v)).collect();
+        let n = x0.len() / d;
+        let mut ids = Vec::with_capacity(n);
+        let mut distance = Vec::with_capacity(n);
+        for (i, v) in x0.chunks_exact_mut(d).enumerate() {
+            let id = match self.fixed.get(i) {
+                Some(&w) => w,
+                None => round(v, emb, d),
+            };
+            let row = &emb[id as usize * d..(id as usize + 1) * d];
+            distance.push(euclidean(v, row) as f32);
+            ids.push(id);
+            if self.fixed.get(i).is_some() {
+                copy_row(v, row);
+            } else if self.settings.clamp {
+                copy_row(v, &emb[nearest(v, emb, d) * d..][..d]);
+            }
+        }
+        let mut x = self.schedule.posterior_mean(&self.x, &x0, k);
+        let sigma = self.schedule.variance(k, self.settings.variance).sqrt();
+        if sigma > 0.0 {
+            x.iter_mut()
+                .for_each(|v| *v += sigma * normal(&mut self.rng));
+        }
+        // The prompt's positions: a fresh draw of q at the time stepped to (its word at the end).
+        let a_prev = self.schedule.alpha_bar(k.checked_sub(1));
+        for (i, &w) in self.fixed.iter().enumerate() {
+            let row = &emb[w as usize * d..(w as usize + 1) * d];
+            for (v, &e) in x[i * d..(i + 1) * d].iter_mut().zip(row) {
+                let noise = if k == 0 { 0.0 } else { normal(&mut self.rng) };
+                *v = a_prev.sqrt() * f64::from(e) + (1.0 - a_prev).sqrt() * noise;
+            }
+        }
+        self.x = x;
+        let changed = match &self.previous {
+            Some(before) => (0..n).filter(|&i| before[i] != ids[i]).collect(),
+            None => Vec::new(),
+        };
+        self.previous = Some(ids.clone());
+        self.left = k;
+        let index = self.times.len() - 1 - k;
+        Ok(Some(VectorStep {
+            index,
+            t,
+            noise_level: (1.0 - self.schedule.alpha_bar(Some(k))).sqrt(),
+            ids,
+            distance,
+            changed,
+        }))
+    }
+}
+
+/// The row of the word vectors `emb` (`[V · d]`) with the largest dot product with `v`: the
+/// argmax of the tied logits.
+fn round(v: &[f64], emb: &[f32], d: usize) -> u32 {
+    let mut best = (f64::NEG_INFINITY, 0);
+    for (id, row) in emb.chunks_exact(d).enumerate() {
+        let score: f64 = v.iter().zip(row).map(|(a, &b)| a * f64::from(b)).sum();
+        if score > best.0 {
+            best = (score, id);
+        }
+    }
+    best.1 as u32
+}
+
+/// The row of `emb` nearest to `v` in Euclidean distance.
+fn nearest(v: &[f64], emb: &[f32], d: usize) -> usize {
+    let mut best = (f64::INFINITY, 0);
+    for (id, row) in emb.chunks_exact(d).enumerate() {
+        let dist = euclidean(v, row);
+        if dist < best.0 {
+            best = (dist, id);
+        }
+    }
+    best.1
+}
+
+fn euclidean(v: &[f64], row: &[f32]) -> f64 {
+    v.iter()
+        .zip(row)
+        .map(|(a, &b)| (a - f64::from(b)).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+fn copy_row(v: &mut [f64], row: &[f32]) {
+    v.iter_mut().zip(row).for_each(|(a, &b)| *a = f64::from(b));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::ModelError;
+    use crate::sampler::gaussian::BetaSchedule;
+
+    /// A denoiser that answers a fixed blend of x_t and a target sequence, counting its calls.
+    struct Pull {
+        spec: VectorSpec,
+        emb: Vec<f32>,
+        target: Vec<f32>,
+        calls: usize,
+    }
+
+    impl WordVectorDenoiser for Pull {
+        fn spec(&self) -> &VectorSpec {
+            &self.spec
+        }
+        fn embedding(&self) -> &[f32] {
+            &self.emb
+        }
+        async fn predict_x0(&mut self, x: &[f32], _t: usize) -> Result<Vec<f32>, ModelError> {
+            self.calls += 1;
+            Ok(x.iter()
+                .zip(&self.target)
+                .map(|(a, b)| 0.3 * a + 0.7 * b)
+                .collect())
+        }
+    }
+
+    fn pull(words: &[u32]) -> Pull {
+        let (v, d) = (7, 3);
+        let mut rng = Rng::new(5);
+        let emb: Vec<f32> = (0..v * d).map(|_| normal(&mut rng) as f32).collect();
+        let target = words
+            .iter()
+            .flat_map(|&w| emb[w as usize * d..(w as usize + 1) * d].to_vec())
+            .collect();
+        Pull {
+            spec: VectorSpec {
+                vocab_size: v,
+                embed_dim: d,
+                model_length: 8,
+                diffusion_steps: 100,
+                beta_schedule: BetaSchedule::Sqrt,
+            },
+            emb,
+            target,
+            calls: 0,
+        }
+    }
+
+    fn run_all(run: &mut VectorRun, net: &mut Pull) -> Vec<VectorStep> {
+        let mut steps = Vec::new();
+        while let Some(s) = pollster::block_on(run.step(net)).unwrap() {
+            steps.push(s);
+        }
+        steps
+    }
+
+    #[test]
+    fn clamping_puts_every_step_s_x0_on_a_word_vector_and_the_prompt_holds() {
+        let words = [2, 5, 1, 6, 0];
+        let mut net = pull(&words);
+        let settings = VectorSettings {
+            steps: 20,
+            gen_length: 3,
+            clamp: true,
+            variance: Variance::Beta,
+            seed: 9,
+        };
+        let mut run = VectorRun::new(&settings, &words[..2], &net.spec).unwrap();
+        let steps = run_all(&mut run, &mut net);
+        assert_eq!((steps.len(), net.calls), (20, 20));
+        assert_eq!(steps.last().unwrap().t, 0);
+        assert_eq!(steps[0].t, 99);
+        for s in &steps {
+            assert_eq!(&s.ids[..2], &words[..2], "the prompt holds");
+        }
+        // The last step adds no noise: with clamping, the final sequence is word vectors exactly.
+        let d = net.spec.embed_dim;
+        for (i, v) in run.vectors().chunks_exact(d).enumerate() {
+            let row = nearest(v, &net.emb, d);
+            let exact = v
+                .iter()
+                .zip(&net.emb[row * d..(row + 1) * d])
+                .all(|(a, &b)| *a == f64::from(b));
+            assert!(exact, "position {i}: {v:?}");
+        }
+        // The pull toward the target wins by the end.
+        assert_eq!(steps.last().unwrap().ids, words);
+        // The same seed replays; another seed starts elsewhere.
+        let mut again = VectorRun::new(&settings, &words[..2], &net.spec).unwrap();
+        assert_eq!(run_all(&mut again, &mut pull(&words)), steps);
+        let other = VectorSettings {
+            seed: 10,
+            ..settings.clone()
+        };
+        let mut other = VectorRun::new(&other, &words[..2], &net.spec).unwrap();
+        assert_ne!(run_all(&mut other, &mut pull(&words))[0], steps[0]);
+    }
+
+    #[test]
+    fn without_clamping_x0_is_the_network_s_and_bad_settings_are_named() {
+        let words = [3, 3, 4];
+        let mut net = pull(&words);
+        let settings = VectorSettings {
+            clamp: false,
+            ..VectorSettings::defaults(3)
+        };
+        let settings = VectorSettings {
+            steps: 5,
+            ..settings
+        };
+        let mut run = VectorRun::new(&settings, &[], &net.spec).unwrap();
+        let steps = run_all(&mut run, &mut net);
+        // The last step's mean is x̂₀ itself: 0.3·x_t + 0.7·target, not a word vector.
+        let d = net.spec.embed_dim;
+        let on_a_row = run.vectors().chunks_exact(d).all(|v| {
+            let row = nearest(v, &net.emb, d);
+            euclidean(v, &net.emb[row * d..(row + 1) * d]) == 0.0
+        });
+        assert!(!on_a_row);
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.distance.iter().all(|d| d.is_finite()))
+        );
+        let spec = &net.spec;
+        let err = |s: VectorSettings, prompt: &[u32]| {
+            VectorRun::new(&s, prompt, spec).unwrap_err().to_string()
+        };
+        let base = VectorSettings::defaults(3);
+        assert!(
+            err(
+                VectorSettings {
+                    steps: 0,
+                    ..base.clone()
+                },
+                &[]
+            )
+            .contains("steps")
+        );
+        assert!(
+            err(
+                VectorSettings {
+                    steps: 101,
+                    ..base.clone()
+                },
+                &[]
+            )
+            .contains("1 to 100")
+        );
+        assert!(
+            err(
+                VectorSettings {
+                    gen_length: 9,
+                    ..base.clone()
+                },
+                &[]
+            )
+            .contains("model_length")
+        );
+        assert!(
+            err(
+                VectorSettings {
+                    gen_length: 0,
+                    ..base.clone()
+                },
+                &[]
+            )
+            .contains("gen_length")
+        );
+        assert!(err(base, &[7]).contains("token id 7"));
+    }
+}

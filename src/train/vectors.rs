@@ -1,0 +1,644 @@
+//! Training Diffusion-LM's denoiser: `unmask train --objective diffusion-lm`.
+//!
+//! The loss is the reference's end-to-end objective (Li et al. 2022, arXiv:2205.14217, §4.1,
+//! eq. 2; `XiangLi1999/Diffusion-LM` `improved_diffusion/gaussian_diffusion.py`,
+//! `training_losses_e2e`), per sequence of words w with t uniform over 0..T:
+//! - x₀ ~ N(EMB(w), σ₀²) with σ₀ = √(1 − ᾱ₀), x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε;
+//! - ‖f_θ(x_t, t) − x₀‖², whose target at t = 0 is EMB(w) itself (x₀-prediction);
+//! - the prior term ‖√ᾱ_{T−1}·x₀‖², which keeps the vectors from growing past the noise;
+//! - rounding's −log p(w | x₀) through the tied logits x₀·EMBᵀ.
+//!
+//! Each term is a mean over the sequence's numbers (the reference's `mean_flat`), and the
+//! word vectors learn through all three. The machinery is the other trainers': the [`Recipe`],
+//! AdamW, the clip, the EMA, the seeded data order and noise streams ([`super::data`]); a run
+//! resumes exactly.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{
+    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, write_atomic,
+};
+use super::data::{Order, Windows, mix};
+use super::{
+    Documents, Recipe, Start, TrainError, adamw, clip_global_norm, ema_update, renumber, scalar,
+};
+use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::model::diffusion_lm::{
+    DiffusionLm, DiffusionLmConfig, initial_diffusion_lm, load_diffusion_lm,
+};
+use crate::model::patch_dit::Role;
+use crate::model::save::save_diffusion_lm;
+use crate::rng::Rng;
+use crate::sampler::gaussian::Schedule;
+use crate::sampler::image::normal;
+
+/// Stream ids mixed into the seed (as the other trainers'): data order, noise, validation draw.
+const DATA_STREAM: u64 = 1;
+const NOISE_STREAM: u64 = 2;
+const VALID_STREAM: u64 = 3;
+
+/// `run.json`'s format tag for a Diffusion-LM run.
+pub const VECTOR_RUN_FORMAT: &str = "unmask-train-diffusion-lm-run";
+/// Its version.
+pub const VECTOR_RUN_VERSION: u32 = 1;
+
+/// A Diffusion-LM run: the shared [`Recipe`] and its validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorTrainConfig {
+    /// Batch, optimiser, schedule, EMA, checkpoints and seed.
+    #[serde(flatten)]
+    pub recipe: Recipe,
+    /// Steps between validations.
+    pub val_every: usize,
+    /// Validation windows scored (the first ones of the split).
+    pub val_windows: usize,
+}
+
+impl VectorTrainConfig {
+    /// Checks the recipe and that the model is a denoiser.
+    pub fn validate(&self, model: &DiffusionLmConfig) -> Result<(), TrainError> {
+        self.recipe.validate()?;
+        let bad = |m: &str| Err(TrainError::Config(m.into()));
+        if self.val_every == 0 || self.val_windows == 0 {
+            return bad("val_every and val_windows must be positive");
+        }
+        if model.role != Role::Denoiser {
+            return bad("the diffusion-lm objective trains the denoiser, not a classifier");
+        }
+        Ok(())
+    }
+}
+
+/// The loss's three terms, each a mean per number of the sequence (the rounding term per word).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VectorLoss {
+    /// ‖f_θ(x_t, t) − x₀‖².
+    pub mse: f64,
+    /// −log p(w | x₀).
+    pub rounding: f64,
+    /// ‖√ᾱ_{T−1}·x₀‖².
+    pub prior: f64,
+}
+
+impl VectorLoss {
+    /// What is minimised: their sum.
+    pub fn total(&self) -> f64 {
+        self.mse + self.rounding + self.prior
+    }
+}
+
+/// A validation of the EMA weights on the first windows of the validation split, at times and
+/// noise drawn once from the seed so that evaluations compare.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorEvaluation {
+    /// The mean loss.
+    pub loss: VectorLoss,
+    /// Windows scored.
+    pub windows: usize,
+}
+
+/// What one optimisation step did.
+#[derive(Clone, Copy, Debug)]
+pub struct VectorStepReport {
+    /// Steps done, this one included.
+    pub step: usize,
+    /// Training loss before the update.
+    pub loss: VectorLoss,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens in the batch.
+    pub tokens: usize,
+}
+
+/// A batch of windows with its times and noise.
+struct Noised {
+    /// The words, `[B · L]`.
+    tokens: Vec<i64>,
+    /// The time of each window.
+    t: Vec<usize>,
+    /// ε₀ of x₀ ~ N(EMB(w), σ₀²), `[B · L · d]`.
+    eps0: Vec<f32>,
+    /// ε of x_t, `[B · L · d]`.
+    eps: Vec<f32>,
+    batch: usize,
+    len: usize,
+}
+
+/// Draws a time per window and the noise of every number from `rng`.
+fn noise(windows: &[&[u32]], d: usize, steps: usize, rng: &mut Rng) -> Noised {
+    let len = windows.first().map_or(0, |w| w.len());
+    let numbers = windows.len() * len * d;
+    let mut draw = |n| (0..n).map(|_| normal(rng) as f32).collect::<Vec<f32>>();
+    let eps0 = draw(numbers);
+    let eps = draw(numbers);
+    Noised {
+        tokens: windows
+            .iter()
+            .flat_map(|w| w.iter().map(|&id| i64::from(id)))
+            .collect(),
+        t: windows.iter().map(|_| rng.below(steps)).collect(),
+        eps0,
+        eps,
+        batch: windows.len(),
+        len,
+    }
+}
+
+/// The loss of `net` on a noised batch: the total `[1]` (differentiable on an autodiff device)
+/// and its three terms.
+fn loss(
+    net: &DiffusionLm,
+    schedule: &Schedule,
+    batch: &Noised,
+    device: &Device,
+) -> Result<(Tensor<1>, [Tensor<1>; 3]), TrainError> {
+    let (b, l) = (batch.batch, batch.len);
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [b, l]), device);
+    let no_vectors = || TrainError::Config("the network has no word vectors to train".into());
+    let mean = net.embed(ids.clone()).ok_or_else(no_vectors)?;
+    let d = mean.dims()[2];
+    let numbers =
+        |v: &[f32]| Tensor::<3>::from_data(TensorData::new(v.to_vec(), [b, l, d]), device);
+    let per_window = |f: &dyn Fn(usize) -> f64| {
+        let values: Vec<f32> = batch.t.iter().map(|&t| f(t) as f32).collect();
+        Tensor::<3>::from_data(TensorData::new(values, [b, 1, 1]), device)
+    };
+    let sigma0 = (1.0 - schedule.alpha_bars[0]).sqrt() as f32;
+    let x0 = mean.clone() + numbers(&batch.eps0) * sigma0;
+    let a = |t: usize| schedule.alpha_bars[t];
+    let x_t = x0.clone() * per_window(&|t| a(t).sqrt())
+        + numbers(&batch.eps) * per_window(&|t| (1.0 - a(t)).sqrt());
+    let times: Vec<f32> = batch.t.iter().map(|&t| t as f32).collect();
+    let predicted = net.forward(x_t, &times);
+    let at_zero = per_window(&|t| if t == 0 { 1.0 } else { 0.0 });
+    let target = x0.clone() * (at_zero.clone().neg() + 1.0) + mean * at_zero;
+    let mse = (predicted - target).powi_scalar(2).mean();
+    let last = schedule.alpha_bars[schedule.steps() - 1].sqrt() as f32;
+    let prior = (x0.clone() * last).powi_scalar(2).mean();
+    let logits = net.logits(x0).ok_or_else(no_vectors)?;
+    let rounding = log_softmax(logits, 2)
+        .gather(2, ids.reshape([b, l, 1]))
+        .mean()
+        .neg();
+    let total = mse.clone() + rounding.clone() + prior.clone();
+    Ok((total, [mse, rounding, prior]))
+}
+
+/// The three terms' values.
+fn terms(t: [Tensor<1>; 3]) -> Result<VectorLoss, TrainError> {
+    let [mse, rounding, prior] = t;
+    Ok(VectorLoss {
+        mse: scalar(mse)?,
+        rounding: scalar(rounding)?,
+        prior: scalar(prior)?,
+    })
+}
+
+/// A Diffusion-LM run in memory: the denoiser, its EMA, the optimiser and the windows.
+pub struct VectorTrainer {
+    /// The recipe.
+    pub config: VectorTrainConfig,
+    /// The architecture.
+    pub model_config: DiffusionLmConfig,
+    device: Device,
+    model: DiffusionLm,
+    ema: DiffusionLm,
+    optim: adamw::AdamW,
+    step: usize,
+    schedule: Schedule,
+    train: Windows,
+    valid: Windows,
+    order: Order,
+}
+
+impl VectorTrainer {
+    /// A run of `config` on `model_config` over the tokenized `documents` (wrapped in `bos` and
+    /// `eos` where the tokenizer has them, cut into windows of `model_length`), on `device`.
+    pub fn new(
+        config: VectorTrainConfig,
+        model_config: DiffusionLmConfig,
+        documents: Documents<'_>,
+        (bos, eos): (Option<u32>, Option<u32>),
+        device: &Device,
+        start: Start<'_>,
+    ) -> Result<Self, TrainError> {
+        config.validate(&model_config)?;
+        let len = model_config.model_length;
+        let windows = |docs: &[Vec<u32>], split| {
+            let w = Windows::new(docs, bos, eos, len);
+            if w.is_empty() {
+                let tokens = docs.iter().map(Vec::len).sum();
+                return Err(TrainError::TooLittleData { split, tokens, len });
+            }
+            Ok(w)
+        };
+        let train = windows(documents.train, "train")?;
+        let valid = windows(documents.valid, "validation")?;
+        if let Some(&id) = documents
+            .train
+            .iter()
+            .chain(documents.valid)
+            .flatten()
+            .find(|&&id| id as usize >= model_config.vocab_size)
+        {
+            return Err(TrainError::Config(format!(
+                "token id {id} is outside the model's {} word vectors",
+                model_config.vocab_size
+            )));
+        }
+        let schedule = Schedule::new(model_config.beta_schedule, model_config.diffusion_steps)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+        let fresh;
+        let (weights, ema_weights, step) = match start {
+            Start::Fresh => {
+                fresh = initial_diffusion_lm(&model_config, config.recipe.seed)?;
+                (&fresh[..], &fresh[..], 0)
+            }
+            Start::From { weights, ema, step } => (weights, ema, step),
+        };
+        let device = device.clone().autodiff();
+        let plain = device.clone().inner();
+        let model = renumber(load_diffusion_lm(&model_config, weights, &plain)?).train();
+        let ema = renumber(load_diffusion_lm(&model_config, ema_weights, &plain)?);
+        let optim = config.recipe.optimizer();
+        let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.count());
+        Ok(Self {
+            config,
+            model_config,
+            device,
+            model,
+            ema,
+            optim,
+            step,
+            schedule,
+            train,
+            valid,
+            order,
+        })
+    }
+
+    /// Steps taken so far.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// Whether the run has reached `max_steps`.
+    pub fn is_done(&self) -> bool {
+        self.step >= self.config.recipe.max_steps
+    }
+
+    /// Training and validation windows.
+    pub fn window_counts(&self) -> (usize, usize) {
+        (self.train.count(), self.valid.count())
+    }
+
+    /// One optimisation step on the next batch.
+    pub fn train_step(&mut self) -> Result<VectorStepReport, TrainError> {
+        let r = &self.config.recipe;
+        let lr = r.lr_at(self.step);
+        let b = r.batch_size;
+        let mut rng = Rng::new(mix(mix(r.seed, NOISE_STREAM), self.step as u64));
+        let windows: Vec<&[u32]> = (0..b)
+            .map(|i| self.train.window(self.order.nth(self.step * b + i)))
+            .collect();
+        let d = self.model_config.embed_dim;
+        let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
+        let (total, parts) = loss(&self.model, &self.schedule, &batch, &self.device)?;
+        let loss = terms(parts)?;
+        let mut grads = GradientsParams::from_grads(total.backward(), &self.model);
+        let grad_norm = clip_global_norm(&self.model, &mut grads, r.gradient_clip_val)?;
+        self.model = self.optim.step(lr, self.model.clone(), &mut grads);
+        self.ema = ema_update(self.ema.clone(), &self.model, r.ema, self.step);
+        self.step += 1;
+        Ok(VectorStepReport {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+            tokens: b * self.train.len(),
+        })
+    }
+
+    /// The EMA weights' loss on the first `val_windows` validation windows.
+    pub fn evaluate(&self) -> Result<VectorEvaluation, TrainError> {
+        let plain = self.device.clone().inner();
+        let mut rng = Rng::new(mix(self.config.recipe.seed, VALID_STREAM));
+        let count = self.config.val_windows.min(self.valid.count());
+        let d = self.model_config.embed_dim;
+        let mut sum = VectorLoss::default();
+        let indices: Vec<usize> = (0..count).collect();
+        for chunk in indices.chunks(self.config.recipe.batch_size) {
+            let windows: Vec<&[u32]> = chunk.iter().map(|&i| self.valid.window(i)).collect();
+            let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
+            let (_, parts) = loss(&self.ema, &self.schedule, &batch, &plain)?;
+            let l = terms(parts)?;
+            let n = chunk.len() as f64;
+            sum.mse += l.mse * n;
+            sum.rounding += l.rounding * n;
+            sum.prior += l.prior * n;
+        }
+        let n = count as f64;
+        Ok(VectorEvaluation {
+            loss: VectorLoss {
+                mse: sum.mse / n,
+                rounding: sum.rounding / n,
+                prior: sum.prior / n,
+            },
+            windows: count,
+        })
+    }
+
+    /// The current weights and the EMA weights (f32 safetensors).
+    pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+        let dtype = safetensors::Dtype::F32;
+        Ok((
+            save_diffusion_lm(&self.model.valid(), dtype)?,
+            save_diffusion_lm(&self.ema, dtype)?,
+        ))
+    }
+
+    /// The EMA weights as `model.safetensors` bytes in `dtype`.
+    pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
+        Ok(save_diffusion_lm(&self.ema, dtype)?)
+    }
+
+    /// The optimiser's state (safetensors bytes).
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        self.optim
+            .to_bytes()
+            .map_err(|e| TrainError::Backend(format!("saving the optimizer state: {e}")))
+    }
+
+    /// Restores the optimiser's state from [`VectorTrainer::optimizer_bytes`].
+    pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
+        let plain = self.device.clone().inner();
+        self.optim
+            .load(&bytes, &plain)
+            .map_err(|e| TrainError::File {
+                path: OPTIMIZER_FILE.into(),
+                message: format!("{e}; the run directory is damaged: start a new one"),
+            })
+    }
+}
+
+/// One point of a run's history, logged at each validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorHistoryEntry {
+    /// Steps done.
+    pub step: usize,
+    /// Mean training loss since the previous entry.
+    pub train_loss: VectorLoss,
+    /// Learning rate at this step.
+    pub lr: f64,
+    /// Training tokens seen so far.
+    pub tokens_seen: u64,
+    /// Training throughput since the previous entry.
+    pub tokens_per_second: f64,
+    /// Validation of the EMA weights.
+    pub valid: VectorEvaluation,
+}
+
+/// Everything about a run but its tensors (`run.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorRunState {
+    /// [`VECTOR_RUN_FORMAT`].
+    pub format: String,
+    /// [`VECTOR_RUN_VERSION`].
+    pub version: u32,
+    /// The recipe.
+    pub train: VectorTrainConfig,
+    /// The architecture (written as the exported `config.json`).
+    pub model: DiffusionLmConfig,
+    /// Steps done.
+    pub step: usize,
+    /// Training tokens seen.
+    pub tokens_seen: u64,
+    /// Seconds spent training, over all sessions.
+    pub train_seconds: f64,
+    /// The backend(s) it ran on, with their throughput.
+    pub backends: Vec<String>,
+    /// Validation history.
+    pub history: Vec<VectorHistoryEntry>,
+    /// Every command line that worked on this run, in order.
+    pub commands: Vec<String>,
+    /// The prepared corpus it reads.
+    pub corpus: String,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A saved run: `run.json`, the tokenizer, the weights, their EMA and the optimiser state.
+pub struct SavedVectorRun {
+    /// `run.json`.
+    pub state: VectorRunState,
+    /// `tokenizer.json`.
+    pub tokenizer: Vec<u8>,
+    /// Current weights, EMA weights, optimiser state.
+    pub tensors: [Vec<u8>; 3],
+}
+
+/// The saved run in `dir`, when there is one.
+pub fn load_vector_run(dir: &Path) -> Result<Option<SavedVectorRun>, TrainError> {
+    let path = dir.join(RUN_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| io(&p, format!("{e}; the run directory is damaged")))
+    };
+    let state: VectorRunState = serde_json::from_slice(&read(RUN_FILE)?).map_err(|e| {
+        io(
+            &path,
+            format!("{e}; is this the run directory of a --objective diffusion-lm run?"),
+        )
+    })?;
+    if state.format != VECTOR_RUN_FORMAT || state.version != VECTOR_RUN_VERSION {
+        return Err(io(
+            &path,
+            format!(
+                "not a version-{VECTOR_RUN_VERSION} {VECTOR_RUN_FORMAT} file; start a new run in another directory"
+            ),
+        ));
+    }
+    Ok(Some(SavedVectorRun {
+        state,
+        tokenizer: read(TOKENIZER_FILE)?,
+        tensors: [
+            read(CURRENT_WEIGHTS)?,
+            read(EMA_WEIGHTS)?,
+            read(OPTIMIZER_FILE)?,
+        ],
+    }))
+}
+
+/// Saves the trainer, its tokenizer and `state` (whose step must be the trainer's) to `dir`,
+/// `run.json` last.
+pub fn save_vector_run(
+    dir: &Path,
+    trainer: &VectorTrainer,
+    state: &VectorRunState,
+    tokenizer: &[u8],
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let (weights, ema) = trainer.weights()?;
+    write_atomic(&dir.join(CURRENT_WEIGHTS), &weights)?;
+    write_atomic(&dir.join(EMA_WEIGHTS), &ema)?;
+    write_atomic(&dir.join(OPTIMIZER_FILE), &trainer.optimizer_bytes()?)?;
+    write_atomic(&dir.join(TOKENIZER_FILE), tokenizer)?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| io(dir, e))?;
+    write_atomic(&dir.join(RUN_FILE), &json)
+}
+
+/// What an exported folder records about its making (`training.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VectorProvenance {
+    /// The run's state at export.
+    pub run: VectorRunState,
+    /// The validation of the exported (EMA) weights.
+    pub final_validation: VectorEvaluation,
+    /// How the weights are stored.
+    pub dtype: String,
+}
+
+/// Writes the EMA weights as a model folder: `config.json`, `model.safetensors` in `dtype`,
+/// `tokenizer.json` and `training.json`.
+pub fn export_vector_model(
+    out: &Path,
+    trainer: &VectorTrainer,
+    state: &VectorRunState,
+    tokenizer: &[u8],
+    dtype: safetensors::Dtype,
+    final_validation: VectorEvaluation,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let config = serde_json::to_vec_pretty(&state.model).map_err(|e| io(out, e))?;
+    write_atomic(&out.join(CONFIG_FILE), &config)?;
+    write_atomic(&out.join(WEIGHTS_FILE), &trainer.ema_weights(dtype)?)?;
+    write_atomic(&out.join(TOKENIZER_FILE), tokenizer)?;
+    let provenance = VectorProvenance {
+        run: state.clone(),
+        final_validation,
+        dtype: format!("{dtype:?}").to_lowercase(),
+    };
+    let json = serde_json::to_vec_pretty(&provenance).map_err(|e| io(out, e))?;
+    write_atomic(&out.join(TRAINING_FILE), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Family;
+    use crate::sampler::gaussian::BetaSchedule;
+
+    fn config() -> DiffusionLmConfig {
+        DiffusionLmConfig {
+            family: Family::DiffusionLm,
+            role: Role::Denoiser,
+            vocab_size: 12,
+            embed_dim: 8,
+            model_length: 8,
+            hidden_dim: 32,
+            cond_dim: 32,
+            n_blocks: 1,
+            n_heads: 2,
+            diffusion_steps: 200,
+            beta_schedule: BetaSchedule::Sqrt,
+            labels: vec![],
+            classifier: None,
+        }
+    }
+
+    #[test]
+    fn the_loss_falls_in_a_few_steps_and_a_run_resumes_exactly() {
+        // A little language: counting up from a random start, modulo the vocabulary.
+        let docs: Vec<Vec<u32>> = (0..40u32)
+            .map(|s| (0..24).map(|i| (s + i) % 12).collect())
+            .collect();
+        let documents = Documents {
+            train: &docs[..32],
+            valid: &docs[32..],
+        };
+        let train = VectorTrainConfig {
+            recipe: Recipe {
+                batch_size: 8,
+                lr: 3e-3,
+                warmup_steps: 1,
+                max_steps: 40,
+                ema: 0.0,
+                seed: 3,
+                ..Recipe::default()
+            },
+            val_every: 10,
+            val_windows: 8,
+        };
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let new = |start| {
+            VectorTrainer::new(
+                train.clone(),
+                config(),
+                documents,
+                (None, None),
+                &device,
+                start,
+            )
+            .unwrap()
+        };
+        let mut trainer = new(Start::Fresh);
+        let before = trainer.evaluate().unwrap().loss;
+        let mut halfway = None;
+        while !trainer.is_done() {
+            trainer.train_step().unwrap();
+            if trainer.step() == 20 {
+                let (weights, ema) = trainer.weights().unwrap();
+                halfway = Some((weights, ema, trainer.optimizer_bytes().unwrap()));
+            }
+        }
+        let after = trainer.evaluate().unwrap().loss;
+        assert!(after.mse < before.mse * 0.7, "{before:?} → {after:?}");
+        assert!(after.rounding < before.rounding, "{before:?} → {after:?}");
+        assert!(after.total() < before.total());
+        // From the step-20 checkpoint, the same last 20 steps: the same weights.
+        let (weights, ema, optimizer) = halfway.unwrap();
+        let mut resumed = new(Start::From {
+            weights: &weights,
+            ema: &ema,
+            step: 20,
+        });
+        resumed.load_optimizer(optimizer).unwrap();
+        while !resumed.is_done() {
+            resumed.train_step().unwrap();
+        }
+        assert_eq!(resumed.weights().unwrap(), trainer.weights().unwrap());
+        // Ids past the vectors are refused before a step.
+        let bad = vec![vec![3u32; 20], vec![12u32; 20]];
+        let err = VectorTrainer::new(
+            train,
+            config(),
+            Documents {
+                train: &bad,
+                valid: &bad,
+            },
+            (None, None),
+            &device,
+            Start::Fresh,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("token id 12"), "{err}");
+    }
+}
