@@ -1,4 +1,5 @@
-//! The models the page ships (`www/models/default/{mdlm,bd3,ar,forcing,ddpm,ddpm-classifier}`): each loads into the
+//! The models the page ships (`www/models/default/{mdlm,bd3,ar,forcing,ddpm,ddpm-classifier}`, and
+//! `diffusion-lm`, which the CLI runs): each loads into the
 //! architecture, generates with its own sampler, fits the page's size budget, and records the
 //! `unmask train` commands that made it.
 
@@ -28,6 +29,29 @@ fn fits(name: &str) {
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
     assert!(size <= MAX_FOLDER_BYTES, "{name} is {size} bytes");
+}
+
+/// The project's budget for everything under `www/models/`.
+const MAX_MODELS_BYTES: u64 = 40 * 1000 * 1000;
+
+#[test]
+fn every_shipped_model_together_fits_the_budget() {
+    fn size(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| {
+                let e = e.unwrap();
+                let meta = e.metadata().unwrap();
+                if meta.is_dir() {
+                    size(&e.path())
+                } else {
+                    meta.len()
+                }
+            })
+            .sum()
+    }
+    let total = size(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www/models"));
+    assert!(total <= MAX_MODELS_BYTES, "www/models holds {total} bytes");
 }
 
 fn check(name: &str, attention: Attention) {
@@ -195,4 +219,48 @@ mod digits {
         // Unguided, the unconditional model draws any digit: about one in ten is the class.
         assert!(unguided < 0.3, "s = 0: {unguided}");
     }
+}
+
+#[test]
+fn the_shipped_diffusion_lm_model_records_its_training_and_writes_words() {
+    use unmask::bundle::VectorBundle;
+    use unmask::sampler::diffusion_lm::{VectorRun, VectorSettings};
+    use unmask::train::quality::{vocabulary, words};
+    use unmask::train::vectors::VectorProvenance;
+    let name = "diffusion-lm";
+    let dir = folder(name);
+    fits(name);
+    let provenance: VectorProvenance =
+        serde_json::from_slice(&std::fs::read(dir.join(TRAINING_FILE)).unwrap()).unwrap();
+    assert!(provenance.run.step > 0, "{name} was never trained");
+    assert!(
+        provenance
+            .run
+            .commands
+            .iter()
+            .all(|c| c.contains(" train "))
+    );
+    assert_eq!(provenance.dtype, "f16");
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let mut bundle = VectorBundle::from_dir(&dir, &device).unwrap();
+    let prompt = bundle.codec.encode("It is a truth").unwrap();
+    let settings = VectorSettings {
+        steps: 50,
+        seed: 1,
+        ..VectorSettings::defaults(bundle.config.model_length - prompt.len())
+    };
+    let mut run = VectorRun::new(&settings, &prompt, &bundle.config.vector_spec()).unwrap();
+    let mut last = None;
+    while let Some(step) = pollster::block_on(run.step(&mut bundle.denoiser)).unwrap() {
+        last = Some(step);
+    }
+    let text = bundle.codec.decode(&last.unwrap().ids);
+    assert!(text.starts_with("It is a truth"), "{text}");
+    // Most of what it writes are words of the corpus (the README reports the share).
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus");
+    let docs = unmask::corpus::read_documents(&corpus, unmask::corpus::Split::Valid).unwrap();
+    let known = vocabulary(&docs);
+    let written = words(&text);
+    let share = written.iter().filter(|w| known.contains(*w)).count() as f64 / written.len() as f64;
+    assert!(written.len() >= 8 && share > 0.5, "{share}: {text}");
 }

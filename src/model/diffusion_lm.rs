@@ -446,6 +446,29 @@ mod tests {
     }
 
     #[test]
+    fn nan_weights_are_a_model_error_not_a_sentence() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let config = tiny(Role::Denoiser);
+        let tensors = super::super::load::fill_layout(config.layout(), 2, |slot, rng| {
+            if slot.name == "final.linear.weight" {
+                f32::NAN
+            } else {
+                super::super::load::initial_value(slot, rng)
+            }
+        });
+        let bytes =
+            super::super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
+                .unwrap();
+        let mut net = DiffusionLmDenoiser::load(&config, &bytes, &device).unwrap();
+        let x = vec![0.5; 6 * 4];
+        let err = pollster::block_on(net.predict_x0(&x, 3)).unwrap_err();
+        assert!(matches!(err, ModelError::NonFinite { .. }), "{err}");
+        // Sizes the network was not built for are refused too.
+        assert!(pollster::block_on(net.predict_x0(&x[..5], 3)).is_err());
+        assert!(pollster::block_on(net.predict_x0(&x, 50)).is_err());
+    }
+
+    #[test]
     fn configs_are_checked_field_by_field() {
         let ok = tiny(Role::Denoiser);
         assert!(ok.validate().is_ok());

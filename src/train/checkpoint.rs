@@ -82,11 +82,25 @@ pub struct RunState {
     pub corpus: String,
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
+/// A file of a run (or of an export) that could not be read or written.
+pub(crate) fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::File {
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+/// The `format` that `run.json` in `dir` declares, when there is a readable one: which kind of
+/// run (text, images, Diffusion-LM) the directory holds.
+pub fn run_format(dir: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Format {
+        format: String,
+    }
+    let bytes = std::fs::read(dir.join(RUN_FILE)).ok()?;
+    serde_json::from_slice::<Format>(&bytes)
+        .ok()
+        .map(|f| f.format)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -26,6 +26,21 @@ impl Windows {
         Self { tokens, len }
     }
 
+    /// [`Windows::new`] of one `split` ("train", "validation"), which must hold a whole window.
+    pub fn of_split(
+        documents: &[Vec<u32>],
+        (bos, eos): (Option<u32>, Option<u32>),
+        len: usize,
+        split: &'static str,
+    ) -> Result<Self, super::TrainError> {
+        let w = Self::new(documents, bos, eos, len);
+        if w.is_empty() {
+            let tokens = documents.iter().map(Vec::len).sum();
+            return Err(super::TrainError::TooLittleData { split, tokens, len });
+        }
+        Ok(w)
+    }
+
     /// Number of windows.
     pub fn count(&self) -> usize {
         self.tokens.len() / self.len.max(1)

@@ -17,17 +17,16 @@
 
 use std::path::Path;
 
-use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, write_atomic,
+    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, io, write_atomic,
 };
 use super::data::{Order, mix};
-use super::{Recipe, Start, TrainError, adamw, clip_global_norm, ema_update, renumber, scalar};
+use super::optimised::Optimised;
+use super::{Recipe, Start, TrainError, scalar};
 use crate::bundle::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::corpus::digits::Digit;
 use crate::model::patch_dit::{PatchDit, PatchDitConfig, Role, initial_patch_dit, load_patch_dit};
@@ -231,10 +230,7 @@ pub struct ImageTrainer {
     pub config: ImageTrainConfig,
     /// The architecture.
     pub model_config: PatchDitConfig,
-    device: Device,
-    model: PatchDit,
-    ema: PatchDit,
-    optim: adamw::AdamW,
+    net: Optimised<PatchDit>,
     step: usize,
     schedule: Schedule,
     train: Vec<Digit>,
@@ -280,27 +276,18 @@ impl ImageTrainer {
         }
         let schedule = Schedule::new(model_config.beta_schedule, model_config.diffusion_steps)
             .map_err(|e| TrainError::Config(e.to_string()))?;
-        let fresh;
-        let (weights, ema_weights, step) = match start {
-            Start::Fresh => {
-                fresh = initial_patch_dit(&model_config, config.recipe.seed)?;
-                (&fresh[..], &fresh[..], 0)
-            }
-            Start::From { weights, ema, step } => (weights, ema, step),
-        };
-        let device = device.clone().autodiff();
-        let plain = device.clone().inner();
-        let model = renumber(load_patch_dit(&model_config, weights, &plain)?).train();
-        let ema = renumber(load_patch_dit(&model_config, ema_weights, &plain)?);
-        let optim = config.recipe.optimizer();
+        let (net, step) = Optimised::start(
+            &config.recipe,
+            device,
+            start,
+            || initial_patch_dit(&model_config, config.recipe.seed),
+            |bytes, d| load_patch_dit(&model_config, bytes, d),
+        )?;
         let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.len());
         Ok(Self {
             config,
             model_config,
-            device,
-            model,
-            ema,
-            optim,
+            net,
             step,
             schedule,
             train,
@@ -354,17 +341,14 @@ impl ImageTrainer {
             self.null_label(),
             &mut rng,
         );
-        let (loss, _) = loss(&self.model, &self.model_config, &batch, &self.device);
-        let loss_value = scalar(loss.clone())?;
-        let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = clip_global_norm(&self.model, &mut grads, r.gradient_clip_val)?;
-        self.model = self.optim.step(lr, self.model.clone(), &mut grads);
-        self.ema = ema_update(
-            self.ema.clone(),
-            &self.model,
-            self.config.recipe.ema,
-            self.step,
+        let (loss, _) = loss(
+            &self.net.model,
+            &self.model_config,
+            &batch,
+            self.net.device(),
         );
+        let loss_value = scalar(loss.clone())?;
+        let grad_norm = self.net.update(loss, r, self.step)?;
         self.step += 1;
         Ok(ImageStepReport {
             step: self.step,
@@ -379,13 +363,13 @@ impl ImageTrainer {
     /// times and noise drawn once from the seed. Labels are never dropped here: the conditional
     /// prediction is what is scored.
     pub fn evaluate(&self) -> Result<ImageEvaluation, TrainError> {
-        let plain = self.device.clone().inner();
+        let plain = self.net.plain();
         let mut rng = Rng::new(mix(self.config.recipe.seed, VALID_STREAM));
         let (mut total, mut correct) = (0.0, 0i64);
         for chunk in self.valid.chunks(self.config.recipe.batch_size) {
             let digits: Vec<&Digit> = chunk.iter().collect();
             let batch = noise(&digits, &self.schedule, 0.0, self.null_label(), &mut rng);
-            let (loss, right) = loss(&self.ema, &self.model_config, &batch, &plain);
+            let (loss, right) = loss(&self.net.ema, &self.model_config, &batch, &plain);
             total += scalar(loss)? * chunk.len() as f64;
             if let Some(right) = right {
                 correct += right
@@ -404,34 +388,22 @@ impl ImageTrainer {
 
     /// The current weights and the EMA weights (f32 safetensors).
     pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        let dtype = safetensors::Dtype::F32;
-        Ok((
-            save_patch_dit(&self.model.valid(), dtype)?,
-            save_patch_dit(&self.ema, dtype)?,
-        ))
+        self.net.weights(save_patch_dit)
     }
 
     /// The EMA weights as `model.safetensors` bytes in `dtype`.
     pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(save_patch_dit(&self.ema, dtype)?)
+        Ok(save_patch_dit(&self.net.ema, dtype)?)
     }
 
     /// The optimiser's state (safetensors bytes).
     pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.optim
-            .to_bytes()
-            .map_err(|e| TrainError::Backend(format!("saving the optimizer state: {e}")))
+        self.net.optimizer_bytes()
     }
 
     /// Restores the optimiser's state from [`ImageTrainer::optimizer_bytes`].
     pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        let plain = self.device.clone().inner();
-        self.optim
-            .load(&bytes, &plain)
-            .map_err(|e| TrainError::File {
-                path: OPTIMIZER_FILE.into(),
-                message: format!("{e}; the run directory is damaged: start a new one"),
-            })
+        self.net.load_optimizer(bytes, "start a new one")
     }
 }
 
@@ -477,13 +449,6 @@ pub struct ImageRunState {
     pub commands: Vec<String>,
     /// The prepared digits it reads, with the manifest's checksum of the training split.
     pub data: String,
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::File {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
 }
 
 /// A saved run's current weights, their EMA and the optimiser state (safetensors bytes).

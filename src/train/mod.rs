@@ -16,6 +16,7 @@ pub mod data;
 pub mod image_quality;
 pub mod images;
 pub mod objective;
+pub mod optimised;
 pub mod quality;
 pub mod recipe;
 pub mod vectors;
@@ -183,10 +184,7 @@ pub struct Trainer {
     /// The architecture.
     pub model_config: ModelConfig,
     codec: TextCodec,
-    device: Device,
-    model: Dit,
-    ema: Dit,
-    optim: adamw::AdamW,
+    net: optimised::Optimised<Dit>,
     step: usize,
     train: Windows,
     valid: Windows,
@@ -231,39 +229,22 @@ impl Trainer {
         start: Start<'_>,
     ) -> Result<Self, TrainError> {
         config.validate(&model_config)?;
-        let len = model_config.model_length;
-        let windows = |docs: &[Vec<u32>], split| {
-            let w = Windows::new(docs, codec.bos_id(), codec.eos_id(), len);
-            if w.is_empty() {
-                let tokens = docs.iter().map(Vec::len).sum();
-                return Err(TrainError::TooLittleData { split, tokens, len });
-            }
-            Ok(w)
-        };
-        let train = windows(documents.train, "train")?;
-        let valid = windows(documents.valid, "validation")?;
-        let fresh;
-        let (weights, ema_weights, step) = match start {
-            Start::Fresh => {
-                fresh = initial_checkpoint(&model_config, config.recipe.seed)?;
-                (&fresh[..], &fresh[..], 0)
-            }
-            Start::From { weights, ema, step } => (weights, ema, step),
-        };
-        let device = device.clone().autodiff();
-        let plain = device.clone().inner();
-        let model = renumber(load_dit(&model_config, weights, &plain)?.thaw_conditioning()).train();
-        let ema = renumber(load_dit(&model_config, ema_weights, &plain)?.thaw_conditioning());
-        let optim = config.recipe.optimizer();
+        let (len, special) = (model_config.model_length, (codec.bos_id(), codec.eos_id()));
+        let train = Windows::of_split(documents.train, special, len, "train")?;
+        let valid = Windows::of_split(documents.valid, special, len, "validation")?;
+        let (net, step) = optimised::Optimised::start(
+            &config.recipe,
+            device,
+            start,
+            || initial_checkpoint(&model_config, config.recipe.seed),
+            |bytes, d| Ok(load_dit(&model_config, bytes, d)?.thaw_conditioning()),
+        )?;
         let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.count());
         Ok(Self {
             config,
             model_config,
             codec,
-            device,
-            model,
-            ema,
-            optim,
+            net,
             step,
             train,
             valid,
@@ -307,23 +288,16 @@ impl Trainer {
             self.step as u64,
         ));
         let loss = objective::loss(
-            &self.model,
+            &self.net.model,
             self.config.objective,
             &batch,
             &self.config.time_sampling,
             self.codec.mask_id(),
             &mut rng,
-            &self.device,
+            self.net.device(),
         );
         let loss_value = scalar(loss.clone())?;
-        let mut grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = clip_global_norm(
-            &self.model,
-            &mut grads,
-            self.config.recipe.gradient_clip_val,
-        )?;
-        self.model = self.optim.step(lr, self.model.clone(), &mut grads);
-        self.update_ema();
+        let grad_norm = self.net.update(loss, &self.config.recipe, self.step)?;
         self.step += 1;
         Ok(StepReport {
             step: self.step,
@@ -334,20 +308,11 @@ impl Trainer {
         })
     }
 
-    fn update_ema(&mut self) {
-        self.ema = ema_update(
-            self.ema.clone(),
-            &self.model,
-            self.config.recipe.ema,
-            self.step,
-        );
-    }
-
     /// The NLL (bound) per token of the EMA weights on the first `windows` validation windows
     /// (all of them when `None`), with a fixed draw of the noise so evaluations compare.
     pub fn evaluate(&self, windows: Option<usize>) -> Result<Evaluation, TrainError> {
         let count = windows.unwrap_or(usize::MAX).min(self.valid.count());
-        let plain = self.device.clone().inner();
+        let plain = self.net.plain();
         let b = self.config.recipe.batch_size;
         let (mut total, mut tokens) = (0.0, 0usize);
         let mut rng = Rng::new(mix(self.config.recipe.seed, VALID_STREAM));
@@ -355,7 +320,7 @@ impl Trainer {
             let indices: Vec<usize> = (start..(start + b).min(count)).collect();
             let batch = self.valid.batch(&indices);
             let loss = objective::loss(
-                &self.ema,
+                &self.net.ema,
                 self.config.objective,
                 &batch,
                 &TimeSampling::ELBO,
@@ -385,8 +350,8 @@ impl Trainer {
         let mut settings = Settings::for_tokens(sampler, gen_length);
         settings.draw_mut().seed = seed;
         let spec = model_spec(&self.model_config, &self.codec);
-        let plain = self.device.clone().inner();
-        let dit = self.ema.clone().freeze_conditioning();
+        let plain = self.net.plain();
+        let dit = self.net.ema.clone().freeze_conditioning();
         let mut model = DitDenoiser::new(dit, plain, spec.clone());
         let mut run = Generation::new(settings, prompt, &self.codec, &spec)
             .map_err(|e| TrainError::Sample(e.to_string()))?;
@@ -398,37 +363,23 @@ impl Trainer {
 
     /// The current weights and the EMA weights (f32 safetensors).
     pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        use crate::model::save::save_dit;
-        let dtype = safetensors::Dtype::F32;
-        Ok((
-            save_dit(&self.model.valid(), dtype)?,
-            save_dit(&self.ema, dtype)?,
-        ))
+        self.net.weights(crate::model::save::save_dit)
     }
 
     /// The EMA weights as `model.safetensors` bytes in `dtype`.
     pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(crate::model::save::save_dit(&self.ema, dtype)?)
+        Ok(crate::model::save::save_dit(&self.net.ema, dtype)?)
     }
 
     /// The optimiser's state (safetensors bytes).
     pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.optim
-            .to_bytes()
-            .map_err(|e| TrainError::Backend(format!("saving the optimizer state: {e}")))
+        self.net.optimizer_bytes()
     }
 
     /// Restores the optimiser's state from [`Trainer::optimizer_bytes`].
     pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        let plain = self.device.clone().inner();
-        self.optim
-            .load(&bytes, &plain)
-            .map_err(|e| TrainError::File {
-                path: checkpoint::OPTIMIZER_FILE.into(),
-                message: format!(
-                    "{e}; the run directory is damaged: start a new one or --warm-start"
-                ),
-            })
+        self.net
+            .load_optimizer(bytes, "start a new one or --warm-start")
     }
 }
 

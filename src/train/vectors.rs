@@ -15,19 +15,16 @@
 
 use std::path::Path;
 
-use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, write_atomic,
+    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, io, write_atomic,
 };
 use super::data::{Order, Windows, mix};
-use super::{
-    Documents, Recipe, Start, TrainError, adamw, clip_global_norm, ema_update, renumber, scalar,
-};
+use super::optimised::Optimised;
+use super::{Documents, Recipe, Start, TrainError, scalar};
 use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
 use crate::model::diffusion_lm::{
     DiffusionLm, DiffusionLmConfig, initial_diffusion_lm, load_diffusion_lm,
@@ -208,10 +205,7 @@ pub struct VectorTrainer {
     pub config: VectorTrainConfig,
     /// The architecture.
     pub model_config: DiffusionLmConfig,
-    device: Device,
-    model: DiffusionLm,
-    ema: DiffusionLm,
-    optim: adamw::AdamW,
+    net: Optimised<DiffusionLm>,
     step: usize,
     schedule: Schedule,
     train: Windows,
@@ -220,28 +214,21 @@ pub struct VectorTrainer {
 }
 
 impl VectorTrainer {
-    /// A run of `config` on `model_config` over the tokenized `documents` (wrapped in `bos` and
-    /// `eos` where the tokenizer has them, cut into windows of `model_length`), on `device`.
+    /// A run of `config` on `model_config` over the tokenized `documents` (wrapped in the
+    /// `special` BOS and EOS where the tokenizer has them, cut into windows of `model_length`),
+    /// on `device`.
     pub fn new(
         config: VectorTrainConfig,
         model_config: DiffusionLmConfig,
         documents: Documents<'_>,
-        (bos, eos): (Option<u32>, Option<u32>),
+        special: (Option<u32>, Option<u32>),
         device: &Device,
         start: Start<'_>,
     ) -> Result<Self, TrainError> {
         config.validate(&model_config)?;
         let len = model_config.model_length;
-        let windows = |docs: &[Vec<u32>], split| {
-            let w = Windows::new(docs, bos, eos, len);
-            if w.is_empty() {
-                let tokens = docs.iter().map(Vec::len).sum();
-                return Err(TrainError::TooLittleData { split, tokens, len });
-            }
-            Ok(w)
-        };
-        let train = windows(documents.train, "train")?;
-        let valid = windows(documents.valid, "validation")?;
+        let train = Windows::of_split(documents.train, special, len, "train")?;
+        let valid = Windows::of_split(documents.valid, special, len, "validation")?;
         if let Some(&id) = documents
             .train
             .iter()
@@ -256,27 +243,18 @@ impl VectorTrainer {
         }
         let schedule = Schedule::new(model_config.beta_schedule, model_config.diffusion_steps)
             .map_err(|e| TrainError::Config(e.to_string()))?;
-        let fresh;
-        let (weights, ema_weights, step) = match start {
-            Start::Fresh => {
-                fresh = initial_diffusion_lm(&model_config, config.recipe.seed)?;
-                (&fresh[..], &fresh[..], 0)
-            }
-            Start::From { weights, ema, step } => (weights, ema, step),
-        };
-        let device = device.clone().autodiff();
-        let plain = device.clone().inner();
-        let model = renumber(load_diffusion_lm(&model_config, weights, &plain)?).train();
-        let ema = renumber(load_diffusion_lm(&model_config, ema_weights, &plain)?);
-        let optim = config.recipe.optimizer();
+        let (net, step) = Optimised::start(
+            &config.recipe,
+            device,
+            start,
+            || initial_diffusion_lm(&model_config, config.recipe.seed),
+            |bytes, d| load_diffusion_lm(&model_config, bytes, d),
+        )?;
         let order = Order::new(mix(config.recipe.seed, DATA_STREAM), train.count());
         Ok(Self {
             config,
             model_config,
-            device,
-            model,
-            ema,
-            optim,
+            net,
             step,
             schedule,
             train,
@@ -311,12 +289,9 @@ impl VectorTrainer {
             .collect();
         let d = self.model_config.embed_dim;
         let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
-        let (total, parts) = loss(&self.model, &self.schedule, &batch, &self.device)?;
+        let (total, parts) = loss(&self.net.model, &self.schedule, &batch, self.net.device())?;
         let loss = terms(parts)?;
-        let mut grads = GradientsParams::from_grads(total.backward(), &self.model);
-        let grad_norm = clip_global_norm(&self.model, &mut grads, r.gradient_clip_val)?;
-        self.model = self.optim.step(lr, self.model.clone(), &mut grads);
-        self.ema = ema_update(self.ema.clone(), &self.model, r.ema, self.step);
+        let grad_norm = self.net.update(total, r, self.step)?;
         self.step += 1;
         Ok(VectorStepReport {
             step: self.step,
@@ -329,7 +304,7 @@ impl VectorTrainer {
 
     /// The EMA weights' loss on the first `val_windows` validation windows.
     pub fn evaluate(&self) -> Result<VectorEvaluation, TrainError> {
-        let plain = self.device.clone().inner();
+        let plain = self.net.plain();
         let mut rng = Rng::new(mix(self.config.recipe.seed, VALID_STREAM));
         let count = self.config.val_windows.min(self.valid.count());
         let d = self.model_config.embed_dim;
@@ -338,7 +313,7 @@ impl VectorTrainer {
         for chunk in indices.chunks(self.config.recipe.batch_size) {
             let windows: Vec<&[u32]> = chunk.iter().map(|&i| self.valid.window(i)).collect();
             let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
-            let (_, parts) = loss(&self.ema, &self.schedule, &batch, &plain)?;
+            let (_, parts) = loss(&self.net.ema, &self.schedule, &batch, &plain)?;
             let l = terms(parts)?;
             let n = chunk.len() as f64;
             sum.mse += l.mse * n;
@@ -358,34 +333,22 @@ impl VectorTrainer {
 
     /// The current weights and the EMA weights (f32 safetensors).
     pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        let dtype = safetensors::Dtype::F32;
-        Ok((
-            save_diffusion_lm(&self.model.valid(), dtype)?,
-            save_diffusion_lm(&self.ema, dtype)?,
-        ))
+        self.net.weights(save_diffusion_lm)
     }
 
     /// The EMA weights as `model.safetensors` bytes in `dtype`.
     pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(save_diffusion_lm(&self.ema, dtype)?)
+        Ok(save_diffusion_lm(&self.net.ema, dtype)?)
     }
 
     /// The optimiser's state (safetensors bytes).
     pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.optim
-            .to_bytes()
-            .map_err(|e| TrainError::Backend(format!("saving the optimizer state: {e}")))
+        self.net.optimizer_bytes()
     }
 
     /// Restores the optimiser's state from [`VectorTrainer::optimizer_bytes`].
     pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        let plain = self.device.clone().inner();
-        self.optim
-            .load(&bytes, &plain)
-            .map_err(|e| TrainError::File {
-                path: OPTIMIZER_FILE.into(),
-                message: format!("{e}; the run directory is damaged: start a new one"),
-            })
+        self.net.load_optimizer(bytes, "start a new one")
     }
 }
 
@@ -431,13 +394,6 @@ pub struct VectorRunState {
     pub commands: Vec<String>,
     /// The prepared corpus it reads.
     pub corpus: String,
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::File {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
 }
 
 /// A saved run: `run.json`, the tokenizer, the weights, their EMA and the optimiser state.

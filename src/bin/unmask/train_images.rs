@@ -9,7 +9,7 @@ use unmask::corpus::Split;
 use unmask::corpus::digits::{self, CLASSES};
 use unmask::model::patch_dit::{PatchDitConfig, Role};
 use unmask::train::Start;
-use unmask::train::checkpoint::RUN_FILE;
+use unmask::train::checkpoint::run_format;
 use unmask::train::images::{
     DEFAULT_LABEL_DROPOUT, IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageHistoryEntry, ImageObjective,
     ImageRunState, ImageTrainConfig, ImageTrainer, export_image_model, image_run_state,
@@ -31,14 +31,7 @@ const DEFAULT_VAL_EVERY: usize = 500;
 
 /// Whether `dir` holds an image run (its run.json says so).
 pub fn holds_image_run(dir: &Path) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Format {
-        format: String,
-    }
-    std::fs::read(dir.join(RUN_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Format>(&bytes).ok())
-        .is_some_and(|f| f.format == IMAGE_RUN_FORMAT)
+    run_format(dir).as_deref() == Some(IMAGE_RUN_FORMAT)
 }
 
 fn new_run(args: &TrainArgs) -> CliResult<ImageRunState> {

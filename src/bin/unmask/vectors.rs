@@ -15,7 +15,7 @@ use unmask::model::patch_dit::Role;
 use unmask::sampler::diffusion_lm::{DEFAULT_STEPS, VectorRun, VectorSettings, VectorStep};
 use unmask::sampler::gaussian::{BetaSchedule, Variance};
 use unmask::text::{Embedding, TextCodec};
-use unmask::train::checkpoint::RUN_FILE;
+use unmask::train::checkpoint::run_format;
 use unmask::train::vectors::{
     SavedVectorRun, VECTOR_RUN_FORMAT, VECTOR_RUN_VERSION, VectorEvaluation, VectorHistoryEntry,
     VectorLoss, VectorRunState, VectorTrainConfig, VectorTrainer, export_vector_model,
@@ -185,14 +185,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
 
 /// Whether `dir` holds a Diffusion-LM run (its run.json says so).
 pub fn holds_run(dir: &Path) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Format {
-        format: String,
-    }
-    std::fs::read(dir.join(RUN_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Format>(&bytes).ok())
-        .is_some_and(|f| f.format == VECTOR_RUN_FORMAT)
+    run_format(dir).as_deref() == Some(VECTOR_RUN_FORMAT)
 }
 
 fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<VectorRunState> {
