@@ -472,6 +472,40 @@ pub fn read_documents(dir: &Path, split: Split) -> Result<Vec<String>, CorpusErr
     Ok(text.lines().map(str::to_owned).collect())
 }
 
+/// The documents of one split with the source each came from (`austen`, `bible`): the files keep
+/// no labels, but `prepare` writes each split's documents source by source in [`SOURCES`]' order
+/// and the manifest counts them (`by_source`), so the first counts' worth of lines are the first
+/// source's. Refused when the counts and the file disagree.
+pub fn read_labelled_documents(
+    dir: &Path,
+    split: Split,
+) -> Result<Vec<(String, &'static str)>, CorpusError> {
+    let documents = read_documents(dir, split)?;
+    let manifest = read_manifest(dir)?;
+    let path = dir.join(split.file_name());
+    let damaged = |detail: String| CorpusError::Damaged {
+        path: path.clone(),
+        detail,
+    };
+    let stats = manifest
+        .splits
+        .get(split.name())
+        .ok_or_else(|| damaged(format!("the manifest has no {} split", split.name())))?;
+    let mut labels = Vec::with_capacity(documents.len());
+    for origin in SOURCES {
+        let count = stats.by_source.get(origin).map_or(0, |s| s.documents);
+        labels.extend(std::iter::repeat_n(origin, count));
+    }
+    if labels.len() != documents.len() {
+        return Err(damaged(format!(
+            "the manifest counts {} documents, the file holds {}; prepare the corpus again",
+            labels.len(),
+            documents.len()
+        )));
+    }
+    Ok(documents.into_iter().zip(labels).collect())
+}
+
 /// The manifest of a prepared corpus.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, CorpusError> {
     let path = dir.join(MANIFEST_FILE);
@@ -559,6 +593,25 @@ mod tests {
             "\"It's\", said 'she'. \u{2014}"
         );
         assert_eq!(normalize(" \n\t "), "");
+    }
+
+    #[test]
+    fn each_committed_document_s_source_adds_up_to_the_manifest_s_counts() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus");
+        let manifest = read_manifest(&dir).unwrap();
+        for split in Split::ALL {
+            let labelled = read_labelled_documents(&dir, split).unwrap();
+            let stats = &manifest.splits[split.name()];
+            for origin in SOURCES {
+                // Bytes and words per source: only the right boundary between the sources adds
+                // up to both.
+                let mut counted = TextStats::default();
+                for (text, _) in labelled.iter().filter(|(_, o)| *o == origin) {
+                    counted.add(text);
+                }
+                assert_eq!(counted, stats.by_source[origin], "{split:?} {origin}");
+            }
+        }
     }
 
     #[test]
