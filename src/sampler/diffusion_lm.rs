@@ -119,8 +119,15 @@ impl VectorRun {
                 value,
                 expected,
             };
-        if settings.gen_length == 0 {
-            return Err(SettingsError::NothingToGenerate);
+        if prompt.len() >= spec.model_length {
+            return Err(range(
+                "prompt",
+                format!("{} tokens", prompt.len()),
+                format!(
+                    "fewer than the model's {} positions (model_length), to leave some to generate",
+                    spec.model_length
+                ),
+            ));
         }
         let n = prompt.len() + settings.gen_length;
         if n > spec.model_length {
@@ -129,6 +136,9 @@ impl VectorRun {
                 gen_length: settings.gen_length,
                 model_length: spec.model_length,
             });
+        }
+        if settings.gen_length == 0 {
+            return Err(SettingsError::NothingToGenerate);
         }
         if let Some(&token) = prompt.iter().find(|&&id| id as usize >= spec.vocab_size) {
             return Err(SettingsError::TokenOutsideVocabulary {
@@ -471,6 +481,18 @@ mod tests {
             )
             .contains("gen_length")
         );
-        assert!(err(base, &[7]).contains("token id 7"));
+        assert!(err(base.clone(), &[7]).contains("token id 7"));
+        // A prompt as long as the model: too long, whatever gen_length says.
+        let full = [1; 8];
+        assert!(
+            err(
+                VectorSettings {
+                    gen_length: 0,
+                    ..base
+                },
+                &full
+            )
+            .contains("model_length")
+        );
     }
 }
