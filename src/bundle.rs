@@ -125,7 +125,7 @@ impl TextConfig {
                         "this folder draws digits: `unmask generate` runs it, not a text command"
                     }
                     _ => {
-                        "a Diffusion-LM folder: `unmask generate` runs it; this command takes masked-diffusion and transformer text models"
+                        "a Diffusion-LM folder: `unmask generate` runs it; the page and the text commands take masked-diffusion and transformer text models"
                     }
                 },
             });
@@ -555,6 +555,16 @@ pub struct ModelDir {
     pub tokenizer_config: Option<Vec<u8>>,
 }
 
+/// File `name` of the folder `dir`, or the error naming its path.
+#[cfg(not(target_family = "wasm"))]
+fn read_in(dir: &std::path::Path, name: &str) -> Result<Vec<u8>, BundleError> {
+    let path = dir.join(name);
+    std::fs::read(&path).map_err(|source| BundleError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// A `model.safetensors.index.json`: which shard holds each tensor.
 #[derive(Clone, Debug, serde::Deserialize)]
 pub struct ShardIndex {
@@ -628,13 +638,7 @@ impl ModelDir {
     /// Reads `dir`'s files: `model.safetensors`, or else the index and its shards.
     #[cfg(not(target_family = "wasm"))]
     pub fn read(dir: &std::path::Path) -> Result<Self, BundleError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| BundleError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        };
+        let read = |name: &str| read_in(dir, name);
         let weights = if dir.join(WEIGHTS_FILE).exists() || !dir.join(WEIGHTS_INDEX_FILE).exists() {
             vec![read(WEIGHTS_FILE)?]
         } else {
@@ -758,13 +762,7 @@ impl VectorBundle {
     /// Reads a Diffusion-LM folder (`config.json`, `model.safetensors`, `tokenizer.json`).
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| BundleError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        };
+        let read = |name: &str| read_in(dir, name);
         Self::from_files(
             &read(CONFIG_FILE)?,
             &read(WEIGHTS_FILE)?,
@@ -793,13 +791,7 @@ impl ImageBundle {
     /// Reads an image model folder (`config.json`, `model.safetensors`) from disk.
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| BundleError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        };
+        let read = |name: &str| read_in(dir, name);
         Self::from_files(&read(CONFIG_FILE)?, &read(WEIGHTS_FILE)?, device)
     }
 

@@ -240,6 +240,16 @@ fn init_writes_a_model_folder_that_loads_and_generates_and_is_never_overwritten(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The stdout of a command that must have succeeded (its stderr when it did not).
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A small corpus folder for `unmask train`: the committed validation split as both splits, and
 /// the committed tokenizer.
 fn small_corpus(name: &str) -> std::path::PathBuf {
@@ -269,13 +279,6 @@ fn a_warm_started_run_continues_an_exported_folder_with_its_recipe_and_history()
         let _ = std::fs::remove_dir_all(dir);
     }
     let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
-    let ok = |out: std::process::Output| {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     ok(unmask(&[
         "train",
         "--run",
@@ -771,14 +774,6 @@ fn diffusion_lm_trains_resumes_exports_and_a_seed_replays_its_text() {
         let _ = std::fs::remove_dir_all(dir);
     }
     let path = |p: &std::path::PathBuf| p.to_str().unwrap().to_owned();
-    let ok = |out: std::process::Output| {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let shape = [
         "--embed-dim",
         "8",

@@ -54,9 +54,6 @@ use crate::trajectory::images::ImageTrajectory;
 use super::fetch::{Stored, fetch_file};
 use super::{js_error, now_ms};
 
-/// What a Diffusion-LM folder gets here until the page has its family.
-const NO_DIFFUSION_LM: &str = "this is a Diffusion-LM model (family diffusion-lm): the CLI runs it (`unmask generate --model DIR`); the page cannot yet";
-
 /// The GPT-2 vocabulary plus the appended mask row.
 const GPT2_MASKED_VOCAB: usize = 50258;
 
@@ -816,11 +813,7 @@ async fn load(
             } else {
                 let dropped = classify_dropped(&names)?;
                 let config = file_bytes(&files[dropped.config]).await?;
-                let family = family_of(&config).map_err(|e| e.to_string())?;
-                if family == Family::DiffusionLm {
-                    return Err(NO_DIFFUSION_LM.into());
-                }
-                if family == Family::Ddpm {
+                if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
                     let DroppedWeights::File(weights) = dropped.weights else {
                         return Err(
                             "a digits checkpoint is one model.safetensors, not shards".into()
@@ -855,11 +848,7 @@ async fn load(
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
-            let family = family_of(&config).map_err(|e| e.to_string())?;
-            if family == Family::DiffusionLm {
-                return Err(NO_DIFFUSION_LM.into());
-            }
-            if family == Family::Ddpm {
+            if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
                 let weights = download_file(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE, limit)
                     .await
                     .map_err(|e| LoadStop::fetch(WEIGHTS_FILE, e))?;

@@ -276,27 +276,26 @@ pub fn load_diffusion_lm(
 /// the digits' (adaLN-Zero: the modulations and the head at zero), the word vectors N(0, 1) as
 /// PyTorch's `nn.Embedding` starts them.
 pub fn initial_diffusion_lm(config: &DiffusionLmConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
-    let tensors = super::load::fill_layout(config.layout(), seed, |slot, rng| {
-        if slot.name == EMBEDDING_KEY {
-            crate::sampler::image::normal(rng) as f32
-        } else {
-            super::load::initial_value(slot, rng)
-        }
-    });
-    super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
+    checkpoint(config, seed, super::load::initial_value)
 }
 
 /// A checkpoint of `config` whose every weight is random (the head too), for tests.
 pub fn random_diffusion_lm(config: &DiffusionLmConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
+    checkpoint(config, seed, super::load::random_value)
+}
+
+/// A checkpoint of `config`: the word vectors N(0, 1), every other slot drawn by `trunk`.
+fn checkpoint(
+    config: &DiffusionLmConfig,
+    seed: u64,
+    trunk: fn(&TensorSlot, &mut crate::rng::Rng) -> f32,
+) -> Result<Vec<u8>, LoadError> {
     let tensors = super::load::fill_layout(config.layout(), seed, |slot, rng| {
         if slot.name == EMBEDDING_KEY {
-            return crate::sampler::image::normal(rng) as f32;
+            crate::sampler::image::normal(rng) as f32
+        } else {
+            trunk(slot, rng)
         }
-        let slot = TensorSlot {
-            zero_init: false,
-            ..slot.clone()
-        };
-        super::load::initial_value(&slot, rng)
     });
     super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
 }

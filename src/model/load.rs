@@ -369,6 +369,28 @@ pub struct Headers {
     names: Vec<String>,
 }
 
+/// Which of a checkpoint's files holds each key, from each file's keys in the files' order; a key
+/// in two files is an error naming both (counted from 1).
+pub(crate) fn file_of_keys<'k, F, K>(files: F) -> Result<HashMap<String, usize>, LoadError>
+where
+    F: IntoIterator<Item = K>,
+    K: IntoIterator<Item = &'k str>,
+{
+    let mut file_of = HashMap::new();
+    for (i, keys) in files.into_iter().enumerate() {
+        for key in keys {
+            if let Some(first) = file_of.insert(key.to_owned(), i) {
+                return Err(LoadError::Duplicate {
+                    key: key.to_owned(),
+                    first: first + 1,
+                    second: i + 1,
+                });
+            }
+        }
+    }
+    Ok(file_of)
+}
+
 /// The bytes to read for some tensors of a [`Headers`]: file `file`'s bytes `range`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
@@ -381,18 +403,7 @@ pub struct Run {
 impl Headers {
     /// The files' headers, in the files' order; a key in two of them is an error.
     pub fn new(headers: Vec<Header>) -> Result<Self, LoadError> {
-        let mut file_of = HashMap::new();
-        for (i, header) in headers.iter().enumerate() {
-            for name in &header.names {
-                if let Some(first) = file_of.insert(name.clone(), i) {
-                    return Err(LoadError::Duplicate {
-                        key: name.clone(),
-                        first: first + 1,
-                        second: i + 1,
-                    });
-                }
-            }
-        }
+        let file_of = file_of_keys(headers.iter().map(|h| h.names.iter().map(String::as_str)))?;
         let mut names: Vec<String> = file_of.keys().cloned().collect();
         names.sort_unstable();
         Ok(Self {
@@ -1099,6 +1110,16 @@ const RANDOM_VECTOR_SCALE: f64 = 0.02;
 /// scales at one, and the adaLN modulations and the output layer at zero. Deterministic in `seed`.
 pub fn initial_checkpoint(config: &ModelConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
     fill_checkpoint(config, seed, initial_value)
+}
+
+/// [`initial_value`] with no slot at zero (the head and modulations drawn too): the random
+/// checkpoints of tests, whose outputs vary with the input from the start.
+pub(crate) fn random_value(slot: &TensorSlot, rng: &mut crate::rng::Rng) -> f32 {
+    let slot = TensorSlot {
+        zero_init: false,
+        ..slot.clone()
+    };
+    initial_value(&slot, rng)
 }
 
 /// PyTorch's default initialisation of a slot, drawn from `rng` (see [`initial_checkpoint`]):

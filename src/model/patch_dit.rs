@@ -512,13 +512,7 @@ pub fn initial_patch_dit(config: &PatchDitConfig, seed: u64) -> Result<Vec<u8>, 
 /// A checkpoint of `config` whose every weight is random (the head too), for tests: outputs vary
 /// with the input from the start.
 pub fn random_patch_dit(config: &PatchDitConfig, seed: u64) -> Result<Vec<u8>, LoadError> {
-    let tensors = super::load::fill_layout(config.layout(), seed, |slot, rng| {
-        let slot = TensorSlot {
-            zero_init: false,
-            ..slot.clone()
-        };
-        super::load::initial_value(&slot, rng)
-    });
+    let tensors = super::load::fill_layout(config.layout(), seed, super::load::random_value);
     super::load::write_safetensors_under(&tensors, "", safetensors::Dtype::F32)
 }
 

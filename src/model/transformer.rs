@@ -727,21 +727,11 @@ pub struct Shards<'a> {
 impl<'a> Shards<'a> {
     /// Parses every shard's header; a key in two shards is an error.
     pub fn new(shards: &'a [Vec<u8>]) -> Result<Self, LoadError> {
-        let mut files = Vec::with_capacity(shards.len());
-        let mut index = HashMap::new();
-        for (i, bytes) in shards.iter().enumerate() {
-            let file = SafeTensors::deserialize(bytes)?;
-            for name in file.names() {
-                if let Some(first) = index.insert(name.to_owned(), i) {
-                    return Err(LoadError::Duplicate {
-                        key: name.to_owned(),
-                        first: first + 1,
-                        second: i + 1,
-                    });
-                }
-            }
-            files.push(file);
-        }
+        let files = shards
+            .iter()
+            .map(|bytes| SafeTensors::deserialize(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = super::load::file_of_keys(files.iter().map(SafeTensors::names))?;
         Ok(Self { files, index })
     }
 

@@ -215,16 +215,37 @@ pub fn export(
     dtype: safetensors::Dtype,
     final_validation: Evaluation,
 ) -> Result<(), TrainError> {
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let config = serde_json::to_vec_pretty(&state.model).map_err(|e| io(out, e))?;
-    write_atomic(&out.join(CONFIG_FILE), &config)?;
-    write_atomic(&out.join(WEIGHTS_FILE), &trainer.ema_weights(dtype)?)?;
-    write_atomic(&out.join(TOKENIZER_FILE), tokenizer)?;
     let provenance = Provenance {
         run: state.clone(),
         final_validation,
-        dtype: format!("{dtype:?}").to_lowercase(),
+        dtype: dtype_name(dtype),
     };
-    let json = serde_json::to_vec_pretty(&provenance).map_err(|e| io(out, e))?;
-    write_atomic(&out.join(TRAINING_FILE), &json)
+    let weights = trainer.ema_weights(dtype)?;
+    write_model_folder(out, &state.model, &weights, Some(tokenizer), &provenance)
+}
+
+/// How `dtype` is named in `training.json` (`f32`, `f16`).
+pub(crate) fn dtype_name(dtype: safetensors::Dtype) -> String {
+    format!("{dtype:?}").to_lowercase()
+}
+
+/// Writes an exported model folder, each file atomically: `config.json` (`config`),
+/// `model.safetensors` (`weights`), `tokenizer.json` where the family has one, and
+/// `training.json` (`provenance`).
+pub(crate) fn write_model_folder(
+    out: &Path,
+    config: &impl Serialize,
+    weights: &[u8],
+    tokenizer: Option<&[u8]>,
+    provenance: &impl Serialize,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    let config = serde_json::to_vec_pretty(config).map_err(|e| io(out, e))?;
+    let provenance = serde_json::to_vec_pretty(provenance).map_err(|e| io(out, e))?;
+    write_atomic(&out.join(CONFIG_FILE), &config)?;
+    write_atomic(&out.join(WEIGHTS_FILE), weights)?;
+    if let Some(tokenizer) = tokenizer {
+        write_atomic(&out.join(TOKENIZER_FILE), tokenizer)?;
+    }
+    write_atomic(&out.join(TRAINING_FILE), &provenance)
 }

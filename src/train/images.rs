@@ -22,12 +22,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, io, write_atomic,
+    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, dtype_name, io, write_atomic,
+    write_model_folder,
 };
 use super::data::{Order, mix};
 use super::optimised::Optimised;
 use super::{Recipe, Start, TrainError, scalar};
-use crate::bundle::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::corpus::digits::Digit;
 use crate::model::patch_dit::{PatchDit, PatchDitConfig, Role, initial_patch_dit, load_patch_dit};
 use crate::model::save::save_patch_dit;
@@ -534,15 +534,11 @@ pub fn export_image_model(
     dtype: safetensors::Dtype,
     final_validation: ImageEvaluation,
 ) -> Result<(), TrainError> {
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let config = serde_json::to_vec_pretty(&state.model).map_err(|e| io(out, e))?;
-    write_atomic(&out.join(CONFIG_FILE), &config)?;
-    write_atomic(&out.join(WEIGHTS_FILE), &trainer.ema_weights(dtype)?)?;
     let provenance = ImageProvenance {
         run: state.clone(),
         final_validation,
-        dtype: format!("{dtype:?}").to_lowercase(),
+        dtype: dtype_name(dtype),
     };
-    let json = serde_json::to_vec_pretty(&provenance).map_err(|e| io(out, e))?;
-    write_atomic(&out.join(TRAINING_FILE), &json)
+    let weights = trainer.ema_weights(dtype)?;
+    write_model_folder(out, &state.model, &weights, None, &provenance)
 }

@@ -20,12 +20,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, TRAINING_FILE, io, write_atomic,
+    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, dtype_name, io, write_atomic,
+    write_model_folder,
 };
 use super::data::{Order, Windows, mix};
 use super::optimised::Optimised;
 use super::{Documents, Recipe, Start, TrainError, scalar};
-use crate::bundle::{CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::bundle::TOKENIZER_FILE;
 use crate::model::diffusion_lm::{
     DiffusionLm, DiffusionLmConfig, initial_diffusion_lm, load_diffusion_lm,
 };
@@ -480,18 +481,13 @@ pub fn export_vector_model(
     dtype: safetensors::Dtype,
     final_validation: VectorEvaluation,
 ) -> Result<(), TrainError> {
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let config = serde_json::to_vec_pretty(&state.model).map_err(|e| io(out, e))?;
-    write_atomic(&out.join(CONFIG_FILE), &config)?;
-    write_atomic(&out.join(WEIGHTS_FILE), &trainer.ema_weights(dtype)?)?;
-    write_atomic(&out.join(TOKENIZER_FILE), tokenizer)?;
     let provenance = VectorProvenance {
         run: state.clone(),
         final_validation,
-        dtype: format!("{dtype:?}").to_lowercase(),
+        dtype: dtype_name(dtype),
     };
-    let json = serde_json::to_vec_pretty(&provenance).map_err(|e| io(out, e))?;
-    write_atomic(&out.join(TRAINING_FILE), &json)
+    let weights = trainer.ema_weights(dtype)?;
+    write_model_folder(out, &state.model, &weights, Some(tokenizer), &provenance)
 }
 
 #[cfg(test)]

@@ -936,6 +936,17 @@ test('a server that refuses the Range request still serves the model, whole', as
   }
 });
 
+/** The most weight bytes the worker held at once while it read a model a block at a time, as
+ *  the model panel says it once it names `what`. */
+async function heldBytes(page, what) {
+  await page.waitForFunction((what) => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes(what),
+    what, { timeout: LOAD_MS });
+  const info = await page.textContent('[data-testid=model-info]');
+  const m = /a block at a time \(at most ([\d.]+) kB of weights held\)/.exec(info);
+  assert.ok(m, info);
+  return Number(m[1]) * 1000;
+}
+
 test('a transformer kept in parts is read a block at a time, never whole, and so is a dropped one', async () => {
   // a2d-qwen3's 109.8 kB of weights from another origin: kept as two parts of 64 KiB, from
   // which the worker reads each stage's tensors (a block is 49.5 kB) and nothing more.
@@ -944,15 +955,7 @@ test('a transformer kept in parts is read a block at a time, never whole, and so
   const prompt = QWEN_PROMPT;
   const reference = cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '8', '--temperature', '0', '--seed', '1'],
     { model: dir, prompt });
-  /** The most weight bytes the worker held at once, as the model panel says it. */
-  const held = async (what) => {
-    await page.waitForFunction((what) => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes(what),
-      what, { timeout: LOAD_MS });
-    const info = await page.textContent('[data-testid=model-info]');
-    const m = /a block at a time \(at most ([\d.]+) kB of weights held\)/.exec(info);
-    assert.ok(m, info);
-    return Number(m[1]) * 1000;
-  };
+  const held = (what) => heldBytes(page, what);
   try {
     for (const visit of ['download', 'cache']) {
       assert.ok(await held('localhost') * 2 < size, visit);
@@ -1029,15 +1032,7 @@ test('a checkpoint in shards loads from a server and from a drop (read a stage a
     `backend=cpu&model=${encodeURIComponent(url)}&sampler=llada&steps=8&gen=8&temperature=0&seed=1&prompt=${encodeURIComponent(QWEN_PROMPT)}`);
   const reference = cli(['--sampler', 'llada', '--steps', '8', '--gen-length', '8', '--temperature', '0', '--seed', '1'],
     { model: dir, prompt: QWEN_PROMPT });
-  /** The most weight bytes the dropped files' worker held at once. */
-  const held = async (what) => {
-    await page.waitForFunction((what) => (document.querySelector('[data-testid=model-info]')?.textContent ?? '').includes(what),
-      what, { timeout: LOAD_MS });
-    const info = await page.textContent('[data-testid=model-info]');
-    const m = /a block at a time \(at most ([\d.]+) kB of weights held\)/.exec(info);
-    assert.ok(m, info);
-    return Number(m[1]) * 1000;
-  };
+  const held = (what) => heldBytes(page, what);
   try {
     // Each shard (55 kB) is under a part's 64 KiB: downloaded whole, not kept in parts.
     await loaded(page, 'localhost');
