@@ -359,6 +359,11 @@ pub trait NoisyClassifier {
     /// Classes it tells apart.
     fn classes(&self) -> usize;
 
+    /// The classes' names, in the order of its outputs (their numbers unless it has names).
+    fn labels(&self) -> Vec<String> {
+        (0..self.classes()).map(|c| c.to_string()).collect()
+    }
+
     /// For each image of `x` at time `t`: ∇ₓ log p_φ(y | x_t) for its class `y`, and p_φ(y | x_t).
     async fn log_prob_gradient(
         &mut self,

@@ -266,6 +266,22 @@ fn small_corpus(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// [`small_corpus`] with a manifest whose training split is the validation split's counts, so
+/// that each chapter's source can be read (`corpus::read_labelled_documents`).
+fn labelled_small_corpus(name: &str) -> std::path::PathBuf {
+    let dir = small_corpus(name);
+    let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(committed.join("manifest.json")).unwrap()).unwrap();
+    manifest["splits"]["train"] = manifest["splits"]["valid"].clone();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
 fn training_json(folder: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(folder.join("training.json")).unwrap()).unwrap()
 }
@@ -892,6 +908,202 @@ fn diffusion_lm_trains_resumes_exports_and_a_seed_replays_its_text() {
     // The text commands name the family instead of reading it as a DiT.
     let err = unmask(&["chat", "--model", &out_dir]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("family = diffusion-lm"));
+    // Control needs a classifier, which this model does not name.
+    let err = unmask(&["generate", "--model", &out_dir, "--control", "bible"]);
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        !err.status.success()
+            && stderr.contains("--classifier DIR")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    control_classifier_trains_on_the_denoiser_s_vectors_and_steers(&out);
+    let _ = std::fs::remove_dir_all(&run);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The control classifier of the denoiser in `denoiser`: trained on its word vectors over the
+/// labelled corpus, exported, then steering `generate` and scored by `quality`.
+fn control_classifier_trains_on_the_denoiser_s_vectors_and_steers(denoiser: &std::path::Path) {
+    let corpus = labelled_small_corpus("dlm-labelled-corpus");
+    let (run, out) = (tmp("dlm-classifier-run"), tmp("dlm-classifier-out"));
+    for dir in [&run, &out] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (run_dir, out_dir, corpus_dir, model) =
+        (path(&run), path(&out), path(&corpus), path(denoiser));
+    let mut train = vec![
+        "train",
+        "--objective",
+        "latent-classifier",
+        "--run",
+        &run_dir,
+    ];
+    train.extend([
+        "--denoiser",
+        &model,
+        "--corpus",
+        &corpus_dir,
+        "--out",
+        &out_dir,
+    ]);
+    train.extend([
+        "--hidden-dim",
+        "16",
+        "--n-blocks",
+        "1",
+        "--n-heads",
+        "2",
+        "--cond-dim",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        "--warmup-steps",
+        "1",
+        "--val-every",
+        "3",
+        "--val-windows",
+        "4",
+    ]);
+    ok(unmask(&train));
+    let training = training_json(&out);
+    assert_eq!(training["run"]["model"]["role"], "classifier");
+    assert_eq!(training["run"]["model"]["labels"][1], "bible");
+    assert_eq!(training["run"]["denoiser"], model.as_str());
+    let accuracy = training["final_validation"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&accuracy));
+    assert!(
+        !out.join("tokenizer.json").exists(),
+        "a classifier reads no text"
+    );
+    // A classifier run's flags: the denoiser's sizes are its own; --denoiser alone is refused.
+    let mut wider = train.clone();
+    wider[4] = "dlm-classifier-other";
+    wider.extend(["--embed-dim", "4"]);
+    let err = unmask(&wider);
+    assert!(
+        String::from_utf8_lossy(&err.stderr)
+            .contains("--embed-dim is not a flag of --objective latent-classifier")
+    );
+    let err = unmask(&[
+        "train",
+        "--objective",
+        "mdlm",
+        "--run",
+        "x",
+        "--denoiser",
+        &model,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&err.stderr)
+            .contains("--denoiser is a flag of --objective latent-classifier")
+    );
+    // Steering: the trace holds the classifier's probability of the target at every step.
+    let trace = tmp("dlm-control-trace.json");
+    let steered = [
+        "generate",
+        "--model",
+        &model,
+        "--classifier",
+        &out_dir,
+        "--control",
+        "bible",
+        "--control-scale",
+        "3",
+        "--steps",
+        "12",
+        "--seed",
+        "2",
+        "--quiet",
+        "--trace",
+        trace.to_str().unwrap(),
+    ];
+    let text = ok(unmask(&steered));
+    assert!(!text.trim().is_empty());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    assert_eq!(json["settings"]["control"]["target"], "bible");
+    assert_eq!(json["settings"]["control"]["fluency"], 0.01);
+    for step in json["steps"].as_array().unwrap() {
+        let p = step["target_probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{step}");
+    }
+    // Bad control: an attribute the classifier does not know, weights without a target, a
+    // negative weight, control flags on another family.
+    let masked = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default/mdlm");
+    let masked = path(&masked);
+    for (args, expected) in [
+        (
+            vec!["--classifier", &out_dir, "--control", "shakespeare"],
+            "knows austen, bible",
+        ),
+        (vec!["--control-scale", "2"], "give --control ATTRIBUTE"),
+        (
+            vec![
+                "--classifier",
+                &out_dir,
+                "--control",
+                "austen",
+                "--fluency=-1",
+            ],
+            "fluency",
+        ),
+        (vec!["--classifier", &out_dir], "steers with --control"),
+    ] {
+        let mut bad = vec!["generate", "--model", &model, "--steps", "3"];
+        bad.extend(args.iter().copied());
+        let err = unmask(&bad);
+        let stderr = String::from_utf8_lossy(&err.stderr);
+        assert!(
+            !err.status.success() && stderr.contains(expected) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let err = unmask(&[
+        "generate",
+        "--model",
+        &masked,
+        "--prompt",
+        "It",
+        "--control",
+        "bible",
+    ]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("--control is a flag of Diffusion-LM"));
+    // A denoiser as the classifier: named.
+    let err = unmask(&[
+        "generate",
+        "--model",
+        &model,
+        "--classifier",
+        &model,
+        "--control",
+        "bible",
+    ]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("control classifier is needed"));
+    // The quality check scores control: a row per scale and attribute.
+    let report = ok(unmask(&[
+        "quality",
+        "--model",
+        &model,
+        "--corpus",
+        &corpus_dir,
+        "--classifier",
+        &out_dir,
+        "--classifier-scales",
+        "0,2",
+        "--control-samples",
+        "1",
+        "--steps",
+        "12",
+    ]));
+    assert!(report.contains("judged by naive Bayes"), "{report}");
+    let rows = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['0', '2']) && l.contains('%'))
+        .count();
+    assert_eq!(rows, 4, "{report}");
     let _ = std::fs::remove_dir_all(&run);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -264,3 +264,68 @@ fn the_shipped_diffusion_lm_model_records_its_training_and_writes_words() {
     let share = written.iter().filter(|w| known.contains(*w)).count() as f64 / written.len() as f64;
     assert!(written.len() >= 8 && share > 0.5, "{share}: {text}");
 }
+
+#[test]
+fn the_shipped_control_classifier_steers_the_shipped_diffusion_lm_model() {
+    use unmask::bundle::VectorBundle;
+    use unmask::model::diffusion_lm::{DiffusionLmClassifier, DiffusionLmConfig};
+    use unmask::sampler::diffusion_lm::{Control, VectorRun, VectorSettings};
+    use unmask::train::vectors::VectorProvenance;
+    let name = "diffusion-lm-classifier";
+    let dir = folder(name);
+    fits(name);
+    let provenance: VectorProvenance =
+        serde_json::from_slice(&std::fs::read(dir.join(TRAINING_FILE)).unwrap()).unwrap();
+    assert!(provenance.run.step > 0, "{name} was never trained");
+    assert_eq!(provenance.dtype, "f16");
+    // It read the shipped denoiser's word vectors, which name it back.
+    assert_eq!(
+        provenance.run.denoiser.as_deref(),
+        Some("www/models/default/diffusion-lm")
+    );
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let mut bundle = VectorBundle::from_dir(&folder("diffusion-lm"), &device).unwrap();
+    let named = bundle.config.classifier.clone().unwrap();
+    assert_eq!(
+        folder("diffusion-lm").join(&named).canonicalize().unwrap(),
+        dir.canonicalize().unwrap()
+    );
+    let config =
+        DiffusionLmConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let weights = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+    let mut classifier =
+        DiffusionLmClassifier::load(&config, &weights, &bundle.config, &device).unwrap();
+    assert_eq!(classifier.labels(), ["austen", "bible"]);
+    // Control raises the classifier's probability of each attribute against watching alone,
+    // on the same seeds.
+    let spec = bundle.config.vector_spec();
+    let mut mean_probability = |target: &str, scale: f64| {
+        let mut sum = 0.0;
+        for seed in 0..3 {
+            let settings = VectorSettings {
+                steps: 60,
+                seed,
+                control: Some(Control {
+                    scale,
+                    ..Control::toward(target)
+                }),
+                ..VectorSettings::defaults(spec.model_length)
+            };
+            let mut run = VectorRun::new(&settings, &[], &spec).unwrap();
+            let mut last = None;
+            while let Some(step) =
+                pollster::block_on(run.step_controlled(&mut bundle.denoiser, &mut classifier))
+                    .unwrap()
+            {
+                last = Some(step);
+            }
+            sum += last.unwrap().target_probability.unwrap();
+        }
+        sum / 3.0
+    };
+    for target in ["austen", "bible"] {
+        let watched = mean_probability(target, 0.0);
+        let steered = mean_probability(target, 3.0);
+        assert!(steered > watched, "{target}: {watched} → {steered}");
+    }
+}

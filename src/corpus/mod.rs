@@ -316,8 +316,8 @@ impl TextStats {
     }
 }
 
-/// The sources, in the order their documents are written.
-const SOURCES: [&str; 2] = [austen::SOURCE, bible::SOURCE];
+/// The sources, in the order `prepare` writes each split's documents.
+pub const SOURCES: [&str; 2] = [austen::SOURCE, bible::SOURCE];
 
 /// One split's documents and per-source counts, while they are gathered.
 #[derive(Default)]

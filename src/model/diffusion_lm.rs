@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::load::{LoadError, TensorRole, TensorSlot, Weights, check_layout};
 use super::patch_dit::{PatchDit, Role, TrunkShape};
 use crate::config::{ConfigError, Family};
-use crate::network::{ModelError, VectorSpec, WordVectorDenoiser};
+use crate::network::{ModelError, NoisyClassifier, VectorSpec, WordVectorDenoiser};
 use crate::sampler::gaussian::BetaSchedule;
 
 /// The reference's diffusion steps T.
@@ -171,6 +171,37 @@ impl DiffusionLmConfig {
         }
         slots.extend(self.trunk().layout());
         slots
+    }
+
+    /// Checks that this classifier reads the word vectors of `denoiser` over its diffusion.
+    pub fn check_pair(&self, denoiser: &DiffusionLmConfig) -> Result<(), LoadError> {
+        let pairs = [
+            ("vocab_size", self.vocab_size, denoiser.vocab_size),
+            ("embed_dim", self.embed_dim, denoiser.embed_dim),
+            ("model_length", self.model_length, denoiser.model_length),
+            (
+                "diffusion_steps",
+                self.diffusion_steps,
+                denoiser.diffusion_steps,
+            ),
+        ];
+        for (field, classifier, denoiser) in pairs {
+            if classifier != denoiser {
+                return Err(LoadError::Pair {
+                    field,
+                    classifier: classifier.to_string(),
+                    denoiser: denoiser.to_string(),
+                });
+            }
+        }
+        if self.beta_schedule != denoiser.beta_schedule {
+            return Err(LoadError::Pair {
+                field: "beta_schedule",
+                classifier: format!("{:?}", self.beta_schedule),
+                denoiser: format!("{:?}", denoiser.beta_schedule),
+            });
+        }
+        Ok(())
     }
 
     /// Parameters of the network.
@@ -385,6 +416,138 @@ impl WordVectorDenoiser for DiffusionLmDenoiser {
     }
 }
 
+/// A loaded control classifier p_φ(c | x_t, t) on its device, checked against the denoiser it
+/// steers. Its gradient is burn's autodiff of the very forward pass.
+#[derive(Clone, Debug)]
+pub struct DiffusionLmClassifier {
+    net: DiffusionLm,
+    device: Device,
+    labels: Vec<String>,
+    embed_dim: usize,
+    model_length: usize,
+    steps: usize,
+}
+
+impl DiffusionLmClassifier {
+    /// The classifier of `config` from its safetensors `bytes`, on `device`, for the denoiser of
+    /// `denoiser`: both must read the same word vectors over the same diffusion.
+    pub fn load(
+        config: &DiffusionLmConfig,
+        bytes: &[u8],
+        denoiser: &DiffusionLmConfig,
+        device: &Device,
+    ) -> Result<Self, LoadError> {
+        if config.role != Role::Classifier {
+            return Err(LoadError::Role {
+                found: "denoiser",
+                wanted: "control classifier",
+            });
+        }
+        config.check_pair(denoiser)?;
+        Ok(Self {
+            net: load_diffusion_lm(config, bytes, device)?,
+            device: device.clone(),
+            labels: config.labels.clone(),
+            embed_dim: config.embed_dim,
+            model_length: config.model_length,
+            steps: config.diffusion_steps,
+        })
+    }
+
+    /// The attribute values it tells apart, in the order of its outputs.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The sequences of `x` (`[B · n · d]`, B = `count`) as a tensor on `device`, after checking
+    /// the sizes and the time.
+    fn sequences(
+        &self,
+        x: &[f32],
+        count: usize,
+        t: usize,
+        device: &Device,
+    ) -> Result<Tensor<3>, ModelError> {
+        let d = self.embed_dim;
+        let n = x.len() / (count * d).max(1);
+        if count == 0 || n == 0 || n > self.model_length || x.len() != count * n * d {
+            return Err(ModelError::Unsupported(format!(
+                "{} values are not {count} sequences of at most {} vectors of {d}",
+                x.len(),
+                self.model_length
+            )));
+        }
+        if t >= self.steps {
+            return Err(ModelError::Unsupported(format!(
+                "time {t} is outside the model's diffusion of {} steps",
+                self.steps
+            )));
+        }
+        Ok(Tensor::<3>::from_data(
+            TensorData::new(x.to_vec(), [count, n, d]),
+            device,
+        ))
+    }
+
+    /// p_φ(· | x_t, t) of each of `count` sequences in `x`: `[count · labels]` probabilities.
+    pub async fn probabilities(
+        &self,
+        x: &[f32],
+        count: usize,
+        t: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let x = self.sequences(x, count, t, &self.device)?;
+        let logits = self.net.forward(x, &vec![t as f32; count]);
+        super::read_finite(burn::tensor::activation::softmax(logits, 2), &self.device).await
+    }
+}
+
+impl NoisyClassifier for DiffusionLmClassifier {
+    fn classes(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.labels.clone()
+    }
+
+    async fn log_prob_gradient(
+        &mut self,
+        x: &[f32],
+        t: usize,
+        classes: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f64>), ModelError> {
+        let b = classes.len();
+        if let Some(c) = classes.iter().find(|&&c| c >= self.labels.len()) {
+            return Err(ModelError::Unsupported(format!(
+                "attribute {c} is outside the classifier's {} labels",
+                self.labels.len()
+            )));
+        }
+        // x is the one leaf that records a tape; the weights stay constants of the graph.
+        let tape = self.device.clone().autodiff();
+        let x = self.sequences(x, b, t, &tape)?.require_grad();
+        let logits = self.net.forward(x.clone(), &vec![t as f32; b]);
+        let classes_n = logits.dims()[2];
+        let targets: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), &tape);
+        let log_p = burn::tensor::activation::log_softmax(logits.reshape([b, classes_n]), 1)
+            .gather(1, targets);
+        // Sequences do not interact, so the gradient of the sum is each one's own gradient.
+        let grads = log_p.clone().sum().backward();
+        let gradient = x.grad(&grads).ok_or_else(|| ModelError::Backend {
+            backend: crate::backend::describe(&self.device),
+            message: "autodiff returned no gradient for the word vectors".into(),
+        })?;
+        let gradient = super::read_finite(gradient, &self.device).await?;
+        let log_p = super::read_finite(log_p.inner(), &self.device).await?;
+        Ok((
+            gradient,
+            log_p.iter().map(|&l| f64::from(l).exp()).collect(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +677,58 @@ mod tests {
         }
         let json = serde_json::to_vec(&ok).unwrap();
         assert_eq!(DiffusionLmConfig::from_json(&json).unwrap(), ok);
+    }
+
+    #[test]
+    fn the_control_classifier_s_gradient_is_its_own_and_it_must_match_its_denoiser() {
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let c = tiny(Role::Classifier);
+        let bytes = random_diffusion_lm(&c, 6).unwrap();
+        let denoiser = tiny(Role::Denoiser);
+        let mut net = DiffusionLmClassifier::load(&c, &bytes, &denoiser, &device).unwrap();
+        assert_eq!(net.labels(), ["austen", "bible"]);
+        // Five of the six positions: a shorter sentence than the model's.
+        let x: Vec<f32> = (0..5 * 4)
+            .map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let (gradient, p) = pollster::block_on(net.log_prob_gradient(&x, 12, &[1])).unwrap();
+        let probs = pollster::block_on(net.probabilities(&x, 1, 12)).unwrap();
+        assert!((p[0] - f64::from(probs[1])).abs() < 1e-6, "{p:?} {probs:?}");
+        let log_p = |x: &[f32]| {
+            let probs = pollster::block_on(net.probabilities(x, 1, 12)).unwrap();
+            f64::from(probs[1]).ln()
+        };
+        for i in [0, 9, 19] {
+            let h = 1e-2;
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (log_p(&up) - log_p(&down)) / (2.0 * f64::from(h));
+            let exact = f64::from(gradient[i]);
+            assert!(
+                (numeric - exact).abs() < 1e-2 * (1.0 + exact.abs()),
+                "number {i}: autodiff {exact}, differences {numeric}"
+            );
+        }
+        // Sizes and labels it cannot read are refused.
+        assert!(pollster::block_on(net.log_prob_gradient(&x, 12, &[2])).is_err());
+        assert!(pollster::block_on(net.log_prob_gradient(&x[..3], 12, &[1])).is_err());
+        assert!(pollster::block_on(net.log_prob_gradient(&x, 50, &[1])).is_err());
+        // A classifier of another denoiser, or a denoiser in its place.
+        let wider = DiffusionLmConfig {
+            embed_dim: 8,
+            ..denoiser.clone()
+        };
+        let err = DiffusionLmClassifier::load(&c, &bytes, &wider, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("embed_dim is 4 but the denoiser's is 8"),
+            "{err}"
+        );
+        let err = DiffusionLmClassifier::load(&denoiser, &bytes, &denoiser, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("control classifier is needed"), "{err}");
     }
 }

@@ -100,6 +100,18 @@ pub enum LoadError {
         /// What was asked for.
         wanted: &'static str,
     },
+    /// A control classifier whose sizes are not its denoiser's.
+    #[error(
+        "the control classifier's {field} is {classifier} but the denoiser's is {denoiser}; train the classifier on this denoiser's word vectors (unmask train --objective latent-classifier --denoiser DIR)"
+    )]
+    Pair {
+        /// The config field that differs.
+        field: &'static str,
+        /// The classifier's value.
+        classifier: String,
+        /// The denoiser's.
+        denoiser: String,
+    },
     /// A dtype we do not read.
     #[error("tensor `{key}` is stored as {dtype}; Unmask reads it as {expected}")]
     Dtype {

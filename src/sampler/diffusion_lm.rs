@@ -13,6 +13,14 @@
 //!   to it (Euclidean) before the mean is taken, at every step.
 //! - Fixed positions (the prompt): their x̂₀ is their word's vector, and x_{t−1} there is a
 //!   fresh draw of q(x_{t−1} | EMB(w)), so the rest of the sequence is denoised around them.
+//! - Plug-and-play control (§5.2; `improved-diffusion/scripts/infill_util.py`, `langevin_fn3`):
+//!   after each reverse step, K = 3 gradient steps on the sample x_{t−1} (none in the last 10
+//!   steps) on S·CE(c | x_{t−1}) + λ·Σ(x_{t−1} − μ)²/σ², the classifier's cross-entropy of the
+//!   target attribute c at the time of x_{t−1} plus the fluency term that holds the sample near
+//!   the step's mean μ (σ² the step's variance, 1 where it is 0). Each gradient step is Adagrad's
+//!   at learning rate 0.1 from a fresh state, as the reference makes a new optimiser every
+//!   iteration: −0.1·g/(|g| + 10⁻¹⁰) for each number. The gradient of the classifier is burn's
+//!   autodiff ([`NoisyClassifier`]); the fluency term's is 2λ(x − μ)/σ².
 //!
 //! Everything but the network runs on the CPU in f64: a sequence is a few thousand numbers,
 //! and rounding against the word vectors (V·d) stays the same on every backend.
@@ -22,11 +30,59 @@ use serde::{Deserialize, Serialize};
 use super::gaussian::{Schedule, Variance};
 use super::image::normal;
 use super::{SampleError, SettingsError};
-use crate::network::{VectorSpec, WordVectorDenoiser};
+use crate::network::{NoisyClassifier, VectorSpec, WordVectorDenoiser};
 use crate::rng::Rng;
 
 /// The reference's reverse steps (2,000 respaced to 200).
 pub const DEFAULT_STEPS: usize = 200;
+/// Control's gradient steps after each reverse step (`langevin_fn3`'s K).
+pub const CONTROL_ITERATIONS: usize = 3;
+/// The last reverse steps, which control leaves alone (`langevin_fn3`: K = 0 when t < 10).
+pub const CONTROL_QUIET_STEPS: usize = 10;
+/// Adagrad's learning rate in control (the reference's `step_size`).
+pub const CONTROL_LEARNING_RATE: f64 = 0.1;
+/// Adagrad's ε (PyTorch's default).
+const ADAGRAD_EPS: f64 = 1e-10;
+/// λ, the fluency term's weight (the reference's `coef` for attributes).
+pub const DEFAULT_FLUENCY: f64 = 0.01;
+/// S, the classifier's weight (the reference's, which adds its loss unscaled).
+pub const DEFAULT_CONTROL_SCALE: f64 = 1.0;
+
+/// Plug-and-play control: the sentence steered toward an attribute of the control classifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Control {
+    /// The attribute steered toward: one of the classifier's labels (`austen`, `bible`).
+    pub target: String,
+    /// S, the weight of the classifier's cross-entropy; 0 only watches the classifier's
+    /// probability of the target, without steering.
+    #[serde(with = "crate::float_json")]
+    pub scale: f64,
+    /// λ, the weight of the fluency term Σ(x − μ)²/σ².
+    #[serde(with = "crate::float_json")]
+    pub fluency: f64,
+}
+
+impl Control {
+    /// Steering toward `target` at the reference's weights.
+    pub fn toward(target: &str) -> Self {
+        Self {
+            target: target.into(),
+            scale: DEFAULT_CONTROL_SCALE,
+            fluency: DEFAULT_FLUENCY,
+        }
+    }
+
+    /// The index of the target among the classifier's `labels`.
+    pub fn class_of(&self, labels: &[String]) -> Result<usize, SettingsError> {
+        labels
+            .iter()
+            .position(|l| *l == self.target)
+            .ok_or_else(|| SettingsError::NoSuchAttribute {
+                target: self.target.clone(),
+                known: labels.join(", "),
+            })
+    }
+}
 
 /// How a Diffusion-LM run samples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +97,9 @@ pub struct VectorSettings {
     pub variance: Variance,
     /// Seed of x_T and of every step's noise.
     pub seed: u64,
+    /// Plug-and-play control; `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
 }
 
 impl VectorSettings {
@@ -53,6 +112,7 @@ impl VectorSettings {
             clamp: true,
             variance: Variance::Beta,
             seed: 0,
+            control: None,
         }
     }
 }
@@ -74,6 +134,14 @@ pub struct VectorStep {
     pub distance: Vec<f32>,
     /// Positions whose word differs from the previous step's.
     pub changed: Vec<usize>,
+    /// Under control: the classifier's probability of the target at this step's sample x_{t−1},
+    /// before the step's control moved it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float_json::option"
+    )]
+    pub target_probability: Option<f64>,
 }
 
 impl VectorStep {
@@ -156,6 +224,13 @@ impl VectorRun {
                 ),
             ));
         }
+        if let Some(c) = &settings.control {
+            for (field, value) in [("control_scale", c.scale), ("fluency", c.fluency)] {
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(range(field, value.to_string(), "a number ≥ 0".into()));
+                }
+            }
+        }
         let full = Schedule::new(spec.beta_schedule, spec.diffusion_steps)
             .map_err(|e| range("diffusion_steps", e.0.to_string(), e.to_string()))?;
         let mut times = full.respaced(settings.steps);
@@ -197,14 +272,41 @@ impl VectorRun {
         &self.x
     }
 
-    /// One reverse step: a call of the denoiser; `None` once x₀ is reached.
+    /// One reverse step: a call of the denoiser; `None` once x₀ is reached. A run under control
+    /// needs its classifier: [`VectorRun::step_controlled`].
     pub async fn step<N: WordVectorDenoiser>(
         &mut self,
         net: &mut N,
     ) -> Result<Option<VectorStep>, SampleError> {
+        self.advance(net, None::<&mut Uncontrolled>).await
+    }
+
+    /// One reverse step, then the control's gradient steps with `classifier` (unused when the
+    /// settings ask for no control; at scale 0 it only watches).
+    pub async fn step_controlled<N: WordVectorDenoiser, C: NoisyClassifier>(
+        &mut self,
+        net: &mut N,
+        classifier: &mut C,
+    ) -> Result<Option<VectorStep>, SampleError> {
+        self.advance(net, Some(classifier)).await
+    }
+
+    async fn advance<N: WordVectorDenoiser, C: NoisyClassifier>(
+        &mut self,
+        net: &mut N,
+        classifier: Option<&mut C>,
+    ) -> Result<Option<VectorStep>, SampleError> {
         if self.left == 0 {
             return Ok(None);
         }
+        let control = match (&self.settings.control, classifier) {
+            (None, _) => None,
+            (Some(_), None) => return Err(SettingsError::ControlNeedsClassifier.into()),
+            (Some(c), Some(classifier)) => {
+                let target = c.class_of(&classifier.labels())?;
+                Some((c.clone(), target, classifier))
+            }
+        };
         let k = self.left - 1;
         let t = self.times[k];
         let d = self.d;
@@ -237,12 +339,37 @@ impl VectorRun {
                 copy_row(v, &emb[nearest(v, emb, d) * d..][..d]);
             }
         }
-        let mut x = self.schedule.posterior_mean(&self.x, &x0, k);
-        let sigma = self.schedule.variance(k, self.settings.variance).sqrt();
+        let mean = self.schedule.posterior_mean(&self.x, &x0, k);
+        let variance = self.schedule.variance(k, self.settings.variance);
+        let sigma = variance.sqrt();
+        let mut x = mean.clone();
         if sigma > 0.0 {
             x.iter_mut()
                 .for_each(|v| *v += sigma * normal(&mut self.rng));
         }
+        let target_probability = match control {
+            None => None,
+            Some((c, target, classifier)) => {
+                // The classifier reads x_{t−1}: the time stepped to (the smallest at the end).
+                let t_prev = self.times[k.saturating_sub(1)];
+                let iterations = if k < CONTROL_QUIET_STEPS || c.scale == 0.0 {
+                    0
+                } else {
+                    CONTROL_ITERATIONS
+                };
+                let variance = if variance > 0.0 { variance } else { 1.0 };
+                Some(
+                    steer(
+                        &mut x,
+                        &mean,
+                        variance,
+                        (&c, target, iterations, t_prev),
+                        classifier,
+                    )
+                    .await?,
+                )
+            }
+        };
         // The prompt's positions: a fresh draw of q at the time stepped to (its word at the end).
         let a_prev = self.schedule.alpha_bar(k.checked_sub(1));
         for (i, &w) in self.fixed.iter().enumerate() {
@@ -267,7 +394,63 @@ impl VectorRun {
             ids,
             distance,
             changed,
+            target_probability,
         }))
+    }
+}
+
+/// Control's gradient steps on the sample `x` around the step's `mean`: `iterations` Adagrad
+/// steps, each from a fresh state, on S·CE(c | x) + λ·Σ(x − μ)²/σ² with the classifier at time
+/// `t`. Answers the classifier's probability of the target before the first step (it is read
+/// once even when there are no steps to take).
+async fn steer<C: NoisyClassifier>(
+    x: &mut [f64],
+    mean: &[f64],
+    variance: f64,
+    (control, target, iterations, t): (&Control, usize, usize, usize),
+    classifier: &mut C,
+) -> Result<f64, SampleError> {
+    let mut first = None;
+    for i in 0..iterations.max(1) {
+        let point: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let (gradient, p) = classifier.log_prob_gradient(&point, t, &[target]).await?;
+        if gradient.len() != x.len() || p.len() != 1 {
+            return Err(crate::network::ModelError::Unsupported(format!(
+                "the control classifier answered {} gradients and {} probabilities for {} numbers",
+                gradient.len(),
+                p.len(),
+                x.len()
+            ))
+            .into());
+        }
+        first.get_or_insert(p[0]);
+        if i == iterations {
+            break;
+        }
+        for ((v, &g), &m) in x.iter_mut().zip(&gradient).zip(mean) {
+            // ∇ of S·(−log p) + λ·(x − μ)²/σ².
+            let g = -control.scale * f64::from(g) + 2.0 * control.fluency * (*v - m) / variance;
+            *v -= CONTROL_LEARNING_RATE * g / (g.abs() + ADAGRAD_EPS);
+        }
+    }
+    Ok(first.unwrap_or(0.0))
+}
+
+/// The classifier type of an uncontrolled step: there is none.
+enum Uncontrolled {}
+
+impl NoisyClassifier for Uncontrolled {
+    fn classes(&self) -> usize {
+        match *self {}
+    }
+
+    async fn log_prob_gradient(
+        &mut self,
+        _: &[f32],
+        _: usize,
+        _: &[usize],
+    ) -> Result<(Vec<f32>, Vec<f64>), crate::network::ModelError> {
+        match *self {}
     }
 }
 
@@ -378,6 +561,7 @@ mod tests {
             clamp: true,
             variance: Variance::Beta,
             seed: 9,
+            control: None,
         };
         let mut run = VectorRun::new(&settings, &words[..2], &net.spec).unwrap();
         let steps = run_all(&mut run, &mut net);
@@ -494,5 +678,115 @@ mod tests {
             )
             .contains("model_length")
         );
+    }
+
+    /// A classifier of two attributes: p(1 | x) = sigmoid(a · mean(x)), counting its calls.
+    struct Leaning {
+        a: f64,
+        calls: usize,
+    }
+
+    impl NoisyClassifier for Leaning {
+        fn classes(&self) -> usize {
+            2
+        }
+        fn labels(&self) -> Vec<String> {
+            vec!["low".into(), "high".into()]
+        }
+        async fn log_prob_gradient(
+            &mut self,
+            x: &[f32],
+            _t: usize,
+            classes: &[usize],
+        ) -> Result<(Vec<f32>, Vec<f64>), ModelError> {
+            self.calls += 1;
+            let n = x.len() as f64;
+            let z = self.a * x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let p1 = 1.0 / (1.0 + (-z).exp());
+            // d log p(1)/dx_i = (1 − p1)·a/n; d log p(0)/dx_i = −p1·a/n.
+            let (p, slope) = match classes[0] {
+                1 => (p1, (1.0 - p1) * self.a / n),
+                _ => (1.0 - p1, -p1 * self.a / n),
+            };
+            Ok((vec![slope as f32; x.len()], vec![p]))
+        }
+    }
+
+    #[test]
+    fn control_pulls_the_sample_toward_the_target_and_watching_changes_nothing() {
+        let words = [2, 5, 1, 6, 0, 3];
+        let base = VectorSettings {
+            steps: 30,
+            gen_length: 6,
+            clamp: false,
+            ..VectorSettings::defaults(6)
+        };
+        let run = |settings: &VectorSettings, classifier: Option<&mut Leaning>| {
+            let mut net = pull(&words);
+            let mut run = VectorRun::new(settings, &[], &net.spec).unwrap();
+            let mut steps = Vec::new();
+            match classifier {
+                None => steps = run_all(&mut run, &mut net),
+                Some(c) => {
+                    while let Some(s) =
+                        pollster::block_on(run.step_controlled(&mut net, c)).unwrap()
+                    {
+                        steps.push(s);
+                    }
+                }
+            }
+            let mean = run.vectors().iter().sum::<f64>() / run.vectors().len() as f64;
+            (steps, mean)
+        };
+        let (plain, plain_mean) = run(&base, None);
+        assert!(plain.iter().all(|s| s.target_probability.is_none()));
+        // Scale 0 watches: the same steps, each with the classifier's probability.
+        let watch = VectorSettings {
+            control: Some(Control {
+                scale: 0.0,
+                ..Control::toward("high")
+            }),
+            ..base.clone()
+        };
+        let mut leaning = Leaning { a: 4.0, calls: 0 };
+        let (watched, _) = run(&watch, Some(&mut leaning));
+        assert_eq!(leaning.calls, 30, "one reading per step");
+        for (w, p) in watched.iter().zip(&plain) {
+            assert!(w.target_probability.is_some());
+            assert_eq!((&w.ids, &w.distance), (&p.ids, &p.distance));
+        }
+        // Toward each attribute: K = 3 readings a step but in the last 10, and the sample moves
+        // toward the attribute.
+        let mut high = Leaning { a: 4.0, calls: 0 };
+        let toward = |target: &str| VectorSettings {
+            control: Some(Control::toward(target)),
+            ..base.clone()
+        };
+        let (steered, high_mean) = run(&toward("high"), Some(&mut high));
+        assert_eq!(high.calls, 20 * CONTROL_ITERATIONS + 10);
+        let (_, low_mean) = run(&toward("low"), Some(&mut Leaning { a: 4.0, calls: 0 }));
+        assert!(
+            low_mean < plain_mean && plain_mean < high_mean,
+            "{low_mean} {plain_mean} {high_mean}"
+        );
+        let p = |steps: &[VectorStep]| steps.last().unwrap().target_probability.unwrap();
+        assert!(p(&steered) > p(&watched), "{} {}", p(&steered), p(&watched));
+        // Control without a classifier, an unknown attribute, a negative weight: named.
+        let mut net = pull(&words);
+        let mut lone = VectorRun::new(&toward("high"), &[], &net.spec).unwrap();
+        let err = pollster::block_on(lone.step(&mut net)).unwrap_err();
+        assert!(err.to_string().contains("control classifier"), "{err}");
+        let mut odd = VectorRun::new(&toward("bible"), &[], &net.spec).unwrap();
+        let err = pollster::block_on(odd.step_controlled(&mut net, &mut leaning)).unwrap_err();
+        assert!(err.to_string().contains("low, high"), "{err}");
+        let negative = VectorSettings {
+            control: Some(Control {
+                fluency: -1.0,
+                ..Control::toward("high")
+            }),
+            ..base
+        };
+        let err = VectorRun::new(&negative, &[], &net.spec).unwrap_err();
+        assert!(err.to_string().contains("fluency"), "{err}");
     }
 }

@@ -275,6 +275,19 @@ pub enum SettingsError {
     /// Classifier guidance without a classifier.
     #[error("classifier guidance needs a noisy classifier, and this model names none")]
     NoClassifier,
+    /// Diffusion-LM's control without a control classifier.
+    #[error(
+        "control steers the sentence with a control classifier, and none was given; give one or turn control off"
+    )]
+    ControlNeedsClassifier,
+    /// An attribute the control classifier does not know.
+    #[error("the control classifier knows {known}, not {target:?}")]
+    NoSuchAttribute {
+        /// Asked for.
+        target: String,
+        /// The classifier's labels, listed.
+        known: String,
+    },
     /// Classifier-free guidance on a network trained without classes.
     #[error(
         "classifier-free guidance needs a model trained with classes; this one is unconditional"

@@ -41,6 +41,42 @@ impl Windows {
         Ok(w)
     }
 
+    /// Windows of documents that each carry a label (`labels[i]` is document `i`'s): each run of
+    /// consecutive documents of one label is cut on its own ([`Windows::new`]), so no window
+    /// holds two labels' text. Answers the windows and each window's label.
+    pub fn labelled(
+        documents: &[Vec<u32>],
+        labels: &[usize],
+        (bos, eos): (Option<u32>, Option<u32>),
+        len: usize,
+        split: &'static str,
+    ) -> Result<(Self, Vec<usize>), super::TrainError> {
+        if labels.len() != documents.len() {
+            return Err(super::TrainError::Config(format!(
+                "{} labels for {} {split} documents",
+                labels.len(),
+                documents.len()
+            )));
+        }
+        let mut tokens = Vec::new();
+        let mut window_labels = Vec::new();
+        let mut start = 0;
+        while start < documents.len() {
+            let label = labels[start];
+            let end = start + labels[start..].iter().take_while(|&&l| l == label).count();
+            let run = Self::new(&documents[start..end], bos, eos, len);
+            window_labels.extend(std::iter::repeat_n(label, run.count()));
+            tokens.extend(run.tokens);
+            start = end;
+        }
+        let windows = Self { tokens, len };
+        if windows.is_empty() {
+            let tokens = documents.iter().map(Vec::len).sum();
+            return Err(super::TrainError::TooLittleData { split, tokens, len });
+        }
+        Ok((windows, window_labels))
+    }
+
     /// Number of windows.
     pub fn count(&self) -> usize {
         self.tokens.len() / self.len.max(1)
@@ -131,6 +167,24 @@ mod tests {
         assert_eq!(w.count(), 2);
         assert_eq!(w.window(0), &[1, 10, 11, 12]);
         assert_eq!(w.window(1), &[2, 1, 20, 21]);
+    }
+
+    #[test]
+    fn labelled_windows_never_mix_two_labels() {
+        let docs = vec![
+            vec![10, 11, 12],
+            vec![13, 14],
+            vec![20, 21, 22, 23, 24],
+            vec![30],
+        ];
+        let (w, labels) =
+            Windows::labelled(&docs, &[0, 0, 1, 0], (None, None), 2, "train").unwrap();
+        // Label 0: 10 11 | 12 13 (14 dropped); label 1: 20 21 | 22 23 (24 dropped); then 30 alone.
+        assert_eq!(w.count(), 4);
+        assert_eq!(labels, vec![0, 0, 1, 1]);
+        assert_eq!(w.window(1), &[12, 13]);
+        assert_eq!(w.window(2), &[20, 21]);
+        assert!(Windows::labelled(&docs, &[0], (None, None), 2, "train").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod adamw;
 pub mod checkpoint;
+pub mod control;
 pub mod data;
 pub mod image_quality;
 pub mod images;

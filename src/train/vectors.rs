@@ -1,4 +1,5 @@
-//! Training Diffusion-LM's denoiser: `unmask train --objective diffusion-lm`.
+//! Training Diffusion-LM's networks: the denoiser (`unmask train --objective diffusion-lm`) and
+//! the control classifier (`--objective latent-classifier`).
 //!
 //! The loss is the reference's end-to-end objective (Li et al. 2022, arXiv:2205.14217, §4.1,
 //! eq. 2; `XiangLi1999/Diffusion-LM` `improved_diffusion/gaussian_diffusion.py`,
@@ -9,7 +10,15 @@
 //! - rounding's −log p(w | x₀) through the tied logits x₀·EMBᵀ.
 //!
 //! Each term is a mean over the sequence's numbers (the reference's `mean_flat`), and the
-//! word vectors learn through all three. The machinery is the other trainers': the [`Recipe`],
+//! word vectors learn through all three.
+//!
+//! The control classifier p_φ(c | x_t, t) of plug-and-play control (§5.2) learns the
+//! cross-entropy of each window's attribute (its source: Austen or the Bible) at x_t drawn as
+//! above from the denoiser's word vectors, which stay frozen: the latents it reads are the very
+//! ones the sampler makes (the reference trains its classifiers on the diffusion's noised
+//! embeddings, t uniform). Windows never mix two sources ([`Windows::labelled`]).
+//!
+//! The machinery is the other trainers': the [`Recipe`],
 //! AdamW, the clip, the EMA, the seeded data order and noise streams ([`super::data`]); a run
 //! resumes exactly.
 
@@ -59,21 +68,20 @@ pub struct VectorTrainConfig {
 }
 
 impl VectorTrainConfig {
-    /// Checks the recipe and that the model is a denoiser.
-    pub fn validate(&self, model: &DiffusionLmConfig) -> Result<(), TrainError> {
+    /// Checks the recipe.
+    pub fn validate(&self) -> Result<(), TrainError> {
         self.recipe.validate()?;
-        let bad = |m: &str| Err(TrainError::Config(m.into()));
         if self.val_every == 0 || self.val_windows == 0 {
-            return bad("val_every and val_windows must be positive");
-        }
-        if model.role != Role::Denoiser {
-            return bad("the diffusion-lm objective trains the denoiser, not a classifier");
+            return Err(TrainError::Config(
+                "val_every and val_windows must be positive".into(),
+            ));
         }
         Ok(())
     }
 }
 
-/// The loss's three terms, each a mean per number of the sequence (the rounding term per word).
+/// The loss's terms: the denoiser's three, each a mean per number of the sequence (the rounding
+/// term per word), or the classifier's one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VectorLoss {
     /// ‖f_θ(x_t, t) − x₀‖².
@@ -82,12 +90,37 @@ pub struct VectorLoss {
     pub rounding: f64,
     /// ‖√ᾱ_{T−1}·x₀‖².
     pub prior: f64,
+    /// The classifier's −log p_φ(c | x_t, t), a mean per window.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub classification: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl VectorLoss {
     /// What is minimised: their sum.
     pub fn total(&self) -> f64 {
-        self.mse + self.rounding + self.prior
+        self.mse + self.rounding + self.prior + self.classification
+    }
+
+    /// The sum of `self` and `other` weighted by `w`.
+    pub fn add(&mut self, other: &Self, w: f64) {
+        self.mse += other.mse * w;
+        self.rounding += other.rounding * w;
+        self.prior += other.prior * w;
+        self.classification += other.classification * w;
+    }
+
+    /// Each term divided by `n`.
+    pub fn divided(&self, n: f64) -> Self {
+        Self {
+            mse: self.mse / n,
+            rounding: self.rounding / n,
+            prior: self.prior / n,
+            classification: self.classification / n,
+        }
     }
 }
 
@@ -99,6 +132,9 @@ pub struct VectorEvaluation {
     pub loss: VectorLoss,
     /// Windows scored.
     pub windows: usize,
+    /// The classifier's share of windows whose attribute it named, at the noised latents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
 }
 
 /// What one optimisation step did.
@@ -150,6 +186,67 @@ fn noise(windows: &[&[u32]], d: usize, steps: usize, rng: &mut Rng) -> Noised {
     }
 }
 
+/// x₀ ~ N(mean, σ₀²) and x_t ~ q(x_t | x₀) of a noised batch around the word vectors `mean`
+/// `[B, L, d]`.
+fn noised_latents(
+    mean: Tensor<3>,
+    schedule: &Schedule,
+    batch: &Noised,
+    device: &Device,
+) -> (Tensor<3>, Tensor<3>) {
+    let [b, l, d] = mean.dims();
+    let numbers =
+        |v: &[f32]| Tensor::<3>::from_data(TensorData::new(v.to_vec(), [b, l, d]), device);
+    let sigma0 = (1.0 - schedule.alpha_bars[0]).sqrt() as f32;
+    let x0 = mean + numbers(&batch.eps0) * sigma0;
+    let a = |t: usize| schedule.alpha_bars[t];
+    let x_t = x0.clone() * per_window(batch, device, &|t| a(t).sqrt())
+        + numbers(&batch.eps) * per_window(batch, device, &|t| (1.0 - a(t)).sqrt());
+    (x0, x_t)
+}
+
+/// `f` of each window's time, `[B, 1, 1]`.
+fn per_window(batch: &Noised, device: &Device, f: &dyn Fn(usize) -> f64) -> Tensor<3> {
+    let values: Vec<f32> = batch.t.iter().map(|&t| f(t) as f32).collect();
+    Tensor::<3>::from_data(TensorData::new(values, [batch.batch, 1, 1]), device)
+}
+
+/// The classifier's loss on a noised batch around the frozen word vectors `embedding` `[V, d]`:
+/// the mean cross-entropy `[1]` of the windows' `labels`, and how many it named right.
+fn classifier_loss(
+    net: &DiffusionLm,
+    schedule: &Schedule,
+    batch: &Noised,
+    labels: &[usize],
+    embedding: Tensor<2>,
+    device: &Device,
+) -> Result<(Tensor<1>, usize), TrainError> {
+    let (b, l) = (batch.batch, batch.len);
+    let d = embedding.dims()[1];
+    let ids = Tensor::<1, Int>::from_data(TensorData::new(batch.tokens.clone(), [b * l]), device);
+    let mean = embedding.select(0, ids).reshape([b, l, d]);
+    let (_, x_t) = noised_latents(mean, schedule, batch, device);
+    let times: Vec<f32> = batch.t.iter().map(|&t| t as f32).collect();
+    let logits = net.forward(x_t, &times);
+    let classes = logits.dims()[2];
+    let logits = logits.reshape([b, classes]);
+    let targets: Vec<i64> = labels.iter().map(|&c| c as i64).collect();
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), device);
+    let predicted = logits
+        .clone()
+        .argmax(1)
+        .into_data()
+        .iter::<i64>()
+        .collect::<Vec<_>>();
+    let correct = predicted
+        .iter()
+        .zip(labels)
+        .filter(|&(&p, &c)| p as usize == c)
+        .count();
+    let ce = log_softmax(logits, 1).gather(1, targets).mean().neg();
+    Ok((ce, correct))
+}
+
 /// The loss of `net` on a noised batch: the total `[1]` (differentiable on an autodiff device)
 /// and its three terms.
 fn loss(
@@ -162,21 +259,10 @@ fn loss(
     let ids = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [b, l]), device);
     let no_vectors = || TrainError::Config("the network has no word vectors to train".into());
     let mean = net.embed(ids.clone()).ok_or_else(no_vectors)?;
-    let d = mean.dims()[2];
-    let numbers =
-        |v: &[f32]| Tensor::<3>::from_data(TensorData::new(v.to_vec(), [b, l, d]), device);
-    let per_window = |f: &dyn Fn(usize) -> f64| {
-        let values: Vec<f32> = batch.t.iter().map(|&t| f(t) as f32).collect();
-        Tensor::<3>::from_data(TensorData::new(values, [b, 1, 1]), device)
-    };
-    let sigma0 = (1.0 - schedule.alpha_bars[0]).sqrt() as f32;
-    let x0 = mean.clone() + numbers(&batch.eps0) * sigma0;
-    let a = |t: usize| schedule.alpha_bars[t];
-    let x_t = x0.clone() * per_window(&|t| a(t).sqrt())
-        + numbers(&batch.eps) * per_window(&|t| (1.0 - a(t)).sqrt());
+    let (x0, x_t) = noised_latents(mean.clone(), schedule, batch, device);
     let times: Vec<f32> = batch.t.iter().map(|&t| t as f32).collect();
     let predicted = net.forward(x_t, &times);
-    let at_zero = per_window(&|t| if t == 0 { 1.0 } else { 0.0 });
+    let at_zero = per_window(batch, device, &|t| if t == 0 { 1.0 } else { 0.0 });
     let target = x0.clone() * (at_zero.clone().neg() + 1.0) + mean * at_zero;
     let mse = (predicted - target).powi_scalar(2).mean();
     let last = schedule.alpha_bars[schedule.steps() - 1].sqrt() as f32;
@@ -197,10 +283,30 @@ fn terms(t: [Tensor<1>; 3]) -> Result<VectorLoss, TrainError> {
         mse: scalar(mse)?,
         rounding: scalar(rounding)?,
         prior: scalar(prior)?,
+        classification: 0.0,
     })
 }
 
-/// A Diffusion-LM run in memory: the denoiser, its EMA, the optimiser and the windows.
+/// What a classifier run reads beside its documents.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassifierData<'a> {
+    /// The denoiser's word vectors EMB `[vocab_size · embed_dim]`, frozen.
+    pub embedding: &'a [f32],
+    /// Each training document's attribute: an index into the model's `labels`.
+    pub train_labels: &'a [usize],
+    /// Each validation document's attribute.
+    pub valid_labels: &'a [usize],
+}
+
+/// A classifier run's frozen word vectors and window labels.
+struct Attributes {
+    embedding: Vec<f32>,
+    train: Vec<usize>,
+    valid: Vec<usize>,
+}
+
+/// A Diffusion-LM run in memory: the network (denoiser or classifier), its EMA, the optimiser
+/// and the windows.
 pub struct VectorTrainer {
     /// The recipe.
     pub config: VectorTrainConfig,
@@ -212,24 +318,78 @@ pub struct VectorTrainer {
     train: Windows,
     valid: Windows,
     order: Order,
+    /// The classifier's inputs; `None` for the denoiser.
+    attributes: Option<Attributes>,
 }
 
 impl VectorTrainer {
     /// A run of `config` on `model_config` over the tokenized `documents` (wrapped in the
     /// `special` BOS and EOS where the tokenizer has them, cut into windows of `model_length`),
-    /// on `device`.
+    /// on `device`. A classifier (the config's role) needs `classifier`, a denoiser none.
     pub fn new(
         config: VectorTrainConfig,
         model_config: DiffusionLmConfig,
         documents: Documents<'_>,
         special: (Option<u32>, Option<u32>),
+        classifier: Option<ClassifierData<'_>>,
         device: &Device,
         start: Start<'_>,
     ) -> Result<Self, TrainError> {
-        config.validate(&model_config)?;
+        config.validate()?;
         let len = model_config.model_length;
-        let train = Windows::of_split(documents.train, special, len, "train")?;
-        let valid = Windows::of_split(documents.valid, special, len, "validation")?;
+        let (train, valid, attributes) = match (model_config.role, classifier) {
+            (Role::Denoiser, None) => (
+                Windows::of_split(documents.train, special, len, "train")?,
+                Windows::of_split(documents.valid, special, len, "validation")?,
+                None,
+            ),
+            (Role::Classifier, Some(data)) => {
+                let (v, d) = (model_config.vocab_size, model_config.embed_dim);
+                if data.embedding.len() != v * d {
+                    return Err(TrainError::Config(format!(
+                        "the word vectors hold {} numbers, not the {v} × {d} of the classifier's vocab_size × embed_dim",
+                        data.embedding.len()
+                    )));
+                }
+                let classes = model_config.labels.len();
+                if let Some(&c) = data
+                    .train_labels
+                    .iter()
+                    .chain(data.valid_labels)
+                    .find(|&&c| c >= classes)
+                {
+                    return Err(TrainError::Config(format!(
+                        "attribute {c} is outside the classifier's {classes} labels"
+                    )));
+                }
+                let (train, train_labels) =
+                    Windows::labelled(documents.train, data.train_labels, special, len, "train")?;
+                let (valid, valid_labels) = Windows::labelled(
+                    documents.valid,
+                    data.valid_labels,
+                    special,
+                    len,
+                    "validation",
+                )?;
+                let attributes = Attributes {
+                    embedding: data.embedding.to_vec(),
+                    train: train_labels,
+                    valid: valid_labels,
+                };
+                (train, valid, Some(attributes))
+            }
+            (Role::Denoiser, Some(_)) => {
+                return Err(TrainError::Config(
+                    "a denoiser run learns its own word vectors: it takes no classifier data"
+                        .into(),
+                ));
+            }
+            (Role::Classifier, None) => {
+                return Err(TrainError::Config(
+                    "a classifier run needs the denoiser's word vectors and each document's attribute".into(),
+                ));
+            }
+        };
         if let Some(&id) = documents
             .train
             .iter()
@@ -261,7 +421,40 @@ impl VectorTrainer {
             train,
             valid,
             order,
+            attributes,
         })
+    }
+
+    /// The loss of `net` on `batch` (windows `indices` of `labels`' split) on `device`: the total
+    /// to minimise, its terms, and the classifier's right answers.
+    fn batch_loss(
+        &self,
+        net: &DiffusionLm,
+        batch: &Noised,
+        labels: impl Fn(&Attributes) -> Vec<usize>,
+        device: &Device,
+    ) -> Result<(Tensor<1>, VectorLoss, usize), TrainError> {
+        match &self.attributes {
+            None => {
+                let (total, parts) = loss(net, &self.schedule, batch, device)?;
+                Ok((total, terms(parts)?, 0))
+            }
+            Some(attributes) => {
+                let (v, d) = (self.model_config.vocab_size, self.model_config.embed_dim);
+                let embedding = Tensor::<2>::from_data(
+                    TensorData::new(attributes.embedding.clone(), [v, d]),
+                    device,
+                );
+                let labels = labels(attributes);
+                let (ce, correct) =
+                    classifier_loss(net, &self.schedule, batch, &labels, embedding, device)?;
+                let loss = VectorLoss {
+                    classification: scalar(ce.clone())?,
+                    ..VectorLoss::default()
+                };
+                Ok((ce, loss, correct))
+            }
+        }
     }
 
     /// Steps taken so far.
@@ -285,14 +478,18 @@ impl VectorTrainer {
         let lr = r.lr_at(self.step);
         let b = r.batch_size;
         let mut rng = Rng::new(mix(mix(r.seed, NOISE_STREAM), self.step as u64));
-        let windows: Vec<&[u32]> = (0..b)
-            .map(|i| self.train.window(self.order.nth(self.step * b + i)))
-            .collect();
+        let indices: Vec<usize> = (0..b).map(|i| self.order.nth(self.step * b + i)).collect();
+        let windows: Vec<&[u32]> = indices.iter().map(|&i| self.train.window(i)).collect();
         let d = self.model_config.embed_dim;
         let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
-        let (total, parts) = loss(&self.net.model, &self.schedule, &batch, self.net.device())?;
-        let loss = terms(parts)?;
-        let grad_norm = self.net.update(total, r, self.step)?;
+        let (total, loss, _) = self.batch_loss(
+            &self.net.model,
+            &batch,
+            |a| indices.iter().map(|&i| a.train[i]).collect(),
+            self.net.device(),
+        )?;
+        let r = self.config.recipe.clone();
+        let grad_norm = self.net.update(total, &r, self.step)?;
         self.step += 1;
         Ok(VectorStepReport {
             step: self.step,
@@ -303,32 +500,42 @@ impl VectorTrainer {
         })
     }
 
-    /// The EMA weights' loss on the first `val_windows` validation windows.
+    /// The validation windows scored: the first `val_windows` for the denoiser; for the
+    /// classifier as many spread evenly over the split, which is written source by source.
+    fn validation_windows(&self) -> Vec<usize> {
+        let total = self.valid.count();
+        let count = self.config.val_windows.min(total);
+        match self.attributes {
+            None => (0..count).collect(),
+            Some(_) => (0..count).map(|i| i * total / count).collect(),
+        }
+    }
+
+    /// The EMA weights' loss on the validation windows (and the classifier's accuracy).
     pub fn evaluate(&self) -> Result<VectorEvaluation, TrainError> {
         let plain = self.net.plain();
         let mut rng = Rng::new(mix(self.config.recipe.seed, VALID_STREAM));
-        let count = self.config.val_windows.min(self.valid.count());
+        let indices = self.validation_windows();
         let d = self.model_config.embed_dim;
         let mut sum = VectorLoss::default();
-        let indices: Vec<usize> = (0..count).collect();
+        let mut correct = 0;
         for chunk in indices.chunks(self.config.recipe.batch_size) {
             let windows: Vec<&[u32]> = chunk.iter().map(|&i| self.valid.window(i)).collect();
             let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
-            let (_, parts) = loss(&self.net.ema, &self.schedule, &batch, &plain)?;
-            let l = terms(parts)?;
-            let n = chunk.len() as f64;
-            sum.mse += l.mse * n;
-            sum.rounding += l.rounding * n;
-            sum.prior += l.prior * n;
+            let (_, l, right) = self.batch_loss(
+                &self.net.ema,
+                &batch,
+                |a| chunk.iter().map(|&i| a.valid[i]).collect(),
+                &plain,
+            )?;
+            sum.add(&l, chunk.len() as f64);
+            correct += right;
         }
-        let n = count as f64;
+        let n = indices.len() as f64;
         Ok(VectorEvaluation {
-            loss: VectorLoss {
-                mse: sum.mse / n,
-                rounding: sum.rounding / n,
-                prior: sum.prior / n,
-            },
-            windows: count,
+            loss: sum.divided(n),
+            windows: indices.len(),
+            accuracy: self.attributes.as_ref().map(|_| correct as f64 / n),
         })
     }
 
@@ -395,6 +602,9 @@ pub struct VectorRunState {
     pub commands: Vec<String>,
     /// The prepared corpus it reads.
     pub corpus: String,
+    /// A classifier run's denoiser folder, whose word vectors it reads (frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denoiser: Option<String>,
 }
 
 /// A saved run: `run.json`, the tokenizer, the weights, their EMA and the optimiser state.
@@ -472,7 +682,7 @@ pub struct VectorProvenance {
 }
 
 /// Writes the EMA weights as a model folder: `config.json`, `model.safetensors` in `dtype`,
-/// `tokenizer.json` and `training.json`.
+/// `tokenizer.json` (a denoiser's) and `training.json`.
 pub fn export_vector_model(
     out: &Path,
     trainer: &VectorTrainer,
@@ -487,7 +697,9 @@ pub fn export_vector_model(
         dtype: dtype_name(dtype),
     };
     let weights = trainer.ema_weights(dtype)?;
-    write_model_folder(out, &state.model, &weights, Some(tokenizer), &provenance)
+    // A classifier reads its denoiser's vectors, never text: it has no tokenizer of its own.
+    let tokenizer = (state.model.role == Role::Denoiser).then_some(tokenizer);
+    write_model_folder(out, &state.model, &weights, tokenizer, &provenance)
 }
 
 #[cfg(test)]
@@ -544,6 +756,7 @@ mod tests {
                 config(),
                 documents,
                 (None, None),
+                None,
                 &device,
                 start,
             )
@@ -585,6 +798,7 @@ mod tests {
                 valid: &bad,
             },
             (None, None),
+            None,
             &device,
             Start::Fresh,
         )
@@ -592,5 +806,89 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(err.contains("token id 12"), "{err}");
+    }
+
+    #[test]
+    fn the_classifier_learns_the_attribute_of_noised_latents_and_needs_its_vectors() {
+        // Two "sources" with words of their own: 0–5 against 6–11.
+        let docs: Vec<Vec<u32>> = (0..40u32)
+            .map(|s| (0..24).map(|i| (s + i) % 6 + 6 * (s % 2)).collect())
+            .collect();
+        let labels: Vec<usize> = (0..40).map(|s| s % 2).collect();
+        let mut rng = Rng::new(4);
+        let embedding: Vec<f32> = (0..12 * 8).map(|_| normal(&mut rng) as f32).collect();
+        let model = DiffusionLmConfig {
+            role: Role::Classifier,
+            labels: vec!["low".into(), "high".into()],
+            ..config()
+        };
+        let train = VectorTrainConfig {
+            recipe: Recipe {
+                batch_size: 8,
+                lr: 3e-3,
+                warmup_steps: 1,
+                max_steps: 40,
+                ema: 0.0,
+                seed: 3,
+                ..Recipe::default()
+            },
+            val_every: 10,
+            val_windows: 16,
+        };
+        let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
+        let documents = Documents {
+            train: &docs[..32],
+            valid: &docs[32..],
+        };
+        let data = ClassifierData {
+            embedding: &embedding,
+            train_labels: &labels[..32],
+            valid_labels: &labels[32..],
+        };
+        let new = |data, model: &DiffusionLmConfig| {
+            VectorTrainer::new(
+                train.clone(),
+                model.clone(),
+                documents,
+                (None, None),
+                data,
+                &device,
+                Start::Fresh,
+            )
+        };
+        let mut trainer = new(Some(data), &model).unwrap();
+        let before = trainer.evaluate().unwrap();
+        while !trainer.is_done() {
+            trainer.train_step().unwrap();
+        }
+        let after = trainer.evaluate().unwrap();
+        assert_eq!(after.windows, 16);
+        // Validation spreads over both sources.
+        let labels_seen: std::collections::BTreeSet<usize> = trainer
+            .validation_windows()
+            .iter()
+            .map(|&i| trainer.attributes.as_ref().unwrap().valid[i])
+            .collect();
+        assert_eq!(labels_seen.len(), 2);
+        assert!(
+            after.loss.classification < before.loss.classification * 0.8,
+            "{before:?} → {after:?}"
+        );
+        assert!(after.accuracy.unwrap() > 0.7, "{after:?}");
+        assert_eq!((after.loss.mse, after.loss.rounding), (0.0, 0.0));
+        // Without its vectors, with vectors of the wrong size, or given to a denoiser: refused.
+        let err = |r: Result<VectorTrainer, TrainError>| r.err().unwrap().to_string();
+        assert!(err(new(None, &model)).contains("word vectors"));
+        let short = ClassifierData {
+            embedding: &embedding[..10],
+            ..data
+        };
+        assert!(err(new(Some(short), &model)).contains("12 × 8"));
+        assert!(err(new(Some(data), &config())).contains("no classifier data"));
+        let unknown = ClassifierData {
+            train_labels: &[2; 32],
+            ..data
+        };
+        assert!(err(new(Some(unknown), &model)).contains("attribute 2"));
     }
 }

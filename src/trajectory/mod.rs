@@ -9,6 +9,7 @@
 //! "ddpm"`) have their own payload ([`images`]); [`kind_of`] reads a file's family first.
 
 pub mod images;
+pub mod vectors;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -110,7 +111,7 @@ pub enum TrajectoryError {
         expected: Family,
     },
     /// A family whose runs are not replayed yet.
-    #[error("{} trajectories are not read yet: the CLI's --trace writes them for reading elsewhere", .0.name())]
+    #[error("{} trajectories are not read by the page yet: the CLI's --trace writes them in this format, for the page's Diffusion-LM tab to come", .0.name())]
     NoReplay(Family),
     /// The steps contradict each other or the canvas (a hand-edited or damaged file).
     #[error("the trajectory is inconsistent: {0}; export it again")]

@@ -38,6 +38,10 @@ fn text_flags(args: &GenerateArgs) -> Vec<&'static str> {
         ("--no-cache", args.no_cache),
         ("--no-stop-at-eos", args.no_stop_at_eos),
         ("--attention", args.attention.is_some()),
+        ("--clamp", args.clamp.is_some()),
+        ("--control", args.control.is_some()),
+        ("--control-scale", args.control_scale.is_some()),
+        ("--fluency", args.fluency.is_some()),
     ]
     .into_iter()
     .filter_map(|(flag, given)| given.then_some(flag))

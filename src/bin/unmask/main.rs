@@ -215,10 +215,21 @@ struct GenerateArgs {
     /// The class to draw (ddpm) [default: any, from the unconditional prediction].
     #[arg(long)]
     class: Option<usize>,
-    /// Noisy classifier folder for classifier guidance (ddpm) [default: the one the model's
-    /// config.json names].
+    /// Noisy classifier folder for classifier guidance (ddpm), or the control classifier
+    /// (diffusion-lm) [default: the one the model's config.json names].
     #[arg(long)]
     classifier: Option<PathBuf>,
+    /// Plug-and-play control (diffusion-lm): steer the sentence toward an attribute of the
+    /// control classifier (austen, bible), or none [default: none].
+    #[arg(long)]
+    control: Option<String>,
+    /// S (diffusion-lm): the weight of the control classifier's cross-entropy; 0 only watches
+    /// its probability [default: 1].
+    #[arg(long)]
+    control_scale: Option<f64>,
+    /// λ (diffusion-lm): the weight of control's fluency term Σ(x − μ)²/σ² [default: 0.01].
+    #[arg(long)]
+    fluency: Option<f64>,
     /// Classifier guidance scale s (ddpm): each step's mean moves by s·Σ·∇ log p(class | x_t).
     #[arg(long)]
     classifier_scale: Option<f64>,
@@ -557,9 +568,15 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
         unmask::config::Family::Text => {}
     }
     images::refuse_image_flags(&args)?;
-    if args.clamp.is_some() {
+    let vector_flags = [
+        ("--clamp", args.clamp.is_some()),
+        ("--control", args.control.is_some()),
+        ("--control-scale", args.control_scale.is_some()),
+        ("--fluency", args.fluency.is_some()),
+    ];
+    if let Some((flag, _)) = vector_flags.iter().find(|(_, given)| *given) {
         return Err(CliError::Input(format!(
-            "--clamp is a flag of Diffusion-LM; {} is a masked-diffusion model",
+            "{flag} is a flag of Diffusion-LM; {} is a masked-diffusion model",
             args.model.display()
         )));
     }

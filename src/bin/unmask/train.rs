@@ -38,6 +38,9 @@ pub enum ObjectiveArg {
     Classifier,
     /// Diffusion-LM: Gaussian diffusion on learned word vectors, rounded to words.
     DiffusionLm,
+    /// Diffusion-LM's control classifier: a text's source (austen, bible) from its noised word
+    /// vectors, those of the --denoiser folder.
+    LatentClassifier,
 }
 
 impl ObjectiveArg {
@@ -106,6 +109,10 @@ pub struct TrainArgs {
     /// Dimension of the word vectors (diffusion-lm) [default: 32].
     #[arg(long)]
     pub embed_dim: Option<usize>,
+    /// The Diffusion-LM folder whose word vectors the control classifier reads
+    /// (latent-classifier).
+    #[arg(long)]
+    pub denoiser: Option<PathBuf>,
     /// Window length in tokens (`model_length`).
     #[arg(long)]
     pub model_length: Option<usize>,
@@ -233,8 +240,8 @@ impl TrainArgs {
             Some(ObjectiveArg::Ddpm | ObjectiveArg::Classifier) => {
                 return Err("the image objectives train on the digits, not the corpus".into());
             }
-            Some(ObjectiveArg::DiffusionLm) => {
-                return Err("--objective diffusion-lm is trained by its own run".into());
+            Some(ObjectiveArg::DiffusionLm | ObjectiveArg::LatentClassifier) => {
+                return Err("the Diffusion-LM objectives are trained by their own run".into());
             }
         };
         let model = objective.model_config(
@@ -295,13 +302,18 @@ fn command_line() -> String {
 
 /// `unmask train`.
 pub fn run(args: TrainArgs) -> CliResult<()> {
-    if matches!(args.objective, Some(ObjectiveArg::DiffusionLm))
-        || super::vectors::holds_run(&args.run)
+    if matches!(
+        args.objective,
+        Some(ObjectiveArg::DiffusionLm | ObjectiveArg::LatentClassifier)
+    ) || super::vectors::holds_run(&args.run)
     {
         return super::vectors::train(args);
     }
     if args.embed_dim.is_some() {
         return Err("--embed-dim is a flag of --objective diffusion-lm".into());
+    }
+    if args.denoiser.is_some() {
+        return Err("--denoiser is a flag of --objective latent-classifier".into());
     }
     if args.objective.is_some_and(ObjectiveArg::is_image)
         || super::train_images::holds_image_run(&args.run)
@@ -641,12 +653,20 @@ pub struct QualityArgs {
     /// Classifier-free guidance scales to score (ddpm family).
     #[arg(long, value_delimiter = ',', default_value = "0,1,3")]
     pub cfg_scales: Vec<f64>,
-    /// Classifier guidance scales to score (ddpm family; needs a classifier).
+    /// Classifier guidance scales to score (ddpm family; needs a classifier), or control scales
+    /// S (diffusion-lm; needs a control classifier; 0 is no control).
     #[arg(long, value_delimiter = ',', default_value = "0,1,3,10")]
     pub classifier_scales: Vec<f64>,
-    /// Noisy classifier folder (ddpm family) [default: the one the model's config.json names].
+    /// Noisy classifier folder (ddpm family), or the control classifier (diffusion-lm)
+    /// [default: the one the model's config.json names].
     #[arg(long)]
     pub classifier: Option<PathBuf>,
+    /// Samples per control scale and attribute (diffusion-lm).
+    #[arg(long, default_value_t = 10)]
+    pub control_samples: usize,
+    /// λ, control's fluency weight (diffusion-lm) [default: 0.01].
+    #[arg(long)]
+    pub fluency: Option<f64>,
 }
 
 /// `unmask quality`.
@@ -655,8 +675,14 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
     match unmask::bundle::read_family(&args.model)
         .map_err(|e| format!("{}: {e}", args.model.display()))?
     {
-        unmask::config::Family::Ddpm => return super::images::quality(&args),
         unmask::config::Family::DiffusionLm => return super::vectors::quality(&args),
+        _ if args.fluency.is_some() => {
+            return Err(
+                "--fluency weighs Diffusion-LM's control: it is not a flag of this model's family"
+                    .into(),
+            );
+        }
+        unmask::config::Family::Ddpm => return super::images::quality(&args),
         unmask::config::Family::Text => {}
     }
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
-//! The Diffusion-LM family in the CLI: `unmask generate` on its folders (see
-//! `unmask::sampler::diffusion_lm`) and `unmask train --objective diffusion-lm` (see
-//! `unmask::train::vectors`), with the other runs' flags, run directory and resume.
+//! The Diffusion-LM family in the CLI: `unmask generate` on its folders, with plug-and-play
+//! control (see `unmask::sampler::diffusion_lm`), and `unmask train --objective diffusion-lm` or
+//! `--objective latent-classifier` (see `unmask::train::vectors`), with the other runs' flags,
+//! run directory and resume.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -10,21 +11,27 @@ use unmask::backend;
 use unmask::bundle::{TOKENIZER_FILE, VectorBundle};
 use unmask::config::Family;
 use unmask::corpus::{self, Split};
-use unmask::model::diffusion_lm::{DEFAULT_DIFFUSION_STEPS, DiffusionLmConfig};
+use unmask::model::diffusion_lm::{
+    DEFAULT_DIFFUSION_STEPS, DiffusionLmClassifier, DiffusionLmConfig,
+};
 use unmask::model::patch_dit::Role;
-use unmask::sampler::diffusion_lm::{DEFAULT_STEPS, VectorRun, VectorSettings, VectorStep};
+use unmask::network::WordVectorDenoiser;
+use unmask::sampler::diffusion_lm::{
+    Control, DEFAULT_CONTROL_SCALE, DEFAULT_FLUENCY, DEFAULT_STEPS, VectorRun, VectorSettings,
+};
 use unmask::sampler::gaussian::{BetaSchedule, Variance};
 use unmask::text::{Embedding, TextCodec};
 use unmask::train::checkpoint::run_format;
 use unmask::train::vectors::{
-    SavedVectorRun, VECTOR_RUN_FORMAT, VECTOR_RUN_VERSION, VectorEvaluation, VectorHistoryEntry,
-    VectorLoss, VectorRunState, VectorTrainConfig, VectorTrainer, export_vector_model,
-    load_vector_run, save_vector_run,
+    ClassifierData, SavedVectorRun, VECTOR_RUN_FORMAT, VECTOR_RUN_VERSION, VectorEvaluation,
+    VectorHistoryEntry, VectorLoss, VectorRunState, VectorTrainConfig, VectorTrainer,
+    export_vector_model, load_vector_run, save_vector_run,
 };
 use unmask::train::{Documents, Start};
+use unmask::trajectory::vectors::VectorTrajectory;
 
 use super::progress::Progress;
-use super::train::{QualityArgs, TrainArgs};
+use super::train::{ObjectiveArg, QualityArgs, TrainArgs};
 use crate::{CliError, CliResult, GenerateArgs, VarianceArg};
 
 /// Architecture defaults of a new run: sentences of 32 tokens as 32-number vectors (the paper
@@ -36,6 +43,11 @@ const DEFAULT_HIDDEN_DIM: usize = 128;
 const DEFAULT_COND_DIM: usize = 128;
 const DEFAULT_N_BLOCKS: usize = 4;
 const DEFAULT_N_HEADS: usize = 4;
+/// The control classifier's trunk: smaller than the denoiser's, as it answers one question.
+const CLASSIFIER_HIDDEN_DIM: usize = 64;
+const CLASSIFIER_COND_DIM: usize = 64;
+const CLASSIFIER_N_BLOCKS: usize = 2;
+const CLASSIFIER_N_HEADS: usize = 4;
 /// Validation every this many steps unless --val-every says otherwise.
 const DEFAULT_VAL_EVERY: usize = 250;
 /// Validation windows unless --val-windows says otherwise.
@@ -53,7 +65,6 @@ fn refuse_other_flags(args: &GenerateArgs) -> Result<(), CliError> {
         ("--top-p", args.top_p.is_some()),
         ("--cfg", args.cfg.is_some()),
         ("--class", args.class.is_some()),
-        ("--classifier", args.classifier.is_some()),
         ("--classifier-scale", args.classifier_scale.is_some()),
         ("--ddim-eta", args.ddim_eta.is_some()),
         ("--count", args.count.is_some()),
@@ -72,34 +83,11 @@ fn refuse_other_flags(args: &GenerateArgs) -> Result<(), CliError> {
     ];
     match given.iter().find(|(_, g)| *g) {
         Some((flag, _)) => Err(CliError::Input(format!(
-            "{flag} is not a setting of Diffusion-LM; {} is a diffusion-lm model (--steps, --gen-length, --clamp, --variance, --seed, --prompt)",
+            "{flag} is not a setting of Diffusion-LM; {} is a diffusion-lm model (--steps, --gen-length, --clamp, --variance, --seed, --prompt, --control, --control-scale, --fluency, --classifier)",
             args.model.display()
         ))),
         None => Ok(()),
     }
-}
-
-/// A run's trace (`--trace`): the settings, and each step's rounded words.
-#[derive(serde::Serialize)]
-struct Trace<'a> {
-    format: &'static str,
-    version: u32,
-    kind: Family,
-    model: String,
-    prompt: &'a str,
-    settings: &'a VectorSettings,
-    steps: Vec<TraceStep<'a>>,
-    text: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct TraceStep<'a> {
-    #[serde(flatten)]
-    step: &'a VectorStep,
-    /// The words of the step, decoded (the prompt's included).
-    text: String,
-    /// The mean distance from x̂₀ to its words over the generated positions.
-    mean_distance: f64,
 }
 
 /// `unmask generate` on a Diffusion-LM folder.
@@ -114,6 +102,28 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         .encode(prompt)
         .map_err(|e| CliError::Input(format!("--prompt: {e}")))?;
     let c = &bundle.config;
+    let control = control_of(args)?;
+    let classifier_name = control.as_ref().map(|_| {
+        args.classifier
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .or_else(|| c.classifier.clone())
+            .unwrap_or_default()
+    });
+    let mut classifier = match &control {
+        Some(_) => Some(open_classifier(
+            &args.model,
+            args.classifier.as_deref(),
+            c,
+            &device,
+        )?),
+        None if args.classifier.is_some() => {
+            return Err(CliError::Input(
+                "--classifier steers with --control: give an attribute (austen, bible)".into(),
+            ));
+        }
+        None => None,
+    };
     let settings = VectorSettings {
         steps: args.steps.unwrap_or(DEFAULT_STEPS.min(c.diffusion_steps)),
         gen_length: args
@@ -125,6 +135,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
             Some(VarianceArg::Posterior) => Variance::Posterior,
         },
         seed: args.seed,
+        control,
     };
     let spec = c.vector_spec();
     let mut run = VectorRun::new(&settings, &prompt_ids, &spec)
@@ -132,8 +143,13 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut steps = Vec::with_capacity(run.total_steps());
-    while let Some(step) = pollster::block_on(run.step(&mut bundle.denoiser))
-        .map_err(|e| CliError::Failed(e.to_string()))?
+    while let Some(step) = pollster::block_on(async {
+        match classifier.as_mut() {
+            Some(c) => run.step_controlled(&mut bundle.denoiser, c).await,
+            None => run.step(&mut bundle.denoiser).await,
+        }
+    })
+    .map_err(CliError::from)?
     {
         if live {
             let words = bundle.codec.decode(&step.ids[prompt_ids.len()..]);
@@ -151,30 +167,26 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         .ok_or_else(|| CliError::Failed("the run took no step".into()))?;
     let text = bundle.codec.decode(&last.ids[prompt_ids.len()..]);
     if let Some(path) = &args.trace {
-        let trace = Trace {
-            format: "unmask-diffusion-lm-trajectory",
-            version: 1,
-            kind: Family::DiffusionLm,
-            model: args.model.display().to_string(),
-            prompt,
-            settings: &settings,
-            steps: steps
-                .iter()
-                .map(|s| TraceStep {
-                    step: s,
-                    text: bundle.codec.decode(&s.ids),
-                    mean_distance: s.mean_distance(prompt_ids.len()),
-                })
-                .collect(),
-            text: &text,
-        };
-        let json = serde_json::to_string_pretty(&trace).map_err(|e| e.to_string())?;
-        std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let trajectory = VectorTrajectory::new(
+            &args.model.display().to_string(),
+            &spec,
+            classifier_name,
+            settings.clone(),
+            (prompt, &prompt_ids),
+            steps.clone(),
+            &bundle.codec,
+        );
+        std::fs::write(path, trajectory.to_json())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     outln!("{prompt}{text}");
     if !args.quiet {
+        let control = match (&settings.control, last.target_probability) {
+            (Some(c), Some(p)) => format!(", p({} | x) {p:.3} at the last step", c.target),
+            _ => String::new(),
+        };
         eprintln!(
-            "{} steps in {seconds:.2} s ({:.1} steps/s), mean distance to the words {:.3}",
+            "{} steps in {seconds:.2} s ({:.1} steps/s), mean distance to the words {:.3}{control}",
             steps.len(),
             steps.len() as f64 / seconds.max(1e-9),
             last.mean_distance(prompt_ids.len())
@@ -183,38 +195,125 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The control the flags ask for: `--control ATTRIBUTE` (or `none`) with its weights.
+fn control_of(args: &GenerateArgs) -> Result<Option<Control>, CliError> {
+    match args.control.as_deref() {
+        None | Some("none") => {
+            match [
+                ("--control-scale", args.control_scale.is_some()),
+                ("--fluency", args.fluency.is_some()),
+            ]
+            .iter()
+            .find(|(_, given)| *given)
+            {
+                Some((flag, _)) => Err(CliError::Input(format!(
+                    "{flag} weighs control: give --control ATTRIBUTE (austen, bible)"
+                ))),
+                None => Ok(None),
+            }
+        }
+        Some(target) => Ok(Some(Control {
+            target: target.into(),
+            scale: args.control_scale.unwrap_or(DEFAULT_CONTROL_SCALE),
+            fluency: args.fluency.unwrap_or(DEFAULT_FLUENCY),
+        })),
+    }
+}
+
+/// The control classifier: `--classifier DIR`, or the folder the model's config.json names
+/// (relative to the model's folder).
+fn open_classifier(
+    model: &Path,
+    given: Option<&Path>,
+    denoiser: &DiffusionLmConfig,
+    device: &burn::tensor::Device,
+) -> Result<DiffusionLmClassifier, CliError> {
+    let dir = match (given, &denoiser.classifier) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(named)) => model.join(named),
+        (None, None) => {
+            return Err(CliError::Input(format!(
+                "control steers with a control classifier, and {} names none in its config.json: give --classifier DIR (unmask train --objective latent-classifier makes one)",
+                model.display()
+            )));
+        }
+    };
+    let open = || -> Result<DiffusionLmClassifier, String> {
+        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("{name}: {e}"));
+        let config = DiffusionLmConfig::from_json(&read(unmask::bundle::CONFIG_FILE)?)
+            .map_err(|e| e.to_string())?;
+        DiffusionLmClassifier::load(
+            &config,
+            &read(unmask::bundle::WEIGHTS_FILE)?,
+            denoiser,
+            device,
+        )
+        .map_err(|e| e.to_string())
+    };
+    open().map_err(|e| CliError::Input(format!("control classifier {}: {e}", dir.display())))
+}
+
 /// Whether `dir` holds a Diffusion-LM run (its run.json says so).
 pub fn holds_run(dir: &Path) -> bool {
     run_format(dir).as_deref() == Some(VECTOR_RUN_FORMAT)
 }
 
-fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<VectorRunState> {
-    let other = [
+fn new_run(
+    args: &TrainArgs,
+    vocab_size: usize,
+    denoiser: Option<(&Path, &DiffusionLmConfig)>,
+) -> CliResult<VectorRunState> {
+    let objective = match denoiser {
+        None => "diffusion-lm",
+        Some(_) => "latent-classifier",
+    };
+    let mut other = vec![
         ("--label-dropout", args.label_dropout.is_some()),
         ("--unconditional", args.unconditional),
         ("--patch-size", args.patch_size.is_some()),
-        ("--classifier", args.classifier.is_some()),
         ("--block-size", args.block_size.is_some()),
         ("--warm-start", args.warm_start.is_some()),
         ("--forcing-sorted", args.forcing_sorted.is_some()),
     ];
-    if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
-        return Err(format!("{flag} is not a flag of --objective diffusion-lm"));
+    if denoiser.is_some() {
+        // The classifier reads the denoiser's vectors over its diffusion.
+        other.extend([
+            ("--classifier", args.classifier.is_some()),
+            ("--embed-dim", args.embed_dim.is_some()),
+            ("--model-length", args.model_length.is_some()),
+            ("--diffusion-steps", args.diffusion_steps.is_some()),
+            ("--beta-schedule", args.beta_schedule.is_some()),
+        ]);
     }
-    let model = DiffusionLmConfig {
-        family: Family::DiffusionLm,
-        role: Role::Denoiser,
-        vocab_size,
-        embed_dim: args.embed_dim.unwrap_or(DEFAULT_EMBED_DIM),
-        model_length: args.model_length.unwrap_or(DEFAULT_MODEL_LENGTH),
-        hidden_dim: args.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
-        cond_dim: args.cond_dim.unwrap_or(DEFAULT_COND_DIM),
-        n_blocks: args.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
-        n_heads: args.n_heads.unwrap_or(DEFAULT_N_HEADS),
-        diffusion_steps: args.diffusion_steps.unwrap_or(DEFAULT_DIFFUSION_STEPS),
-        beta_schedule: args.beta_schedule.map_or(BetaSchedule::Sqrt, Into::into),
-        labels: Vec::new(),
-        classifier: None,
+    if let Some((flag, _)) = other.iter().find(|(_, given)| *given) {
+        return Err(format!("{flag} is not a flag of --objective {objective}"));
+    }
+    let model = match denoiser {
+        None => DiffusionLmConfig {
+            family: Family::DiffusionLm,
+            role: Role::Denoiser,
+            vocab_size,
+            embed_dim: args.embed_dim.unwrap_or(DEFAULT_EMBED_DIM),
+            model_length: args.model_length.unwrap_or(DEFAULT_MODEL_LENGTH),
+            hidden_dim: args.hidden_dim.unwrap_or(DEFAULT_HIDDEN_DIM),
+            cond_dim: args.cond_dim.unwrap_or(DEFAULT_COND_DIM),
+            n_blocks: args.n_blocks.unwrap_or(DEFAULT_N_BLOCKS),
+            n_heads: args.n_heads.unwrap_or(DEFAULT_N_HEADS),
+            diffusion_steps: args.diffusion_steps.unwrap_or(DEFAULT_DIFFUSION_STEPS),
+            beta_schedule: args.beta_schedule.map_or(BetaSchedule::Sqrt, Into::into),
+            labels: Vec::new(),
+            classifier: args.classifier.clone(),
+        },
+        Some((_, d)) => DiffusionLmConfig {
+            role: Role::Classifier,
+            hidden_dim: args.hidden_dim.unwrap_or(CLASSIFIER_HIDDEN_DIM),
+            cond_dim: args.cond_dim.unwrap_or(CLASSIFIER_COND_DIM),
+            n_blocks: args.n_blocks.unwrap_or(CLASSIFIER_N_BLOCKS),
+            n_heads: args.n_heads.unwrap_or(CLASSIFIER_N_HEADS),
+            labels: corpus::SOURCES.iter().map(|s| s.to_string()).collect(),
+            classifier: None,
+            ..d.clone()
+        },
     };
     model.validate().map_err(|e| e.to_string())?;
     let train = VectorTrainConfig {
@@ -222,7 +321,7 @@ fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<VectorRunState> {
         val_every: args.val_every.unwrap_or(DEFAULT_VAL_EVERY),
         val_windows: args.val_windows.unwrap_or(DEFAULT_VAL_WINDOWS),
     };
-    train.validate(&model).map_err(|e| e.to_string())?;
+    train.validate().map_err(|e| e.to_string())?;
     Ok(VectorRunState {
         format: VECTOR_RUN_FORMAT.into(),
         version: VECTOR_RUN_VERSION,
@@ -235,7 +334,48 @@ fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<VectorRunState> {
         history: Vec::new(),
         commands: Vec::new(),
         corpus: args.corpus.display().to_string(),
+        denoiser: denoiser.map(|(dir, _)| dir.display().to_string()),
     })
+}
+
+/// The denoiser folder a classifier run reads: its config and word vectors, and its tokenizer.
+fn read_denoiser(dir: &Path) -> CliResult<(DiffusionLmConfig, Vec<f32>, Vec<u8>)> {
+    let cpu = backend::init(backend::BackendKind::Cpu).map_err(|e| e.to_string())?;
+    let bundle = VectorBundle::from_dir(dir, &cpu).map_err(|e| {
+        format!(
+            "--denoiser {}: {e}; it must be a Diffusion-LM denoiser folder (unmask train --objective diffusion-lm --out DIR)",
+            dir.display()
+        )
+    })?;
+    let tokenizer = std::fs::read(dir.join(TOKENIZER_FILE))
+        .map_err(|e| format!("{}: {e}", dir.join(TOKENIZER_FILE).display()))?;
+    Ok((
+        bundle.config,
+        bundle.denoiser.embedding().to_vec(),
+        tokenizer,
+    ))
+}
+
+/// Each document of a split, tokenized, with its source's index among `labels`.
+fn tokenize_labelled(
+    codec: &TextCodec,
+    corpus: &Path,
+    split: Split,
+    labels: &[String],
+) -> CliResult<(Vec<Vec<u32>>, Vec<usize>)> {
+    let docs = corpus::read_labelled_documents(corpus, split).map_err(|e| e.to_string())?;
+    let mut ids = Vec::with_capacity(docs.len());
+    let mut classes = Vec::with_capacity(docs.len());
+    for (text, source) in &docs {
+        ids.push(codec.encode(text).map_err(|e| e.to_string())?);
+        classes.push(labels.iter().position(|l| l == source).ok_or_else(|| {
+            format!(
+                "the corpus's source {source} is not one of the classifier's labels ({})",
+                labels.join(", ")
+            )
+        })?);
+    }
+    Ok((ids, classes))
 }
 
 fn tokenize(codec: &TextCodec, corpus: &Path, split: Split) -> CliResult<Vec<Vec<u32>>> {
@@ -268,7 +408,18 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             }
             (state, tokenizer, Some(tensors))
         }
+        None if matches!(args.objective, Some(ObjectiveArg::LatentClassifier)) => {
+            let dir = args.denoiser.as_deref().ok_or(
+                "--objective latent-classifier needs --denoiser DIR: the Diffusion-LM folder whose word vectors it reads",
+            )?;
+            let (config, _, tokenizer) = read_denoiser(dir)?;
+            let state = new_run(&args, config.vocab_size, Some((dir, &config)))?;
+            (state, tokenizer, None)
+        }
         None => {
+            if args.denoiser.is_some() {
+                return Err("--denoiser is a flag of --objective latent-classifier".into());
+            }
             let path = args.corpus.join(TOKENIZER_FILE);
             let tokenizer = std::fs::read(&path).map_err(|e| {
                 format!(
@@ -278,7 +429,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             })?;
             let vocab_size = TextCodec::vocab_size_of(&tokenizer)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            (new_run(&args, vocab_size)?, tokenizer, None)
+            (new_run(&args, vocab_size, None)?, tokenizer, None)
         }
     };
     state
@@ -294,8 +445,31 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
     )
     .map_err(|e| e.to_string())?;
     let corpus = PathBuf::from(&state.corpus);
-    let train_docs = tokenize(&codec, &corpus, Split::Train)?;
-    let valid_docs = tokenize(&codec, &corpus, Split::Valid)?;
+    let mut embedding = Vec::new();
+    let ((train_docs, train_labels), (valid_docs, valid_labels)) = match &state.denoiser {
+        None => (
+            (tokenize(&codec, &corpus, Split::Train)?, Vec::new()),
+            (tokenize(&codec, &corpus, Split::Valid)?, Vec::new()),
+        ),
+        Some(dir) => {
+            let (config, vectors, _) = read_denoiser(Path::new(dir))?;
+            state
+                .model
+                .check_pair(&config)
+                .map_err(|e| format!("--denoiser {dir}: {e}"))?;
+            embedding = vectors;
+            let labels = &state.model.labels;
+            (
+                tokenize_labelled(&codec, &corpus, Split::Train, labels)?,
+                tokenize_labelled(&codec, &corpus, Split::Valid, labels)?,
+            )
+        }
+    };
+    let classifier = state.denoiser.as_ref().map(|_| ClassifierData {
+        embedding: &embedding,
+        train_labels: &train_labels,
+        valid_labels: &valid_labels,
+    });
     let start = match &tensors {
         None => Start::Fresh,
         Some([weights, ema, _]) => Start::From {
@@ -312,6 +486,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             valid: &valid_docs,
         },
         (codec.bos_id(), codec.eos_id()),
+        classifier,
         &device,
         start,
     )
@@ -324,8 +499,12 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
     let (n_train, n_valid) = trainer.window_counts();
     let r = &state.train.recipe;
     eprintln!(
-        "{} diffusion-lm run: {} parameters, {} windows of {} tokens per step, {n_train} training windows ({:.1} epochs planned), {n_valid} validation windows; {} at step {}/{} on {}",
+        "{} {} run: {} parameters, {} windows of {} tokens per step, {n_train} training windows ({:.1} epochs planned), {n_valid} validation windows; {} at step {}/{} on {}",
         if resuming { "resuming the" } else { "new" },
+        match state.model.role {
+            Role::Denoiser => "diffusion-lm",
+            Role::Classifier => "latent-classifier",
+        },
         state.model.parameter_count(),
         r.batch_size,
         state.model.model_length,
@@ -351,13 +530,16 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         eprintln!(
             "exported {} ({})",
             out.display(),
-            describe(&evaluation.loss)
+            describe_evaluation(&evaluation)
         );
     }
     Ok(())
 }
 
 fn describe(l: &VectorLoss) -> String {
+    if l.classification > 0.0 {
+        return format!("cross-entropy {:.4}", l.classification);
+    }
     format!(
         "loss {:.4}: x₀-MSE {:.4}, rounding {:.4}, prior {:.4}",
         l.total(),
@@ -365,6 +547,13 @@ fn describe(l: &VectorLoss) -> String {
         l.rounding,
         l.prior
     )
+}
+
+fn describe_evaluation(e: &VectorEvaluation) -> String {
+    match e.accuracy {
+        Some(a) => format!("{}, accuracy {:.1}%", describe(&e.loss), a * 100.0),
+        None => describe(&e.loss),
+    }
 }
 
 fn train_loop(
@@ -404,18 +593,22 @@ fn train_loop(
         super::progress::check_loss(report.loss.total(), report.step, saved_at)?;
         state.step = report.step;
         state.tokens_seen += report.tokens as u64;
-        window.0.mse += report.loss.mse;
-        window.0.rounding += report.loss.rounding;
-        window.0.prior += report.loss.prior;
+        window.0.add(&report.loss, 1.0);
         window.1 += 1;
         let rate =
             (state.tokens_seen - session_start) as f64 / session.elapsed().as_secs_f64().max(1e-9);
         progress.step(
             report.step,
             &format!(
-                "loss {:.4} (mse {:.4}) lr {:.2e} |g| {:.2} {:.0} tokens/s",
-                report.loss.total(),
-                report.loss.mse,
+                "{} lr {:.2e} |g| {:.2} {:.0} tokens/s",
+                match state.model.role {
+                    Role::Denoiser => format!(
+                        "loss {:.4} (mse {:.4})",
+                        report.loss.total(),
+                        report.loss.mse
+                    ),
+                    Role::Classifier => format!("cross-entropy {:.4}", report.loss.classification),
+                },
                 report.lr,
                 report.grad_norm,
                 rate
@@ -427,11 +620,7 @@ fn train_loop(
             let seconds = window.2.elapsed().as_secs_f64();
             let entry = VectorHistoryEntry {
                 step: report.step,
-                train_loss: VectorLoss {
-                    mse: window.0.mse / n,
-                    rounding: window.0.rounding / n,
-                    prior: window.0.prior / n,
-                },
+                train_loss: window.0.divided(n),
                 lr: report.lr,
                 tokens_seen: state.tokens_seen,
                 tokens_per_second: (state.tokens_seen - window.3) as f64 / seconds.max(1e-9),
@@ -441,7 +630,7 @@ fn train_loop(
                 "step {}: train {}; validation {}",
                 report.step,
                 describe(&entry.train_loss),
-                describe(&valid.loss)
+                describe_evaluation(&valid)
             ));
             state.history.push(entry);
             window = (VectorLoss::default(), 0, Instant::now(), state.tokens_seen);
@@ -511,9 +700,116 @@ pub fn quality(args: &QualityArgs) -> CliResult<()> {
         reference.passages,
         reference.scores
     );
+    let named = bundle.config.classifier.is_some() || args.classifier.is_some();
+    let control = if named {
+        Some(control_quality(
+            args,
+            &mut bundle,
+            &device,
+            &vocabulary,
+            &settings,
+        )?)
+    } else {
+        outln!(
+            "no control classifier: give --classifier DIR to score control (unmask train --objective latent-classifier makes one)"
+        );
+        None
+    };
     if let Some(path) = &args.json {
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            #[serde(flatten)]
+            quality: &'a unmask::train::quality::VectorQualityReport,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            control: Option<unmask::train::control::ControlReport>,
+        }
+        let report = Report {
+            quality: &report,
+            control,
+        };
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// The control check: each scale's success (judged by naive Bayes on the training split's
+/// tokens, not the guidance classifier) and known words, printed as a table.
+fn control_quality(
+    args: &QualityArgs,
+    bundle: &mut VectorBundle,
+    device: &burn::tensor::Device,
+    vocabulary: &std::collections::HashSet<String>,
+    settings: &VectorSettings,
+) -> CliResult<unmask::train::control::ControlReport> {
+    use unmask::train::control::{SourceJudge, check_control, judge_accuracy};
+    use unmask::train::data::Windows;
+    let mut classifier = open_classifier(
+        &args.model,
+        args.classifier.as_deref(),
+        &bundle.config,
+        device,
+    )
+    .map_err(|e| match e {
+        CliError::Input(m) | CliError::Failed(m) => m,
+    })?;
+    let labels = classifier.labels().to_vec();
+    let (train, train_labels) =
+        tokenize_labelled(&bundle.codec, &args.corpus, Split::Train, &labels)?;
+    let documents: Vec<(Vec<u32>, usize)> = train.into_iter().zip(train_labels).collect();
+    let judge = SourceJudge::fit(&documents, labels.clone(), bundle.config.vocab_size);
+    let (valid, valid_labels) =
+        tokenize_labelled(&bundle.codec, &args.corpus, Split::Valid, &labels)?;
+    let len = bundle.config.model_length;
+    let (windows, window_labels) =
+        Windows::labelled(&valid, &valid_labels, (None, None), len, "validation")
+            .map_err(|e| e.to_string())?;
+    let passages: Vec<(Vec<u32>, usize)> = (0..windows.count())
+        .map(|i| (windows.window(i).to_vec(), window_labels[i]))
+        .collect();
+    let accuracy = judge_accuracy(&judge, &passages);
+    let settings = VectorSettings {
+        control: args.fluency.map(|fluency| Control {
+            fluency,
+            ..Control::toward(&labels[0])
+        }),
+        ..settings.clone()
+    };
+    let started = Instant::now();
+    let report = check_control(
+        bundle,
+        &mut classifier,
+        &judge,
+        accuracy,
+        &settings,
+        &args.classifier_scales,
+        args.control_samples,
+        vocabulary,
+    )
+    .map_err(|e| e.to_string())?;
+    outln!(
+        "control ({} samples each, judged by naive Bayes on the training split's tokens: {:.1}% right on {} held-out passages of {len} tokens; {:.0} s):",
+        report.samples,
+        accuracy * 100.0,
+        passages.len(),
+        started.elapsed().as_secs_f64()
+    );
+    outln!("  scale  fluency  target   success  known words  p(target) at the end");
+    for r in &report.rows {
+        outln!(
+            "  {:<5}  {:<7}  {:<7}  {:>6.0}%  {:>10.1}%  {:.3}",
+            r.scale,
+            r.fluency,
+            r.target,
+            r.success * 100.0,
+            r.known_word_share * 100.0,
+            r.classifier_probability
+        );
+    }
+    for (scale, target, texts) in report.texts.iter().filter(|_| args.verbose) {
+        for t in texts {
+            outln!("  [{scale} {target}] {t}");
+        }
+    }
+    Ok(report)
 }
