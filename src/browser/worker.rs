@@ -24,7 +24,7 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
     Bundle, CONFIG_FILE, ImageBundle, ShardIndex, TOKENIZER_FILE, TextConfig, TextNetwork,
-    Unloaded, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, family_of,
+    Unloaded, VectorBundle, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, family_of,
 };
 use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
@@ -32,6 +32,7 @@ use crate::chat::{
 };
 use crate::config::{Attention, Family};
 use crate::engine::Generation;
+use crate::model::diffusion_lm::{DiffusionLmClassifier, DiffusionLmConfig};
 use crate::model::gguf::{Gguf, HEADER_CHUNK, Prefix};
 use crate::model::gguf_import::{ImportOptions, Imported, plan};
 use crate::model::load::HEADER_LENGTH_BYTES;
@@ -47,9 +48,11 @@ use crate::page::source::{
     dropped_shards, page_attention,
 };
 use crate::page::state::BackendChoice;
+use crate::sampler::diffusion_lm::{VectorRun, VectorSettings};
 use crate::sampler::image::{ImageRun, ImageSettings};
 use crate::trajectory::AnyTrajectory;
 use crate::trajectory::images::ImageTrajectory;
+use crate::trajectory::vectors::VectorTrajectory;
 
 use super::fetch::{Stored, fetch_file};
 use super::{js_error, now_ms};
@@ -84,6 +87,8 @@ enum Loaded {
     Text(Box<TextHeld>),
     /// A digits noise predictor and the classifier its folder names.
     Ddpm(Box<Digits>),
+    /// A Diffusion-LM denoiser and the control classifier its folder names.
+    DiffusionLm(Box<Words>),
 }
 
 /// A text model and, for a chat model, its template.
@@ -145,6 +150,15 @@ struct Digits {
     noise: PatchDitNoise,
     /// The classifier and where it came from, when it loaded.
     classifier: Option<(String, PatchDitClassifier)>,
+    /// What the page is told about it.
+    classifier_status: Option<ClassifierStatus>,
+}
+
+/// A Diffusion-LM model.
+struct Words {
+    bundle: VectorBundle,
+    /// The control classifier and where it came from, when it loaded.
+    classifier: Option<(String, DiffusionLmClassifier)>,
     /// What the page is told about it.
     classifier_status: Option<ClassifierStatus>,
 }
@@ -341,6 +355,15 @@ async fn drain(state: Rc<RefCell<State>>) {
                             (Job::Ddpm { settings }, Loaded::Ddpm(_)) => {
                                 spawn_local(draw(state.clone(), run, settings, loaded, name))
                             }
+                            (Job::DiffusionLm { prompt, settings }, Loaded::DiffusionLm(_)) => {
+                                spawn_local(write_words(
+                                    state.clone(),
+                                    run,
+                                    (prompt, settings),
+                                    loaded,
+                                    name,
+                                ))
+                            }
                             (job, held) => fail(
                                 Some(run),
                                 "generate",
@@ -517,6 +540,7 @@ impl Loaded {
         match self {
             Loaded::Text(_) => Family::Text,
             Loaded::Ddpm(_) => Family::Ddpm,
+            Loaded::DiffusionLm(_) => Family::DiffusionLm,
         }
     }
 }
@@ -582,6 +606,35 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                     c.n_heads,
                     c.patch_size,
                     c.patch_size,
+                    c.diffusion_steps
+                ),
+                load_seconds: 0.0,
+                chat: None,
+                streamed: None,
+                default_attention: None,
+            }
+        }
+        Loaded::DiffusionLm(w) => {
+            let c = &w.bundle.config;
+            LoadedModel {
+                name: source.to_string(),
+                network: Network::DiffusionLm {
+                    spec: c.vector_spec(),
+                    classifier: w.classifier_status.clone(),
+                    labels: w
+                        .classifier
+                        .as_ref()
+                        .map(|(_, k)| k.labels().to_vec())
+                        .unwrap_or_default(),
+                },
+                parameters: c.parameter_count(),
+                shape: format!(
+                    "{} blocks × {} wide, {} heads, {} positions of {}-number word vectors, T = {}",
+                    c.n_blocks,
+                    c.hidden_dim,
+                    c.n_heads,
+                    c.model_length,
+                    c.embed_dim,
                     c.diffusion_steps
                 ),
                 load_seconds: 0.0,
@@ -813,14 +866,25 @@ async fn load(
             } else {
                 let dropped = classify_dropped(&names)?;
                 let config = file_bytes(&files[dropped.config]).await?;
-                if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
+                let family = family_of(&config).map_err(|e| e.to_string())?;
+                if family != Family::Text {
                     let DroppedWeights::File(weights) = dropped.weights else {
-                        return Err(
-                            "a digits checkpoint is one model.safetensors, not shards".into()
-                        );
+                        return Err(format!(
+                            "a {} checkpoint is one model.safetensors, not shards",
+                            family.name()
+                        )
+                        .into());
                     };
                     let weights = file_bytes(&files[weights]).await?;
-                    return Ok(load_digits(progress, source, &config, &weights, &device).await?);
+                    if family == Family::Ddpm {
+                        return Ok(load_digits(progress, source, &config, &weights, &device).await?);
+                    }
+                    let tokenizer = dropped
+                        .tokenizer
+                        .ok_or("a Diffusion-LM folder reads its words with its tokenizer.json: drop it too")?;
+                    let tokenizer = file_bytes(&files[tokenizer]).await?;
+                    let files = (&config[..], &weights[..], &tokenizer[..]);
+                    return Ok(load_words(progress, source, files, &device).await?);
                 }
                 let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
                 check_fits(state, &text)?;
@@ -848,12 +912,18 @@ async fn load(
         (source, _) => {
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
-            if family_of(&config).map_err(|e| e.to_string())? == Family::Ddpm {
+            let family = family_of(&config).map_err(|e| e.to_string())?;
+            if family != Family::Text {
                 let weights = download_file(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE, limit)
                     .await
                     .map_err(|e| LoadStop::fetch(WEIGHTS_FILE, e))?;
                 let weights = weights.into_bytes().await.map_err(|e| e.to_string())?;
-                return Ok(load_digits(progress, source, &config, &weights, &device).await?);
+                if family == Family::Ddpm {
+                    return Ok(load_digits(progress, source, &config, &weights, &device).await?);
+                }
+                let tokenizer = download(progress, &url(TOKENIZER_FILE), TOKENIZER_FILE).await?;
+                let files = (&config[..], &weights[..], &tokenizer[..]);
+                return Ok(load_words(progress, source, files, &device).await?);
             }
             let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
             check_fits(state, &text)?;
@@ -998,36 +1068,14 @@ async fn load_digits(
     let noise = bundle.into_noise().map_err(|e| {
         format!("{e}: this folder is a noisy classifier; load the ddpm model that names it")
     })?;
-    let (classifier, classifier_status) = match &config.classifier {
-        None => (None, None),
-        Some(named) => match source.beside(named) {
-            None => (
-                None,
-                Some(ClassifierStatus::Failed {
-                    name: named.clone(),
-                    message: format!(
-                        "the classifier `{named}` cannot be found beside {source}; classifier guidance is off"
-                    ),
-                }),
-            ),
-            Some(at) => match load_classifier(progress, &at, device).await {
-                Ok(c) => (
-                    Some((at.to_string(), c.clone())),
-                    Some(ClassifierStatus::Loaded {
-                        name: at.to_string(),
-                        classes: c.class_count(),
-                    }),
-                ),
-                Err(message) => (
-                    None,
-                    Some(ClassifierStatus::Failed {
-                        name: at.to_string(),
-                        message: format!("{at}: {message}; classifier guidance is off"),
-                    }),
-                ),
-            },
-        },
-    };
+    let (classifier, classifier_status) = classifier_beside(
+        config.classifier.as_ref(),
+        source,
+        "classifier guidance",
+        PatchDitClassifier::class_count,
+        |at| async move { load_classifier(progress, &at, device).await },
+    )
+    .await;
     Ok(Loaded::Ddpm(Box::new(Digits {
         config,
         noise,
@@ -1036,12 +1084,87 @@ async fn load_digits(
     })))
 }
 
-/// The noisy classifier in the folder `at`.
-async fn load_classifier(
+/// A Diffusion-LM denoiser from its files (config, weights, tokenizer), and the control
+/// classifier its config names beside it.
+async fn load_words(
+    progress: Option<u32>,
+    source: &ModelSource,
+    (config, weights, tokenizer): (&[u8], &[u8], &[u8]),
+    device: &burn::tensor::Device,
+) -> Result<Loaded, String> {
+    let bundle =
+        VectorBundle::from_files(config, weights, tokenizer, device).map_err(|e| e.to_string())?;
+    let denoiser = &bundle.config;
+    let (classifier, classifier_status) = classifier_beside(
+        denoiser.classifier.as_ref(),
+        source,
+        "control",
+        |c: &DiffusionLmClassifier| c.labels().len(),
+        |at| async move { load_control(progress, &at, denoiser, device).await },
+    )
+    .await;
+    Ok(Loaded::DiffusionLm(Box::new(Words {
+        bundle,
+        classifier,
+        classifier_status,
+    })))
+}
+
+/// The control classifier in the folder `at`, for the denoiser of `denoiser`.
+async fn load_control(
     progress: Option<u32>,
     at: &ModelSource,
+    denoiser: &DiffusionLmConfig,
     device: &burn::tensor::Device,
-) -> Result<PatchDitClassifier, String> {
+) -> Result<DiffusionLmClassifier, String> {
+    let (config, weights) = classifier_files(progress, at).await?;
+    let config = DiffusionLmConfig::from_json(&config).map_err(|e| e.to_string())?;
+    DiffusionLmClassifier::load(&config, &weights, denoiser, device).map_err(|e| e.to_string())
+}
+
+/// The classifier a model's config names (`named`, a folder beside `source`), read by `load`,
+/// and what the page is told of it: loaded with its `classes`, or why not and that `what` is off
+/// (the model itself works without it).
+async fn classifier_beside<C, F>(
+    named: Option<&String>,
+    source: &ModelSource,
+    what: &str,
+    classes: impl Fn(&C) -> usize,
+    load: impl FnOnce(ModelSource) -> F,
+) -> (Option<(String, C)>, Option<ClassifierStatus>)
+where
+    F: std::future::Future<Output = Result<C, String>>,
+{
+    let Some(named) = named else {
+        return (None, None);
+    };
+    let Some(at) = source.beside(named) else {
+        let message =
+            format!("the classifier `{named}` cannot be found beside {source}; {what} is off");
+        let name = named.clone();
+        return (None, Some(ClassifierStatus::Failed { name, message }));
+    };
+    let name = at.to_string();
+    match load(at).await {
+        Ok(c) => {
+            let status = ClassifierStatus::Loaded {
+                name: name.clone(),
+                classes: classes(&c),
+            };
+            (Some((name, c)), Some(status))
+        }
+        Err(message) => {
+            let message = format!("{name}: {message}; {what} is off");
+            (None, Some(ClassifierStatus::Failed { name, message }))
+        }
+    }
+}
+
+/// A classifier folder's `config.json` and `model.safetensors`.
+async fn classifier_files(
+    progress: Option<u32>,
+    at: &ModelSource,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     let url = |f: &str| at.file_url(f).ok_or("dropped files name no folder");
     let config = download(progress, &url(CONFIG_FILE)?, "classifier config.json").await?;
     let weights = download(
@@ -1050,6 +1173,16 @@ async fn load_classifier(
         "classifier model.safetensors",
     )
     .await?;
+    Ok((config, weights))
+}
+
+/// The noisy classifier in the folder `at`.
+async fn load_classifier(
+    progress: Option<u32>,
+    at: &ModelSource,
+    device: &burn::tensor::Device,
+) -> Result<PatchDitClassifier, String> {
+    let (config, weights) = classifier_files(progress, at).await?;
     ImageBundle::from_files(&config, &weights, device)
         .and_then(ImageBundle::into_classifier)
         .map_err(|e| e.to_string())
@@ -1299,6 +1432,97 @@ async fn warm(job: Job, loaded: Rc<Loaded>) {
     post(&FromWorker::Warmed {
         elapsed_ms: now_ms() - t0,
     });
+}
+
+/// Runs Diffusion-LM's reverse chain, one denoiser call per step (and, under control, the
+/// classifier's gradient steps), sending each step's words.
+async fn write_words(
+    state: Rc<RefCell<State>>,
+    run: u32,
+    (prompt, settings): (String, VectorSettings),
+    loaded: Rc<Loaded>,
+    name: String,
+) {
+    let Loaded::DiffusionLm(words) = &*loaded else {
+        return fail(Some(run), "generate", "not a Diffusion-LM model");
+    };
+    let bundle = &words.bundle;
+    let spec = bundle.config.vector_spec();
+    let prompt_ids = match bundle.codec.encode(&prompt) {
+        Ok(ids) => ids,
+        Err(e) => return fail(Some(run), "generate", format!("the prompt: {e}")),
+    };
+    let mut vector_run = match VectorRun::new(&settings, &prompt_ids, &spec) {
+        Ok(r) => r,
+        Err(e) => return fail_settings(run, &e),
+    };
+    let mut denoiser = bundle.denoiser.clone();
+    let (classifier_name, mut classifier) = match &words.classifier {
+        Some((n, c)) => (Some(n.clone()), Some(c.clone())),
+        None => (None, None),
+    };
+    let mut known: HashSet<u32> = prompt_ids.iter().copied().collect();
+    let text_of = |ids: &mut dyn Iterator<Item = u32>| -> Vec<(u32, String)> {
+        ids.map(|id| (id, bundle.codec.token_text(id))).collect()
+    };
+    let t0 = now_ms();
+    post(&FromWorker::Started {
+        run,
+        opening: Opening::DiffusionLm {
+            prompt_ids: prompt_ids.clone(),
+            gen_length: settings.gen_length,
+            vocab: text_of(&mut known.iter().copied()),
+            steps: vector_run.total_steps(),
+        },
+    });
+    let mut steps = Vec::with_capacity(vector_run.total_steps());
+    loop {
+        if state.borrow_mut().cancelled.remove(&run) {
+            return post(&FromWorker::Cancelled { run });
+        }
+        match vector_run
+            .step_with(&mut denoiser, classifier.as_mut())
+            .await
+        {
+            Ok(Some(step)) => {
+                let fresh: Vec<u32> = step
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| known.insert(id))
+                    .collect();
+                post(&FromWorker::Step {
+                    run,
+                    step: RunStep::DiffusionLm {
+                        step: step.clone(),
+                        vocab: text_of(&mut fresh.into_iter()),
+                    },
+                    elapsed_ms: now_ms() - t0,
+                });
+                steps.push(step);
+            }
+            Ok(None) => {
+                let steered = settings.control.is_some();
+                let trajectory = VectorTrajectory::new(
+                    &name,
+                    &spec,
+                    classifier_name.filter(|_| steered),
+                    settings,
+                    (&prompt, &prompt_ids),
+                    steps,
+                    &bundle.codec,
+                );
+                return post(&FromWorker::Done {
+                    run,
+                    trajectory: Box::new(AnyTrajectory::DiffusionLm(trajectory)),
+                    elapsed_ms: now_ms() - t0,
+                    reply: None,
+                });
+            }
+            Err(e) => return failed_run(&state, run, e),
+        }
+        yield_now().await;
+    }
 }
 
 /// Runs an image chain on a digits model, one noise-predictor call per step.

@@ -524,27 +524,12 @@ impl NoisyClassifier for DiffusionLmClassifier {
                 self.labels.len()
             )));
         }
-        // x is the one leaf that records a tape; the weights stay constants of the graph.
         let tape = self.device.clone().autodiff();
         let x = self.sequences(x, b, t, &tape)?.require_grad();
         let logits = self.net.forward(x.clone(), &vec![t as f32; b]);
-        let classes_n = logits.dims()[2];
-        let targets: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
-        let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), &tape);
-        let log_p = burn::tensor::activation::log_softmax(logits.reshape([b, classes_n]), 1)
-            .gather(1, targets);
-        // Sequences do not interact, so the gradient of the sum is each one's own gradient.
-        let grads = log_p.clone().sum().backward();
-        let gradient = x.grad(&grads).ok_or_else(|| ModelError::Backend {
-            backend: crate::backend::describe(&self.device),
-            message: "autodiff returned no gradient for the word vectors".into(),
-        })?;
-        let gradient = super::read_finite(gradient, &self.device).await?;
-        let log_p = super::read_finite(log_p.inner(), &self.device).await?;
-        Ok((
-            gradient,
-            log_p.iter().map(|&l| f64::from(l).exp()).collect(),
-        ))
+        let labels = logits.dims()[2];
+        let logits = logits.reshape([b, labels]);
+        super::class_log_prob_gradient(x, logits, classes, &self.device).await
     }
 }
 

@@ -285,6 +285,34 @@ pub(crate) async fn read_finite<const D: usize>(
     Ok(values)
 }
 
+/// A noisy classifier's ∇ₓ log p(y | x) and p(y | x) for each row's class in `classes`, from
+/// its `logits` `[B, classes]` computed from `x`, the one leaf of an autodiff device that records
+/// a tape (the weights stay constants of the graph): burn's autodiff of the forward pass itself,
+/// read back to the host from `device`.
+pub(crate) async fn class_log_prob_gradient<const D: usize>(
+    x: Tensor<D>,
+    logits: Tensor<2>,
+    classes: &[usize],
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<f64>), ModelError> {
+    let b = classes.len();
+    let labels: Vec<i64> = classes.iter().map(|&y| y as i64).collect();
+    let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [b, 1]), &logits.device());
+    let log_p = burn::tensor::activation::log_softmax(logits, 1).gather(1, labels);
+    // Rows do not interact, so the gradient of the sum is each row's own gradient.
+    let grads = log_p.clone().sum().backward();
+    let gradient = x.grad(&grads).ok_or_else(|| ModelError::Backend {
+        backend: crate::backend::describe(device),
+        message: "autodiff returned no gradient for the classifier's input".into(),
+    })?;
+    let gradient = read_finite(gradient, device).await?;
+    let log_p = read_finite(log_p.inner(), device).await?;
+    Ok((
+        gradient,
+        log_p.iter().map(|&l| f64::from(l).exp()).collect(),
+    ))
+}
+
 /// Reads `[B, L, V]` logits back to the host, checked by [`read_finite`].
 async fn read(logits: Tensor<3>, device: &Device) -> Result<Logits, ModelError> {
     let [b, l, v] = logits.dims();

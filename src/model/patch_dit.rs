@@ -700,26 +700,11 @@ impl NoisyClassifier for PatchDitClassifier {
                 self.classes
             )));
         }
-        // x is the one leaf that records a tape; the weights stay constants of the graph.
         let tape = self.device.clone().autodiff();
         let images = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [b, self.pixels]), &tape)
             .require_grad();
         let logits = self.net.forward(images.clone(), &vec![t as f32; b], None);
-        let labels: Vec<i64> = classes.iter().map(|&y| y as i64).collect();
-        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [b, 1]), &tape);
-        let log_p = burn::tensor::activation::log_softmax(logits, 1).gather(1, labels);
-        // Images do not interact, so the gradient of the sum is each image's own gradient.
-        let grads = log_p.clone().sum().backward();
-        let gradient = images.grad(&grads).ok_or_else(|| ModelError::Backend {
-            backend: crate::backend::describe(&self.device),
-            message: "autodiff returned no gradient for the images".into(),
-        })?;
-        let gradient = super::read_finite(gradient, &self.device).await?;
-        let log_p = super::read_finite(log_p.inner(), &self.device).await?;
-        Ok((
-            gradient,
-            log_p.iter().map(|&l| f64::from(l).exp()).collect(),
-        ))
+        super::class_log_prob_gradient(images, logits, classes, &self.device).await
     }
 }
 

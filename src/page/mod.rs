@@ -12,6 +12,7 @@ pub mod replay;
 pub mod session;
 pub mod source;
 pub mod state;
+pub mod words;
 
 pub use images::ImageReplay;
 pub use protocol::{FromWorker, Job, LoadedModel, ToWorker};
@@ -19,6 +20,7 @@ pub use replay::{Cell, CellState, Record, Replay};
 pub use session::{Command, Lane, ModelStatus, RunStatus, Session, WorkerStatus};
 pub use source::ModelSource;
 pub use state::{BackendChoice, PageState, Theme};
+pub use words::WordReplay;
 
 /// `n` for the reader in decimal steps of a thousand, one decimal, with the unit of its step:
 /// `units` for ones, thousands, millions and billions.

@@ -7,15 +7,16 @@
 //! [`FromWorker::Done`], [`FromWorker::Cancelled`] or [`FromWorker::Failed`].
 //!
 //! Every family speaks the same messages: a run asks for a [`Job`] (a prompt and a text sampler,
-//! or an image chain), and its opening, steps and record carry the family's own payload
-//! ([`Opening`], [`RunStep`], [`AnyTrajectory`]).
+//! an image chain, or a Diffusion-LM chain over word vectors), and its opening, steps and record
+//! carry the family's own payload ([`Opening`], [`RunStep`], [`AnyTrajectory`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::chat::Message;
 use crate::config::Family;
-use crate::network::ImageSpec;
+use crate::network::{ImageSpec, VectorSpec};
+use crate::sampler::diffusion_lm::{VectorSettings, VectorStep};
 use crate::sampler::image::{ImageSettings, ImageStep};
 use crate::sampler::{ModelSpec, Settings, Step};
 use crate::trajectory::AnyTrajectory;
@@ -103,6 +104,13 @@ pub enum Job {
         /// Chain and knobs.
         settings: ImageSettings,
     },
+    /// Words: Diffusion-LM's reverse chain over word vectors, with its prompt and control.
+    DiffusionLm {
+        /// The words that hold the first positions.
+        prompt: String,
+        /// Chain and knobs.
+        settings: VectorSettings,
+    },
 }
 
 impl Job {
@@ -111,6 +119,7 @@ impl Job {
         match self {
             Job::Text { .. } => Family::Text,
             Job::Ddpm { .. } => Family::Ddpm,
+            Job::DiffusionLm { .. } => Family::DiffusionLm,
         }
     }
 
@@ -119,6 +128,7 @@ impl Job {
         match self {
             Job::Text { settings, .. } => settings.seed(),
             Job::Ddpm { settings } => settings.seed(),
+            Job::DiffusionLm { settings, .. } => settings.seed,
         }
     }
 
@@ -127,6 +137,7 @@ impl Job {
         match self {
             Job::Text { settings, .. } => settings.draw_mut().seed = seed,
             Job::Ddpm { settings } => settings.condition_mut().seed = seed,
+            Job::DiffusionLm { settings, .. } => settings.seed = seed,
         }
     }
 
@@ -134,7 +145,7 @@ impl Job {
     pub fn text(&self) -> Option<&Settings> {
         match self {
             Job::Text { settings, .. } => Some(settings),
-            Job::Ddpm { .. } => None,
+            Job::Ddpm { .. } | Job::DiffusionLm { .. } => None,
         }
     }
 
@@ -142,7 +153,15 @@ impl Job {
     pub fn images(&self) -> Option<&ImageSettings> {
         match self {
             Job::Ddpm { settings } => Some(settings),
-            Job::Text { .. } => None,
+            Job::Text { .. } | Job::DiffusionLm { .. } => None,
+        }
+    }
+
+    /// The chain's settings, for a Diffusion-LM job.
+    pub fn vectors(&self) -> Option<&VectorSettings> {
+        match self {
+            Job::DiffusionLm { settings, .. } => Some(settings),
+            Job::Text { .. } | Job::Ddpm { .. } => None,
         }
     }
 }
@@ -159,6 +178,15 @@ pub enum Network {
         spec: ImageSpec,
         /// The classifier for guidance and the p(y | x_t) plot, when the folder names one.
         classifier: Option<ClassifierStatus>,
+    },
+    /// A Diffusion-LM denoiser of word vectors, with the control classifier its folder names.
+    DiffusionLm {
+        /// What its sampler sees.
+        spec: VectorSpec,
+        /// The control classifier, when the folder names one.
+        classifier: Option<ClassifierStatus>,
+        /// The attributes control may steer toward (the loaded classifier's labels).
+        labels: Vec<String>,
     },
 }
 
@@ -217,6 +245,7 @@ impl LoadedModel {
         match self.network {
             Network::Text(_) => Family::Text,
             Network::Ddpm { .. } => Family::Ddpm,
+            Network::DiffusionLm { .. } => Family::DiffusionLm,
         }
     }
 
@@ -224,7 +253,7 @@ impl LoadedModel {
     pub fn text_spec(&self) -> Option<&ModelSpec> {
         match &self.network {
             Network::Text(spec) => Some(spec),
-            Network::Ddpm { .. } => None,
+            Network::Ddpm { .. } | Network::DiffusionLm { .. } => None,
         }
     }
 }
@@ -256,6 +285,17 @@ pub enum Opening {
         /// Steps the run will take.
         steps: usize,
     },
+    /// Noise x_T at every position after the prompt.
+    DiffusionLm {
+        /// The prompt's ids, which hold the first positions.
+        prompt_ids: Vec<u32>,
+        /// Positions generated after it.
+        gen_length: usize,
+        /// Text of the prompt's ids.
+        vocab: Vec<(u32, String)>,
+        /// Steps the run will take.
+        steps: usize,
+    },
 }
 
 /// One step of a run, in its family's terms.
@@ -271,6 +311,13 @@ pub enum RunStep {
     },
     /// x_t and x̂₀.
     Ddpm(ImageStep),
+    /// Each position's word, its distance and what changed.
+    DiffusionLm {
+        /// The step.
+        step: VectorStep,
+        /// Text of word ids not sent before in this run.
+        vocab: Vec<(u32, String)>,
+    },
 }
 
 impl RunStep {
@@ -279,6 +326,7 @@ impl RunStep {
         match self {
             RunStep::Text { step, .. } => step.index,
             RunStep::Ddpm(step) => step.index,
+            RunStep::DiffusionLm { step, .. } => step.index,
         }
     }
 }
@@ -595,6 +643,52 @@ mod tests {
             image_settings.clone(),
             std::slice::from_ref(&image_step),
         );
+        let vector_spec = VectorSpec {
+            vocab_size: 8,
+            embed_dim: 2,
+            model_length: 4,
+            diffusion_steps: 10,
+            beta_schedule: crate::sampler::gaussian::BetaSchedule::Sqrt,
+        };
+        let vector_settings = VectorSettings {
+            steps: 1,
+            control: Some(crate::sampler::diffusion_lm::Control {
+                target: "bible".into(),
+                scale: x,
+                fluency: x,
+            }),
+            ..VectorSettings::defaults(1)
+        };
+        let vector_step = VectorStep {
+            index: 0,
+            t: 0,
+            noise_level: x,
+            ids: vec![4, 5],
+            distance: vec![x as f32, 0.5],
+            changed: vec![1],
+            target_probability: Some(x),
+        };
+        let vector_trajectory = crate::trajectory::vectors::VectorTrajectory {
+            format: crate::trajectory::TRAJECTORY_FORMAT.into(),
+            version: crate::trajectory::TRAJECTORY_VERSION,
+            kind: Family::DiffusionLm,
+            model: crate::trajectory::vectors::VectorModelInfo {
+                name: "words".into(),
+                vocab_size: 8,
+                embed_dim: 2,
+                model_length: 4,
+                diffusion_steps: 10,
+                beta_schedule: crate::sampler::gaussian::BetaSchedule::Sqrt,
+                classifier: Some("../c".into()),
+            },
+            settings: vector_settings.clone(),
+            prompt: "It".into(),
+            prompt_ids: vec![4],
+            vocab: [(4, "It".to_string()), (5, " was".to_string())].into(),
+            steps: vec![vector_step.clone()],
+            texts: vec![" was".into()],
+            text: " was".into(),
+        };
         let to = vec![
             ToWorker::Start {
                 backend: BackendChoice::Auto,
@@ -637,6 +731,14 @@ mod tests {
                 run: 2,
                 job: Job::Ddpm {
                     settings: image_settings.clone(),
+                },
+                model: ModelSource::Default,
+            },
+            ToWorker::Generate {
+                run: 3,
+                job: Job::DiffusionLm {
+                    prompt: "It was".into(),
+                    settings: vector_settings.clone(),
                 },
                 model: ModelSource::Default,
             },
@@ -690,6 +792,49 @@ mod tests {
                     streamed: None,
                     default_attention: None,
                 },
+            },
+            FromWorker::Loaded {
+                load: 3,
+                model: LoadedModel {
+                    name: "words".into(),
+                    network: Network::DiffusionLm {
+                        spec: vector_spec.clone(),
+                        classifier: Some(ClassifierStatus::Loaded {
+                            name: "../c".into(),
+                            classes: 2,
+                        }),
+                        labels: vec!["austen".into(), "bible".into()],
+                    },
+                    parameters: 10,
+                    shape: "1 block".into(),
+                    load_seconds: x,
+                    chat: None,
+                    streamed: None,
+                    default_attention: None,
+                },
+            },
+            FromWorker::Started {
+                run: 3,
+                opening: Opening::DiffusionLm {
+                    prompt_ids: vec![4],
+                    gen_length: 1,
+                    vocab: vec![(4, "It".into())],
+                    steps: 1,
+                },
+            },
+            FromWorker::Step {
+                run: 3,
+                step: RunStep::DiffusionLm {
+                    step: vector_step.clone(),
+                    vocab: vec![(5, " was".into())],
+                },
+                elapsed_ms: x,
+            },
+            FromWorker::Done {
+                run: 3,
+                trajectory: Box::new(AnyTrajectory::DiffusionLm(vector_trajectory)),
+                elapsed_ms: x,
+                reply: None,
             },
             FromWorker::Started {
                 run: 1,

@@ -66,16 +66,17 @@ pub enum Record {
     Text(Replay),
     /// Images.
     Ddpm(super::images::ImageReplay),
+    /// Words of Diffusion-LM.
+    DiffusionLm(super::words::WordReplay),
 }
 
 impl Record {
     /// An empty record for a run of `family`, before its opening arrives.
     pub fn empty(family: crate::config::Family) -> Self {
         match family {
-            crate::config::Family::Text | crate::config::Family::DiffusionLm => {
-                Record::Text(Replay::default())
-            }
+            crate::config::Family::Text => Record::Text(Replay::default()),
             crate::config::Family::Ddpm => Record::Ddpm(Default::default()),
+            crate::config::Family::DiffusionLm => Record::DiffusionLm(Default::default()),
         }
     }
 
@@ -84,6 +85,7 @@ impl Record {
         match self {
             Record::Text(r) => r.len(),
             Record::Ddpm(r) => r.len(),
+            Record::DiffusionLm(r) => r.len(),
         }
     }
 
@@ -96,7 +98,7 @@ impl Record {
     pub fn text(&self) -> Option<&Replay> {
         match self {
             Record::Text(r) => Some(r),
-            Record::Ddpm(_) => None,
+            Record::Ddpm(_) | Record::DiffusionLm(_) => None,
         }
     }
 
@@ -104,7 +106,15 @@ impl Record {
     pub fn images(&self) -> Option<&super::images::ImageReplay> {
         match self {
             Record::Ddpm(r) => Some(r),
-            Record::Text(_) => None,
+            Record::Text(_) | Record::DiffusionLm(_) => None,
+        }
+    }
+
+    /// The word replay, for a Diffusion-LM run.
+    pub fn words(&self) -> Option<&super::words::WordReplay> {
+        match self {
+            Record::DiffusionLm(r) => Some(r),
+            Record::Text(_) | Record::Ddpm(_) => None,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::protocol::{FromWorker, Job, LoadedModel, Opening, RunStep, ToWorker};
 use super::replay::{Record, Replay};
 use super::source::ModelSource;
 use super::state::{BackendChoice, PageState};
+use super::words::WordReplay;
 
 /// Where the backend stands.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,6 +168,16 @@ impl Lane {
                 }
                 label
             }
+            Job::DiffusionLm { settings: s, .. } => {
+                let mut label = format!("diffusion-lm · {} steps", s.steps);
+                if !s.clamp {
+                    label.push_str(" · no clamping");
+                }
+                if let Some(c) = &s.control {
+                    label.push_str(&format!(" · toward {} ×{}", c.target, c.scale));
+                }
+                label
+            }
         }
     }
 
@@ -178,6 +189,11 @@ impl Lane {
     /// The image replay, for an image lane.
     pub fn images(&self) -> Option<&ImageReplay> {
         self.record.images()
+    }
+
+    /// The word replay, for a Diffusion-LM lane.
+    pub fn words(&self) -> Option<&WordReplay> {
+        self.record.words()
     }
 
     /// Committed tokens per second of model time up to step `at` (text lanes).
@@ -464,6 +480,13 @@ impl Session {
                 },
                 Record::Ddpm(ImageReplay::from_trajectory(t)),
             ),
+            AnyTrajectory::DiffusionLm(t) => (
+                Job::DiffusionLm {
+                    prompt: t.prompt.clone(),
+                    settings: t.settings.clone(),
+                },
+                Record::DiffusionLm(WordReplay::from_trajectory(t)),
+            ),
         };
         self.lanes = vec![Lane {
             id: 0,
@@ -627,7 +650,7 @@ impl Session {
             FromWorker::Started { run, opening } => self.lane_mut(run, |l| {
                 let levels = match &l.job {
                     Job::Text { settings, .. } => settings.levels(),
-                    Job::Ddpm { .. } => None,
+                    Job::Ddpm { .. } | Job::DiffusionLm { .. } => None,
                 };
                 l.record = match opening {
                     Opening::Text {
@@ -647,6 +670,12 @@ impl Session {
                         x,
                         steps,
                     } => Record::Ddpm(ImageReplay::new(side, count, x, steps)),
+                    Opening::DiffusionLm {
+                        prompt_ids,
+                        gen_length,
+                        vocab,
+                        steps,
+                    } => Record::DiffusionLm(WordReplay::new(prompt_ids, gen_length, vocab, steps)),
                 };
                 l.status = RunStatus::Running;
             }),
@@ -665,6 +694,9 @@ impl Session {
                             r.push(step);
                         }
                         (Record::Ddpm(r), RunStep::Ddpm(step)) => r.push(step),
+                        (Record::DiffusionLm(r), RunStep::DiffusionLm { step, vocab }) => {
+                            r.push(step, vocab)
+                        }
                         // A step of the other family cannot come from this run's worker.
                         _ => {}
                     }
@@ -1324,5 +1356,108 @@ mod tests {
         assert_eq!(s.lanes[0].job, Job::Ddpm { settings });
         assert_eq!(s.lanes[0].images().map(ImageReplay::len), Some(3));
         assert_eq!(s.max_steps(), 3);
+    }
+
+    #[test]
+    fn a_words_link_loads_the_words_model_races_control_and_fills_its_word_record() {
+        use crate::page::protocol::ClassifierStatus;
+        use crate::sampler::diffusion_lm::VectorStep;
+        let page = state(
+            "family=diffusion-lm&prompt=It&seed=4&steps=20&gen=2&control=bible&b.control=none",
+        );
+        let mut s = Session::default();
+        let effects = s.restart(&page);
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Command::Send(ToWorker::Load { source: ModelSource::Url(u), .. }) if u.ends_with("/default/diffusion-lm/")
+        )));
+        let loaded = FromWorker::Loaded {
+            load: 1,
+            model: LoadedModel {
+                name: "./models/default/diffusion-lm/".into(),
+                network: Network::DiffusionLm {
+                    spec: crate::network::VectorSpec {
+                        vocab_size: 8,
+                        embed_dim: 2,
+                        model_length: 4,
+                        diffusion_steps: 20,
+                        beta_schedule: crate::sampler::gaussian::BetaSchedule::Sqrt,
+                    },
+                    classifier: Some(ClassifierStatus::Loaded {
+                        name: "./models/default/diffusion-lm-classifier/".into(),
+                        classes: 2,
+                    }),
+                    labels: vec!["austen".into(), "bible".into()],
+                },
+                parameters: 1,
+                shape: "tiny".into(),
+                load_seconds: 0.1,
+                chat: None,
+                streamed: None,
+                default_attention: None,
+            },
+        };
+        s.on_message(loaded, &page);
+        let jobs: Vec<(u32, Job)> = s
+            .run(&page)
+            .into_iter()
+            .filter_map(|e| match e {
+                Command::Send(ToWorker::Generate { run, job, .. }) => Some((run, job)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(jobs.len(), 2);
+        assert!(
+            jobs.iter()
+                .all(|(_, j)| j.seed() == 4 && j.family() == crate::config::Family::DiffusionLm)
+        );
+        assert_eq!(
+            s.lanes[0].label(),
+            "diffusion-lm · 20 steps · toward bible ×1"
+        );
+        assert_eq!(s.lanes[1].label(), "diffusion-lm · 20 steps");
+        let a = jobs[0].0;
+        s.on_message(
+            FromWorker::Started {
+                run: a,
+                opening: Opening::DiffusionLm {
+                    prompt_ids: vec![1],
+                    gen_length: 2,
+                    vocab: vec![(1, "It".into())],
+                    steps: 20,
+                },
+            },
+            &page,
+        );
+        let word_step = |index: usize, ids: Vec<u32>| FromWorker::Step {
+            run: a,
+            step: RunStep::DiffusionLm {
+                step: VectorStep {
+                    index,
+                    t: 19 - index,
+                    noise_level: 0.9,
+                    distance: vec![0.0, 1.0, 3.0],
+                    changed: if index == 0 { vec![] } else { vec![2] },
+                    ids,
+                    target_probability: Some(0.6),
+                },
+                vocab: vec![(2, " was".into()), (3, " is".into()), (4, " so".into())],
+            },
+            elapsed_ms: 4.0,
+        };
+        assert_eq!(
+            s.on_message(word_step(0, vec![1, 2, 3]), &page),
+            vec![Command::Stepped { first: true }]
+        );
+        s.on_message(word_step(1, vec![1, 2, 4]), &page);
+        let words = s.lanes[0].words().expect("a words lane");
+        assert_eq!((words.len(), words.total()), (2, 20));
+        assert_eq!(words.text(1), " was so");
+        assert_eq!(words.target_prob_series(), &[Some(0.6), Some(0.6)]);
+        assert!(words.words(1)[2].changed);
+        assert!(s.lanes[0].text().is_none() && s.lanes[0].images().is_none());
+        // A text step sent to a words lane changes nothing.
+        s.on_message(step(a, 2), &page);
+        assert_eq!(s.lanes[0].record.len(), 2);
     }
 }

@@ -61,6 +61,10 @@ pub const TRAINED_MODELS: [TrainedModel; 4] = [
 /// classifier beside it (`../ddpm-classifier`).
 pub const DIGITS_MODEL_DIR: &str = "./models/default/ddpm/";
 
+/// The shipped Diffusion-LM model; its config names the control classifier beside it
+/// (`../diffusion-lm-classifier`).
+pub const WORDS_MODEL_DIR: &str = "./models/default/diffusion-lm/";
+
 /// The shipped model a sampler runs on when the page's model is [`ModelSource::Default`].
 pub fn trained_for(sampler: SamplerKind) -> &'static TrainedModel {
     TRAINED_MODELS
@@ -179,7 +183,8 @@ impl ModelSource {
         match (self, job) {
             (_, Job::Text { settings, .. }) => self.for_sampler(settings.sampler()),
             (Self::Default, Job::Ddpm { .. }) => Self::Url(DIGITS_MODEL_DIR.into()),
-            (other, Job::Ddpm { .. }) => other.clone(),
+            (Self::Default, Job::DiffusionLm { .. }) => Self::Url(WORDS_MODEL_DIR.into()),
+            (other, Job::Ddpm { .. } | Job::DiffusionLm { .. }) => other.clone(),
         }
     }
 

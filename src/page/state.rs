@@ -9,6 +9,7 @@ use crate::sampler::{
 };
 
 use crate::config::{Attention, Family};
+use crate::sampler::diffusion_lm::{Control, VectorSettings};
 use crate::sampler::forcing::Schedule;
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler, ImageSettings};
@@ -68,9 +69,8 @@ impl Theme {
 /// Everything a link carries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageState {
-    /// What the page runs: text, or the digits of Gaussian diffusion. Each family keeps its
-    /// own settings below, so switching back finds them as they were. The page has no
-    /// Diffusion-LM tab yet: no link names one, and the arms below read it as text.
+    /// What the page runs: text, the digits of Gaussian diffusion, or Diffusion-LM's words.
+    /// Each family keeps its own settings below, so switching back finds them as they were.
     pub family: Family,
     /// The model to load.
     pub model: ModelSource,
@@ -92,6 +92,11 @@ pub struct PageState {
     pub ddpm: ImageSettings,
     /// A second chain or guidance raced against the first on the same seed.
     pub ddpm_race: Option<ImageSettings>,
+    /// Diffusion-LM's chain, clamping and control (family `diffusion-lm`); its prompt is
+    /// [`PageState::prompt`].
+    pub words: VectorSettings,
+    /// A second Diffusion-LM chain raced against the first on the same prompt and seed.
+    pub words_race: Option<VectorSettings>,
     /// Start the run as soon as the model is loaded.
     pub autoplay: bool,
     /// Megabytes of weights the page may download without a click (opening the link): above,
@@ -126,6 +131,8 @@ impl Default for PageState {
             race: None,
             ddpm: ImageSettings::defaults(ImageSampler::Ddim),
             ddpm_race: None,
+            words: VectorSettings::defaults(DEFAULT_WORDS_GEN),
+            words_race: None,
             autoplay: false,
             autoload_mb: AUTOLOAD_MB,
             attention: None,
@@ -142,7 +149,7 @@ impl PageState {
     /// The runs the page's Run button starts: the first, and the race's second on its seed.
     pub fn jobs(&self) -> Vec<Job> {
         let mut jobs = match self.family {
-            Family::Text | Family::DiffusionLm => std::iter::once(&self.settings)
+            Family::Text => std::iter::once(&self.settings)
                 .chain(&self.race)
                 .map(|settings| Job::Text {
                     prompt: self.prompt.clone(),
@@ -153,6 +160,13 @@ impl PageState {
             Family::Ddpm => std::iter::once(&self.ddpm)
                 .chain(&self.ddpm_race)
                 .map(|settings| Job::Ddpm {
+                    settings: settings.clone(),
+                })
+                .collect(),
+            Family::DiffusionLm => std::iter::once(&self.words)
+                .chain(&self.words_race)
+                .map(|settings| Job::DiffusionLm {
+                    prompt: self.prompt.clone(),
                     settings: settings.clone(),
                 })
                 .collect(),
@@ -192,17 +206,23 @@ impl PageState {
     /// The seed of the page's family.
     pub fn seed(&self) -> u64 {
         match self.family {
-            Family::Text | Family::DiffusionLm => self.settings.seed(),
+            Family::Text => self.settings.seed(),
             Family::Ddpm => self.ddpm.seed(),
+            Family::DiffusionLm => self.words.seed,
         }
     }
 
     /// Sets the seed of the page's runs (both of a race).
     pub fn set_seed(&mut self, seed: u64) {
         match self.family {
-            Family::Text | Family::DiffusionLm => {
+            Family::Text => {
                 for s in std::iter::once(&mut self.settings).chain(&mut self.race) {
                     s.draw_mut().seed = seed;
+                }
+            }
+            Family::DiffusionLm => {
+                for s in std::iter::once(&mut self.words).chain(&mut self.words_race) {
+                    s.seed = seed;
                 }
             }
             Family::Ddpm => {
@@ -216,8 +236,9 @@ impl PageState {
     /// Whether a race is on.
     pub fn racing(&self) -> bool {
         match self.family {
-            Family::Text | Family::DiffusionLm => self.race.is_some(),
+            Family::Text => self.race.is_some(),
             Family::Ddpm => self.ddpm_race.is_some(),
+            Family::DiffusionLm => self.words_race.is_some(),
         }
     }
 
@@ -254,11 +275,20 @@ impl PageState {
             match v {
                 "text" => state.family = Family::Text,
                 "ddpm" => state.family = Family::Ddpm,
-                other => errors.push(format!("family: expected text or ddpm, got `{other}`")),
+                "diffusion-lm" => state.family = Family::DiffusionLm,
+                other => errors.push(format!(
+                    "family: expected text, ddpm or diffusion-lm, got `{other}`"
+                )),
             }
         }
         match state.family {
-            Family::Text | Family::DiffusionLm => {
+            Family::DiffusionLm => {
+                state.words = read_vector_settings(&pairs, "", None, &mut errors)
+                    .unwrap_or_else(|| VectorSettings::defaults(DEFAULT_WORDS_GEN));
+                state.words_race =
+                    read_vector_settings(&pairs, "b.", Some(&state.words), &mut errors);
+            }
+            Family::Text => {
                 state.settings = read_settings(&pairs, "", None, &mut errors)
                     .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
                 state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
@@ -343,7 +373,15 @@ impl PageState {
             self.model.to_param().unwrap_or_else(|| "default".into()),
         ));
         match self.family {
-            Family::Text | Family::DiffusionLm => {
+            Family::DiffusionLm => {
+                out.insert(0, ("family".into(), Family::DiffusionLm.name().into()));
+                out.push(("prompt".into(), self.prompt.clone()));
+                write_vector_settings(&mut out, "", &self.words, None);
+                if let Some(b) = &self.words_race {
+                    write_vector_settings(&mut out, "b.", b, Some(&self.words));
+                }
+            }
+            Family::Text => {
                 if self.chat {
                     out.push(("chat".into(), "1".into()));
                     if let Some(system) = &self.system {
@@ -489,6 +527,16 @@ fn write_knob(value: KnobValue) -> String {
     }
 }
 
+/// The last value of `prefix` + `key` in a link's pairs.
+fn prefixed(pairs: &[(String, String)], prefix: &str, key: &str) -> Option<String> {
+    let key = format!("{prefix}{key}");
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone())
+}
+
 /// BD3-LM's knobs that exist only without first-hitting: a link naming one of them (and not
 /// `first_hitting`) asks for the ranked order.
 const RANKED_ONLY: [Knob; 3] = [Knob::Steps, Knob::Remasking, Knob::Threshold];
@@ -502,14 +550,7 @@ fn read_settings(
     first: Option<&Settings>,
     errors: &mut Vec<String>,
 ) -> Option<Settings> {
-    let get = |key: &str| {
-        let key = format!("{prefix}{key}");
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |key: &str| prefixed(pairs, prefix, key);
     let sampler = match get("sampler") {
         None if !prefix.is_empty() => return None,
         None => SamplerKind::Bd3,
@@ -601,14 +642,7 @@ fn read_image_settings(
     first: Option<&ImageSettings>,
     errors: &mut Vec<String>,
 ) -> Option<ImageSettings> {
-    let get = |key: &str| {
-        let key = format!("{prefix}{key}");
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |key: &str| prefixed(pairs, prefix, key);
     let sampler = match get("sampler") {
         None if !prefix.is_empty() => return None,
         None => ImageSampler::Ddim,
@@ -660,6 +694,159 @@ fn read_image_settings(
         s.condition_mut().seed = first.seed();
     }
     Some(s)
+}
+
+/// Positions a Diffusion-LM run fills after the prompt unless the link says otherwise: the
+/// shipped model's 32 less the default prompt's words, with room to spare.
+pub const DEFAULT_WORDS_GEN: usize = 24;
+
+/// The link keys of Diffusion-LM's settings (after the race's `b.` prefix).
+const WORDS_KEYS: [&str; 8] = [
+    "steps",
+    "gen",
+    "clamp",
+    "variance",
+    "seed",
+    "control",
+    "control_scale",
+    "fluency",
+];
+
+/// Reads Diffusion-LM's settings under `prefix`: the first run's (every key optional), or the
+/// race's (`first` given), which exists when one of its keys does and starts from the first's.
+fn read_vector_settings(
+    pairs: &[(String, String)],
+    prefix: &str,
+    first: Option<&VectorSettings>,
+    errors: &mut Vec<String>,
+) -> Option<VectorSettings> {
+    let get = |key: &str| prefixed(pairs, prefix, key);
+    if first.is_some() && WORDS_KEYS.iter().all(|k| get(k).is_none()) {
+        return None;
+    }
+    let mut s = first
+        .cloned()
+        .unwrap_or_else(|| VectorSettings::defaults(DEFAULT_WORDS_GEN));
+    let mut whole = |key: &str, at_least: usize, most: usize, out: &mut usize| {
+        if let Some(v) = get(key) {
+            match v.parse::<usize>() {
+                Ok(n) if (at_least..=most).contains(&n) => *out = n,
+                _ => errors.push(format!(
+                    "{prefix}{key}: expected a whole number from {at_least} to {most}, got `{v}`"
+                )),
+            }
+        }
+    };
+    whole(
+        "steps",
+        1,
+        crate::sampler::gaussian::MAX_STEPS,
+        &mut s.steps,
+    );
+    whole("gen", 1, crate::limits::MAX_MODEL_LENGTH, &mut s.gen_length);
+    if let Some(v) = get("clamp") {
+        match parse_bool(&v) {
+            Some(b) => s.clamp = b,
+            None => errors.push(format!("{prefix}clamp: expected 1 or 0, got `{v}`")),
+        }
+    }
+    if let Some(v) = get("variance") {
+        match v.as_str() {
+            "beta" => s.variance = Variance::Beta,
+            "posterior" => s.variance = Variance::Posterior,
+            _ => errors.push(format!(
+                "{prefix}variance: expected beta or posterior, got `{v}`"
+            )),
+        }
+    }
+    if first.is_none()
+        && let Some(v) = get("seed")
+    {
+        match v.parse::<u64>() {
+            Ok(n) => s.seed = n,
+            Err(_) => errors.push(format!("{prefix}seed: expected a whole number, got `{v}`")),
+        }
+    }
+    match get("control").as_deref() {
+        None => {}
+        Some("none") => s.control = None,
+        Some(target) if !target.is_empty() && target.len() <= MAX_LABEL_CHARS => {
+            s.control = Some(Control {
+                target: target.into(),
+                ..s.control.clone().unwrap_or_else(|| Control::toward(target))
+            })
+        }
+        Some(v) => errors.push(format!(
+            "{prefix}control: expected an attribute (austen, bible) or none, got `{v}`"
+        )),
+    }
+    for (key, field) in [("control_scale", 0), ("fluency", 1)] {
+        let Some(v) = get(key) else { continue };
+        let Some(c) = s.control.as_mut() else {
+            errors.push(format!(
+                "{prefix}{key}: weighs control, and the link asks for none; ignored"
+            ));
+            continue;
+        };
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => {
+                if field == 0 {
+                    c.scale = x
+                } else {
+                    c.fluency = x
+                }
+            }
+            _ => errors.push(format!("{prefix}{key}: expected a number ≥ 0, got `{v}`")),
+        }
+    }
+    Some(s)
+}
+
+/// The longest attribute name a link may ask control for.
+const MAX_LABEL_CHARS: usize = 64;
+
+/// Writes Diffusion-LM's settings under `prefix`: the first run's whole, the race's where it
+/// differs from `first` (and at least its clamping, so that the race reads back).
+fn write_vector_settings(
+    out: &mut Vec<(String, String)>,
+    prefix: &str,
+    s: &VectorSettings,
+    first: Option<&VectorSettings>,
+) {
+    let mut put = |key: &str, value: String, same: bool| {
+        if !same || first.is_none() {
+            out.push((format!("{prefix}{key}"), value));
+        }
+    };
+    let f = first.unwrap_or(s);
+    put("steps", s.steps.to_string(), s.steps == f.steps);
+    put(
+        "gen",
+        s.gen_length.to_string(),
+        s.gen_length == f.gen_length,
+    );
+    put("clamp", if s.clamp { "1" } else { "0" }.into(), false);
+    let variance = |v| match v {
+        Variance::Beta => "beta",
+        Variance::Posterior => "posterior",
+    };
+    put(
+        "variance",
+        variance(s.variance).into(),
+        s.variance == f.variance,
+    );
+    if first.is_none() {
+        put("seed", s.seed.to_string(), false);
+    }
+    match &s.control {
+        None => put("control", "none".into(), f.control.is_none()),
+        Some(c) => {
+            let same = f.control.as_ref() == Some(c);
+            put("control", c.target.clone(), same);
+            put("control_scale", fmt_num(c.scale), same);
+            put("fluency", fmt_num(c.fluency), same);
+        }
+    }
 }
 
 /// Writes every knob the image run's chain has, through [`KNOBS`]: of the two guidance knobs
@@ -780,6 +967,8 @@ mod tests {
             family: Family::Text,
             ddpm: ImageSettings::defaults(ImageSampler::Ddim),
             ddpm_race: None,
+            words: VectorSettings::defaults(DEFAULT_WORDS_GEN),
+            words_race: None,
             prompt: "a & b = [MASK] 100% <img src=x>\nnext line é".into(),
             chat: true,
             system: Some("Answer in one line & no more.".into()),
@@ -1170,5 +1359,59 @@ mod tests {
         let (s, errors) = PageState::from_query("family=images");
         assert_eq!(s.family, Family::Text);
         assert!(errors[0].starts_with("family:"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_words_link_reads_its_chain_control_and_race_and_writes_them_back() {
+        let (s, errors) = PageState::from_query(
+            "family=diffusion-lm&prompt=It%20was&steps=50&gen=12&clamp=0&seed=7&control=bible&control_scale=3&b.clamp=1&b.control=none",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.family, Family::DiffusionLm);
+        assert_eq!(
+            (s.words.steps, s.words.gen_length, s.words.clamp),
+            (50, 12, false)
+        );
+        let c = s.words.control.clone().unwrap();
+        assert_eq!(
+            (c.target.as_str(), c.scale, c.fluency),
+            ("bible", 3.0, 0.01)
+        );
+        // The race: the first's chain, clamped, without control, on the same seed.
+        let race = s.words_race.clone().unwrap();
+        assert_eq!(
+            (race.steps, race.clamp, race.control.is_none()),
+            (50, true, true)
+        );
+        let jobs = s.jobs();
+        assert_eq!(jobs.len(), 2);
+        assert!(
+            jobs.iter()
+                .all(|j| j.seed() == 7 && j.family() == Family::DiffusionLm)
+        );
+        assert!(matches!(&jobs[0], Job::DiffusionLm { prompt, .. } if prompt == "It was"));
+        let query = s.to_query();
+        assert!(query.starts_with("family=diffusion-lm&"), "{query}");
+        let (again, errors) = PageState::from_query(&query);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((again.words, again.words_race), (s.words, s.words_race));
+        // The model of a default run is the shipped one.
+        assert_eq!(
+            s.model.for_job(&jobs[0]),
+            ModelSource::Url(super::super::source::WORDS_MODEL_DIR.into())
+        );
+        // Bad values are named and the defaults kept.
+        let (bad, errors) = PageState::from_query(
+            "family=diffusion-lm&steps=0&clamp=maybe&control_scale=2&variance=wide",
+        );
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        for key in ["steps", "clamp", "control_scale", "variance"] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(key)),
+                "{key}: {errors:?}"
+            );
+        }
+        assert_eq!(bad.words, VectorSettings::defaults(DEFAULT_WORDS_GEN));
+        assert!(bad.words_race.is_none());
     }
 }

@@ -278,7 +278,7 @@ impl VectorRun {
         &mut self,
         net: &mut N,
     ) -> Result<Option<VectorStep>, SampleError> {
-        self.advance(net, None::<&mut Uncontrolled>).await
+        self.step_with(net, None::<&mut Uncontrolled>).await
     }
 
     /// One reverse step, then the control's gradient steps with `classifier` (unused when the
@@ -288,10 +288,13 @@ impl VectorRun {
         net: &mut N,
         classifier: &mut C,
     ) -> Result<Option<VectorStep>, SampleError> {
-        self.advance(net, Some(classifier)).await
+        self.step_with(net, Some(classifier)).await
     }
 
-    async fn advance<N: WordVectorDenoiser, C: NoisyClassifier>(
+    /// One reverse step, with the classifier when there is one: what [`VectorRun::step`] and
+    /// [`VectorRun::step_controlled`] do, for a caller that holds an `Option` (one copy of the
+    /// step's code in the page, whichever it holds).
+    pub async fn step_with<N: WordVectorDenoiser, C: NoisyClassifier>(
         &mut self,
         net: &mut N,
         classifier: Option<&mut C>,

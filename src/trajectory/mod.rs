@@ -110,9 +110,6 @@ pub enum TrajectoryError {
         /// The reader's.
         expected: Family,
     },
-    /// A family whose runs are not replayed yet.
-    #[error("{} trajectories are not read by the page yet: the CLI's --trace writes them in this format, for the page's Diffusion-LM tab to come", .0.name())]
-    NoReplay(Family),
     /// The steps contradict each other or the canvas (a hand-edited or damaged file).
     #[error("the trajectory is inconsistent: {0}; export it again")]
     Inconsistent(String),
@@ -216,6 +213,8 @@ pub enum AnyTrajectory {
     Text(Trajectory),
     /// Gaussian diffusion on images.
     Ddpm(images::ImageTrajectory),
+    /// Gaussian diffusion on word vectors.
+    DiffusionLm(vectors::VectorTrajectory),
 }
 
 impl AnyTrajectory {
@@ -224,7 +223,9 @@ impl AnyTrajectory {
         Ok(match kind_of(text)? {
             Family::Text => AnyTrajectory::Text(Trajectory::from_json(text)?),
             Family::Ddpm => AnyTrajectory::Ddpm(images::ImageTrajectory::from_json(text)?),
-            family @ Family::DiffusionLm => return Err(TrajectoryError::NoReplay(family)),
+            Family::DiffusionLm => {
+                AnyTrajectory::DiffusionLm(vectors::VectorTrajectory::from_json(text)?)
+            }
         })
     }
 
@@ -233,6 +234,7 @@ impl AnyTrajectory {
         match self {
             AnyTrajectory::Text(t) => t.to_json(),
             AnyTrajectory::Ddpm(t) => t.to_json(),
+            AnyTrajectory::DiffusionLm(t) => t.to_json(),
         }
     }
 
@@ -241,6 +243,7 @@ impl AnyTrajectory {
         match self {
             AnyTrajectory::Text(_) => Family::Text,
             AnyTrajectory::Ddpm(_) => Family::Ddpm,
+            AnyTrajectory::DiffusionLm(_) => Family::DiffusionLm,
         }
     }
 
@@ -249,6 +252,7 @@ impl AnyTrajectory {
         match self {
             AnyTrajectory::Text(t) => &t.model.name,
             AnyTrajectory::Ddpm(t) => &t.model.name,
+            AnyTrajectory::DiffusionLm(t) => &t.model.name,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::controls::{Controls, ModelPanel, SharePanel};
 use super::digits::{DigitsPlots, DigitsView, ForwardView};
 use super::plots::Plots;
 use super::timeline::Timeline;
+use super::words::{WordsPlots, WordsView};
 
 /// Everything the components share (all `Copy` handles).
 #[derive(Clone, Copy)]
@@ -212,6 +213,12 @@ impl Ctx {
                 s.family = Family::Ddpm;
                 s.ddpm = t.settings.clone();
                 s.ddpm_race = None;
+            }
+            AnyTrajectory::DiffusionLm(t) => {
+                s.family = Family::DiffusionLm;
+                s.prompt = t.prompt.clone();
+                s.words = t.settings.clone();
+                s.words_race = None;
             }
         });
         self.follow_sampler();
@@ -543,14 +550,15 @@ fn Lanes() -> impl IntoView {
 #[component]
 fn Placeholder() -> impl IntoView {
     let ctx = ctx();
-    let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
+    let family = move || ctx.state.with(|s| s.family);
     view! {
         <div class="lane placeholder">
             <p>
-                {move || match (ctx.model_ready(), digits()) {
+                {move || match (ctx.model_ready(), family()) {
                     (false, _) => "Loading the model…",
-                    (true, false) => "Press Run: the masks will resolve into text, step by step.",
-                    (true, true) => "Press Run: a digit will emerge from the noise, step by step.",
+                    (true, Family::Text) => "Press Run: the masks will resolve into text, step by step.",
+                    (true, Family::Ddpm) => "Press Run: a digit will emerge from the noise, step by step.",
+                    (true, Family::DiffusionLm) => "Press Run: every word drifts from noise at once, rounded to the nearest word at each step.",
                 }}
             </p>
         </div>
@@ -590,9 +598,10 @@ fn LaneView(lane: usize) -> impl IntoView {
                 format!(
                     "{}/{}",
                     if len == 0 { 0 } else { at + 1 },
-                    match l.images() {
-                        Some(r) => r.total(),
-                        None => len,
+                    match (l.images(), l.words()) {
+                        (Some(r), _) => r.total(),
+                        (_, Some(r)) => r.total(),
+                        _ => len,
                     }
                 ),
             )];
@@ -607,6 +616,25 @@ fn LaneView(lane: usize) -> impl IntoView {
                     ("model calls", calls.to_string()),
                     ("masked", masked.to_string()),
                     ("tokens/s", tps),
+                ]);
+            }
+            if let Some(r) = l.words() {
+                let step = r.step(at);
+                counters.extend([
+                    ("t", step.map_or("–".into(), |s| s.t.to_string())),
+                    (
+                        "noise",
+                        step.map_or("–".into(), |s| format!("{:.3}", s.noise_level)),
+                    ),
+                    (
+                        "changed",
+                        step.map_or("–".into(), |s| s.changed.len().to_string()),
+                    ),
+                    (
+                        "steps/s",
+                        l.steps_per_second(at)
+                            .map_or("–".into(), |t| format!("{t:.1}")),
+                    ),
                 ]);
             }
             if let Some(r) = l.images() {
@@ -632,6 +660,7 @@ fn LaneView(lane: usize) -> impl IntoView {
             l.get(lane)
                 .and_then(|l| match &l.trajectory {
                     Some(AnyTrajectory::Text(t)) => Some(t.text.clone()),
+                    Some(AnyTrajectory::DiffusionLm(t)) => Some(t.text.clone()),
                     _ => None,
                 })
                 .unwrap_or_default()
@@ -690,6 +719,11 @@ fn LaneView(lane: usize) -> impl IntoView {
                 Some(Family::Ddpm) => view! {
                     <DigitsView lane/>
                     <DigitsPlots lane/>
+                }
+                .into_any(),
+                Some(Family::DiffusionLm) => view! {
+                    <WordsView lane/>
+                    <WordsPlots lane/>
                 }
                 .into_any(),
                 _ => view! {

@@ -16,6 +16,7 @@ use crate::page::images::PictureKind;
 use crate::page::protocol::{ClassifierStatus, Network};
 use crate::page::source::{DLLM_BD3LM_BLOCK_SIZE, ModelSource, TRAINED_MODELS, describe_attention};
 use crate::page::state::{BackendChoice, PageState, Theme, parse_attention};
+use crate::sampler::diffusion_lm::VectorSettings;
 use crate::sampler::forcing::Schedule;
 use crate::sampler::gaussian::Variance;
 use crate::sampler::image::{Guidance, ImageSampler};
@@ -30,7 +31,7 @@ use crate::page::session::ModelStatus;
 
 /// Which settings an input edits: the run's, or the race's second sampler.
 #[derive(Clone, Copy, PartialEq)]
-enum Which {
+pub(crate) enum Which {
     A,
     B,
 }
@@ -48,12 +49,48 @@ fn read(which: Which) -> impl Fn() -> Option<Settings> + Copy {
 /// `knob`'s value in the settings `which` of the page's family (`None`: that sampler has none).
 fn knob_value(which: Which, knob: Knob) -> Option<KnobValue> {
     ctx().state.with(|s| match (s.family, which) {
-        // No tab runs Diffusion-LM yet (`PageState::family`): it reads as text.
-        (Family::Text | Family::DiffusionLm, Which::A) => s.settings.get(knob),
-        (Family::Text | Family::DiffusionLm, Which::B) => s.race.as_ref()?.get(knob),
+        (Family::Text, Which::A) => s.settings.get(knob),
+        (Family::Text, Which::B) => s.race.as_ref()?.get(knob),
         (Family::Ddpm, Which::A) => s.ddpm.get(knob),
         (Family::Ddpm, Which::B) => s.ddpm_race.as_ref()?.get(knob),
+        (Family::DiffusionLm, Which::A) => words_knob(&s.words, knob),
+        (Family::DiffusionLm, Which::B) => words_knob(s.words_race.as_ref()?, knob),
     })
+}
+
+/// The knobs of the table Diffusion-LM shares with the other families.
+fn words_knob(s: &VectorSettings, knob: Knob) -> Option<KnobValue> {
+    match knob {
+        Knob::Steps => Some(KnobValue::Number(s.steps as f64)),
+        Knob::GenLength => Some(KnobValue::Number(s.gen_length as f64)),
+        Knob::Variance => Some(KnobValue::Variance(s.variance)),
+        Knob::Seed => Some(KnobValue::Number(s.seed as f64)),
+        _ => None,
+    }
+}
+
+/// Sets one of [`words_knob`]'s knobs; whether the value was taken.
+fn set_words_knob(s: &mut VectorSettings, knob: Knob, value: KnobValue) -> bool {
+    let whole = |x: f64, most: usize| {
+        (x.fract() == 0.0 && x >= 1.0 && x <= most as f64).then_some(x as usize)
+    };
+    match (knob, value) {
+        (Knob::Steps, KnobValue::Number(x)) => whole(x, crate::sampler::gaussian::MAX_STEPS)
+            .map(|n| s.steps = n)
+            .is_some(),
+        (Knob::GenLength, KnobValue::Number(x)) => whole(x, crate::limits::MAX_MODEL_LENGTH)
+            .map(|n| s.gen_length = n)
+            .is_some(),
+        (Knob::Variance, KnobValue::Variance(v)) => {
+            s.variance = v;
+            true
+        }
+        (Knob::Seed, KnobValue::Number(x)) if x >= 0.0 && x.fract() == 0.0 => {
+            s.seed = x as u64;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Sets `knob` in the settings `which` of the page's family, through the knob table; whether the
@@ -62,10 +99,13 @@ fn set_knob(which: Which, knob: Knob, value: KnobValue) -> bool {
     let mut ok = false;
     ctx().state.update(|s| {
         ok = match (s.family, which) {
-            (Family::Text | Family::DiffusionLm, Which::A) => s.settings.set(knob, value).is_ok(),
-            (Family::Text | Family::DiffusionLm, Which::B) => {
-                s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok())
-            }
+            (Family::Text, Which::A) => s.settings.set(knob, value).is_ok(),
+            (Family::Text, Which::B) => s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok()),
+            (Family::DiffusionLm, Which::A) => set_words_knob(&mut s.words, knob, value),
+            (Family::DiffusionLm, Which::B) => s
+                .words_race
+                .as_mut()
+                .is_some_and(|b| set_words_knob(b, knob, value)),
             (Family::Ddpm, Which::A) => s.ddpm.set(knob, value).is_ok(),
             (Family::Ddpm, Which::B) => s
                 .ddpm_race
@@ -260,12 +300,13 @@ fn sampler_select(which: Which) -> impl IntoView {
 fn knobs(which: Which) -> impl IntoView {
     let ctx = ctx();
     let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
+    let family = move || ctx.state.with(|s| s.family);
     view! {
         <div class="knobs">
-            {move || if digits() {
-                view! { {image_sampler_select(which)} {class_select(which)} {guidance_select(which)} }.into_any()
-            } else {
-                sampler_select(which).into_any()
+            {move || match family() {
+                Family::Ddpm => view! { {image_sampler_select(which)} {class_select(which)} {guidance_select(which)} }.into_any(),
+                Family::DiffusionLm => super::words::words_knobs(which).into_any(),
+                Family::Text => sampler_select(which).into_any(),
             }}
             {KNOBS
                 .iter()
@@ -445,7 +486,7 @@ fn family_select() -> impl IntoView {
     let family = move || ctx.state.with(|s| s.family);
     view! {
         <div class="family" role="radiogroup" aria-label="What to generate">
-            {[(Family::Text, "Text", "Masked, block and autoregressive text diffusion"), (Family::Ddpm, "Digits", "Gaussian diffusion (DDPM, DDIM) on 8×8 handwritten digits, with guidance")]
+            {[(Family::Text, "Text", "Masked, block and autoregressive text diffusion"), (Family::Ddpm, "Digits", "Gaussian diffusion (DDPM, DDIM) on 8×8 handwritten digits, with guidance"), (Family::DiffusionLm, "Word vectors", "Diffusion-LM: Gaussian diffusion on word vectors, rounded to words at every step, steered toward Austen or the Bible")]
                 .map(|(f, label, title)| view! {
                     <label class="tab" class:active=move || family() == f title=title>
                         <input
@@ -594,7 +635,20 @@ pub fn Controls() -> impl IntoView {
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
                             ctx.state.update(|s| match s.family {
-                                Family::Text | Family::DiffusionLm => {
+                                Family::DiffusionLm => {
+                                    s.words_race = on.then(|| {
+                                        // The same chain: without control against with, or
+                                        // clamping off against on.
+                                        let mut b = s.words.clone();
+                                        if b.control.is_some() {
+                                            b.control = None;
+                                        } else {
+                                            b.clamp = !b.clamp;
+                                        }
+                                        b
+                                    });
+                                }
+                                Family::Text => {
                                     s.race = on.then(|| {
                                         let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
                                         s.settings.switched(other)
@@ -789,6 +843,22 @@ pub fn ModelPanel() -> impl IntoView {
                     Some(ClassifierStatus::Loaded { name, .. }) => format!("classifier {name}"),
                     Some(ClassifierStatus::Failed { message, .. }) => message.clone(),
                     None => "no classifier".into(),
+                }
+            ),
+            Network::DiffusionLm {
+                spec, classifier, ..
+            } => format!(
+                "{} — {}, vocabulary {}, loaded in {:.1} s; {}",
+                m.name,
+                m.shape,
+                spec.vocab_size,
+                m.load_seconds,
+                match classifier {
+                    Some(ClassifierStatus::Loaded { name, .. }) => {
+                        format!("control classifier {name}")
+                    }
+                    Some(ClassifierStatus::Failed { message, .. }) => message.clone(),
+                    None => "no control classifier".into(),
                 }
             ),
         }),

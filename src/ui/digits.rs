@@ -16,7 +16,7 @@ use crate::sampler::gaussian::{BetaSchedule, Schedule};
 use crate::sampler::image::normal;
 
 use super::app::ctx;
-use super::plots::{H, W, polyline};
+use super::plots::series_plot;
 
 /// Draws `picture` into `canvas` at one canvas pixel per picture pixel (CSS scales it up with
 /// `image-rendering: pixelated`).
@@ -120,14 +120,6 @@ pub fn DigitsPlots(lane: usize) -> impl IntoView {
             ))
         })
     });
-    let cursor_x = move |steps: usize| {
-        let at = ctx.cursor.get().min(steps.saturating_sub(1));
-        if steps > 1 {
-            at as f64 * W / (steps - 1) as f64
-        } else {
-            0.0
-        }
-    };
     let plot = move |which: &'static str| {
         move || {
             let (probs, norms, total) = series.get()?;
@@ -148,15 +140,8 @@ pub fn DigitsPlots(lane: usize) -> impl IntoView {
                 (v, max, format!("‖x_t‖ ({last:.1})"))
             };
             let steps = total.max(values.len());
-            Some(view! {
-                <figure class="plot" data-testid=which>
-                    <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=label.clone()>
-                        <polyline class=format!("series {which}") points=polyline(&values, max, steps) fill="none"></polyline>
-                        <line class="cursor" x1=cursor_x(steps) x2=cursor_x(steps) y1="0" y2=H></line>
-                    </svg>
-                    <figcaption>{label}</figcaption>
-                </figure>
-            })
+            let at = ctx.cursor.get();
+            Some(series_plot(which, &values, max, (steps, at), label))
         }
     };
     view! {

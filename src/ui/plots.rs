@@ -27,6 +27,36 @@ pub(crate) fn polyline(values: &[Option<f64>], max: f64, steps: usize) -> String
         .join(" ")
 }
 
+/// The x of the cursor at step `at` of a plot over `steps` steps.
+pub(crate) fn cursor_x(at: usize, steps: usize) -> f64 {
+    if steps > 1 {
+        at.min(steps - 1) as f64 * W / (steps - 1) as f64
+    } else {
+        0.0
+    }
+}
+
+/// One series per step as a plot: `values` (`None`: no point) scaled to `max`, over `steps`
+/// steps, the cursor at step `at`, `label` beneath.
+pub(crate) fn series_plot(
+    which: &'static str,
+    values: &[Option<f64>],
+    max: f64,
+    (steps, at): (usize, usize),
+    label: String,
+) -> impl IntoView + use<> {
+    let x = cursor_x(at, steps);
+    view! {
+        <figure class="plot" data-testid=which>
+            <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=label.clone()>
+                <polyline class=format!("series {which}") points=polyline(values, max, steps) fill="none"></polyline>
+                <line class="cursor" x1=x x2=x y1="0" y2=H></line>
+            </svg>
+            <figcaption>{label}</figcaption>
+        </figure>
+    }
+}
+
 /// The three plots of lane `lane`.
 #[component]
 pub fn Plots(lane: usize) -> impl IntoView {
@@ -40,23 +70,15 @@ pub fn Plots(lane: usize) -> impl IntoView {
             })
         })
     });
-    let cursor_x = move |steps: usize| {
-        let at = ctx.cursor.get().min(steps.saturating_sub(1));
-        if steps > 1 {
-            at as f64 * W / (steps - 1) as f64
-        } else {
-            0.0
-        }
-    };
     let line_plot = move |which: &'static str| {
         move || {
             let (masked, conf, _) = series.get()?;
             let steps = masked.len();
-            let (points, max, label) = if which == "masked" {
+            let (values, max, label) = if which == "masked" {
                 let max = masked.first().copied().unwrap_or(1).max(1) as f64;
                 let v: Vec<Option<f64>> = masked.iter().map(|&m| Some(m as f64)).collect();
                 (
-                    polyline(&v, max, steps),
+                    v,
                     max,
                     format!(
                         "masked ({max:.0} → {})",
@@ -72,22 +94,10 @@ pub fn Plots(lane: usize) -> impl IntoView {
                         v.iter().sum::<f64>() / v.len() as f64
                     }
                 };
-                (
-                    polyline(&conf, 1.0, steps),
-                    1.0,
-                    format!("mean confidence (avg {mean:.2})"),
-                )
+                (conf, 1.0, format!("mean confidence (avg {mean:.2})"))
             };
-            let _ = max;
-            Some(view! {
-                <figure class="plot">
-                    <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=label.clone()>
-                        <polyline class=format!("series {which}") points=points fill="none"></polyline>
-                        <line class="cursor" x1=cursor_x(steps) x2=cursor_x(steps) y1="0" y2=H></line>
-                    </svg>
-                    <figcaption>{label}</figcaption>
-                </figure>
-            })
+            let at = ctx.cursor.get();
+            Some(series_plot(which, &values, max, (steps, at), label))
         }
     };
     let heatmap = move || {

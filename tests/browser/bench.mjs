@@ -5,7 +5,8 @@
 //   - committed tokens per second of model time, per sampler, on WebGPU (SwiftShader here) and on
 //     the CPU fallback;
 //   - the wasm module's size, raw and gzipped.
-//   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance.
+//   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance;
+//   - Diffusion-LM (issue 18): reverse steps per second of model time, without and with control.
 // Usage: node tests/browser/bench.mjs [--digits | --cpu | --gpu | --first | --vs-native]   (after
 // `trunk build`; --digits: only the digits; --cpu: only the CPU fallback's runs; --gpu: only
 // WebGPU's (two builds of the GPU stack side by side, with UNMASK_DIST); --first: only the first
@@ -206,6 +207,25 @@ for (const gpu of onlyFirst ? [] : backends) {
   }
   await context.close();
 }
+// Diffusion-LM (issue 18): reverse steps over 32 positions, without and with control.
+const words = {
+  'clamping, no control': '', 'control toward the Bible, S = 3': '&control=bible&control_scale=3',
+};
+const wordSpeed = [];
+for (const gpu of onlyFirst || onlyDigits ? [] : backends) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  if (!gpu) await removeWebGpu(context, page);
+  // One run first, not counted: it compiles the backend's kernels (and warms the JIT).
+  await page.goto(`${origin}?family=diffusion-lm&autoplay=1&prompt=&gen=32&seed=9&steps=10&control=austen`);
+  await done(page);
+  for (const [name, q] of Object.entries(words)) {
+    await page.goto(`${origin}?family=diffusion-lm&autoplay=1&prompt=&gen=32&seed=1&steps=50${q}`);
+    const [lane] = await done(page);
+    wordSpeed.push(`| Diffusion-LM, ${name} | ${gpu ? 'WebGPU (SwiftShader)' : 'CPU (wasm)'} | ${lane.steps} | ${lane.ms.toFixed(0)} | ${(lane.steps * 1000 / lane.ms).toFixed(1)} |`);
+  }
+  await context.close();
+}
 await browser.close();
 server.close();
 
@@ -218,3 +238,5 @@ console.log('\n| sampler | backend | tokens | steps | ms | tokens/s |\n|---|---|
 console.log(speed.join('\n'));
 console.log('\n| digits run | backend | steps | ms | steps/s |\n|---|---|---|---|---|');
 console.log(digitSpeed.join('\n'));
+console.log('\n| Diffusion-LM run | backend | steps | ms | steps/s |\n|---|---|---|---|---|');
+console.log(wordSpeed.join('\n'));

@@ -1268,3 +1268,79 @@ test('digits: a class outside the model gets a clear error naming its control, a
     await context.close();
   }
 });
+
+// Diffusion-LM (issue 18): the shipped word-vector model, a few reverse steps each.
+
+/** The CLI's trajectory of a Diffusion-LM run (`unmask generate --model …/diffusion-lm`). */
+function cliWords(args) {
+  const trace = path.join(tmp, `words-${Math.random().toString(36).slice(2)}.json`);
+  execFileSync(cliBin, ['generate', '--model', defaultModel('diffusion-lm'), '--quiet', '--trace', trace, ...args]);
+  return { trace, recorded: JSON.parse(readFileSync(trace, 'utf8')) };
+}
+
+const wordCases = [
+  {
+    name: 'on WebGPU',
+    gpu: true,
+    query: 'family=diffusion-lm&prompt=It%20was&steps=12&gen=8&seed=1',
+    args: ['--prompt', 'It was', '--steps', '12', '--gen-length', '8', '--seed', '1'],
+  },
+  {
+    name: 'without clamping on the CPU fallback',
+    gpu: false,
+    query: 'family=diffusion-lm&prompt=She&steps=10&gen=10&clamp=0&seed=2',
+    args: ['--prompt', 'She', '--steps', '10', '--gen-length', '10', '--clamp', 'false', '--seed', '2'],
+  },
+];
+
+for (const c of wordCases) {
+  test(`words: Diffusion-LM ${c.name} writes the CLI's words`, async () => {
+    const { page, context, problems } = await open(c.query, { gpu: c.gpu });
+    try {
+      assert.equal(await backendOf(page), c.gpu ? 'wgpu' : 'cpu');
+      await loaded(page, 'models/default/diffusion-lm/');
+      // The control classifier the model names loaded beside it.
+      assert.match(await page.textContent('[data-testid=model-info]'), /control classifier \.\/models\/default\/diffusion-lm-classifier\//);
+      const [lane] = await run(page);
+      await shot(page, `words-${c.gpu ? 'webgpu' : 'cpu'}`);
+      assert.equal(lane.status, 'done');
+      const { recorded } = cliWords(c.args);
+      assert.equal(lane.steps, recorded.steps.length);
+      assert.equal(lane.text, recorded.text);
+      // Every position shows a word; the distance is plotted, and no control watched.
+      assert.equal(await page.locator('[data-testid=words] .cell').count(), recorded.steps[0].ids.length);
+      assert.equal(await page.locator('[data-testid=mean-distance]').count(), 1);
+      assert.equal(await page.locator('[data-testid=control-prob]').count(), 0);
+      assert.match(page.url(), /family=diffusion-lm&/);
+      await assertClean(page, problems);
+    } finally {
+      await context.close();
+    }
+  });
+}
+
+test('words: control toward the Bible races the same chain without it; the CLI\'s trajectory replays', async () => {
+  const { trace, recorded } = cliWords(['--steps', '6', '--gen-length', '12', '--seed', '3', '--control', 'bible', '--control-scale', '3']);
+  const { page, context, problems } = await open('family=diffusion-lm&prompt=&steps=14&gen=12&seed=3&control=bible&control_scale=3&b.control=none', { gpu: false });
+  try {
+    await loaded(page, 'models/default/diffusion-lm/');
+    const raced = await run(page);
+    assert.equal(raced.length, 2);
+    assert.ok(raced.every((l) => l.status === 'done' && l.steps === 14), JSON.stringify(raced));
+    assert.notEqual(raced[0].text, raced[1].text, 'control changed nothing');
+    // The steered lane plots the classifier's probability of its target; the other has none.
+    assert.equal(await page.locator('[data-testid=control-prob]').count(), 1);
+    assert.match(await page.textContent('[data-testid=lane] h2'), /toward bible ×3/);
+    // The CLI's trajectory replays with no model, its words as the CLI wrote them.
+    await page.setInputFiles('[data-testid=import]', trace);
+    const [replayed] = await replay(page);
+    assert.equal(replayed.status, 'imported');
+    assert.equal(replayed.steps, 6);
+    assert.equal(replayed.text, recorded.text);
+    assert.equal(await page.locator('[data-testid=control-prob]').count(), 1);
+    assert.match(page.url(), /family=diffusion-lm&/);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});

@@ -1,0 +1,213 @@
+//! The replay of a Diffusion-LM run: each step's words, how far x̂₀ was from each, what changed,
+//! and the two series the page plots (the mean distance to the words, the control classifier's
+//! probability of its target). Nothing is committed in this family: every position shows a word
+//! at every step, and the reader watches them settle.
+
+use std::collections::HashMap;
+
+use crate::sampler::diffusion_lm::VectorStep;
+use crate::trajectory::vectors::VectorTrajectory;
+
+/// One position of a step, for the view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Word {
+    /// Its text (the token's, spaces included).
+    pub text: String,
+    /// Euclidean distance from x̂₀ there to this word's vector.
+    pub distance: f32,
+    /// Its share of the step's largest distance, 0 (on the word) to 1 (farthest).
+    pub far: f64,
+    /// Whether it differs from the previous step's word.
+    pub changed: bool,
+    /// Whether the prompt holds it.
+    pub prompt: bool,
+}
+
+/// The steps of one Diffusion-LM run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WordReplay {
+    prompt_ids: Vec<u32>,
+    gen_length: usize,
+    vocab: HashMap<u32, String>,
+    steps: Vec<VectorStep>,
+    /// Steps the run will take.
+    total: usize,
+    /// Mean distance over the generated positions after each step.
+    distances: Vec<Option<f64>>,
+    /// p(target | x_{t−1}) at each step, under control.
+    target_probs: Vec<Option<f64>>,
+}
+
+impl WordReplay {
+    /// A run holding `prompt_ids` then `gen_length` positions, `total` steps long, the text of
+    /// the prompt's ids in `vocab`.
+    pub fn new(
+        prompt_ids: Vec<u32>,
+        gen_length: usize,
+        vocab: Vec<(u32, String)>,
+        total: usize,
+    ) -> Self {
+        Self {
+            prompt_ids,
+            gen_length,
+            vocab: vocab.into_iter().collect(),
+            total,
+            ..Self::default()
+        }
+    }
+
+    /// A recorded run, ready to play with no model.
+    pub fn from_trajectory(t: &VectorTrajectory) -> Self {
+        let vocab = t.vocab.iter().map(|(&id, s)| (id, s.clone())).collect();
+        let mut r = Self::new(
+            t.prompt_ids.clone(),
+            t.settings.gen_length,
+            vocab,
+            t.steps.len(),
+        );
+        for s in &t.steps {
+            r.push(s.clone(), Vec::new());
+        }
+        r
+    }
+
+    /// Appends the next step and the text of the ids it brings; one not of this run's length is
+    /// dropped (the worker never sends one, and an imported file was checked).
+    pub fn push(&mut self, step: VectorStep, vocab: Vec<(u32, String)>) {
+        self.vocab.extend(vocab);
+        let n = self.prompt_ids.len() + self.gen_length;
+        if step.ids.len() != n || step.distance.len() != n {
+            return;
+        }
+        self.distances
+            .push(Some(step.mean_distance(self.prompt_ids.len())));
+        self.target_probs.push(step.target_probability);
+        self.steps.push(step);
+    }
+
+    /// Steps so far.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether no step has arrived.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Steps the run takes in all.
+    pub fn total(&self) -> usize {
+        self.total.max(self.steps.len())
+    }
+
+    /// Step `at` (clamped to the last).
+    pub fn step(&self, at: usize) -> Option<&VectorStep> {
+        self.steps.get(at.min(self.steps.len().checked_sub(1)?))
+    }
+
+    /// The positions at step `at`: the prompt's words, then each generated position's; before
+    /// any step, the prompt alone.
+    pub fn words(&self, at: usize) -> Vec<Word> {
+        let text = |id: u32| self.vocab.get(&id).cloned().unwrap_or_default();
+        let Some(step) = self.step(at) else {
+            return self
+                .prompt_ids
+                .iter()
+                .map(|&id| Word {
+                    text: text(id),
+                    distance: 0.0,
+                    far: 0.0,
+                    changed: false,
+                    prompt: true,
+                })
+                .collect();
+        };
+        let fixed = self.prompt_ids.len();
+        let largest = step.distance[fixed.min(step.distance.len())..]
+            .iter()
+            .fold(0f32, |m, &d| m.max(d));
+        step.ids
+            .iter()
+            .zip(&step.distance)
+            .enumerate()
+            .map(|(i, (&id, &d))| Word {
+                text: text(id),
+                distance: d,
+                far: if i < fixed || largest <= 0.0 {
+                    0.0
+                } else {
+                    f64::from(d / largest)
+                },
+                changed: step.changed.contains(&i),
+                prompt: i < fixed,
+            })
+            .collect()
+    }
+
+    /// The generated words at step `at`, joined (the prompt's excluded).
+    pub fn text(&self, at: usize) -> String {
+        self.words(at)
+            .into_iter()
+            .filter(|w| !w.prompt)
+            .map(|w| w.text)
+            .collect()
+    }
+
+    /// Mean distance to the words over the generated positions after each step.
+    pub fn distance_series(&self) -> &[Option<f64>] {
+        &self.distances
+    }
+
+    /// The control classifier's probability of the target at each step (`None`: no control).
+    pub fn target_prob_series(&self) -> &[Option<f64>] {
+        &self.target_probs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(index: usize, ids: Vec<u32>, changed: Vec<usize>) -> VectorStep {
+        VectorStep {
+            index,
+            t: 10 - index,
+            noise_level: 0.5,
+            distance: (0..ids.len()).map(|i| i as f32).collect(),
+            ids,
+            changed,
+            target_probability: Some(0.25 * index as f64),
+        }
+    }
+
+    #[test]
+    fn each_step_shows_every_word_with_its_distance_and_what_changed() {
+        let vocab = vec![(1, "It".to_string())];
+        let mut r = WordReplay::new(vec![1], 3, vocab, 2);
+        assert_eq!(r.words(0).len(), 1, "before a step: the prompt alone");
+        r.push(
+            step(0, vec![1, 5, 6, 5], vec![]),
+            vec![(5, " a".into()), (6, " b".into())],
+        );
+        r.push(step(1, vec![1, 5, 7, 5], vec![2]), vec![(7, " c".into())]);
+        // A step of another length is dropped.
+        r.push(step(2, vec![1, 5], vec![]), vec![]);
+        assert_eq!((r.len(), r.total()), (2, 2));
+        let words = r.words(1);
+        assert_eq!(
+            words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>(),
+            ["It", " a", " c", " a"]
+        );
+        assert!(words[0].prompt && !words[1].prompt);
+        assert!(words[2].changed && !words[1].changed);
+        // Distances 1, 2, 3 over the generated positions: the farthest is 1.
+        assert_eq!(words[3].far, 1.0);
+        assert!((words[1].far - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(r.text(1), " a c a");
+        assert_eq!(r.text(0), " a b a");
+        assert_eq!(r.distance_series(), [Some(2.0), Some(2.0)]);
+        assert_eq!(r.target_prob_series(), [Some(0.0), Some(0.25)]);
+        // Past the end: the last step.
+        assert_eq!(r.text(9), " a c a");
+    }
+}
