@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::replay::{Cell, CellState};
 use crate::sampler::diffusion_lm::VectorStep;
 use crate::trajectory::vectors::VectorTrajectory;
 
@@ -144,6 +145,31 @@ impl WordReplay {
             .collect()
     }
 
+    /// The positions at step `at` as the text canvas's cells, for its pictures (SVG, PNG, the
+    /// animation): a word's colour is its nearness (1 − [`Word::far`]) where a token's is its
+    /// confidence, and the words that changed at that step are the fresh ones.
+    pub fn cells(&self, at: usize) -> Vec<Cell> {
+        self.words(at)
+            .into_iter()
+            .enumerate()
+            .map(|(position, w)| Cell {
+                position,
+                state: if w.prompt {
+                    CellState::Prompt
+                } else {
+                    CellState::Committed {
+                        step: at,
+                        confidence: 1.0 - w.far,
+                        fresh: w.changed,
+                    }
+                },
+                text: w.text,
+                in_block: false,
+                level: None,
+            })
+            .collect()
+    }
+
     /// The generated words at step `at`, joined (the prompt's excluded).
     pub fn text(&self, at: usize) -> String {
         self.words(at)
@@ -204,6 +230,22 @@ mod tests {
         assert_eq!(words[3].far, 1.0);
         assert!((words[1].far - 1.0 / 3.0).abs() < 1e-6);
         assert_eq!(r.text(1), " a c a");
+        // As the canvas's cells: the prompt's, then each word by its nearness, the change fresh.
+        let cells = r.cells(1);
+        assert_eq!(cells[0].state, CellState::Prompt);
+        assert_eq!(
+            cells[3].state,
+            CellState::Committed {
+                step: 1,
+                confidence: 0.0,
+                fresh: false
+            }
+        );
+        assert!(matches!(
+            cells[2].state,
+            CellState::Committed { fresh: true, .. }
+        ));
+        assert_eq!(cells[2].text, " c");
         assert_eq!(r.text(0), " a b a");
         assert_eq!(r.distance_series(), [Some(2.0), Some(2.0)]);
         assert_eq!(r.target_prob_series(), [Some(0.0), Some(0.25)]);

@@ -1142,18 +1142,29 @@ pub fn SharePanel() -> impl IntoView {
             None => "run the digits first: there is no picture to save yet".into(),
         });
     };
-    let text_lane = move || ctx.lanes_with(|l| l.first().is_some_and(|l| l.text().is_some()));
+    // Text and Diffusion-LM lanes draw as a canvas of cells.
+    let text_lane = move || {
+        ctx.lanes_with(|l| {
+            l.first()
+                .is_some_and(|l| l.text().is_some() || l.words().is_some())
+        })
+    };
     // The text canvas at the step shown (`whole`: at every step of the animation's frames).
     let text_frames = move |whole: bool| {
         let at = ctx.cursor.get_untracked();
         ctx.lanes_with(|l| {
-            let r = l.first()?.text()?;
+            let lane = l.first()?;
+            let len = lane.record.len();
             let steps = if whole {
-                crate::export::frame_steps(r.len())
+                crate::export::frame_steps(len)
             } else {
                 vec![at]
             };
-            Some(steps.into_iter().map(|s| r.cells(s)).collect::<Vec<_>>())
+            Some(match (lane.text(), lane.words()) {
+                (Some(r), _) => steps.into_iter().map(|s| r.cells(s)).collect::<Vec<_>>(),
+                (_, Some(r)) => steps.into_iter().map(|s| r.cells(s)).collect(),
+                _ => return None,
+            })
         })
     };
     let text_picture = move |kind: PictureKind| {

@@ -1331,6 +1331,11 @@ test('words: control toward the Bible races the same chain without it; the CLI\'
     // The steered lane plots the classifier's probability of its target; the other has none.
     assert.equal(await page.locator('[data-testid=control-prob]').count(), 1);
     assert.match(await page.textContent('[data-testid=lane] h2'), /toward bible ×3/);
+    // The step shown saves as the text canvas's SVG, its words in it.
+    const [svg] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-text-svg]')]);
+    assert.equal(svg.suggestedFilename(), 'unmask-step.svg');
+    const drawn = readFileSync(await svg.path(), 'utf8');
+    assert.ok((raced[0].text.match(/[A-Za-z]{3,}/g) ?? []).some((w) => drawn.includes(w)), drawn.slice(0, 300));
     // The CLI's trajectory replays with no model, its words as the CLI wrote them.
     await page.setInputFiles('[data-testid=import]', trace);
     const [replayed] = await replay(page);
@@ -1340,6 +1345,29 @@ test('words: control toward the Bible races the same chain without it; the CLI\'
     assert.equal(await page.locator('[data-testid=control-prob]').count(), 1);
     assert.match(page.url(), /family=diffusion-lm&/);
     await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('words: a dropped Diffusion-LM folder needs its tokenizer, then runs as the CLI does; control is off without its classifier', async () => {
+  const { page, context, problems } = await open('family=diffusion-lm&model=./no-such-model/&prompt=It&steps=8&gen=6&seed=5', { gpu: false });
+  const dir = defaultModel('diffusion-lm');
+  const files = ['config.json', 'model.safetensors', 'tokenizer.json']
+    .map((name) => ({ name, b64: readFileSync(path.join(dir, name)).toString('base64') }));
+  try {
+    await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
+    await dropFiles(page, files.filter((f) => f.name !== 'tokenizer.json'));
+    await page.waitForFunction(() => /reads its words with its tokenizer\.json: drop it too/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+    await dropFiles(page, files);
+    await loaded(page, 'dropped files');
+    // Dropped files name no folder beside them: the classifier the config names is not found.
+    assert.match(await page.textContent('[data-testid=model-info]'), /cannot be found beside .*control is off/);
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'done');
+    const { recorded } = cliWords(['--prompt', 'It', '--steps', '8', '--gen-length', '6', '--seed', '5']);
+    assert.equal(lane.text, recorded.text);
+    assert.deepEqual(problems.filter((p) => !/404|Failed to load resource/.test(p)), []);
   } finally {
     await context.close();
   }
