@@ -294,3 +294,58 @@ fn wgpu_denoises_the_cpu_backend_s_word_vectors_for_a_seed() {
         .fold(0.0, f64::max);
     assert!(diff < 1e-4, "{diff}");
 }
+
+#[test]
+fn wgpu_steers_the_shipped_words_as_the_cpu_backend_does_for_a_seed() {
+    // Diffusion-LM's control on the shipped denoiser and classifier: each step's three gradient
+    // steps move every number by ±0.1, the sign of its gradient (autodiff on each backend), so
+    // this checks that the two backends' gradients agree in sign everywhere they matter.
+    use unmask::bundle::VectorBundle;
+    use unmask::model::diffusion_lm::{DiffusionLmClassifier, DiffusionLmConfig};
+    use unmask::sampler::diffusion_lm::{Control, VectorRun, VectorSettings};
+    let Some(device) = wgpu() else {
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default");
+    let read = |f: &str| std::fs::read(root.join("diffusion-lm-classifier").join(f)).unwrap();
+    let classifier_config = DiffusionLmConfig::from_json(&read("config.json")).unwrap();
+    let cpu = backend::init(BackendKind::Cpu).unwrap();
+    let mut runs = Vec::new();
+    for device in [&device, &cpu] {
+        let mut bundle = VectorBundle::from_dir(&root.join("diffusion-lm"), device).unwrap();
+        let mut classifier = DiffusionLmClassifier::load(
+            &classifier_config,
+            &read("model.safetensors"),
+            &bundle.config,
+            device,
+        )
+        .unwrap();
+        let settings = VectorSettings {
+            steps: 30,
+            seed: 2,
+            control: Some(Control {
+                scale: 3.0,
+                ..Control::toward("bible")
+            }),
+            ..VectorSettings::defaults(20)
+        };
+        let prompt = bundle.codec.encode("It was").unwrap();
+        let mut run = VectorRun::new(&settings, &prompt, &bundle.config.vector_spec()).unwrap();
+        let mut steps = Vec::new();
+        while let Some(step) =
+            pollster::block_on(run.step_controlled(&mut bundle.denoiser, &mut classifier)).unwrap()
+        {
+            steps.push((step.ids, step.target_probability.unwrap()));
+        }
+        runs.push(steps);
+    }
+    for (i, (gpu, cpu)) in runs[0].iter().zip(&runs[1]).enumerate() {
+        assert_eq!(gpu.0, cpu.0, "step {i}");
+        assert!(
+            (gpu.1 - cpu.1).abs() < 1e-3,
+            "step {i}: {} against {}",
+            gpu.1,
+            cpu.1
+        );
+    }
+}

@@ -726,17 +726,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_loss_falls_in_a_few_steps_and_a_run_resumes_exactly() {
-        // A little language: counting up from a random start, modulo the vocabulary.
-        let docs: Vec<Vec<u32>> = (0..40u32)
-            .map(|s| (0..24).map(|i| (s + i) % 12).collect())
-            .collect();
-        let documents = Documents {
-            train: &docs[..32],
-            valid: &docs[32..],
-        };
-        let train = VectorTrainConfig {
+    /// 40 steps of 8 windows, validated on `val_windows` every 10.
+    fn recipe(val_windows: usize) -> VectorTrainConfig {
+        VectorTrainConfig {
             recipe: Recipe {
                 batch_size: 8,
                 lr: 3e-3,
@@ -747,8 +739,21 @@ mod tests {
                 ..Recipe::default()
             },
             val_every: 10,
-            val_windows: 8,
+            val_windows,
+        }
+    }
+
+    #[test]
+    fn the_loss_falls_in_a_few_steps_and_a_run_resumes_exactly() {
+        // A little language: counting up from a random start, modulo the vocabulary.
+        let docs: Vec<Vec<u32>> = (0..40u32)
+            .map(|s| (0..24).map(|i| (s + i) % 12).collect())
+            .collect();
+        let documents = Documents {
+            train: &docs[..32],
+            valid: &docs[32..],
         };
+        let train = recipe(8);
         let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
         let new = |start| {
             VectorTrainer::new(
@@ -822,19 +827,7 @@ mod tests {
             labels: vec!["low".into(), "high".into()],
             ..config()
         };
-        let train = VectorTrainConfig {
-            recipe: Recipe {
-                batch_size: 8,
-                lr: 3e-3,
-                warmup_steps: 1,
-                max_steps: 40,
-                ema: 0.0,
-                seed: 3,
-                ..Recipe::default()
-            },
-            val_every: 10,
-            val_windows: 16,
-        };
+        let train = recipe(16);
         let device = crate::backend::init(crate::backend::BackendKind::Cpu).unwrap();
         let documents = Documents {
             train: &docs[..32],
