@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use crate::chat::SpecialTokens;
 use crate::config::{Attention, ConfigError, Family, ModelConfig};
-use crate::model::diffusion_lm::{DiffusionLmConfig, DiffusionLmDenoiser};
+use crate::model::diffusion_lm::{DiffusionLmClassifier, DiffusionLmConfig, DiffusionLmDenoiser};
 use crate::model::patch_dit::{
     PatchDitClassifier, PatchDitConfig, PatchDitNoise, Role, load_patch_dit,
 };
@@ -770,6 +770,31 @@ impl VectorBundle {
             device,
         )
     }
+}
+
+/// A Diffusion-LM control classifier from its `config.json` and `model.safetensors`, checked
+/// against the denoiser of `denoiser` that it steers.
+pub fn control_classifier_from_files(
+    config: &[u8],
+    weights: &[u8],
+    denoiser: &DiffusionLmConfig,
+    device: &Device,
+) -> Result<DiffusionLmClassifier, BundleError> {
+    let config = DiffusionLmConfig::from_json(config)?;
+    Ok(DiffusionLmClassifier::load(
+        &config, weights, denoiser, device,
+    )?)
+}
+
+/// [`control_classifier_from_files`] of the folder `dir`.
+#[cfg(not(target_family = "wasm"))]
+pub fn control_classifier_from_dir(
+    dir: &std::path::Path,
+    denoiser: &DiffusionLmConfig,
+    device: &Device,
+) -> Result<DiffusionLmClassifier, BundleError> {
+    let read = |name: &str| read_in(dir, name);
+    control_classifier_from_files(&read(CONFIG_FILE)?, &read(WEIGHTS_FILE)?, denoiser, device)
 }
 
 impl ImageBundle {

@@ -24,7 +24,8 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
     Bundle, CONFIG_FILE, ImageBundle, ShardIndex, TOKENIZER_FILE, TextConfig, TextNetwork,
-    Unloaded, VectorBundle, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, family_of,
+    Unloaded, VectorBundle, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, control_classifier_from_files,
+    family_of,
 };
 use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
@@ -1118,8 +1119,7 @@ async fn load_control(
     device: &burn::tensor::Device,
 ) -> Result<DiffusionLmClassifier, String> {
     let (config, weights) = classifier_files(progress, at).await?;
-    let config = DiffusionLmConfig::from_json(&config).map_err(|e| e.to_string())?;
-    DiffusionLmClassifier::load(&config, &weights, denoiser, device).map_err(|e| e.to_string())
+    control_classifier_from_files(&config, &weights, denoiser, device).map_err(|e| e.to_string())
 }
 
 /// The classifier a model's config names (`named`, a folder beside `source`), read by `load`,
@@ -1462,8 +1462,10 @@ async fn write_words(
         None => (None, None),
     };
     let mut known: HashSet<u32> = prompt_ids.iter().copied().collect();
-    let text_of = |ids: &mut dyn Iterator<Item = u32>| -> Vec<(u32, String)> {
-        ids.map(|id| (id, bundle.codec.token_text(id))).collect()
+    let text_of = |ids: Vec<u32>| -> Vec<(u32, String)> {
+        ids.into_iter()
+            .map(|id| (id, bundle.codec.token_text(id)))
+            .collect()
     };
     let t0 = now_ms();
     post(&FromWorker::Started {
@@ -1471,7 +1473,7 @@ async fn write_words(
         opening: Opening::DiffusionLm {
             prompt_ids: prompt_ids.clone(),
             gen_length: settings.gen_length,
-            vocab: text_of(&mut known.iter().copied()),
+            vocab: text_of(known.iter().copied().collect()),
             steps: vector_run.total_steps(),
         },
     });
@@ -1495,7 +1497,7 @@ async fn write_words(
                     run,
                     step: RunStep::DiffusionLm {
                         step: step.clone(),
-                        vocab: text_of(&mut fresh.into_iter()),
+                        vocab: text_of(fresh),
                     },
                     elapsed_ms: now_ms() - t0,
                 });

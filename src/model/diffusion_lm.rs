@@ -90,39 +90,23 @@ impl DiffusionLmConfig {
         check("vocab_size", self.vocab_size, limits::MAX_VOCAB_SIZE)?;
         check("embed_dim", self.embed_dim, MAX_EMBED_DIM)?;
         check("model_length", self.model_length, limits::MAX_MODEL_LENGTH)?;
-        check("hidden_dim", self.hidden_dim, limits::MAX_HIDDEN_DIM)?;
-        check("cond_dim", self.cond_dim, limits::MAX_COND_DIM)?;
-        check("n_blocks", self.n_blocks, limits::MAX_BLOCKS)?;
-        check("n_heads", self.n_heads, limits::MAX_HEADS)?;
-        check(
-            "diffusion_steps",
-            self.diffusion_steps,
-            crate::sampler::gaussian::MAX_STEPS,
-        )?;
         check("labels", self.labels.len(), limits::MAX_CLASSES)?;
         for (field, value) in [
             ("vocab_size", self.vocab_size),
             ("embed_dim", self.embed_dim),
             ("model_length", self.model_length),
-            ("hidden_dim", self.hidden_dim),
-            ("cond_dim", self.cond_dim),
-            ("n_blocks", self.n_blocks),
-            ("n_heads", self.n_heads),
-            ("diffusion_steps", self.diffusion_steps),
         ] {
             if value == 0 {
                 return Err(bad(field, value.to_string(), "it must be positive"));
             }
         }
-        if !self.hidden_dim.is_multiple_of(self.n_heads)
-            || !(self.hidden_dim / self.n_heads).is_multiple_of(2)
-        {
-            return Err(bad(
-                "n_heads",
-                self.n_heads.to_string(),
-                "hidden_dim / n_heads must be a whole, even head size",
-            ));
-        }
+        super::patch_dit::check_trunk(
+            self.hidden_dim,
+            self.cond_dim,
+            self.n_blocks,
+            self.n_heads,
+            self.diffusion_steps,
+        )?;
         match self.role {
             Role::Classifier if self.labels.len() < 2 => Err(bad(
                 "labels",
@@ -206,10 +190,7 @@ impl DiffusionLmConfig {
 
     /// Parameters of the network.
     pub fn parameter_count(&self) -> u64 {
-        self.layout()
-            .iter()
-            .map(|slot| slot.shape.iter().map(|&n| n as u64).product::<u64>())
-            .sum()
+        super::load::layout_parameters(&self.layout())
     }
 }
 

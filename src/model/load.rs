@@ -913,6 +913,14 @@ pub struct TensorSlot {
     pub zero_init: bool,
 }
 
+/// The parameters of a layout: the sum of its tensors' element counts.
+pub fn layout_parameters(slots: &[TensorSlot]) -> u64 {
+    slots
+        .iter()
+        .map(|slot| slot.shape.iter().map(|&n| n as u64).product::<u64>())
+        .sum()
+}
+
 impl TensorSlot {
     /// `[rows, cols]` when it is a matrix: the embedding or a linear layer's weight (what
     /// [`super::quant`] quantizes).

@@ -109,17 +109,14 @@ impl PatchDitConfig {
 
     /// Checks every size against its bound and against the others.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        use crate::limits::{self, check};
-        check("image_size", self.image_size, MAX_SIDE)?;
-        check("hidden_dim", self.hidden_dim, limits::MAX_HIDDEN_DIM)?;
-        check("cond_dim", self.cond_dim, limits::MAX_COND_DIM)?;
-        check("n_blocks", self.n_blocks, limits::MAX_BLOCKS)?;
-        check("n_heads", self.n_heads, limits::MAX_HEADS)?;
-        check("classes", self.classes, MAX_CLASSES)?;
-        check(
-            "diffusion_steps",
+        crate::limits::check("image_size", self.image_size, MAX_SIDE)?;
+        crate::limits::check("classes", self.classes, MAX_CLASSES)?;
+        check_trunk(
+            self.hidden_dim,
+            self.cond_dim,
+            self.n_blocks,
+            self.n_heads,
             self.diffusion_steps,
-            crate::sampler::gaussian::MAX_STEPS,
         )?;
         let bad = |field, value: usize, hint| ConfigError::Unsupported {
             field,
@@ -129,11 +126,6 @@ impl PatchDitConfig {
         for (field, value) in [
             ("image_size", self.image_size),
             ("patch_size", self.patch_size),
-            ("hidden_dim", self.hidden_dim),
-            ("cond_dim", self.cond_dim),
-            ("n_blocks", self.n_blocks),
-            ("n_heads", self.n_heads),
-            ("diffusion_steps", self.diffusion_steps),
         ] {
             if value == 0 {
                 return Err(bad(field, value, "it must be positive"));
@@ -144,15 +136,6 @@ impl PatchDitConfig {
                 "patch_size",
                 self.patch_size,
                 "it must divide image_size",
-            ));
-        }
-        if !self.hidden_dim.is_multiple_of(self.n_heads)
-            || !(self.hidden_dim / self.n_heads).is_multiple_of(2)
-        {
-            return Err(bad(
-                "n_heads",
-                self.n_heads,
-                "hidden_dim / n_heads must be a whole, even head size",
             ));
         }
         if self.role == Role::Classifier && self.classes < 2 {
@@ -167,10 +150,7 @@ impl PatchDitConfig {
 
     /// Parameters of the network (the sum over its layout).
     pub fn parameter_count(&self) -> u64 {
-        self.layout()
-            .iter()
-            .map(|slot| slot.shape.iter().map(|&n| n as u64).product::<u64>())
-            .sum()
+        super::load::layout_parameters(&self.layout())
     }
 
     /// Patches per image.
@@ -552,6 +532,49 @@ fn check_images(
         )));
     }
     Ok(images)
+}
+
+/// The sizes of the trunk every config over it has, checked alike (the digits' and
+/// Diffusion-LM's): each within its bound and positive, and `hidden_dim / n_heads` a whole, even
+/// head size (rotary pairs).
+pub(crate) fn check_trunk(
+    hidden_dim: usize,
+    cond_dim: usize,
+    n_blocks: usize,
+    n_heads: usize,
+    diffusion_steps: usize,
+) -> Result<(), ConfigError> {
+    use crate::limits::{self, check};
+    let sizes = [
+        ("hidden_dim", hidden_dim, limits::MAX_HIDDEN_DIM),
+        ("cond_dim", cond_dim, limits::MAX_COND_DIM),
+        ("n_blocks", n_blocks, limits::MAX_BLOCKS),
+        ("n_heads", n_heads, limits::MAX_HEADS),
+        (
+            "diffusion_steps",
+            diffusion_steps,
+            crate::sampler::gaussian::MAX_STEPS,
+        ),
+    ];
+    for (field, value, max) in sizes {
+        check(field, value, max)?;
+    }
+    let bad = |field, value: usize, hint| ConfigError::Unsupported {
+        field,
+        value: value.to_string(),
+        hint,
+    };
+    if let Some(&(field, value, _)) = sizes.iter().find(|(_, value, _)| *value == 0) {
+        return Err(bad(field, value, "it must be positive"));
+    }
+    if !hidden_dim.is_multiple_of(n_heads) || !(hidden_dim / n_heads).is_multiple_of(2) {
+        return Err(bad(
+            "n_heads",
+            n_heads,
+            "hidden_dim / n_heads must be a whole, even head size",
+        ));
+    }
+    Ok(())
 }
 
 /// A loaded noise predictor on its device: the [`NoisePredictor`] the image samplers run.

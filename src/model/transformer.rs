@@ -458,10 +458,7 @@ impl TransformerConfig {
 
     /// Parameters the checkpoint holds, counted in `u64` (an 8B count wraps `usize` in wasm32).
     pub fn parameter_count(&self) -> u64 {
-        self.layout()
-            .iter()
-            .map(|s| s.shape.iter().map(|&x| x as u64).product::<u64>())
-            .sum()
+        super::load::layout_parameters(&self.layout())
     }
 
     /// Bytes of the largest tensor on a device that holds floats in `float_bytes` (the

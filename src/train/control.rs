@@ -122,9 +122,8 @@ pub fn judge_accuracy(judge: &SourceJudge, passages: &[(Vec<u32>, usize)]) -> f6
 }
 
 /// Samples `samples` sentences of the model's whole length per scale in `scales` and per label
-/// of the classifier, steered toward that label at the fluency of `settings.control` (the
-/// reference's when it has none; scale 0 steers nothing), and scores each setting's success
-/// under `judge` and its known words.
+/// of the classifier, steered toward that label at `fluency` (scale 0 steers nothing), the rest
+/// as `settings` say, and scores each setting's success under `judge` and its known words.
 #[allow(clippy::too_many_arguments)]
 pub fn check_control(
     bundle: &mut VectorBundle,
@@ -132,16 +131,12 @@ pub fn check_control(
     judge: &SourceJudge,
     judge_accuracy: f64,
     settings: &VectorSettings,
-    scales: &[f64],
+    (scales, fluency): (&[f64], f64),
     samples: usize,
     vocabulary: &HashSet<String>,
 ) -> Result<ControlReport, QualityError> {
     let spec = bundle.config.vector_spec();
     let labels = classifier.labels().to_vec();
-    let fluency = settings
-        .control
-        .as_ref()
-        .map_or(crate::sampler::diffusion_lm::DEFAULT_FLUENCY, |c| c.fluency);
     let mut rows = Vec::new();
     let mut texts = Vec::new();
     for &scale in scales {

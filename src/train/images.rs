@@ -27,7 +27,7 @@ use super::checkpoint::{
 };
 use super::data::{Order, mix};
 use super::optimised::Optimised;
-use super::{Recipe, Start, TrainError, scalar};
+use super::{Recipe, Start, TrainError, count, scalar};
 use crate::corpus::digits::Digit;
 use crate::model::patch_dit::{PatchDit, PatchDitConfig, Role, initial_patch_dit, load_patch_dit};
 use crate::model::save::save_patch_dit;
@@ -372,9 +372,7 @@ impl ImageTrainer {
             let (loss, right) = loss(&self.net.ema, &self.model_config, &batch, &plain);
             total += scalar(loss)? * chunk.len() as f64;
             if let Some(right) = right {
-                correct += right
-                    .try_into_scalar::<i64>()
-                    .map_err(|e| TrainError::Backend(format!("{e:?}")))?;
+                correct += count(right)?;
             }
         }
         let images = self.valid.len();

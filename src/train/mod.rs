@@ -26,7 +26,7 @@ use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -406,6 +406,12 @@ pub(crate) fn ema_update<M: Module>(ema: M, model: &M, decay: f64, step: usize) 
 pub(crate) fn scalar(t: Tensor<1>) -> Result<f64, TrainError> {
     t.try_into_scalar::<f32>()
         .map(f64::from)
+        .map_err(|e| TrainError::Backend(format!("{e:?}")))
+}
+
+/// The value of a count computed on the device (a classifier's right answers).
+pub(crate) fn count(t: Tensor<1, Int>) -> Result<i64, TrainError> {
+    t.try_into_scalar::<i64>()
         .map_err(|e| TrainError::Backend(format!("{e:?}")))
 }
 

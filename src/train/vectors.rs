@@ -34,7 +34,7 @@ use super::checkpoint::{
 };
 use super::data::{Order, Windows, mix};
 use super::optimised::Optimised;
-use super::{Documents, Recipe, Start, TrainError, scalar};
+use super::{Documents, Recipe, Start, TrainError, count, scalar};
 use crate::bundle::TOKENIZER_FILE;
 use crate::model::diffusion_lm::{
     DiffusionLm, DiffusionLmConfig, initial_diffusion_lm, load_diffusion_lm,
@@ -212,7 +212,8 @@ fn per_window(batch: &Noised, device: &Device, f: &dyn Fn(usize) -> f64) -> Tens
 }
 
 /// The classifier's loss on a noised batch around the frozen word vectors `embedding` `[V, d]`:
-/// the mean cross-entropy `[1]` of the windows' `labels`, and how many it named right.
+/// the mean cross-entropy `[1]` of the windows' `labels`, and how many it named right (a tensor,
+/// read only where it is used).
 fn classifier_loss(
     net: &DiffusionLm,
     schedule: &Schedule,
@@ -220,7 +221,7 @@ fn classifier_loss(
     labels: &[usize],
     embedding: Tensor<2>,
     device: &Device,
-) -> Result<(Tensor<1>, usize), TrainError> {
+) -> (Tensor<1>, Tensor<1, Int>) {
     let (b, l) = (batch.batch, batch.len);
     let d = embedding.dims()[1];
     let ids = Tensor::<1, Int>::from_data(TensorData::new(batch.tokens.clone(), [b * l]), device);
@@ -232,19 +233,9 @@ fn classifier_loss(
     let logits = logits.reshape([b, classes]);
     let targets: Vec<i64> = labels.iter().map(|&c| c as i64).collect();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [b, 1]), device);
-    let predicted = logits
-        .clone()
-        .argmax(1)
-        .into_data()
-        .iter::<i64>()
-        .collect::<Vec<_>>();
-    let correct = predicted
-        .iter()
-        .zip(labels)
-        .filter(|&(&p, &c)| p as usize == c)
-        .count();
+    let correct = logits.clone().argmax(1).equal(targets.clone()).int().sum();
     let ce = log_softmax(logits, 1).gather(1, targets).mean().neg();
-    Ok((ce, correct))
+    (ce, correct)
 }
 
 /// The loss of `net` on a noised batch: the total `[1]` (differentiable on an autodiff device)
@@ -426,18 +417,18 @@ impl VectorTrainer {
     }
 
     /// The loss of `net` on `batch` (windows `indices` of `labels`' split) on `device`: the total
-    /// to minimise, its terms, and the classifier's right answers.
+    /// to minimise, its terms, and for the classifier how many it named right.
     fn batch_loss(
         &self,
         net: &DiffusionLm,
         batch: &Noised,
         labels: impl Fn(&Attributes) -> Vec<usize>,
         device: &Device,
-    ) -> Result<(Tensor<1>, VectorLoss, usize), TrainError> {
+    ) -> Result<(Tensor<1>, VectorLoss, Option<Tensor<1, Int>>), TrainError> {
         match &self.attributes {
             None => {
                 let (total, parts) = loss(net, &self.schedule, batch, device)?;
-                Ok((total, terms(parts)?, 0))
+                Ok((total, terms(parts)?, None))
             }
             Some(attributes) => {
                 let (v, d) = (self.model_config.vocab_size, self.model_config.embed_dim);
@@ -447,12 +438,12 @@ impl VectorTrainer {
                 );
                 let labels = labels(attributes);
                 let (ce, correct) =
-                    classifier_loss(net, &self.schedule, batch, &labels, embedding, device)?;
+                    classifier_loss(net, &self.schedule, batch, &labels, embedding, device);
                 let loss = VectorLoss {
                     classification: scalar(ce.clone())?,
                     ..VectorLoss::default()
                 };
-                Ok((ce, loss, correct))
+                Ok((ce, loss, Some(correct)))
             }
         }
     }
@@ -518,7 +509,7 @@ impl VectorTrainer {
         let indices = self.validation_windows();
         let d = self.model_config.embed_dim;
         let mut sum = VectorLoss::default();
-        let mut correct = 0;
+        let mut correct = 0i64;
         for chunk in indices.chunks(self.config.recipe.batch_size) {
             let windows: Vec<&[u32]> = chunk.iter().map(|&i| self.valid.window(i)).collect();
             let batch = noise(&windows, d, self.schedule.steps(), &mut rng);
@@ -529,7 +520,9 @@ impl VectorTrainer {
                 &plain,
             )?;
             sum.add(&l, chunk.len() as f64);
-            correct += right;
+            if let Some(right) = right {
+                correct += count(right)?;
+            }
         }
         let n = indices.len() as f64;
         Ok(VectorEvaluation {

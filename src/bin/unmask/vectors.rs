@@ -103,26 +103,18 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Input(format!("--prompt: {e}")))?;
     let c = &bundle.config;
     let control = control_of(args)?;
-    let classifier_name = control.as_ref().map(|_| {
-        args.classifier
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .or_else(|| c.classifier.clone())
-            .unwrap_or_default()
-    });
-    let mut classifier = match &control {
-        Some(_) => Some(open_classifier(
-            &args.model,
-            args.classifier.as_deref(),
-            c,
-            &device,
-        )?),
+    let (classifier_name, mut classifier) = match &control {
+        Some(_) => {
+            let (dir, classifier) =
+                open_classifier(&args.model, args.classifier.as_deref(), c, &device)?;
+            (Some(dir.display().to_string()), Some(classifier))
+        }
         None if args.classifier.is_some() => {
             return Err(CliError::Input(
                 "--classifier steers with --control: give an attribute (austen, bible)".into(),
             ));
         }
-        None => None,
+        None => (None, None),
     };
     let settings = VectorSettings {
         steps: args.steps.unwrap_or(DEFAULT_STEPS.min(c.diffusion_steps)),
@@ -220,14 +212,14 @@ fn control_of(args: &GenerateArgs) -> Result<Option<Control>, CliError> {
     }
 }
 
-/// The control classifier: `--classifier DIR`, or the folder the model's config.json names
-/// (relative to the model's folder).
+/// The control classifier and its folder: `--classifier DIR`, or the folder the model's
+/// config.json names (relative to the model's folder).
 fn open_classifier(
     model: &Path,
     given: Option<&Path>,
     denoiser: &DiffusionLmConfig,
     device: &burn::tensor::Device,
-) -> Result<DiffusionLmClassifier, CliError> {
+) -> Result<(PathBuf, DiffusionLmClassifier), CliError> {
     let dir = match (given, &denoiser.classifier) {
         (Some(dir), _) => dir.to_path_buf(),
         (None, Some(named)) => model.join(named),
@@ -238,19 +230,13 @@ fn open_classifier(
             )));
         }
     };
-    let open = || -> Result<DiffusionLmClassifier, String> {
-        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("{name}: {e}"));
-        let config = DiffusionLmConfig::from_json(&read(unmask::bundle::CONFIG_FILE)?)
-            .map_err(|e| e.to_string())?;
-        DiffusionLmClassifier::load(
-            &config,
-            &read(unmask::bundle::WEIGHTS_FILE)?,
-            denoiser,
-            device,
-        )
-        .map_err(|e| e.to_string())
-    };
-    open().map_err(|e| CliError::Input(format!("control classifier {}: {e}", dir.display())))
+    match unmask::bundle::control_classifier_from_dir(&dir, denoiser, device) {
+        Ok(classifier) => Ok((dir, classifier)),
+        Err(e) => Err(CliError::Input(format!(
+            "control classifier {}: {e}",
+            dir.display()
+        ))),
+    }
 }
 
 /// Whether `dir` holds a Diffusion-LM run (its run.json says so).
@@ -390,6 +376,8 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     let saved = load_vector_run(&args.run).map_err(|e| e.to_string())?;
     let resuming = saved.is_some();
+    // A classifier run's denoiser, when a new run has read it already.
+    let mut read = None;
     let (mut state, tokenizer, tensors) = match saved {
         Some(SavedVectorRun {
             mut state,
@@ -412,8 +400,9 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             let dir = args.denoiser.as_deref().ok_or(
                 "--objective latent-classifier needs --denoiser DIR: the Diffusion-LM folder whose word vectors it reads",
             )?;
-            let (config, _, tokenizer) = read_denoiser(dir)?;
+            let (config, vectors, tokenizer) = read_denoiser(dir)?;
             let state = new_run(&args, config.vocab_size, Some((dir, &config)))?;
+            read = Some((config, vectors));
             (state, tokenizer, None)
         }
         None => {
@@ -452,7 +441,13 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             (tokenize(&codec, &corpus, Split::Valid)?, Vec::new()),
         ),
         Some(dir) => {
-            let (config, vectors, _) = read_denoiser(Path::new(dir))?;
+            let (config, vectors) = match read {
+                Some(read) => read,
+                None => {
+                    let (config, vectors, _) = read_denoiser(Path::new(dir))?;
+                    (config, vectors)
+                }
+            };
             state
                 .model
                 .check_pair(&config)
@@ -744,7 +739,7 @@ fn control_quality(
 ) -> CliResult<unmask::train::control::ControlReport> {
     use unmask::train::control::{SourceJudge, check_control, judge_accuracy};
     use unmask::train::data::Windows;
-    let mut classifier = open_classifier(
+    let (_, mut classifier) = open_classifier(
         &args.model,
         args.classifier.as_deref(),
         &bundle.config,
@@ -768,21 +763,17 @@ fn control_quality(
         .map(|i| (windows.window(i).to_vec(), window_labels[i]))
         .collect();
     let accuracy = judge_accuracy(&judge, &passages);
-    let settings = VectorSettings {
-        control: args.fluency.map(|fluency| Control {
-            fluency,
-            ..Control::toward(&labels[0])
-        }),
-        ..settings.clone()
-    };
     let started = Instant::now();
     let report = check_control(
         bundle,
         &mut classifier,
         &judge,
         accuracy,
-        &settings,
-        &args.classifier_scales,
+        settings,
+        (
+            &args.classifier_scales,
+            args.fluency.unwrap_or(DEFAULT_FLUENCY),
+        ),
         args.control_samples,
         vocabulary,
     )
