@@ -359,6 +359,16 @@ impl Denoiser for TextModel {
         each!(self, m => m.predict_levels(tokens, targets, sigma).await)
     }
 
+    async fn predict_levels_cached(
+        &mut self,
+        clean: &[u32],
+        rest: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<DeviceRows, ModelError> {
+        each!(self, m => m.predict_levels_cached(clean, rest, targets, sigma).await)
+    }
+
     fn reset_cache(&mut self) {
         each!(self, m => m.reset_cache())
     }

@@ -168,7 +168,8 @@ pub struct ModelConfig {
     pub mask_token_id: Option<u32>,
 }
 
-fn default_true() -> bool {
+/// Serde's default for a switch that is on unless a file says otherwise.
+pub(crate) fn default_true() -> bool {
     true
 }
 

@@ -202,6 +202,23 @@ pub trait Denoiser {
         Err(ModelError::one_level_per_sequence())
     }
 
+    /// [`Self::predict_levels`] through the KV cache, for a causal model: `clean` (tokens at
+    /// level 0 right after the cached ones) joins the cache, and `rest` (the window's tokens
+    /// after them, each at its level `sigma[i]`) runs without being stored. Row `r` predicts
+    /// position `targets.start + r` of `rest`. A clean token under causal attention sees only
+    /// clean tokens before it, so its keys and values never change: the rows equal the uncached
+    /// call's over the whole window.
+    async fn predict_levels_cached(
+        &mut self,
+        clean: &[u32],
+        rest: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<Self::Rows, ModelError> {
+        let _ = (clean, rest, targets, sigma);
+        Err(ModelError::one_level_per_sequence())
+    }
+
     /// Empties the cache.
     fn reset_cache(&mut self);
 }

@@ -3,6 +3,8 @@
 //! architecture, generates with its own sampler, fits the page's size budget, and records the
 //! `unmask train` commands that made it.
 
+mod common;
+
 use std::path::PathBuf;
 
 use unmask::backend::{self, BackendKind};
@@ -124,6 +126,59 @@ fn the_shipped_ar_model_loads_and_generates() {
 #[test]
 fn the_shipped_forcing_model_loads_and_generates() {
     check("forcing", Attention::Causal);
+}
+
+#[test]
+fn the_shipped_forcing_model_s_clean_prefix_cache_gives_the_whole_window_s_rows() {
+    use unmask::sampler::forcing::level_sigma;
+    use unmask::sampler::{Denoiser, SamplerKind};
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let mut bundle = Bundle::from_dir(&folder("forcing"), &device).unwrap();
+    let mask = bundle.model_spec().mask_id;
+    // Twelve clean tokens, then four at falling levels (the last two masked), as a pyramid's
+    // window stands mid-run.
+    let mut tokens: Vec<u32> = (0..16).map(|i| 40 + 17 * i).collect();
+    tokens[14] = mask;
+    tokens[15] = mask;
+    let levels = 8;
+    let sigma: Vec<f32> = [0; 12]
+        .into_iter()
+        .chain([2, 4, 6, 8])
+        .map(|k| level_sigma(k, levels))
+        .collect();
+    let whole = pollster::block_on(bundle.model.predict_levels(&tokens, 12..16, &sigma)).unwrap();
+    let whole = pollster::block_on(whole.to_host()).unwrap();
+    // The prefix joins the cache over two calls (as a run's prefix grows), then the rest runs.
+    bundle.model.reset_cache();
+    pollster::block_on(bundle.model.predict_levels_cached(
+        &tokens[..5],
+        &tokens[5..16],
+        7..11,
+        &sigma[5..],
+    ))
+    .unwrap();
+    let cached = pollster::block_on(bundle.model.predict_levels_cached(
+        &tokens[5..12],
+        &tokens[12..],
+        0..4,
+        &sigma[12..],
+    ))
+    .unwrap();
+    let cached = pollster::block_on(cached.to_host()).unwrap();
+    let diff = common::max_abs_diff(whole.as_slice(), cached.as_slice());
+    assert!(diff < 1e-4, "max |Δ| = {diff}");
+
+    // A whole run: the same text for a seed with the cache and without.
+    let generate = |bundle: &mut Bundle, cache: bool| {
+        let mut settings = Settings::for_tokens(SamplerKind::Forcing, 24);
+        settings.set(Knob::Cache, KnobValue::Flag(cache)).unwrap();
+        settings.draw_mut().seed = 3;
+        let spec = bundle.model_spec();
+        let mut run = Generation::new(settings, "It is a truth", &bundle.codec, &spec).unwrap();
+        pollster::block_on(run.run(&mut bundle.model, |_| {})).unwrap();
+        run.sampler().canvas().tokens().to_vec()
+    };
+    assert_eq!(generate(&mut bundle, true), generate(&mut bundle, false));
 }
 
 /// The shipped digits folders: the noise predictor and the classifier it names.

@@ -9,7 +9,8 @@ use unmask::config::Attention;
 use unmask::engine::Generation;
 use unmask::sampler::forcing::{Schedule, level_sigma};
 use unmask::sampler::{
-    ForcingSettings, ModelSpec, SampleError, SamplerKind, Settings, SettingsError, Step,
+    ForcingSettings, Knob, KnobValue, ModelSpec, SampleError, SamplerKind, Settings, SettingsError,
+    Step,
 };
 use unmask::trajectory::Trajectory;
 
@@ -166,6 +167,23 @@ fn a_canvas_longer_than_the_context_rolls_a_window_along_it() {
         .max()
         .unwrap();
     assert_eq!(longest, model_length);
+    // The window moves a quarter of the context at a time: once it leaves the prompt, every
+    // call keeps at least three quarters of the context.
+    for call in &model.level_calls {
+        assert!(
+            call.tokens.len() >= model_length * 3 / 4 || call.tokens[..3] == PROMPT,
+            "a window of {} tokens",
+            call.tokens.len()
+        );
+    }
+    // ... and stays put between moves (so the cache keeps its clean prefix): a window past the
+    // prompt may be shorter than the context.
+    assert!(
+        model
+            .level_calls
+            .iter()
+            .any(|c| c.tokens[..3] != PROMPT && c.tokens.len() < model_length)
+    );
     let late = model.level_calls.last().unwrap();
     assert_ne!(&late.tokens[..3], &PROMPT);
     assert!(late.tokens[..late.targets.start].iter().all(|&t| t != MASK));
@@ -211,6 +229,72 @@ fn bad_schedules_and_models_are_clear_errors() {
         err.contains("noise level per token") && err.contains("mdlm"),
         "{err}"
     );
+}
+
+#[test]
+fn the_clean_prefix_cache_changes_nothing_but_the_tokens_each_call_runs() {
+    // In the context and rolling past it (the cache starts again whenever the window slides).
+    for (schedule, levels, gen_length, model_length) in [
+        (Schedule::Autoregressive, 3, 12, 64),
+        (Schedule::Pyramid { slope: 1.0 }, 4, 12, 64),
+        (Schedule::Pyramid { slope: 2.5 }, 4, 12, 64),
+        (Schedule::FullSequence, 4, 12, 64),
+        (Schedule::Pyramid { slope: 2.0 }, 4, 40, 16),
+        (Schedule::Autoregressive, 2, 30, 16),
+    ] {
+        let mut s = settings(schedule, levels, gen_length, 7);
+        let run = |s: &Settings| {
+            let mut model = fake(model_length);
+            let steps = run_all(s.clone(), &PROMPT, &mut model);
+            (steps, model)
+        };
+        let (cached, cached_model) = run(&s);
+        s.set(Knob::Cache, KnobValue::Flag(false)).unwrap();
+        let (plain, plain_model) = run(&s);
+        assert_eq!(cached, plain, "{schedule:?} over {model_length}");
+        // Each call saw the same window at the same levels, and the cache served every call.
+        let seen = |m: &Fake| -> Vec<_> {
+            m.level_calls
+                .iter()
+                .map(|c| (c.tokens.clone(), c.targets.clone(), c.sigma.clone()))
+                .collect()
+        };
+        assert_eq!(seen(&cached_model), seen(&plain_model), "{schedule:?}");
+        assert_eq!(cached_model.cached_calls, cached_model.calls);
+        assert_eq!(plain_model.cached_calls, 0);
+        let fed = |m: &Fake| m.level_calls.iter().map(|c| c.fed).sum::<usize>();
+        assert!(fed(&cached_model) < fed(&plain_model), "{schedule:?}");
+        if schedule == Schedule::Autoregressive && model_length == 64 {
+            // After the prompt, a call runs the token finished since the last call and the one
+            // being drawn: nothing else is run twice.
+            for call in &cached_model.level_calls[1..] {
+                assert!(call.fed <= 2, "{} tokens run", call.fed);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bidirectional_model_is_refused_the_cache_and_runs_without_it() {
+    let mut spec = fake(64).spec;
+    spec.attention = Attention::Bidirectional;
+    let mut s = settings(Schedule::Pyramid { slope: 1.0 }, 4, 8, 0);
+    let err = Generation::from_ids(s.clone(), &PROMPT, &spec)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            SampleError::Settings(SettingsError::CacheUnsupported {
+                sampler: SamplerKind::Forcing,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("turn the cache off"), "{err}");
+    s.set(Knob::Cache, KnobValue::Flag(false)).unwrap();
+    assert!(Generation::from_ids(s, &PROMPT, &spec).is_ok());
 }
 
 #[test]

@@ -75,10 +75,6 @@ const DEFAULT_ACTIVATION: &str = "swiglu";
 const DEFAULT_BLOCK_TYPE: &str = "sequential";
 const DEFAULT_LAYER_NORM_TYPE: &str = "default";
 
-fn default_true() -> bool {
-    true
-}
-
 /// LLaDA's config.json, with OLMo's field names and OLMo's defaults.
 #[derive(Debug, Deserialize)]
 struct LladaJson {
@@ -101,7 +97,7 @@ struct LladaJson {
     /// in `modeling_llada.py`).
     #[serde(default, deserialize_with = "crate::config::nullable")]
     embedding_size: Option<Option<usize>>,
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     weight_tying: bool,
     #[serde(default)]
     rope: bool,
@@ -126,7 +122,7 @@ struct LladaJson {
     scale_logits: bool,
     #[serde(default)]
     clip_qkv: Option<f64>,
-    #[serde(default = "default_true")]
+    #[serde(default = "crate::config::default_true")]
     layer_norm_with_affine: bool,
     #[serde(default)]
     block_type: Option<String>,

@@ -196,6 +196,28 @@ impl<N: Network> NetworkDenoiser<N> {
         }
     }
 
+    /// What a per-token-noise call needs: a model trained for it, rows inside `tokens`, one σ a
+    /// token, and ids inside the vocabulary.
+    fn check_levels(
+        &self,
+        tokens: &[u32],
+        targets: &Range<usize>,
+        sigma: &[f32],
+    ) -> Result<(), ModelError> {
+        if !self.spec.per_token_noise {
+            return Err(ModelError::one_level_per_sequence());
+        }
+        check_targets(&[tokens], targets)?;
+        if sigma.len() != tokens.len() {
+            return Err(ModelError::Unsupported(format!(
+                "{} noise levels for {} tokens: diffusion forcing takes one per token",
+                sigma.len(),
+                tokens.len()
+            )));
+        }
+        self.check_ids(tokens)
+    }
+
     /// Raw logits for every position of every sequence, `[B·L·V]`, without the cache — as the
     /// network computes them (a shifting network's row i is position i + 1's).
     pub async fn logits(&self, batch: &[&[u32]], sigma: f32) -> Result<Logits, ModelError> {
@@ -431,19 +453,8 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
         targets: Range<usize>,
         sigma: &[f32],
     ) -> Result<DeviceRows, ModelError> {
-        if !self.spec.per_token_noise {
-            return Err(ModelError::one_level_per_sequence());
-        }
-        check_targets(&[tokens], &targets)?;
-        if sigma.len() != tokens.len() {
-            return Err(ModelError::Unsupported(format!(
-                "{} noise levels for {} tokens: diffusion forcing takes one per token",
-                sigma.len(),
-                tokens.len()
-            )));
-        }
+        self.check_levels(tokens, &targets, sigma)?;
         self.check_len(tokens.len())?;
-        self.check_ids(tokens)?;
         let out = self.network.logits(
             self.tokens(&[tokens]),
             sigma,
@@ -453,6 +464,40 @@ impl<N: Network> Denoiser for NetworkDenoiser<N> {
             0,
         );
         Ok(self.rows_of_one(out, targets))
+    }
+
+    async fn predict_levels_cached(
+        &mut self,
+        clean: &[u32],
+        rest: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<DeviceRows, ModelError> {
+        self.check_levels(rest, &targets, sigma)?;
+        if self.spec.attention != Attention::Causal {
+            return Err(ModelError::Unsupported(format!(
+                "a clean prefix is cached under causal attention only, and this model is {}; run without the cache",
+                self.spec.attention.name()
+            )));
+        }
+        let start = self.cache.len();
+        self.check_len(start + clean.len() + rest.len())?;
+        self.check_ids(clean)?;
+        let fed: Vec<u32> = clean.iter().chain(rest).copied().collect();
+        // A clean token sits at σ = 0, as the uncached call would have it.
+        let levels: Vec<f32> = std::iter::repeat_n(0.0, clean.len())
+            .chain(sigma.iter().copied())
+            .collect();
+        let out = self.network.logits(
+            self.tokens(&[&fed]),
+            &levels,
+            Attention::Causal,
+            start,
+            Some(&mut self.cache),
+            clean.len(),
+        );
+        let shift = clean.len();
+        Ok(self.rows_of_one(out, targets.start + shift..targets.end + shift))
     }
 
     fn reset_cache(&mut self) {

@@ -23,20 +23,37 @@
 //! model call. Each step records every position's level, so a
 //! trajectory holds the whole matrix.
 //!
-//! Rolling generation: the canvas may be longer than the model's context. A model call sees the
+//! Rolling generation: the canvas may be longer than the model's context. A model call sees a
 //! window of at most `model_length` positions that ends at the last token the step works on (the
-//! tokens before it as context, positions counted from the window's start, as in training), as
-//! the reference rolls its horizon forward keeping the last frames as context; a schedule whose
-//! step would work on tokens farther apart than one window is refused before the first step.
+//! tokens before it as context, positions counted from the window's start, as in training). The
+//! window's start moves in strides of a quarter of the context ([`ROLL_STRIDES`]), as the
+//! reference rolls its horizon a chunk at a time, the frames before it as context (`df_base.py`
+//! `validation_step`: `curr_frame += horizon`, the window from `curr_frame + horizon −
+//! n_tokens`): every call keeps at least three quarters of the
+//! context, and the calls between two moves share one start, so the clean prefix's keys and
+//! values stay cached. A schedule whose step would work on tokens farther apart than one window
+//! is refused before the first step.
+//!
+//! The clean-prefix cache: under causal attention a token at level 0 sees only clean tokens
+//! before it, so its keys and values never change; a call stores the window's clean prefix once
+//! and runs only what follows it ([`Denoiser::predict_levels_cached`]). Exact: the rows are the
+//! whole window's.
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config::Attention;
+
 use super::settings::ForcingSettings;
 use super::{
-    Base, Canvas, Commit, Denoiser, ModelSpec, RowDraw, RowQuery, Rows, SampleError, SettingsError,
-    Step, loglinear_sigma,
+    Base, CacheConflict, Canvas, Commit, Denoiser, ModelError, ModelSpec, RowDraw, RowQuery, Rows,
+    SampleError, SamplerKind, SettingsError, Step, loglinear_sigma,
 };
+
+/// A rolling window's start moves in steps of `model_length / ROLL_STRIDES` positions.
+pub const ROLL_STRIDES: usize = 4;
 
 /// The most levels a schedule has (the reference samples with tens).
 pub const MAX_LEVELS: usize = 1_000;
@@ -243,6 +260,11 @@ pub struct Forcing {
     row: usize,
     /// The most positions one model call sees (`model_length`).
     window: usize,
+    /// Whether calls keep the window's clean prefix in the model's KV cache.
+    use_cache: bool,
+    /// The canvas positions whose keys and values the cache holds: a prefix of the window the
+    /// last call saw (empty before the first call).
+    cached: Range<usize>,
 }
 
 impl Forcing {
@@ -253,6 +275,15 @@ impl Forcing {
         prompt: &[u32],
         spec: &ModelSpec,
     ) -> Result<Self, SettingsError> {
+        if settings.use_cache && spec.attention != Attention::Causal {
+            return Err(SettingsError::CacheUnsupported {
+                sampler: SamplerKind::Forcing,
+                why: CacheConflict::Attention {
+                    needs: "causal",
+                    has: spec.attention.name(),
+                },
+            });
+        }
         let canvas = Canvas::new(prompt, settings.gen_length, spec.mask_id);
         let columns = canvas.masked_in(0..canvas.len());
         let matrix = settings.schedule.matrix(settings.levels, columns.len())?;
@@ -279,6 +310,8 @@ impl Forcing {
             levels,
             row: 0,
             window: spec.model_length,
+            use_cache: settings.use_cache,
+            cached: 0..0,
         })
     }
 
@@ -316,22 +349,9 @@ impl Forcing {
         let mut commits = Vec::new();
         let mut candidates = Vec::new();
         if let (Some(&(first, _)), Some(&(last, _))) = (worked.first(), worked.last()) {
-            // The window ending at the last token worked on; `new` checked that it holds the
-            // first.
             let end = last + 1;
-            let start = end.saturating_sub(self.window);
-            let levels = self.matrix.levels();
-            let sigma: Vec<f32> = self.levels[start..end]
-                .iter()
-                .map(|&k| level_sigma(k, levels))
-                .collect();
-            let prediction = model
-                .predict_levels(
-                    &self.base.canvas.tokens()[start..end],
-                    first - start..end - start,
-                    &sigma,
-                )
-                .await?;
+            let start = self.window_start(first, end);
+            let prediction = self.predict(model, start..end, first).await?;
             self.base.progress.model_calls += 1;
             let queries = worked
                 .iter()
@@ -364,6 +384,66 @@ impl Forcing {
             .emit(&self.base.canvas, commits, start..end, candidates);
         step.levels = self.levels.clone();
         Ok(Some(step))
+    }
+
+    /// Where the window ending at `end` starts: at the first multiple of the stride from which
+    /// it fits the context, or exactly one context before `end` where that start would pass
+    /// `first` (a step as wide as the window; `new` checked that one window holds it).
+    fn window_start(&self, first: usize, end: usize) -> usize {
+        let earliest = end.saturating_sub(self.window);
+        let stride = (self.window / ROLL_STRIDES).max(1);
+        let aligned = earliest.div_ceil(stride) * stride;
+        if aligned <= first { aligned } else { earliest }
+    }
+
+    /// The model's rows for canvas positions `first..window.end`, each position of the window
+    /// at its level. With the cache, the window's clean prefix (level 0, before `first`) is fed
+    /// once and kept; a window that slid starts the cache again, as its positions are counted
+    /// from its new start.
+    async fn predict<D: Denoiser>(
+        &mut self,
+        model: &mut D,
+        window: Range<usize>,
+        first: usize,
+    ) -> Result<D::Rows, ModelError> {
+        let levels = self.matrix.levels();
+        let sigma = |range: Range<usize>| -> Vec<f32> {
+            self.levels[range]
+                .iter()
+                .map(|&k| level_sigma(k, levels))
+                .collect()
+        };
+        let tokens = self.base.canvas.tokens();
+        if !self.use_cache {
+            return model
+                .predict_levels(
+                    &tokens[window.clone()],
+                    first - window.start..window.end - window.start,
+                    &sigma(window),
+                )
+                .await;
+        }
+        if self.base.progress.model_calls == 0
+            || self.cached.start != window.start
+            || self.cached.end > first
+        {
+            model.reset_cache();
+            self.cached = window.start..window.start;
+        }
+        // Levels never rise and a token at level 0 is never masked: the prefix only grows.
+        let clean_end = (self.cached.end..first)
+            .find(|&p| self.levels[p] != 0 || self.base.canvas.is_masked(p))
+            .unwrap_or(first);
+        let rows = model
+            .predict_levels_cached(
+                &tokens[self.cached.end..clean_end],
+                &tokens[clean_end..window.end],
+                first - clean_end..window.end - clean_end,
+                &sigma(clean_end..window.end),
+            )
+            .await?;
+        self.cached.end = clean_end;
+        Ok(rows)
     }
 }
 

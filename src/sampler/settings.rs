@@ -158,6 +158,10 @@ pub struct ForcingSettings {
     pub schedule: Schedule,
     /// Noise levels S, fully masked down to clean: the steps each token takes.
     pub levels: usize,
+    /// Keep the keys and values of the window's clean prefix (causal attention: a clean token's
+    /// never change) instead of running the whole window every call. Exact; on by default.
+    #[serde(default = "crate::config::default_true")]
+    pub use_cache: bool,
     /// Temperature, filters, seed.
     pub draw: Draw,
 }
@@ -222,6 +226,7 @@ impl Default for ForcingSettings {
                 slope: DEFAULT_SLOPE,
             },
             levels: DEFAULT_LEVELS,
+            use_cache: true,
             draw: Draw::at(1.0),
         }
     }
@@ -492,7 +497,7 @@ pub static KNOBS: [KnobSpec; 21] = [
         key: "cache",
         field: "use_cache",
         label: "cache",
-        help: "KV cache (bd3, ar) or MDLM's skip-unchanged cache",
+        help: "KV cache (bd3, ar, forcing's clean prefix) or MDLM's skip-unchanged cache",
         kind: KnobKind::Flag,
         optional: false,
     },
@@ -854,6 +859,7 @@ impl Settings {
                 Knob::Slope,
             ) => Some(KnobValue::Number(*slope)),
             (Settings::Forcing(s), Knob::Levels) => Some(number(s.levels)),
+            (Settings::Forcing(s), Knob::Cache) => Some(KnobValue::Flag(s.use_cache)),
             _ => None,
         }
     }
@@ -964,6 +970,7 @@ impl Settings {
                 Knob::Slope,
             ) => *slope = real(value).unwrap_or(DEFAULT_SLOPE),
             (Settings::Forcing(s), Knob::Levels) => s.levels = whole(value).unwrap_or(1),
+            (Settings::Forcing(s), Knob::Cache) => s.use_cache = flag,
             _ => {}
         }
         Ok(())
@@ -1058,14 +1065,17 @@ mod tests {
         assert_eq!(has(&ar), with(&["cache", "eos"]));
         // Diffusion forcing: the slope belongs to the pyramid only.
         let mut forcing = Settings::defaults(SamplerKind::Forcing);
-        assert_eq!(has(&forcing), with(&["schedule", "slope", "levels"]));
+        assert_eq!(
+            has(&forcing),
+            with(&["schedule", "slope", "levels", "cache"])
+        );
         forcing
             .set(
                 Knob::Schedule,
                 KnobValue::Schedule(Schedule::Autoregressive),
             )
             .unwrap();
-        assert_eq!(has(&forcing), with(&["schedule", "levels"]));
+        assert_eq!(has(&forcing), with(&["schedule", "levels", "cache"]));
         assert!(matches!(
             forcing.set(Knob::Slope, KnobValue::Number(2.0)),
             Err(SettingsError::FixedSlope {

@@ -75,9 +75,13 @@ pub struct Fake {
 /// One [`Denoiser::predict_levels`] call a [`Fake`] served.
 #[derive(Clone, Debug)]
 pub struct LevelCall {
+    /// The window the call's rows see: the cached tokens, then those it ran.
     pub tokens: Vec<u32>,
     pub targets: Range<usize>,
+    /// Every window position's σ (a cached one's 0, as it was stored).
     pub sigma: Vec<f32>,
+    /// Tokens the call ran: the whole window without the cache, what follows it with.
+    pub fed: usize,
 }
 
 impl Fake {
@@ -206,9 +210,43 @@ impl Denoiser for Fake {
             tokens: tokens.to_vec(),
             targets: targets.clone(),
             sigma: sigma.to_vec(),
+            fed: tokens.len(),
         });
         let data: Vec<f32> = targets.clone().flat_map(|p| self.row(tokens, p)).collect();
         Ok(Logits::new(data, targets.len(), self.spec.vocab_size))
+    }
+
+    async fn predict_levels_cached(
+        &mut self,
+        clean: &[u32],
+        rest: &[u32],
+        targets: Range<usize>,
+        sigma: &[f32],
+    ) -> Result<Logits, ModelError> {
+        let mask = self.spec.mask_id;
+        assert!(
+            clean.iter().all(|&t| t != mask),
+            "a masked token joined the cache"
+        );
+        assert_eq!(sigma.len(), rest.len());
+        self.cached_calls += 1;
+        self.cache.extend_from_slice(clean);
+        let offset = self.cache.len();
+        let window: Vec<u32> = self.cache.iter().chain(rest).copied().collect();
+        let levels: Vec<f32> = std::iter::repeat_n(0.0, offset)
+            .chain(sigma.iter().copied())
+            .collect();
+        let rows = self
+            .predict_levels(
+                &window,
+                targets.start + offset..targets.end + offset,
+                &levels,
+            )
+            .await?;
+        if let Some(call) = self.level_calls.last_mut() {
+            call.fed = clean.len() + rest.len();
+        }
+        Ok(rows)
     }
 
     fn reset_cache(&mut self) {
