@@ -83,6 +83,9 @@ pub enum BundleError {
         /// How many.
         shards: usize,
     },
+    /// A text + image folder's tokenizer lacks the joint vocabulary.
+    #[error(transparent)]
+    Unified(#[from] crate::unified::UnifiedError),
 }
 
 /// A text model's `config.json`, whichever network it describes: the DiT of MDLM and BD3-LM
@@ -123,6 +126,9 @@ impl TextConfig {
                 hint: match declared.family {
                     Family::Ddpm => {
                         "this folder draws digits: `unmask generate` runs it, not a text command"
+                    }
+                    Family::Unified => {
+                        "a text + image folder: `unmask generate --task t2i` or `--task mmu` runs it"
                     }
                     _ => {
                         "a Diffusion-LM folder: `unmask generate` runs it; the page and the text commands take masked-diffusion and transformer text models"
@@ -549,6 +555,64 @@ impl Bundle {
     #[cfg(not(target_family = "wasm"))]
     pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
         Self::from_files(ModelDir::read(dir)?.files(), device)
+    }
+}
+
+/// A unified (text + image) model: the DiT over the joint vocabulary, its tokenizer and where
+/// the image, task and boundary tokens are in it ([`crate::unified`]).
+pub struct UnifiedBundle {
+    /// `config.json`.
+    pub config: ModelConfig,
+    /// The tokenizer of the joint vocabulary.
+    pub codec: TextCodec,
+    /// Its tokens' layout.
+    pub layout: crate::unified::Layout,
+    /// The network, ready for the samplers.
+    pub model: DitDenoiser,
+}
+
+impl UnifiedBundle {
+    /// Parses and checks `config.json` (family `unified`) and `tokenizer.json` (the joint
+    /// vocabulary), then uploads the weights to `device`.
+    pub fn from_files(
+        config: &[u8],
+        tokenizer: &[u8],
+        weights: &[u8],
+        device: &Device,
+    ) -> Result<Self, BundleError> {
+        let family = family_of(config)?;
+        if family != Family::Unified {
+            return Err(ConfigError::Unsupported {
+                field: "family",
+                value: family.name().to_owned(),
+                hint: "the t2i and mmu tasks need a text + image model (family unified, `unmask train --objective unified`)",
+            }
+            .into());
+        }
+        let config = ModelConfig::from_json(config)?;
+        let codec = TextCodec::from_bytes(tokenizer, &config)?;
+        let layout = crate::unified::Layout::of(&codec)?;
+        let dit = load_dit(&config, weights, device)?;
+        let spec = model_spec(&config, &codec);
+        Ok(Self {
+            model: DitDenoiser::new(dit, device.clone(), spec),
+            config,
+            codec,
+            layout,
+        })
+    }
+
+    /// Reads a model folder from disk.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_dir(dir: &std::path::Path, device: &Device) -> Result<Self, BundleError> {
+        let files = ModelDir::read(dir)?;
+        let files = files.files();
+        let [weights] = files.weights else {
+            return Err(BundleError::Sharded {
+                shards: files.weights.len(),
+            });
+        };
+        Self::from_files(files.config, files.tokenizer, weights, device)
     }
 }
 

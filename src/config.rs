@@ -102,6 +102,9 @@ pub enum Family {
     /// Gaussian diffusion on word vectors, rounded to words (Diffusion-LM,
     /// [`crate::model::diffusion_lm`]). The CLI runs it; the page has no tab for it yet.
     DiffusionLm,
+    /// One masked-diffusion DiT over text and image tokens together (MMaDA,
+    /// [`crate::unified`]): captions to digits and digits to captions.
+    Unified,
 }
 
 impl Family {
@@ -111,6 +114,7 @@ impl Family {
             Family::Text => "text",
             Family::Ddpm => "ddpm",
             Family::DiffusionLm => "diffusion-lm",
+            Family::Unified => "unified",
         }
     }
 }

@@ -44,6 +44,7 @@ pub mod train;
 pub mod trajectory;
 #[cfg(target_arch = "wasm32")]
 pub mod ui;
+pub mod unified;
 
 pub use backend::BackendKind;
 pub use bundle::{Bundle, ModelFiles};

@@ -155,7 +155,20 @@ pub trait Rows: Sized {
     /// Draws and scores the rows `request` names. A NaN or infinity in a reduced row is a
     /// [`ModelError::NonFinite`].
     async fn reduce(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError>;
+
+    /// Every row's logits of the tokens `columns` only, read to the host and checked for NaN
+    /// and infinities (MMaDA slices its logits to the image codes: a draw over 17 grey levels
+    /// reads 17 numbers a row, not the vocabulary).
+    async fn columns(&self, columns: Range<usize>) -> Result<Logits, ModelError>;
+
+    /// The same rows with the tokens `columns` ruled out: their logits at [`SUPPRESSED_LOGIT`]
+    /// (a caption position of the unified family never draws an image token).
+    fn suppress(self, columns: Range<usize>) -> Self;
 }
+
+/// The logit of a token a sampler rules out: finite, so that no backend meets `inf − inf`, and
+/// low enough that its probability is 0 in f32.
+pub const SUPPRESSED_LOGIT: f32 = -1.0e9;
 
 /// The model as samplers see it: distributions over the vocabulary for positions of a canvas.
 #[allow(async_fn_in_trait)] // Futures are awaited in place; wasm futures are not Send anyway.

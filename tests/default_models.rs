@@ -1,5 +1,5 @@
 //! The models the page ships (`www/models/default/{mdlm,bd3,ar,forcing,ddpm,ddpm-classifier}`, and
-//! `diffusion-lm`, which the CLI runs): each loads into the
+//! `diffusion-lm` and `unified`, which the CLI runs): each loads into the
 //! architecture, generates with its own sampler, fits the page's size budget, and records the
 //! `unmask train` commands that made it.
 
@@ -179,6 +179,59 @@ fn the_shipped_forcing_model_s_clean_prefix_cache_gives_the_whole_window_s_rows(
         run.sampler().canvas().tokens().to_vec()
     };
     assert_eq!(generate(&mut bundle, true), generate(&mut bundle, false));
+}
+
+#[test]
+fn the_shipped_unified_model_draws_a_digit_and_captions_one() {
+    use unmask::bundle::UnifiedBundle;
+    use unmask::corpus::digits::read_digits;
+    use unmask::sampler::maskgit::MaskGitSettings;
+    use unmask::train::unified::UnifiedProvenance;
+    use unmask::unified::{Layout, TextOnly};
+    let dir = folder("unified");
+    fits("unified");
+    let provenance: UnifiedProvenance =
+        serde_json::from_slice(&std::fs::read(dir.join(TRAINING_FILE)).unwrap()).unwrap();
+    assert!(provenance.run.step > 0);
+    assert_eq!(provenance.dtype, "f16");
+    assert!(
+        provenance
+            .run
+            .commands
+            .iter()
+            .all(|c| c.contains(" train "))
+    );
+    let device = backend::init(BackendKind::Cpu).unwrap();
+    let mut b = UnifiedBundle::from_dir(&dir, &device).unwrap();
+    let spec = unmask::sampler::Denoiser::spec(&b.model).clone();
+    let caption = b
+        .layout
+        .encode_caption(&b.codec, "a handwritten seven")
+        .unwrap();
+    let mut t2i = b
+        .layout
+        .text_to_image(&caption, &MaskGitSettings::default(), &spec)
+        .unwrap();
+    while pollster::block_on(t2i.step(&mut b.model))
+        .unwrap()
+        .is_some()
+    {}
+    let drawn = b.layout.image_in(t2i.canvas().tokens(), Layout::T2I_IMAGE);
+    assert!(drawn.is_some(), "the image was left unfinished");
+    // A validation digit's caption is text, closed by <eos> before the slot's end.
+    let digit = read_digits(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/digits"),
+        unmask::corpus::Split::Valid,
+    )
+    .unwrap()
+    .remove(0);
+    let layout = b.layout.clone();
+    let mut mmu = layout.image_to_text(&digit.pixels, None, 0, &spec).unwrap();
+    pollster::block_on(mmu.run(&mut TextOnly::new(&mut b.model, &layout), |_| {})).unwrap();
+    let tokens = mmu.sampler().canvas().tokens();
+    let answer = layout.answer(tokens);
+    assert!(!answer.is_empty() && answer.len() < Layout::MMU_ANSWER.len());
+    assert!(answer.iter().all(|&t| t < layout.text_vocab));
 }
 
 /// The shipped digits folders: the noise predictor and the classifier it names.

@@ -868,6 +868,7 @@ async fn load(
                 let dropped = classify_dropped(&names)?;
                 let config = file_bytes(&files[dropped.config]).await?;
                 let family = family_of(&config).map_err(|e| e.to_string())?;
+                refuse_unified(family)?;
                 if family != Family::Text {
                     let DroppedWeights::File(weights) = dropped.weights else {
                         return Err(format!(
@@ -914,6 +915,7 @@ async fn load(
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
             let family = family_of(&config).map_err(|e| e.to_string())?;
+            refuse_unified(family)?;
             if family != Family::Text {
                 let weights = download_file(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE, limit)
                     .await
@@ -1083,6 +1085,17 @@ async fn load_digits(
         classifier,
         classifier_status,
     })))
+}
+
+/// Refuses a text + image folder before its weights download: the page has no tab for it yet.
+fn refuse_unified(family: Family) -> Result<(), LoadStop> {
+    match family {
+        Family::Unified => Err(
+            "a text + image model (family unified): the page has no tab for it yet; `unmask generate --task t2i` or `--task mmu` runs it"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// A Diffusion-LM denoiser from its files (config, weights, tokenizer), and the control

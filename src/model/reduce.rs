@@ -15,12 +15,13 @@
 //! nucleus when it lies within them (the same kept set and draw as `sampler::probs`), reading a
 //! row whole only when its nucleus is wider (a flat distribution).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 
-use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows};
+use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows, SUPPRESSED_LOGIT};
 use crate::sampler::probs::{MIN_TEMPERATURE, gumbel_max, inverse_cdf, reduce_rows};
 
 /// Columns of the packed readback before the candidates: token, p(token), margin, Σ p ln p,
@@ -122,6 +123,35 @@ impl Rows for DeviceRows {
             self.reduce_on_host(request).await
         } else {
             self.reduce_with_kernels(request).await
+        }
+    }
+
+    async fn columns(&self, columns: Range<usize>) -> Result<Logits, ModelError> {
+        let [rows, vocab] = self.logits.dims();
+        let start = columns.start.min(vocab);
+        let len = columns.end.min(vocab).saturating_sub(start);
+        if len == 0 {
+            return Ok(Logits::new(Vec::new(), rows, 0));
+        }
+        let picked = self.logits.clone().narrow(1, start, len);
+        let values = super::read_finite(picked, &self.device).await?;
+        self.count_read(&values);
+        Ok(Logits::new(values, rows, len))
+    }
+
+    fn suppress(self, columns: Range<usize>) -> Self {
+        let vocab = self.logits.dims()[1];
+        let mut bias = vec![0.0f32; vocab];
+        let end = columns.end.min(vocab);
+        for x in &mut bias[columns.start.min(end)..end] {
+            *x = SUPPRESSED_LOGIT;
+        }
+        let logits = self.logits.cast(FloatDType::F32);
+        let bias = Tensor::<2>::from_data(TensorData::new(bias, [1, vocab]), &logits.device());
+        // The bias swamps the logit, so the sum is the suppressed value to f32's precision.
+        Self {
+            logits: logits + bias,
+            ..self
         }
     }
 }

@@ -74,7 +74,10 @@ impl Record {
     /// An empty record for a run of `family`, before its opening arrives.
     pub fn empty(family: crate::config::Family) -> Self {
         match family {
-            crate::config::Family::Text => Record::Text(Replay::default()),
+            // The unified family has no tab yet: its runs are token canvases.
+            crate::config::Family::Text | crate::config::Family::Unified => {
+                Record::Text(Replay::default())
+            }
             crate::config::Family::Ddpm => Record::Ddpm(Default::default()),
             crate::config::Family::DiffusionLm => Record::DiffusionLm(Default::default()),
         }

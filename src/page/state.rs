@@ -71,6 +71,8 @@ impl Theme {
 pub struct PageState {
     /// What the page runs: text, the digits of Gaussian diffusion, or Diffusion-LM's words.
     /// Each family keeps its own settings below, so switching back finds them as they were.
+    /// The unified family has no tab yet: a link cannot name it, and where the page matches on
+    /// the family it goes with text (its runs are token canvases).
     pub family: Family,
     /// The model to load.
     pub model: ModelSource,
@@ -149,7 +151,7 @@ impl PageState {
     /// The runs the page's Run button starts: the first, and the race's second on its seed.
     pub fn jobs(&self) -> Vec<Job> {
         let mut jobs = match self.family {
-            Family::Text => std::iter::once(&self.settings)
+            Family::Text | Family::Unified => std::iter::once(&self.settings)
                 .chain(&self.race)
                 .map(|settings| Job::Text {
                     prompt: self.prompt.clone(),
@@ -206,7 +208,7 @@ impl PageState {
     /// The seed of the page's family.
     pub fn seed(&self) -> u64 {
         match self.family {
-            Family::Text => self.settings.seed(),
+            Family::Text | Family::Unified => self.settings.seed(),
             Family::Ddpm => self.ddpm.seed(),
             Family::DiffusionLm => self.words.seed,
         }
@@ -215,7 +217,7 @@ impl PageState {
     /// Sets the seed of the page's runs (both of a race).
     pub fn set_seed(&mut self, seed: u64) {
         match self.family {
-            Family::Text => {
+            Family::Text | Family::Unified => {
                 for s in std::iter::once(&mut self.settings).chain(&mut self.race) {
                     s.draw_mut().seed = seed;
                 }
@@ -236,7 +238,7 @@ impl PageState {
     /// Whether a race is on.
     pub fn racing(&self) -> bool {
         match self.family {
-            Family::Text => self.race.is_some(),
+            Family::Text | Family::Unified => self.race.is_some(),
             Family::Ddpm => self.ddpm_race.is_some(),
             Family::DiffusionLm => self.words_race.is_some(),
         }
@@ -288,7 +290,7 @@ impl PageState {
                 state.words_race =
                     read_vector_settings(&pairs, "b.", Some(&state.words), &mut errors);
             }
-            Family::Text => {
+            Family::Text | Family::Unified => {
                 state.settings = read_settings(&pairs, "", None, &mut errors)
                     .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
                 state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
@@ -381,7 +383,7 @@ impl PageState {
                     write_vector_settings(&mut out, "b.", b, Some(&self.words));
                 }
             }
-            Family::Text => {
+            Family::Text | Family::Unified => {
                 if self.chat {
                     out.push(("chat".into(), "1".into()));
                     if let Some(system) = &self.system {

@@ -21,6 +21,7 @@ pub mod gaussian;
 pub mod image;
 mod image_knobs;
 pub mod llada;
+pub mod maskgit;
 pub mod mdlm;
 pub mod probs;
 pub mod settings;

@@ -9,8 +9,10 @@
 //! - Top-k and nucleus (top-p, Holtzman et al. 2020) filters on the tempered distribution.
 //! - Confidence scores of LLaDA (`low_confidence`, `random`) and Dream (`topk_margin`, `entropy`).
 
+use std::ops::Range;
+
 use super::{Remasking, TopToken};
-use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows};
+use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows, SUPPRESSED_LOGIT};
 use crate::rng::Rng;
 
 /// How a token is drawn from a row: a run's [`Draw`](super::Draw) settings with the model's mask.
@@ -283,6 +285,36 @@ impl Rows for Logits {
             });
         }
         Ok(reduce_rows(self, request))
+    }
+
+    async fn columns(&self, columns: Range<usize>) -> Result<Logits, ModelError> {
+        let (rows, vocab) = (Logits::rows(self), self.vocab());
+        let end = columns.end.min(vocab);
+        let columns = columns.start.min(end)..end;
+        let data: Vec<f32> = (0..rows)
+            .flat_map(|r| self.row(r)[columns.clone()].iter().copied())
+            .collect();
+        let count = data.iter().filter(|x| !x.is_finite()).count();
+        if count > 0 {
+            return Err(ModelError::NonFinite {
+                backend: "host".into(),
+                count,
+                step: None,
+            });
+        }
+        Ok(Logits::new(data, rows, columns.len()))
+    }
+
+    fn suppress(self, columns: Range<usize>) -> Self {
+        let (rows, vocab) = (Logits::rows(&self), self.vocab());
+        let mut data = self.as_slice().to_vec();
+        for row in data.chunks_mut(vocab.max(1)) {
+            let end = columns.end.min(row.len());
+            for x in &mut row[columns.start.min(end)..end] {
+                *x = SUPPRESSED_LOGIT;
+            }
+        }
+        Logits::new(data, rows, vocab)
     }
 }
 

@@ -119,6 +119,100 @@ fn read(path: &Path) -> Result<Vec<u8>, TrainError> {
     })
 }
 
+/// A kind of run directory: what its `run.json` holds and how it is named.
+pub trait RunRecord: Serialize + serde::de::DeserializeOwned {
+    /// `format` in `run.json`.
+    const FORMAT: &'static str;
+    /// `version` in `run.json`.
+    const VERSION: u32;
+    /// What a reader should run to make one (for messages: "--objective unified").
+    const MADE_BY: &'static str;
+    /// The format and version this record declares.
+    fn declared(&self) -> (&str, u32);
+}
+
+/// A saved run of kind `S`: `run.json`, the current weights, their EMA, the optimiser state
+/// and the tokenizer where the kind keeps one.
+pub struct SavedRun<S> {
+    /// `run.json`.
+    pub state: S,
+    /// Current weights, EMA weights, optimiser state.
+    pub tensors: [Vec<u8>; 3],
+    /// `tokenizer.json`, when asked for.
+    pub tokenizer: Option<Vec<u8>>,
+}
+
+/// `run.json` of the run of kind `S` in `dir`, when there is one.
+pub fn read_run_state<S: RunRecord>(dir: &Path) -> Result<Option<S>, TrainError> {
+    let path = dir.join(RUN_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| io(&path, format!("{e}; the run directory is damaged")))?;
+    let state: S = serde_json::from_slice(&bytes).map_err(|e| {
+        io(
+            &path,
+            format!("{e}; is this the run directory of a {} run?", S::MADE_BY),
+        )
+    })?;
+    if state.declared() != (S::FORMAT, S::VERSION) {
+        return Err(io(
+            &path,
+            format!(
+                "not a version-{} {} file; start a new run in another directory",
+                S::VERSION,
+                S::FORMAT
+            ),
+        ));
+    }
+    Ok(Some(state))
+}
+
+/// The saved run in `dir`, when there is one; its tokenizer too when `with_tokenizer`.
+pub fn load_run<S: RunRecord>(
+    dir: &Path,
+    with_tokenizer: bool,
+) -> Result<Option<SavedRun<S>>, TrainError> {
+    let Some(state) = read_run_state::<S>(dir)? else {
+        return Ok(None);
+    };
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| io(&p, format!("{e}; the run directory is damaged")))
+    };
+    Ok(Some(SavedRun {
+        tensors: [
+            read(CURRENT_WEIGHTS)?,
+            read(EMA_WEIGHTS)?,
+            read(OPTIMIZER_FILE)?,
+        ],
+        tokenizer: with_tokenizer.then(|| read(TOKENIZER_FILE)).transpose()?,
+        state,
+    }))
+}
+
+/// Saves a run to `dir`: `weights` and `ema` (f32 safetensors), the `optimizer` state, the
+/// `tokenizer` where the kind keeps one, then `run.json` last, so that it names a step only once
+/// its tensors are in place.
+pub fn save_run<S: RunRecord>(
+    dir: &Path,
+    (weights, ema): (Vec<u8>, Vec<u8>),
+    optimizer: &[u8],
+    tokenizer: Option<&[u8]>,
+    state: &S,
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    write_atomic(&dir.join(CURRENT_WEIGHTS), &weights)?;
+    write_atomic(&dir.join(EMA_WEIGHTS), &ema)?;
+    write_atomic(&dir.join(OPTIMIZER_FILE), optimizer)?;
+    if let Some(tokenizer) = tokenizer {
+        write_atomic(&dir.join(TOKENIZER_FILE), tokenizer)?;
+    }
+    let json = serde_json::to_vec_pretty(state).map_err(|e| io(dir, e))?;
+    write_atomic(&dir.join(RUN_FILE), &json)
+}
+
 /// The bytes of a saved run, to resume from.
 #[derive(Clone, Debug)]
 pub struct SavedFiles {

@@ -22,8 +22,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{
-    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, dtype_name, io, write_atomic,
-    write_model_folder,
+    RunRecord, dtype_name, load_run, read_run_state, save_run, write_model_folder,
 };
 use super::data::{Order, mix};
 use super::optimised::Optimised;
@@ -452,49 +451,24 @@ pub struct ImageRunState {
 /// A saved run's current weights, their EMA and the optimiser state (safetensors bytes).
 pub type SavedTensors = [Vec<u8>; 3];
 
+impl RunRecord for ImageRunState {
+    const FORMAT: &'static str = IMAGE_RUN_FORMAT;
+    const VERSION: u32 = IMAGE_RUN_VERSION;
+    const MADE_BY: &'static str = "--objective ddpm or classifier";
+    fn declared(&self) -> (&str, u32) {
+        (&self.format, self.version)
+    }
+}
+
 /// `run.json` of the image run in `dir`, when there is one.
 pub fn image_run_state(dir: &Path) -> Result<Option<ImageRunState>, TrainError> {
-    let path = dir.join(RUN_FILE);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(&path)
-        .map_err(|e| io(&path, format!("{e}; the run directory is damaged")))?;
-    let state: ImageRunState = serde_json::from_slice(&bytes).map_err(|e| {
-        io(
-            &path,
-            format!(
-                "{e}; is this the run directory of an image run (--objective ddpm or classifier)?"
-            ),
-        )
-    })?;
-    if state.format != IMAGE_RUN_FORMAT || state.version != IMAGE_RUN_VERSION {
-        return Err(io(
-            &path,
-            format!(
-                "not a version-{IMAGE_RUN_VERSION} {IMAGE_RUN_FORMAT} file; start a new run in another directory"
-            ),
-        ));
-    }
-    Ok(Some(state))
+    read_run_state(dir)
 }
 
 /// The saved state of an image run in `dir`, when there is one: `run.json`, the weights, their
 /// EMA and the optimiser state.
 pub fn load_image_run(dir: &Path) -> Result<Option<(ImageRunState, SavedTensors)>, TrainError> {
-    let Some(state) = image_run_state(dir)? else {
-        return Ok(None);
-    };
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| io(&p, format!("{e}; the run directory is damaged")))
-    };
-    let files = [
-        read(CURRENT_WEIGHTS)?,
-        read(EMA_WEIGHTS)?,
-        read(OPTIMIZER_FILE)?,
-    ];
-    Ok(Some((state, files)))
+    Ok(load_run(dir, false)?.map(|run| (run.state, run.tensors)))
 }
 
 /// Saves the trainer and `state` (whose step must be the trainer's) to `dir`, `run.json` last.
@@ -503,13 +477,13 @@ pub fn save_image_run(
     trainer: &ImageTrainer,
     state: &ImageRunState,
 ) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let (weights, ema) = trainer.weights()?;
-    write_atomic(&dir.join(CURRENT_WEIGHTS), &weights)?;
-    write_atomic(&dir.join(EMA_WEIGHTS), &ema)?;
-    write_atomic(&dir.join(OPTIMIZER_FILE), &trainer.optimizer_bytes()?)?;
-    let json = serde_json::to_vec_pretty(state).map_err(|e| io(dir, e))?;
-    write_atomic(&dir.join(RUN_FILE), &json)
+    save_run(
+        dir,
+        trainer.weights()?,
+        &trainer.optimizer_bytes()?,
+        None,
+        state,
+    )
 }
 
 /// What an exported image-model folder records about its making (`training.json`).

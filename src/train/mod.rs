@@ -20,6 +20,7 @@ pub mod objective;
 pub mod optimised;
 pub mod quality;
 pub mod recipe;
+pub mod unified;
 pub mod vectors;
 
 use std::collections::HashMap;

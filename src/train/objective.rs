@@ -274,7 +274,11 @@ fn ids(tokens: &[u32], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
 }
 
 /// log p(target) per position: `logits` `[B, L, V]` with the mask excluded, `targets` `[B, L]`.
-fn target_log_probs(logits: Tensor<3>, targets: Tensor<2, Int>, mask_id: u32) -> Tensor<2> {
+pub(crate) fn target_log_probs(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    mask_id: u32,
+) -> Tensor<2> {
     let [b, l, v] = logits.dims();
     let device = logits.device();
     let mut penalty = vec![0.0f32; v];

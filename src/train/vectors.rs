@@ -28,14 +28,10 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{
-    CURRENT_WEIGHTS, EMA_WEIGHTS, OPTIMIZER_FILE, RUN_FILE, dtype_name, io, write_atomic,
-    write_model_folder,
-};
+use super::checkpoint::{RunRecord, dtype_name, load_run, save_run, write_model_folder};
 use super::data::{Order, Windows, mix};
 use super::optimised::Optimised;
 use super::{Documents, Recipe, Start, TrainError, count, scalar};
-use crate::bundle::TOKENIZER_FILE;
 use crate::model::diffusion_lm::{
     DiffusionLm, DiffusionLmConfig, initial_diffusion_lm, load_diffusion_lm,
 };
@@ -610,38 +606,21 @@ pub struct SavedVectorRun {
     pub tensors: [Vec<u8>; 3],
 }
 
+impl RunRecord for VectorRunState {
+    const FORMAT: &'static str = VECTOR_RUN_FORMAT;
+    const VERSION: u32 = VECTOR_RUN_VERSION;
+    const MADE_BY: &'static str = "--objective diffusion-lm or latent-classifier";
+    fn declared(&self) -> (&str, u32) {
+        (&self.format, self.version)
+    }
+}
+
 /// The saved run in `dir`, when there is one.
 pub fn load_vector_run(dir: &Path) -> Result<Option<SavedVectorRun>, TrainError> {
-    let path = dir.join(RUN_FILE);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| io(&p, format!("{e}; the run directory is damaged")))
-    };
-    let state: VectorRunState = serde_json::from_slice(&read(RUN_FILE)?).map_err(|e| {
-        io(
-            &path,
-            format!("{e}; is this the run directory of a --objective diffusion-lm run?"),
-        )
-    })?;
-    if state.format != VECTOR_RUN_FORMAT || state.version != VECTOR_RUN_VERSION {
-        return Err(io(
-            &path,
-            format!(
-                "not a version-{VECTOR_RUN_VERSION} {VECTOR_RUN_FORMAT} file; start a new run in another directory"
-            ),
-        ));
-    }
-    Ok(Some(SavedVectorRun {
-        state,
-        tokenizer: read(TOKENIZER_FILE)?,
-        tensors: [
-            read(CURRENT_WEIGHTS)?,
-            read(EMA_WEIGHTS)?,
-            read(OPTIMIZER_FILE)?,
-        ],
+    Ok(load_run(dir, true)?.map(|run| SavedVectorRun {
+        state: run.state,
+        tokenizer: run.tokenizer.unwrap_or_default(),
+        tensors: run.tensors,
     }))
 }
 
@@ -653,14 +632,13 @@ pub fn save_vector_run(
     state: &VectorRunState,
     tokenizer: &[u8],
 ) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let (weights, ema) = trainer.weights()?;
-    write_atomic(&dir.join(CURRENT_WEIGHTS), &weights)?;
-    write_atomic(&dir.join(EMA_WEIGHTS), &ema)?;
-    write_atomic(&dir.join(OPTIMIZER_FILE), &trainer.optimizer_bytes()?)?;
-    write_atomic(&dir.join(TOKENIZER_FILE), tokenizer)?;
-    let json = serde_json::to_vec_pretty(state).map_err(|e| io(dir, e))?;
-    write_atomic(&dir.join(RUN_FILE), &json)
+    save_run(
+        dir,
+        trainer.weights()?,
+        &trainer.optimizer_bytes()?,
+        Some(tokenizer),
+        state,
+    )
 }
 
 /// What an exported folder records about its making (`training.json`).

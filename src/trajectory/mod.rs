@@ -111,6 +111,12 @@ pub enum TrajectoryError {
         expected: Family,
     },
     /// The steps contradict each other or the canvas (a hand-edited or damaged file).
+    /// A family whose runs this build cannot replay yet.
+    #[error("this build does not replay {} trajectories yet", kind.name())]
+    Unsupported {
+        /// The file's family.
+        kind: Family,
+    },
     #[error("the trajectory is inconsistent: {0}; export it again")]
     Inconsistent(String),
 }
@@ -225,6 +231,11 @@ impl AnyTrajectory {
             Family::Ddpm => AnyTrajectory::Ddpm(images::ImageTrajectory::from_json(text)?),
             Family::DiffusionLm => {
                 AnyTrajectory::DiffusionLm(vectors::VectorTrajectory::from_json(text)?)
+            }
+            Family::Unified => {
+                return Err(TrajectoryError::Unsupported {
+                    kind: Family::Unified,
+                });
             }
         })
     }

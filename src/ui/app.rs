@@ -556,7 +556,7 @@ fn Placeholder() -> impl IntoView {
             <p>
                 {move || match (ctx.model_ready(), family()) {
                     (false, _) => "Loading the model…",
-                    (true, Family::Text) => "Press Run: the masks will resolve into text, step by step.",
+                    (true, Family::Text | Family::Unified) => "Press Run: the masks will resolve into text, step by step.",
                     (true, Family::Ddpm) => "Press Run: a digit will emerge from the noise, step by step.",
                     (true, Family::DiffusionLm) => "Press Run: every word drifts from noise at once, rounded to the nearest word at each step.",
                 }}

@@ -49,8 +49,8 @@ fn read(which: Which) -> impl Fn() -> Option<Settings> + Copy {
 /// `knob`'s value in the settings `which` of the page's family (`None`: that sampler has none).
 fn knob_value(which: Which, knob: Knob) -> Option<KnobValue> {
     ctx().state.with(|s| match (s.family, which) {
-        (Family::Text, Which::A) => s.settings.get(knob),
-        (Family::Text, Which::B) => s.race.as_ref()?.get(knob),
+        (Family::Text | Family::Unified, Which::A) => s.settings.get(knob),
+        (Family::Text | Family::Unified, Which::B) => s.race.as_ref()?.get(knob),
         (Family::Ddpm, Which::A) => s.ddpm.get(knob),
         (Family::Ddpm, Which::B) => s.ddpm_race.as_ref()?.get(knob),
         (Family::DiffusionLm, Which::A) => words_knob(&s.words, knob),
@@ -99,8 +99,10 @@ fn set_knob(which: Which, knob: Knob, value: KnobValue) -> bool {
     let mut ok = false;
     ctx().state.update(|s| {
         ok = match (s.family, which) {
-            (Family::Text, Which::A) => s.settings.set(knob, value).is_ok(),
-            (Family::Text, Which::B) => s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok()),
+            (Family::Text | Family::Unified, Which::A) => s.settings.set(knob, value).is_ok(),
+            (Family::Text | Family::Unified, Which::B) => {
+                s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok())
+            }
             (Family::DiffusionLm, Which::A) => set_words_knob(&mut s.words, knob, value),
             (Family::DiffusionLm, Which::B) => s
                 .words_race
@@ -306,7 +308,7 @@ fn knobs(which: Which) -> impl IntoView {
             {move || match family() {
                 Family::Ddpm => view! { {image_sampler_select(which)} {class_select(which)} {guidance_select(which)} }.into_any(),
                 Family::DiffusionLm => super::words::words_knobs(which).into_any(),
-                Family::Text => sampler_select(which).into_any(),
+                Family::Text | Family::Unified => sampler_select(which).into_any(),
             }}
             {KNOBS
                 .iter()
@@ -648,7 +650,7 @@ pub fn Controls() -> impl IntoView {
                                         b
                                     });
                                 }
-                                Family::Text => {
+                                Family::Text | Family::Unified => {
                                     s.race = on.then(|| {
                                         let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
                                         s.settings.switched(other)

@@ -70,6 +70,8 @@ pub struct Fake {
     pub cached_calls: usize,
     /// Every per-token-noise call (diffusion forcing), in order.
     pub level_calls: Vec<LevelCall>,
+    /// Logits raised by this much for these ids (a model that prefers them).
+    pub boost: Option<(Range<u32>, f32)>,
 }
 
 /// One [`Denoiser::predict_levels`] call a [`Fake`] served.
@@ -100,6 +102,7 @@ impl Fake {
             calls: 0,
             cached_calls: 0,
             level_calls: Vec::new(),
+            boost: None,
         }
     }
 
@@ -139,7 +142,11 @@ impl Fake {
                 if v as u32 == self.spec.mask_id {
                     100.0
                 } else {
-                    (Self::mix(h, v as u64) % 10_000) as f32 / 10_000.0 * 6.0 - 3.0
+                    let boost = match &self.boost {
+                        Some((ids, by)) if ids.contains(&(v as u32)) => *by,
+                        _ => 0.0,
+                    };
+                    (Self::mix(h, v as u64) % 10_000) as f32 / 10_000.0 * 6.0 - 3.0 + boost
                 }
             })
             .collect()
@@ -313,4 +320,47 @@ pub fn serialize_tensors(
         })
         .collect();
     safetensors::serialize(views, None).unwrap()
+}
+
+// The unified family's tiny model (tests/unified.rs, tests/wgpu.rs).
+
+/// The corpus tokenizer with the joint vocabulary added, and its codec.
+pub fn joint() -> (Vec<u8>, unmask::text::TextCodec) {
+    let corpus =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/corpus/tokenizer.json"))
+            .unwrap();
+    let bytes = unmask::unified::extend_tokenizer(&corpus).unwrap();
+    let vocab = unmask::text::TextCodec::vocab_size_of(&bytes).unwrap();
+    let config = unmask::train::unified::UnifiedTrainConfig::model_config(vocab, unified_shape());
+    let codec = unmask::text::TextCodec::from_bytes(&bytes, &config).unwrap();
+    (bytes, codec)
+}
+
+/// The tiny unified model's shape.
+pub fn unified_shape() -> unmask::train::objective::Shape {
+    unmask::train::objective::Shape {
+        model_length: unmask::unified::SEQUENCE_LEN,
+        hidden_dim: 32,
+        cond_dim: 16,
+        n_blocks: 1,
+        n_heads: 2,
+    }
+}
+
+/// Writes a fresh unified run's model folder of the tiny shape into `dir`.
+pub fn tiny_unified_folder(dir: &std::path::Path) {
+    let (tokenizer, codec) = joint();
+    let config = unmask::train::unified::UnifiedTrainConfig::model_config(
+        codec.vocab_size(),
+        unified_shape(),
+    );
+    let weights = unmask::model::initial_checkpoint(&config, 0).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("tokenizer.json"), tokenizer).unwrap();
+    std::fs::write(dir.join("model.safetensors"), weights).unwrap();
 }

@@ -195,9 +195,9 @@ fn draw(step: &ImageStep, total: usize, side: usize) {
 
 /// `{"images": [[…64 values…], …], "classes": [c or null, …]}`.
 #[derive(serde::Serialize)]
-struct ImagesFile {
-    images: Vec<Vec<f64>>,
-    classes: Vec<Option<usize>>,
+pub(crate) struct ImagesFile {
+    pub(crate) images: Vec<Vec<f64>>,
+    pub(crate) classes: Vec<Option<usize>>,
 }
 
 fn open(dir: &Path, device: &burn::tensor::Device) -> Result<ImageBundle, CliError> {

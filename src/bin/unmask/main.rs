@@ -32,6 +32,7 @@ mod quantize;
 mod schedule;
 mod train;
 mod train_images;
+mod unified;
 mod vectors;
 
 pub(crate) use download::model_folder;
@@ -179,9 +180,17 @@ struct GenerateArgs {
     /// Face id (owner/name[@revision]) from its cache (downloaded into it when missing).
     #[arg(long, value_parser = model_folder())]
     model: PathBuf,
-    /// Prompt (text); write [MASK] anywhere to have it filled in place.
+    /// Prompt (text); write [MASK] anywhere to have it filled in place. For a text + image
+    /// model's --task t2i, the caption of the digit to draw ("a handwritten seven").
     #[arg(long)]
     prompt: Option<String>,
+    /// The task of a text + image model: t2i draws a digit for --prompt, mmu captions --image.
+    #[arg(long, value_enum)]
+    task: Option<TaskArg>,
+    /// The digit --task mmu captions: a JSON file of 64 values on 0–16, or a samples file
+    /// (`--images` of t2i or ddpm), whose first image is taken.
+    #[arg(long)]
+    image: Option<PathBuf>,
     /// Sampler [default: the one the model was trained for: config.json's `sampler`, else `ar`
     /// for a causal model, `bd3` for block diffusion, `mdlm` for masked diffusion].
     #[arg(long, value_enum)]
@@ -301,6 +310,15 @@ struct GenerateArgs {
     /// Pause after each step of the live view, in milliseconds (to watch a small model write).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+}
+
+/// What a text + image model is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TaskArg {
+    /// Text → image: draw a digit for a caption (MaskGIT with classifier-free guidance).
+    T2i,
+    /// Image → text: caption a digit (LLaDA's low-confidence remasking).
+    Mmu,
 }
 
 #[derive(Args)]
@@ -480,7 +498,7 @@ fn flag_of(knob: Knob) -> &'static str {
 }
 
 /// A settings error with what to do about it on the command line.
-fn settings_error(e: &SettingsError) -> CliError {
+pub(crate) fn settings_error(e: &SettingsError) -> CliError {
     let hint = match e.fix() {
         Some(Fix {
             knob,
@@ -562,9 +580,23 @@ fn set_knobs(
 fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let family = unmask::bundle::read_family(&args.model)
         .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+    if family != unmask::config::Family::Unified {
+        let given = [
+            ("--task", args.task.is_some()),
+            ("--image", args.image.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(CliError::Input(format!(
+                "{flag} is a flag of text + image models; {} is a {} model",
+                args.model.display(),
+                family.name()
+            )));
+        }
+    }
     match family {
         unmask::config::Family::Ddpm => return images::generate(&args),
         unmask::config::Family::DiffusionLm => return vectors::generate(&args),
+        unmask::config::Family::Unified => return unified::generate(&args),
         unmask::config::Family::Text => {}
     }
     images::refuse_image_flags(&args)?;
@@ -726,10 +758,10 @@ fn forward(args: ForwardArgs) -> CliResult<()> {
 }
 
 fn inspect(dir: &Path) -> CliResult<()> {
-    if unmask::bundle::read_family(dir).map_err(|e| format!("{}: {e}", dir.display()))?
-        == unmask::config::Family::Ddpm
-    {
-        return images::inspect(dir);
+    match unmask::bundle::read_family(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        unmask::config::Family::Ddpm => return images::inspect(dir),
+        unmask::config::Family::Unified => return unified::inspect(dir),
+        _ => {}
     }
     let files = ModelDir::read(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let device = backend::init(BackendKind::Cpu).map_err(|e| e.to_string())?;

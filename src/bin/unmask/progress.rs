@@ -1,10 +1,12 @@
-//! The training loops' progress: an `indicatif` bar on a terminal, a line every
-//! [`LOG_EVERY`] steps in a log.
+//! The training loop every `unmask train` run shares ([`train_loop`] over a [`Session`]) and its
+//! progress: an `indicatif` bar on a terminal, a line every [`LOG_EVERY`] steps in a log.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::CliResult;
 
 /// Steps between progress lines when stderr is not a terminal.
 pub const LOG_EVERY: usize = 10;
@@ -78,4 +80,95 @@ pub fn check_loss(loss: f64, step: usize, saved_at: usize) -> Result<(), String>
     Err(format!(
         "the loss became {loss} at step {step}: lower --lr or --grad-clip and start a new run (the last checkpoint is step {saved_at})"
     ))
+}
+
+/// Where a run stands and how often it validates and saves: what [`train_loop`] counts.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Steps done.
+    pub step: usize,
+    /// The run's last step.
+    pub max_steps: usize,
+    /// Steps between validations.
+    pub val_every: usize,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+    /// Units (tokens, images, sequences) seen over the whole run.
+    pub seen: u64,
+}
+
+/// One kind of training run as [`train_loop`] drives it: a trainer and its `run.json` state.
+pub trait Session {
+    /// What one step reports.
+    type Report;
+    /// Training losses summed since the last validation.
+    type Losses: Default;
+    /// What the run counts: "tokens", "images", "sequences".
+    const UNIT: &'static str;
+    /// One step: its report, the steps now done and the units it saw. The state moves with it.
+    fn train_step(&mut self) -> CliResult<(Self::Report, usize, u64)>;
+    /// The report's loss (a non-finite one stops the run) and its line: "loss … lr … |g| …".
+    fn describe(&self, report: &Self::Report) -> (f64, String);
+    /// Adds the report's loss to the window's.
+    fn add(losses: &mut Self::Losses, report: &Self::Report);
+    /// Validates, records the history entry of the `steps` steps since the last one (their
+    /// `losses`, at `rate` units a second), and returns the line to print.
+    fn validate(
+        &mut self,
+        report: &Self::Report,
+        losses: Self::Losses,
+        steps: usize,
+        rate: f64,
+    ) -> CliResult<String>;
+    /// Saves the run, this session having trained `seconds` over `seen` units so far.
+    fn save(&self, seconds: f64, seen: u64) -> CliResult<()>;
+}
+
+/// The loop every `unmask train` run shares: steps from `plan.step` until `plan.max_steps` or
+/// `time_limit_minutes`, a progress line a step, a validation every `val_every` steps and at
+/// the end, a checkpoint every `checkpoint_every` steps, at the end and when the time runs out.
+pub fn train_loop<S: Session>(
+    run: &mut S,
+    mut plan: Plan,
+    time_limit_minutes: Option<f64>,
+) -> CliResult<()> {
+    let deadline = deadline(time_limit_minutes);
+    let progress = Progress::new(plan.step, plan.max_steps);
+    let session = Instant::now();
+    let session_start = plan.seen;
+    let mut window = (S::Losses::default(), 0usize, Instant::now(), plan.seen);
+    let mut saved_at = plan.step;
+    let save = |run: &S, seen: u64| run.save(session.elapsed().as_secs_f64(), seen - session_start);
+    while plan.step < plan.max_steps {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            progress.println(&format!("time limit reached at step {}", plan.step));
+            break;
+        }
+        let (report, step, units) = run.train_step()?;
+        plan.step = step;
+        plan.seen += units;
+        let (loss, line) = run.describe(&report);
+        check_loss(loss, step, saved_at)?;
+        S::add(&mut window.0, &report);
+        window.1 += 1;
+        let rate = (plan.seen - session_start) as f64 / session.elapsed().as_secs_f64().max(1e-9);
+        progress.step(step, &format!("{line} {rate:.0} {}/s", S::UNIT));
+        let done = step >= plan.max_steps;
+        if step % plan.val_every == 0 || done {
+            let seconds = window.2.elapsed().as_secs_f64().max(1e-9);
+            let rate = (plan.seen - window.3) as f64 / seconds;
+            let losses = std::mem::take(&mut window.0);
+            progress.println(&run.validate(&report, losses, window.1, rate)?);
+            window = (S::Losses::default(), 0, Instant::now(), plan.seen);
+        }
+        if step % plan.checkpoint_every == 0 || done {
+            save(run, plan.seen)?;
+            saved_at = step;
+        }
+    }
+    if saved_at != plan.step || plan.step == 0 {
+        save(run, plan.seen)?;
+    }
+    progress.finish();
+    Ok(())
 }

@@ -12,8 +12,9 @@ use unmask::model::parameter_count;
 use unmask::sampler::{SamplerKind, Settings};
 use unmask::text::TextCodec;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
-use unmask::train::{Documents, Objective, Recipe, Shape, Start, TrainConfig, Trainer};
+use unmask::train::{Documents, Objective, Recipe, Shape, Start, StepReport, TrainConfig, Trainer};
 
+use super::progress::{Plan, Session, train_loop};
 use crate::CliResult;
 use crate::schedule::{ScheduleArg, forcing_knobs};
 
@@ -41,6 +42,9 @@ pub enum ObjectiveArg {
     /// Diffusion-LM's control classifier: a text's source (austen, bible) from its noised word
     /// vectors, those of the --denoiser folder.
     LatentClassifier,
+    /// One masked-diffusion DiT over text and image tokens (MMaDA): captioned digits both ways
+    /// and plain text, from --digits and --corpus.
+    Unified,
 }
 
 impl ObjectiveArg {
@@ -161,6 +165,13 @@ pub struct TrainArgs {
     /// Seed of the weights, data order and noise.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Image → text sequences per step (unified) [default: --batch-size, as many as text →
+    /// image].
+    #[arg(long)]
+    pub batch_mmu: Option<usize>,
+    /// Corpus windows per step (unified) [default: a quarter of --batch-size].
+    #[arg(long)]
+    pub batch_lm: Option<usize>,
     /// Diffusion forcing: the share of windows whose per-token levels are sorted to rise along
     /// the window, as the autoregressive and pyramid schedules leave it [default: 0, independent
     /// levels]. A warm start or a resumed run may change it (a fine-tune of another
@@ -220,6 +231,8 @@ impl TrainArgs {
             ("--val-windows", self.val_windows.is_some()),
             ("--checkpoint-every", self.checkpoint_every.is_some()),
             ("--seed", self.seed.is_some()),
+            ("--batch-mmu", self.batch_mmu.is_some()),
+            ("--batch-lm", self.batch_lm.is_some()),
         ];
         given
             .into_iter()
@@ -240,8 +253,10 @@ impl TrainArgs {
             Some(ObjectiveArg::Ddpm | ObjectiveArg::Classifier) => {
                 return Err("the image objectives train on the digits, not the corpus".into());
             }
-            Some(ObjectiveArg::DiffusionLm | ObjectiveArg::LatentClassifier) => {
-                return Err("the Diffusion-LM objectives are trained by their own run".into());
+            Some(
+                ObjectiveArg::DiffusionLm | ObjectiveArg::LatentClassifier | ObjectiveArg::Unified,
+            ) => {
+                return Err("the Diffusion-LM and unified objectives are trained by their own runs".into());
             }
         };
         let model = objective.model_config(
@@ -265,7 +280,7 @@ impl TrainArgs {
     }
 }
 
-fn tokenize(codec: &TextCodec, corpus: &Path, split: Split) -> CliResult<Vec<Vec<u32>>> {
+pub(crate) fn tokenize(codec: &TextCodec, corpus: &Path, split: Split) -> CliResult<Vec<Vec<u32>>> {
     let docs = corpus::read_documents(corpus, split).map_err(|e| e.to_string())?;
     docs.iter()
         .map(|d| codec.encode(d).map_err(|e| e.to_string()))
@@ -302,6 +317,19 @@ fn command_line() -> String {
 
 /// `unmask train`.
 pub fn run(args: TrainArgs) -> CliResult<()> {
+    if matches!(args.objective, Some(ObjectiveArg::Unified)) || super::unified::holds_run(&args.run)
+    {
+        return super::unified::train(args);
+    }
+    if let Some(flag) = [
+        ("--batch-mmu", args.batch_mmu),
+        ("--batch-lm", args.batch_lm),
+    ]
+    .iter()
+    .find_map(|(flag, given)| given.map(|_| flag))
+    {
+        return Err(format!("{flag} is a flag of --objective unified"));
+    }
     if matches!(
         args.objective,
         Some(ObjectiveArg::DiffusionLm | ObjectiveArg::LatentClassifier)
@@ -459,7 +487,21 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         state.train.recipe.max_steps,
         args.backend.name(),
     );
-    train_loop(&args, &dir, &mut trainer, &mut state, &tokenizer)?;
+    let plan = Plan {
+        step: state.step,
+        max_steps: state.train.recipe.max_steps,
+        val_every: state.train.val_every,
+        checkpoint_every: state.train.recipe.checkpoint_every,
+        seen: state.tokens_seen,
+    };
+    let mut run = Run {
+        args: &args,
+        dir: &dir,
+        trainer: &mut trainer,
+        state: &mut state,
+        tokenizer: &tokenizer,
+    };
+    train_loop(&mut run, plan, args.time_limit_minutes)?;
     if let Some(out) = &args.out {
         // The saved state: its history, time and backends span every session of the run.
         let state = dir.state().map_err(|e| e.to_string())?;
@@ -490,115 +532,88 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     Ok(())
 }
 
-fn train_loop(
-    args: &TrainArgs,
-    dir: &RunDir,
-    trainer: &mut Trainer,
-    state: &mut RunState,
-    tokenizer: &[u8],
-) -> CliResult<()> {
-    let deadline = super::progress::deadline(args.time_limit_minutes);
-    let progress = super::progress::Progress::new(state.step, state.train.recipe.max_steps);
-    let session = Instant::now();
-    let session_start_tokens = state.tokens_seen;
-    let mut window_loss = (0.0, 0usize);
-    let mut window_start = (Instant::now(), state.tokens_seen);
-    let mut saved_at = state.step;
-    let save_now = |trainer: &Trainer, state: &mut RunState| {
-        save(
-            dir,
-            trainer,
-            state,
-            tokenizer,
-            session,
-            session_start_tokens,
-            args.backend,
-        )
-    };
-    while !trainer.is_done() {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            progress.println(&format!("time limit reached at step {}", trainer.step()));
-            break;
-        }
-        let report = trainer.train_step().map_err(|e| e.to_string())?;
-        super::progress::check_loss(report.loss, report.step, saved_at)?;
-        state.step = report.step;
-        state.tokens_seen += report.tokens as u64;
-        window_loss.0 += report.loss;
-        window_loss.1 += 1;
-        let elapsed = session.elapsed().as_secs_f64();
-        let rate = (state.tokens_seen - session_start_tokens) as f64 / elapsed.max(1e-9);
-        progress.step(
-            report.step,
-            &format!(
-                "loss {:.4} lr {:.2e} |g| {:.2} {:.0} tok/s",
-                report.loss, report.lr, report.grad_norm, rate
-            ),
-        );
-        let validate = report.step % state.train.val_every == 0 || trainer.is_done();
-        if validate {
-            let evaluation = trainer
-                .evaluate(Some(state.train.val_windows))
-                .map_err(|e| e.to_string())?;
-            let sample = trainer
-                .sample(SAMPLE_PROMPT, SAMPLE_TOKENS, report.step as u64)
-                .map_err(|e| e.to_string())?;
-            let seconds = window_start.0.elapsed().as_secs_f64();
-            let entry = HistoryEntry {
-                step: report.step,
-                train_loss: window_loss.0 / window_loss.1.max(1) as f64,
-                lr: report.lr,
-                tokens_seen: state.tokens_seen,
-                tokens_per_second: (state.tokens_seen - window_start.1) as f64 / seconds.max(1e-9),
-                valid: Some(evaluation),
-                sample: Some(sample.clone()),
-            };
-            progress.println(&format!(
-                "step {}: train loss {:.4}, validation NLL {:.4} (perplexity ≤ {:.2}, {} tokens)\n  sample: {}",
-                report.step,
-                entry.train_loss,
-                evaluation.nll,
-                evaluation.perplexity,
-                evaluation.tokens,
-                sample.replace('\n', " ")
-            ));
-            state.history.push(entry);
-            window_loss = (0.0, 0);
-            window_start = (Instant::now(), state.tokens_seen);
-        }
-        if report.step % state.train.recipe.checkpoint_every == 0 || trainer.is_done() {
-            save_now(trainer, state)?;
-            saved_at = report.step;
-        }
-    }
-    if saved_at != trainer.step() || state.step == 0 {
-        save_now(trainer, state)?;
-    }
-    progress.finish();
-    Ok(())
+/// A text run as the shared loop drives it.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    dir: &'a RunDir,
+    trainer: &'a mut Trainer,
+    state: &'a mut RunState,
+    tokenizer: &'a [u8],
 }
 
-fn save(
-    dir: &RunDir,
-    trainer: &Trainer,
-    state: &mut RunState,
-    tokenizer: &[u8],
-    session: Instant,
-    session_start_tokens: u64,
-    backend: BackendKind,
-) -> CliResult<()> {
-    let mut saved = state.clone();
-    let seconds = session.elapsed().as_secs_f64();
-    saved.train_seconds += seconds;
-    let rate = (state.tokens_seen - session_start_tokens) as f64 / seconds.max(1e-9);
-    saved.backends.push(format!(
-        "{}: {:.0} tokens/s over {} steps",
-        backend.name(),
-        rate,
-        (state.tokens_seen - session_start_tokens) / trainer.tokens_per_step().max(1) as u64
-    ));
-    dir.save(trainer, &saved, tokenizer)
-        .map_err(|e| e.to_string())
+impl Session for Run<'_> {
+    type Report = StepReport;
+    type Losses = f64;
+    const UNIT: &'static str = "tokens";
+
+    fn train_step(&mut self) -> CliResult<(StepReport, usize, u64)> {
+        let report = self.trainer.train_step().map_err(|e| e.to_string())?;
+        let units = report.tokens as u64;
+        self.state.step = report.step;
+        self.state.tokens_seen += units;
+        let step = report.step;
+        Ok((report, step, units))
+    }
+
+    fn describe(&self, r: &StepReport) -> (f64, String) {
+        let line = format!("loss {:.4} lr {:.2e} |g| {:.2}", r.loss, r.lr, r.grad_norm);
+        (r.loss, line)
+    }
+
+    fn add(losses: &mut f64, r: &StepReport) {
+        *losses += r.loss;
+    }
+
+    fn validate(
+        &mut self,
+        r: &StepReport,
+        losses: f64,
+        steps: usize,
+        rate: f64,
+    ) -> CliResult<String> {
+        let evaluation = self
+            .trainer
+            .evaluate(Some(self.state.train.val_windows))
+            .map_err(|e| e.to_string())?;
+        let sample = self
+            .trainer
+            .sample(SAMPLE_PROMPT, SAMPLE_TOKENS, r.step as u64)
+            .map_err(|e| e.to_string())?;
+        let entry = HistoryEntry {
+            step: r.step,
+            train_loss: losses / steps.max(1) as f64,
+            lr: r.lr,
+            tokens_seen: self.state.tokens_seen,
+            tokens_per_second: rate,
+            valid: Some(evaluation),
+            sample: Some(sample.clone()),
+        };
+        let line = format!(
+            "step {}: train loss {:.4}, validation NLL {:.4} (perplexity ≤ {:.2}, {} tokens)\n  sample: {}",
+            r.step,
+            entry.train_loss,
+            evaluation.nll,
+            evaluation.perplexity,
+            evaluation.tokens,
+            sample.replace('\n', " ")
+        );
+        self.state.history.push(entry);
+        Ok(line)
+    }
+
+    fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
+        let mut saved = self.state.clone();
+        saved.train_seconds += seconds;
+        saved.backends.push(format!(
+            "{}: {:.0} tokens/s over {} steps",
+            self.args.backend.name(),
+            seen as f64 / seconds.max(1e-9),
+            seen / self.trainer.tokens_per_step().max(1) as u64
+        ));
+        self.dir
+            .save(self.trainer, &saved, self.tokenizer)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Arguments of `unmask quality`.
@@ -683,6 +698,7 @@ pub fn quality(args: QualityArgs) -> CliResult<()> {
             );
         }
         unmask::config::Family::Ddpm => return super::images::quality(&args),
+        unmask::config::Family::Unified => return super::unified::quality(&args),
         unmask::config::Family::Text => {}
     }
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;

@@ -2,7 +2,6 @@
 //! `unmask::train::images`), with the text runs' flags, run directory and resume.
 
 use std::path::Path;
-use std::time::Instant;
 
 use unmask::backend;
 use unmask::corpus::Split;
@@ -12,11 +11,11 @@ use unmask::train::Start;
 use unmask::train::checkpoint::run_format;
 use unmask::train::images::{
     DEFAULT_LABEL_DROPOUT, IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageHistoryEntry, ImageObjective,
-    ImageRunState, ImageTrainConfig, ImageTrainer, export_image_model, image_run_state,
-    load_image_run, save_image_run,
+    ImageRunState, ImageStepReport, ImageTrainConfig, ImageTrainer, export_image_model,
+    image_run_state, load_image_run, save_image_run,
 };
 
-use super::progress::Progress;
+use super::progress::{Plan, Session, train_loop};
 use super::train::{ObjectiveArg, TrainArgs};
 use crate::CliResult;
 
@@ -189,7 +188,19 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
         r.max_steps,
         args.backend.name(),
     );
-    train_loop(&args, &mut trainer, &mut state)?;
+    let plan = Plan {
+        step: state.step,
+        max_steps: state.train.recipe.max_steps,
+        val_every: state.train.val_every,
+        checkpoint_every: state.train.recipe.checkpoint_every,
+        seen: state.images_seen,
+    };
+    let mut run = Run {
+        args: &args,
+        trainer: &mut trainer,
+        state: &mut state,
+    };
+    train_loop(&mut run, plan, args.time_limit_minutes)?;
     if let Some(out) = &args.out {
         // The saved state: its history, time and backends span every session of the run.
         let state = image_run_state(&args.run)
@@ -219,77 +230,71 @@ fn describe(e: &unmask::train::images::ImageEvaluation) -> String {
     }
 }
 
-fn train_loop(
-    args: &TrainArgs,
-    trainer: &mut ImageTrainer,
-    state: &mut ImageRunState,
-) -> CliResult<()> {
-    let deadline = super::progress::deadline(args.time_limit_minutes);
-    let progress = Progress::new(state.step, state.train.recipe.max_steps);
-    let session = Instant::now();
-    let session_start = state.images_seen;
-    let mut window = (0.0, 0usize, Instant::now(), state.images_seen);
-    let mut saved_at = state.step;
-    let save = |trainer: &ImageTrainer, state: &ImageRunState| -> CliResult<()> {
-        let mut saved = state.clone();
-        let seconds = session.elapsed().as_secs_f64();
+/// An image run as the shared loop drives it.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    trainer: &'a mut ImageTrainer,
+    state: &'a mut ImageRunState,
+}
+
+impl Session for Run<'_> {
+    type Report = ImageStepReport;
+    type Losses = f64;
+    const UNIT: &'static str = "images";
+
+    fn train_step(&mut self) -> CliResult<(ImageStepReport, usize, u64)> {
+        let report = self.trainer.train_step().map_err(|e| e.to_string())?;
+        let units = report.images as u64;
+        self.state.step = report.step;
+        self.state.images_seen += units;
+        let step = report.step;
+        Ok((report, step, units))
+    }
+
+    fn describe(&self, r: &ImageStepReport) -> (f64, String) {
+        let line = format!("loss {:.4} lr {:.2e} |g| {:.2}", r.loss, r.lr, r.grad_norm);
+        (r.loss, line)
+    }
+
+    fn add(losses: &mut f64, r: &ImageStepReport) {
+        *losses += r.loss;
+    }
+
+    fn validate(
+        &mut self,
+        r: &ImageStepReport,
+        losses: f64,
+        steps: usize,
+        rate: f64,
+    ) -> CliResult<String> {
+        let valid = self.trainer.evaluate().map_err(|e| e.to_string())?;
+        let entry = ImageHistoryEntry {
+            step: r.step,
+            train_loss: losses / steps.max(1) as f64,
+            lr: r.lr,
+            images_seen: self.state.images_seen,
+            images_per_second: rate,
+            valid,
+        };
+        let line = format!(
+            "step {}: train loss {:.4}, {}",
+            r.step,
+            entry.train_loss,
+            describe(&valid)
+        );
+        self.state.history.push(entry);
+        Ok(line)
+    }
+
+    fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
+        let mut saved = self.state.clone();
         saved.train_seconds += seconds;
         saved.backends.push(format!(
             "{}: {:.0} images/s over {} steps",
-            args.backend.name(),
-            (state.images_seen - session_start) as f64 / seconds.max(1e-9),
-            (state.images_seen - session_start) / state.train.recipe.batch_size as u64
+            self.args.backend.name(),
+            seen as f64 / seconds.max(1e-9),
+            seen / self.state.train.recipe.batch_size as u64
         ));
-        save_image_run(&args.run, trainer, &saved).map_err(|e| e.to_string())
-    };
-    while !trainer.is_done() {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            progress.println(&format!("time limit reached at step {}", trainer.step()));
-            break;
-        }
-        let report = trainer.train_step().map_err(|e| e.to_string())?;
-        super::progress::check_loss(report.loss, report.step, saved_at)?;
-        state.step = report.step;
-        state.images_seen += report.images as u64;
-        window.0 += report.loss;
-        window.1 += 1;
-        let rate =
-            (state.images_seen - session_start) as f64 / session.elapsed().as_secs_f64().max(1e-9);
-        progress.step(
-            report.step,
-            &format!(
-                "loss {:.4} lr {:.2e} |g| {:.2} {:.0} images/s",
-                report.loss, report.lr, report.grad_norm, rate
-            ),
-        );
-        if report.step % state.train.val_every == 0 || trainer.is_done() {
-            let valid = trainer.evaluate().map_err(|e| e.to_string())?;
-            let seconds = window.2.elapsed().as_secs_f64();
-            let entry = ImageHistoryEntry {
-                step: report.step,
-                train_loss: window.0 / window.1.max(1) as f64,
-                lr: report.lr,
-                images_seen: state.images_seen,
-                images_per_second: (state.images_seen - window.3) as f64 / seconds.max(1e-9),
-                valid,
-            };
-            progress.println(&format!(
-                "step {}: train loss {:.4}, {}",
-                report.step,
-                entry.train_loss,
-                describe(&valid)
-            ));
-            state.history.push(entry);
-            window = (0.0, 0, Instant::now(), state.images_seen);
-        }
-        if report.step % state.train.recipe.checkpoint_every == 0 || trainer.is_done() {
-            save(trainer, state)?;
-            saved_at = report.step;
-        }
+        save_image_run(&self.args.run, self.trainer, &saved).map_err(|e| e.to_string())
     }
-    if saved_at != trainer.step() || state.step == 0 {
-        save(trainer, state)?;
-    }
-    progress.finish();
-    Ok(())
 }

@@ -24,13 +24,13 @@ use unmask::text::{Embedding, TextCodec};
 use unmask::train::checkpoint::run_format;
 use unmask::train::vectors::{
     ClassifierData, SavedVectorRun, VECTOR_RUN_FORMAT, VECTOR_RUN_VERSION, VectorEvaluation,
-    VectorHistoryEntry, VectorLoss, VectorRunState, VectorTrainConfig, VectorTrainer,
-    export_vector_model, load_vector_run, save_vector_run,
+    VectorHistoryEntry, VectorLoss, VectorRunState, VectorStepReport, VectorTrainConfig,
+    VectorTrainer, export_vector_model, load_vector_run, save_vector_run,
 };
 use unmask::train::{Documents, Start};
 use unmask::trajectory::vectors::VectorTrajectory;
 
-use super::progress::Progress;
+use super::progress::{Plan, Session, train_loop};
 use super::train::{ObjectiveArg, QualityArgs, TrainArgs};
 use crate::{CliError, CliResult, GenerateArgs, VarianceArg};
 
@@ -509,7 +509,20 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         r.max_steps,
         args.backend.name(),
     );
-    train_loop(&args, &mut trainer, &mut state, &tokenizer)?;
+    let plan = Plan {
+        step: state.step,
+        max_steps: state.train.recipe.max_steps,
+        val_every: state.train.val_every,
+        checkpoint_every: state.train.recipe.checkpoint_every,
+        seen: state.tokens_seen,
+    };
+    let mut run = Run {
+        args: &args,
+        trainer: &mut trainer,
+        state: &mut state,
+        tokenizer: &tokenizer,
+    };
+    train_loop(&mut run, plan, args.time_limit_minutes)?;
     if let Some(out) = &args.out {
         let evaluation = trainer.evaluate().map_err(|e| e.to_string())?;
         let dtype = if args.half {
@@ -551,95 +564,78 @@ fn describe_evaluation(e: &VectorEvaluation) -> String {
     }
 }
 
-fn train_loop(
-    args: &TrainArgs,
-    trainer: &mut VectorTrainer,
-    state: &mut VectorRunState,
-    tokenizer: &[u8],
-) -> CliResult<()> {
-    let deadline = super::progress::deadline(args.time_limit_minutes);
-    let progress = Progress::new(state.step, state.train.recipe.max_steps);
-    let session = Instant::now();
-    let session_start = state.tokens_seen;
-    let mut window = (
-        VectorLoss::default(),
-        0usize,
-        Instant::now(),
-        state.tokens_seen,
-    );
-    let mut saved_at = state.step;
-    let save = |trainer: &VectorTrainer, state: &VectorRunState| -> CliResult<()> {
-        let mut saved = state.clone();
-        let seconds = session.elapsed().as_secs_f64();
+/// A Diffusion-LM run (denoiser or control classifier) as the shared loop drives it.
+struct Run<'a> {
+    args: &'a TrainArgs,
+    trainer: &'a mut VectorTrainer,
+    state: &'a mut VectorRunState,
+    tokenizer: &'a [u8],
+}
+
+impl Session for Run<'_> {
+    type Report = VectorStepReport;
+    type Losses = VectorLoss;
+    const UNIT: &'static str = "tokens";
+
+    fn train_step(&mut self) -> CliResult<(VectorStepReport, usize, u64)> {
+        let report = self.trainer.train_step().map_err(|e| e.to_string())?;
+        let units = report.tokens as u64;
+        self.state.step = report.step;
+        self.state.tokens_seen += units;
+        let step = report.step;
+        Ok((report, step, units))
+    }
+
+    fn describe(&self, r: &VectorStepReport) -> (f64, String) {
+        let loss = match self.state.model.role {
+            Role::Denoiser => format!("loss {:.4} (mse {:.4})", r.loss.total(), r.loss.mse),
+            Role::Classifier => format!("cross-entropy {:.4}", r.loss.classification),
+        };
+        let line = format!("{loss} lr {:.2e} |g| {:.2}", r.lr, r.grad_norm);
+        (r.loss.total(), line)
+    }
+
+    fn add(losses: &mut VectorLoss, r: &VectorStepReport) {
+        losses.add(&r.loss, 1.0);
+    }
+
+    fn validate(
+        &mut self,
+        r: &VectorStepReport,
+        losses: VectorLoss,
+        steps: usize,
+        rate: f64,
+    ) -> CliResult<String> {
+        let valid: VectorEvaluation = self.trainer.evaluate().map_err(|e| e.to_string())?;
+        let entry = VectorHistoryEntry {
+            step: r.step,
+            train_loss: losses.divided(steps.max(1) as f64),
+            lr: r.lr,
+            tokens_seen: self.state.tokens_seen,
+            tokens_per_second: rate,
+            valid,
+        };
+        let line = format!(
+            "step {}: train {}; validation {}",
+            r.step,
+            describe(&entry.train_loss),
+            describe_evaluation(&valid)
+        );
+        self.state.history.push(entry);
+        Ok(line)
+    }
+
+    fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
+        let mut saved = self.state.clone();
         saved.train_seconds += seconds;
         saved.backends.push(format!(
             "{}: {:.0} tokens/s",
-            args.backend.name(),
-            (state.tokens_seen - session_start) as f64 / seconds.max(1e-9),
+            self.args.backend.name(),
+            seen as f64 / seconds.max(1e-9),
         ));
-        save_vector_run(&args.run, trainer, &saved, tokenizer).map_err(|e| e.to_string())
-    };
-    while !trainer.is_done() {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            progress.println(&format!("time limit reached at step {}", trainer.step()));
-            break;
-        }
-        let report = trainer.train_step().map_err(|e| e.to_string())?;
-        super::progress::check_loss(report.loss.total(), report.step, saved_at)?;
-        state.step = report.step;
-        state.tokens_seen += report.tokens as u64;
-        window.0.add(&report.loss, 1.0);
-        window.1 += 1;
-        let rate =
-            (state.tokens_seen - session_start) as f64 / session.elapsed().as_secs_f64().max(1e-9);
-        progress.step(
-            report.step,
-            &format!(
-                "{} lr {:.2e} |g| {:.2} {:.0} tokens/s",
-                match state.model.role {
-                    Role::Denoiser => format!(
-                        "loss {:.4} (mse {:.4})",
-                        report.loss.total(),
-                        report.loss.mse
-                    ),
-                    Role::Classifier => format!("cross-entropy {:.4}", report.loss.classification),
-                },
-                report.lr,
-                report.grad_norm,
-                rate
-            ),
-        );
-        if report.step % state.train.val_every == 0 || trainer.is_done() {
-            let valid: VectorEvaluation = trainer.evaluate().map_err(|e| e.to_string())?;
-            let n = window.1.max(1) as f64;
-            let seconds = window.2.elapsed().as_secs_f64();
-            let entry = VectorHistoryEntry {
-                step: report.step,
-                train_loss: window.0.divided(n),
-                lr: report.lr,
-                tokens_seen: state.tokens_seen,
-                tokens_per_second: (state.tokens_seen - window.3) as f64 / seconds.max(1e-9),
-                valid,
-            };
-            progress.println(&format!(
-                "step {}: train {}; validation {}",
-                report.step,
-                describe(&entry.train_loss),
-                describe_evaluation(&valid)
-            ));
-            state.history.push(entry);
-            window = (VectorLoss::default(), 0, Instant::now(), state.tokens_seen);
-        }
-        if report.step % state.train.recipe.checkpoint_every == 0 || trainer.is_done() {
-            save(trainer, state)?;
-            saved_at = report.step;
-        }
+        save_vector_run(&self.args.run, self.trainer, &saved, self.tokenizer)
+            .map_err(|e| e.to_string())
     }
-    if saved_at != trainer.step() || state.step == 0 {
-        save(trainer, state)?;
-    }
-    progress.finish();
-    Ok(())
 }
 
 /// `unmask quality` on a Diffusion-LM folder: the text check's 20 prompts, each filling the rest
