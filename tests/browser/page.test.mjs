@@ -549,6 +549,19 @@ test('an embed link with a race autoplays both runs in a sandboxed iframe', asyn
   }
 });
 
+test('a text + image folder is refused by name before its weights download', async () => {
+  const { page, context } = await open('model=./models/default/unified/');
+  const requested = [];
+  context.on('request', (r) => requested.push(r.url()));
+  try {
+    const error = await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
+    assert.match(await error.textContent(), /text \+ image model.*unmask generate --task t2i/s);
+    assert.ok(!requested.some((u) => u.includes('unified/model.safetensors')), requested.join('\n'));
+  } finally {
+    await context.close();
+  }
+});
+
 test('an imported trajectory replays with no model loaded', async () => {
   const trace = path.join(tmp, 'replay.json');
   execFileSync(cliBin, ['generate', '--model', modelDir, '--prompt', PROMPT, '--quiet', '--sampler', 'llada',
