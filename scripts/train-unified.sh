@@ -5,9 +5,9 @@
 #
 #   scripts/train-unified.sh
 #
-# What shipped (its training.json lists the command): the run below without --half --out, which
-# finished its 3,000 steps in 68 minutes on 2 CPU cores, then `--run DIR --half --out …` on the
-# finished run, which only exports.
+# What shipped (its training.json lists both commands): the run below without --half --out, which
+# finished its 3,000 steps in 68 minutes on 2 CPU cores, then the same run resumed with
+# `--max-steps 4500 --time-limit-minutes 32 --half --out …`, stopped by its limit at step 4,441.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
