@@ -17,12 +17,15 @@
 
 use std::ops::Range;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::engine::Generation;
 use crate::network::{Denoiser, ModelError, ModelSpec, Rows};
 use crate::sampler::maskgit::{MaskGit, MaskGitSettings};
-use crate::sampler::{Draw, LladaSettings, Remasking, SampleError, Settings, SettingsError};
+use crate::sampler::{
+    Draw, Knob, LladaSettings, Remasking, SampleError, Settings, SettingsError, Step,
+};
 use crate::text::TextCodec;
 
 /// Pixels of a digit (8×8; `corpus::digits::PIXELS`, which the page's build does not hold).
@@ -416,6 +419,258 @@ impl Layout {
         });
         Generation::from_ids(settings, &self.mmu(image, None), spec)
     }
+}
+
+/// Image → text's knobs (the sampler is LLaDA's low-confidence remasking, greedy).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaptionSettings {
+    /// Steps over the caption's [`Layout::MMU_ANSWER`] positions (one token a step at most).
+    pub steps: usize,
+    /// Seed of every draw.
+    pub seed: u64,
+}
+
+impl Default for CaptionSettings {
+    /// One token a step.
+    fn default() -> Self {
+        Self {
+            steps: Layout::MMU_ANSWER.len(),
+            seed: 0,
+        }
+    }
+}
+
+impl CaptionSettings {
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let most = Layout::MMU_ANSWER.len();
+        if !(1..=most).contains(&self.steps) {
+            return Err(SettingsError::OutOfRange {
+                knob: Knob::Steps,
+                value: self.steps.to_string(),
+                expected: format!("a whole number from 1 to {most} (the caption's positions)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The two tasks of a text + image model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Text → image.
+    #[default]
+    T2i,
+    /// Image → text (multimodal understanding).
+    Mmu,
+}
+
+impl TaskKind {
+    /// Its name in links, files and the CLI's `--task`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::T2i => "t2i",
+            TaskKind::Mmu => "mmu",
+        }
+    }
+
+    /// The image's positions in this task's sequence.
+    pub fn image_positions(self) -> Range<usize> {
+        match self {
+            TaskKind::T2i => Layout::T2I_IMAGE,
+            TaskKind::Mmu => Layout::MMU_IMAGE,
+        }
+    }
+
+    /// The caption's positions in this task's sequence (for image → text, those it answers).
+    pub fn caption_positions(self) -> Range<usize> {
+        match self {
+            TaskKind::T2i => Layout::T2I_CAPTION.start + 1..Layout::T2I_CAPTION.end,
+            TaskKind::Mmu => Layout::MMU_ANSWER,
+        }
+    }
+}
+
+/// One run of a text + image model: its task, the task's input and its knobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnifiedTask {
+    /// Text → image: MaskGIT fills the 64 cells for `caption`.
+    T2i {
+        /// What to draw, in words ("a handwritten seven").
+        caption: String,
+        /// Steps, guidance, temperature and seed.
+        settings: MaskGitSettings,
+    },
+    /// Image → text: LLaDA unmasks a caption for `image`.
+    Mmu {
+        /// The digit: 64 grey levels on 0–16, row by row.
+        image: Vec<u8>,
+        /// Steps and seed.
+        settings: CaptionSettings,
+    },
+}
+
+impl UnifiedTask {
+    /// Which task.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            UnifiedTask::T2i { .. } => TaskKind::T2i,
+            UnifiedTask::Mmu { .. } => TaskKind::Mmu,
+        }
+    }
+
+    /// The seed of every draw.
+    pub fn seed(&self) -> u64 {
+        match self {
+            UnifiedTask::T2i { settings, .. } => settings.seed,
+            UnifiedTask::Mmu { settings, .. } => settings.seed,
+        }
+    }
+
+    /// Runs on `seed`.
+    pub fn set_seed(&mut self, seed: u64) {
+        match self {
+            UnifiedTask::T2i { settings, .. } => settings.seed = seed,
+            UnifiedTask::Mmu { settings, .. } => settings.seed = seed,
+        }
+    }
+
+    /// Its steps.
+    pub fn steps(&self) -> usize {
+        match self {
+            UnifiedTask::T2i { settings, .. } => settings.steps,
+            UnifiedTask::Mmu { settings, .. } => settings.steps,
+        }
+    }
+}
+
+/// A run of either task, step by step: what the CLI, the page's worker and the tests drive.
+/// Each step is a [`Step`] over the [`SEQUENCE_LEN`]-token canvas, as a text sampler's, so a
+/// run records and replays as a token canvas whose image cells are grey levels.
+pub struct UnifiedRun {
+    sampler: TaskSampler,
+    layout: Layout,
+    prompt_ids: Vec<u32>,
+    steps: Vec<Step>,
+}
+
+enum TaskSampler {
+    Image(MaskGit),
+    Caption(Box<Generation>),
+}
+
+impl UnifiedRun {
+    /// Prepares `task` on a model of `spec` whose tokenizer `codec` has the tokens of `layout`;
+    /// bad input (an empty or too long caption, an image off the 0–16 scale, bad knobs) is
+    /// refused here, before any model call.
+    pub fn new(
+        task: &UnifiedTask,
+        layout: &Layout,
+        codec: &TextCodec,
+        spec: &ModelSpec,
+    ) -> Result<Self, UnifiedError> {
+        let sampler = match task {
+            UnifiedTask::T2i { caption, settings } => {
+                let tokens = layout.encode_caption(codec, caption)?;
+                TaskSampler::Image(layout.text_to_image(&tokens, settings, spec)?)
+            }
+            UnifiedTask::Mmu { image, settings } => {
+                settings.validate()?;
+                let values: Vec<f64> = image.iter().map(|&v| f64::from(v)).collect();
+                let image = image_from_values(&values)?;
+                let generation = layout
+                    .image_to_text(&image, Some(settings.steps), settings.seed, spec)
+                    .map_err(|e| match e {
+                        SampleError::Settings(e) => UnifiedError::Settings(e),
+                        e => UnifiedError::Encode(e.to_string()),
+                    })?;
+                TaskSampler::Caption(Box::new(generation))
+            }
+        };
+        let prompt_ids = match &sampler {
+            TaskSampler::Image(m) => m.canvas().tokens().to_vec(),
+            TaskSampler::Caption(g) => g.prompt_ids().to_vec(),
+        };
+        Ok(Self {
+            sampler,
+            layout: layout.clone(),
+            prompt_ids,
+            steps: Vec::new(),
+        })
+    }
+
+    /// Whether steps report each masked position's most likely tokens (image → text only;
+    /// MaskGIT's steps never do).
+    pub fn show_candidates(&mut self, show: bool) {
+        if let TaskSampler::Caption(g) = &mut self.sampler {
+            g.show_candidates(show);
+        }
+    }
+
+    /// Runs the next step; `None` once the image or the caption is whole. A caption position
+    /// draws text tokens only ([`TextOnly`]).
+    pub async fn next<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<&Step>, SampleError> {
+        let step = match &mut self.sampler {
+            TaskSampler::Image(m) => m.step(model).await?,
+            TaskSampler::Caption(g) => {
+                let mut model = TextOnly::new(model, &self.layout);
+                g.next(&mut model).await?.cloned()
+            }
+        };
+        match step {
+            Some(step) => {
+                self.steps.push(step);
+                Ok(self.steps.last())
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The canvas before the first step.
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.prompt_ids
+    }
+
+    /// The canvas as it stands.
+    pub fn tokens(&self) -> &[u32] {
+        match &self.sampler {
+            TaskSampler::Image(m) => m.canvas().tokens(),
+            TaskSampler::Caption(g) => g.sampler().canvas().tokens(),
+        }
+    }
+
+    /// Steps so far.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Model calls so far.
+    pub fn model_calls(&self) -> usize {
+        self.steps.last().map_or(0, |s| s.model_calls)
+    }
+
+    /// The drawn image, once every cell is an image token (text → image).
+    pub fn image(&self) -> Option<[u8; PIXELS]> {
+        self.layout.image_in(self.tokens(), Layout::T2I_IMAGE)
+    }
+
+    /// The caption's tokens as they stand (image → text): the answer up to its `<eos>`.
+    pub fn caption_tokens(&self) -> &[u32] {
+        self.layout.answer(self.tokens())
+    }
+}
+
+/// The grey level a token's text names (`<|img_5|>` → 5): how a recorded run, which keeps each
+/// token's text, is drawn without its tokenizer.
+pub fn level_named(text: &str) -> Option<u8> {
+    let level: u8 = text
+        .strip_prefix("<|img_")?
+        .strip_suffix("|>")?
+        .parse()
+        .ok()?;
+    (level <= MAX_VALUE && image_token_name(level.into()) == text).then_some(level)
 }
 
 /// A unified model seen through its text vocabulary only: every prediction's image, task and

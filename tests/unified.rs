@@ -20,8 +20,11 @@ use unmask::train::unified::{
     Sources, UnifiedBatch, UnifiedData, UnifiedTrainConfig, UnifiedTrainer, encode_captions,
     t2i_masked_count,
 };
+use unmask::trajectory::AnyTrajectory;
+use unmask::trajectory::unified::UnifiedTrajectory;
 use unmask::unified::{
-    CAPTION_SLOT, IMAGE_CODES, Layout, SEQUENCE_LEN, TextOnly, UnifiedError, extend_tokenizer,
+    CAPTION_SLOT, CaptionSettings, IMAGE_CODES, Layout, SEQUENCE_LEN, TextOnly, UnifiedError,
+    UnifiedRun, UnifiedTask, extend_tokenizer, level_named,
 };
 
 fn root() -> PathBuf {
@@ -308,37 +311,106 @@ fn bad_captions_and_images_are_named() {
 }
 
 #[test]
-fn a_unified_folder_loads_and_runs_both_tasks() {
+fn a_unified_folder_runs_both_tasks_and_records_them_as_trajectories() {
     let dir = std::env::temp_dir().join(format!("unmask-unified-{}", std::process::id()));
     tiny_folder(&dir);
     let device = unmask::backend::init(unmask::backend::BackendKind::Cpu).unwrap();
     let mut bundle = unmask::bundle::UnifiedBundle::from_dir(&dir, &device).unwrap();
     let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
-    let caption = bundle
-        .layout
-        .encode_caption(&bundle.codec, "a handwritten seven")
-        .unwrap();
-    let mut run = bundle
-        .layout
-        .text_to_image(&caption, &MaskGitSettings::default(), &spec)
-        .unwrap();
-    while pollster::block_on(run.step(&mut bundle.model))
-        .unwrap()
-        .is_some()
-    {}
-    let image = bundle
-        .layout
-        .image_in(run.canvas().tokens(), Layout::T2I_IMAGE)
-        .unwrap();
-    let layout = bundle.layout.clone();
-    let mut caption_run = layout.image_to_text(&image, None, 0, &spec).unwrap();
-    let mut model = TextOnly::new(&mut bundle.model, &layout);
-    pollster::block_on(caption_run.run(&mut model, |_| {})).unwrap();
-    let tokens = caption_run.sampler().canvas().tokens();
+    let (layout, codec) = (bundle.layout.clone(), bundle.codec.clone());
+    let run = |task: &UnifiedTask, model: &mut unmask::model::DitDenoiser| {
+        let mut run = UnifiedRun::new(task, &layout, &codec, &spec).unwrap();
+        let mut steps = 0;
+        while pollster::block_on(run.next(model)).unwrap().is_some() {
+            steps += 1;
+        }
+        assert_eq!(steps, run.steps().len());
+        run
+    };
+    // Text → image: every pixel a grey level, the caption slot as given.
+    let t2i = UnifiedTask::T2i {
+        caption: "a handwritten seven".into(),
+        settings: MaskGitSettings {
+            steps: 4,
+            ..MaskGitSettings::default()
+        },
+    };
+    let drawn = run(&t2i, &mut bundle.model);
+    let image = drawn.image().expect("a whole image");
+    assert_eq!(drawn.steps().len(), 4);
+    assert_eq!(
+        drawn.tokens()[..Layout::T2I_IMAGE.start],
+        drawn.prompt_ids()[..Layout::T2I_IMAGE.start]
+    );
+    // Image → text on that image: text tokens only in the caption, the image untouched.
+    let mmu = UnifiedTask::Mmu {
+        image: image.to_vec(),
+        settings: CaptionSettings::default(),
+    };
+    let captioned = run(&mmu, &mut bundle.model);
     assert!(
-        tokens[Layout::MMU_ANSWER]
+        captioned.tokens()[Layout::MMU_ANSWER]
             .iter()
             .all(|&t| t < layout.text_vocab)
+    );
+    assert_eq!(
+        layout.image_in(captioned.tokens(), Layout::MMU_IMAGE),
+        Some(image)
+    );
+    // Each run's record reads back as it was written, and replays without the model: every
+    // image cell's text names its grey level.
+    for (task, r) in [(&t2i, &drawn), (&mmu, &captioned)] {
+        let t = UnifiedTrajectory::new("tiny", &spec, task, r, &codec);
+        let back = AnyTrajectory::from_json(&t.to_json()).unwrap();
+        assert_eq!(back, AnyTrajectory::Unified(t.clone()));
+        let levels: Vec<Option<u8>> = t.final_ids[task.kind().image_positions()]
+            .iter()
+            .map(|id| level_named(&t.vocab[id]))
+            .collect();
+        assert_eq!(levels, image.map(Some).to_vec());
+        // A damaged file is refused by what is wrong with it.
+        let mut bad = t.clone();
+        bad.steps[0].canvas.pop();
+        let err = AnyTrajectory::from_json(&bad.to_json()).unwrap_err();
+        assert!(err.to_string().contains("canvas of 82 positions"), "{err}");
+        let mut bad = t.clone();
+        bad.steps[0].commits[0].confidence = 1.5;
+        assert!(AnyTrajectory::from_json(&bad.to_json()).is_err());
+    }
+    assert_eq!(
+        UnifiedTrajectory::new("tiny", &spec, &t2i, &drawn, &codec).caption,
+        "a handwritten seven"
+    );
+    // Bad input is refused before any model call, by name.
+    let refused = |task: UnifiedTask| UnifiedRun::new(&task, &layout, &codec, &spec).err();
+    assert_eq!(
+        refused(UnifiedTask::T2i {
+            caption: "  ".into(),
+            settings: MaskGitSettings::default()
+        }),
+        Some(UnifiedError::EmptyCaption)
+    );
+    assert_eq!(
+        refused(UnifiedTask::Mmu {
+            image: vec![3; 63],
+            settings: CaptionSettings::default()
+        }),
+        Some(UnifiedError::ImageSize { len: 63 })
+    );
+    assert!(matches!(
+        refused(UnifiedTask::Mmu {
+            image: vec![17; 64],
+            settings: CaptionSettings::default()
+        }),
+        Some(UnifiedError::PixelRange { index: 0, .. })
+    ));
+    let steps = refused(UnifiedTask::Mmu {
+        image: vec![0; 64],
+        settings: CaptionSettings { steps: 0, seed: 0 },
+    });
+    assert!(
+        matches!(steps, Some(UnifiedError::Settings(_))),
+        "{steps:?}"
     );
     // A text folder is refused as a unified one, by its family.
     let text =
@@ -376,12 +448,12 @@ fn a_few_steps_lower_the_loss_and_a_run_resumes_exactly() {
     };
     let model = UnifiedTrainConfig::model_config(codec.vocab_size(), shape());
     let device = unmask::backend::init(unmask::backend::BackendKind::Cpu).unwrap();
-    let trainer = |start: Start<'_>| {
+    let trainer_with = |captions: Vec<Vec<Vec<u32>>>, start: Start<'_>| {
         UnifiedTrainer::new(
             config.clone(),
             model.clone(),
             layout.clone(),
-            captions.clone(),
+            captions,
             UnifiedData {
                 train: train.clone(),
                 valid: valid.clone(),
@@ -391,8 +463,8 @@ fn a_few_steps_lower_the_loss_and_a_run_resumes_exactly() {
             &device,
             start,
         )
-        .unwrap()
     };
+    let trainer = |start: Start<'_>| trainer_with(captions.clone(), start).unwrap();
     let mut t = trainer(Start::Fresh);
     let before = t.evaluate().unwrap();
     for _ in 0..20 {
@@ -415,6 +487,14 @@ fn a_few_steps_lower_the_loss_and_a_run_resumes_exactly() {
         let b = resumed.train_step().unwrap();
         assert_eq!(a.loss, b.loss);
     }
+    // A caption that does not fit its slot is refused before the first step, by its length.
+    let mut long = captions.clone();
+    long[3][0] = vec![10; CAPTION_SLOT - 1];
+    let err = trainer_with(long, Start::Fresh)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("a caption of 15 tokens"), "{err}");
 }
 
 fn unmask(args: &[&str]) -> std::process::Output {
@@ -465,7 +545,8 @@ fn the_cli_draws_and_captions_and_refuses_bad_input_by_name() {
     }
     // The caption names the class, as the ddpm samples file records it.
     assert_eq!(file["classes"][0], 7);
-    // The samples file captions, its first image taken.
+    // The samples file captions, its first image taken; --trace records the run.
+    let trace = dir.join("trace.json");
     let out = unmask(&[
         "generate",
         "--model",
@@ -474,6 +555,8 @@ fn the_cli_draws_and_captions_and_refuses_bad_input_by_name() {
         "mmu",
         "--image",
         images.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
         "--quiet",
     ]);
     assert!(
@@ -481,6 +564,18 @@ fn the_cli_draws_and_captions_and_refuses_bad_input_by_name() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let recorded = std::fs::read_to_string(&trace).unwrap();
+    let Ok(AnyTrajectory::Unified(t)) = AnyTrajectory::from_json(&recorded) else {
+        panic!("not a unified trajectory: {recorded}");
+    };
+    assert_eq!(t.caption, String::from_utf8_lossy(&out.stdout).trim());
+    let first: Vec<u8> = drawn[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as u8)
+        .collect();
+    assert_eq!(t.image, Some(first));
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -540,6 +635,7 @@ fn the_cli_trains_resumes_and_exports_a_unified_run() {
     std::fs::remove_dir_all(&base).ok();
     let (run, out) = (base.join("run"), base.join("out"));
     let (run, out) = (run.to_str().unwrap(), out.to_str().unwrap());
+    let batches = ["--batch-size", "2", "--batch-mmu", "1", "--batch-lm", "1"];
     let tiny = [
         "--hidden-dim",
         "32",
@@ -549,12 +645,6 @@ fn the_cli_trains_resumes_and_exports_a_unified_run() {
         "2",
         "--cond-dim",
         "16",
-        "--batch-size",
-        "2",
-        "--batch-mmu",
-        "1",
-        "--batch-lm",
-        "1",
         "--val-every",
         "2",
         "--checkpoint-every",
@@ -572,6 +662,7 @@ fn the_cli_trains_resumes_and_exports_a_unified_run() {
         "2",
     ];
     first.extend(tiny);
+    first.extend(batches);
     let done = unmask(&first);
     assert!(
         done.status.success(),
@@ -632,6 +723,74 @@ fn the_cli_trains_resumes_and_exports_a_unified_run() {
         String::from_utf8_lossy(&drawn.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&drawn.stdout).lines().count(), 8);
+    // A warm start takes the export's architecture, tokenizer and weights into a new run: a
+    // step at a vanishing rate leaves every f16 weight as it was.
+    let (warm, again) = (base.join("warm"), base.join("again"));
+    let warm_args = |extra: &[&str]| {
+        let mut all = vec![
+            "train",
+            "--objective",
+            "unified",
+            "--run",
+            warm.to_str().unwrap(),
+            "--warm-start",
+            out,
+            "--max-steps",
+            "1",
+            "--lr",
+            "1e-12",
+            "--warmup-steps",
+            "1",
+        ];
+        all.extend(batches);
+        all.extend(extra);
+        unmask(&all)
+    };
+    let refused = warm_args(&["--hidden-dim", "64"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("keeps the architecture"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let warmed = warm_args(&["--half", "--out", again.to_str().unwrap()]);
+    assert!(
+        warmed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&warmed.stderr)
+    );
+    let tensors = |dir: &std::path::Path| {
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut all: Vec<(String, Vec<f32>)> = file
+            .tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                let values = t
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect();
+                (name, values)
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    let (before, after) = (tensors(&base.join("out")), tensors(&again));
+    assert_eq!(before.len(), after.len());
+    for ((name, a), (other, b)) in before.iter().zip(&after) {
+        assert_eq!(name, other);
+        // A zero may change its sign; nothing moves by more than f16's rounding.
+        let moved = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(moved < 1e-6, "{name} moved by {moved}");
+    }
+    let training: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(again.join("training.json")).unwrap()).unwrap();
+    assert_eq!(training["run"]["step"], 1);
     // Flags of other objectives are refused by name.
     let other = base.join("other");
     let wrong = unmask(&[

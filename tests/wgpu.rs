@@ -352,40 +352,41 @@ fn wgpu_steers_the_shipped_words_as_the_cpu_backend_does_for_a_seed() {
 
 #[test]
 fn wgpu_draws_and_captions_the_cpu_backend_s_digits_for_a_seed() {
-    // The unified family: MaskGIT draws its cells and the caption is read through the text-only
-    // restriction on both backends, from the same seeded draws on the host.
+    // The shipped text + image model: MaskGIT draws its cells and the caption is read through
+    // the text-only restriction on both backends, from the same seeded draws on the host.
     use unmask::bundle::UnifiedBundle;
     use unmask::sampler::maskgit::MaskGitSettings;
-    use unmask::unified::{Layout, TextOnly};
+    use unmask::unified::{CaptionSettings, UnifiedRun, UnifiedTask};
     let Some(device) = wgpu() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("unmask-wgpu-unified-{}", std::process::id()));
-    common::tiny_unified_folder(&dir);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/default/unified");
     let run = |device: &burn::tensor::Device| {
         let mut b = UnifiedBundle::from_dir(&dir, device).unwrap();
         let spec = unmask::sampler::Denoiser::spec(&b.model).clone();
-        let caption = b.layout.encode_caption(&b.codec, "the digit 4").unwrap();
-        let settings = MaskGitSettings {
-            seed: 3,
-            ..MaskGitSettings::default()
+        let mut go = |task: &UnifiedTask| {
+            let mut run = UnifiedRun::new(task, &b.layout, &b.codec, &spec).unwrap();
+            while pollster::block_on(run.next(&mut b.model))
+                .unwrap()
+                .is_some()
+            {}
+            run
         };
-        let mut t2i = b.layout.text_to_image(&caption, &settings, &spec).unwrap();
-        while pollster::block_on(t2i.step(&mut b.model))
-            .unwrap()
-            .is_some()
-        {}
-        let image = b
-            .layout
-            .image_in(t2i.canvas().tokens(), Layout::T2I_IMAGE)
-            .unwrap();
-        let layout = b.layout.clone();
-        let mut mmu = layout.image_to_text(&image, None, 0, &spec).unwrap();
-        pollster::block_on(mmu.run(&mut TextOnly::new(&mut b.model, &layout), |_| {})).unwrap();
-        (image, mmu.sampler().canvas().tokens().to_vec())
+        let drawn = go(&UnifiedTask::T2i {
+            caption: "the digit 4".into(),
+            settings: MaskGitSettings {
+                seed: 3,
+                ..MaskGitSettings::default()
+            },
+        });
+        let image = drawn.image().unwrap();
+        let captioned = go(&UnifiedTask::Mmu {
+            image: image.to_vec(),
+            settings: CaptionSettings::default(),
+        });
+        (image, captioned.tokens().to_vec())
     };
     let on_gpu = run(&device);
     let on_cpu = run(&backend::init(BackendKind::Cpu).unwrap());
     assert_eq!(on_gpu, on_cpu);
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -24,8 +24,8 @@ use web_sys::{DedicatedWorkerGlobalScope, File, MessageEvent};
 use crate::backend::{self, BackendKind};
 use crate::bundle::{
     Bundle, CONFIG_FILE, ImageBundle, ShardIndex, TOKENIZER_FILE, TextConfig, TextNetwork,
-    Unloaded, VectorBundle, WEIGHTS_FILE, WEIGHTS_INDEX_FILE, control_classifier_from_files,
-    family_of,
+    UnifiedBundle, Unloaded, VectorBundle, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+    control_classifier_from_files, family_of,
 };
 use crate::chat::{
     CHAT_TEMPLATE_FILE, ChatTemplate, Conversation, Message, Role, TOKENIZER_CONFIG_FILE,
@@ -53,7 +53,9 @@ use crate::sampler::diffusion_lm::{VectorRun, VectorSettings};
 use crate::sampler::image::{ImageRun, ImageSettings};
 use crate::trajectory::AnyTrajectory;
 use crate::trajectory::images::ImageTrajectory;
+use crate::trajectory::unified::UnifiedTrajectory;
 use crate::trajectory::vectors::VectorTrajectory;
+use crate::unified::{UnifiedError, UnifiedRun, UnifiedTask};
 
 use super::fetch::{Stored, fetch_file};
 use super::{js_error, now_ms};
@@ -90,6 +92,8 @@ enum Loaded {
     Ddpm(Box<Digits>),
     /// A Diffusion-LM denoiser and the control classifier its folder names.
     DiffusionLm(Box<Words>),
+    /// A denoiser of text and image tokens with its tokenizer and layout.
+    Unified(Box<UnifiedBundle>),
 }
 
 /// A text model and, for a chat model, its template.
@@ -365,6 +369,9 @@ async fn drain(state: Rc<RefCell<State>>) {
                                     name,
                                 ))
                             }
+                            (Job::Unified { task }, Loaded::Unified(_)) => {
+                                spawn_local(unify(state.clone(), run, task, loaded, name))
+                            }
                             (job, held) => fail(
                                 Some(run),
                                 "generate",
@@ -542,6 +549,7 @@ impl Loaded {
             Loaded::Text(_) => Family::Text,
             Loaded::Ddpm(_) => Family::Ddpm,
             Loaded::DiffusionLm(_) => Family::DiffusionLm,
+            Loaded::Unified(_) => Family::Unified,
         }
     }
 }
@@ -608,6 +616,22 @@ fn describe(loaded: &Loaded, source: &ModelSource) -> LoadedModel {
                     c.patch_size,
                     c.patch_size,
                     c.diffusion_steps
+                ),
+                load_seconds: 0.0,
+                chat: None,
+                streamed: None,
+                default_attention: None,
+            }
+        }
+        Loaded::Unified(u) => {
+            let c = &u.config;
+            LoadedModel {
+                name: source.to_string(),
+                network: Network::Unified(crate::sampler::Denoiser::spec(&u.model).clone()),
+                parameters: crate::model::parameter_count(c),
+                shape: format!(
+                    "{} blocks × {} wide, {} heads, {} positions: a caption and an 8×8 digit in one vocabulary",
+                    c.n_blocks, c.hidden_dim, c.n_heads, c.model_length
                 ),
                 load_seconds: 0.0,
                 chat: None,
@@ -868,7 +892,6 @@ async fn load(
                 let dropped = classify_dropped(&names)?;
                 let config = file_bytes(&files[dropped.config]).await?;
                 let family = family_of(&config).map_err(|e| e.to_string())?;
-                refuse_unified(family)?;
                 if family != Family::Text {
                     let DroppedWeights::File(weights) = dropped.weights else {
                         return Err(format!(
@@ -881,11 +904,15 @@ async fn load(
                     if family == Family::Ddpm {
                         return Ok(load_digits(progress, source, &config, &weights, &device).await?);
                     }
-                    let tokenizer = dropped
-                        .tokenizer
-                        .ok_or("a Diffusion-LM folder reads its words with its tokenizer.json: drop it too")?;
+                    let tokenizer = dropped.tokenizer.ok_or(format!(
+                        "a {} folder reads its tokens with its tokenizer.json: drop it too",
+                        family.name()
+                    ))?;
                     let tokenizer = file_bytes(&files[tokenizer]).await?;
                     let files = (&config[..], &weights[..], &tokenizer[..]);
+                    if family == Family::Unified {
+                        return Ok(load_unified(files, &device)?);
+                    }
                     return Ok(load_words(progress, source, files, &device).await?);
                 }
                 let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
@@ -915,7 +942,6 @@ async fn load(
             let url = |f: &str| source.file_url(f).expect("a URL source");
             let config = download(progress, &url(CONFIG_FILE), CONFIG_FILE).await?;
             let family = family_of(&config).map_err(|e| e.to_string())?;
-            refuse_unified(family)?;
             if family != Family::Text {
                 let weights = download_file(progress, &url(WEIGHTS_FILE), WEIGHTS_FILE, limit)
                     .await
@@ -926,6 +952,9 @@ async fn load(
                 }
                 let tokenizer = download(progress, &url(TOKENIZER_FILE), TOKENIZER_FILE).await?;
                 let files = (&config[..], &weights[..], &tokenizer[..]);
+                if family == Family::Unified {
+                    return Ok(load_unified(files, &device)?);
+                }
                 return Ok(load_words(progress, source, files, &device).await?);
             }
             let text = TextConfig::from_json(&config).map_err(|e| e.to_string())?;
@@ -1087,15 +1116,14 @@ async fn load_digits(
     })))
 }
 
-/// Refuses a text + image folder before its weights download: the page has no tab for it yet.
-fn refuse_unified(family: Family) -> Result<(), LoadStop> {
-    match family {
-        Family::Unified => Err(
-            "a text + image model (family unified): the page has no tab for it yet; `unmask generate --task t2i` or `--task mmu` runs it"
-                .into(),
-        ),
-        _ => Ok(()),
-    }
+/// A text + image model from its files (config, weights, tokenizer).
+fn load_unified(
+    (config, weights, tokenizer): (&[u8], &[u8], &[u8]),
+    device: &burn::tensor::Device,
+) -> Result<Loaded, String> {
+    let bundle =
+        UnifiedBundle::from_files(config, tokenizer, weights, device).map_err(|e| e.to_string())?;
+    Ok(Loaded::Unified(Box::new(bundle)))
 }
 
 /// A Diffusion-LM denoiser from its files (config, weights, tokenizer), and the control
@@ -1327,6 +1355,62 @@ fn failed_run(state: &Rc<RefCell<State>>, run: u32, e: crate::sampler::SampleErr
     });
 }
 
+/// The messages of a token-canvas run (text, or text + image), each carrying the text of the
+/// token ids it shows that the run has not sent before.
+struct TokenTexts<'a> {
+    codec: &'a crate::text::TextCodec,
+    run: u32,
+    known: HashSet<u32>,
+}
+
+impl<'a> TokenTexts<'a> {
+    fn new(codec: &'a crate::text::TextCodec, run: u32) -> Self {
+        Self {
+            codec,
+            run,
+            known: HashSet::new(),
+        }
+    }
+
+    /// The texts of `ids` not sent yet.
+    fn fresh(&mut self, ids: impl Iterator<Item = u32>) -> Vec<(u32, String)> {
+        ids.filter(|&id| self.known.insert(id))
+            .map(|id| (id, self.codec.token_text(id)))
+            .collect()
+    }
+
+    /// The run's start: `prompt_ids` of the model's `mask_id`, then `canvas`.
+    fn opening(&mut self, mask_id: u32, prompt_ids: &[u32], canvas: &[u32]) -> FromWorker {
+        FromWorker::Started {
+            run: self.run,
+            opening: Opening::Text {
+                mask_id,
+                prompt_ids: prompt_ids.to_vec(),
+                canvas: canvas.to_vec(),
+                vocab: self.fresh(canvas.iter().copied()),
+            },
+        }
+    }
+
+    /// One step, `elapsed_ms` into the run: its canvas's and candidates' new texts with it.
+    fn step(&mut self, step: &crate::sampler::Step, elapsed_ms: f64) -> FromWorker {
+        let candidates = step.candidates.iter().flat_map(|c| &c.top);
+        let ids = step
+            .canvas
+            .iter()
+            .copied()
+            .chain(candidates.map(|t| t.token));
+        FromWorker::Step {
+            run: self.run,
+            step: RunStep::Text {
+                vocab: self.fresh(ids),
+                step: step.clone(),
+            },
+            elapsed_ms,
+        }
+    }
+}
+
 /// A text job: the prompt, the sampler, and a chat's messages before the prompt.
 type TextJob = (String, crate::sampler::Settings, Option<Vec<Message>>);
 
@@ -1349,44 +1433,15 @@ async fn generate(
         Err(Unprepared::Chat(e)) => return fail(Some(run), "generate", e),
     };
     let t0 = now_ms();
-    let mut known: HashSet<u32> = HashSet::new();
-    let mut new_vocab = |ids: &mut dyn Iterator<Item = u32>| -> Vec<(u32, String)> {
-        ids.filter(|&id| known.insert(id))
-            .map(|id| (id, bundle.codec.token_text(id)))
-            .collect()
-    };
-    let canvas = generation.sampler().canvas().tokens().to_vec();
-    let vocab = new_vocab(&mut canvas.iter().copied());
-    post(&FromWorker::Started {
-        run,
-        opening: Opening::Text {
-            mask_id: spec.mask_id,
-            prompt_ids: generation.prompt_ids().to_vec(),
-            canvas,
-            vocab,
-        },
-    });
+    let mut texts = TokenTexts::new(&bundle.codec, run);
+    let canvas = generation.sampler().canvas().tokens();
+    post(&texts.opening(spec.mask_id, generation.prompt_ids(), canvas));
     loop {
         if state.borrow_mut().cancelled.remove(&run) {
             return post(&FromWorker::Cancelled { run });
         }
         match generation.next(&mut model).await {
-            Ok(Some(step)) => {
-                let mut ids = step.canvas.iter().copied().chain(
-                    step.candidates
-                        .iter()
-                        .flat_map(|c| c.top.iter().map(|t| t.token)),
-                );
-                let vocab = new_vocab(&mut ids);
-                post(&FromWorker::Step {
-                    run,
-                    step: RunStep::Text {
-                        step: step.clone(),
-                        vocab,
-                    },
-                    elapsed_ms: now_ms() - t0,
-                });
-            }
+            Ok(Some(step)) => post(&texts.step(step, now_ms() - t0)),
             Ok(None) => {
                 let trajectory = generation.trajectory(&name, &bundle.codec, &spec);
                 let reply = end_of_turn.map(|ends| {
@@ -1430,6 +1485,13 @@ async fn warm(job: Job, loaded: Rc<Loaded>) {
                         break;
                     }
                 }
+            }
+        }
+        (Job::Unified { task }, Loaded::Unified(u)) => {
+            let spec = crate::sampler::Denoiser::spec(&u.model).clone();
+            if let Ok(mut unified_run) = UnifiedRun::new(&task, &u.layout, &u.codec, &spec) {
+                let mut model = u.model.fork();
+                let _ = unified_run.next(&mut model).await;
             }
         }
         (Job::Ddpm { settings }, Loaded::Ddpm(digits)) => {
@@ -1530,6 +1592,51 @@ async fn write_words(
                 return post(&FromWorker::Done {
                     run,
                     trajectory: Box::new(AnyTrajectory::DiffusionLm(trajectory)),
+                    elapsed_ms: now_ms() - t0,
+                    reply: None,
+                });
+            }
+            Err(e) => return failed_run(&state, run, e),
+        }
+        yield_now().await;
+    }
+}
+
+/// Runs a text + image task: MaskGIT drawing a caption's digit, or LLaDA captioning a digit, one
+/// step of the token canvas at a time (each a [`RunStep::Text`], as a text run's).
+async fn unify(
+    state: Rc<RefCell<State>>,
+    run: u32,
+    task: UnifiedTask,
+    loaded: Rc<Loaded>,
+    name: String,
+) {
+    let Loaded::Unified(u) = &*loaded else {
+        return fail(Some(run), "generate", "not a text + image model");
+    };
+    let spec = crate::sampler::Denoiser::spec(&u.model).clone();
+    let mut unified_run = match UnifiedRun::new(&task, &u.layout, &u.codec, &spec) {
+        Ok(r) => r,
+        Err(UnifiedError::Settings(e)) => return fail_settings(run, &e),
+        Err(e) => return fail(Some(run), "generate", e.to_string()),
+    };
+    let mut model = u.model.fork();
+    let t0 = now_ms();
+    let mut texts = TokenTexts::new(&u.codec, run);
+    let canvas = unified_run.prompt_ids();
+    post(&texts.opening(spec.mask_id, canvas, canvas));
+    loop {
+        if state.borrow_mut().cancelled.remove(&run) {
+            return post(&FromWorker::Cancelled { run });
+        }
+        match unified_run.next(&mut model).await {
+            Ok(Some(step)) => post(&texts.step(step, now_ms() - t0)),
+            Ok(None) => {
+                let trajectory =
+                    UnifiedTrajectory::new(&name, &spec, &task, &unified_run, &u.codec);
+                return post(&FromWorker::Done {
+                    run,
+                    trajectory: Box::new(AnyTrajectory::Unified(trajectory)),
                     elapsed_ms: now_ms() - t0,
                     reply: None,
                 });

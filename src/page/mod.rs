@@ -12,6 +12,7 @@ pub mod replay;
 pub mod session;
 pub mod source;
 pub mod state;
+pub mod unified;
 pub mod words;
 
 pub use images::ImageReplay;

@@ -20,6 +20,7 @@ use crate::sampler::diffusion_lm::{VectorSettings, VectorStep};
 use crate::sampler::image::{ImageSettings, ImageStep};
 use crate::sampler::{ModelSpec, Settings, Step};
 use crate::trajectory::AnyTrajectory;
+use crate::unified::UnifiedTask;
 
 use super::source::ModelSource;
 use super::state::BackendChoice;
@@ -111,6 +112,11 @@ pub enum Job {
         /// Chain and knobs.
         settings: VectorSettings,
     },
+    /// Text and images on one model: a caption drawn as a digit, or a digit captioned.
+    Unified {
+        /// The task, its input and its knobs.
+        task: UnifiedTask,
+    },
 }
 
 impl Job {
@@ -120,6 +126,7 @@ impl Job {
             Job::Text { .. } => Family::Text,
             Job::Ddpm { .. } => Family::Ddpm,
             Job::DiffusionLm { .. } => Family::DiffusionLm,
+            Job::Unified { .. } => Family::Unified,
         }
     }
 
@@ -129,6 +136,7 @@ impl Job {
             Job::Text { settings, .. } => settings.seed(),
             Job::Ddpm { settings } => settings.seed(),
             Job::DiffusionLm { settings, .. } => settings.seed,
+            Job::Unified { task } => task.seed(),
         }
     }
 
@@ -138,6 +146,7 @@ impl Job {
             Job::Text { settings, .. } => settings.draw_mut().seed = seed,
             Job::Ddpm { settings } => settings.condition_mut().seed = seed,
             Job::DiffusionLm { settings, .. } => settings.seed = seed,
+            Job::Unified { task } => task.set_seed(seed),
         }
     }
 
@@ -145,7 +154,7 @@ impl Job {
     pub fn text(&self) -> Option<&Settings> {
         match self {
             Job::Text { settings, .. } => Some(settings),
-            Job::Ddpm { .. } | Job::DiffusionLm { .. } => None,
+            Job::Ddpm { .. } | Job::DiffusionLm { .. } | Job::Unified { .. } => None,
         }
     }
 
@@ -153,7 +162,7 @@ impl Job {
     pub fn images(&self) -> Option<&ImageSettings> {
         match self {
             Job::Ddpm { settings } => Some(settings),
-            Job::Text { .. } | Job::DiffusionLm { .. } => None,
+            Job::Text { .. } | Job::DiffusionLm { .. } | Job::Unified { .. } => None,
         }
     }
 
@@ -161,7 +170,15 @@ impl Job {
     pub fn vectors(&self) -> Option<&VectorSettings> {
         match self {
             Job::DiffusionLm { settings, .. } => Some(settings),
-            Job::Text { .. } | Job::Ddpm { .. } => None,
+            Job::Text { .. } | Job::Ddpm { .. } | Job::Unified { .. } => None,
+        }
+    }
+
+    /// The task, for a text + image job.
+    pub fn unified(&self) -> Option<&UnifiedTask> {
+        match self {
+            Job::Unified { task } => Some(task),
+            Job::Text { .. } | Job::Ddpm { .. } | Job::DiffusionLm { .. } => None,
         }
     }
 }
@@ -188,6 +205,8 @@ pub enum Network {
         /// The attributes control may steer toward (the loaded classifier's labels).
         labels: Vec<String>,
     },
+    /// A denoiser of text and image tokens in one vocabulary ([`crate::unified`]).
+    Unified(ModelSpec),
 }
 
 /// The noisy classifier beside an image model.
@@ -246,6 +265,7 @@ impl LoadedModel {
             Network::Text(_) => Family::Text,
             Network::Ddpm { .. } => Family::Ddpm,
             Network::DiffusionLm { .. } => Family::DiffusionLm,
+            Network::Unified(_) => Family::Unified,
         }
     }
 
@@ -253,7 +273,7 @@ impl LoadedModel {
     pub fn text_spec(&self) -> Option<&ModelSpec> {
         match &self.network {
             Network::Text(spec) => Some(spec),
-            Network::Ddpm { .. } | Network::DiffusionLm { .. } => None,
+            Network::Ddpm { .. } | Network::DiffusionLm { .. } | Network::Unified(_) => None,
         }
     }
 }
@@ -739,6 +759,28 @@ mod tests {
                 job: Job::DiffusionLm {
                     prompt: "It was".into(),
                     settings: vector_settings.clone(),
+                },
+                model: ModelSource::Default,
+            },
+            ToWorker::Generate {
+                run: 4,
+                job: Job::Unified {
+                    task: crate::unified::UnifiedTask::T2i {
+                        caption: "a handwritten seven".into(),
+                        settings: crate::sampler::maskgit::MaskGitSettings {
+                            cfg_scale: x,
+                            ..Default::default()
+                        },
+                    },
+                },
+                model: ModelSource::Default,
+            },
+            ToWorker::Warm {
+                job: Job::Unified {
+                    task: crate::unified::UnifiedTask::Mmu {
+                        image: (0..64).map(|i| (i % 17) as u8).collect(),
+                        settings: Default::default(),
+                    },
                 },
                 model: ModelSource::Default,
             },

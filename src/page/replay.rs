@@ -74,7 +74,7 @@ impl Record {
     /// An empty record for a run of `family`, before its opening arrives.
     pub fn empty(family: crate::config::Family) -> Self {
         match family {
-            // The unified family has no tab yet: its runs are token canvases.
+            // A text + image run is a token canvas too (`page::unified` draws its grid).
             crate::config::Family::Text | crate::config::Family::Unified => {
                 Record::Text(Replay::default())
             }

@@ -11,6 +11,7 @@ use crate::backend::BackendKind;
 use crate::sampler::image::Guidance;
 use crate::sampler::{Knob, KnobValue};
 use crate::trajectory::AnyTrajectory;
+use crate::unified::UnifiedTask;
 
 use super::images::ImageReplay;
 use super::protocol::{FromWorker, Job, LoadedModel, Opening, RunStep, ToWorker};
@@ -168,6 +169,14 @@ impl Lane {
                 }
                 label
             }
+            Job::Unified { task } => match task {
+                UnifiedTask::T2i { settings: s, .. } => {
+                    format!("text → image · {} steps · cfg {}", s.steps, s.cfg_scale)
+                }
+                UnifiedTask::Mmu { settings: s, .. } => {
+                    format!("image → text · {} steps", s.steps)
+                }
+            },
             Job::DiffusionLm { settings: s, .. } => {
                 let mut label = format!("diffusion-lm · {} steps", s.steps);
                 if !s.clamp {
@@ -487,6 +496,20 @@ impl Session {
                 },
                 Record::DiffusionLm(WordReplay::from_trajectory(t)),
             ),
+            AnyTrajectory::Unified(t) => {
+                let mut replay =
+                    Replay::new(t.prompt_ids.clone(), t.prompt_ids.clone(), t.model.mask_id);
+                replay.add_vocab(t.vocab.iter().map(|(&k, v)| (k, v.clone())));
+                for step in &t.steps {
+                    replay.push(step.clone());
+                }
+                (
+                    Job::Unified {
+                        task: t.task.clone(),
+                    },
+                    Record::Text(replay),
+                )
+            }
         };
         self.lanes = vec![Lane {
             id: 0,
@@ -650,7 +673,7 @@ impl Session {
             FromWorker::Started { run, opening } => self.lane_mut(run, |l| {
                 let levels = match &l.job {
                     Job::Text { settings, .. } => settings.levels(),
-                    Job::Ddpm { .. } | Job::DiffusionLm { .. } => None,
+                    Job::Ddpm { .. } | Job::DiffusionLm { .. } | Job::Unified { .. } => None,
                 };
                 l.record = match opening {
                     Opening::Text {

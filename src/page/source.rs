@@ -65,6 +65,9 @@ pub const DIGITS_MODEL_DIR: &str = "./models/default/ddpm/";
 /// (`../diffusion-lm-classifier`).
 pub const WORDS_MODEL_DIR: &str = "./models/default/diffusion-lm/";
 
+/// The shipped text + image model (captioned digits in one vocabulary).
+pub const UNIFIED_MODEL_DIR: &str = "./models/default/unified/";
+
 /// The shipped model a sampler runs on when the page's model is [`ModelSource::Default`].
 pub fn trained_for(sampler: SamplerKind) -> &'static TrainedModel {
     TRAINED_MODELS
@@ -184,7 +187,10 @@ impl ModelSource {
             (_, Job::Text { settings, .. }) => self.for_sampler(settings.sampler()),
             (Self::Default, Job::Ddpm { .. }) => Self::Url(DIGITS_MODEL_DIR.into()),
             (Self::Default, Job::DiffusionLm { .. }) => Self::Url(WORDS_MODEL_DIR.into()),
-            (other, Job::Ddpm { .. } | Job::DiffusionLm { .. }) => other.clone(),
+            (Self::Default, Job::Unified { .. }) => Self::Url(UNIFIED_MODEL_DIR.into()),
+            (other, Job::Ddpm { .. } | Job::DiffusionLm { .. } | Job::Unified { .. }) => {
+                other.clone()
+            }
         }
     }
 
@@ -650,6 +656,27 @@ mod tests {
         };
         assert_eq!(dir, "./models/default/ddpm-classifier/");
         assert!(www.join(&dir).join(WEIGHTS_FILE).is_file(), "{dir}");
+    }
+
+    #[test]
+    fn the_text_and_image_model_is_shipped_where_its_tab_looks() {
+        let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+        let job = Job::Unified {
+            task: crate::unified::UnifiedTask::Mmu {
+                image: vec![0; crate::unified::PIXELS],
+                settings: Default::default(),
+            },
+        };
+        let source = ModelSource::Default.for_job(&job);
+        assert_eq!(source, ModelSource::Url(UNIFIED_MODEL_DIR.into()));
+        let config = std::fs::read(www.join(UNIFIED_MODEL_DIR).join(CONFIG_FILE)).unwrap();
+        assert_eq!(
+            crate::bundle::family_of(&config).unwrap(),
+            crate::config::Family::Unified
+        );
+        // A reader's own folder stays theirs.
+        let own = ModelSource::Url("https://h.example/m/".into());
+        assert_eq!(own.for_job(&job), own);
     }
 
     #[test]

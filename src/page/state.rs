@@ -19,6 +19,7 @@ use crate::chat::{Message, Role};
 
 use super::protocol::Job;
 use super::source::ModelSource;
+use super::unified::{UnifiedKnobs, UnifiedPage};
 
 /// The prompt on a fresh page, for the default models (trained on Austen and the Bible).
 pub const DEFAULT_PROMPT: &str = "The next morning, Elizabeth";
@@ -69,10 +70,9 @@ impl Theme {
 /// Everything a link carries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageState {
-    /// What the page runs: text, the digits of Gaussian diffusion, or Diffusion-LM's words.
-    /// Each family keeps its own settings below, so switching back finds them as they were.
-    /// The unified family has no tab yet: a link cannot name it, and where the page matches on
-    /// the family it goes with text (its runs are token canvases).
+    /// What the page runs: text, the digits of Gaussian diffusion, Diffusion-LM's words, or
+    /// text and images on one model. Each family keeps its own settings below, so switching
+    /// back finds them as they were.
     pub family: Family,
     /// The model to load.
     pub model: ModelSource,
@@ -99,6 +99,10 @@ pub struct PageState {
     pub words: VectorSettings,
     /// A second Diffusion-LM chain raced against the first on the same prompt and seed.
     pub words_race: Option<VectorSettings>,
+    /// The text + image tab: its task, inputs and knobs (family `unified`).
+    pub unified: UnifiedPage,
+    /// Other knobs raced against the tab's on the same input and seed.
+    pub unified_race: Option<UnifiedKnobs>,
     /// Start the run as soon as the model is loaded.
     pub autoplay: bool,
     /// Megabytes of weights the page may download without a click (opening the link): above,
@@ -135,6 +139,8 @@ impl Default for PageState {
             ddpm_race: None,
             words: VectorSettings::defaults(DEFAULT_WORDS_GEN),
             words_race: None,
+            unified: UnifiedPage::default(),
+            unified_race: None,
             autoplay: false,
             autoload_mb: AUTOLOAD_MB,
             attention: None,
@@ -151,7 +157,13 @@ impl PageState {
     /// The runs the page's Run button starts: the first, and the race's second on its seed.
     pub fn jobs(&self) -> Vec<Job> {
         let mut jobs = match self.family {
-            Family::Text | Family::Unified => std::iter::once(&self.settings)
+            Family::Unified => std::iter::once(&self.unified.knobs)
+                .chain(&self.unified_race)
+                .map(|knobs| Job::Unified {
+                    task: self.unified.task_with(knobs),
+                })
+                .collect(),
+            Family::Text => std::iter::once(&self.settings)
                 .chain(&self.race)
                 .map(|settings| Job::Text {
                     prompt: self.prompt.clone(),
@@ -208,7 +220,8 @@ impl PageState {
     /// The seed of the page's family.
     pub fn seed(&self) -> u64 {
         match self.family {
-            Family::Text | Family::Unified => self.settings.seed(),
+            Family::Text => self.settings.seed(),
+            Family::Unified => self.unified.task_with(&self.unified.knobs).seed(),
             Family::Ddpm => self.ddpm.seed(),
             Family::DiffusionLm => self.words.seed,
         }
@@ -217,9 +230,14 @@ impl PageState {
     /// Sets the seed of the page's runs (both of a race).
     pub fn set_seed(&mut self, seed: u64) {
         match self.family {
-            Family::Text | Family::Unified => {
+            Family::Text => {
                 for s in std::iter::once(&mut self.settings).chain(&mut self.race) {
                     s.draw_mut().seed = seed;
+                }
+            }
+            Family::Unified => {
+                for k in std::iter::once(&mut self.unified.knobs).chain(&mut self.unified_race) {
+                    k.set_seed(seed);
                 }
             }
             Family::DiffusionLm => {
@@ -238,7 +256,8 @@ impl PageState {
     /// Whether a race is on.
     pub fn racing(&self) -> bool {
         match self.family {
-            Family::Text | Family::Unified => self.race.is_some(),
+            Family::Text => self.race.is_some(),
+            Family::Unified => self.unified_race.is_some(),
             Family::Ddpm => self.ddpm_race.is_some(),
             Family::DiffusionLm => self.words_race.is_some(),
         }
@@ -278,8 +297,9 @@ impl PageState {
                 "text" => state.family = Family::Text,
                 "ddpm" => state.family = Family::Ddpm,
                 "diffusion-lm" => state.family = Family::DiffusionLm,
+                "unified" => state.family = Family::Unified,
                 other => errors.push(format!(
-                    "family: expected text, ddpm or diffusion-lm, got `{other}`"
+                    "family: expected text, ddpm, diffusion-lm or unified, got `{other}`"
                 )),
             }
         }
@@ -290,7 +310,12 @@ impl PageState {
                 state.words_race =
                     read_vector_settings(&pairs, "b.", Some(&state.words), &mut errors);
             }
-            Family::Text | Family::Unified => {
+            Family::Unified => {
+                state.unified_race = state
+                    .unified
+                    .read(|k: &str| get(k).map(str::to_owned), &mut errors);
+            }
+            Family::Text => {
                 state.settings = read_settings(&pairs, "", None, &mut errors)
                     .unwrap_or_else(|| Settings::defaults(SamplerKind::Bd3));
                 state.race = read_settings(&pairs, "b.", Some(&state.settings), &mut errors);
@@ -383,7 +408,11 @@ impl PageState {
                     write_vector_settings(&mut out, "b.", b, Some(&self.words));
                 }
             }
-            Family::Text | Family::Unified => {
+            Family::Unified => {
+                out.insert(0, ("family".into(), Family::Unified.name().into()));
+                self.unified.write(self.unified_race.as_ref(), &mut out);
+            }
+            Family::Text => {
                 if self.chat {
                     out.push(("chat".into(), "1".into()));
                     if let Some(system) = &self.system {
@@ -971,6 +1000,8 @@ mod tests {
             ddpm_race: None,
             words: VectorSettings::defaults(DEFAULT_WORDS_GEN),
             words_race: None,
+            unified: UnifiedPage::default(),
+            unified_race: None,
             prompt: "a & b = [MASK] 100% <img src=x>\nnext line é".into(),
             chat: true,
             system: Some("Answer in one line & no more.".into()),

@@ -43,9 +43,11 @@ pub struct MaskGitSettings {
     pub steps: usize,
     /// w of classifier-free guidance, `(1 + w)·cond − w·uncond`; 0 runs the conditional
     /// prediction alone.
+    #[serde(with = "crate::float_json")]
     pub cfg_scale: f64,
     /// τ, the Gumbel noise on the confidences that decides what is re-masked, annealed by
     /// `1 − (k+1)/K`; 0 keeps the most probable draws.
+    #[serde(with = "crate::float_json")]
     pub temperature: f64,
     /// Seed of every draw.
     pub seed: u64,

@@ -194,9 +194,10 @@ impl UnifiedBatch {
         for digit in t2i {
             let caption = caption_of(digit, rng);
             let dropped = rng.uniform() < config.caption_dropout;
+            // Every caption fits its slot (checked in `UnifiedTrainer::new`).
             let slot = layout
                 .caption_slot(if dropped { &[] } else { &caption })
-                .unwrap_or_else(|_| layout.caption_slot(&[]).unwrap_or_default());
+                .unwrap_or_default();
             let seq = layout.t2i(&slot, Some(&digit.pixels));
             let n = t2i_masked_count(rng.uniform());
             let chosen = choose(Layout::T2I_IMAGE.len(), n, rng);
@@ -403,6 +404,17 @@ impl UnifiedTrainer {
         if captions.len() != crate::corpus::digits::CLASSES || captions.iter().any(|c| c.is_empty())
         {
             return bad("every digit needs at least one caption".into());
+        }
+        if let Some(long) = captions
+            .iter()
+            .flatten()
+            .find(|c| c.is_empty() || layout.caption_slot(c).is_err())
+        {
+            return bad(format!(
+                "a caption of {} tokens: each needs 1 to {} (its slot holds <bos> and <eos> too)",
+                long.len(),
+                crate::unified::MAX_CAPTION_TOKENS
+            ));
         }
         for (split, digits) in [("train", &data.train), ("validation", &data.valid)] {
             if digits.is_empty() {

@@ -9,6 +9,7 @@
 //! "ddpm"`) have their own payload ([`images`]); [`kind_of`] reads a file's family first.
 
 pub mod images;
+pub mod unified;
 pub mod vectors;
 
 use serde::{Deserialize, Serialize};
@@ -111,12 +112,6 @@ pub enum TrajectoryError {
         expected: Family,
     },
     /// The steps contradict each other or the canvas (a hand-edited or damaged file).
-    /// A family whose runs this build cannot replay yet.
-    #[error("this build does not replay {} trajectories yet", kind.name())]
-    Unsupported {
-        /// The file's family.
-        kind: Family,
-    },
     #[error("the trajectory is inconsistent: {0}; export it again")]
     Inconsistent(String),
 }
@@ -221,6 +216,8 @@ pub enum AnyTrajectory {
     Ddpm(images::ImageTrajectory),
     /// Gaussian diffusion on word vectors.
     DiffusionLm(vectors::VectorTrajectory),
+    /// Text → image or image → text on one model.
+    Unified(unified::UnifiedTrajectory),
 }
 
 impl AnyTrajectory {
@@ -232,11 +229,7 @@ impl AnyTrajectory {
             Family::DiffusionLm => {
                 AnyTrajectory::DiffusionLm(vectors::VectorTrajectory::from_json(text)?)
             }
-            Family::Unified => {
-                return Err(TrajectoryError::Unsupported {
-                    kind: Family::Unified,
-                });
-            }
+            Family::Unified => AnyTrajectory::Unified(unified::UnifiedTrajectory::from_json(text)?),
         })
     }
 
@@ -246,6 +239,7 @@ impl AnyTrajectory {
             AnyTrajectory::Text(t) => t.to_json(),
             AnyTrajectory::Ddpm(t) => t.to_json(),
             AnyTrajectory::DiffusionLm(t) => t.to_json(),
+            AnyTrajectory::Unified(t) => t.to_json(),
         }
     }
 
@@ -255,6 +249,7 @@ impl AnyTrajectory {
             AnyTrajectory::Text(_) => Family::Text,
             AnyTrajectory::Ddpm(_) => Family::Ddpm,
             AnyTrajectory::DiffusionLm(_) => Family::DiffusionLm,
+            AnyTrajectory::Unified(_) => Family::Unified,
         }
     }
 
@@ -264,6 +259,7 @@ impl AnyTrajectory {
             AnyTrajectory::Text(t) => &t.model.name,
             AnyTrajectory::Ddpm(t) => &t.model.name,
             AnyTrajectory::DiffusionLm(t) => &t.model.name,
+            AnyTrajectory::Unified(t) => &t.model.name,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::controls::{Controls, ModelPanel, SharePanel};
 use super::digits::{DigitsPlots, DigitsView, ForwardView};
 use super::plots::Plots;
 use super::timeline::Timeline;
+use super::unified::UnifiedView;
 use super::words::{WordsPlots, WordsView};
 
 /// Everything the components share (all `Copy` handles).
@@ -219,6 +220,11 @@ impl Ctx {
                 s.prompt = t.prompt.clone();
                 s.words = t.settings.clone();
                 s.words_race = None;
+            }
+            AnyTrajectory::Unified(t) => {
+                s.family = Family::Unified;
+                s.unified.set_task(&t.task);
+                s.unified_race = None;
             }
         });
         self.follow_sampler();
@@ -556,7 +562,8 @@ fn Placeholder() -> impl IntoView {
             <p>
                 {move || match (ctx.model_ready(), family()) {
                     (false, _) => "Loading the model…",
-                    (true, Family::Text | Family::Unified) => "Press Run: the masks will resolve into text, step by step.",
+                    (true, Family::Text) => "Press Run: the masks will resolve into text, step by step.",
+                    (true, Family::Unified) => "Press Run: the digit's cells, or the caption's words, will unmask step by step.",
                     (true, Family::Ddpm) => "Press Run: a digit will emerge from the noise, step by step.",
                     (true, Family::DiffusionLm) => "Press Run: every word drifts from noise at once, rounded to the nearest word at each step.",
                 }}
@@ -661,6 +668,7 @@ fn LaneView(lane: usize) -> impl IntoView {
                 .and_then(|l| match &l.trajectory {
                     Some(AnyTrajectory::Text(t)) => Some(t.text.clone()),
                     Some(AnyTrajectory::DiffusionLm(t)) => Some(t.text.clone()),
+                    Some(AnyTrajectory::Unified(t)) => Some(t.caption.clone()),
                     _ => None,
                 })
                 .unwrap_or_default()
@@ -724,6 +732,13 @@ fn LaneView(lane: usize) -> impl IntoView {
                 Some(Family::DiffusionLm) => view! {
                     <WordsView lane/>
                     <WordsPlots lane/>
+                }
+                .into_any(),
+                Some(Family::Unified) => view! {
+                    <UnifiedView lane/>
+                    <TokenCanvas lane/>
+                    <Inspector lane/>
+                    <Plots lane/>
                 }
                 .into_any(),
                 _ => view! {

@@ -123,7 +123,15 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
                                 {level.map(|l| view! {
                                     <span class="level" data-testid="level" style:height=l></span>
                                 })}
-                                {visible(&cell.text)}
+                                {match crate::unified::level_named(&cell.text) {
+                                    // A grey level of the text + image family: a swatch of it.
+                                    Some(v) => view! {
+                                        <span class="swatch" style:background-color=super::unified::grey(v)></span>
+                                        {v.to_string()}
+                                    }
+                                    .into_any(),
+                                    None => visible(&cell.text).into_any(),
+                                }}
                             </span>
                         }
                     })

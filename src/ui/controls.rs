@@ -49,8 +49,10 @@ fn read(which: Which) -> impl Fn() -> Option<Settings> + Copy {
 /// `knob`'s value in the settings `which` of the page's family (`None`: that sampler has none).
 fn knob_value(which: Which, knob: Knob) -> Option<KnobValue> {
     ctx().state.with(|s| match (s.family, which) {
-        (Family::Text | Family::Unified, Which::A) => s.settings.get(knob),
-        (Family::Text | Family::Unified, Which::B) => s.race.as_ref()?.get(knob),
+        (Family::Text, Which::A) => s.settings.get(knob),
+        (Family::Text, Which::B) => s.race.as_ref()?.get(knob),
+        (Family::Unified, Which::A) => s.unified.knobs.get(s.unified.task, knob),
+        (Family::Unified, Which::B) => s.unified_race.as_ref()?.get(s.unified.task, knob),
         (Family::Ddpm, Which::A) => s.ddpm.get(knob),
         (Family::Ddpm, Which::B) => s.ddpm_race.as_ref()?.get(knob),
         (Family::DiffusionLm, Which::A) => words_knob(&s.words, knob),
@@ -99,9 +101,17 @@ fn set_knob(which: Which, knob: Knob, value: KnobValue) -> bool {
     let mut ok = false;
     ctx().state.update(|s| {
         ok = match (s.family, which) {
-            (Family::Text | Family::Unified, Which::A) => s.settings.set(knob, value).is_ok(),
-            (Family::Text | Family::Unified, Which::B) => {
-                s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok())
+            (Family::Text, Which::A) => s.settings.set(knob, value).is_ok(),
+            (Family::Text, Which::B) => s.race.as_mut().is_some_and(|b| b.set(knob, value).is_ok()),
+            (Family::Unified, Which::A) => {
+                let task = s.unified.task;
+                s.unified.knobs.set(task, knob, value).is_ok()
+            }
+            (Family::Unified, Which::B) => {
+                let task = s.unified.task;
+                s.unified_race
+                    .as_mut()
+                    .is_some_and(|b| b.set(task, knob, value).is_ok())
             }
             (Family::DiffusionLm, Which::A) => set_words_knob(&mut s.words, knob, value),
             (Family::DiffusionLm, Which::B) => s
@@ -308,7 +318,8 @@ fn knobs(which: Which) -> impl IntoView {
             {move || match family() {
                 Family::Ddpm => view! { {image_sampler_select(which)} {class_select(which)} {guidance_select(which)} }.into_any(),
                 Family::DiffusionLm => super::words::words_knobs(which).into_any(),
-                Family::Text | Family::Unified => sampler_select(which).into_any(),
+                Family::Text => sampler_select(which).into_any(),
+                Family::Unified => ().into_any(),
             }}
             {KNOBS
                 .iter()
@@ -482,28 +493,66 @@ const DEFAULT_CLASSIFIER_SCALE: f64 = 3.0;
 /// The class guidance picks when none was chosen.
 const DEFAULT_CLASS: usize = 7;
 
-/// Text or the digits.
+/// A row of radio buttons drawn as tabs: one per `(value, label, title)` of `options`, the one
+/// `current` answers checked, `pick` called with the one the reader checks; each input's test id
+/// is `{name}-{id(value)}`.
+pub(crate) fn radio_tabs<T: Copy + PartialEq + Send + Sync + 'static, const N: usize>(
+    name: &'static str,
+    options: [(T, &'static str, &'static str); N],
+    id: fn(T) -> &'static str,
+    current: impl Fn() -> T + Copy + Send + Sync + 'static,
+    pick: impl Fn(T) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    options
+        .map(|(value, label, title)| {
+            view! {
+                <label class="tab" class:active=move || current() == value title=title>
+                    <input
+                        type="radio"
+                        name=name
+                        data-testid=format!("{name}-{}", id(value))
+                        prop:checked=move || current() == value
+                        on:change=move |_| pick(value)
+                    />
+                    <span>{label}</span>
+                </label>
+            }
+        })
+        .collect_view()
+}
+
+/// Text, the digits, the word vectors, or text and images.
 fn family_select() -> impl IntoView {
     let ctx = ctx();
-    let family = move || ctx.state.with(|s| s.family);
-    view! {
-        <div class="family" role="radiogroup" aria-label="What to generate">
-            {[(Family::Text, "Text", "Masked, block and autoregressive text diffusion"), (Family::Ddpm, "Digits", "Gaussian diffusion (DDPM, DDIM) on 8×8 handwritten digits, with guidance"), (Family::DiffusionLm, "Word vectors", "Diffusion-LM: Gaussian diffusion on word vectors, rounded to words at every step, steered toward Austen or the Bible")]
-                .map(|(f, label, title)| view! {
-                    <label class="tab" class:active=move || family() == f title=title>
-                        <input
-                            type="radio"
-                            name="family"
-                            data-testid=format!("family-{}", f.name())
-                            prop:checked=move || family() == f
-                            on:change=move |_| ctx.switch_family(f)
-                        />
-                        <span>{label}</span>
-                    </label>
-                })
-                .collect_view()}
-        </div>
-    }
+    let tabs = radio_tabs(
+        "family",
+        [
+            (
+                Family::Text,
+                "Text",
+                "Masked, block and autoregressive text diffusion",
+            ),
+            (
+                Family::Ddpm,
+                "Digits",
+                "Gaussian diffusion (DDPM, DDIM) on 8×8 handwritten digits, with guidance",
+            ),
+            (
+                Family::DiffusionLm,
+                "Word vectors",
+                "Diffusion-LM: Gaussian diffusion on word vectors, rounded to words at every step, steered toward Austen or the Bible",
+            ),
+            (
+                Family::Unified,
+                "Text + image",
+                "One model for captions and digits (MMaDA): draw a digit from a caption, or caption a digit you draw",
+            ),
+        ],
+        Family::name,
+        move || ctx.state.with(|s| s.family),
+        move |f| ctx.switch_family(f),
+    );
+    view! { <div class="family" role="radiogroup" aria-label="What to generate">{tabs}</div> }
 }
 
 /// The chat sampler of the loaded model, when its folder has a chat template.
@@ -598,12 +647,15 @@ fn chat_panel() -> impl IntoView {
 pub fn Controls() -> impl IntoView {
     let ctx = ctx();
     let racing = move || ctx.state.with(PageState::racing);
-    let digits = move || ctx.state.with(|s| s.family == Family::Ddpm);
+    let family = move || ctx.state.with(|s| s.family);
     let chatting = move || ctx.state.with(|s| s.chat && s.family == Family::Text);
     view! {
         <section class="controls" aria-label="Sampler settings">
             {family_select()}
-            <Show when=move || !digits()>
+            <Show when=move || family() == Family::Unified>
+                <super::unified::UnifiedInputs/>
+            </Show>
+            <Show when=move || matches!(family(), Family::Text | Family::DiffusionLm)>
                 {chat_panel()}
                 <label class="prompt">
                     {move || if chatting() {
@@ -650,7 +702,10 @@ pub fn Controls() -> impl IntoView {
                                         b
                                     });
                                 }
-                                Family::Text | Family::Unified => {
+                                Family::Unified => {
+                                    s.unified_race = on.then(|| s.unified.knobs.rival());
+                                }
+                                Family::Text => {
                                     s.race = on.then(|| {
                                         let other = if s.settings.sampler() == SamplerKind::Llada { SamplerKind::Bd3 } else { SamplerKind::Llada };
                                         s.settings.switched(other)
@@ -847,6 +902,10 @@ pub fn ModelPanel() -> impl IntoView {
                     None => "no classifier".into(),
                 }
             ),
+            Network::Unified(spec) => format!(
+                "{} — {}, vocabulary {} (text, task tokens and 17 grey levels), loaded in {:.1} s",
+                m.name, m.shape, spec.vocab_size, m.load_seconds
+            ),
             Network::DiffusionLm {
                 spec, classifier, ..
             } => format!(
@@ -912,20 +971,27 @@ pub fn ModelPanel() -> impl IntoView {
                         }
                     })
                     .collect_view()}
-                <button
-                    type="button"
-                    data-testid="trained-ddpm"
-                    title="The default digits model (./models/default/ddpm/, DDPM trained by unmask train) with its noisy classifier"
-                    on:click=move |_| {
-                        ctx.state.update(|s| {
-                            s.model = ModelSource::Default;
-                            s.family = Family::Ddpm;
-                        });
-                        ctx.load_model(ModelSource::Default);
-                    }
-                >
-                    "Digits"
-                </button>
+                {[
+                    (Family::Ddpm, "trained-ddpm", "Digits", "The default digits model (./models/default/ddpm/, DDPM trained by unmask train) with its noisy classifier"),
+                    (Family::Unified, "trained-unified", "Text + image", "The default text + image model (./models/default/unified/, trained by unmask train --objective unified)"),
+                ]
+                    .map(|(family, id, label, title)| view! {
+                        <button
+                            type="button"
+                            data-testid=id
+                            title=title
+                            on:click=move |_| {
+                                ctx.state.update(|s| {
+                                    s.model = ModelSource::Default;
+                                    s.family = family;
+                                });
+                                ctx.load_model(ModelSource::Default);
+                            }
+                        >
+                            {label}
+                        </button>
+                    })
+                    .collect_view()}
             </div>
             {move || error.get().map(|e| view! { <p class="notice error">{e}</p> })}
             <p class="hint">"Or drop config.json, model.safetensors and tokenizer.json (and tokenizer_config.json, chat_template.jinja) on the page, or a llama.cpp .gguf file of LLaDA, Dream or an A2D Qwen."</p>

@@ -152,12 +152,10 @@ pub fn DigitsPlots(lane: usize) -> impl IntoView {
     }
 }
 
-/// The forward process on a real digit: pick a class, drag t, watch q(x_t | x₀) dissolve it into
-/// the noise (drawn once from the page's seed).
-#[component]
-pub fn ForwardView() -> impl IntoView {
-    let ctx = ctx();
-    let examples = RwSignal::new(None::<Result<DigitExamples, String>>);
+/// The validation digits the page shows (one per class), fetched once the signal is made:
+/// `None` until they arrive, then them or why not.
+pub fn digit_examples() -> RwSignal<Option<Result<DigitExamples, String>>> {
+    let examples = RwSignal::new(None);
     leptos::task::spawn_local(async move {
         let got = fetch_bytes(DIGIT_EXAMPLES_URL, None, |_, _, _| {}, |_| {})
             .await
@@ -165,6 +163,15 @@ pub fn ForwardView() -> impl IntoView {
             .and_then(|b| DigitExamples::from_json(&String::from_utf8_lossy(&b)));
         examples.set(Some(got));
     });
+    examples
+}
+
+/// The forward process on a real digit: pick a class, drag t, watch q(x_t | x₀) dissolve it into
+/// the noise (drawn once from the page's seed).
+#[component]
+pub fn ForwardView() -> impl IntoView {
+    let ctx = ctx();
+    let examples = digit_examples();
     let class = RwSignal::new(FORWARD_CLASS);
     let t = RwSignal::new(FORWARD_T);
     let schedule = Memo::new(move |_| {

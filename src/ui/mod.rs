@@ -11,6 +11,7 @@ pub mod controls;
 pub mod digits;
 pub mod plots;
 pub mod timeline;
+pub mod unified;
 pub mod words;
 
 pub use app::mount;

@@ -549,14 +549,110 @@ test('an embed link with a race autoplays both runs in a sandboxed iframe', asyn
   }
 });
 
-test('a text + image folder is refused by name before its weights download', async () => {
-  const { page, context } = await open('model=./models/default/unified/');
-  const requested = [];
-  context.on('request', (r) => requested.push(r.url()));
+/** The text + image tab's grid in the first lane: each cell's grey level ('' while masked). */
+async function gridLevels(page) {
+  return page.$$eval('[data-testid=lane] [data-testid=unified-grid] .px', (cells) => cells.map((c) => c.dataset.level));
+}
+
+/** The CLI's run of the default text + image model: its caption (mmu) or image (t2i). */
+function cliUnified(args) {
+  const images = path.join(tmp, `unified-${Math.random().toString(36).slice(2)}.json`);
+  const out = execFileSync(cliBin, ['generate', '--model', defaultModel('unified'), '--quiet', ...args,
+    ...(args.includes('t2i') ? ['--images', images] : [])], { encoding: 'utf8' });
+  return args.includes('t2i') ? JSON.parse(readFileSync(images, 'utf8')).images[0].map(String) : out.trim();
+}
+
+test('text + image on WebGPU: a digit drawn on the pad is captioned, a caption is drawn, both as the CLI does', async () => {
+  const { page, context, problems } = await open('family=unified&task=mmu&seed=1&steps=5');
   try {
-    const error = await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
-    assert.match(await error.textContent(), /text \+ image model.*unmask generate --task t2i/s);
-    assert.ok(!requested.some((u) => u.includes('unified/model.safetensors')), requested.join('\n'));
+    assert.equal(await backendOf(page), 'wgpu');
+    await loaded(page, 'models/default/unified/');
+    // A stroke down the middle of the pad, drawn with the mouse, and one cell from the keyboard.
+    const pad = await page.waitForSelector('[data-testid=pad]');
+    const box = await pad.boundingBox();
+    const at = (col, row) => [box.x + (col + 0.5) * box.width / 8, box.y + (row + 0.5) * box.height / 8];
+    await page.mouse.move(...at(4, 1));
+    await page.mouse.down();
+    for (let row = 1; row <= 6; row++) await page.mouse.move(...at(4, row), { steps: 2 });
+    await page.mouse.up();
+    await pad.focus();
+    await page.keyboard.press('ArrowUp');
+    await page.keyboard.press('ArrowLeft');
+    await page.keyboard.press('Space');
+    const image = new URL(page.url()).searchParams.get('image');
+    assert.equal(image.length, 64);
+    const levels = [...image].map((c) => parseInt(c, 17));
+    for (let row = 1; row <= 6; row++) assert.equal(levels[row * 8 + 4], 16, `row ${row} of the stroke: ${image}`);
+    assert.equal(levels[5 * 8 + 3], 16, `the cell painted from the keyboard: ${image}`);
+    assert.equal(levels.filter((v) => v > 0).length, 7, image);
+    const [lane] = await run(page);
+    await shot(page, 'unified-mmu-webgpu');
+    assert.equal(lane.status, 'done');
+    assert.equal(lane.steps, 5);
+    const file = path.join(tmp, 'drawn.json');
+    writeFileSync(file, JSON.stringify(levels));
+    assert.equal(lane.text, cliUnified(['--task', 'mmu', '--image', file, '--seed', '1', '--steps', '5']));
+    // The drawn digit is the lane's grid, given.
+    assert.deepEqual(await gridLevels(page), levels.map(String));
+    // Text → image: every cell a grey level, the CLI's for the seed.
+    await page.click('[data-testid=task-t2i]');
+    await page.fill('[data-testid=caption]', 'the digit 3');
+    await page.fill('[data-knob=steps] >> nth=0', '6');
+    const [drawn] = await run(page);
+    assert.equal(drawn.status, 'done');
+    assert.equal(drawn.steps, 6);
+    await page.click('[aria-label="Last step"]');
+    assert.deepEqual(await gridLevels(page),
+      cliUnified(['--task', 't2i', '--prompt', 'the digit 3', '--seed', '1', '--steps', '6']));
+    assert.match(page.url(), /family=unified&.*task=t2i&caption=the(%20|\+)digit(%20|\+)3/);
+    await assertClean(page, problems);
+  } finally {
+    await context.close();
+  }
+});
+
+test('text + image on the CPU: a validation digit is captioned; guided races unguided; the run replays from its file', async () => {
+  const { page, context, problems } = await open('family=unified&task=mmu&seed=2&steps=4', { gpu: false });
+  try {
+    assert.equal(await backendOf(page), 'cpu');
+    await loaded(page, 'models/default/unified/');
+    await page.click('[data-testid=pad-example-4]');
+    const image = new URL(page.url()).searchParams.get('image');
+    const levels = [...image].map((c) => parseInt(c, 17));
+    assert.ok(levels.filter((v) => v > 0).length > 10, image);
+    const [lane] = await run(page);
+    assert.equal(lane.status, 'done');
+    const file = path.join(tmp, 'four.json');
+    writeFileSync(file, JSON.stringify(levels));
+    assert.equal(lane.text, cliUnified(['--task', 'mmu', '--image', file, '--seed', '2', '--steps', '4']));
+    // Guided (w = 3.5) against unguided on one seed: two grids, the guided one the CLI's.
+    await page.click('[data-testid=task-t2i]');
+    await page.fill('[data-knob=steps] >> nth=0', '4');
+    await page.check('[data-testid=race]');
+    const raced = await run(page);
+    assert.equal(raced.length, 2);
+    assert.ok(raced.every((l) => l.status === 'done' && l.steps === 4), JSON.stringify(raced));
+    await page.click('[aria-label="Last step"]');
+    await shot(page, 'unified-race-cpu');
+    const grids = await page.$$eval('[data-testid=unified-grid]', (gs) => gs.map((g) =>
+      [...g.querySelectorAll('.px')].map((c) => c.dataset.level)));
+    assert.deepEqual(grids[0], cliUnified(['--task', 't2i', '--prompt', 'a handwritten seven', '--seed', '2', '--steps', '4']));
+    assert.deepEqual(grids[1], cliUnified(['--task', 't2i', '--prompt', 'a handwritten seven', '--seed', '2', '--steps', '4', '--cfg', '0']));
+    // The first lane's trajectory, exported and imported, replays the same grid.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export]')]);
+    const saved = path.join(tmp, 'unified-trajectory.json');
+    await download.saveAs(saved);
+    assert.equal(JSON.parse(readFileSync(saved, 'utf8')).kind, 'unified');
+    await page.setInputFiles('[data-testid=import]', saved);
+    const [replayed] = await replay(page);
+    assert.equal(replayed.steps, 4);
+    // The grid follows the timeline: a few cells at the first step, the whole digit at the last.
+    await page.click('[aria-label="First step"]');
+    const first = (await gridLevels(page)).filter((v) => v !== '').length;
+    assert.ok(first > 0 && first < 64, `${first} cells drawn at the first step`);
+    await page.click('[aria-label="Last step"]');
+    assert.deepEqual(await gridLevels(page), grids[0]);
+    await assertClean(page, problems);
   } finally {
     await context.close();
   }
@@ -1371,7 +1467,7 @@ test('words: a dropped Diffusion-LM folder needs its tokenizer, then runs as the
   try {
     await page.waitForSelector('[data-testid=model-error]', { timeout: LOAD_MS });
     await dropFiles(page, files.filter((f) => f.name !== 'tokenizer.json'));
-    await page.waitForFunction(() => /reads its words with its tokenizer\.json: drop it too/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
+    await page.waitForFunction(() => /a diffusion-lm folder reads its tokens with its tokenizer\.json: drop it too/.test(document.querySelector('[data-testid=model-error]')?.textContent ?? ''), null, { timeout: LOAD_MS });
     await dropFiles(page, files);
     await loaded(page, 'dropped files');
     // Dropped files name no folder beside them: the classifier the config names is not found.

@@ -206,7 +206,7 @@ impl TrainArgs {
         }
     }
 
-    pub(crate) fn recipe_flags(&self) -> Vec<&'static str> {
+    fn recipe_flags(&self) -> Vec<&'static str> {
         let given = [
             ("--objective", self.objective.is_some()),
             ("--label-dropout", self.label_dropout.is_some()),
@@ -239,6 +239,22 @@ impl TrainArgs {
             .filter(|(_, g)| *g)
             .map(|(f, _)| f)
             .collect()
+    }
+
+    /// A resumed run's recipe as this command may change it: `--max-steps` only; any other
+    /// recipe flag is refused by name.
+    pub(crate) fn resume(&self, recipe: &mut Recipe) -> CliResult<()> {
+        let flags = self.recipe_flags();
+        if !flags.is_empty() {
+            return Err(format!(
+                "a resumed run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
+                flags.join(", ")
+            ));
+        }
+        if let Some(max_steps) = self.max_steps {
+            recipe.max_steps = max_steps;
+        }
+        Ok(())
     }
 
     fn new_run(&self, vocab_size: usize) -> CliResult<(TrainConfig, ModelConfig)> {

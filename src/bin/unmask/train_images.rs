@@ -131,16 +131,7 @@ pub fn run(args: TrainArgs) -> CliResult<()> {
     let resuming = saved.is_some();
     let (mut state, files) = match saved {
         Some((mut state, files)) => {
-            let flags = args.recipe_flags();
-            if !flags.is_empty() {
-                return Err(format!(
-                    "a resumed run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
-                    flags.join(", ")
-                ));
-            }
-            if let Some(max_steps) = args.max_steps {
-                state.train.recipe.max_steps = max_steps;
-            }
+            args.resume(&mut state.train.recipe)?;
             (state, Some(files))
         }
         None => (new_run(&args)?, None),

@@ -15,10 +15,14 @@ use unmask::train::checkpoint::{SavedRun, load_run, run_format};
 use unmask::train::objective::Shape;
 use unmask::train::unified::{
     UNIFIED_RUN_FORMAT, UNIFIED_RUN_VERSION, UnifiedData, UnifiedEvaluation, UnifiedHistoryEntry,
-    UnifiedRunState, UnifiedStepReport, UnifiedTrainConfig, UnifiedTrainer, encode_captions,
-    export_unified_model, save_unified_run,
+    UnifiedProvenance, UnifiedRunState, UnifiedStepReport, UnifiedTrainConfig, UnifiedTrainer,
+    encode_captions, export_unified_model, save_unified_run,
 };
-use unmask::unified::{Layout, UnifiedError, extend_tokenizer, image_from_values};
+use unmask::trajectory::unified::UnifiedTrajectory;
+use unmask::unified::{
+    CaptionSettings, Layout, UnifiedError, UnifiedRun, UnifiedTask, extend_tokenizer,
+    image_from_values,
+};
 
 use super::images::blocks;
 use super::progress::{Plan, Session, train_loop};
@@ -43,7 +47,6 @@ fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<UnifiedRunState> {
         ("--block-size", args.block_size.is_some()),
         ("--model-length", args.model_length.is_some()),
         ("--val-windows", args.val_windows.is_some()),
-        ("--warm-start", args.warm_start.is_some()),
         ("--label-dropout", args.label_dropout.is_some()),
         ("--unconditional", args.unconditional),
         ("--patch-size", args.patch_size.is_some()),
@@ -94,29 +97,68 @@ fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<UnifiedRunState> {
     })
 }
 
-/// `unmask train --objective unified`, new or resumed.
+/// A new run on the weights of the exported unified folder `--warm-start` (its EMA weights as
+/// both the weights and their average, a fresh optimizer, step 0): its architecture and
+/// tokenizer, this command's recipe.
+fn warm_start(args: &TrainArgs) -> CliResult<(UnifiedRunState, Vec<u8>, Vec<u8>)> {
+    let folder = args.warm_start.as_deref().ok_or("no --warm-start folder")?;
+    if let Some(flag) = [
+        ("--hidden-dim", args.hidden_dim.is_some()),
+        ("--n-blocks", args.n_blocks.is_some()),
+        ("--n-heads", args.n_heads.is_some()),
+        ("--cond-dim", args.cond_dim.is_some()),
+    ]
+    .iter()
+    .find_map(|(flag, given)| given.then_some(flag))
+    {
+        return Err(format!(
+            "{flag}: a warm start keeps the architecture of {}",
+            folder.display()
+        ));
+    }
+    let read = |name: &str| {
+        let path = folder.join(name);
+        std::fs::read(&path).map_err(|e| {
+            format!(
+                "{}: {e}; --warm-start takes a folder exported by `unmask train --objective unified --out`",
+                path.display()
+            )
+        })
+    };
+    let training = folder.join(unmask::train::checkpoint::TRAINING_FILE);
+    let provenance: UnifiedProvenance =
+        serde_json::from_slice(&read(unmask::train::checkpoint::TRAINING_FILE)?).map_err(|e| {
+            format!(
+                "{}: {e}; not a text + image model's record",
+                training.display()
+            )
+        })?;
+    let tokenizer = read(TOKENIZER_FILE)?;
+    let vocab_size = TextCodec::vocab_size_of(&tokenizer).map_err(|e| e.to_string())?;
+    let mut state = new_run(args, vocab_size)?;
+    state.model = provenance.run.model;
+    Ok((state, tokenizer, read(unmask::bundle::WEIGHTS_FILE)?))
+}
+
+/// `unmask train --objective unified`, new, resumed or warm-started.
 pub fn train(args: TrainArgs) -> CliResult<()> {
     let device = backend::init(args.backend).map_err(|e| e.to_string())?;
     let saved: Option<SavedRun<UnifiedRunState>> =
         load_run(&args.run, true).map_err(|e| e.to_string())?;
     let resuming = saved.is_some();
-    let (mut state, tokenizer, tensors) = match saved {
+    let (mut state, tokenizer, tensors, optimizer) = match saved {
         Some(saved) => {
-            let flags = args.recipe_flags();
-            if !flags.is_empty() {
-                return Err(format!(
-                    "a resumed run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
-                    flags.join(", ")
-                ));
-            }
             let mut state = saved.state;
-            if let Some(max_steps) = args.max_steps {
-                state.train.recipe.max_steps = max_steps;
-            }
+            args.resume(&mut state.train.recipe)?;
             let tokenizer = saved
                 .tokenizer
                 .ok_or("the run directory has no tokenizer.json")?;
-            (state, tokenizer, Some(saved.tensors))
+            let [weights, ema, optimizer] = saved.tensors;
+            (state, tokenizer, Some([weights, ema]), Some(optimizer))
+        }
+        None if args.warm_start.is_some() => {
+            let (state, tokenizer, weights) = warm_start(&args)?;
+            (state, tokenizer, Some([weights.clone(), weights]), None)
         }
         None => {
             let path = args.corpus.join(TOKENIZER_FILE);
@@ -128,7 +170,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             })?;
             let tokenizer = extend_tokenizer(&corpus_tokenizer)?;
             let vocab_size = TextCodec::vocab_size_of(&tokenizer).map_err(|e| e.to_string())?;
-            (new_run(&args, vocab_size)?, tokenizer, None)
+            (new_run(&args, vocab_size)?, tokenizer, None, None)
         }
     };
     state
@@ -148,7 +190,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
     };
     let start = match &tensors {
         None => Start::Fresh,
-        Some([weights, ema, _]) => Start::From {
+        Some([weights, ema]) => Start::From {
             weights,
             ema,
             step: state.step,
@@ -164,7 +206,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         start,
     )
     .map_err(|e| e.to_string())?;
-    if let Some([_, _, optimizer]) = tensors {
+    if let Some(optimizer) = optimizer {
         trainer
             .load_optimizer(optimizer)
             .map_err(|e| e.to_string())?;
@@ -311,21 +353,20 @@ fn refuse_other_flags(args: &GenerateArgs) -> Result<(), CliError> {
         ("--control", args.control.is_some()),
         ("--schedule", args.schedule.is_some()),
         ("--levels", args.levels.is_some()),
-        ("--trace", args.trace.is_some()),
         ("--png", args.png.is_some()),
         ("--apng", args.apng.is_some()),
         ("--svg", args.svg.is_some()),
     ];
     match others.iter().find(|(_, given)| *given) {
         Some((flag, _)) => Err(CliError::Input(format!(
-            "{flag} is not a flag of a text + image model (--task t2i takes --prompt, --steps, --cfg, --temperature, --count, --seed and --images; --task mmu takes --image, --steps and --seed)"
+            "{flag} is not a flag of a text + image model (--task t2i takes --prompt, --steps, --cfg, --temperature, --count, --seed, --images and --trace; --task mmu takes --image, --steps, --seed and --trace)"
         ))),
         None => Ok(()),
     }
 }
 
 /// `unmask generate` on a unified folder: `--task t2i` draws `--count` digits for the caption
-/// `--prompt`; `--task mmu` captions the digit in `--image`.
+/// `--prompt`; `--task mmu` captions the digit in `--image`. `--trace` records the (first) run.
 pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     refuse_other_flags(args)?;
     let Some(task) = args.task else {
@@ -335,62 +376,77 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         )));
     };
     // Bad input is refused before the weights load.
-    let image = match (task, &args.image) {
+    let count = args.count.unwrap_or(1);
+    let task = match (task, &args.image) {
         (TaskArg::Mmu, None) => {
             return Err(CliError::Input(
                 "--task mmu captions an image: give --image FILE.json (64 values on 0–16, or a samples file)".into(),
             ));
         }
-        (TaskArg::Mmu, Some(path)) => Some(read_image(path)?),
+        (TaskArg::Mmu, Some(path)) => UnifiedTask::Mmu {
+            image: read_image(path)?.to_vec(),
+            settings: CaptionSettings {
+                steps: args.steps.unwrap_or(CaptionSettings::default().steps),
+                seed: args.seed,
+            },
+        },
         (TaskArg::T2i, Some(_)) => {
             return Err(CliError::Input(
                 "--image is what --task mmu captions; --task t2i draws from --prompt".into(),
             ));
         }
-        (TaskArg::T2i, None) => None,
-    };
-    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
-    let mut bundle = UnifiedBundle::from_dir(&args.model, &device)
-        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
-    let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
-    let started = Instant::now();
-    match image {
-        None => {
-            let caption = args.prompt.as_deref().unwrap_or_default();
-            let tokens = bundle
-                .layout
-                .encode_caption(&bundle.codec, caption)
-                .map_err(|e| CliError::Input(e.to_string()))?;
-            let count = args.count.unwrap_or(1);
+        (TaskArg::T2i, None) => {
             if !(1..=unmask::sampler::image::MAX_IMAGES).contains(&count) {
                 return Err(CliError::Input(format!(
                     "--count {count}: draw 1 to {} images",
                     unmask::sampler::image::MAX_IMAGES
                 )));
             }
-            let mut images = Vec::with_capacity(count);
-            let mut calls = 0;
-            for i in 0..count {
-                let settings = MaskGitSettings {
-                    steps: args.steps.unwrap_or(MaskGitSettings::default().steps),
-                    cfg_scale: args.cfg.unwrap_or(MaskGitSettings::default().cfg_scale),
-                    temperature: args
-                        .temperature
-                        .unwrap_or(MaskGitSettings::default().temperature),
-                    seed: args.seed.wrapping_add(i as u64),
-                };
-                let mut run = bundle
-                    .layout
-                    .text_to_image(&tokens, &settings, &spec)
-                    .map_err(unified_input)?;
-                while pollster::block_on(run.step(&mut bundle.model))?.is_some() {}
-                calls += run.progress().model_calls;
-                let image = bundle
-                    .layout
-                    .image_in(run.canvas().tokens(), Layout::T2I_IMAGE)
-                    .ok_or_else(|| CliError::Failed("the run left masked cells".into()))?;
-                images.push(image.map(f64::from).to_vec());
+            let defaults = MaskGitSettings::default();
+            UnifiedTask::T2i {
+                caption: args.prompt.clone().unwrap_or_default(),
+                settings: MaskGitSettings {
+                    steps: args.steps.unwrap_or(defaults.steps),
+                    cfg_scale: args.cfg.unwrap_or(defaults.cfg_scale),
+                    temperature: args.temperature.unwrap_or(defaults.temperature),
+                    seed: args.seed,
+                },
             }
+        }
+    };
+    let device = backend::init(args.backend).map_err(|e| e.to_string())?;
+    let mut bundle = UnifiedBundle::from_dir(&args.model, &device)
+        .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
+    let spec = unmask::sampler::Denoiser::spec(&bundle.model).clone();
+    let started = Instant::now();
+    // One run per image, each on the next seed; the first is the one a trace records.
+    let mut runs = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut task = task.clone();
+        task.set_seed(args.seed.wrapping_add(i as u64));
+        let mut run =
+            UnifiedRun::new(&task, &bundle.layout, &bundle.codec, &spec).map_err(unified_input)?;
+        run.show_candidates(args.trace.is_some() && i == 0);
+        while pollster::block_on(run.next(&mut bundle.model))?.is_some() {}
+        runs.push(run);
+    }
+    if let (Some(path), Some(first)) = (&args.trace, runs.first()) {
+        let name = args.model.display().to_string();
+        let trajectory = UnifiedTrajectory::new(&name, &spec, &task, first, &bundle.codec);
+        std::fs::write(path, trajectory.to_json())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let calls: usize = runs.iter().map(UnifiedRun::model_calls).sum();
+    match &task {
+        UnifiedTask::T2i { caption, .. } => {
+            let images = runs
+                .iter()
+                .map(|r| {
+                    r.image()
+                        .map(|i| i.map(f64::from).to_vec())
+                        .ok_or_else(|| CliError::Failed("the run left masked cells".into()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             if let Some(path) = &args.images {
                 let file = super::images::ImagesFile {
                     classes: vec![unmask::unified::digit_named(caption).map(usize::from); count],
@@ -415,17 +471,9 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
                 );
             }
         }
-        Some(image) => {
-            let layout = bundle.layout.clone();
-            let mut run = layout
-                .image_to_text(&image, args.steps, args.seed, &spec)
-                .map_err(CliError::from)?;
-            run.show_candidates(false);
-            let mut model = unmask::unified::TextOnly::new(&mut bundle.model, &layout);
-            pollster::block_on(run.run(&mut model, |_| {}))?;
-            let tokens = run.sampler().canvas().tokens();
-            let caption = bundle.codec.decode(layout.answer(tokens));
-            outln!("{}", caption.trim());
+        UnifiedTask::Mmu { .. } => {
+            let run = &runs[0];
+            outln!("{}", bundle.codec.decode(run.caption_tokens()).trim());
             if !args.quiet {
                 eprintln!(
                     "mmu: {} steps in {:.2}s on {}",

@@ -384,16 +384,7 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
             tokenizer,
             tensors,
         }) => {
-            let flags = args.recipe_flags();
-            if !flags.is_empty() {
-                return Err(format!(
-                    "a resumed run keeps its recipe: drop {} (only --max-steps may change) or start a new --run directory",
-                    flags.join(", ")
-                ));
-            }
-            if let Some(max_steps) = args.max_steps {
-                state.train.recipe.max_steps = max_steps;
-            }
+            args.resume(&mut state.train.recipe)?;
             (state, tokenizer, Some(tensors))
         }
         None if matches!(args.objective, Some(ObjectiveArg::LatentClassifier)) => {
