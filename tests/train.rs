@@ -12,6 +12,7 @@ use unmask::model::save::save_dit;
 use unmask::model::{initial_checkpoint, load_dit};
 use unmask::rng::Rng;
 use unmask::text::TextCodec;
+use unmask::train::Checkpointed;
 use unmask::train::checkpoint::{self, RunDir, RunState};
 use unmask::train::{Documents, Objective, Shape, Start, TrainConfig, Trainer};
 

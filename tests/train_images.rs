@@ -9,6 +9,7 @@ use unmask::corpus::Split;
 use unmask::corpus::digits::{Digit, read_digits};
 use unmask::model::patch_dit::{PatchDitClassifier, PatchDitConfig, Role};
 use unmask::sampler::image::{Condition, ImageRun, ImageSettings};
+use unmask::train::Checkpointed;
 use unmask::train::images::{
     IMAGE_RUN_FORMAT, IMAGE_RUN_VERSION, ImageObjective, ImageRunState, ImageTrainConfig,
     ImageTrainer, export_image_model, load_image_run, save_image_run,

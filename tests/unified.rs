@@ -13,6 +13,7 @@ use unmask::corpus::digits::{Digit, read_digits};
 use unmask::rng::Rng;
 use unmask::sampler::maskgit::{MaskGitSettings, remasked_count};
 use unmask::text::TextCodec;
+use unmask::train::Checkpointed;
 use unmask::train::Recipe;
 use unmask::train::Start;
 use unmask::train::data::Windows;

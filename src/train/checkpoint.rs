@@ -13,6 +13,7 @@
 //! previous checkpoint whole. The exported folder is the Hugging Face layout the page and
 //! `unmask generate` read, plus `training.json` (how it was made).
 
+use super::Checkpointed;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};

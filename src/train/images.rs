@@ -15,6 +15,7 @@
 //! ([`super::data`]), and the atomic run directory ([`super::checkpoint`]). A run resumes exactly:
 //! the k-th batch and its noise depend only on the seed and k.
 
+use super::Checkpointed;
 use std::path::Path;
 
 use burn::tensor::activation::log_softmax;
@@ -382,25 +383,25 @@ impl ImageTrainer {
             images,
         })
     }
+}
 
-    /// The current weights and the EMA weights (f32 safetensors).
-    pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        self.net.weights(save_patch_dit)
+impl Checkpointed for ImageTrainer {
+    type Network = PatchDit;
+    const REMEDY: &'static str = "start a new one";
+
+    fn optimised(&self) -> &Optimised<PatchDit> {
+        &self.net
     }
 
-    /// The EMA weights as `model.safetensors` bytes in `dtype`.
-    pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(save_patch_dit(&self.net.ema, dtype)?)
+    fn optimised_mut(&mut self) -> &mut Optimised<PatchDit> {
+        &mut self.net
     }
 
-    /// The optimiser's state (safetensors bytes).
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.net.optimizer_bytes()
-    }
-
-    /// Restores the optimiser's state from [`ImageTrainer::optimizer_bytes`].
-    pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        self.net.load_optimizer(bytes, "start a new one")
+    fn save(
+        network: &PatchDit,
+        dtype: safetensors::Dtype,
+    ) -> Result<Vec<u8>, crate::model::LoadError> {
+        save_patch_dit(network, dtype)
     }
 }
 

@@ -40,6 +40,7 @@ use crate::sampler::Settings;
 use crate::text::TextCodec;
 use data::{Order, Windows, mix};
 pub use objective::{Batch, Objective, Shape, TimeSampling};
+pub use optimised::Checkpointed;
 pub use recipe::Recipe;
 
 /// Stream ids mixed into the seed, so the data order, the noise and the validation draw apart.
@@ -221,7 +222,7 @@ pub enum Start<'a> {
 impl Trainer {
     /// A run of `config` on `model_config` over `documents`, on `device` (autodiff is switched on
     /// here), from fresh or saved weights. A resumed run also loads its optimiser state
-    /// ([`Trainer::load_optimizer`]).
+    /// ([`Checkpointed::load_optimizer`]).
     pub fn new(
         config: TrainConfig,
         model_config: ModelConfig,
@@ -362,26 +363,22 @@ impl Trainer {
             .map_err(|e| TrainError::Sample(e.to_string()))?;
         Ok(self.codec.decode(run.sampler().canvas().tokens()))
     }
+}
 
-    /// The current weights and the EMA weights (f32 safetensors).
-    pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        self.net.weights(crate::model::save::save_dit)
+impl Checkpointed for Trainer {
+    type Network = Dit;
+    const REMEDY: &'static str = "start a new one or --warm-start";
+
+    fn optimised(&self) -> &optimised::Optimised<Dit> {
+        &self.net
     }
 
-    /// The EMA weights as `model.safetensors` bytes in `dtype`.
-    pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(crate::model::save::save_dit(&self.net.ema, dtype)?)
+    fn optimised_mut(&mut self) -> &mut optimised::Optimised<Dit> {
+        &mut self.net
     }
 
-    /// The optimiser's state (safetensors bytes).
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.net.optimizer_bytes()
-    }
-
-    /// Restores the optimiser's state from [`Trainer::optimizer_bytes`].
-    pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        self.net
-            .load_optimizer(bytes, "start a new one or --warm-start")
+    fn save(network: &Dit, dtype: safetensors::Dtype) -> Result<Vec<u8>, crate::model::LoadError> {
+        crate::model::save::save_dit(network, dtype)
     }
 }
 

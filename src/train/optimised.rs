@@ -109,3 +109,42 @@ impl<M: Module> Optimised<M> {
             })
     }
 }
+
+/// A trainer whose network is an [`Optimised`]: what a run directory saves and restores, and what
+/// an export writes, alike for every objective. A trainer names its network, how it is written,
+/// and what to do when its saved optimiser state is damaged; the rest is here.
+pub trait Checkpointed {
+    /// The network trained.
+    type Network: Module;
+    /// What the reader should do when a run directory's optimiser state is damaged.
+    const REMEDY: &'static str;
+
+    /// The network, its average and its optimiser.
+    fn optimised(&self) -> &Optimised<Self::Network>;
+
+    /// The same, to restore.
+    fn optimised_mut(&mut self) -> &mut Optimised<Self::Network>;
+
+    /// `network` as `model.safetensors` bytes in `dtype`.
+    fn save(network: &Self::Network, dtype: Dtype) -> Result<Vec<u8>, LoadError>;
+
+    /// The current weights and the EMA weights (f32 safetensors).
+    fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+        self.optimised().weights(Self::save)
+    }
+
+    /// The EMA weights as `model.safetensors` bytes in `dtype`: what an export writes.
+    fn ema_weights(&self, dtype: Dtype) -> Result<Vec<u8>, TrainError> {
+        Ok(Self::save(&self.optimised().ema, dtype)?)
+    }
+
+    /// The optimiser's state (safetensors bytes).
+    fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
+        self.optimised().optimizer_bytes()
+    }
+
+    /// Restores the optimiser's state from [`Checkpointed::optimizer_bytes`].
+    fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
+        self.optimised_mut().load_optimizer(bytes, Self::REMEDY)
+    }
+}

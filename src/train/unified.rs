@@ -18,6 +18,7 @@
 //! conditioning (MMaDA's LLaDA backbone has none): the network reads the noise level off the
 //! masks.
 
+use super::Checkpointed;
 use std::f64::consts::FRAC_PI_2;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -564,26 +565,22 @@ impl UnifiedTrainer {
             digits: self.valid.len(),
         })
     }
+}
 
-    /// The current weights and the EMA weights (f32 safetensors).
-    pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        self.net.weights(save_dit)
+impl Checkpointed for UnifiedTrainer {
+    type Network = Dit;
+    const REMEDY: &'static str = "start a new one in another --run directory";
+
+    fn optimised(&self) -> &Optimised<Dit> {
+        &self.net
     }
 
-    /// The EMA weights as `model.safetensors` bytes in `dtype`.
-    pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(save_dit(&self.net.ema, dtype)?)
+    fn optimised_mut(&mut self) -> &mut Optimised<Dit> {
+        &mut self.net
     }
 
-    /// The optimiser's state (safetensors bytes).
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.net.optimizer_bytes()
-    }
-
-    /// Restores the optimiser's state.
-    pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        self.net
-            .load_optimizer(bytes, "start a new one in another --run directory")
+    fn save(network: &Dit, dtype: safetensors::Dtype) -> Result<Vec<u8>, crate::model::LoadError> {
+        save_dit(network, dtype)
     }
 }
 

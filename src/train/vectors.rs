@@ -22,6 +22,7 @@
 //! AdamW, the clip, the EMA, the seeded data order and noise streams ([`super::data`]); a run
 //! resumes exactly.
 
+use super::Checkpointed;
 use std::path::Path;
 
 use burn::tensor::activation::log_softmax;
@@ -527,25 +528,25 @@ impl VectorTrainer {
             accuracy: self.attributes.as_ref().map(|_| correct as f64 / n),
         })
     }
+}
 
-    /// The current weights and the EMA weights (f32 safetensors).
-    pub fn weights(&self) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
-        self.net.weights(save_diffusion_lm)
+impl Checkpointed for VectorTrainer {
+    type Network = DiffusionLm;
+    const REMEDY: &'static str = "start a new one";
+
+    fn optimised(&self) -> &Optimised<DiffusionLm> {
+        &self.net
     }
 
-    /// The EMA weights as `model.safetensors` bytes in `dtype`.
-    pub fn ema_weights(&self, dtype: safetensors::Dtype) -> Result<Vec<u8>, TrainError> {
-        Ok(save_diffusion_lm(&self.net.ema, dtype)?)
+    fn optimised_mut(&mut self) -> &mut Optimised<DiffusionLm> {
+        &mut self.net
     }
 
-    /// The optimiser's state (safetensors bytes).
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, TrainError> {
-        self.net.optimizer_bytes()
-    }
-
-    /// Restores the optimiser's state from [`VectorTrainer::optimizer_bytes`].
-    pub fn load_optimizer(&mut self, bytes: Vec<u8>) -> Result<(), TrainError> {
-        self.net.load_optimizer(bytes, "start a new one")
+    fn save(
+        network: &DiffusionLm,
+        dtype: safetensors::Dtype,
+    ) -> Result<Vec<u8>, crate::model::LoadError> {
+        save_diffusion_lm(network, dtype)
     }
 }
 

@@ -11,6 +11,7 @@ use unmask::corpus::{self, Split};
 use unmask::model::parameter_count;
 use unmask::sampler::{SamplerKind, Settings};
 use unmask::text::TextCodec;
+use unmask::train::Checkpointed;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
 use unmask::train::{Documents, Objective, Recipe, Shape, Start, StepReport, TrainConfig, Trainer};
 

@@ -7,6 +7,7 @@ use unmask::backend;
 use unmask::corpus::Split;
 use unmask::corpus::digits::{self, CLASSES};
 use unmask::model::patch_dit::{PatchDitConfig, Role};
+use unmask::train::Checkpointed;
 use unmask::train::Start;
 use unmask::train::checkpoint::run_format;
 use unmask::train::images::{

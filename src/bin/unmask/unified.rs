@@ -10,6 +10,7 @@ use unmask::corpus::Split;
 use unmask::corpus::digits;
 use unmask::sampler::maskgit::MaskGitSettings;
 use unmask::text::TextCodec;
+use unmask::train::Checkpointed;
 use unmask::train::Start;
 use unmask::train::checkpoint::{SavedRun, load_run, run_format};
 use unmask::train::objective::Shape;

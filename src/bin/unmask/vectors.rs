@@ -21,6 +21,7 @@ use unmask::sampler::diffusion_lm::{
 };
 use unmask::sampler::gaussian::{BetaSchedule, Variance};
 use unmask::text::{Embedding, TextCodec};
+use unmask::train::Checkpointed;
 use unmask::train::checkpoint::run_format;
 use unmask::train::vectors::{
     ClassifierData, SavedVectorRun, VECTOR_RUN_FORMAT, VECTOR_RUN_VERSION, VectorEvaluation,
