@@ -29,7 +29,9 @@ use crate::sampler::{
 use crate::text::TextCodec;
 
 /// Pixels of a digit (8×8; `corpus::digits::PIXELS`, which the page's build does not hold).
-pub const PIXELS: usize = 64;
+pub const PIXELS: usize = SIDE * SIDE;
+/// Pixels along a side of a digit.
+pub const SIDE: usize = 8;
 /// The darkest grey level (`corpus::digits::MAX_VALUE`).
 pub const MAX_VALUE: u8 = 16;
 /// The digits' classes (`corpus::digits::CLASSES`).

@@ -11,7 +11,9 @@ use crate::sampler::maskgit::MaskGitSettings;
 use crate::sampler::{KNOBS, Knob, KnobValue};
 use crate::unified::{CaptionSettings, MAX_VALUE, PIXELS, TaskKind, UnifiedTask, level_named};
 
+use super::images::{ANIMATION_DELAY_MS, PICTURE_SCALE, PictureFile, PictureKind};
 use super::replay::{CellState, Replay};
+use crate::export::{ExportError, encode_apng, encode_png, frame_steps, grid, svg};
 
 /// The caption a fresh tab draws.
 pub const DEFAULT_CAPTION: &str = "a handwritten seven";
@@ -322,6 +324,57 @@ impl UnifiedPage {
     }
 }
 
+/// The grid at step `at` on the diffusion's scale, as the digits family's pictures draw images:
+/// each drawn or given cell its grey level, a masked one blank.
+fn grid_values(replay: &Replay, task: TaskKind, at: usize) -> Vec<f32> {
+    pixels(replay, task, at)
+        .iter()
+        .map(|p| {
+            p.level
+                .map_or(-1.0, |v| 2.0 * f32::from(v) / f32::from(MAX_VALUE) - 1.0)
+        })
+        .collect()
+}
+
+/// A picture of a text + image run for posts that cannot embed the page: the grid at step `at`
+/// (PNG, or an SVG of a square per inked cell), or every step's grid (animated PNG). A picture
+/// of every sample at once is the digits family's; here it is the grid at `at`.
+pub fn picture(
+    replay: &Replay,
+    task: TaskKind,
+    at: usize,
+    kind: PictureKind,
+) -> Result<PictureFile, ExportError> {
+    let side = crate::unified::SIDE;
+    let png = |values: &[f32]| grid(&[values], side, 1, PICTURE_SCALE);
+    if replay.is_empty() {
+        return Err(ExportError::Empty("no step yet"));
+    }
+    Ok(match kind {
+        PictureKind::View | PictureKind::Samples => PictureFile {
+            name: "unmask-grid.png",
+            mime: "image/png",
+            bytes: encode_png(&png(&grid_values(replay, task, at))?)?,
+        },
+        PictureKind::Animation => {
+            let frames = frame_steps(replay.len())
+                .into_iter()
+                .map(|s| png(&grid_values(replay, task, s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            PictureFile {
+                name: "unmask-grid-run.png",
+                mime: "image/apng",
+                bytes: encode_apng(&frames, ANIMATION_DELAY_MS)?,
+            }
+        }
+        PictureKind::Vector => PictureFile {
+            name: "unmask-grid.svg",
+            mime: "image/svg+xml",
+            bytes: svg(&grid_values(replay, task, at), side, PICTURE_SCALE)?.into_bytes(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +539,31 @@ mod tests {
         assert_eq!(at1.iter().filter(|p| p.level.is_none()).count(), PIXELS - 2);
         // The caption slot reads up to its end of sequence.
         assert_eq!(caption(&r, TaskKind::T2i, 1), "seven");
+        // Its pictures: the grid at a step, every step's, the inked cells as squares.
+        let png = picture(&r, TaskKind::T2i, 1, PictureKind::View).unwrap();
+        let decoder = ::png::Decoder::new(std::io::Cursor::new(&png.bytes));
+        let info = decoder.read_info().unwrap().info().clone();
+        let extent = crate::unified::SIDE * PICTURE_SCALE + 2 * crate::export::GAP;
+        assert_eq!(
+            (info.width as usize, info.height as usize),
+            (extent, extent)
+        );
+        let run = picture(&r, TaskKind::T2i, 1, PictureKind::Animation).unwrap();
+        let frames = ::png::Decoder::new(std::io::Cursor::new(&run.bytes))
+            .read_info()
+            .unwrap()
+            .info()
+            .animation_control
+            .map(|a| a.num_frames);
+        assert_eq!(frames, Some(2));
+        let svg = String::from_utf8(
+            picture(&r, TaskKind::T2i, 0, PictureKind::Vector)
+                .unwrap()
+                .bytes,
+        )
+        .unwrap();
+        assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+        assert!(picture(&Replay::default(), TaskKind::T2i, 0, PictureKind::View).is_err());
         // A name that is not a grey level's is none.
         assert_eq!(level_named("<|img_17|>"), None);
         assert_eq!(level_named("<|img_05|>"), None);

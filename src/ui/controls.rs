@@ -1194,12 +1194,19 @@ pub fn SharePanel() -> impl IntoView {
         });
     };
     let digits = move || ctx.lanes_with(|l| l.first().is_some_and(|l| l.images().is_some()));
+    let unified = move || ctx.lanes_with(|l| l.first().is_some_and(|l| l.job.unified().is_some()));
+    // The digits' images, or a text + image run's grid.
     let picture = move |kind: PictureKind| {
         let at = ctx.cursor.get_untracked();
         let file = ctx.lanes_with(|l| {
-            l.first()
-                .and_then(|l| l.images())
-                .map(|r| r.picture(at, kind))
+            let lane = l.first()?;
+            match (lane.images(), lane.job.unified(), lane.text()) {
+                (Some(r), _, _) => Some(r.picture(at, kind)),
+                (_, Some(task), Some(r)) => {
+                    Some(crate::page::unified::picture(r, task.kind(), at, kind))
+                }
+                _ => None,
+            }
         });
         note.set(match file {
             Some(Ok(f)) => match download(f.name, f.mime, &f.bytes) {
@@ -1309,6 +1316,11 @@ pub fn SharePanel() -> impl IntoView {
                     <button data-testid="export-text-png" title="The canvas at the step shown, as PNG" on:click=move |_| text_picture(PictureKind::View)>"PNG"</button>
                     <button data-testid="export-text-svg" title="The canvas at the step shown, as SVG" on:click=move |_| text_picture(PictureKind::Vector)>"SVG"</button>
                     <button data-testid="export-text-apng" title="The whole run, animated (up to 120 frames)" on:click=move |_| text_picture(PictureKind::Animation)>"Animation"</button>
+                </Show>
+                <Show when=unified>
+                    <button data-testid="export-grid-png" title="The 8×8 grid at the step shown" on:click=move |_| picture(PictureKind::View)>"Grid PNG"</button>
+                    <button data-testid="export-grid-svg" title="The 8×8 grid at the step shown, as SVG" on:click=move |_| picture(PictureKind::Vector)>"Grid SVG"</button>
+                    <button data-testid="export-grid-apng" title="The grid at every step, animated" on:click=move |_| picture(PictureKind::Animation)>"Grid animation"</button>
                 </Show>
                 <Show when=digits>
                     <button data-testid="export-png" title="The step shown: x_t beside x̂₀ for every image" on:click=move |_| picture(PictureKind::View)>"PNG"</button>

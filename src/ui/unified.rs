@@ -7,13 +7,10 @@ use leptos::prelude::*;
 
 use crate::page::replay::CellState;
 use crate::page::unified::{Pixel, caption, levels_of, pixels};
-use crate::unified::{CLASSES, MAX_VALUE, PIXELS, TaskKind};
+use crate::unified::{CLASSES, MAX_VALUE, PIXELS, SIDE, TaskKind};
 
 use super::app::ctx;
 use super::controls::radio_tabs;
-
-/// Pixels along a side of the grid and the pad.
-const SIDE: usize = 8;
 
 /// The CSS colour of grey level `level`: ink dark on paper, as the digits were written.
 pub(crate) fn grey(level: u8) -> String {

@@ -638,6 +638,11 @@ test('text + image on the CPU: a validation digit is captioned; guided races ung
       [...g.querySelectorAll('.px')].map((c) => c.dataset.level)));
     assert.deepEqual(grids[0], cliUnified(['--task', 't2i', '--prompt', 'a handwritten seven', '--seed', '2', '--steps', '4']));
     assert.deepEqual(grids[1], cliUnified(['--task', 't2i', '--prompt', 'a handwritten seven', '--seed', '2', '--steps', '4', '--cfg', '0']));
+    // The grid as a picture, at the step shown and animated.
+    for (const [id, name] of [['export-grid-png', 'unmask-grid.png'], ['export-grid-apng', 'unmask-grid-run.png']]) {
+      const [file] = await Promise.all([page.waitForEvent('download'), page.click(`[data-testid=${id}]`)]);
+      assert.equal(file.suggestedFilename(), name);
+    }
     // The first lane's trajectory, exported and imported, replays the same grid.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export]')]);
     const saved = path.join(tmp, 'unified-trajectory.json');
