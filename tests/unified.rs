@@ -789,9 +789,20 @@ fn the_cli_trains_resumes_and_exports_a_unified_run() {
             .fold(0.0, f32::max);
         assert!(moved < 1e-6, "{name} moved by {moved}");
     }
+    // A second warm start into the same run directory is refused: it holds a run.
+    let twice = warm_args(&[]);
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("already holds a run"),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
+    );
     let training: serde_json::Value =
         serde_json::from_slice(&std::fs::read(again.join("training.json")).unwrap()).unwrap();
     assert_eq!(training["run"]["step"], 1);
+    // Its record lists the commands behind the weights it started from, then its own.
+    let commands = training["run"]["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 3);
+    assert!(commands[2].as_str().unwrap().contains("--warm-start"));
     // Flags of other objectives are refused by name.
     let other = base.join("other");
     let wrong = unmask(&[

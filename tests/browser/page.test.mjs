@@ -554,6 +554,14 @@ async function gridLevels(page) {
   return page.$$eval('[data-testid=lane] [data-testid=unified-grid] .px', (cells) => cells.map((c) => c.dataset.level));
 }
 
+/** The digit the page's link carries, once its cell `index` reads `level` (the link follows the
+ *  pad an effect after each paint). */
+async function linkImage(page, index, level) {
+  await page.waitForFunction(([i, c]) => new URL(location.href).searchParams.get('image')?.[i] === c,
+    [index, level.toString(17)], { timeout: LOAD_MS });
+  return page.evaluate(() => new URL(location.href).searchParams.get('image'));
+}
+
 /** The CLI's run of the default text + image model: its caption (mmu) or image (t2i). */
 function cliUnified(args) {
   const images = path.join(tmp, `unified-${Math.random().toString(36).slice(2)}.json`);
@@ -579,7 +587,7 @@ test('text + image on WebGPU: a digit drawn on the pad is captioned, a caption i
     await page.keyboard.press('ArrowUp');
     await page.keyboard.press('ArrowLeft');
     await page.keyboard.press('Space');
-    const image = new URL(page.url()).searchParams.get('image');
+    const image = await linkImage(page, 5 * 8 + 3, 16);
     assert.equal(image.length, 64);
     const levels = [...image].map((c) => parseInt(c, 17));
     for (let row = 1; row <= 6; row++) assert.equal(levels[row * 8 + 4], 16, `row ${row} of the stroke: ${image}`);
@@ -617,8 +625,16 @@ test('text + image on the CPU: a validation digit is captioned; guided races ung
     assert.equal(await backendOf(page), 'cpu');
     await loaded(page, 'models/default/unified/');
     await page.click('[data-testid=pad-example-4]');
-    const image = new URL(page.url()).searchParams.get('image');
+    // The validation four has a level-15 cell in the middle of its top row.
+    const example = await linkImage(page, 4, 15);
+    // Drawn over: the top-left corner inked with the mouse, on the grey brush.
+    await page.click('[data-testid=brush-grey]');
+    const box = await (await page.waitForSelector('[data-testid=pad]')).boundingBox();
+    await page.mouse.click(box.x + box.width / 16, box.y + box.height / 16);
+    const image = await linkImage(page, 0, 8);
     const levels = [...image].map((c) => parseInt(c, 17));
+    assert.equal(levels[0], 8, image);
+    assert.equal(image.slice(1), example.slice(1));
     assert.ok(levels.filter((v) => v > 0).length > 10, image);
     const [lane] = await run(page);
     assert.equal(lane.status, 'done');

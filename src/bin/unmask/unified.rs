@@ -99,8 +99,8 @@ fn new_run(args: &TrainArgs, vocab_size: usize) -> CliResult<UnifiedRunState> {
 }
 
 /// A new run on the weights of the exported unified folder `--warm-start` (its EMA weights as
-/// both the weights and their average, a fresh optimizer, step 0): its architecture and
-/// tokenizer, this command's recipe.
+/// both the weights and their average, a fresh optimizer, step 0): its architecture, tokenizer
+/// and the commands that made it, this command's recipe.
 fn warm_start(args: &TrainArgs) -> CliResult<(UnifiedRunState, Vec<u8>, Vec<u8>)> {
     let folder = args.warm_start.as_deref().ok_or("no --warm-start folder")?;
     if let Some(flag) = [
@@ -138,6 +138,8 @@ fn warm_start(args: &TrainArgs) -> CliResult<(UnifiedRunState, Vec<u8>, Vec<u8>)
     let vocab_size = TextCodec::vocab_size_of(&tokenizer).map_err(|e| e.to_string())?;
     let mut state = new_run(args, vocab_size)?;
     state.model = provenance.run.model;
+    // The commands that made the weights it starts from come first in its record.
+    state.commands = provenance.run.commands;
     Ok((state, tokenizer, read(unmask::bundle::WEIGHTS_FILE)?))
 }
 
@@ -148,6 +150,12 @@ pub fn train(args: TrainArgs) -> CliResult<()> {
         load_run(&args.run, true).map_err(|e| e.to_string())?;
     let resuming = saved.is_some();
     let (mut state, tokenizer, tensors, optimizer) = match saved {
+        Some(_) if args.warm_start.is_some() => {
+            return Err(format!(
+                "{} already holds a run: resume it without --warm-start, or choose a new --run directory",
+                args.run.display()
+            ));
+        }
         Some(saved) => {
             let mut state = saved.state;
             args.resume(&mut state.train.recipe)?;
