@@ -187,7 +187,7 @@ fn the_shipped_unified_model_draws_a_digit_and_captions_one() {
     use unmask::corpus::digits::read_digits;
     use unmask::sampler::maskgit::MaskGitSettings;
     use unmask::train::unified::UnifiedProvenance;
-    use unmask::unified::{Layout, TextOnly};
+    use unmask::unified::{CaptionSettings, Layout, UnifiedRun, UnifiedTask};
     let dir = folder("unified");
     fits("unified");
     let provenance: UnifiedProvenance =
@@ -204,20 +204,19 @@ fn the_shipped_unified_model_draws_a_digit_and_captions_one() {
     let device = backend::init(BackendKind::Cpu).unwrap();
     let mut b = UnifiedBundle::from_dir(&dir, &device).unwrap();
     let spec = unmask::sampler::Denoiser::spec(&b.model).clone();
-    let caption = b
-        .layout
-        .encode_caption(&b.codec, "a handwritten seven")
-        .unwrap();
-    let mut t2i = b
-        .layout
-        .text_to_image(&caption, &MaskGitSettings::default(), &spec)
-        .unwrap();
-    while pollster::block_on(t2i.step(&mut b.model))
-        .unwrap()
-        .is_some()
-    {}
-    let drawn = b.layout.image_in(t2i.canvas().tokens(), Layout::T2I_IMAGE);
-    assert!(drawn.is_some(), "the image was left unfinished");
+    let mut finish = |task: &UnifiedTask| {
+        let mut run = UnifiedRun::new(task, &b.layout, &b.codec, &spec).unwrap();
+        while pollster::block_on(run.next(&mut b.model))
+            .unwrap()
+            .is_some()
+        {}
+        run
+    };
+    let drawn = finish(&UnifiedTask::T2i {
+        caption: "a handwritten seven".into(),
+        settings: MaskGitSettings::default(),
+    });
+    assert!(drawn.image().is_some(), "the image was left unfinished");
     // A validation digit's caption is text, closed by <eos> before the slot's end.
     let digit = read_digits(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/digits"),
@@ -225,13 +224,13 @@ fn the_shipped_unified_model_draws_a_digit_and_captions_one() {
     )
     .unwrap()
     .remove(0);
-    let layout = b.layout.clone();
-    let mut mmu = layout.image_to_text(&digit.pixels, None, 0, &spec).unwrap();
-    pollster::block_on(mmu.run(&mut TextOnly::new(&mut b.model, &layout), |_| {})).unwrap();
-    let tokens = mmu.sampler().canvas().tokens();
-    let answer = layout.answer(tokens);
+    let captioned = finish(&UnifiedTask::Mmu {
+        image: digit.pixels.to_vec(),
+        settings: CaptionSettings::default(),
+    });
+    let answer = captioned.caption_tokens();
     assert!(!answer.is_empty() && answer.len() < Layout::MMU_ANSWER.len());
-    assert!(answer.iter().all(|&t| t < layout.text_vocab));
+    assert!(answer.iter().all(|&t| t < b.layout.text_vocab));
 }
 
 /// The shipped digits folders: the noise predictor and the classifier it names.

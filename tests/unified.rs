@@ -614,6 +614,34 @@ fn the_cli_draws_and_captions_and_refuses_bad_input_by_name() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // The quality check draws and captions through the same driver: one row per guidance
+    // scale, and the captions of every validation digit.
+    let out = unmask(&[
+        "quality",
+        "--model",
+        model,
+        "--cfg-scales",
+        "0,2",
+        "--steps",
+        "2",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("| 0 |") || l.starts_with("| 2 |"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("of the 185 validation digits' captions name their digit"),
+        "{text}"
+    );
     let out = unmask(&["inspect", "--model", model]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("grey levels 4100–4116"), "{text}");

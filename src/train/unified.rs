@@ -778,14 +778,27 @@ pub async fn check<D: crate::network::Denoiser>(
     per_class: usize,
     train: &[Digit],
     valid: &[Digit],
-) -> Result<UnifiedQualityReport, crate::sampler::SampleError> {
+) -> Result<UnifiedQualityReport, TrainError> {
     use super::image_quality::{DigitClassifier, mean_nearest_distance};
     use crate::corpus::digits::CLASSES;
     use crate::sampler::maskgit::MaskGitSettings;
-    let encoding =
-        |e: crate::text::TextError| crate::sampler::SettingsError::Tokenize(e.to_string());
+    use crate::unified::{CaptionSettings, UnifiedRun, UnifiedTask};
     let classifier = DigitClassifier::train(train);
     let spec = model.spec().clone();
+    // Each task to its end, through the driver the page and the CLI use.
+    let mut finish = async |task: &UnifiedTask| -> Result<UnifiedRun, TrainError> {
+        let failed = |e: String| TrainError::Sample(format!("{}: {e}", task.kind().name()));
+        let mut run =
+            UnifiedRun::new(task, layout, codec, &spec).map_err(|e| failed(e.to_string()))?;
+        run.show_candidates(false);
+        while run
+            .next(model)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .is_some()
+        {}
+        Ok(run)
+    };
     let mut t2i = Vec::new();
     for &cfg_scale in cfg_scales {
         let mut images = Vec::new();
@@ -793,20 +806,18 @@ pub async fn check<D: crate::network::Denoiser>(
         for class in 0..CLASSES {
             let mut right = 0;
             for i in 0..per_class {
-                let text = crate::unified::caption(class as u8, i);
-                let caption = codec.encode(&text).map_err(encoding)?;
-                let settings = MaskGitSettings {
-                    steps,
-                    cfg_scale,
-                    seed: i as u64,
-                    ..MaskGitSettings::default()
+                let task = UnifiedTask::T2i {
+                    caption: crate::unified::caption(class as u8, i),
+                    settings: MaskGitSettings {
+                        steps,
+                        cfg_scale,
+                        seed: i as u64,
+                        ..MaskGitSettings::default()
+                    },
                 };
-                let mut run = layout
-                    .text_to_image(&caption, &settings, &spec)
-                    .map_err(|e| crate::sampler::SettingsError::Tokenize(e.to_string()))?;
-                while run.step(model).await?.is_some() {}
-                let pixels = layout
-                    .image_in(run.canvas().tokens(), Layout::T2I_IMAGE)
+                let pixels = finish(&task)
+                    .await?
+                    .image()
                     .map(|p| p.map(f64::from).to_vec())
                     .unwrap_or_else(|| vec![0.0; PIXELS]);
                 right += usize::from(classifier.predict(&pixels) == class);
@@ -828,11 +839,11 @@ pub async fn check<D: crate::network::Denoiser>(
     let mut captions = Vec::with_capacity(valid.len());
     let mut named = 0;
     for digit in valid {
-        let mut run = layout.image_to_text(&digit.pixels, None, 0, &spec)?;
-        run.show_candidates(false);
-        let mut text_only = crate::unified::TextOnly::new(model, layout);
-        run.run(&mut text_only, |_| {}).await?;
-        let caption = codec.decode(layout.answer(run.sampler().canvas().tokens()));
+        let task = UnifiedTask::Mmu {
+            image: digit.pixels.to_vec(),
+            settings: CaptionSettings::default(),
+        };
+        let caption = codec.decode(finish(&task).await?.caption_tokens());
         named += usize::from(crate::unified::digit_named(&caption) == Some(digit.label));
         captions.push((digit.label, caption.trim().to_owned()));
     }
