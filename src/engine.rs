@@ -17,7 +17,12 @@ pub struct Generation {
     prompt: String,
     prompt_ids: Vec<u32>,
     sampler: AnySampler,
+    /// Every step so far when recording; else the latest one only.
     steps: Vec<Step>,
+    /// Whether every step is kept (the page, a trace, the tests); a run that is not recorded
+    /// holds its latest step only, so a diffusion-forcing rollout of any length runs in memory
+    /// proportional to its canvas.
+    record: bool,
     finished: bool,
 }
 
@@ -53,14 +58,29 @@ impl Generation {
             prompt_ids: prompt_ids.to_vec(),
             sampler,
             steps: Vec::new(),
+            record: true,
             finished: false,
         })
+    }
+
+    /// Keeps every step (`true`, the default: the page, `--trace`, the tests), or the latest only.
+    pub fn set_recording(&mut self, record: bool) {
+        self.record = record;
+    }
+
+    /// Whether a recorded run may hold this one ([`AnySampler::check_recordable`]): asked before
+    /// the first step of every recorded run.
+    pub fn check_recordable(&self) -> Result<(), SettingsError> {
+        self.sampler.check_recordable()
     }
 
     /// Runs the next step; `None` once the canvas is finished.
     pub async fn next<D: Denoiser>(&mut self, model: &mut D) -> Result<Option<&Step>, SampleError> {
         if self.finished {
             return Ok(None);
+        }
+        if self.record && self.steps.is_empty() {
+            self.check_recordable()?;
         }
         let index = self.sampler.progress().steps;
         let step = self.sampler.step(model).await.map_err(|e| match e {
@@ -69,6 +89,9 @@ impl Generation {
         })?;
         match step {
             Some(step) => {
+                if !self.record {
+                    self.steps.clear();
+                }
                 self.steps.push(step);
                 Ok(self.steps.last())
             }
@@ -97,7 +120,7 @@ impl Generation {
         self.sampler.show_candidates(show);
     }
 
-    /// Steps so far.
+    /// Steps so far (the latest only, when not recording).
     pub fn steps(&self) -> &[Step] {
         &self.steps
     }
@@ -172,7 +195,12 @@ impl Generation {
             prompt: self.prompt.clone(),
             prompt_ids: self.prompt_ids.clone(),
             vocab,
-            steps: self.steps.clone(),
+            // A run not recorded kept its latest step only: none is written.
+            steps: if self.record {
+                self.steps.clone()
+            } else {
+                Vec::new()
+            },
             text: codec.decode(&final_ids),
             completion: codec.decode(&final_ids[prompt_len..]),
             final_ids,

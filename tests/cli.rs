@@ -633,6 +633,39 @@ fn schedule_draws_the_scheduling_matrix_and_refuses_bad_slopes() {
         ["████", "▒▒▒▒", "····"],
         "half-way is the middle shade"
     );
+    // Printing a matrix holds all of it: one past what a record may keep is refused by name, and
+    // so is a trace of a run that long; the run itself goes ahead without --trace (tests/forcing.rs).
+    let out = unmask(&[
+        "--schedule",
+        "autoregressive",
+        "--levels",
+        "8",
+        "--tokens",
+        "720",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5761 steps × 720 tokens"));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let trace = std::env::temp_dir().join(format!("unmask-long-{}.json", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_unmask"))
+        .args(["generate", "--model"])
+        .arg(root.join("www/models/default/forcing"))
+        .args([
+            "--prompt",
+            "It was",
+            "--schedule",
+            "autoregressive",
+            "--levels",
+            "8",
+        ])
+        .args(["--gen-length", "720", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("more than a recorded run may hold"), "{err}");
+    assert!(!trace.exists());
     // A slope past the level count, or one given to a schedule that fixes it: exit 2, named.
     for args in [
         &["--slope", "9", "--levels", "4"][..],

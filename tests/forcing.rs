@@ -62,7 +62,11 @@ fn every_step_records_one_row_of_the_matrix_and_the_canvas_ends_clean() {
     assert_eq!(steps.len(), matrix.rows() - 1);
     for (m, step) in steps.iter().enumerate() {
         assert_eq!(&step.levels[..3], &[0, 0, 0], "the prompt is clean");
-        assert_eq!(&step.levels[3..], matrix.row(m + 1), "step {m}");
+        assert_eq!(
+            step.levels[3..],
+            matrix.row(m + 1).collect::<Vec<_>>(),
+            "step {m}"
+        );
     }
     let last = steps.last().unwrap();
     assert!(last.masked.iter().all(|&m| !m), "{:?}", last.canvas);
@@ -205,6 +209,45 @@ fn a_step_wider_than_the_window_is_refused_before_any_call() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_rollout_past_what_a_record_holds_runs_unrecorded_and_is_refused_recorded() {
+    // Autoregressive at 8 levels over 720 tokens: 5,761 rows × 720 tokens, more than the
+    // 4,000,000 cells a recorded run may keep.
+    let (levels, tokens) = (8, 720);
+    let run = settings(Schedule::Autoregressive, levels, tokens, 2);
+    let mut model = fake(64);
+    let spec = model.spec.clone();
+    let mut recorded = Generation::from_ids(run.clone(), &PROMPT, &spec).unwrap();
+    let err = recorded.check_recordable().unwrap_err();
+    assert!(err.to_string().contains("5761 steps × 720 tokens"), "{err}");
+    assert_eq!(err.fix().map(|f| f.knob), Some(Knob::Levels));
+    // The first step refuses too, before any model call.
+    assert!(pollster::block_on(recorded.next(&mut model)).is_err());
+    assert_eq!(model.calls, 0);
+    // Not recorded, it runs to the end holding its latest step only.
+    let mut unrecorded = Generation::from_ids(run, &PROMPT, &spec).unwrap();
+    unrecorded.set_recording(false);
+    let mut steps = 0;
+    while let Some(step) = pollster::block_on(unrecorded.next(&mut model)).unwrap() {
+        assert_eq!(step.index, steps);
+        steps += 1;
+    }
+    assert_eq!(steps, levels + levels * (tokens - 1));
+    assert_eq!(unrecorded.steps().len(), 1);
+    let canvas = unrecorded.sampler().canvas().tokens();
+    assert_eq!(canvas.len(), PROMPT.len() + tokens);
+    assert!(canvas.iter().all(|&t| t != MASK));
+    // Its record has the text and the totals, and no steps.
+    let codec = unmask::text::TextCodec::from_bytes(
+        &common::fixture_file("tokenizer.json"),
+        &unmask::config::ModelConfig::from_json(&common::fixture_file("config.json")).unwrap(),
+    )
+    .unwrap();
+    let t = unrecorded.trajectory("fake", &codec, &spec);
+    assert!(t.steps.is_empty());
+    assert_eq!((t.stats.steps, t.stats.generated_tokens), (steps, tokens));
 }
 
 #[test]

@@ -1432,6 +1432,10 @@ async fn generate(
         Err(Unprepared::Sample(e)) => return failed_run(&state, run, e),
         Err(Unprepared::Chat(e)) => return fail(Some(run), "generate", e),
     };
+    // The page keeps every step (the timeline, the matrix, the trajectory).
+    if let Err(e) = generation.check_recordable() {
+        return fail_settings(run, &e);
+    }
     let t0 = now_ms();
     let mut texts = TokenTexts::new(&bundle.codec, run);
     let canvas = generation.sampler().canvas().tokens();

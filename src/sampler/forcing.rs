@@ -57,8 +57,9 @@ pub const ROLL_STRIDES: usize = 4;
 
 /// The most levels a schedule has (the reference samples with tens).
 pub const MAX_LEVELS: usize = 1_000;
-/// The most levels × tokens × steps a matrix may hold: the page draws it, the trajectory keeps
-/// each step's row.
+/// The most steps × tokens of a run that keeps every step: the page draws the matrix and a
+/// trajectory holds each step's row. A run that keeps no steps (the CLI without `--trace`) has no
+/// such bound: the matrix is computed a row at a time, never held.
 pub const MAX_MATRIX_CELLS: usize = 4_000_000;
 
 /// How the tokens' noise levels fall, step by step.
@@ -109,9 +110,9 @@ pub enum ScheduleError {
         /// The level count, the steepest slope.
         levels: usize,
     },
-    /// The matrix would be too large to keep.
+    /// A run to record (the page, `--trace`) whose matrix is too large to keep.
     #[error(
-        "{steps} steps × {tokens} tokens is more than a schedule may hold ({MAX_MATRIX_CELLS} cells); use fewer levels, a gentler slope or fewer tokens"
+        "{steps} steps × {tokens} tokens is more than a recorded run may hold ({MAX_MATRIX_CELLS} cells: the page and --trace keep every step); use fewer levels, a gentler slope or fewer tokens, or run it with `unmask generate` without --trace"
     )]
     TooLarge {
         /// Its rows.
@@ -166,35 +167,27 @@ impl Schedule {
             return Err(ScheduleError::Slope { slope, levels });
         }
         // Token i starts to fall at step ⌊i·u⌋ and is clean S steps later.
-        let delay = |i: usize| (i as f64 * slope).floor() as usize;
-        let steps = levels + delay(tokens - 1) + 1;
-        if steps.saturating_mul(tokens) > MAX_MATRIX_CELLS {
-            return Err(ScheduleError::TooLarge { steps, tokens });
-        }
-        let delays: Vec<usize> = (0..tokens).map(delay).collect();
-        let levels_at = (0..steps)
-            .flat_map(|m| {
-                delays
-                    .iter()
-                    .map(move |&d| (levels + d).saturating_sub(m).min(levels) as u32)
-            })
+        let delays: Vec<usize> = (0..tokens)
+            .map(|i| (i as f64 * slope).floor() as usize)
             .collect();
+        let rows = levels + delays[tokens - 1] + 1;
         Ok(SchedulingMatrix {
             levels,
-            tokens,
-            levels_at,
+            rows,
+            delays,
         })
     }
 }
 
 /// `K[m, i]`: each token's noise level (0 clean … `levels` fully masked) at each sampling step;
-/// the first row is all `levels`, the last all 0.
+/// the first row is all `levels`, the last all 0. Held as each token's delay, `K[m, i] =
+/// clip(S + delay(i) − m, 0, S)`, so a schedule of any length costs one number per token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedulingMatrix {
     levels: usize,
-    tokens: usize,
-    /// Row by row.
-    levels_at: Vec<u32>,
+    rows: usize,
+    /// Each token's delay, ⌊i·u⌋: the step its level starts to fall.
+    delays: Vec<usize>,
 }
 
 impl SchedulingMatrix {
@@ -205,28 +198,50 @@ impl SchedulingMatrix {
 
     /// The token count `H`.
     pub fn tokens(&self) -> usize {
-        self.tokens
+        self.delays.len()
     }
 
     /// Its rows: one more than the sampling steps it takes.
     pub fn rows(&self) -> usize {
-        self.levels_at.len() / self.tokens
+        self.rows
+    }
+
+    /// Its cells, rows × tokens: what a run that keeps every step holds of it.
+    pub fn cells(&self) -> usize {
+        self.rows.saturating_mul(self.tokens())
+    }
+
+    /// `K[m, i]`.
+    pub fn level(&self, m: usize, i: usize) -> u32 {
+        (self.levels + self.delays[i])
+            .saturating_sub(m)
+            .min(self.levels) as u32
     }
 
     /// Row `m`: every token's level before step `m` (after step `m − 1`).
-    pub fn row(&self, m: usize) -> &[u32] {
-        &self.levels_at[m * self.tokens..(m + 1) * self.tokens]
+    pub fn row(&self, m: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..self.tokens()).map(move |i| self.level(m, i))
     }
 
     /// The tokens whose level falls between rows `m` and `m + 1`, each with its two levels: the
-    /// tokens step `m` works on (the others are left alone, as in the reference).
+    /// tokens step `m` works on (the others are left alone, as in the reference). Those whose
+    /// delay is in `m + 1 − S ..= m`, a run of neighbours (the delays never fall), found by two
+    /// binary searches: a step costs the tokens it moves, not the schedule's length.
     pub fn falls(&self, m: usize) -> impl Iterator<Item = (usize, u32, u32)> + '_ {
-        self.row(m)
-            .iter()
-            .zip(self.row(m + 1))
-            .enumerate()
-            .filter(|(_, (from, to))| to < from)
-            .map(|(i, (&from, &to))| (i, from, to))
+        let start = self.delays.partition_point(|&d| d + self.levels <= m);
+        let end = self.delays.partition_point(|&d| d <= m);
+        (start..end).map(move |i| (i, self.level(m, i), self.level(m + 1, i)))
+    }
+
+    /// Whether a run that keeps every step may hold it ([`MAX_MATRIX_CELLS`]).
+    pub fn check_recordable(&self) -> Result<(), ScheduleError> {
+        if self.cells() > MAX_MATRIX_CELLS {
+            return Err(ScheduleError::TooLarge {
+                steps: self.rows,
+                tokens: self.tokens(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -300,7 +315,7 @@ impl Forcing {
             }
         }
         let mut levels = vec![0; canvas.len()];
-        for (&position, &level) in columns.iter().zip(matrix.row(0)) {
+        for (&position, level) in columns.iter().zip(matrix.row(0)) {
             levels[position] = level;
         }
         Ok(Self {
@@ -374,8 +389,9 @@ impl Forcing {
             self.base.canvas.apply(&commits);
         }
         self.row += 1;
-        for (&position, &level) in self.columns.iter().zip(self.matrix.row(self.row)) {
-            self.levels[position] = level;
+        // Only the tokens that moved change level.
+        for (j, _, to) in self.matrix.falls(m) {
+            self.levels[self.columns[j]] = to;
         }
         let (start, end) = block.unwrap_or((0, 0));
         let mut step = self
@@ -452,7 +468,7 @@ mod tests {
     use super::*;
 
     fn column(k: &SchedulingMatrix, i: usize) -> Vec<u32> {
-        (0..k.rows()).map(|m| k.row(m)[i]).collect()
+        (0..k.rows()).map(|m| k.level(m, i)).collect()
     }
 
     #[test]
@@ -465,12 +481,13 @@ mod tests {
             for i in 0..tokens {
                 let want = (levels as i64 + (i as f64 * slope).floor() as i64 - m as i64)
                     .clamp(0, levels as i64) as u32;
-                assert_eq!(k.row(m)[i], want, "K[{m}, {i}]");
+                assert_eq!(k.level(m, i), want, "K[{m}, {i}]");
             }
         }
-        assert_eq!(k.row(0), &[4, 4, 4, 4, 4, 4]);
-        assert_eq!(k.row(2), &[2, 3, 4, 4, 4, 4]);
-        assert_eq!(k.row(k.rows() - 1), &[0; 6]);
+        let row = |m| k.row(m).collect::<Vec<_>>();
+        assert_eq!(row(0), [4, 4, 4, 4, 4, 4]);
+        assert_eq!(row(2), [2, 3, 4, 4, 4, 4]);
+        assert_eq!(row(k.rows() - 1), [0; 6]);
     }
 
     #[test]
@@ -482,8 +499,8 @@ mod tests {
             Schedule::Pyramid { slope: 3.0 },
         ] {
             let k = schedule.matrix(5, 9).unwrap();
-            assert!(k.row(0).iter().all(|&l| l == 5), "{schedule:?}");
-            assert!(k.row(k.rows() - 1).iter().all(|&l| l == 0), "{schedule:?}");
+            assert!(k.row(0).all(|l| l == 5), "{schedule:?}");
+            assert!(k.row(k.rows() - 1).all(|l| l == 0), "{schedule:?}");
             for i in 0..k.tokens() {
                 let c = column(&k, i);
                 assert!(
@@ -493,11 +510,21 @@ mod tests {
                 // One level a step once it starts: S falls, then clean.
                 assert_eq!(c.windows(2).filter(|w| w[1] < w[0]).count(), 5);
             }
-            // Every step moves some token: no idle rows.
+            // Every step moves some token: no idle rows; and the moves are exactly the tokens
+            // whose level differs between the two rows.
             for m in 0..k.rows() - 1 {
                 assert!(
                     k.falls(m).count() > 0,
                     "{schedule:?}: step {m} moves nothing"
+                );
+                let moved: Vec<(usize, u32, u32)> = (0..k.tokens())
+                    .map(|i| (i, k.level(m, i), k.level(m + 1, i)))
+                    .filter(|(_, from, to)| to < from)
+                    .collect();
+                assert_eq!(
+                    k.falls(m).collect::<Vec<_>>(),
+                    moved,
+                    "{schedule:?}: step {m}"
                 );
             }
         }
@@ -511,7 +538,7 @@ mod tests {
             let moving: Vec<usize> = ar.falls(m).map(|(i, _, _)| i).collect();
             assert_eq!(moving, [m / 3], "step {m}");
             // Every token before it is clean, every token after untouched.
-            let row = ar.row(m);
+            let row: Vec<u32> = ar.row(m).collect();
             assert!(
                 row[..m / 3].iter().all(|&l| l == 0) && row[m / 3 + 1..].iter().all(|&l| l == 3)
             );
@@ -520,7 +547,7 @@ mod tests {
         assert_eq!(full.rows(), 4);
         for m in 0..3 {
             assert_eq!(full.falls(m).count(), 4);
-            assert!(full.row(m).iter().all(|&l| l as usize == 3 - m));
+            assert!(full.row(m).all(|l| l as usize == 3 - m));
         }
         // The pyramid's ends are the two.
         assert_eq!(Schedule::Pyramid { slope: 3.0 }.matrix(3, 4).unwrap(), ar);
@@ -568,14 +595,19 @@ mod tests {
             err(Schedule::Pyramid { slope: 5.0 }, 4, 4),
             ScheduleError::Slope { .. }
         ));
-        assert!(matches!(
-            err(Schedule::Autoregressive, 1_000, 4_096),
-            ScheduleError::TooLarge { .. }
-        ));
+        // A schedule of any length lays out (one number per token); one too large to record is
+        // refused where every step is kept.
+        let long = Schedule::Autoregressive.matrix(1_000, 4_096).unwrap();
+        assert_eq!((long.rows(), long.cells()), (4_096_001, 4_096_001 * 4_096));
+        let refused = long.check_recordable().unwrap_err();
+        assert!(matches!(refused, ScheduleError::TooLarge { .. }));
+        assert!(refused.to_string().contains("4096001 steps × 4096 tokens"));
         assert!(
-            err(Schedule::Autoregressive, 1_000, 4_096)
-                .to_string()
-                .contains("4096001 steps × 4096 tokens")
+            Schedule::Autoregressive
+                .matrix(8, 64)
+                .unwrap()
+                .check_recordable()
+                .is_ok()
         );
     }
 }

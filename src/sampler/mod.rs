@@ -399,9 +399,9 @@ impl SettingsError {
                 fix(Knob::Class, None)
             }
             SettingsError::NoClassifier => fix(Knob::ClassifierScale, Some(KnobValue::Off)),
-            SettingsError::Schedule(forcing::ScheduleError::Levels { .. }) => {
-                fix(Knob::Levels, None)
-            }
+            SettingsError::Schedule(
+                forcing::ScheduleError::Levels { .. } | forcing::ScheduleError::TooLarge { .. },
+            ) => fix(Knob::Levels, None),
             SettingsError::Schedule(forcing::ScheduleError::Slope { .. })
             | SettingsError::ForcingWindow { .. } => fix(Knob::Slope, None),
             SettingsError::FixedSlope { .. } => fix(Knob::Schedule, None),
@@ -868,6 +868,18 @@ impl AnySampler {
     /// them).
     pub fn show_candidates(&mut self, show: bool) {
         self.base_mut().candidates = if show { TOP_CANDIDATES } else { 0 };
+    }
+
+    /// Whether a run that keeps every step (the page, a trace) may hold this one: diffusion
+    /// forcing's matrix within [`forcing::MAX_MATRIX_CELLS`]; the other samplers' steps are
+    /// bounded by their settings.
+    pub fn check_recordable(&self) -> Result<(), SettingsError> {
+        match self {
+            AnySampler::Forcing(f) => Ok(f.matrix().check_recordable()?),
+            AnySampler::Llada(_) | AnySampler::Mdlm(_) | AnySampler::Bd3(_) | AnySampler::Ar(_) => {
+                Ok(())
+            }
+        }
     }
 
     fn base_mut(&mut self) -> &mut Base {

@@ -641,8 +641,15 @@ fn generate(args: GenerateArgs) -> Result<(), CliError> {
     let settings = settings_of(&args, sampler)?;
     // Every setting and size is checked here, against the model, before its first call.
     let mut generation = Generation::new(settings, prompt, &bundle.codec, &spec)?;
-    // Only a trace keeps each position's candidates; without one they are not computed.
+    // Only a trace keeps each position's candidates, and every step; without one neither is
+    // kept, so a diffusion-forcing rollout of any length runs in the canvas's memory.
     generation.show_candidates(args.trace.is_some());
+    generation.set_recording(args.trace.is_some());
+    if args.trace.is_some() {
+        generation
+            .check_recordable()
+            .map_err(|e| settings_error(&e))?;
+    }
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let codec = bundle.codec.clone();

@@ -77,11 +77,13 @@ pub fn run(args: ScheduleArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
+    // Printing it holds every row, as a recorded run does.
     let k = schedule
         .matrix(args.levels, args.tokens)
+        .and_then(|k| k.check_recordable().map(|()| k))
         .map_err(|e| CliError::Input(e.to_string()))?;
     if args.json {
-        let rows: Vec<&[u32]> = (0..k.rows()).map(|m| k.row(m)).collect();
+        let rows: Vec<Vec<u32>> = (0..k.rows()).map(|m| k.row(m).collect()).collect();
         let json = serde_json::json!({"levels": k.levels(), "tokens": k.tokens(), "matrix": rows});
         outln!("{json}");
         return Ok(());
@@ -103,8 +105,7 @@ pub fn run(args: ScheduleArgs) -> Result<(), CliError> {
 fn draw(k: &SchedulingMatrix, m: usize) -> String {
     const SHADES: [char; 3] = ['░', '▒', '▓'];
     k.row(m)
-        .iter()
-        .map(|&level| match level as usize {
+        .map(|level| match level as usize {
             0 => '·',
             l if l == k.levels() => '█',
             l => SHADES[(l * SHADES.len() - 1) / k.levels()],
