@@ -100,7 +100,7 @@ pub enum Family {
     /// DiT over patches: the handwritten digits.
     Ddpm,
     /// Gaussian diffusion on word vectors, rounded to words (Diffusion-LM,
-    /// [`crate::model::diffusion_lm`]). The CLI runs it; the page has no tab for it yet.
+    /// [`crate::model::diffusion_lm`]).
     DiffusionLm,
     /// One masked-diffusion DiT over text and image tokens together (MMaDA,
     /// [`crate::unified`]): captions to digits and digits to captions.

@@ -7,13 +7,13 @@
 //! [`Replay`], and the grid reads its image positions back as grey levels by the tokens' own
 //! names, so an imported run draws the same as a live one.
 
+use crate::export::{ExportError, encode_apng, encode_png, frame_steps, grid, svg};
 use crate::sampler::maskgit::MaskGitSettings;
 use crate::sampler::{KNOBS, Knob, KnobValue};
 use crate::unified::{CaptionSettings, MAX_VALUE, PIXELS, TaskKind, UnifiedTask, level_named};
 
 use super::images::{ANIMATION_DELAY_MS, PICTURE_SCALE, PictureFile, PictureKind};
 use super::replay::{CellState, Replay};
-use crate::export::{ExportError, encode_apng, encode_png, frame_steps, grid, svg};
 
 /// The caption a fresh tab draws.
 pub const DEFAULT_CAPTION: &str = "a handwritten seven";
@@ -22,21 +22,12 @@ pub const DEFAULT_CAPTION: &str = "a handwritten seven";
 const LEVEL_DIGITS: &[u8; MAX_VALUE as usize + 1] = b"0123456789abcdefg";
 
 /// Both tasks' knobs: switching task keeps the other's as they were.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct UnifiedKnobs {
     /// Text → image: MaskGIT's steps, guidance, temperature and seed.
     pub t2i: MaskGitSettings,
     /// Image → text: LLaDA's steps and seed.
     pub mmu: CaptionSettings,
-}
-
-impl Default for UnifiedKnobs {
-    fn default() -> Self {
-        Self {
-            t2i: MaskGitSettings::default(),
-            mmu: CaptionSettings::default(),
-        }
-    }
 }
 
 impl UnifiedKnobs {
