@@ -13,7 +13,7 @@ use crate::sampler::{KNOBS, Knob, KnobValue};
 use crate::unified::{CaptionSettings, MAX_VALUE, PIXELS, TaskKind, UnifiedTask, level_named};
 
 use super::images::{ANIMATION_DELAY_MS, PICTURE_SCALE, PictureFile, PictureKind};
-use super::replay::{CellState, Replay};
+use super::replay::{Cell, CellState, Replay};
 
 /// The caption a fresh tab draws.
 pub const DEFAULT_CAPTION: &str = "a handwritten seven";
@@ -260,10 +260,9 @@ pub struct Pixel {
     pub state: CellState,
 }
 
-/// The grid of a run of `task` at step `at`: the image positions' cells; empty before the run
-/// has a canvas.
-pub fn pixels(replay: &Replay, task: TaskKind, at: usize) -> Vec<Pixel> {
-    let cells = replay.cells(at);
+/// The grid of a run of `task` from its canvas's `cells` at some step ([`Replay::cells`]): the
+/// image positions' cells; empty before the run has a canvas.
+pub fn pixels(cells: &[Cell], task: TaskKind) -> Vec<Pixel> {
     cells
         .get(task.image_positions())
         .unwrap_or_default()
@@ -275,18 +274,14 @@ pub fn pixels(replay: &Replay, task: TaskKind, at: usize) -> Vec<Pixel> {
         .collect()
 }
 
-/// The caption of a run of `task` at step `at`: for text → image the one it draws, for image →
+/// The caption of a run of `task` from its canvas's `cells` at some step: for text → image the one it draws, for image →
 /// text what has unmasked so far (a masked token shows as `▒`), up to the first special token
 /// (`<eos>` ends a caption and pads its slot; the corpus tokenizer names its specials `<…>`).
-pub fn caption(replay: &Replay, task: TaskKind, at: usize) -> String {
+pub fn caption(cells: &[Cell], task: TaskKind) -> String {
     let special =
         |t: &str| t.len() > 2 && t.starts_with('<') && t.ends_with('>') && !t.contains(' ');
     let mut out = String::new();
-    for c in replay
-        .cells(at)
-        .get(task.caption_positions())
-        .unwrap_or_default()
-    {
+    for c in cells.get(task.caption_positions()).unwrap_or_default() {
         if c.state == CellState::Masked {
             out.push('▒');
         } else if special(&c.text) {
@@ -318,7 +313,7 @@ impl UnifiedPage {
 /// The grid at step `at` on the diffusion's scale, as the digits family's pictures draw images:
 /// each drawn or given cell its grey level, a masked one blank.
 fn grid_values(replay: &Replay, task: TaskKind, at: usize) -> Vec<f32> {
-    pixels(replay, task, at)
+    pixels(&replay.cells(at), task)
         .iter()
         .map(|p| {
             p.level
@@ -505,7 +500,7 @@ mod tests {
     #[test]
     fn the_grid_shows_each_cell_s_level_from_the_step_it_arrived_in() {
         let r = replay();
-        let at0 = pixels(&r, TaskKind::T2i, 0);
+        let at0 = pixels(&r.cells(0), TaskKind::T2i);
         assert_eq!(at0.len(), PIXELS);
         assert_eq!(at0[0].level, Some(16));
         assert!(matches!(
@@ -517,7 +512,7 @@ mod tests {
             }
         ));
         assert_eq!((at0[1].level, &at0[1].state), (None, &CellState::Masked));
-        let at1 = pixels(&r, TaskKind::T2i, 1);
+        let at1 = pixels(&r.cells(1), TaskKind::T2i);
         assert!(matches!(
             at1[0].state,
             CellState::Committed {
@@ -529,7 +524,7 @@ mod tests {
         assert_eq!(at1[1].level, Some(5));
         assert_eq!(at1.iter().filter(|p| p.level.is_none()).count(), PIXELS - 2);
         // The caption slot reads up to its end of sequence.
-        assert_eq!(caption(&r, TaskKind::T2i, 1), "seven");
+        assert_eq!(caption(&r.cells(1), TaskKind::T2i), "seven");
         // Its pictures: the grid at a step, every step's, the inked cells as squares.
         let png = picture(&r, TaskKind::T2i, 1, PictureKind::View).unwrap();
         let decoder = ::png::Decoder::new(std::io::Cursor::new(&png.bytes));

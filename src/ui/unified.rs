@@ -31,14 +31,16 @@ pub fn UnifiedView(lane: usize) -> impl IntoView {
         let at = ctx.cursor.get();
         ctx.lanes_with(|l| {
             let lane = l.get(lane)?;
-            let task = lane.job.unified()?.kind();
+            let job = lane.job.unified()?;
             let replay = lane.text()?;
-            let total = lane.job.unified()?.steps().max(replay.len());
+            // The canvas at the step once, for the grid and the caption both.
+            let cells = replay.cells(at);
+            let task = job.kind();
             Some((
                 task,
-                pixels(replay, task, at),
-                caption(replay, task, at),
-                total,
+                pixels(&cells, task),
+                caption(&cells, task),
+                job.steps().max(replay.len()),
             ))
         })
     });

@@ -442,16 +442,20 @@ pub fn quality(args: &crate::train::QualityArgs) -> crate::CliResult<()> {
             Guidance::None => ("none", 0.0),
         };
         outln!(
-            "| {kind} | {scale} | {:.1}% | {:.2} ({:.2}× validation) |",
-            100.0 * s.accuracy,
-            s.nearest_train_distance,
-            s.nearest_train_distance / report.validation_nearest_train_distance.max(1e-9)
+            "| {kind} | {scale} | {} |",
+            scored(
+                s.accuracy,
+                s.nearest_train_distance,
+                report.validation_nearest_train_distance
+            )
         );
     }
     outln!(
-        "validation split: the clean classifier's accuracy {:.1}%, nearest training image {:.2}",
-        100.0 * report.validation_accuracy,
-        report.validation_nearest_train_distance
+        "{}",
+        validation_line(
+            report.validation_accuracy,
+            report.validation_nearest_train_distance
+        )
     );
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
@@ -504,4 +508,22 @@ pub fn inspect(dir: &Path) -> crate::CliResult<()> {
         outln!("classifier  {classifier}");
     }
     Ok(())
+}
+
+/// A quality table's cells for samples the clean classifier read right `accuracy` of the time,
+/// `nearest` from the training set on average, against the validation digits' `validation`.
+pub(crate) fn scored(accuracy: f64, nearest: f64, validation: f64) -> String {
+    format!(
+        "{:.1}% | {nearest:.2} ({:.2}× validation)",
+        100.0 * accuracy,
+        nearest / validation.max(1e-9)
+    )
+}
+
+/// The quality check's line on the validation digits themselves: the yardstick of the table.
+pub(crate) fn validation_line(accuracy: f64, nearest: f64) -> String {
+    format!(
+        "validation split: the clean classifier's accuracy {:.1}%, nearest training image {nearest:.2}",
+        100.0 * accuracy
+    )
 }

@@ -124,6 +124,27 @@ pub trait Session {
     fn save(&self, seconds: f64, seen: u64) -> CliResult<()>;
 }
 
+/// A step's progress line: its loss (already written, e.g. `loss 2.1234`), the learning rate and
+/// the gradient's norm before clipping.
+pub fn step_line(loss: &str, lr: f64, grad_norm: f64) -> String {
+    format!("{loss} lr {lr:.2e} |g| {grad_norm:.2}")
+}
+
+/// What a run's record keeps of a session on `backend`: its speed in `unit`s a second over
+/// `seconds`, and the steps it took when a step sees `per_step` units.
+pub fn speed_record(
+    backend: &str,
+    unit: &str,
+    (seen, seconds): (u64, f64),
+    per_step: Option<usize>,
+) -> String {
+    let speed = format!("{backend}: {:.0} {unit}/s", seen as f64 / seconds.max(1e-9));
+    match per_step {
+        Some(n) => format!("{speed} over {} steps", seen / n.max(1) as u64),
+        None => speed,
+    }
+}
+
 /// The loop every `unmask train` run shares: steps from `plan.step` until `plan.max_steps` or
 /// `time_limit_minutes`, a progress line a step, a validation every `val_every` steps and at
 /// the end, a checkpoint every `checkpoint_every` steps, at the end and when the time runs out.

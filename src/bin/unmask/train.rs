@@ -15,7 +15,7 @@ use unmask::train::Checkpointed;
 use unmask::train::checkpoint::{self, HistoryEntry, RunDir, RunState};
 use unmask::train::{Documents, Objective, Recipe, Shape, Start, StepReport, TrainConfig, Trainer};
 
-use super::progress::{Plan, Session, train_loop};
+use super::progress::{Plan, Session, speed_record, step_line, train_loop};
 use crate::CliResult;
 use crate::schedule::{ScheduleArg, forcing_knobs};
 
@@ -573,7 +573,7 @@ impl Session for Run<'_> {
     }
 
     fn describe(&self, r: &StepReport) -> (f64, String) {
-        let line = format!("loss {:.4} lr {:.2e} |g| {:.2}", r.loss, r.lr, r.grad_norm);
+        let line = step_line(&format!("loss {:.4}", r.loss), r.lr, r.grad_norm);
         (r.loss, line)
     }
 
@@ -621,11 +621,11 @@ impl Session for Run<'_> {
     fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
         let mut saved = self.state.clone();
         saved.train_seconds += seconds;
-        saved.backends.push(format!(
-            "{}: {:.0} tokens/s over {} steps",
+        saved.backends.push(speed_record(
             self.args.backend.name(),
-            seen as f64 / seconds.max(1e-9),
-            seen / self.trainer.tokens_per_step().max(1) as u64
+            Self::UNIT,
+            (seen, seconds),
+            Some(self.trainer.tokens_per_step()),
         ));
         self.dir
             .save(self.trainer, &saved, self.tokenizer)

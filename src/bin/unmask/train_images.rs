@@ -16,7 +16,7 @@ use unmask::train::images::{
     image_run_state, load_image_run, save_image_run,
 };
 
-use super::progress::{Plan, Session, train_loop};
+use super::progress::{Plan, Session, speed_record, step_line, train_loop};
 use super::train::{ObjectiveArg, TrainArgs};
 use crate::CliResult;
 
@@ -244,7 +244,7 @@ impl Session for Run<'_> {
     }
 
     fn describe(&self, r: &ImageStepReport) -> (f64, String) {
-        let line = format!("loss {:.4} lr {:.2e} |g| {:.2}", r.loss, r.lr, r.grad_norm);
+        let line = step_line(&format!("loss {:.4}", r.loss), r.lr, r.grad_norm);
         (r.loss, line)
     }
 
@@ -281,11 +281,11 @@ impl Session for Run<'_> {
     fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
         let mut saved = self.state.clone();
         saved.train_seconds += seconds;
-        saved.backends.push(format!(
-            "{}: {:.0} images/s over {} steps",
+        saved.backends.push(speed_record(
             self.args.backend.name(),
-            seen as f64 / seconds.max(1e-9),
-            seen / self.state.train.recipe.batch_size as u64
+            Self::UNIT,
+            (seen, seconds),
+            Some(self.state.train.recipe.batch_size),
         ));
         save_image_run(&self.args.run, self.trainer, &saved).map_err(|e| e.to_string())
     }

@@ -26,7 +26,7 @@ use unmask::unified::{
 };
 
 use super::images::blocks;
-use super::progress::{Plan, Session, train_loop};
+use super::progress::{Plan, Session, speed_record, step_line, train_loop};
 use super::train::TrainArgs;
 use crate::{CliError, CliResult, GenerateArgs, TaskArg};
 
@@ -299,7 +299,7 @@ impl Session for Run<'_> {
     }
 
     fn describe(&self, r: &UnifiedStepReport) -> (f64, String) {
-        let line = format!("loss {:.4} lr {:.2e} |g| {:.2}", r.loss, r.lr, r.grad_norm);
+        let line = step_line(&format!("loss {:.4}", r.loss), r.lr, r.grad_norm);
         (r.loss, line)
     }
 
@@ -336,11 +336,11 @@ impl Session for Run<'_> {
     fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
         let mut saved = self.state.clone();
         saved.train_seconds += seconds;
-        saved.backends.push(format!(
-            "{}: {:.0} sequences/s over {} steps",
+        saved.backends.push(speed_record(
             self.args.backend.name(),
-            seen as f64 / seconds.max(1e-9),
-            seen / self.trainer.sequences_per_step().max(1) as u64
+            Self::UNIT,
+            (seen, seconds),
+            Some(self.trainer.sequences_per_step()),
         ));
         save_unified_run(&self.args.run, self.trainer, &saved, self.tokenizer)
             .map_err(|e| e.to_string())
@@ -574,17 +574,21 @@ pub fn quality(args: &crate::train::QualityArgs) -> CliResult<()> {
     outln!("|---|---|---|");
     for s in &report.t2i {
         outln!(
-            "| {} | {:.1}% | {:.2} ({:.2}× validation) |",
+            "| {} | {} |",
             s.cfg_scale,
-            100.0 * s.accuracy,
-            s.nearest_train_distance,
-            s.nearest_train_distance / report.validation_nearest_train_distance.max(1e-9)
+            super::images::scored(
+                s.accuracy,
+                s.nearest_train_distance,
+                report.validation_nearest_train_distance
+            )
         );
     }
     outln!(
-        "validation split: the clean classifier's accuracy {:.1}%, nearest training image {:.2}",
-        100.0 * report.validation_accuracy,
-        report.validation_nearest_train_distance
+        "{}",
+        super::images::validation_line(
+            report.validation_accuracy,
+            report.validation_nearest_train_distance
+        )
     );
     outln!(
         "mmu: {:.1}% of the {} validation digits' captions name their digit",

@@ -31,7 +31,7 @@ use unmask::train::vectors::{
 use unmask::train::{Documents, Start};
 use unmask::trajectory::vectors::VectorTrajectory;
 
-use super::progress::{Plan, Session, train_loop};
+use super::progress::{Plan, Session, speed_record, step_line, train_loop};
 use super::train::{ObjectiveArg, QualityArgs, TrainArgs};
 use crate::{CliError, CliResult, GenerateArgs, VarianceArg};
 
@@ -583,7 +583,7 @@ impl Session for Run<'_> {
             Role::Denoiser => format!("loss {:.4} (mse {:.4})", r.loss.total(), r.loss.mse),
             Role::Classifier => format!("cross-entropy {:.4}", r.loss.classification),
         };
-        let line = format!("{loss} lr {:.2e} |g| {:.2}", r.lr, r.grad_norm);
+        let line = step_line(&loss, r.lr, r.grad_norm);
         (r.loss.total(), line)
     }
 
@@ -620,10 +620,11 @@ impl Session for Run<'_> {
     fn save(&self, seconds: f64, seen: u64) -> CliResult<()> {
         let mut saved = self.state.clone();
         saved.train_seconds += seconds;
-        saved.backends.push(format!(
-            "{}: {:.0} tokens/s",
+        saved.backends.push(speed_record(
             self.args.backend.name(),
-            seen as f64 / seconds.max(1e-9),
+            Self::UNIT,
+            (seen, seconds),
+            None,
         ));
         save_vector_run(&self.args.run, self.trainer, &saved, self.tokenizer)
             .map_err(|e| e.to_string())
