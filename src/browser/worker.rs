@@ -1535,6 +1535,8 @@ async fn write_words(
         Ok(r) => r,
         Err(e) => return fail_settings(run, &e),
     };
+    // The inspector shows each position's nearest words.
+    vector_run.show_candidates(true);
     let mut denoiser = bundle.denoiser.clone();
     let (classifier_name, mut classifier) = match &words.classifier {
         Some((n, c)) => (Some(n.clone()), Some(c.clone())),
@@ -1566,12 +1568,7 @@ async fn write_words(
             .await
         {
             Ok(Some(step)) => {
-                let fresh: Vec<u32> = step
-                    .ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| known.insert(id))
-                    .collect();
+                let fresh: Vec<u32> = step.words().filter(|&id| known.insert(id)).collect();
                 post(&FromWorker::Step {
                     run,
                     step: RunStep::DiffusionLm {

@@ -687,6 +687,14 @@ mod tests {
             distance: vec![x as f32, 0.5],
             changed: vec![1],
             target_probability: Some(x),
+            nearest: vec![crate::sampler::diffusion_lm::NearWords {
+                position: 1,
+                top: vec![crate::sampler::diffusion_lm::NearWord {
+                    token: 5,
+                    prob: x,
+                    distance: x,
+                }],
+            }],
         };
         let vector_trajectory = crate::trajectory::vectors::VectorTrajectory {
             format: crate::trajectory::TRAJECTORY_FORMAT.into(),

@@ -1463,6 +1463,7 @@ mod tests {
                     changed: if index == 0 { vec![] } else { vec![2] },
                     ids,
                     target_probability: Some(0.6),
+                    nearest: Vec::new(),
                 },
                 vocab: vec![(2, " was".into()), (3, " is".into()), (4, " so".into())],
             },

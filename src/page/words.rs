@@ -24,6 +24,32 @@ pub struct Word {
     pub prompt: bool,
 }
 
+/// One of the words x̂₀ might round to at a position, for the inspector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NearText {
+    /// Its text.
+    pub text: String,
+    /// p(w | x̂₀), the rounding's softmax.
+    pub prob: f64,
+    /// Euclidean distance from x̂₀ to its vector.
+    pub distance: f64,
+}
+
+/// What the inspector tells of one position at a step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WordDetail {
+    /// The position's word then.
+    pub word: Word,
+    /// The step (0-based) since which it has held that word: the last step that changed it, or
+    /// 0 when none did.
+    pub since: usize,
+    /// How many steps up to then changed its word.
+    pub changes: usize,
+    /// Its most likely words under x̂₀'s rounding, most likely first (empty for the prompt's
+    /// positions, and for runs that did not record them).
+    pub nearest: Vec<NearText>,
+}
+
 /// The steps of one Diffusion-LM run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WordReplay {
@@ -145,6 +171,39 @@ impl WordReplay {
             .collect()
     }
 
+    /// Position `position` at step `at` (clamped to the last), for the inspector; `None` before
+    /// the first step or off the canvas.
+    pub fn detail(&self, position: usize, at: usize) -> Option<WordDetail> {
+        let last = at.min(self.steps.len().checked_sub(1)?);
+        let step = &self.steps[last];
+        let word = self.words(at).into_iter().nth(position)?;
+        let changed: Vec<usize> = (0..=last)
+            .filter(|&i| self.steps[i].changed.contains(&position))
+            .collect();
+        let text = |id: u32| self.vocab.get(&id).cloned().unwrap_or_default();
+        let nearest = step
+            .nearest
+            .iter()
+            .find(|n| n.position == position)
+            .map(|n| {
+                n.top
+                    .iter()
+                    .map(|w| NearText {
+                        text: text(w.token),
+                        prob: w.prob,
+                        distance: w.distance,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(WordDetail {
+            word,
+            since: changed.last().copied().unwrap_or(0),
+            changes: changed.len(),
+            nearest,
+        })
+    }
+
     /// The positions at step `at` as the text canvas's cells, for its pictures (SVG, PNG, the
     /// animation): a word's colour is its nearness (1 − [`Word::far`]) where a token's is its
     /// confidence, and the words that changed at that step are the fresh ones.
@@ -193,6 +252,7 @@ impl WordReplay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampler::diffusion_lm::{NearWord, NearWords};
 
     fn step(index: usize, ids: Vec<u32>, changed: Vec<usize>) -> VectorStep {
         VectorStep {
@@ -203,6 +263,7 @@ mod tests {
             ids,
             changed,
             target_probability: Some(0.25 * index as f64),
+            nearest: Vec::new(),
         }
     }
 
@@ -251,5 +312,49 @@ mod tests {
         assert_eq!(r.target_prob_series(), [Some(0.0), Some(0.25)]);
         // Past the end: the last step.
         assert_eq!(r.text(9), " a c a");
+        // The inspector: the word, since when it has held, its nearest words (none recorded).
+        let d = r.detail(2, 1).unwrap();
+        assert_eq!((d.word.text.as_str(), d.since, d.changes), (" c", 1, 1));
+        assert!(d.nearest.is_empty());
+        assert_eq!(r.detail(1, 9).unwrap().since, 0);
+        assert_eq!(r.detail(4, 1), None, "off the canvas");
+        assert_eq!(WordReplay::new(vec![1], 3, vec![], 2).detail(0, 0), None);
+    }
+
+    #[test]
+    fn the_inspector_lists_a_position_s_nearest_words_with_their_text() {
+        let mut r = WordReplay::new(vec![], 2, vec![], 1);
+        let mut s = step(0, vec![5, 6], vec![]);
+        s.nearest = vec![NearWords {
+            position: 1,
+            top: [(6, 0.7, 0.2), (9, 0.2, 0.9)]
+                .map(|(token, prob, distance)| NearWord {
+                    token,
+                    prob,
+                    distance,
+                })
+                .into(),
+        }];
+        r.push(
+            s,
+            vec![(5, " a".into()), (6, " b".into()), (9, " z".into())],
+        );
+        let d = r.detail(1, 0).unwrap();
+        assert_eq!(
+            d.nearest,
+            [
+                NearText {
+                    text: " b".into(),
+                    prob: 0.7,
+                    distance: 0.2
+                },
+                NearText {
+                    text: " z".into(),
+                    prob: 0.2,
+                    distance: 0.9
+                }
+            ]
+        );
+        assert!(r.detail(0, 0).unwrap().nearest.is_empty());
     }
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gaussian::{Schedule, Variance};
 use super::image::normal;
-use super::{SampleError, SettingsError};
+use super::{SampleError, SettingsError, TOP_CANDIDATES};
 use crate::network::{NoisyClassifier, VectorSpec, WordVectorDenoiser};
 use crate::rng::Rng;
 
@@ -142,9 +142,45 @@ pub struct VectorStep {
         with = "crate::float_json::option"
     )]
     pub target_probability: Option<f64>,
+    /// Each generated position's most likely words under x̂₀'s rounding, when the run shows
+    /// them ([`VectorRun::show_candidates`]; empty otherwise). The first is the position's word.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nearest: Vec<NearWords>,
+}
+
+/// A word x̂₀ might round to at a position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NearWord {
+    /// Its id.
+    pub token: u32,
+    /// p(w | x̂₀): the softmax of the tied logits x̂₀·EMBᵀ, the rounding term's distribution
+    /// (`get_logits`; the argmax is the position's word).
+    #[serde(with = "crate::float_json")]
+    pub prob: f64,
+    /// Euclidean distance from x̂₀ to its vector.
+    #[serde(with = "crate::float_json")]
+    pub distance: f64,
+}
+
+/// The words most likely at one position of a step, most likely first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NearWords {
+    /// The position.
+    pub position: usize,
+    /// [`TOP_CANDIDATES`] words at most.
+    pub top: Vec<NearWord>,
 }
 
 impl VectorStep {
+    /// Every id the step names: its words, then its nearest words'.
+    pub fn words(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids.iter().copied().chain(
+            self.nearest
+                .iter()
+                .flat_map(|n| n.top.iter().map(|w| w.token)),
+        )
+    }
+
     /// The mean of [`VectorStep::distance`] over the positions generated.
     pub fn mean_distance(&self, fixed: usize) -> f64 {
         let free = &self.distance[fixed.min(self.distance.len())..];
@@ -172,6 +208,8 @@ pub struct VectorRun {
     d: usize,
     rng: Rng,
     previous: Option<Vec<u32>>,
+    /// Words reported per generated position ([`TOP_CANDIDATES`], or 0: none computed).
+    candidates: usize,
 }
 
 impl VectorRun {
@@ -249,7 +287,15 @@ impl VectorRun {
             d,
             rng,
             previous: None,
+            candidates: 0,
         })
+    }
+
+    /// Whether steps report each generated position's most likely words
+    /// ([`VectorStep::nearest`]: the page's inspector and `--trace` show them; a quiet run or
+    /// a quality check does not compute them).
+    pub fn show_candidates(&mut self, show: bool) {
+        self.candidates = if show { TOP_CANDIDATES } else { 0 };
     }
 
     /// Steps this run takes.
@@ -328,9 +374,16 @@ impl VectorRun {
         let n = x0.len() / d;
         let mut ids = Vec::with_capacity(n);
         let mut distance = Vec::with_capacity(n);
+        let mut nearest_words = Vec::new();
         for (i, v) in x0.chunks_exact_mut(d).enumerate() {
             let id = match self.fixed.get(i) {
                 Some(&w) => w,
+                None if self.candidates > 0 => {
+                    let top = rank(v, emb, d, self.candidates);
+                    let id = top[0].token;
+                    nearest_words.push(NearWords { position: i, top });
+                    id
+                }
                 None => round(v, emb, d),
             };
             let row = &emb[id as usize * d..(id as usize + 1) * d];
@@ -398,6 +451,7 @@ impl VectorRun {
             distance,
             changed,
             target_probability,
+            nearest: nearest_words,
         }))
     }
 }
@@ -468,6 +522,39 @@ fn round(v: &[f64], emb: &[f32], d: usize) -> u32 {
         }
     }
     best.1 as u32
+}
+
+/// The `k` (≥ 1) words of `emb` most likely under the softmax of the tied logits `v·EMBᵀ`, most
+/// likely first (ties to the lower id, so the first is [`round`]'s word), with their
+/// probabilities and distances.
+fn rank(v: &[f64], emb: &[f32], d: usize, k: usize) -> Vec<NearWord> {
+    let scores: Vec<f64> = emb
+        .chunks_exact(d)
+        .map(|row| v.iter().zip(row).map(|(a, &b)| a * f64::from(b)).sum())
+        .collect();
+    let mut top: Vec<usize> = Vec::with_capacity(k + 1);
+    for (id, &s) in scores.iter().enumerate() {
+        if top.len() == k && s <= scores[top[k - 1]] {
+            continue;
+        }
+        let at = top.partition_point(|&j| scores[j] >= s);
+        top.insert(at, id);
+        top.truncate(k);
+    }
+    let max = scores[top[0]];
+    // exp(−50) is below f64's precision against the largest term's 1: such words add nothing.
+    let total: f64 = scores
+        .iter()
+        .filter(|&&s| s > max - 50.0)
+        .map(|&s| (s - max).exp())
+        .sum();
+    top.into_iter()
+        .map(|id| NearWord {
+            token: id as u32,
+            prob: (scores[id] - max).exp() / total,
+            distance: euclidean(v, &emb[id * d..(id + 1) * d]),
+        })
+        .collect()
 }
 
 /// The row of `emb` nearest to `v` in Euclidean distance.
@@ -595,6 +682,61 @@ mod tests {
         };
         let mut other = VectorRun::new(&other, &words[..2], &net.spec).unwrap();
         assert_ne!(run_all(&mut other, &mut pull(&words))[0], steps[0]);
+    }
+
+    #[test]
+    fn shown_candidates_rank_the_rounding_s_softmax_and_change_nothing_else() {
+        let words = [2, 5, 1, 6, 0];
+        let net = pull(&words);
+        let settings = VectorSettings {
+            steps: 12,
+            gen_length: 3,
+            ..VectorSettings::defaults(3)
+        };
+        let mut quiet = VectorRun::new(&settings, &words[..2], &net.spec).unwrap();
+        let plain = run_all(&mut quiet, &mut pull(&words));
+        let mut shown = VectorRun::new(&settings, &words[..2], &net.spec).unwrap();
+        shown.show_candidates(true);
+        let steps = run_all(&mut shown, &mut pull(&words));
+        let (v, d) = (net.spec.vocab_size, net.spec.embed_dim);
+        for (s, p) in steps.iter().zip(&plain) {
+            assert!(p.nearest.is_empty(), "a quiet run computes none");
+            assert_eq!(
+                VectorStep {
+                    nearest: Vec::new(),
+                    ..s.clone()
+                },
+                *p,
+                "showing them changes nothing else"
+            );
+            // The generated positions only, each led by its word, most likely first.
+            let positions: Vec<usize> = s.nearest.iter().map(|n| n.position).collect();
+            assert_eq!(positions, [2, 3, 4]);
+            for n in &s.nearest {
+                assert_eq!(n.top.len(), TOP_CANDIDATES.min(v));
+                assert_eq!(n.top[0].token, s.ids[n.position]);
+                assert!(n.top.windows(2).all(|w| w[0].prob >= w[1].prob));
+                let sum: f64 = n.top.iter().map(|w| w.prob).sum();
+                assert!(sum <= 1.0 + 1e-12 && n.top[0].prob > 0.0, "{sum}");
+                assert!((n.top[0].distance - f64::from(s.distance[n.position])).abs() < 1e-5);
+            }
+        }
+        // Against the softmax written out: all V words' probabilities add up to 1.
+        let x0 = [0.3, -1.2, 0.8];
+        let all = rank(&x0, &net.emb, d, v);
+        let scores: Vec<f64> = net
+            .emb
+            .chunks_exact(d)
+            .map(|r| x0.iter().zip(r).map(|(a, &b)| a * f64::from(b)).sum())
+            .collect();
+        let z: f64 = scores.iter().map(|s| s.exp()).sum();
+        for w in &all {
+            assert!((w.prob - scores[w.token as usize].exp() / z).abs() < 1e-12);
+            let row = &net.emb[w.token as usize * d..][..d];
+            assert!((w.distance - euclidean(&x0, row)).abs() < 1e-12);
+        }
+        assert!((all.iter().map(|w| w.prob).sum::<f64>() - 1.0).abs() < 1e-12);
+        assert_eq!(all[0].token, round(&x0, &net.emb, d));
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl VectorTrajectory {
     ) -> Self {
         let vocab = steps
             .iter()
-            .flat_map(|s| s.ids.iter().copied())
+            .flat_map(VectorStep::words)
             .chain(prompt_ids.iter().copied())
             .map(|id| (id, codec.token_text(id)))
             .collect();
@@ -157,6 +157,7 @@ impl VectorTrajectory {
                 m.diffusion_steps
             ));
         }
+        let unknown = |id: u32| id as usize >= m.vocab_size || !self.vocab.contains_key(&id);
         for (i, s) in self.steps.iter().enumerate() {
             if s.index != i || s.t >= m.diffusion_steps {
                 return bad(format!("step {i} is numbered {} at time {}", s.index, s.t));
@@ -164,20 +165,35 @@ impl VectorTrajectory {
             if s.ids.len() != n || s.distance.len() != n {
                 return bad(format!("step {i} does not hold the run's {n} positions"));
             }
-            if let Some(id) = s
-                .ids
-                .iter()
-                .find(|&&id| id as usize >= m.vocab_size || !self.vocab.contains_key(&id))
-            {
+            if let Some(id) = s.ids.iter().find(|&&id| unknown(id)) {
                 return bad(format!("step {i} writes id {id}, which has no text here"));
             }
             if s.changed.iter().any(|&p| p >= n) {
                 return bad(format!("step {i} changes a position outside its canvas"));
             }
-            let finite = s.noise_level.is_finite() && s.distance.iter().all(|d| d.is_finite());
-            let probability = s
-                .target_probability
-                .is_none_or(|p| (0.0..=1.0).contains(&p));
+            let generated = self.prompt_ids.len()..n;
+            for near in &s.nearest {
+                let Some(first) = near.top.first() else {
+                    return bad(format!("step {i} lists no words at {}", near.position));
+                };
+                if !generated.contains(&near.position) || first.token != s.ids[near.position] {
+                    return bad(format!(
+                        "step {i} lists nearest words at position {} that it did not round there",
+                        near.position
+                    ));
+                }
+                if near.top.iter().any(|w| unknown(w.token)) {
+                    return bad(format!("step {i} lists a nearest word with no text here"));
+                }
+            }
+            let in_unit = |p: f64| (0.0..=1.0).contains(&p);
+            let finite = s.noise_level.is_finite()
+                && s.distance.iter().all(|d| d.is_finite())
+                && s.nearest
+                    .iter()
+                    .flat_map(|n| &n.top)
+                    .all(|w| w.distance.is_finite() && in_unit(w.prob));
+            let probability = s.target_probability.is_none_or(in_unit);
             if !finite || !probability {
                 return bad(format!(
                     "step {i} holds a number that is not a distance or a probability"
@@ -191,7 +207,7 @@ impl VectorTrajectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::diffusion_lm::Control;
+    use crate::sampler::diffusion_lm::{Control, NearWord, NearWords};
 
     fn trajectory() -> VectorTrajectory {
         let step = |index: usize, ids: Vec<u32>| VectorStep {
@@ -199,9 +215,19 @@ mod tests {
             t: 9 - index * 9,
             noise_level: 0.5,
             distance: vec![0.0, 1.5],
-            ids,
             changed: vec![1],
             target_probability: Some(0.75),
+            nearest: vec![NearWords {
+                position: 1,
+                top: [(ids[1], 0.6), (11 - ids[1], 0.3)]
+                    .map(|(token, prob)| NearWord {
+                        token,
+                        prob,
+                        distance: 1.5,
+                    })
+                    .into(),
+            }],
+            ids,
         };
         VectorTrajectory {
             format: TRAJECTORY_FORMAT.into(),
@@ -241,8 +267,18 @@ mod tests {
         let json = t.to_json();
         assert_eq!(VectorTrajectory::from_json(&json).unwrap(), t);
         assert_eq!(super::super::kind_of(&json).unwrap(), Family::DiffusionLm);
-        let damaged: [(&str, fn(&mut VectorTrajectory)); 5] = [
+        let damaged: [(&str, fn(&mut VectorTrajectory)); 9] = [
             ("numbered", |t| t.steps[1].index = 5),
+            ("did not round there", |t| {
+                t.steps[0].nearest[0].top.swap(0, 1)
+            }),
+            ("did not round there", |t| {
+                t.steps[0].nearest[0].position = 0
+            }),
+            ("no text", |t| t.steps[1].nearest[0].top[1].token = 7),
+            ("a distance or a probability", |t| {
+                t.steps[1].nearest[0].top[1].prob = 1.5
+            }),
             ("has no text", |t| t.steps[1].ids[1] = 7),
             ("positions", |t| {
                 t.steps[0].distance.pop().map(drop).unwrap_or(())

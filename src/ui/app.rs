@@ -20,7 +20,7 @@ use super::digits::{DigitsPlots, DigitsView, ForwardView};
 use super::plots::Plots;
 use super::timeline::Timeline;
 use super::unified::UnifiedView;
-use super::words::{WordsPlots, WordsView};
+use super::words::{WordsInspector, WordsPlots, WordsView};
 
 /// Everything the components share (all `Copy` handles).
 #[derive(Clone, Copy)]
@@ -731,6 +731,7 @@ fn LaneView(lane: usize) -> impl IntoView {
                 .into_any(),
                 Some(Family::DiffusionLm) => view! {
                     <WordsView lane/>
+                    <WordsInspector lane/>
                     <WordsPlots lane/>
                 }
                 .into_any(),

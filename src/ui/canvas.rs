@@ -24,22 +24,15 @@ fn cell_class(cell: &Cell) -> String {
     class
 }
 
-/// The canvas of lane `lane` at the timeline's step.
-#[component]
-pub fn TokenCanvas(lane: usize) -> impl IntoView {
+/// The keys that move the selection over lane `lane`'s `len()` cells: arrows step, Home and
+/// End jump, Escape clears it (the token canvas's and the words' alike).
+pub(crate) fn select_by_keys(
+    lane: usize,
+    len: impl Fn() -> usize + Copy + 'static,
+) -> impl Fn(web_sys::KeyboardEvent) + Copy + 'static {
     let ctx = ctx();
-    let cells = Memo::new(move |_| {
-        let at = ctx.cursor.get();
-        ctx.lanes_with(|l| {
-            l.get(lane)
-                .and_then(|l| l.text())
-                .map(|r| r.cells(at))
-                .unwrap_or_default()
-        })
-    });
-    let select = move |pos: usize| ctx.selected.set(Some((lane, pos)));
-    let on_key = move |ev: web_sys::KeyboardEvent| {
-        let len = cells.with_untracked(Vec::len);
+    move |ev: web_sys::KeyboardEvent| {
+        let len = len();
         if len == 0 {
             return;
         }
@@ -60,8 +53,25 @@ pub fn TokenCanvas(lane: usize) -> impl IntoView {
             _ => return,
         };
         ev.prevent_default();
-        select(next);
-    };
+        ctx.selected.set(Some((lane, next)));
+    }
+}
+
+/// The canvas of lane `lane` at the timeline's step.
+#[component]
+pub fn TokenCanvas(lane: usize) -> impl IntoView {
+    let ctx = ctx();
+    let cells = Memo::new(move |_| {
+        let at = ctx.cursor.get();
+        ctx.lanes_with(|l| {
+            l.get(lane)
+                .and_then(|l| l.text())
+                .map(|r| r.cells(at))
+                .unwrap_or_default()
+        })
+    });
+    let select = move |pos: usize| ctx.selected.set(Some((lane, pos)));
+    let on_key = select_by_keys(lane, move || cells.with_untracked(Vec::len));
     view! {
         <div
             class="canvas"

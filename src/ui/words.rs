@@ -11,6 +11,7 @@ use crate::page::session::ModelStatus;
 use crate::sampler::diffusion_lm::{Control, VectorSettings};
 
 use super::app::ctx;
+use super::canvas::{select_by_keys, visible};
 use super::controls::Which;
 use super::plots::series_plot;
 
@@ -22,20 +23,36 @@ pub fn WordsView(lane: usize) -> impl IntoView {
         let cursor = ctx.cursor.get();
         ctx.lanes_with(|l| l.get(lane)?.words().map(|r| r.words(cursor)))
     });
+    let on_key = select_by_keys(lane, move || {
+        words.with_untracked(|w| w.as_ref().map_or(0, Vec::len))
+    });
     view! {
-        <div class="canvas words" data-testid="words" aria-live="off">
+        <div
+            class="canvas words"
+            data-testid="words"
+            aria-live="off"
+            tabindex="0"
+            role="group"
+            aria-label="The words: arrow keys move between positions; the inspector below describes the selected one"
+            on:keydown=on_key
+        >
             {move || {
+                let selected = ctx.selected.get().filter(|(l, _)| *l == lane).map(|(_, p)| p);
                 words
                     .get()
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|w| {
+                    .enumerate()
+                    .map(|(pos, w)| {
                         let mut class = String::from("cell");
                         if w.prompt {
                             class.push_str(" prompt");
                         }
                         if w.changed {
                             class.push_str(" fresh");
+                        }
+                        if selected == Some(pos) {
+                            class.push_str(" selected");
                         }
                         let bg = (!w.prompt).then(|| {
                             format!("hsl({:.0} 75% 50% / .35)", confidence_hue(1.0 - w.far))
@@ -49,12 +66,78 @@ pub fn WordsView(lane: usize) -> impl IntoView {
                                 if w.changed { " · changed at this step" } else { "" }
                             )
                         };
+                        let select = move |_| ctx.selected.set(Some((lane, pos)));
                         view! {
-                            <span class=class style:background-color=bg title=title>{w.text}</span>
+                            <span
+                                class=class
+                                data-pos=pos
+                                style:background-color=bg
+                                title=title
+                                on:mouseenter=select
+                                on:click=select
+                            >
+                                {visible(&w.text)}
+                            </span>
                         }
                     })
                     .collect_view()
             }}
+        </div>
+    }
+}
+
+/// The selected position of lane `lane` at the step shown: its word, since when it has held it,
+/// and the words x̂₀ was nearest to, with the rounding's probability and the distance of each.
+#[component]
+pub fn WordsInspector(lane: usize) -> impl IntoView {
+    let ctx = ctx();
+    let body = move || {
+        let (_, pos) = ctx.selected.get().filter(|(l, _)| *l == lane)?;
+        let at = ctx.cursor.get();
+        let d = ctx.lanes_with(|l| l.get(lane)?.words()?.detail(pos, at))?;
+        let head = format!("position {pos}");
+        let word = visible(&d.word.text);
+        if d.word.prompt {
+            return Some(view! { <p><b>{head}</b>" · prompt word “"{word}"”"</p> }.into_any());
+        }
+        let held = match d.changes {
+            0 => "held since the first step".to_string(),
+            1 => format!("held since step {} (changed once)", d.since + 1),
+            n => format!("held since step {} (changed {n} times)", d.since + 1),
+        };
+        Some(
+            view! {
+                <div>
+                    <p>
+                        <b>{head}</b>" · “"{word}"” at distance "{format!("{:.3}", d.word.distance)}
+                        " from x̂₀ · "{held}
+                    </p>
+                    {(!d.nearest.is_empty()).then(|| view! {
+                        <p class="hint">"The words x̂₀ rounds to most likely: p(w | x̂₀) and the distance to each"</p>
+                        <ol class="candidates" data-testid="candidates">
+                            {d.nearest
+                                .into_iter()
+                                .map(|w| view! {
+                                    <li>
+                                        <span class="bar" style:width=format!("{:.1}%", w.prob * 100.0)></span>
+                                        <span class="tok">{visible(&w.text)}</span>
+                                        <span class="p">{format!("{:.3}", w.prob)}</span>
+                                        <span class="p">{format!("d {:.2}", w.distance)}</span>
+                                    </li>
+                                })
+                                .collect_view()}
+                        </ol>
+                    })}
+                </div>
+            }
+            .into_any(),
+        )
+    };
+    view! {
+        <div class="inspector" aria-live="polite" data-testid="words-inspector">
+            {move || body().unwrap_or_else(|| {
+                view! { <p class="hint">"Hover, tap or arrow to a word to inspect it."</p> }.into_any()
+            })}
         </div>
     }
 }

@@ -1442,6 +1442,18 @@ for (const c of wordCases) {
       assert.equal(await page.locator('[data-testid=mean-distance]').count(), 1);
       assert.equal(await page.locator('[data-testid=control-prob]').count(), 0);
       assert.match(page.url(), /family=diffusion-lm&/);
+      // The inspector lists a generated word's nearest words at the last step as the CLI's trace
+      // records them, its own word first; the arrow keys move along the words.
+      await page.fill('[data-testid=scrub]', String(recorded.steps.length - 1));
+      const near = recorded.steps.at(-1).nearest[1];
+      await page.hover(`[data-testid=words] .cell[data-pos="${near.position}"]`);
+      const shown = await page.locator('[data-testid=words-inspector] .tok').allTextContents();
+      const visible = (t) => t.replace(/\n/g, '↵').replace(/\t/g, '⇥');
+      assert.deepEqual(shown, near.top.map((w) => visible(recorded.vocab[w.token])));
+      assert.equal(near.top[0].token, recorded.steps.at(-1).ids[near.position]);
+      await page.focus('[data-testid=words]');
+      await page.keyboard.press('ArrowRight');
+      assert.match(await page.textContent('[data-testid=words-inspector]'), new RegExp(`position ${near.position + 1} `));
       await assertClean(page, problems);
     } finally {
       await context.close();

@@ -133,6 +133,8 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     let spec = c.vector_spec();
     let mut run = VectorRun::new(&settings, &prompt_ids, &spec)
         .map_err(|e| CliError::Input(e.to_string()))?;
+    // A trace holds each position's nearest words, as the page's inspector shows them.
+    run.show_candidates(args.trace.is_some());
     let live = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut steps = Vec::with_capacity(run.total_steps());
