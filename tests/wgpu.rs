@@ -129,20 +129,25 @@ fn the_samplers_reduction_on_wgpu_agrees_with_the_host_s() {
     };
     let (rows, vocab, mask) = (32, 500, 3u32);
     let mut rng = Rng::new(21);
-    let data: Vec<f32> = (0..rows * vocab)
+    let spread: Vec<f32> = (0..rows * vocab)
         .map(|_| (rng.uniform() * 10.0 - 5.0) as f32)
         .collect();
-    let host = Logits::new(data.clone(), rows, vocab);
-    let tensor =
-        Tensor::<2>::from_data(TensorData::new(data, [rows, vocab]), (&device, DType::F32));
-    let on_gpu = DeviceRows::new(tensor, device, Default::default());
+    // The same on a grid of halves: ties at every top-k / top-p threshold.
+    let grid: Vec<f32> = spread.iter().map(|x| (x * 2.0).round() / 2.0).collect();
     let settings = [
         (None, None),
         (Some(7), None),
         (None, Some(0.5)),
         (Some(30), Some(0.5)),
     ];
-    for (i, (top_k, top_p)) in settings.into_iter().enumerate() {
+    let cases = [spread, grid]
+        .into_iter()
+        .flat_map(|data| settings.map(|setting| (data.clone(), setting)));
+    for (i, (data, (top_k, top_p))) in cases.enumerate() {
+        let host = Logits::new(data.clone(), rows, vocab);
+        let tensor =
+            Tensor::<2>::from_data(TensorData::new(data, [rows, vocab]), (&device, DType::F32));
+        let on_gpu = DeviceRows::new(tensor, device.clone(), Default::default());
         let request = Reduce {
             mask_id: mask,
             temperature: 0.7,

@@ -10,16 +10,19 @@
 //! f64 loop instead, which costs less there than the kernels' launches; the kernels are tested
 //! on it all the same.
 //!
-//! Top-p needs each row sorted (burn's GPU backends sort by reading the tensor back): the device
-//! ranks each row's [`NUCLEUS_WINDOW`] most likely tokens instead, and the host draws from the
-//! nucleus when it lies within them (the same kept set and draw as `sampler::probs`), reading a
-//! row whole only when its nucleus is wider (a flat distribution).
+//! Top-k and top-p need each row's leading tokens in order. Nothing is sorted: the device finds
+//! each row's [`NUCLEUS_WINDOW`] most likely tokens by bisection on a threshold and writes them
+//! out by prefix sums ([`top_window`]), and the host sorts that window and draws from the kept
+//! set when it lies within it (the same kept set and draw as `sampler::probs`), reading a row
+//! whole only when its kept set is wider (a flat distribution under top-p, a larger top-k).
+//! The categorical draw's cumulative sums go block by block ([`prefix_sums`]): cubecl's
+//! `cumsum` costs O(vocabulary²) a row.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::network::{Logits, ModelError, Reduce, Reduced, RowDraw, Rows, SUPPRESSED_LOGIT};
 use crate::sampler::probs::{MIN_TEMPERATURE, gumbel_max, inverse_cdf, reduce_rows};
@@ -73,7 +76,7 @@ impl DeviceRows {
 
     /// The requested rows read whole (checked for NaN and infinities as they are read) and
     /// reduced on the host: the CPU backend's path, and the device's for rows too small for the
-    /// kernels or with a nucleus wider than the window.
+    /// kernels or with a kept set wider than the window.
     async fn reduce_on_host(&self, request: &Reduce) -> Result<Vec<Reduced>, ModelError> {
         let index: Vec<i32> = request.rows.iter().map(|q| q.row as i32).collect();
         let n = index.len();
@@ -181,8 +184,7 @@ impl DeviceRows {
             )));
         }
         let plan = Plan::new(request, vocab);
-        if plan.stride >= vocab {
-            // Reading the rows whole costs less than the window.
+        if plan.whole {
             return self.reduce_on_host(request).await;
         }
         let packed = self.read(self.kernels(request, &plan)).await?;
@@ -217,18 +219,16 @@ impl DeviceRows {
                     })
                     .collect(),
             };
-            if let (Some(window), Some(top_p)) = (plan.nucleus, request.top_p) {
+            if let Some(w) = plan.window {
                 let at = FIXED_COLUMNS + 2 * plan.shown;
-                let values = &row[at..at + window];
-                let ids = &row[at + window..at + 2 * window];
-                match nucleus_draw(
-                    values,
-                    ids,
-                    row[LOG_TEMPERED_TOTAL],
-                    top_p,
-                    request,
-                    &q.draw,
-                ) {
+                let window = Window {
+                    filled: row[at] as usize,
+                    exact: row[at + 1] as usize,
+                    complete: row[at + 2] > 0.5,
+                    values: &row[at + WINDOW_COLUMNS..at + WINDOW_COLUMNS + w],
+                    ids: &row[at + WINDOW_COLUMNS + w..at + WINDOW_COLUMNS + 2 * w],
+                };
+                match window.draw(row[LOG_TEMPERED_TOTAL], request, &q.draw) {
                     Some(Nucleus::Drawn(token, tempered)) => {
                         r.token = token;
                         r.prob =
@@ -241,7 +241,7 @@ impl DeviceRows {
             reduced.push(r);
         }
         if !whole.is_empty() {
-            // Nuclei wider than the window: those rows whole, on the host.
+            // Kept sets wider than the window: those rows whole, on the host.
             let wide = Reduce {
                 rows: whole.iter().map(|&i| request.rows[i].clone()).collect(),
                 ..request.clone()
@@ -269,10 +269,22 @@ const LOG_TOTAL: usize = 5;
 /// Column: log Σ exp(logits / T), the tempered one (top-p's mass).
 const LOG_TEMPERED_TOTAL: usize = 6;
 
-/// Tokens read back per row for top-p: the nucleus is drawn on the host when it lies within
-/// them, and the row is read whole when it does not (a flat distribution), or when the window
-/// would be as large as the row.
+/// Tokens read back per row under top-k or top-p: the host draws from them when the kept set
+/// lies within them, and reads the row whole when it does not (a flat distribution under top-p,
+/// a top-k larger than the window).
 pub const NUCLEUS_WINDOW: usize = 256;
+
+/// Columns of the window before its values and ids: how many entries it holds, how many of
+/// them lead the row exactly, and whether it holds every token that can be drawn.
+const WINDOW_COLUMNS: usize = 3;
+
+/// Rounds of bisection on each row's window threshold: 32 halvings close the interval
+/// [max − [`WINDOW_DEPTH`], max + 1] to adjacent floats for tempered logits of magnitude ≳ 10⁻¹.
+const THRESHOLD_ROUNDS: usize = 32;
+
+/// Tempered logits further than this below their row's largest are left out of its window:
+/// e⁻⁶⁴ of the top token's weight, which neither an f64 uniform nor a Gumbel draw can reach.
+const WINDOW_DEPTH: f32 = 64.0;
 
 /// The shape of one reduction: which columns it packs.
 struct Plan {
@@ -280,8 +292,11 @@ struct Plan {
     shown: usize,
     /// Top tokens ranked on the device (candidates, margin).
     ranked: usize,
-    /// With top-p: the tempered top tokens read back per row.
-    nucleus: Option<usize>,
+    /// Under top-k or top-p: the tempered top tokens read back per row.
+    window: Option<usize>,
+    /// Whether the rows are read whole instead: the kernels' columns would be as many as the
+    /// vocabulary, or top-k alone keeps more than the window holds.
+    whole: bool,
     /// Columns per row.
     stride: usize,
     /// Whether any row draws (at a temperature above greedy).
@@ -294,17 +309,24 @@ impl Plan {
             && request.rows.iter().any(|q| q.draw != RowDraw::Greedy);
         let shown = request.candidates.min(vocab);
         let ranked = shown.max(if request.margin { 2 } else { 0 }).min(vocab);
-        let nucleus = request.top_p.filter(|_| sampled).map(|_| {
+        let filtered = sampled && (request.top_k.is_some() || request.top_p.is_some());
+        let window = filtered.then(|| {
             NUCLEUS_WINDOW
                 .min(request.top_k.unwrap_or(vocab))
                 .min(vocab)
                 .max(1)
         });
+        let stride = FIXED_COLUMNS + 2 * shown + window.map_or(0, |w| WINDOW_COLUMNS + 2 * w);
+        let beyond = request.top_p.is_none()
+            && request
+                .top_k
+                .is_some_and(|k| k > NUCLEUS_WINDOW && k < vocab);
         Plan {
             shown,
             ranked,
-            nucleus,
-            stride: FIXED_COLUMNS + 2 * shown + 2 * nucleus.unwrap_or(0),
+            window: window.filter(|_| !beyond),
+            whole: stride >= vocab || (filtered && beyond),
+            stride,
             sampled,
         }
     }
@@ -350,32 +372,24 @@ impl DeviceRows {
         let p = log_p.clone().exp();
         let log_total = max + log_sum;
 
-        // The tokens: the most likely for every row, replaced where a row draws otherwise (with
-        // top-p the host draws from the nucleus read back below).
+        // The tokens: the most likely for every row, replaced where a row draws otherwise (under
+        // top-k or top-p the host draws from the window read back below).
         let mut token = x.clone().argmax(1);
         let zeros = || Tensor::<2>::zeros([n, 1], (device, DType::F32));
         let mut log_tempered_total = zeros();
-        let mut nucleus = Vec::new();
+        let mut window = Vec::new();
         if plan.sampled {
-            let mut tempered = x.clone() / request.temperature as f32;
-            if let Some(window) = plan.nucleus {
-                let top = tempered.clone().max_dim(1);
+            let tempered = x.clone() / request.temperature as f32;
+            let top = tempered.clone().max_dim(1);
+            if let Some(w) = plan.window {
                 log_tempered_total = (tempered.clone() - top.clone()).exp().sum_dim(1).log() + top;
-                let (values, ids) = tempered.topk_with_indices(window, 1);
-                nucleus = vec![values, ids.cast(FloatDType::F32)];
+                window = top_window(tempered, w).to_vec();
             } else {
-                if let Some(k) = request.top_k.filter(|&k| k < vocab) {
-                    let k = k.max(1);
-                    let kth = tempered.clone().topk(k, 1).narrow(1, k - 1, 1);
-                    let below = tempered.clone().lower(kth.expand([n, vocab]));
-                    tempered = tempered.mask_fill(below, f32::NEG_INFINITY);
-                }
                 let categorical = |d: &RowDraw| matches!(d, RowDraw::Categorical(_));
                 if request.rows.iter().any(|q| categorical(&q.draw)) {
                     // The first token whose cumulative weight reaches u · total: the count of
                     // those below it.
-                    let top = tempered.clone().max_dim(1);
-                    let cumulative = (tempered.clone() - top).exp().cumsum(1);
+                    let cumulative = prefix_sums((tempered.clone() - top).exp());
                     let total = cumulative.clone().narrow(1, vocab - 1, 1);
                     let u: Vec<f32> = request
                         .rows
@@ -441,7 +455,7 @@ impl DeviceRows {
             columns.push(top.narrow(1, 0, plan.shown));
             columns.push(ids.narrow(1, 0, plan.shown).cast(FloatDType::F32));
         }
-        columns.extend(nucleus);
+        columns.extend(window);
         Tensor::cat(columns, 1)
     }
 }
@@ -470,7 +484,7 @@ fn top_by_max(values: Tensor<2>, k: usize) -> (Option<Tensor<2>>, Option<Tensor<
     (Some(Tensor::cat(tops, 1)), Some(Tensor::cat(ids, 1)))
 }
 
-/// What the host makes of a row's nucleus window.
+/// What the host makes of a row's window.
 enum Nucleus {
     /// The token drawn, and its tempered logit.
     Drawn(u32, f32),
@@ -478,60 +492,193 @@ enum Nucleus {
     Greedy,
 }
 
-/// Top-p on the host from the row's `values` (tempered logits, descending) and their `ids`:
-/// the kept set as `sampler::probs` keeps it (the tokens whose cumulative tempered mass stays
-/// within p, at least the top one, at most top-k), and the draw from it. `None` when the nucleus
-/// may reach past the window.
-fn nucleus_draw(
-    values: &[f32],
-    ids: &[f32],
-    log_tempered_total: f32,
-    top_p: f64,
-    request: &Reduce,
-    draw: &RowDraw,
-) -> Option<Nucleus> {
-    if matches!(draw, RowDraw::Greedy) {
-        return Some(Nucleus::Greedy);
-    }
-    let mut order: Vec<usize> = (0..values.len())
-        .filter(|&j| values[j].is_finite())
-        .collect();
-    order.sort_by(|&a, &b| {
-        values[b]
-            .total_cmp(&values[a])
-            .then(ids[a].total_cmp(&ids[b]))
-    });
-    let mut mass = 0.0;
-    let within = order
-        .iter()
-        .take_while(|&&j| {
-            mass += (values[j] as f64 - log_tempered_total as f64).exp();
-            mass <= top_p
-        })
-        .count();
-    let cap = request.top_k.unwrap_or(usize::MAX);
-    if within == order.len() && order.len() < cap && order.len() == values.len() {
-        // Every window token fits in p: the nucleus may hold more than the window.
-        return None;
-    }
-    let keep = within.max(1).min(cap.max(1));
-    let mut kept: Vec<(u32, f32)> = order[..keep]
-        .iter()
-        .map(|&j| (ids[j] as u32, values[j]))
-        .collect();
-    // Vocabulary order, as the host's walk and its Gumbel noise go.
-    kept.sort_by_key(|&(id, _)| id);
-    let log_weights: Vec<f64> = kept.iter().map(|&(_, v)| v as f64).collect();
-    let pick = match draw {
-        RowDraw::Greedy => return Some(Nucleus::Greedy),
-        RowDraw::Gumbel(uniforms) => {
-            let noise: Vec<f64> = kept.iter().map(|&(id, _)| uniforms[id as usize]).collect();
-            gumbel_max(&log_weights, &noise)
+/// A row's window as read back: the tokens with the largest tempered logits, in vocabulary
+/// order (not by value).
+struct Window<'a> {
+    /// Entries written; the rest of `values` and `ids` is padding.
+    filled: usize,
+    /// How many of the entries, sorted by value (ties to the lower id), are the row's leading
+    /// tokens in the same order: all of them unless the threshold's interval held several
+    /// values and the window could not take them all.
+    exact: usize,
+    /// Whether the window holds every token within [`WINDOW_DEPTH`] of the row's largest.
+    complete: bool,
+    values: &'a [f32],
+    ids: &'a [f32],
+}
+
+impl Window<'_> {
+    /// Top-k and top-p on the host: the kept set as `sampler::probs` keeps it (the tokens whose
+    /// cumulative tempered mass stays within p, at least the top one, at most top-k), and the
+    /// draw from it. `None` when the kept set may reach past what the window holds exactly.
+    fn draw(&self, log_tempered_total: f32, request: &Reduce, draw: &RowDraw) -> Option<Nucleus> {
+        if matches!(draw, RowDraw::Greedy) {
+            return Some(Nucleus::Greedy);
         }
-        RowDraw::Categorical(u) => inverse_cdf(&log_weights, *u),
+        let (values, ids) = (self.values, self.ids);
+        let mut order: Vec<usize> = (0..self.filled.min(values.len())).collect();
+        order.sort_by(|&a, &b| {
+            values[b]
+                .total_cmp(&values[a])
+                .then(ids[a].total_cmp(&ids[b]))
+        });
+        let within = match request.top_p {
+            Some(top_p) => {
+                let mut mass = 0.0;
+                order
+                    .iter()
+                    .take_while(|&&j| {
+                        mass += (values[j] as f64 - log_tempered_total as f64).exp();
+                        mass <= top_p
+                    })
+                    .count()
+            }
+            None => order.len(),
+        };
+        let cap = request.top_k.unwrap_or(usize::MAX).max(1);
+        if within == order.len() && cap > order.len() && !self.complete {
+            // Every token of the window is kept: the kept set may hold more than the window.
+            return None;
+        }
+        let keep = within.max(1).min(cap);
+        if keep > self.exact.min(order.len()) {
+            return None;
+        }
+        let mut kept: Vec<(u32, f32)> = order[..keep]
+            .iter()
+            .map(|&j| (ids[j] as u32, values[j]))
+            .collect();
+        // Vocabulary order, as the host's walk and its Gumbel noise go.
+        kept.sort_by_key(|&(id, _)| id);
+        let log_weights: Vec<f64> = kept.iter().map(|&(_, v)| v as f64).collect();
+        let pick = match draw {
+            RowDraw::Greedy => return Some(Nucleus::Greedy),
+            RowDraw::Gumbel(uniforms) => {
+                let noise: Vec<f64> = kept.iter().map(|&(id, _)| uniforms[id as usize]).collect();
+                gumbel_max(&log_weights, &noise)
+            }
+            RowDraw::Categorical(u) => inverse_cdf(&log_weights, *u),
+        };
+        let (token, value) = kept[pick];
+        Some(Nucleus::Drawn(token, value))
+    }
+}
+
+/// Each row's `w` largest entries of `x` (`[n, v]`, tempered logits), ties to the lower id, as
+/// the window's columns: `[filled, exact, complete]`, then the values and the ids (as f32) in
+/// vocabulary order. No sort: burn sorts by reading rows back on its GPU backends (and every
+/// sort it can dispatch to weighs 2 MB of the page's code), so each row's threshold is found by
+/// bisection on counts (`x ≥ t`), and the entries at or above it are written to their slots by
+/// prefix sums and a scatter: the strictly greater ones first, then the threshold's ties in
+/// vocabulary order while slots are left.
+fn top_window(x: Tensor<2>, w: usize) -> [Tensor<2>; 5] {
+    let [n, v] = x.dims();
+    let device = x.device();
+    let width = w as f32;
+    let max = x.clone().max_dim(1);
+    // Invariant: at least w entries ≥ lo, fewer than w entries ≥ hi.
+    let mut lo = max.clone() - WINDOW_DEPTH;
+    let mut hi = max.clone() + max.abs() * 1e-6 + 1.0;
+    for _ in 0..THRESHOLD_ROUNDS {
+        let mid = (lo.clone() + hi.clone()) * 0.5;
+        let enough = x
+            .clone()
+            .greater_equal(mid.clone().expand([n, v]))
+            .float()
+            .sum_dim(1)
+            .greater_equal_elem(width);
+        lo = lo.mask_where(enough.clone(), mid.clone());
+        hi = hi.mask_where(enough.bool_not(), mid);
+    }
+    let strict = x.clone().greater_equal(hi.expand([n, v]));
+    let tied = x
+        .clone()
+        .greater_equal(lo.expand([n, v]))
+        .bool_and(strict.clone().bool_not());
+    let (s, t) = (strict.clone().float(), tied.clone().float());
+    let strict_count = s.clone().sum_dim(1);
+    let total = strict_count.clone() + t.clone().sum_dim(1);
+    let s_slot = prefix_sums(s) - 1.0;
+    let t_slot = prefix_sums(t) + strict_count.clone().expand([n, v]) - 1.0;
+    let slot = Tensor::<2>::full([n, v], width, (&device, DType::F32))
+        .mask_where(
+            tied.clone().bool_and(t_slot.clone().lower_elem(width)),
+            t_slot,
+        )
+        .mask_where(strict, s_slot)
+        .clamp(0.0, width)
+        .int();
+    // Whether the entries between the bounds are one value (or none): then the ties written are
+    // the lowest ids of that value, as a sort would keep them.
+    let spread = x
+        .clone()
+        .mask_fill(tied.clone().bool_not(), f32::NEG_INFINITY)
+        .max_dim(1)
+        - x.clone()
+            .mask_fill(tied.bool_not(), f32::INFINITY)
+            .min_dim(1);
+    let whole = total
+        .clone()
+        .lower_equal_elem(width)
+        .bool_or(spread.lower_equal_elem(0.0));
+    let filled = total.clone().clamp_max(width);
+    let exact = strict_count.mask_where(whole, filled.clone());
+    let complete = total.lower_elem(width).float();
+    let iota = Tensor::<1, Int>::arange(0..v as i64, &device)
+        .float()
+        .reshape([1, v])
+        .expand([n, v]);
+    let out = || Tensor::<2>::zeros([n, w + 1], (&device, DType::F32));
+    let values = out()
+        .scatter(1, slot.clone(), x, IndexingUpdateOp::Assign)
+        .narrow(1, 0, w);
+    let ids = out()
+        .scatter(1, slot, iota, IndexingUpdateOp::Assign)
+        .narrow(1, 0, w);
+    [filled, exact, complete, values, ids]
+}
+
+/// Block width of [`prefix_sums`]' levels.
+const SCAN_BLOCK: usize = 32;
+
+/// Inclusive prefix sums along each row of `x` (`[n, v]`), block by block: each block of
+/// [`SCAN_BLOCK`] summed within itself, then offset by the sum of the blocks before it (the
+/// blocks' totals summed the same way, one level up). cubecl's `cumsum` adds every output's whole
+/// prefix, O(v²) a row (1.2·10¹⁰ additions a row at Qwen's 151,936 tokens); this costs
+/// O(v·[`SCAN_BLOCK`]) there, in four levels at that vocabulary, and O(v) on the CPU.
+fn prefix_sums(x: Tensor<2>) -> Tensor<2> {
+    let [n, v] = x.dims();
+    if v <= SCAN_BLOCK {
+        return x.cumsum(1);
+    }
+    let device = x.device();
+    let blocks = v.div_ceil(SCAN_BLOCK);
+    let padded = blocks * SCAN_BLOCK;
+    let x = if padded > v {
+        let pad = Tensor::<2>::zeros([n, padded - v], (&device, DType::F32));
+        Tensor::cat(vec![x, pad], 1)
+    } else {
+        x
     };
-    let (token, value) = kept[pick];
-    Some(Nucleus::Drawn(token, value))
+    let within = x.reshape([n, blocks, SCAN_BLOCK]).cumsum(2);
+    let totals = within
+        .clone()
+        .narrow(2, SCAN_BLOCK - 1, 1)
+        .reshape([n, blocks]);
+    // Each block's offset: the sum of the blocks before it.
+    let before = Tensor::cat(
+        vec![
+            Tensor::<2>::zeros([n, 1], (&device, DType::F32)),
+            prefix_sums(totals).narrow(1, 0, blocks - 1),
+        ],
+        1,
+    );
+    (within
+        + before
+            .reshape([n, blocks, 1])
+            .expand([n, blocks, SCAN_BLOCK]))
+    .reshape([n, padded])
+    .narrow(1, 0, v)
 }
 
 #[cfg(test)]
@@ -688,6 +835,133 @@ mod tests {
             pollster::block_on(rows.reduce_with_kernels(&r)).unwrap();
             let per_row = rows.read_back.load(Ordering::Relaxed) / r.rows.len() as u64;
             assert!(per_row < 2 * VOCAB as u64, "{per_row} bytes per row");
+        }
+    }
+
+    fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        pollster::block_on(super::super::read_values(t, &Device::flex())).unwrap()
+    }
+
+    fn tensor(values: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::<2>::from_data(
+            TensorData::new(values, shape),
+            (&Device::flex(), DType::F32),
+        )
+    }
+
+    #[test]
+    fn blocked_prefix_sums_equal_a_running_sum() {
+        let mut rng = Rng::new(11);
+        for v in [1, 2, 31, 32, 33, 64, 65, 1025, 2000] {
+            let data: Vec<f32> = (0..3 * v).map(|_| rng.uniform() as f32).collect();
+            let got = host_values(prefix_sums(tensor(data.clone(), [3, v])));
+            for (row, sums) in data.chunks(v).zip(got.chunks(v)) {
+                let mut running = 0.0f64;
+                for (&x, &s) in row.iter().zip(sums) {
+                    running += f64::from(x);
+                    // f32 sums against f64 ones.
+                    let close = (f64::from(s) - running).abs() < 1e-6 * (1.0 + running);
+                    assert!(close, "v = {v}: {s} vs {running}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_window_holds_each_row_s_largest_with_ties_to_the_lower_id() {
+        let (v, w) = (300, 8);
+        let mut rng = Rng::new(12);
+        let rows: Vec<Vec<f32>> = vec![
+            // Spread out: no ties.
+            (0..v).map(|_| rng.uniform() as f32 * 10.0).collect(),
+            // Five values: the threshold falls inside a group of ties.
+            (0..v)
+                .map(|_| (rng.uniform() * 5.0).floor() as f32)
+                .collect(),
+            // All equal: the lowest ids.
+            vec![1.5; v],
+            // One token far above the rest: nothing else within the depth.
+            (0..v).map(|i| if i == 77 { 100.0 } else { 0.0 }).collect(),
+            // Minus infinity (SUBS) among them.
+            (0..v)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        f32::NEG_INFINITY
+                    } else {
+                        (i % 11) as f32
+                    }
+                })
+                .collect(),
+        ];
+        let n = rows.len();
+        let x = tensor(rows.concat(), [n, v]);
+        let columns: Vec<Vec<f32>> = top_window(x, w).into_iter().map(host_values).collect();
+        let [filled, exact, complete, values, ids] = &columns[..] else {
+            unreachable!()
+        };
+        for (r, row) in rows.iter().enumerate() {
+            // The row's order as a sort gives it: by value, ties to the lower id.
+            let mut order: Vec<usize> = (0..v).filter(|&i| row[i].is_finite()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let within = order
+                .iter()
+                .filter(|&&i| row[i] >= row[order[0]] - WINDOW_DEPTH)
+                .count();
+            assert_eq!(filled[r] as usize, within.min(w), "row {r}");
+            assert_eq!(complete[r] > 0.5, within < w, "row {r}");
+            let mut got: Vec<(f32, u32)> = (0..filled[r] as usize)
+                .map(|j| (values[r * w + j], ids[r * w + j] as u32))
+                .collect();
+            assert!(
+                got.iter().all(|&(x, id)| row[id as usize] == x),
+                "row {r}: {got:?}"
+            );
+            got.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let exact = exact[r] as usize;
+            assert_eq!(
+                exact,
+                within.min(w),
+                "row {r}: the bisection closes on one value"
+            );
+            let want: Vec<u32> = order[..exact].iter().map(|&i| i as u32).collect();
+            let got: Vec<u32> = got[..exact].iter().map(|g| g.1).collect();
+            assert_eq!(got, want, "row {r}");
+        }
+    }
+
+    #[test]
+    fn ties_and_top_k_beyond_the_window_draw_as_the_host_does() {
+        // Logits on a coarse grid: many ties at every threshold.
+        let grid: Vec<f32> = logits(13)
+            .as_slice()
+            .iter()
+            .map(|&l| if l > 40.0 { l } else { (l * 2.0).round() / 2.0 })
+            .collect();
+        let host = Logits::new(grid, ROWS, VOCAB);
+        for draws in [
+            |rng: &mut Rng| RowDraw::Categorical(rng.uniform()),
+            |rng: &mut Rng| RowDraw::Gumbel((0..VOCAB).map(|_| rng.uniform()).collect()),
+        ] {
+            for (top_k, top_p) in [
+                (Some(1), None),
+                (Some(7), None),
+                (None, Some(0.3)),
+                (Some(30), Some(0.5)),
+            ] {
+                let mut r = request(draws, 3);
+                (r.top_k, r.top_p) = (top_k, top_p);
+                agree(&host, &r);
+            }
+            // A top-k wider than the window: the rows are read whole.
+            let mut r = request(draws, 0);
+            r.top_k = Some(NUCLEUS_WINDOW + 1);
+            let rows = on_device(&host);
+            let device = pollster::block_on(rows.reduce_with_kernels(&r)).unwrap();
+            let per_row = rows.read_back.load(Ordering::Relaxed) / r.rows.len() as u64;
+            assert_eq!(per_row, 4 * VOCAB as u64);
+            for (q, got) in r.rows.iter().zip(&device) {
+                assert_eq!(got.token, reduce_row(host.row(q.row), &r, &q.draw).token);
+            }
         }
     }
 
