@@ -235,10 +235,27 @@ impl TextCodec {
     /// `[MASK]` becoming the mask id, to be filled in place.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, TextError> {
         let mut ids: Vec<u32> = self.bos_id.into_iter().collect();
-        for (i, piece) in text.split(MASK_MARKER).enumerate() {
-            if i > 0 {
+        ids.extend(self.encode_with_masks(text)?);
+        Ok(ids)
+    }
+
+    /// Encodes text with every literal `[MASK]` as the mask id and no BOS: a prompt for a model
+    /// trained on windows of plain text (Diffusion-LM). A space just before a `[MASK]` is left to
+    /// the token that fills it, as byte-level BPE spells a word with its leading space
+    /// (`"It was [MASK] day"` is `It`, ` was`, mask, ` day`, not a lone ` ` before the mask).
+    pub fn encode_with_masks(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let mut ids = Vec::new();
+        let mut pieces = text.split(MASK_MARKER).peekable();
+        let mut first = true;
+        while let Some(piece) = pieces.next() {
+            if !first {
                 ids.push(self.mask_id);
             }
+            first = false;
+            let piece = match pieces.peek() {
+                Some(_) => piece.strip_suffix(' ').unwrap_or(piece),
+                None => piece,
+            };
             if !piece.is_empty() {
                 ids.extend(self.encode(piece)?);
             }

@@ -904,6 +904,49 @@ fn diffusion_lm_trains_resumes_exports_and_a_seed_replays_its_text() {
     let prompt_len = steps[0]["ids"].as_array().unwrap().len() - 8;
     assert!(prompt_len > 0);
     assert_eq!(json["kind"], "diffusion-lm");
+    // The trace lists each generated position's nearest words, its own word first.
+    let nearest = steps[9]["nearest"].as_array().unwrap();
+    assert_eq!(nearest.len(), 8);
+    assert_eq!(nearest[0]["position"], prompt_len);
+    assert_eq!(nearest[0]["top"][0]["token"], steps[9]["ids"][prompt_len]);
+    // `[MASK]` in the prompt is a gap: filled, with the words around it held at every step.
+    let infill = [
+        "generate",
+        "--model",
+        &out_dir,
+        "--quiet",
+        "--steps",
+        "10",
+        "--seed",
+        "5",
+        "--gen-length",
+        "0",
+        "--prompt",
+        "It [MASK] so",
+        "--trace",
+        trace.to_str().unwrap(),
+    ];
+    let filled = ok(unmask(&infill));
+    assert!(
+        filled.starts_with("It") && filled.trim_end().ends_with("so"),
+        "{filled}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let prompt_ids = json["prompt_ids"].as_array().unwrap().clone();
+    let mask = json["model"]["mask_id"].clone();
+    let gaps: Vec<usize> = (0..prompt_ids.len())
+        .filter(|&i| prompt_ids[i] == mask)
+        .collect();
+    assert_eq!(gaps.len(), 1, "{prompt_ids:?}");
+    for step in json["steps"].as_array().unwrap() {
+        for (i, id) in step["ids"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(
+                id == &prompt_ids[i],
+                !gaps.contains(&i) || id == &mask,
+                "position {i}"
+            );
+        }
+    }
     // Bad input: a flag of another family, steps past T, a canvas past the model's length.
     for (extra, expected) in [
         (

@@ -156,4 +156,12 @@ fn the_committed_tokenizer_serves_the_engine() {
     );
     let infill = codec.encode_prompt("Mr. [MASK] said").unwrap();
     assert_eq!(infill.iter().filter(|&&id| id == 3).count(), 1);
+    // The space before the mask is the filling word's: no lone space token precedes the mask.
+    let at = infill.iter().position(|&id| id == 3).unwrap();
+    assert_eq!(
+        infill[1..at],
+        codec.encode("Mr.").unwrap()[..],
+        "{infill:?}"
+    );
+    assert_eq!(infill[at + 1..], codec.encode(" said").unwrap()[..]);
 }

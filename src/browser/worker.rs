@@ -1527,11 +1527,13 @@ async fn write_words(
     };
     let bundle = &words.bundle;
     let spec = bundle.config.vector_spec();
-    let prompt_ids = match bundle.codec.encode(&prompt) {
+    // `[MASK]` in the prompt is a gap to fill.
+    let prompt_ids = match bundle.codec.encode_with_masks(&prompt) {
         Ok(ids) => ids,
         Err(e) => return fail(Some(run), "generate", format!("the prompt: {e}")),
     };
-    let mut vector_run = match VectorRun::new(&settings, &prompt_ids, &spec) {
+    let mask_id = bundle.codec.mask_id();
+    let mut vector_run = match VectorRun::infilling(&settings, &prompt_ids, Some(mask_id), &spec) {
         Ok(r) => r,
         Err(e) => return fail_settings(run, &e),
     };
@@ -1553,6 +1555,7 @@ async fn write_words(
         run,
         opening: Opening::DiffusionLm {
             prompt_ids: prompt_ids.clone(),
+            mask_id: Some(mask_id),
             gen_length: settings.gen_length,
             vocab: text_of(known.iter().copied().collect()),
             steps: vector_run.total_steps(),

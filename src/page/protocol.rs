@@ -307,8 +307,11 @@ pub enum Opening {
     },
     /// Noise x_T at every position after the prompt.
     DiffusionLm {
-        /// The prompt's ids, which hold the first positions.
+        /// The prompt's ids, which hold the first positions but its gaps.
         prompt_ids: Vec<u32>,
+        /// The mask token: the prompt's gaps.
+        #[serde(default)]
+        mask_id: Option<u32>,
         /// Positions generated after it.
         gen_length: usize,
         /// Text of the prompt's ids.
@@ -708,6 +711,7 @@ mod tests {
                 diffusion_steps: 10,
                 beta_schedule: crate::sampler::gaussian::BetaSchedule::Sqrt,
                 classifier: Some("../c".into()),
+                mask_id: None,
             },
             settings: vector_settings.clone(),
             prompt: "It".into(),
@@ -867,6 +871,7 @@ mod tests {
                 run: 3,
                 opening: Opening::DiffusionLm {
                     prompt_ids: vec![4],
+                    mask_id: Some(3),
                     gen_length: 1,
                     vocab: vec![(4, "It".into())],
                     steps: 1,

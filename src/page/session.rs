@@ -695,10 +695,16 @@ impl Session {
                     } => Record::Ddpm(ImageReplay::new(side, count, x, steps)),
                     Opening::DiffusionLm {
                         prompt_ids,
+                        mask_id,
                         gen_length,
                         vocab,
                         steps,
-                    } => Record::DiffusionLm(WordReplay::new(prompt_ids, gen_length, vocab, steps)),
+                    } => Record::DiffusionLm(WordReplay::new(
+                        (prompt_ids, mask_id),
+                        gen_length,
+                        vocab,
+                        steps,
+                    )),
                 };
                 l.status = RunStatus::Running;
             }),
@@ -1445,6 +1451,7 @@ mod tests {
                 run: a,
                 opening: Opening::DiffusionLm {
                     prompt_ids: vec![1],
+                    mask_id: None,
                     gen_length: 2,
                     vocab: vec![(1, "It".into())],
                     steps: 20,

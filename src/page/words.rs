@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::replay::{Cell, CellState};
-use crate::sampler::diffusion_lm::VectorStep;
+use crate::sampler::diffusion_lm::{VectorStep, first_free, held_positions};
 use crate::trajectory::vectors::VectorTrajectory;
 
 /// One position of a step, for the view.
@@ -54,6 +54,8 @@ pub struct WordDetail {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WordReplay {
     prompt_ids: Vec<u32>,
+    /// Which positions the prompt holds (its gaps are free).
+    held: Vec<bool>,
     gen_length: usize,
     vocab: HashMap<u32, String>,
     steps: Vec<VectorStep>,
@@ -66,15 +68,16 @@ pub struct WordReplay {
 }
 
 impl WordReplay {
-    /// A run holding `prompt_ids` then `gen_length` positions, `total` steps long, the text of
-    /// the prompt's ids in `vocab`.
+    /// A run holding `prompt_ids` (but those equal to the mask id, its gaps) then `gen_length`
+    /// positions, `total` steps long, the text of the prompt's ids in `vocab`.
     pub fn new(
-        prompt_ids: Vec<u32>,
+        (prompt_ids, mask_id): (Vec<u32>, Option<u32>),
         gen_length: usize,
         vocab: Vec<(u32, String)>,
         total: usize,
     ) -> Self {
         Self {
+            held: held_positions(&prompt_ids, mask_id),
             prompt_ids,
             gen_length,
             vocab: vocab.into_iter().collect(),
@@ -87,7 +90,7 @@ impl WordReplay {
     pub fn from_trajectory(t: &VectorTrajectory) -> Self {
         let vocab = t.vocab.iter().map(|(&id, s)| (id, s.clone())).collect();
         let mut r = Self::new(
-            t.prompt_ids.clone(),
+            (t.prompt_ids.clone(), t.model.mask_id),
             t.settings.gen_length,
             vocab,
             t.steps.len(),
@@ -106,8 +109,7 @@ impl WordReplay {
         if step.ids.len() != n || step.distance.len() != n {
             return;
         }
-        self.distances
-            .push(Some(step.mean_distance(self.prompt_ids.len())));
+        self.distances.push(Some(step.mean_distance(&self.held)));
         self.target_probs.push(step.target_probability);
         self.steps.push(step);
     }
@@ -132,27 +134,35 @@ impl WordReplay {
         self.steps.get(at.min(self.steps.len().checked_sub(1)?))
     }
 
+    /// Whether the prompt holds position `i`.
+    fn is_held(&self, i: usize) -> bool {
+        self.held.get(i).copied().unwrap_or(false)
+    }
+
     /// The positions at step `at`: the prompt's words, then each generated position's; before
-    /// any step, the prompt alone.
+    /// any step, the prompt alone (its gaps as the mask token).
     pub fn words(&self, at: usize) -> Vec<Word> {
         let text = |id: u32| self.vocab.get(&id).cloned().unwrap_or_default();
         let Some(step) = self.step(at) else {
             return self
                 .prompt_ids
                 .iter()
-                .map(|&id| Word {
+                .enumerate()
+                .map(|(i, &id)| Word {
                     text: text(id),
                     distance: 0.0,
                     far: 0.0,
                     changed: false,
-                    prompt: true,
+                    prompt: self.is_held(i),
                 })
                 .collect();
         };
-        let fixed = self.prompt_ids.len();
-        let largest = step.distance[fixed.min(step.distance.len())..]
+        let largest = step
+            .distance
             .iter()
-            .fold(0f32, |m, &d| m.max(d));
+            .enumerate()
+            .filter(|&(i, _)| !self.is_held(i))
+            .fold(0f32, |m, (_, &d)| m.max(d));
         step.ids
             .iter()
             .zip(&step.distance)
@@ -160,13 +170,13 @@ impl WordReplay {
             .map(|(i, (&id, &d))| Word {
                 text: text(id),
                 distance: d,
-                far: if i < fixed || largest <= 0.0 {
+                far: if self.is_held(i) || largest <= 0.0 {
                     0.0
                 } else {
                     f64::from(d / largest)
                 },
                 changed: step.changed.contains(&i),
-                prompt: i < fixed,
+                prompt: self.is_held(i),
             })
             .collect()
     }
@@ -229,11 +239,12 @@ impl WordReplay {
             .collect()
     }
 
-    /// The generated words at step `at`, joined (the prompt's excluded).
+    /// The words at step `at` from the first the run writes on (the prompt's first gap, or the
+    /// first after it), joined.
     pub fn text(&self, at: usize) -> String {
         self.words(at)
             .into_iter()
-            .filter(|w| !w.prompt)
+            .skip(first_free(&self.held))
             .map(|w| w.text)
             .collect()
     }
@@ -270,7 +281,7 @@ mod tests {
     #[test]
     fn each_step_shows_every_word_with_its_distance_and_what_changed() {
         let vocab = vec![(1, "It".to_string())];
-        let mut r = WordReplay::new(vec![1], 3, vocab, 2);
+        let mut r = WordReplay::new((vec![1], None), 3, vocab, 2);
         assert_eq!(r.words(0).len(), 1, "before a step: the prompt alone");
         r.push(
             step(0, vec![1, 5, 6, 5], vec![]),
@@ -318,12 +329,36 @@ mod tests {
         assert!(d.nearest.is_empty());
         assert_eq!(r.detail(1, 9).unwrap().since, 0);
         assert_eq!(r.detail(4, 1), None, "off the canvas");
-        assert_eq!(WordReplay::new(vec![1], 3, vec![], 2).detail(0, 0), None);
+        assert_eq!(
+            WordReplay::new((vec![1], None), 3, vec![], 2).detail(0, 0),
+            None
+        );
+    }
+
+    #[test]
+    fn a_prompt_s_gaps_are_written_like_the_positions_after_it() {
+        // "It [MASK] so" then one more: the gap and the last position are the run's.
+        let vocab = vec![(1, "It".into()), (3, "[MASK]".into()), (2, " so".into())];
+        let mut r = WordReplay::new((vec![1, 3, 2], Some(3)), 1, vocab, 1);
+        let before: Vec<bool> = r.words(0).iter().map(|w| w.prompt).collect();
+        assert_eq!(before, [true, false, true]);
+        let mut s = step(0, vec![1, 5, 2, 6], vec![]);
+        s.distance = vec![9.0, 1.0, 9.0, 3.0];
+        r.push(s, vec![(5, " was".into()), (6, " on".into())]);
+        let words = r.words(0);
+        let held: Vec<bool> = words.iter().map(|w| w.prompt).collect();
+        assert_eq!(held, [true, false, true, false]);
+        // The farthest free word is the last; the held ones are not measured.
+        assert_eq!((words[3].far, words[0].far), (1.0, 0.0));
+        assert_eq!(r.distance_series(), [Some(2.0)]);
+        // The text runs from the gap on.
+        assert_eq!(r.text(0), " was so on");
+        assert_eq!(r.cells(0)[2].state, CellState::Prompt);
     }
 
     #[test]
     fn the_inspector_lists_a_position_s_nearest_words_with_their_text() {
-        let mut r = WordReplay::new(vec![], 2, vec![], 1);
+        let mut r = WordReplay::new((vec![], None), 2, vec![], 1);
         let mut s = step(0, vec![5, 6], vec![]);
         s.nearest = vec![NearWords {
             position: 1,

@@ -11,8 +11,10 @@
 //!   change until the last step.
 //! - The clamping trick (§4.3, `denoised_fn_round`): x̂₀ is replaced by the word vector nearest
 //!   to it (Euclidean) before the mean is taken, at every step.
-//! - Fixed positions (the prompt): their x̂₀ is their word's vector, and x_{t−1} there is a
-//!   fresh draw of q(x_{t−1} | EMB(w)), so the rest of the sequence is denoised around them.
+//! - Held positions (the prompt's words): their x̂₀ is their word's vector, and x_{t−1} there is
+//!   a fresh draw of q(x_{t−1} | EMB(w)), so the rest of the sequence is denoised around them.
+//!   A prompt's `[MASK]` tokens are gaps, denoised like the positions after it: infilling, as the
+//!   reference's `infill_util.py` holds every position but the ones it fills.
 //! - Plug-and-play control (§5.2; `improved-diffusion/scripts/infill_util.py`, `langevin_fn3`):
 //!   after each reverse step, K = 3 gradient steps on the sample x_{t−1} (none in the last 10
 //!   steps) on S·CE(c | x_{t−1}) + λ·Σ(x_{t−1} − μ)²/σ², the classifier's cross-entropy of the
@@ -181,14 +183,32 @@ impl VectorStep {
         )
     }
 
-    /// The mean of [`VectorStep::distance`] over the positions generated.
-    pub fn mean_distance(&self, fixed: usize) -> f64 {
-        let free = &self.distance[fixed.min(self.distance.len())..];
+    /// The mean of [`VectorStep::distance`] over the positions generated: those `held` does not
+    /// mark (see [`held_positions`]).
+    pub fn mean_distance(&self, held: &[bool]) -> f64 {
+        let free: Vec<f64> = self
+            .distance
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !held.get(i).copied().unwrap_or(false))
+            .map(|(_, &d)| f64::from(d))
+            .collect();
         if free.is_empty() {
             return 0.0;
         }
-        free.iter().map(|&d| f64::from(d)).sum::<f64>() / free.len() as f64
+        free.iter().sum::<f64>() / free.len() as f64
     }
+}
+
+/// Which positions of a run its prompt holds: each of the prompt's but its gaps (the `mask`
+/// token); the positions after the prompt are free.
+pub fn held_positions(prompt: &[u32], mask: Option<u32>) -> Vec<bool> {
+    prompt.iter().map(|&id| Some(id) != mask).collect()
+}
+
+/// The first position a run writes: its first gap, or the first after its prompt.
+pub fn first_free(held: &[bool]) -> usize {
+    held.iter().position(|h| !h).unwrap_or(held.len())
 }
 
 /// A Diffusion-LM run in progress.
@@ -203,8 +223,10 @@ pub struct VectorRun {
     left: usize,
     /// The sequence now, `[n · d]`.
     x: Vec<f64>,
-    /// The prompt's words, which hold the first positions.
-    fixed: Vec<u32>,
+    /// Each position's word when the prompt holds it (`None`: a gap, or after the prompt).
+    held: Vec<Option<u32>>,
+    /// The prompt's length, gaps included.
+    prompt_len: usize,
     d: usize,
     rng: Rng,
     previous: Option<Vec<u32>>,
@@ -213,10 +235,21 @@ pub struct VectorRun {
 }
 
 impl VectorRun {
-    /// Checks `settings` and the prompt's ids against the network and draws x_T ~ N(0, I).
+    /// Checks `settings` and the prompt's ids against the network and draws x_T ~ N(0, I); the
+    /// prompt holds every one of its positions.
     pub fn new(
         settings: &VectorSettings,
         prompt: &[u32],
+        spec: &VectorSpec,
+    ) -> Result<Self, SettingsError> {
+        Self::infilling(settings, prompt, None, spec)
+    }
+
+    /// As [`VectorRun::new`], with the prompt's `mask` tokens as gaps to fill.
+    pub fn infilling(
+        settings: &VectorSettings,
+        prompt: &[u32],
+        mask: Option<u32>,
         spec: &VectorSpec,
     ) -> Result<Self, SettingsError> {
         let range =
@@ -225,7 +258,9 @@ impl VectorRun {
                 value,
                 expected,
             };
-        if prompt.len() >= spec.model_length {
+        let held = held_positions(prompt, mask);
+        let gaps = held.iter().filter(|&&h| !h).count();
+        if gaps == 0 && prompt.len() >= spec.model_length {
             return Err(range(
                 "prompt",
                 format!("{} tokens", prompt.len()),
@@ -243,7 +278,7 @@ impl VectorRun {
                 model_length: spec.model_length,
             });
         }
-        if settings.gen_length == 0 {
+        if settings.gen_length == 0 && gaps == 0 {
             return Err(SettingsError::NothingToGenerate);
         }
         if let Some(&token) = prompt.iter().find(|&&id| id as usize >= spec.vocab_size) {
@@ -283,7 +318,13 @@ impl VectorRun {
             schedule,
             times,
             x,
-            fixed: prompt.to_vec(),
+            held: prompt
+                .iter()
+                .zip(&held)
+                .map(|(&id, &h)| h.then_some(id))
+                .chain(std::iter::repeat_n(None, settings.gen_length))
+                .collect(),
+            prompt_len: prompt.len(),
             d,
             rng,
             previous: None,
@@ -308,9 +349,14 @@ impl VectorRun {
         &self.settings
     }
 
-    /// Positions held by the prompt.
+    /// The prompt's positions, gaps included.
     pub fn prompt_len(&self) -> usize {
-        self.fixed.len()
+        self.prompt_len
+    }
+
+    /// Which positions the prompt holds (the gaps and the positions after it are free).
+    pub fn held(&self) -> Vec<bool> {
+        self.held.iter().map(Option::is_some).collect()
     }
 
     /// The sequence now, `[n · d]`.
@@ -376,8 +422,8 @@ impl VectorRun {
         let mut distance = Vec::with_capacity(n);
         let mut nearest_words = Vec::new();
         for (i, v) in x0.chunks_exact_mut(d).enumerate() {
-            let id = match self.fixed.get(i) {
-                Some(&w) => w,
+            let id = match self.held[i] {
+                Some(w) => w,
                 None if self.candidates > 0 => {
                     let top = rank(v, emb, d, self.candidates);
                     let id = top[0].token;
@@ -389,7 +435,7 @@ impl VectorRun {
             let row = &emb[id as usize * d..(id as usize + 1) * d];
             distance.push(euclidean(v, row) as f32);
             ids.push(id);
-            if self.fixed.get(i).is_some() {
+            if self.held[i].is_some() {
                 copy_row(v, row);
             } else if self.settings.clamp {
                 copy_row(v, &emb[nearest(v, emb, d) * d..][..d]);
@@ -426,9 +472,10 @@ impl VectorRun {
                 )
             }
         };
-        // The prompt's positions: a fresh draw of q at the time stepped to (its word at the end).
+        // The held positions: a fresh draw of q at the time stepped to (the word at the end).
         let a_prev = self.schedule.alpha_bar(k.checked_sub(1));
-        for (i, &w) in self.fixed.iter().enumerate() {
+        let held = self.held.iter().enumerate();
+        for (i, w) in held.filter_map(|(i, w)| Some((i, (*w)?))) {
             let row = &emb[w as usize * d..(w as usize + 1) * d];
             for (v, &e) in x[i * d..(i + 1) * d].iter_mut().zip(row) {
                 let noise = if k == 0 { 0.0 } else { normal(&mut self.rng) };
@@ -682,6 +729,51 @@ mod tests {
         };
         let mut other = VectorRun::new(&other, &words[..2], &net.spec).unwrap();
         assert_ne!(run_all(&mut other, &mut pull(&words))[0], steps[0]);
+    }
+
+    #[test]
+    fn a_prompt_s_gaps_are_filled_around_its_held_words() {
+        let words = [2, 5, 1, 6, 0];
+        let mut net = pull(&words);
+        let mask = 4;
+        let settings = VectorSettings {
+            steps: 20,
+            seed: 3,
+            ..VectorSettings::defaults(2)
+        };
+        // "2 [gap] 1", then two positions.
+        let prompt = [2, mask, 1];
+        let mut run = VectorRun::infilling(&settings, &prompt, Some(mask), &net.spec).unwrap();
+        assert_eq!(run.held(), [true, false, true, false, false]);
+        assert_eq!(first_free(&run.held()), 1);
+        let steps = run_all(&mut run, &mut net);
+        for s in &steps {
+            assert_eq!((s.ids[0], s.ids[2]), (2, 1), "the held words stay");
+        }
+        assert_eq!(
+            steps.last().unwrap().ids[1],
+            5,
+            "the gap is filled with the pull's word"
+        );
+        // Without the mask named, the same prompt holds all three.
+        let plain = VectorRun::new(&settings, &prompt, &net.spec).unwrap();
+        assert_eq!(plain.held(), [true, true, true, false, false]);
+        // A gap is something to generate, with no positions after the prompt.
+        let none = VectorSettings {
+            gen_length: 0,
+            ..settings.clone()
+        };
+        let mut infill = VectorRun::infilling(&none, &prompt, Some(mask), &net.spec).unwrap();
+        let last = run_all(&mut infill, &mut pull(&words)).pop().unwrap();
+        assert_eq!(last.ids, [2, 5, 1]);
+        assert_eq!(
+            last.mean_distance(&infill.held()),
+            f64::from(last.distance[1])
+        );
+        assert!(matches!(
+            VectorRun::new(&none, &prompt, &net.spec),
+            Err(SettingsError::NothingToGenerate)
+        ));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{TRAJECTORY_FORMAT, TRAJECTORY_VERSION, TrajectoryError};
 use crate::config::Family;
 use crate::network::VectorSpec;
-use crate::sampler::diffusion_lm::{VectorSettings, VectorStep};
+use crate::sampler::diffusion_lm::{VectorSettings, VectorStep, first_free, held_positions};
 use crate::sampler::gaussian::BetaSchedule;
 use crate::text::TextCodec;
 
@@ -33,6 +33,10 @@ pub struct VectorModelInfo {
     /// The control classifier that steered it, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<String>,
+    /// Its mask token: where the prompt holds it, a gap the run filled (files before infilling
+    /// have none: their prompts hold every position).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_id: Option<u32>,
 }
 
 /// A Diffusion-LM run, step by step.
@@ -50,15 +54,16 @@ pub struct VectorTrajectory {
     pub settings: VectorSettings,
     /// The prompt as typed.
     pub prompt: String,
-    /// Its ids, which hold the first positions.
+    /// Its ids, which hold the first positions but its gaps ([`VectorModelInfo::mask_id`]).
     pub prompt_ids: Vec<u32>,
     /// id → text of every id that appears.
     pub vocab: BTreeMap<u32, String>,
     /// Every step.
     pub steps: Vec<VectorStep>,
-    /// Each step's words after the prompt, decoded: the text a reader watches change.
+    /// Each step's words from its first free position (the prompt's first gap, or the first
+    /// after it) on, decoded: the text a reader watches change.
     pub texts: Vec<String>,
-    /// The last step's words after the prompt, decoded.
+    /// The last step's, the same way.
     pub text: String,
 }
 
@@ -80,7 +85,9 @@ impl VectorTrajectory {
             .chain(prompt_ids.iter().copied())
             .map(|id| (id, codec.token_text(id)))
             .collect();
-        let generated = |s: &VectorStep| codec.decode(&s.ids[prompt_ids.len().min(s.ids.len())..]);
+        let mask_id = Some(codec.mask_id());
+        let start = first_free(&held_positions(prompt_ids, mask_id));
+        let generated = |s: &VectorStep| codec.decode(&s.ids[start.min(s.ids.len())..]);
         let texts: Vec<String> = steps.iter().map(generated).collect();
         Self {
             format: TRAJECTORY_FORMAT.into(),
@@ -94,6 +101,7 @@ impl VectorTrajectory {
                 diffusion_steps: spec.diffusion_steps,
                 beta_schedule: spec.beta_schedule,
                 classifier,
+                mask_id,
             },
             settings,
             prompt: prompt.into(),
@@ -158,6 +166,7 @@ impl VectorTrajectory {
             ));
         }
         let unknown = |id: u32| id as usize >= m.vocab_size || !self.vocab.contains_key(&id);
+        let held = held_positions(&self.prompt_ids, m.mask_id);
         for (i, s) in self.steps.iter().enumerate() {
             if s.index != i || s.t >= m.diffusion_steps {
                 return bad(format!("step {i} is numbered {} at time {}", s.index, s.t));
@@ -168,15 +177,20 @@ impl VectorTrajectory {
             if let Some(id) = s.ids.iter().find(|&&id| unknown(id)) {
                 return bad(format!("step {i} writes id {id}, which has no text here"));
             }
+            if let Some(p) = (0..held.len()).find(|&p| held[p] && s.ids[p] != self.prompt_ids[p]) {
+                return bad(format!(
+                    "step {i} rewrites the prompt's word at position {p}"
+                ));
+            }
             if s.changed.iter().any(|&p| p >= n) {
                 return bad(format!("step {i} changes a position outside its canvas"));
             }
-            let generated = self.prompt_ids.len()..n;
             for near in &s.nearest {
                 let Some(first) = near.top.first() else {
                     return bad(format!("step {i} lists no words at {}", near.position));
                 };
-                if !generated.contains(&near.position) || first.token != s.ids[near.position] {
+                let free = near.position < n && !held.get(near.position).copied().unwrap_or(false);
+                if !free || first.token != s.ids[near.position] {
                     return bad(format!(
                         "step {i} lists nearest words at position {} that it did not round there",
                         near.position
@@ -241,6 +255,7 @@ mod tests {
                 diffusion_steps: 10,
                 beta_schedule: BetaSchedule::Sqrt,
                 classifier: Some("../c".into()),
+                mask_id: None,
             },
             settings: VectorSettings {
                 steps: 2,
@@ -267,8 +282,11 @@ mod tests {
         let json = t.to_json();
         assert_eq!(VectorTrajectory::from_json(&json).unwrap(), t);
         assert_eq!(super::super::kind_of(&json).unwrap(), Family::DiffusionLm);
-        let damaged: [(&str, fn(&mut VectorTrajectory)); 9] = [
+        let damaged: [(&str, fn(&mut VectorTrajectory)); 10] = [
             ("numbered", |t| t.steps[1].index = 5),
+            ("rewrites the prompt's word at position 0", |t| {
+                t.steps[1].ids[0] = 5
+            }),
             ("did not round there", |t| {
                 t.steps[0].nearest[0].top.swap(0, 1)
             }),
@@ -294,6 +312,15 @@ mod tests {
                 .to_string();
             assert!(err.contains(what), "{what}: {err}");
         }
+        // A prompt whose gap (its mask token) the run filled: the gap is free.
+        let mut gap = trajectory();
+        gap.model.mask_id = Some(7);
+        gap.vocab.insert(7, "[MASK]".into());
+        gap.prompt_ids = vec![7];
+        gap.steps[1].ids[0] = 5;
+        gap.steps[1].nearest[0].position = 0;
+        gap.steps[1].nearest[0].top[0].token = 5;
+        assert_eq!(VectorTrajectory::from_json(&gap.to_json()).unwrap(), gap);
         // Another family's file is named as such.
         let mut other = serde_json::to_value(&t).unwrap();
         other["kind"] = "ddpm".into();

@@ -1416,10 +1416,10 @@ const wordCases = [
     args: ['--prompt', 'It was', '--steps', '12', '--gen-length', '8', '--seed', '1'],
   },
   {
-    name: 'without clamping on the CPU fallback',
+    name: 'without clamping, filling a gap, on the CPU fallback',
     gpu: false,
-    query: 'family=diffusion-lm&prompt=She&steps=10&gen=10&clamp=0&seed=2',
-    args: ['--prompt', 'She', '--steps', '10', '--gen-length', '10', '--clamp', 'false', '--seed', '2'],
+    query: 'family=diffusion-lm&prompt=She%20%5BMASK%5D%20the&steps=10&gen=10&clamp=0&seed=2',
+    args: ['--prompt', 'She [MASK] the', '--steps', '10', '--gen-length', '10', '--clamp', 'false', '--seed', '2'],
   },
 ];
 
@@ -1439,6 +1439,10 @@ for (const c of wordCases) {
       assert.equal(lane.text, recorded.text);
       // Every position shows a word; the distance is plotted, and no control watched.
       assert.equal(await page.locator('[data-testid=words] .cell').count(), recorded.steps[0].ids.length);
+      // The prompt's words are held; a gap in it is written like the positions after it.
+      const mask = recorded.model.mask_id;
+      const held = recorded.prompt_ids.filter((id) => id !== mask).length;
+      assert.equal(await page.locator('[data-testid=words] .cell.prompt').count(), held);
       assert.equal(await page.locator('[data-testid=mean-distance]').count(), 1);
       assert.equal(await page.locator('[data-testid=control-prob]').count(), 0);
       assert.match(page.url(), /family=diffusion-lm&/);

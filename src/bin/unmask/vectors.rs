@@ -18,6 +18,7 @@ use unmask::model::patch_dit::Role;
 use unmask::network::WordVectorDenoiser;
 use unmask::sampler::diffusion_lm::{
     Control, DEFAULT_CONTROL_SCALE, DEFAULT_FLUENCY, DEFAULT_STEPS, VectorRun, VectorSettings,
+    first_free,
 };
 use unmask::sampler::gaussian::{BetaSchedule, Variance};
 use unmask::text::{Embedding, TextCodec};
@@ -98,10 +99,12 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     let mut bundle = VectorBundle::from_dir(&args.model, &device)
         .map_err(|e| CliError::Input(format!("{}: {e}", args.model.display())))?;
     let prompt = args.prompt.as_deref().unwrap_or("");
+    // `[MASK]` in the prompt is a gap to fill.
     let prompt_ids = bundle
         .codec
-        .encode(prompt)
+        .encode_with_masks(prompt)
         .map_err(|e| CliError::Input(format!("--prompt: {e}")))?;
+    let mask = bundle.codec.mask_id();
     let c = &bundle.config;
     let control = control_of(args)?;
     let (classifier_name, mut classifier) = match &control {
@@ -131,8 +134,10 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         control,
     };
     let spec = c.vector_spec();
-    let mut run = VectorRun::new(&settings, &prompt_ids, &spec)
+    let mut run = VectorRun::infilling(&settings, &prompt_ids, Some(mask), &spec)
         .map_err(|e| CliError::Input(e.to_string()))?;
+    let held = run.held();
+    let start = first_free(&held);
     // A trace holds each position's nearest words, as the page's inspector shows them.
     run.show_candidates(args.trace.is_some());
     let live = !args.quiet && std::io::stderr().is_terminal();
@@ -147,7 +152,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     .map_err(CliError::from)?
     {
         if live {
-            let words = bundle.codec.decode(&step.ids[prompt_ids.len()..]);
+            let words = bundle.codec.decode(&step.ids[start..]);
             eprint!("\r\x1b[2K{:>4} t={:<5} {}", step.index + 1, step.t, words);
             std::thread::sleep(std::time::Duration::from_millis(args.delay_ms));
         }
@@ -160,7 +165,13 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
     let last = steps
         .last()
         .ok_or_else(|| CliError::Failed("the run took no step".into()))?;
-    let text = bundle.codec.decode(&last.ids[prompt_ids.len()..]);
+    let text = bundle.codec.decode(&last.ids[start..]);
+    // The prompt as typed, or with gaps, what precedes the first.
+    let head = if start < prompt_ids.len() {
+        bundle.codec.decode(&prompt_ids[..start])
+    } else {
+        prompt.to_string()
+    };
     if let Some(path) = &args.trace {
         let trajectory = VectorTrajectory::new(
             &args.model.display().to_string(),
@@ -174,7 +185,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
         std::fs::write(path, trajectory.to_json())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
-    outln!("{prompt}{text}");
+    outln!("{head}{text}");
     if !args.quiet {
         let control = match (&settings.control, last.target_probability) {
             (Some(c), Some(p)) => format!(", p({} | x) {p:.3} at the last step", c.target),
@@ -184,7 +195,7 @@ pub fn generate(args: &GenerateArgs) -> Result<(), CliError> {
             "{} steps in {seconds:.2} s ({:.1} steps/s), mean distance to the words {:.3}{control}",
             steps.len(),
             steps.len() as f64 / seconds.max(1e-9),
-            last.mean_distance(prompt_ids.len())
+            last.mean_distance(&held)
         );
     }
     Ok(())
