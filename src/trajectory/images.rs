@@ -112,16 +112,7 @@ impl ImageTrajectory {
 
     /// Reads and checks an image trajectory.
     pub fn from_json(text: &str) -> Result<Self, TrajectoryError> {
-        let kind = super::kind_of(text)?;
-        if kind != Family::Ddpm {
-            return Err(TrajectoryError::Kind {
-                found: kind,
-                expected: Family::Ddpm,
-            });
-        }
-        let t: ImageTrajectory = serde_json::from_str(text)?;
-        t.check()?;
-        Ok(t)
+        super::read_family(text, Family::Ddpm, Self::check)
     }
 
     /// Checks what a replay relies on: sizes within bounds, steps numbered 0, 1, … at times

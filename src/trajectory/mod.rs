@@ -288,6 +288,22 @@ pub fn kind_of(text: &str) -> Result<Family, TrajectoryError> {
     Ok(header.kind)
 }
 
+/// Reads a trajectory of family `expected`, checked by `check`: the header first, so that a file
+/// of another family or format is named as such before its body is parsed.
+fn read_family<T: serde::de::DeserializeOwned>(
+    text: &str,
+    expected: Family,
+    check: impl Fn(&T) -> Result<(), TrajectoryError>,
+) -> Result<T, TrajectoryError> {
+    let found = kind_of(text)?;
+    if found != expected {
+        return Err(TrajectoryError::Kind { found, expected });
+    }
+    let t: T = serde_json::from_str(text)?;
+    check(&t)?;
+    Ok(t)
+}
+
 /// One step as version 2 stores it.
 #[derive(Serialize, Deserialize)]
 struct StepRecord {

@@ -102,16 +102,7 @@ impl UnifiedTrajectory {
 
     /// Reads and checks a text + image trajectory.
     pub fn from_json(text: &str) -> Result<Self, TrajectoryError> {
-        let kind = super::kind_of(text)?;
-        if kind != Family::Unified {
-            return Err(TrajectoryError::Kind {
-                found: kind,
-                expected: Family::Unified,
-            });
-        }
-        let t: UnifiedTrajectory = serde_json::from_str(text)?;
-        t.check()?;
-        Ok(t)
+        super::read_family(text, Family::Unified, Self::check)
     }
 
     /// Checks what a replay relies on: the knobs valid, an image of 64 levels on 0–16, every

@@ -120,16 +120,7 @@ impl VectorTrajectory {
 
     /// Reads and checks a Diffusion-LM trajectory.
     pub fn from_json(text: &str) -> Result<Self, TrajectoryError> {
-        let kind = super::kind_of(text)?;
-        if kind != Family::DiffusionLm {
-            return Err(TrajectoryError::Kind {
-                found: kind,
-                expected: Family::DiffusionLm,
-            });
-        }
-        let t: VectorTrajectory = serde_json::from_str(text)?;
-        t.check()?;
-        Ok(t)
+        super::read_family(text, Family::DiffusionLm, Self::check)
     }
 
     /// Checks what a replay relies on: sizes within bounds, steps numbered 0, 1, … at times
