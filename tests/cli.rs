@@ -542,6 +542,35 @@ fn random_presets_too_large_for_the_memory_limit_are_refused_before_allocating()
 }
 
 #[test]
+fn bench_runs_dream_and_names_the_run_its_shifted_logits_cannot_make() {
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dllm/dream");
+    let out = unmask(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--backends",
+        "cpu",
+        "--lengths",
+        "8",
+        "--repeats",
+        "1",
+        "--gen-length",
+        "4",
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("| cpu | mdlm: 4 tokens |"), "{table}");
+    assert!(
+        table.contains("| cpu | ar (KV cache) | skipped: ") && table.contains("shifted"),
+        "{table}"
+    );
+}
+
+#[test]
 fn block_causal_attention_takes_the_block_length_when_config_json_has_none() {
     // dllm's published -bd3lm folders keep their block size in the sampler, not config.json.
     let model =
