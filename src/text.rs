@@ -244,17 +244,16 @@ impl TextCodec {
     /// the token that fills it, as byte-level BPE spells a word with its leading space
     /// (`"It was [MASK] day"` is `It`, ` was`, mask, ` day`, not a lone ` ` before the mask).
     pub fn encode_with_masks(&self, text: &str) -> Result<Vec<u32>, TextError> {
+        let pieces: Vec<&str> = text.split(MASK_MARKER).collect();
         let mut ids = Vec::new();
-        let mut pieces = text.split(MASK_MARKER).peekable();
-        let mut first = true;
-        while let Some(piece) = pieces.next() {
-            if !first {
+        for (i, &piece) in pieces.iter().enumerate() {
+            if i > 0 {
                 ids.push(self.mask_id);
             }
-            first = false;
-            let piece = match pieces.peek() {
-                Some(_) => piece.strip_suffix(' ').unwrap_or(piece),
-                None => piece,
+            let before_mask = i + 1 < pieces.len();
+            let piece = match piece.strip_suffix(' ') {
+                Some(trimmed) if before_mask => trimmed,
+                _ => piece,
             };
             if !piece.is_empty() {
                 ids.extend(self.encode(piece)?);

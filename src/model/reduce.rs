@@ -382,8 +382,9 @@ impl DeviceRows {
             let tempered = x.clone() / request.temperature as f32;
             let top = tempered.clone().max_dim(1);
             if let Some(w) = plan.window {
-                log_tempered_total = (tempered.clone() - top.clone()).exp().sum_dim(1).log() + top;
-                window = top_window(tempered, w).to_vec();
+                log_tempered_total =
+                    (tempered.clone() - top.clone()).exp().sum_dim(1).log() + top.clone();
+                window = top_window(tempered, top, w).to_vec();
             } else {
                 let categorical = |d: &RowDraw| matches!(d, RowDraw::Categorical(_));
                 if request.rows.iter().any(|q| categorical(&q.draw)) {
@@ -564,18 +565,17 @@ impl Window<'_> {
     }
 }
 
-/// Each row's `w` largest entries of `x` (`[n, v]`, tempered logits), ties to the lower id, as
-/// the window's columns: `[filled, exact, complete]`, then the values and the ids (as f32) in
+/// Each row's `w` largest entries of `x` (`[n, v]`, tempered logits, whose row maxima are
+/// `max`, `[n, 1]`), ties to the lower id, as the window's columns: `[filled, exact, complete]`, then the values and the ids (as f32) in
 /// vocabulary order. No sort: burn sorts by reading rows back on its GPU backends (and every
 /// sort it can dispatch to weighs 2 MB of the page's code), so each row's threshold is found by
 /// bisection on counts (`x ≥ t`), and the entries at or above it are written to their slots by
 /// prefix sums and a scatter: the strictly greater ones first, then the threshold's ties in
 /// vocabulary order while slots are left.
-fn top_window(x: Tensor<2>, w: usize) -> [Tensor<2>; 5] {
+fn top_window(x: Tensor<2>, max: Tensor<2>, w: usize) -> [Tensor<2>; 5] {
     let [n, v] = x.dims();
     let device = x.device();
     let width = w as f32;
-    let max = x.clone().max_dim(1);
     // Invariant: at least w entries ≥ lo, fewer than w entries ≥ hi.
     let mut lo = max.clone() - WINDOW_DEPTH;
     let mut hi = max.clone() + max.abs() * 1e-6 + 1.0;
@@ -895,7 +895,8 @@ mod tests {
         ];
         let n = rows.len();
         let x = tensor(rows.concat(), [n, v]);
-        let columns: Vec<Vec<f32>> = top_window(x, w).into_iter().map(host_values).collect();
+        let max = x.clone().max_dim(1);
+        let columns: Vec<Vec<f32>> = top_window(x, max, w).into_iter().map(host_values).collect();
         let [filled, exact, complete, values, ids] = &columns[..] else {
             unreachable!()
         };

@@ -225,8 +225,6 @@ pub struct VectorRun {
     x: Vec<f64>,
     /// Each position's word when the prompt holds it (`None`: a gap, or after the prompt).
     held: Vec<Option<u32>>,
-    /// The prompt's length, gaps included.
-    prompt_len: usize,
     d: usize,
     rng: Rng,
     previous: Option<Vec<u32>>,
@@ -324,7 +322,6 @@ impl VectorRun {
                 .map(|(&id, &h)| h.then_some(id))
                 .chain(std::iter::repeat_n(None, settings.gen_length))
                 .collect(),
-            prompt_len: prompt.len(),
             d,
             rng,
             previous: None,
@@ -351,7 +348,7 @@ impl VectorRun {
 
     /// The prompt's positions, gaps included.
     pub fn prompt_len(&self) -> usize {
-        self.prompt_len
+        self.held.len() - self.settings.gen_length
     }
 
     /// Which positions the prompt holds (the gaps and the positions after it are free).

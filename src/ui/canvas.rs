@@ -182,6 +182,28 @@ pub fn ScheduleHeatmap(lane: usize) -> impl IntoView {
     }
 }
 
+/// The inspector's list of candidates: each one's text on a bar of its probability, the
+/// probability, and a note beside it when there is one (a word's distance).
+pub(crate) fn candidate_list(
+    rows: impl IntoIterator<Item = (String, f64, Option<String>)>,
+) -> impl IntoView {
+    view! {
+        <ol class="candidates" data-testid="candidates">
+            {rows
+                .into_iter()
+                .map(|(text, p, note)| view! {
+                    <li>
+                        <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
+                        <span class="tok">{text}</span>
+                        <span class="p">{format!("{p:.3}")}</span>
+                        {note.map(|n| view! { <span class="p">{n}</span> })}
+                    </li>
+                })
+                .collect_view()}
+        </ol>
+    }
+}
+
 /// What the selected cell of lane `lane` is: its token, step and confidence, or its top
 /// candidates while masked.
 #[component]
@@ -199,7 +221,9 @@ pub fn Inspector(lane: usize) -> impl IntoView {
                     <p><b>{head}</b>" · prompt token “"{visible(&cell.text)}"”"</p>
                 }
                 .into_any(),
-                CellState::Committed { step, confidence, .. } => view! {
+                CellState::Committed {
+                    step, confidence, ..
+                } => view! {
                     <p>
                         <b>{head}</b>" · “"{visible(&cell.text)}"” committed at step "
                         {step + 1}" with p = "{format!("{confidence:.3}")}
@@ -209,27 +233,19 @@ pub fn Inspector(lane: usize) -> impl IntoView {
                 CellState::Masked => {
                     let top: Vec<(String, f64)> = r
                         .candidates(pos, at)
-                        .map(|c| c.top.iter().map(|t| (visible(&r.text(t.token)), t.prob)).collect())
+                        .map(|c| {
+                            c.top
+                                .iter()
+                                .map(|t| (visible(&r.text(t.token)), t.prob))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     view! {
                         <div>
                             <p><b>{head}</b>" · masked"
                                 {top.is_empty().then_some(" · not predicted yet")}
                             </p>
-                            <ol class="candidates" data-testid="candidates">
-                                {top
-                                    .into_iter()
-                                    .map(|(text, p)| {
-                                        view! {
-                                            <li>
-                                                <span class="bar" style:width=format!("{:.1}%", p * 100.0)></span>
-                                                <span class="tok">{text}</span>
-                                                <span class="p">{format!("{p:.3}")}</span>
-                                            </li>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </ol>
+                            {candidate_list(top.into_iter().map(|(text, p)| (text, p, None)))}
                         </div>
                     }
                     .into_any()

@@ -11,7 +11,7 @@ use crate::page::session::ModelStatus;
 use crate::sampler::diffusion_lm::{Control, VectorSettings};
 
 use super::app::ctx;
-use super::canvas::{select_by_keys, visible};
+use super::canvas::{candidate_list, select_by_keys, visible};
 use super::controls::Which;
 use super::plots::series_plot;
 
@@ -114,19 +114,9 @@ pub fn WordsInspector(lane: usize) -> impl IntoView {
                     </p>
                     {(!d.nearest.is_empty()).then(|| view! {
                         <p class="hint">"The words x̂₀ rounds to most likely: p(w | x̂₀) and the distance to each"</p>
-                        <ol class="candidates" data-testid="candidates">
-                            {d.nearest
-                                .into_iter()
-                                .map(|w| view! {
-                                    <li>
-                                        <span class="bar" style:width=format!("{:.1}%", w.prob * 100.0)></span>
-                                        <span class="tok">{visible(&w.text)}</span>
-                                        <span class="p">{format!("{:.3}", w.prob)}</span>
-                                        <span class="p">{format!("d {:.2}", w.distance)}</span>
-                                    </li>
-                                })
-                                .collect_view()}
-                        </ol>
+                        {candidate_list(d.nearest.into_iter().map(|w| {
+                            (visible(&w.text), w.prob, Some(format!("d {:.2}", w.distance)))
+                        }))}
                     })}
                 </div>
             }
