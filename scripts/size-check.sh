@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 module="${1:-dist/unmask-web_bg.wasm}"
 # The budget in bytes. The speed issue's aim is 4 MB; this is where the module stands today, with
 # 2% headroom — lower it as the module shrinks, never raise it.
-budget=4440000
+budget=4415000
 if [ ! -f "$module" ]; then
     echo "size check: $module is missing; run trunk build first" >&2
     exit 1

@@ -7,11 +7,12 @@
 //   - the wasm module's size, raw and gzipped.
 //   - the digits (issue 14): DDIM steps per second of model time, unguided and with each guidance;
 //   - Diffusion-LM (issue 18): reverse steps per second of model time, without and with control.
-// Usage: node tests/browser/bench.mjs [--digits | --cpu | --gpu | --first | --vs-native]   (after
+// Usage: node tests/browser/bench.mjs [--digits | --cpu | --gpu | --first | --vs-native | --ab]   (after
 // `trunk build`; --digits: only the digits; --cpu: only the CPU fallback's runs; --gpu: only
 // WebGPU's (two builds of the GPU stack side by side, with UNMASK_DIST); --first: only the first
 // painted step on WebGPU and where its time goes; --vs-native: the CPU fallback against
-// `unmask bench` run in turns, with UNMASK_BIN); prints Markdown for BENCHMARKS.md.
+// `unmask bench` run in turns, with UNMASK_BIN; --ab: the CPU fallback of two builds in turns,
+// with UNMASK_DIST_B); prints Markdown for BENCHMARKS.md.
 
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -132,6 +133,57 @@ if (process.argv.includes('--vs-native')) {
   console.log('| sampler (64 tokens) | page, CPU (wasm) | native, 1 thread | page / native (medians) |\n|---|---|---|---|');
   for (const s of Object.keys(cases)) {
     console.log(`| ${s} | ${range(page_[s])} | ${range(native[s])} | ${(100 * median(page_[s]) / median(native[s])).toFixed(0)}% |`);
+  }
+  process.exit(0);
+}
+
+/** `--ab`: the CPU fallback of two builds of the page, this one (`UNMASK_DIST`, else dist/) and
+ *  `UNMASK_DIST_B`, served side by side: the 64-token cases of `--vs-native` and Diffusion-LM's
+ *  50 steps, the builds in turns within each round so that this machine's drift touches both. */
+if (process.argv.includes('--ab')) {
+  const other = process.env.UNMASK_DIST_B;
+  if (!other) throw new Error('--ab needs UNMASK_DIST_B=path/to/another/dist');
+  const serverB = http.createServer((req, res) => {
+    const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1));
+    serveFile(res, path.resolve(other), rel, { 'cache-control': 'max-age=3600' });
+  });
+  const origins = { a: origin, b: `${await listen(serverB)}/` };
+  const cases = {
+    bd3: ['sampler=bd3&gen=64', 'tokens'], llada: ['sampler=llada&gen=64&steps=64', 'tokens'],
+    mdlm: ['sampler=mdlm&gen=64&steps=64', 'tokens'], ar: ['sampler=ar&gen=64', 'tokens'],
+    'Diffusion-LM': ['family=diffusion-lm&prompt=&gen=32&steps=50', 'steps'],
+  };
+  const rounds = Number(process.env.ROUNDS ?? 3);
+  const pages = {};
+  for (const [build, o] of Object.entries(origins)) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await removeWebGpu(context, page);
+    // One run first, not counted: the wasm engine tiers up.
+    await page.goto(`${o}?autoplay=1&seed=2&sampler=bd3&gen=24`);
+    await done(page);
+    pages[build] = page;
+  }
+  const rates = {};
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, [q, unit]] of Object.entries(cases)) {
+      for (const [build, o] of Object.entries(origins)) {
+        await pages[build].goto(`${o}?autoplay=1&seed=1&${q}`);
+        const [lane] = await done(pages[build]);
+        ((rates[name] ??= { a: [], b: [] })[build]).push(lane[unit] * 1000 / lane.ms);
+      }
+    }
+  }
+  await browser.close();
+  server.close();
+  serverB.close();
+  const range = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
+  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  console.log(`a: ${dist}\nb: ${path.resolve(other)}\n`);
+  console.log('| CPU fallback | a, per s | b, per s | b / a (medians) |\n|---|---|---|---|');
+  for (const [name, [, unit]] of Object.entries(cases)) {
+    const { a, b } = rates[name];
+    console.log(`| ${name} (${unit}) | ${range(a)} | ${range(b)} | ${(100 * median(b) / median(a)).toFixed(0)}% |`);
   }
   process.exit(0);
 }
