@@ -20,12 +20,26 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { dist, launch, listen, removeWebGpu, serveFile } from './harness.mjs';
 
-const server = http.createServer((req, res) => {
-  const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1));
-  serveFile(res, dist, rel, { 'cache-control': 'max-age=3600' });
-});
+/** A server of the built page in `root`, cached as a CDN would. */
+function staticServer(root) {
+  return http.createServer((req, res) => {
+    const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1));
+    serveFile(res, root, rel, { 'cache-control': 'max-age=3600' });
+  });
+}
+const server = staticServer(dist);
 const origin = `${await listen(server)}/`;
 const browser = await launch();
+
+/** The runs' rates as a table cell: lowest–highest. */
+const range = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+/** The page's links for 64 tokens of each text sampler on its default model, one step per token
+ *  for llada and mdlm (`--vs-native`, `--ab`). */
+const SIXTY_FOUR = {
+  bd3: 'sampler=bd3&gen=64', llada: 'sampler=llada&gen=64&steps=64',
+  mdlm: 'sampler=mdlm&gen=64&steps=64', ar: 'sampler=ar&gen=64',
+};
 
 /** Long tasks (> 50 ms) on the page's main thread, recorded from the start. */
 async function watchLongTasks(page) {
@@ -99,12 +113,10 @@ if (process.argv.includes('--vs-native')) {
   const bin = process.env.UNMASK_BIN;
   if (!bin) throw new Error('--vs-native needs UNMASK_BIN=path/to/unmask');
   const { execFileSync } = await import('node:child_process');
-  // sampler → [the default model it runs on, the page's link, the native bench's row label]
+  // sampler → [the default model it runs on, the native bench's row label]
   const cases = {
-    bd3: ['bd3', 'sampler=bd3&gen=64', 'bd3 (KV cache)'],
-    llada: ['mdlm', 'sampler=llada&gen=64&steps=64', 'llada'],
-    mdlm: ['mdlm', 'sampler=mdlm&gen=64&steps=64', 'mdlm'],
-    ar: ['ar', 'sampler=ar&gen=64', 'ar (KV cache)'],
+    bd3: ['bd3', 'bd3 (KV cache)'], llada: ['mdlm', 'llada'], mdlm: ['mdlm', 'mdlm'],
+    ar: ['ar', 'ar (KV cache)'],
   };
   const rounds = Number(process.env.ROUNDS ?? 3);
   const page_ = {}; const native = {};
@@ -114,8 +126,8 @@ if (process.argv.includes('--vs-native')) {
   await page.goto(`${origin}?autoplay=1&seed=2&sampler=bd3&gen=24`);
   await done(page);
   for (let r = 0; r < rounds; r++) {
-    for (const [sampler, [model, q, label]] of Object.entries(cases)) {
-      await page.goto(`${origin}?autoplay=1&seed=1&${q}`);
+    for (const [sampler, [model, label]] of Object.entries(cases)) {
+      await page.goto(`${origin}?autoplay=1&seed=1&${SIXTY_FOUR[sampler]}`);
       const [lane] = await done(page);
       (page_[sampler] ??= []).push(lane.tokens * 1000 / lane.ms);
       const folder = new URL(`../../www/models/default/${model}/`, import.meta.url).pathname;
@@ -128,8 +140,6 @@ if (process.argv.includes('--vs-native')) {
   await context.close();
   await browser.close();
   server.close();
-  const range = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
-  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   console.log('| sampler (64 tokens) | page, CPU (wasm) | native, 1 thread | page / native (medians) |\n|---|---|---|---|');
   for (const s of Object.keys(cases)) {
     console.log(`| ${s} | ${range(page_[s])} | ${range(native[s])} | ${(100 * median(page_[s]) / median(native[s])).toFixed(0)}% |`);
@@ -143,14 +153,10 @@ if (process.argv.includes('--vs-native')) {
 if (process.argv.includes('--ab')) {
   const other = process.env.UNMASK_DIST_B;
   if (!other) throw new Error('--ab needs UNMASK_DIST_B=path/to/another/dist');
-  const serverB = http.createServer((req, res) => {
-    const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname.slice(1));
-    serveFile(res, path.resolve(other), rel, { 'cache-control': 'max-age=3600' });
-  });
+  const serverB = staticServer(path.resolve(other));
   const origins = { a: origin, b: `${await listen(serverB)}/` };
   const cases = {
-    bd3: ['sampler=bd3&gen=64', 'tokens'], llada: ['sampler=llada&gen=64&steps=64', 'tokens'],
-    mdlm: ['sampler=mdlm&gen=64&steps=64', 'tokens'], ar: ['sampler=ar&gen=64', 'tokens'],
+    ...Object.fromEntries(Object.entries(SIXTY_FOUR).map(([name, q]) => [name, [q, 'tokens']])),
     'Diffusion-LM': ['family=diffusion-lm&prompt=&gen=32&steps=50', 'steps'],
   };
   const rounds = Number(process.env.ROUNDS ?? 3);
@@ -177,8 +183,6 @@ if (process.argv.includes('--ab')) {
   await browser.close();
   server.close();
   serverB.close();
-  const range = (xs) => `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
-  const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   console.log(`a: ${dist}\nb: ${path.resolve(other)}\n`);
   console.log('| CPU fallback | a, per s | b, per s | b / a (medians) |\n|---|---|---|---|');
   for (const [name, [, unit]] of Object.entries(cases)) {
